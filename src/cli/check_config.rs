@@ -1,0 +1,91 @@
+//! `paver check-config`: validate, and say what is wrong where.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use paver::catalog::Catalog;
+use paver::config::{redact_url, Config};
+
+pub fn run(path: Option<&Path>) -> ExitCode {
+    let shown = path
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "(none: embedded defaults)".into());
+    let config = match Config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("config {shown}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut problems = config.problems();
+    let mut notes = Vec::new();
+    if let Some(file) = &config.catalog.file {
+        if file.exists() {
+            match Catalog::from_yaml_file(file) {
+                Ok(c) => {
+                    notes.push(format!(
+                        "catalog {}: {} components, {} teams, {} users, {} templates",
+                        file.display(),
+                        c.components().count(),
+                        c.groups().count(),
+                        c.users().count(),
+                        c.templates().count()
+                    ));
+                    for w in c.warnings() {
+                        notes.push(format!("catalog warning: {w}"));
+                    }
+                }
+                Err(e) => problems.push(format!("catalog.file: {e}")),
+            }
+        }
+    }
+    let set = |s: bool| if s { "set" } else { "not set" };
+    println!("config           {shown}");
+    println!("server.listen    {}", config.server.listen);
+    println!("database.url     {}", redact_url(&config.database.url));
+    println!(
+        "catalog          {}",
+        match (&config.catalog.file, &config.catalog.backstage_url) {
+            (Some(f), _) => format!("file {}", f.display()),
+            (None, Some(u)) => format!(
+                "Backstage {u} (token {})",
+                set(config.catalog.backstage_token.is_some())
+            ),
+            (None, None) => "none".into(),
+        }
+    );
+    println!("nlu.mode         {:?}", config.nlu.mode);
+    println!(
+        "slack            api {} · bot token {} · signing secret {} · app token {}",
+        config.slack.api_url,
+        set(config.slack.bot_token.is_some()),
+        set(config.slack.signing_secret.is_some()),
+        set(config.slack.app_token.is_some())
+    );
+    println!(
+        "discord          api {} · token {} · public key {}",
+        config.discord.api_url,
+        set(config.discord.token.is_some()),
+        set(config.discord.public_key.is_some())
+    );
+    println!(
+        "llm              {}",
+        match (&config.llm.base_url, &config.llm.model) {
+            (Some(u), Some(m)) =>
+                format!("{m} at {u} (api key {})", set(config.llm.api_key.is_some())),
+            _ => "not configured".into(),
+        }
+    );
+    for n in &notes {
+        println!("{n}");
+    }
+    if problems.is_empty() {
+        println!("ok");
+        ExitCode::SUCCESS
+    } else {
+        for p in &problems {
+            eprintln!("problem: {p}");
+        }
+        ExitCode::FAILURE
+    }
+}

@@ -1,0 +1,144 @@
+//! Subcommands of the `paver` binary.
+
+mod check_config;
+mod nlu;
+mod parse;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use paver::catalog::{BackstageClient, Catalog, CatalogSource};
+use paver::config::{self, Config, NluMode};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "paver",
+    version,
+    about = "Chat-ops for the platform: words in chat become typed, confirmed platform actions."
+)]
+pub struct Args {
+    /// Config file (default: $PAVER_CONFIG, else config/paver.toml when present).
+    #[arg(long, global = true, value_name = "PATH")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Parse requests: JSON Lines `{"id", "text"}` on stdin, one action per line on stdout.
+    Parse {
+        /// Backstage catalog YAML (multi-document); overrides the configured catalog.
+        #[arg(long, value_name = "PATH")]
+        catalog: Option<PathBuf>,
+        /// Understanding to use.
+        #[arg(long, value_enum)]
+        nlu: Option<NluMode>,
+    },
+    /// Understanding tools.
+    Nlu {
+        #[command(subcommand)]
+        command: NluCommand,
+    },
+    /// Validate the configuration and say what is wrong, with line context.
+    CheckConfig,
+}
+
+#[derive(Subcommand, Debug)]
+enum NluCommand {
+    /// Score the rules parser on an example set (JSONL with `expect`).
+    Eval {
+        file: PathBuf,
+        #[arg(long, value_name = "PATH")]
+        catalog: Option<PathBuf>,
+        /// Exit non-zero when overall accuracy is below this (0–1).
+        #[arg(long, value_name = "FRACTION")]
+        min_accuracy: Option<f64>,
+    },
+    /// Measure rules-parser throughput and latency on one core.
+    Bench {
+        file: PathBuf,
+        #[arg(long, value_name = "PATH")]
+        catalog: Option<PathBuf>,
+        /// How long to measure.
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+    },
+}
+
+pub fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("PAVER_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let config_path = config::resolve_path(args.config.as_deref());
+    match args.command {
+        Command::CheckConfig => Ok(check_config::run(config_path.as_deref())),
+        Command::Parse { catalog, nlu } => {
+            let config = load_config(config_path.as_deref())?;
+            let catalog = load_catalog(&config, catalog.as_deref())?;
+            parse::run(&config, &catalog, nlu.unwrap_or(config.nlu.mode))
+        }
+        Command::Nlu { command } => {
+            let config = load_config(config_path.as_deref())?;
+            match command {
+                NluCommand::Eval {
+                    file,
+                    catalog,
+                    min_accuracy,
+                } => {
+                    let catalog = load_catalog(&config, catalog.as_deref())?;
+                    nlu::eval(&catalog, &file, min_accuracy)
+                }
+                NluCommand::Bench {
+                    file,
+                    catalog,
+                    seconds,
+                } => {
+                    let catalog = load_catalog(&config, catalog.as_deref())?;
+                    nlu::bench(&catalog, &file, seconds)
+                }
+            }
+        }
+    }
+}
+
+fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
+    Ok(Config::load(path)?)
+}
+
+/// `--catalog` wins; then `catalog.file`; then a Backstage backend.
+pub fn catalog_source(config: &Config, explicit: Option<&Path>) -> Option<CatalogSource> {
+    if let Some(p) = explicit.or(config.catalog.file.as_deref()) {
+        return Some(CatalogSource::File(p.to_path_buf()));
+    }
+    config.catalog.backstage_url.as_ref().map(|url| {
+        CatalogSource::Backstage(BackstageClient::new(
+            url.clone(),
+            config.catalog.backstage_token.clone(),
+            Duration::from_secs(config.catalog.timeout_secs),
+        ))
+    })
+}
+
+fn load_catalog(config: &Config, explicit: Option<&Path>) -> anyhow::Result<Catalog> {
+    let Some(source) = catalog_source(config, explicit) else {
+        tracing::warn!("no catalog configured (catalog.file, catalog.backstage_url or --catalog): every service will be unknown");
+        return Ok(Catalog::default());
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    rt.block_on(source.load())
+        .with_context(|| format!("loading the catalog from {}", source.describe()))
+}

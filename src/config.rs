@@ -1,0 +1,509 @@
+//! Layered configuration: embedded defaults, then `config/paver.toml` (or
+//! `--config`/`PAVER_CONFIG`), then `PAVER_<SECTION>__<KEY>` variables.
+//!
+//! Secrets are never read from the config file itself: they come from the
+//! environment or from a file whose path the config names (`<key>_file`),
+//! so the config can be committed and shown without leaking anything.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Env, Format, Toml};
+use figment::Figment;
+use secrecy::SecretString;
+use serde::Deserialize;
+use url::Url;
+
+/// The file used when neither `--config` nor `PAVER_CONFIG` names one.
+pub const DEFAULT_PATH: &str = "config/paver.toml";
+
+/// Keys whose values are secrets: allowed from the environment, or as
+/// `<key>_file` in the config file, never inline.
+pub const SECRET_KEYS: [(&str, &str); 6] = [
+    ("catalog", "backstage_token"),
+    ("slack", "bot_token"),
+    ("slack", "signing_secret"),
+    ("slack", "app_token"),
+    ("discord", "token"),
+    ("llm", "api_key"),
+];
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub server: ServerConfig,
+    #[serde(default)]
+    pub database: DatabaseConfig,
+    #[serde(default)]
+    pub catalog: CatalogConfig,
+    #[serde(default)]
+    pub nlu: NluConfig,
+    #[serde(default)]
+    pub slack: SlackConfig,
+    #[serde(default)]
+    pub discord: DiscordConfig,
+    #[serde(default)]
+    pub llm: LlmConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseConfig {
+    pub url: String,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig {
+            url: "sqlite://var/paver.db".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CatalogConfig {
+    pub file: Option<PathBuf>,
+    pub backstage_url: Option<Url>,
+    pub backstage_token: Option<SecretString>,
+    pub backstage_token_file: Option<PathBuf>,
+    pub refresh_secs: u64,
+    pub timeout_secs: u64,
+}
+
+impl Default for CatalogConfig {
+    fn default() -> Self {
+        CatalogConfig {
+            file: None,
+            backstage_url: None,
+            backstage_token: None,
+            backstage_token_file: None,
+            refresh_secs: 300,
+            timeout_secs: 10,
+        }
+    }
+}
+
+/// Which understanding to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum NluMode {
+    /// The rules parser only.
+    Rules,
+    /// The configured LLM only.
+    Llm,
+    /// The LLM when one is configured, the rules parser otherwise.
+    #[default]
+    Auto,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct NluConfig {
+    #[serde(default)]
+    pub mode: NluMode,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SlackConfig {
+    pub bot_token: Option<SecretString>,
+    pub bot_token_file: Option<PathBuf>,
+    pub signing_secret: Option<SecretString>,
+    pub signing_secret_file: Option<PathBuf>,
+    pub app_token: Option<SecretString>,
+    pub app_token_file: Option<PathBuf>,
+    pub api_url: Url,
+}
+
+impl Default for SlackConfig {
+    fn default() -> Self {
+        SlackConfig {
+            bot_token: None,
+            bot_token_file: None,
+            signing_secret: None,
+            signing_secret_file: None,
+            app_token: None,
+            app_token_file: None,
+            api_url: Url::parse("https://slack.com/api/").expect("valid default URL"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DiscordConfig {
+    pub token: Option<SecretString>,
+    pub token_file: Option<PathBuf>,
+    pub application_id: Option<String>,
+    /// The application's Ed25519 public key (hex). Public, not a secret.
+    pub public_key: Option<String>,
+    pub api_url: Url,
+}
+
+impl Default for DiscordConfig {
+    fn default() -> Self {
+        DiscordConfig {
+            token: None,
+            token_file: None,
+            application_id: None,
+            public_key: None,
+            api_url: Url::parse("https://discord.com/api/v10").expect("valid default URL"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct LlmConfig {
+    pub base_url: Option<Url>,
+    pub api_key: Option<SecretString>,
+    pub api_key_file: Option<PathBuf>,
+    pub model: Option<String>,
+}
+
+impl LlmConfig {
+    pub fn is_configured(&self) -> bool {
+        self.base_url.is_some() && self.model.is_some()
+    }
+}
+
+/// What is wrong with a configuration, with enough context to fix it.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: invalid TOML: {message}")]
+    Syntax { path: String, message: String },
+    #[error("{path}:{line}: `{section}.{key}` is a secret and may not be written in the config file; set PAVER_{env} in the environment or `{key}_file` to a file holding it\n  {line} | {text}", env = format!("{}__{}", section.to_uppercase(), key.to_uppercase()))]
+    SecretInFile {
+        path: String,
+        section: String,
+        key: String,
+        line: usize,
+        text: String,
+    },
+    #[error("{location}{message}{context}")]
+    Invalid {
+        location: String,
+        message: String,
+        context: String,
+    },
+    #[error("cannot read secret file {path} for `{key}`: {source}")]
+    SecretFile {
+        key: String,
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Which file to read: `--config`, else `PAVER_CONFIG`, else the default
+/// path when it exists, else none (embedded defaults).
+pub fn resolve_path(explicit: Option<&Path>) -> Option<PathBuf> {
+    if let Some(p) = explicit {
+        return Some(p.to_path_buf());
+    }
+    if let Some(p) = std::env::var_os("PAVER_CONFIG").filter(|p| !p.is_empty()) {
+        return Some(PathBuf::from(p));
+    }
+    let default = PathBuf::from(DEFAULT_PATH);
+    default.exists().then_some(default)
+}
+
+impl Config {
+    /// Loads the layered configuration. `path` is the resolved file, if any.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut figment = Figment::new();
+        let mut text = None;
+        if let Some(path) = path {
+            let shown = path.display().to_string();
+            let body = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: shown.clone(),
+                source,
+            })?;
+            let table: toml::Table = toml::from_str(&body).map_err(|e| ConfigError::Syntax {
+                path: shown.clone(),
+                message: e.to_string(),
+            })?;
+            reject_inline_secrets(&shown, &body, &table)?;
+            figment = figment.merge(Toml::string(&body));
+            text = Some((shown, body));
+        }
+        figment = figment.merge(
+            Env::prefixed("PAVER_")
+                .filter(|k| k.as_str().contains("__"))
+                .split("__"),
+        );
+        let mut config: Config = figment.extract().map_err(|e| invalid(e, text.as_ref()))?;
+        config.read_secret_files()?;
+        Ok(config)
+    }
+
+    /// Fills each secret from its `_file` when the environment did not set it.
+    fn read_secret_files(&mut self) -> Result<(), ConfigError> {
+        fn fill(
+            key: &str,
+            value: &mut Option<SecretString>,
+            file: &Option<PathBuf>,
+        ) -> Result<(), ConfigError> {
+            if value.is_some() {
+                return Ok(());
+            }
+            if let Some(path) = file {
+                let raw =
+                    std::fs::read_to_string(path).map_err(|source| ConfigError::SecretFile {
+                        key: key.to_owned(),
+                        path: path.display().to_string(),
+                        source,
+                    })?;
+                *value = Some(SecretString::from(raw.trim().to_owned()));
+            }
+            Ok(())
+        }
+        fill(
+            "catalog.backstage_token",
+            &mut self.catalog.backstage_token,
+            &self.catalog.backstage_token_file,
+        )?;
+        fill(
+            "slack.bot_token",
+            &mut self.slack.bot_token,
+            &self.slack.bot_token_file,
+        )?;
+        fill(
+            "slack.signing_secret",
+            &mut self.slack.signing_secret,
+            &self.slack.signing_secret_file,
+        )?;
+        fill(
+            "slack.app_token",
+            &mut self.slack.app_token,
+            &self.slack.app_token_file,
+        )?;
+        fill(
+            "discord.token",
+            &mut self.discord.token,
+            &self.discord.token_file,
+        )?;
+        fill("llm.api_key", &mut self.llm.api_key, &self.llm.api_key_file)?;
+        Ok(())
+    }
+
+    /// Checks beyond types: things that parse but cannot work.
+    pub fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let db = &self.database.url;
+        if !(db.starts_with("sqlite:")
+            || db.starts_with("postgres://")
+            || db.starts_with("postgresql://"))
+        {
+            out.push(format!(
+                "database.url: `{}` is neither sqlite:… nor postgres://…",
+                redact_url(db)
+            ));
+        }
+        if self.catalog.refresh_secs == 0 {
+            out.push("catalog.refresh_secs: must be at least 1".into());
+        }
+        if let Some(f) = &self.catalog.file {
+            if !f.exists() {
+                out.push(format!("catalog.file: {} does not exist", f.display()));
+            }
+        }
+        if self.llm.base_url.is_some() != self.llm.model.is_some() {
+            out.push("llm: set both llm.base_url and llm.model, or neither".into());
+        }
+        if let Some(k) = &self.discord.public_key {
+            if k.len() != 64 || !k.bytes().all(|b| b.is_ascii_hexdigit()) {
+                out.push("discord.public_key: expected 64 hex characters".into());
+            }
+        }
+        out
+    }
+}
+
+/// Hides a password in a database URL before it is shown anywhere.
+pub fn redact_url(url: &str) -> String {
+    match Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
+fn reject_inline_secrets(path: &str, body: &str, table: &toml::Table) -> Result<(), ConfigError> {
+    for (section, key) in SECRET_KEYS {
+        let present = table
+            .get(section)
+            .and_then(|s| s.as_table())
+            .is_some_and(|s| s.contains_key(key));
+        if present {
+            let (line, text) = locate(body, &[section, key]).unwrap_or((0, String::new()));
+            return Err(ConfigError::SecretInFile {
+                path: path.to_owned(),
+                section: section.to_owned(),
+                key: key.to_owned(),
+                line,
+                text,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Finds the line defining `section.key` (or the section header when no
+/// key is given) in a simple TOML file: 1-based line number and its text.
+pub fn locate(body: &str, path: &[&str]) -> Option<(usize, String)> {
+    let mut current = String::new();
+    let mut header_line = None;
+    for (i, line) in body.lines().enumerate() {
+        let t = line.trim();
+        if let Some(h) = t.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
+            current = h.trim().to_owned();
+            if path.len() == 1 && current == path[0] {
+                return Some((i + 1, line.to_owned()));
+            }
+            if path.first() == Some(&current.as_str()) {
+                header_line = Some((i + 1, line.to_owned()));
+            }
+            continue;
+        }
+        if path.len() >= 2 && current == path[0] {
+            if let Some((k, _)) = t.split_once('=') {
+                if k.trim() == path[1] {
+                    return Some((i + 1, line.to_owned()));
+                }
+            }
+        }
+    }
+    header_line
+}
+
+fn invalid(e: figment::Error, text: Option<&(String, String)>) -> ConfigError {
+    let key: Vec<&str> = e.path.iter().map(String::as_str).collect();
+    let from_env = e
+        .metadata
+        .as_ref()
+        .is_some_and(|m| m.name.to_lowercase().contains("environment"));
+    let mut location = String::new();
+    let mut context = String::new();
+    let shown_key = key.join(".");
+    if from_env {
+        location = format!(
+            "environment variable PAVER_{}: ",
+            shown_key.replace('.', "__").to_uppercase()
+        );
+    } else if let Some((path, body)) = text {
+        // An unknown key is reported at its parent; point at the key itself.
+        let mut lookup = key.clone();
+        if let figment::error::Kind::UnknownField(field, _) = &e.kind {
+            lookup.push(field.as_str());
+        }
+        match locate(body, &lookup) {
+            Some((line, text)) => {
+                location = format!("{path}:{line}: ");
+                context = format!("\n  {line} | {text}");
+            }
+            None => location = format!("{path}: "),
+        }
+    }
+    let message = if shown_key.is_empty() {
+        e.kind.to_string()
+    } else {
+        format!("`{shown_key}`: {}", e.kind)
+    };
+    ConfigError::Invalid {
+        location,
+        message,
+        context,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(body: &str) -> tempfile::NamedTempFile {
+        use std::io::Write;
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(body.as_bytes()).unwrap();
+        f
+    }
+
+    #[test]
+    fn locates_keys_and_sections() {
+        let body = "# c\n[server]\nlisten = \"x\"\n\n[slack]\napi_url = \"y\"\n";
+        assert_eq!(locate(body, &["slack", "api_url"]).unwrap().0, 6);
+        assert_eq!(locate(body, &["server"]).unwrap().0, 2);
+        assert_eq!(locate(body, &["slack", "nope"]).unwrap().0, 5);
+    }
+
+    #[test]
+    fn inline_secrets_are_refused() {
+        let f = write("[slack]\nsigning_secret = \"hunter2\"\n");
+        let err = Config::load(Some(f.path())).unwrap_err().to_string();
+        assert!(err.contains(":2:"), "{err}");
+        assert!(err.contains("PAVER_SLACK__SIGNING_SECRET"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_name_their_line() {
+        let f = write("[server]\nlisten = \"not an address\"\n");
+        let err = Config::load(Some(f.path())).unwrap_err().to_string();
+        assert!(
+            err.contains(":2:") && err.contains("server.listen"),
+            "{err}"
+        );
+        let f = write("[catalog]\nfiel = \"x\"\n");
+        let err = Config::load(Some(f.path())).unwrap_err().to_string();
+        assert!(err.contains(":2:") && err.contains("fiel"), "{err}");
+        let f = write("[catalog\n");
+        assert!(matches!(
+            Config::load(Some(f.path())),
+            Err(ConfigError::Syntax { .. })
+        ));
+    }
+
+    #[test]
+    fn secret_files_are_read_and_never_shown() {
+        let secret = write("s3cr3t\n");
+        let f = write(&format!(
+            "[slack]\nsigning_secret_file = \"{}\"\n",
+            secret.path().display()
+        ));
+        let c = Config::load(Some(f.path())).unwrap();
+        use secrecy::ExposeSecret;
+        assert_eq!(
+            c.slack.signing_secret.as_ref().unwrap().expose_secret(),
+            "s3cr3t"
+        );
+        assert!(!format!("{c:?}").contains("s3cr3t"));
+    }
+
+    #[test]
+    fn redacts_database_passwords() {
+        assert_eq!(redact_url("postgres://u:pw@h/db"), "postgres://u:***@h/db");
+    }
+}

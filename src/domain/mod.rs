@@ -1,0 +1,14 @@
+//! Domain types: the typed action contract and the newtypes it is built from.
+//!
+//! Every value here is parsed once at the edge and is valid by construction,
+//! so nothing past the parser re-checks a service name or an environment.
+
+mod action;
+mod names;
+mod resource;
+mod version;
+
+pub use action::{Action, ActionKind, Field, ScorecardTarget};
+pub use names::{Environment, NameError, ServiceName, TeamName, TemplateName, UserName};
+pub use resource::ResourceKind;
+pub use version::Version;

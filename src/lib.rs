@@ -1,0 +1,9 @@
+//! Paver: a chat-ops bot for platform engineering.
+//!
+//! The library holds everything the `paver` binary does, so integration tests
+//! and benchmarks drive the same code the binary runs.
+
+pub mod catalog;
+pub mod config;
+pub mod domain;
+pub mod nlu;
