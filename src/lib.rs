@@ -7,3 +7,4 @@ pub mod catalog;
 pub mod config;
 pub mod domain;
 pub mod nlu;
+pub mod drivers;

@@ -1,0 +1,1 @@
+//! GitOps driver (in progress).
