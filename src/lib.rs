@@ -4,7 +4,10 @@
 //! and benchmarks drive the same code the binary runs.
 
 pub mod catalog;
+pub mod chat;
 pub mod config;
 pub mod domain;
 pub mod nlu;
+pub mod requests;
+pub mod storage;
 pub mod drivers;

@@ -1,5 +1,6 @@
 //! Subcommands of the `paver` binary.
 
+mod chat;
 mod check_config;
 mod nlu;
 mod parse;
@@ -46,6 +47,17 @@ enum Command {
     },
     /// Validate the configuration and say what is wrong, with line context.
     CheckConfig,
+    /// Chat with Paver in the terminal (or a pipe) as a catalog user.
+    Chat {
+        /// The catalog user you speak as (default: the first in the catalog).
+        #[arg(long = "as", value_name = "USER")]
+        as_user: Option<String>,
+        /// Backstage catalog YAML; overrides the configured catalog.
+        #[arg(long, value_name = "PATH")]
+        catalog: Option<PathBuf>,
+    },
+    /// Create or upgrade the database schema, then exit.
+    Migrate,
 }
 
 #[derive(Subcommand, Debug)]
@@ -83,6 +95,21 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let config_path = config::resolve_path(args.config.as_deref());
     match args.command {
         Command::CheckConfig => Ok(check_config::run(config_path.as_deref())),
+        Command::Chat { as_user, catalog } => {
+            let config = load_config(config_path.as_deref())?;
+            chat::run(&config, catalog.as_deref(), as_user)
+        }
+        Command::Migrate => {
+            let config = load_config(config_path.as_deref())?;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?;
+            rt.block_on(paver::storage::Db::connect(&config.database.url))
+                .with_context(|| format!("migrating {}", config::redact_url(&config.database.url)))?;
+            println!("database {} is up to date", config::redact_url(&config.database.url));
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Parse { catalog, nlu } => {
             let config = load_config(config_path.as_deref())?;
             let catalog = load_catalog(&config, catalog.as_deref())?;

@@ -1,0 +1,146 @@
+//! The console adapter: a terminal chat. Cards print with numbered buttons;
+//! `/press` presses one on the latest card that has it.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+
+use super::{ButtonStyle, ChatSink, Message, SendError, Tone};
+
+/// What the console has shown: every card by reference, latest last.
+#[derive(Default)]
+struct Shown {
+    next: u64,
+    cards: Vec<(String, Message)>,
+}
+
+/// Prints messages to a writer (stdout in `paver chat`).
+#[derive(Clone)]
+pub struct ConsoleSink {
+    shown: Arc<Mutex<Shown>>,
+    out: Arc<Mutex<Box<dyn Write + Send>>>,
+}
+
+impl ConsoleSink {
+    pub fn new(out: Box<dyn Write + Send>) -> Self {
+        ConsoleSink {
+            shown: Arc::new(Mutex::new(Shown::default())),
+            out: Arc::new(Mutex::new(out)),
+        }
+    }
+
+    fn print(&self, text: &str) {
+        let mut out = self.out.lock().unwrap_or_else(|p| p.into_inner());
+        let _ = out.write_all(text.as_bytes());
+        let _ = out.flush();
+    }
+
+    /// The payload of the button `which` (a label, or a number counting
+    /// from 1) on the latest card that has such a button.
+    pub fn find_button(&self, which: &str) -> Option<String> {
+        let shown = self.shown.lock().unwrap_or_else(|p| p.into_inner());
+        let which = which.trim();
+        let index: Option<usize> = which.parse().ok();
+        shown.cards.iter().rev().find_map(|(_, m)| match index {
+            Some(n) if n >= 1 => m.buttons.get(n - 1).map(|b| b.payload.clone()),
+            Some(_) => None,
+            None => m
+                .buttons
+                .iter()
+                .find(|b| b.label.eq_ignore_ascii_case(which))
+                .map(|b| b.payload.clone()),
+        })
+    }
+
+    fn remember(&self, message: &Message) -> String {
+        let mut shown = self.shown.lock().unwrap_or_else(|p| p.into_inner());
+        shown.next += 1;
+        // Unique across restarts: the cards table outlives this process.
+        let r = format!("console-{}-{}", chrono::Utc::now().timestamp_millis(), shown.next);
+        shown.cards.push((r.clone(), message.clone()));
+        r
+    }
+}
+
+/// Renders a message as indented plain text.
+pub fn render(message: &Message, thread: bool) -> String {
+    let lead = if thread { "  ↳ " } else { "" };
+    let pad = if thread { "    " } else { "" };
+    let mut s = String::new();
+    let mark = match message.tone {
+        Tone::Info => "",
+        Tone::Success => "✓ ",
+        Tone::Warning => "! ",
+        Tone::Danger => "✗ ",
+    };
+    let mut first = true;
+    let mut line = |s: &mut String, text: &str| {
+        s.push_str(if first { lead } else { pad });
+        s.push_str(text);
+        s.push('\n');
+        first = false;
+    };
+    if let Some(t) = &message.title {
+        line(&mut s, &format!("┌ {mark}{t}"));
+        for (k, v) in &message.fields {
+            line(&mut s, &format!("│ {k}: {v}"));
+        }
+        if !message.text.is_empty() {
+            for l in message.text.lines() {
+                line(&mut s, &format!("│ {l}"));
+            }
+        }
+        if let Some(c) = &message.context {
+            line(&mut s, &format!("│ ({c})"));
+        }
+        let buttons: Vec<String> = message
+            .buttons
+            .iter()
+            .enumerate()
+            .map(|(i, b)| match b.style {
+                ButtonStyle::Danger => format!("[{} {}!]", i + 1, b.label),
+                _ => format!("[{} {}]", i + 1, b.label),
+            })
+            .collect();
+        if buttons.is_empty() {
+            line(&mut s, "└");
+        } else {
+            line(&mut s, &format!("└ {}   (/press LABEL or /press N)", buttons.join(" ")));
+        }
+    } else {
+        for (i, l) in message.text.lines().enumerate() {
+            line(&mut s, &if i == 0 { format!("{mark}{l}") } else { l.to_owned() });
+        }
+        for (k, v) in &message.fields {
+            line(&mut s, &format!("  {k}: {v}"));
+        }
+    }
+    s
+}
+
+#[async_trait]
+impl ChatSink for ConsoleSink {
+    async fn post(&self, _channel: &str, thread: Option<&str>, message: &Message) -> Result<String, SendError> {
+        let r = self.remember(message);
+        self.print(&format!("paver> {}", render(message, thread.is_some()).trim_start()));
+        Ok(r)
+    }
+
+    async fn update(&self, _channel: &str, message_ref: &str, message: &Message) -> Result<(), SendError> {
+        {
+            let mut shown = self.shown.lock().unwrap_or_else(|p| p.into_inner());
+            match shown.cards.iter_mut().find(|(r, _)| r == message_ref) {
+                Some((_, m)) => *m = message.clone(),
+                None => return Err(SendError::Permanent(format!("no message {message_ref}"))),
+            }
+        }
+        self.print(&format!("paver (updated)> {}", render(message, false).trim_start()));
+        Ok(())
+    }
+
+    async fn ephemeral(&self, _channel: &str, user: &str, _thread: Option<&str>, message: &Message) -> Result<(), SendError> {
+        self.print(&format!("paver (only {user} sees this)> {}", render(message, false).trim_start()));
+        Ok(())
+    }
+}

@@ -1,0 +1,555 @@
+//! Every message Paver writes, in one place, built from stored state.
+
+use chrono::{TimeZone, Utc};
+
+use super::{Button, ButtonOp, ButtonPayload, ButtonStyle, Message, Tone};
+use crate::catalog::Catalog;
+use crate::domain::{Action, ActionKind, Field, ResourceKind, ScorecardTarget, ServiceName};
+use crate::drivers::{DriverError, EnvStatus, Outcome};
+use crate::requests::state::RequestState;
+use crate::storage::Request;
+
+/// One line saying what an action does.
+pub fn describe(action: &Action) -> String {
+    let list = |r: &[ResourceKind]| {
+        r.iter()
+            .map(|k| k.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    match action {
+        Action::CreateEnvironment {
+            service,
+            environment,
+            resources,
+        } if resources.is_empty() => format!("Create {environment} for {service}"),
+        Action::CreateEnvironment {
+            service,
+            environment,
+            resources,
+        } => format!("Create {environment} for {service} with {}", list(resources)),
+        Action::DestroyEnvironment {
+            service,
+            environment,
+        } => format!("Destroy {environment} of {service}"),
+        Action::AddResource {
+            service,
+            environment,
+            resources,
+        } => format!("Add {} to {service} in {environment}", list(resources)),
+        Action::Deploy {
+            service,
+            environment,
+            version,
+        } => match version {
+            Some(v) => format!("Deploy {service} {v} to {environment}"),
+            None => format!("Redeploy {service} in {environment}"),
+        },
+        Action::Rollback {
+            service,
+            environment,
+            version,
+        } => match version {
+            Some(v) => format!("Roll back {service} in {environment} to {v}"),
+            None => format!("Roll back {service} in {environment} to the previous version"),
+        },
+        Action::Promote { service, from, to } => {
+            format!("Promote {service} from {from} to {to}")
+        }
+        Action::Scale {
+            service,
+            environment,
+            replicas,
+        } => format!("Scale {service} in {environment} to {replicas} replicas"),
+        Action::Restart {
+            service,
+            environment,
+        } => format!("Restart {service} in {environment}"),
+        Action::ScaffoldService {
+            name, template, ..
+        } => format!("Scaffold a new service {name} from {template}"),
+        Action::Status { service, .. } => format!("Status of {service}"),
+        Action::WhoOwns { service } => format!("Owner of {service}"),
+        Action::Scorecard { .. } => "Scorecard".into(),
+        Action::Ask { .. } => "Question".into(),
+        Action::Help => "Help".into(),
+        Action::Nothing => "Nothing".into(),
+        Action::Clarify { .. } => "Clarification".into(),
+    }
+}
+
+/// The golden path's default size for each resource type.
+pub fn golden_path(kind: ResourceKind) -> &'static str {
+    match kind {
+        ResourceKind::Postgres => "PostgreSQL 16 · 2 vCPU · 4 GiB · daily backups",
+        ResourceKind::Mysql => "MySQL 8.4 · 2 vCPU · 4 GiB · daily backups",
+        ResourceKind::Redis => "Redis 7 · 1 GiB",
+        ResourceKind::Kafka => "Kafka 3.7 · one topic · 3 partitions",
+        ResourceKind::Rabbitmq => "RabbitMQ 3.13 · one vhost",
+        ResourceKind::S3 => "S3 bucket · private · versioned",
+        ResourceKind::Mongodb => "MongoDB 7 · 2 vCPU · 4 GiB",
+        ResourceKind::Opensearch => "OpenSearch 2 · 3 nodes",
+    }
+}
+
+fn confirm_label(kind: ActionKind) -> &'static str {
+    match kind {
+        ActionKind::CreateEnvironment => "Create",
+        ActionKind::DestroyEnvironment => "Destroy",
+        ActionKind::AddResource => "Add",
+        ActionKind::Deploy => "Deploy",
+        ActionKind::Rollback => "Roll back",
+        ActionKind::Promote => "Promote",
+        ActionKind::Scale => "Scale",
+        ActionKind::Restart => "Restart",
+        ActionKind::ScaffoldService => "Scaffold",
+        ActionKind::Status
+        | ActionKind::WhoOwns
+        | ActionKind::Scorecard
+        | ActionKind::Ask
+        | ActionKind::Help
+        | ActionKind::Nothing
+        | ActionKind::Clarify => "OK",
+    }
+}
+
+fn button(req: &Request, op: ButtonOp, label: &str, style: ButtonStyle) -> Button {
+    Button {
+        label: label.into(),
+        style,
+        payload: ButtonPayload {
+            op,
+            request_id: req.id.clone(),
+            nonce: req.nonce.clone(),
+        }
+        .encode(),
+        confirm: None,
+    }
+}
+
+pub fn when(ms: i64) -> String {
+    Utc.timestamp_millis_opt(ms)
+        .single()
+        .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+        .unwrap_or_else(|| "?".into())
+}
+
+fn state_line(req: &Request) -> String {
+    match req.state {
+        RequestState::Proposed => "Waiting for your confirmation".into(),
+        RequestState::Confirmed => "Confirmed".into(),
+        RequestState::AwaitingApproval => match &req.approvers {
+            Some(a) => format!("Waiting for approval by {}", a.describe()),
+            None => "Waiting for approval".into(),
+        },
+        RequestState::Approved => "Approved, queued".into(),
+        RequestState::Executing => "Running…".into(),
+        RequestState::Succeeded => "Done".into(),
+        RequestState::Failed => format!(
+            "Failed: {}",
+            req.error.as_deref().unwrap_or("unknown error")
+        ),
+        RequestState::Cancelled => "Cancelled".into(),
+        RequestState::Denied => "Denied".into(),
+        RequestState::Expired => "Expired before anyone acted".into(),
+    }
+}
+
+/// The request's card, derived from its stored state (so every update of
+/// the card in place shows the same thing a restart would).
+pub fn card(req: &Request, catalog: &Catalog, progress: Option<&str>) -> Message {
+    let action = &req.action;
+    let mut fields: Vec<(String, String)> = Vec::new();
+    match action {
+        Action::ScaffoldService {
+            name,
+            template,
+            owner,
+        } => {
+            fields.push(("Name".into(), name.to_string()));
+            fields.push(("Template".into(), template.to_string()));
+            if let Some(o) = owner {
+                fields.push(("Owner".into(), o.to_string()));
+            }
+        }
+        _ => {
+            if let Some(s) = action.service() {
+                fields.push(("Service".into(), s.to_string()));
+            }
+            match action {
+                Action::Promote { from, to, .. } => {
+                    fields.push(("From".into(), from.to_string()));
+                    fields.push(("To".into(), to.to_string()));
+                }
+                _ => {
+                    if let Some(e) = action.environment() {
+                        fields.push(("Environment".into(), e.to_string()));
+                    }
+                }
+            }
+        }
+    }
+    match action {
+        Action::CreateEnvironment { resources, .. } | Action::AddResource { resources, .. } => {
+            for r in resources {
+                fields.push((format!("Resource: {r}"), golden_path(*r).into()));
+            }
+        }
+        Action::Deploy { version, .. } | Action::Rollback { version, .. } => {
+            if let Some(v) = version {
+                fields.push(("Version".into(), v.to_string()));
+            }
+        }
+        Action::Scale { replicas, .. } => fields.push(("Replicas".into(), replicas.to_string())),
+        _ => {}
+    }
+    if let Some(s) = action.service() {
+        let owner = catalog
+            .component(s.as_str())
+            .and_then(|c| c.owner.as_ref())
+            .map(|o| o.to_string())
+            .unwrap_or_else(|| "no owner in the catalog".into());
+        fields.push(("Owner".into(), owner));
+    }
+    fields.push(("Requested by".into(), req.requester.clone()));
+    if let Some(a) = &req.approver {
+        fields.push(("Approved by".into(), a.clone()));
+    }
+    let mut status = state_line(req);
+    if let (RequestState::Executing, Some(p)) = (req.state, progress) {
+        status = format!("Running: {p}");
+    }
+    fields.push(("Status".into(), status));
+    if let Some(url) = &req.result_url {
+        fields.push(("URL".into(), url.clone()));
+    }
+    let mut context: Vec<String> = req.notes.clone();
+    if let Some(exp) = req.approval_expires_at {
+        if req.state == RequestState::AwaitingApproval {
+            context.push(format!("Approval expires {}", when(exp)));
+        }
+    }
+    context.push(format!("Request {} · {}", req.id, when(req.created_at)));
+    let kind = action.kind();
+    let destructive = kind == ActionKind::DestroyEnvironment;
+    let buttons = match req.state {
+        RequestState::Proposed => {
+            let mut confirm = button(
+                req,
+                ButtonOp::Confirm,
+                confirm_label(kind),
+                if destructive {
+                    ButtonStyle::Danger
+                } else {
+                    ButtonStyle::Primary
+                },
+            );
+            if destructive {
+                confirm.confirm = Some(format!("{}? This cannot be undone.", describe(action)));
+            }
+            vec![confirm, button(req, ButtonOp::Cancel, "Cancel", ButtonStyle::Default)]
+        }
+        RequestState::AwaitingApproval => vec![
+            button(req, ButtonOp::Approve, "Approve", ButtonStyle::Primary),
+            button(req, ButtonOp::Deny, "Deny", ButtonStyle::Danger),
+            button(req, ButtonOp::Cancel, "Cancel", ButtonStyle::Default),
+        ],
+        RequestState::Failed => vec![button(req, ButtonOp::Retry, "Retry", ButtonStyle::Primary)],
+        _ => Vec::new(),
+    };
+    let tone = match req.state {
+        RequestState::Succeeded => Tone::Success,
+        RequestState::Failed | RequestState::Denied => Tone::Danger,
+        RequestState::AwaitingApproval => Tone::Warning,
+        _ if destructive => Tone::Warning,
+        _ => Tone::Info,
+    };
+    Message {
+        title: Some(describe(action)),
+        text: String::new(),
+        fields,
+        context: Some(context.join(" · ")),
+        buttons,
+        tone,
+    }
+}
+
+pub fn notice(text: impl Into<String>) -> Message {
+    Message {
+        text: text.into(),
+        ..Message::default()
+    }
+}
+
+pub fn approval_needed(req: &Request, rule: &str) -> Message {
+    let who = req
+        .approvers
+        .as_ref()
+        .map(|a| a.describe())
+        .unwrap_or_else(|| "an approver".into());
+    Message {
+        text: format!(
+            "Approval needed from {who} (policy: {rule}). {} asked to {}; press Approve or Deny on the card.",
+            req.requester,
+            lowercase_first(&describe(&req.action))
+        ),
+        tone: Tone::Warning,
+        ..Message::default()
+    }
+}
+
+pub fn denied(reason: &str) -> Message {
+    Message {
+        text: format!("Not allowed: {reason}"),
+        tone: Tone::Danger,
+        ..Message::default()
+    }
+}
+
+pub fn succeeded(req: &Request, outcome: &Outcome) -> Message {
+    let mut text = format!("Done: {}.", outcome.summary.trim_end_matches('.'));
+    if let Some(url) = &outcome.url {
+        text.push_str(&format!("\nURL: {url}"));
+    }
+    if let Action::CreateEnvironment {
+        service,
+        environment,
+        resources,
+    }
+    | Action::AddResource {
+        service,
+        environment,
+        resources,
+    } = &req.action
+    {
+        for r in resources {
+            // A reference to where the credentials live, never the credentials.
+            text.push_str(&format!(
+                "\n{r}: connection details in Vault at secret/{service}/{environment}/{r}"
+            ));
+        }
+    }
+    Message {
+        text,
+        fields: outcome.links.clone(),
+        tone: Tone::Success,
+        ..Message::default()
+    }
+}
+
+pub fn failed(req: &Request, error: &DriverError) -> Message {
+    Message {
+        text: format!(
+            "Failed to {}: {error}\nThe request is kept as failed; press Retry on the card to run it again.",
+            lowercase_first(&describe(&req.action))
+        ),
+        tone: Tone::Danger,
+        ..Message::default()
+    }
+}
+
+fn lowercase_first(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_lowercase().collect::<String>() + c.as_str(),
+        None => String::new(),
+    }
+}
+
+pub fn unknown_user(user: &str) -> Message {
+    notice(format!(
+        "I don't know {user} in the catalog, so I can't take change requests from you. \
+         Ask the platform team to add your chat id to your catalog User entity \
+         (annotation slack.com/user-id or discord.com/user-id). You can still ask questions and read status."
+    ))
+}
+
+/// Help lists every action; the match is exhaustive, so a new action does
+/// not compile until help mentions it.
+pub fn help() -> Message {
+    let mut lines = vec!["Here is what I can do. Mention me or DM me in plain words:".to_owned()];
+    for kind in ActionKind::ALL {
+        let line = match kind {
+            ActionKind::CreateEnvironment => "• create staging for order-service with postgres and redis",
+            ActionKind::DestroyEnvironment => "• tear down the preview env of cart-service",
+            ActionKind::AddResource => "• add a redis cache to checkout-api in staging",
+            ActionKind::Deploy => "• deploy checkout-api 2.3.1 to prod",
+            ActionKind::Rollback => "• roll back billing-api in production",
+            ActionKind::Promote => "• promote order-service from staging to production",
+            ActionKind::Scale => "• scale order-worker to 5 replicas in production",
+            ActionKind::Restart => "• restart auth-service in staging",
+            ActionKind::ScaffoldService => "• create a new go service called invoice-api for team-commerce",
+            ActionKind::Status => "• what's the status of order-service in staging?",
+            ActionKind::WhoOwns => "• who owns payment-gateway?",
+            ActionKind::Scorecard => "• scorecard for team-payments",
+            ActionKind::Ask => "• how do I rotate my database credentials? (questions for the platform team)",
+            ActionKind::Help | ActionKind::Nothing | ActionKind::Clarify => continue,
+        };
+        lines.push(line.to_owned());
+    }
+    lines.push(
+        "Nothing changes until you press the button on the card I show you; some changes also need an approver."
+            .into(),
+    );
+    notice(lines.join("\n"))
+}
+
+pub fn clarify(missing: &[Field], candidates: &[String], intent: Option<ActionKind>) -> Message {
+    let what = intent
+        .map(|k| format!(" to {}", k.as_str().replace('_', " ")))
+        .unwrap_or_default();
+    let mut asks = Vec::new();
+    for m in missing {
+        asks.push(match m {
+            Field::Service if !candidates.is_empty() => format!(
+                "Which service did you mean: {}?",
+                candidates.join(", ")
+            ),
+            Field::Service => "Which service? I could not find it in the catalog.".to_owned(),
+            Field::Environment => "Which environment: dev, staging, production or preview?".to_owned(),
+            Field::Template if !candidates.is_empty() => format!(
+                "Which template: {}?",
+                candidates.join(", ")
+            ),
+            Field::Name => "What should the new service be called (lowercase letters, digits and hyphens, not a name already in the catalog)?".to_owned(),
+            Field::Replicas => "How many replicas?".to_owned(),
+            Field::From => "Promote from which environment?".to_owned(),
+            Field::To => "Promote to which environment?".to_owned(),
+            other => format!("What {other}?"),
+        });
+    }
+    notice(format!("I need a bit more{what}. {} Say the whole request again with it.", asks.join(" ")))
+}
+
+pub fn ask(question: &str, catalog: &Catalog) -> Message {
+    let channel = catalog
+        .group("team-platform")
+        .and_then(|g| g.slack_channel.clone())
+        .map(|c| format!(" in <#{c}>"))
+        .unwrap_or_default();
+    notice(format!(
+        "That sounds like a question for the platform team (\"{question}\"). I can't answer from the docs yet; ask the platform team{channel}, or say `help` to see what I can do."
+    ))
+}
+
+pub fn who_owns(catalog: &Catalog, service: &ServiceName) -> Message {
+    let Some(component) = catalog.component(service.as_str()) else {
+        return notice(format!("{service} is not in the catalog."));
+    };
+    let Some(team) = component.owner.as_ref().and_then(|o| catalog.group(o.as_str())) else {
+        return notice(format!("{service} has no owning team in the catalog. That is worth fixing: add spec.owner to its catalog-info.yaml."));
+    };
+    let mut fields = vec![("Team".to_owned(), team.name.to_string())];
+    if let Some(c) = &team.slack_channel {
+        fields.push(("Slack".into(), format!("<#{c}>")));
+    }
+    if let Some(c) = &team.discord_channel {
+        fields.push(("Discord".into(), format!("<#{c}>")));
+    }
+    if !team.members.is_empty() {
+        let mut m: Vec<String> = team.members.iter().map(|u| u.to_string()).collect();
+        m.sort();
+        fields.push(("Members".into(), m.join(", ")));
+    }
+    Message {
+        title: Some(format!("{service} is owned by {}", team.title.clone().unwrap_or_else(|| team.name.to_string()))),
+        fields,
+        ..Message::default()
+    }
+}
+
+pub fn status(service: &ServiceName, envs: Result<Vec<EnvStatus>, DriverError>) -> Message {
+    match envs {
+        Err(e) => notice(format!("I couldn't read the state of {service}: {e}")),
+        Ok(envs) if envs.is_empty() => notice(format!("{service} has no environments that I manage yet.")),
+        Ok(envs) => {
+            let fields = envs
+                .iter()
+                .map(|e| {
+                    let mut parts = vec![format!("version {}", e.version.as_deref().unwrap_or("?"))];
+                    if let Some(r) = e.replicas {
+                        parts.push(format!("{r} replicas"));
+                    }
+                    if !e.resources.is_empty() {
+                        parts.push(e.resources.iter().map(|r| r.as_str()).collect::<Vec<_>>().join("+"));
+                    }
+                    if let Some(h) = &e.health {
+                        parts.push(h.clone());
+                    }
+                    if let Some(u) = &e.url {
+                        parts.push(u.clone());
+                    }
+                    if let Some(x) = e.expires_at {
+                        parts.push(format!("expires {}", when(x * 1000)));
+                    }
+                    (e.environment.to_string(), parts.join(" · "))
+                })
+                .collect();
+            Message {
+                title: Some(format!("Status of {service}")),
+                fields,
+                ..Message::default()
+            }
+        }
+    }
+}
+
+/// Catalog hygiene checks, weighted by how much they hurt.
+fn checks(c: &crate::catalog::Component) -> Vec<(&'static str, bool, &'static str)> {
+    vec![
+        ("has-owner (critical)", c.owner.is_some(), "set spec.owner to a team"),
+        (
+            "has-oncall (high)",
+            c.annotations.contains_key("pagerduty.com/service-id"),
+            "add the pagerduty.com/service-id annotation",
+        ),
+        (
+            "has-techdocs (medium)",
+            c.annotations.contains_key("backstage.io/techdocs-ref"),
+            "add docs and the backstage.io/techdocs-ref annotation",
+        ),
+        (
+            "lifecycle-set (low)",
+            c.lifecycle.as_deref().is_some_and(|l| l != "deprecated"),
+            "set spec.lifecycle (and retire deprecated services)",
+        ),
+    ]
+}
+
+pub fn scorecard(catalog: &Catalog, target: &ScorecardTarget) -> Message {
+    let components: Vec<&crate::catalog::Component> = match target {
+        ScorecardTarget::Service { service } => catalog.component(service.as_str()).into_iter().collect(),
+        ScorecardTarget::Team { team } => catalog
+            .components()
+            .filter(|c| c.owner.as_ref() == Some(team))
+            .collect(),
+    };
+    let title = match target {
+        ScorecardTarget::Service { service } => format!("Scorecard for {service}"),
+        ScorecardTarget::Team { team } => format!("Scorecard for {team}"),
+    };
+    if components.is_empty() {
+        return notice(format!("{title}: nothing in the catalog to score."));
+    }
+    let mut fields = Vec::new();
+    for c in components {
+        let results = checks(c);
+        let passed = results.iter().filter(|(_, ok, _)| *ok).count();
+        let failing: Vec<String> = results
+            .iter()
+            .filter(|(_, ok, _)| !ok)
+            .map(|(name, _, fix)| format!("✗ {name}: {fix}"))
+            .collect();
+        let value = if failing.is_empty() {
+            format!("{passed}/{} checks pass", results.len())
+        } else {
+            format!("{passed}/{} · {}", results.len(), failing.join("; "))
+        };
+        fields.push((c.name.to_string(), value));
+    }
+    Message {
+        title: Some(title),
+        fields,
+        ..Message::default()
+    }
+}

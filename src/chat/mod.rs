@@ -1,0 +1,239 @@
+//! The platform-neutral chat model: what Paver says, before any adapter
+//! renders it as Block Kit, a Discord embed or console text.
+
+pub mod console;
+pub mod dispatcher;
+pub mod messages;
+
+use std::fmt;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+/// One message or card.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Message {
+    pub title: Option<String>,
+    pub text: String,
+    /// Label and value pairs, shown as a small table.
+    pub fields: Vec<(String, String)>,
+    /// A footnote: policy notes, who did what, when.
+    pub context: Option<String>,
+    /// The first button is always the primary, confirming one.
+    pub buttons: Vec<Button>,
+    pub tone: Tone,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Tone {
+    #[default]
+    Info,
+    Success,
+    Warning,
+    Danger,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Button {
+    pub label: String,
+    pub style: ButtonStyle,
+    /// Encoded [`ButtonPayload`]: the operation, a request id and a nonce.
+    pub payload: String,
+    /// A confirmation question shown before a destructive press.
+    pub confirm: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ButtonStyle {
+    Primary,
+    Danger,
+    Default,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ButtonOp {
+    Confirm,
+    Cancel,
+    Approve,
+    Deny,
+    Retry,
+}
+
+impl ButtonOp {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ButtonOp::Confirm => "confirm",
+            ButtonOp::Cancel => "cancel",
+            ButtonOp::Approve => "approve",
+            ButtonOp::Deny => "deny",
+            ButtonOp::Retry => "retry",
+        }
+    }
+}
+
+/// What a button carries: never the action, only which request and which
+/// operation, plus the request's nonce so ids cannot be guessed into presses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ButtonPayload {
+    pub op: ButtonOp,
+    pub request_id: String,
+    pub nonce: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not a Paver button payload: {0:?}")]
+pub struct BadPayload(pub String);
+
+impl ButtonPayload {
+    pub fn encode(&self) -> String {
+        format!("{}:{}:{}", self.op.as_str(), self.request_id, self.nonce)
+    }
+
+    pub fn parse(s: &str) -> Result<Self, BadPayload> {
+        let bad = || BadPayload(s.chars().take(100).collect());
+        let mut it = s.splitn(3, ':');
+        let op = match it.next().ok_or_else(bad)? {
+            "confirm" => ButtonOp::Confirm,
+            "cancel" => ButtonOp::Cancel,
+            "approve" => ButtonOp::Approve,
+            "deny" => ButtonOp::Deny,
+            "retry" => ButtonOp::Retry,
+            _ => return Err(bad()),
+        };
+        let request_id = it.next().ok_or_else(bad)?;
+        let nonce = it.next().ok_or_else(bad)?;
+        let valid = |p: &str| {
+            !p.is_empty() && p.len() <= 40 && p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        };
+        if !valid(request_id) || !valid(nonce) {
+            return Err(bad());
+        }
+        Ok(ButtonPayload {
+            op,
+            request_id: request_id.to_owned(),
+            nonce: nonce.to_owned(),
+        })
+    }
+}
+
+/// The chat platforms Paver speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Platform {
+    Console,
+    Slack,
+    Discord,
+}
+
+impl Platform {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Platform::Console => "console",
+            Platform::Slack => "slack",
+            Platform::Discord => "discord",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        [Platform::Console, Platform::Slack, Platform::Discord]
+            .into_iter()
+            .find(|p| p.as_str() == s)
+    }
+}
+
+impl fmt::Display for Platform {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Someone in a chat, and who they are in the catalog (if anyone).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChatUser {
+    pub platform: Platform,
+    pub id: String,
+    pub catalog: Option<crate::domain::UserName>,
+}
+
+impl ChatUser {
+    /// The name the audit log records: the catalog name, else the chat id.
+    pub fn audit_name(&self) -> String {
+        match &self.catalog {
+            Some(u) => u.as_str().to_owned(),
+            None => format!("{}:{}", self.platform, self.id),
+        }
+    }
+    pub fn chat_label(&self) -> String {
+        format!("{}:{}", self.platform, self.id)
+    }
+}
+
+/// Where a message came from / goes to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conversation {
+    pub platform: Platform,
+    pub channel: String,
+    pub thread: Option<String>,
+}
+
+/// A message a user wrote to Paver.
+#[derive(Debug, Clone)]
+pub struct Inbound {
+    /// The platform's event id, to drop redeliveries.
+    pub event_id: Option<String>,
+    pub user: ChatUser,
+    pub conversation: Conversation,
+    pub text: String,
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SendError {
+    #[error("rate limited; retry after {0:?}")]
+    RateLimited(std::time::Duration),
+    #[error("{0}")]
+    Transient(String),
+    #[error("{0}")]
+    Permanent(String),
+}
+
+/// An adapter's sending side. Every call is made from the outbox, so an
+/// adapter never needs its own retry loop.
+#[async_trait]
+pub trait ChatSink: Send + Sync {
+    /// Posts a message (in a thread when given); returns the platform's
+    /// reference to it (for updates and threading).
+    async fn post(
+        &self,
+        channel: &str,
+        thread: Option<&str>,
+        message: &Message,
+    ) -> Result<String, SendError>;
+    async fn update(&self, channel: &str, message_ref: &str, message: &Message) -> Result<(), SendError>;
+    /// A message only `user` sees.
+    async fn ephemeral(
+        &self,
+        channel: &str,
+        user: &str,
+        thread: Option<&str>,
+        message: &Message,
+    ) -> Result<(), SendError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payloads_round_trip_and_reject_junk() {
+        let p = ButtonPayload {
+            op: ButtonOp::Approve,
+            request_id: "r-abc123".into(),
+            nonce: "n0nce".into(),
+        };
+        assert_eq!(ButtonPayload::parse(&p.encode()).unwrap(), p);
+        for bad in ["", "approve", "approve:r-1", "launch:r-1:n", "approve:r 1:n", "approve:r-1:n:x"] {
+            assert!(ButtonPayload::parse(bad).is_err(), "{bad}");
+        }
+    }
+}

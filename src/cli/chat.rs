@@ -1,0 +1,206 @@
+//! `paver chat`: the console adapter's terminal loop.
+
+use std::collections::HashMap;
+use std::io::IsTerminal;
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::io::AsyncBufReadExt;
+
+use paver::catalog::SharedCatalog;
+use paver::chat::console::ConsoleSink;
+use paver::chat::dispatcher::Dispatcher;
+use paver::chat::messages;
+use paver::chat::{ChatSink, ChatUser, Conversation, Inbound, Platform};
+use paver::config::Config;
+use paver::domain::UserName;
+use paver::drivers::gitops::GitOpsDriver;
+use paver::requests::{Engine, EngineSettings, RequestState};
+use paver::storage::Db;
+
+/// How long, at the end of piped input, to wait for running work.
+const DRAIN: Duration = Duration::from_secs(60);
+
+pub fn run(config: &Config, catalog_path: Option<&Path>, as_user: Option<String>) -> anyhow::Result<ExitCode> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    rt.block_on(session(config, catalog_path, as_user))
+}
+
+async fn session(config: &Config, catalog_path: Option<&Path>, as_user: Option<String>) -> anyhow::Result<ExitCode> {
+    let source = super::catalog_source(config, catalog_path);
+    let catalog = match &source {
+        Some(s) => s.load().await.with_context(|| format!("loading the catalog from {}", s.describe()))?,
+        None => Default::default(),
+    };
+    let shared = SharedCatalog::new(catalog);
+    if let (Some(source), None) = (&source, catalog_path) {
+        shared.spawn_refresh(source.clone(), Duration::from_secs(config.catalog.refresh_secs.max(1)));
+    }
+    let db = Db::connect(&config.database.url)
+        .await
+        .with_context(|| format!("opening the database {}", paver::config::redact_url(&config.database.url)))?;
+    let driver = GitOpsDriver::open(&config.gitops).await.context("opening the GitOps repository")?;
+    let console = ConsoleSink::new(Box::new(std::io::stdout()));
+    let mut sinks: HashMap<String, Arc<dyn ChatSink>> = HashMap::new();
+    sinks.insert(Platform::Console.as_str().into(), Arc::new(console.clone()));
+    let dispatcher = Dispatcher::new(db.clone(), sinks);
+    dispatcher.spawn();
+    let engine = Engine::new(
+        db,
+        shared.clone(),
+        config.policy.clone(),
+        Arc::new(driver),
+        dispatcher,
+        EngineSettings::default(),
+    );
+    engine.recover().await?;
+    engine.spawn_sweeper(Duration::from_secs(30));
+    reshow_open_cards(&engine, &console, &shared).await?;
+
+    let mut user = match as_user {
+        Some(u) => u,
+        None => shared
+            .current()
+            .users()
+            .next()
+            .map(|u| u.name.to_string())
+            .unwrap_or_else(|| std::env::var("USER").unwrap_or_else(|_| "me".into())),
+    };
+    let interactive = std::io::stdin().is_terminal();
+    let greet = format!(
+        "Paver console. You are {user}. Type a request (\"help\" for ideas), /press LABEL, /as USER, /quit.\n"
+    );
+    eprint!("{greet}");
+    let mut lines = line_source(interactive);
+    let mut n = 0u64;
+    while let Some(line) = lines.recv().await {
+        let line = line.trim().to_owned();
+        if line.is_empty() {
+            continue;
+        }
+        if !interactive {
+            println!("{user}> {line}");
+        }
+        let chat_user = chat_user(&shared, &user);
+        let conv = Conversation {
+            platform: Platform::Console,
+            channel: "console".into(),
+            thread: None,
+        };
+        if let Some(rest) = line.strip_prefix('/') {
+            let (cmd, arg) = rest.split_once(' ').unwrap_or((rest, ""));
+            match cmd {
+                "quit" | "exit" => break,
+                "as" if !arg.trim().is_empty() => {
+                    user = arg.trim().to_owned();
+                    if chat_user_known(&shared, &user) {
+                        println!("(you are now {user})");
+                    } else {
+                        println!("(you are now {user}, who is not in the catalog)");
+                    }
+                }
+                "press" if !arg.trim().is_empty() => match console.find_button(arg) {
+                    Some(payload) => engine.handle_button(&chat_user, &conv, &payload).await?,
+                    None => println!("(no card has a button {:?})", arg.trim()),
+                },
+                _ => println!("(commands: /press LABEL|N, /as USER, /quit)"),
+            }
+        } else {
+            n += 1;
+            engine
+                .handle_message(Inbound {
+                    event_id: Some(format!("console-{}-{n}", std::process::id())),
+                    user: chat_user,
+                    conversation: conv,
+                    text: line,
+                })
+                .await?;
+        }
+        if !interactive {
+            // In a pipe, let each line's work show before the next line.
+            engine.wait_idle(DRAIN).await?;
+        }
+    }
+    if !engine.wait_idle(DRAIN).await? {
+        eprintln!("(stopping with work still running; it resumes on the next start)");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Cards still waiting for a press are shown again, so their buttons work
+/// across restarts.
+async fn reshow_open_cards(engine: &Engine, console: &ConsoleSink, shared: &SharedCatalog) -> anyhow::Result<()> {
+    let catalog = shared.current();
+    let mut open = Vec::new();
+    for state in [RequestState::Proposed, RequestState::AwaitingApproval, RequestState::Failed] {
+        open.extend(
+            engine
+                .db()
+                .requests()
+                .in_state(state)
+                .await?
+                .into_iter()
+                .filter(|r| r.platform == Platform::Console.as_str()),
+        );
+    }
+    if open.is_empty() {
+        return Ok(());
+    }
+    open.sort_by_key(|r| r.created_at);
+    println!("(open requests from earlier)");
+    for req in open {
+        let message = messages::card(&req, &catalog, None);
+        if let Ok(r) = console.post(&req.channel, None, &message).await {
+            engine.db().outbox().save_card(&req.id, &req.platform, &req.channel, &r).await?;
+        }
+    }
+    Ok(())
+}
+
+fn chat_user_known(shared: &SharedCatalog, user: &str) -> bool {
+    shared.current().user(user).is_some()
+}
+
+fn chat_user(shared: &SharedCatalog, user: &str) -> ChatUser {
+    let known = shared.current().user(user).map(|u| u.name.clone());
+    ChatUser {
+        platform: Platform::Console,
+        id: user.to_owned(),
+        catalog: known.or_else(|| None::<UserName>),
+    }
+}
+
+/// Lines from a terminal (with line editing) or from a pipe.
+fn line_source(interactive: bool) -> tokio::sync::mpsc::Receiver<String> {
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    if interactive {
+        std::thread::spawn(move || {
+            let Ok(mut editor) = rustyline::DefaultEditor::new() else {
+                return;
+            };
+            while let Ok(line) = editor.readline("you> ") {
+                let _ = editor.add_history_entry(line.as_str());
+                if tx.blocking_send(line).is_err() {
+                    break;
+                }
+            }
+        });
+    } else {
+        tokio::spawn(async move {
+            let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                if tx.send(line).await.is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    rx
+}

@@ -1,0 +1,675 @@
+//! The engine: chat messages and button presses in, requests moved through
+//! their state machine, replies out through the outbox.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::catalog::{Catalog, SharedCatalog};
+use crate::chat::dispatcher::Dispatcher;
+use crate::chat::{messages, ButtonOp, ButtonPayload, ChatUser, Conversation, Inbound, Message};
+use crate::domain::{Action, ActionKind, Environment};
+use crate::drivers::{Driver, DriverError, Job};
+use crate::nlu::RulesParser;
+use crate::policy::{self, Decision, PolicyConfig, PolicyContext};
+use crate::requests::state::{RequestState, Transition};
+use crate::storage::outbox::{OutboxItem, OutboxKind};
+use crate::storage::{now_ms, Db, NewRequest, Request, StorageError, TransitionOutcome, Updates};
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+#[derive(Debug, Clone)]
+pub struct EngineSettings {
+    /// Whether chat users unknown to the catalog may request changes.
+    pub unknown_users_may_request: bool,
+    /// How long a proposal waits for its requester's confirmation.
+    pub proposal_ttl: Duration,
+    /// Attempts of a job that fails with a transient error.
+    pub attempts: u32,
+}
+
+impl Default for EngineSettings {
+    fn default() -> Self {
+        EngineSettings {
+            unknown_users_may_request: false,
+            proposal_ttl: Duration::from_secs(24 * 3600),
+            attempts: 3,
+        }
+    }
+}
+
+struct ParserCache {
+    catalog: Arc<Catalog>,
+    parser: Arc<RulesParser>,
+}
+
+struct Inner {
+    db: Db,
+    catalog: SharedCatalog,
+    parser: Mutex<ParserCache>,
+    policy: PolicyConfig,
+    driver: Arc<dyn Driver>,
+    dispatcher: Dispatcher,
+    settings: EngineSettings,
+    running: AtomicUsize,
+}
+
+/// Cheap to clone; all clones share one engine.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+/// What became of a message (for adapters and tests).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Handled {
+    /// A redelivered event: acknowledged, not processed again.
+    Duplicate,
+    Replied,
+    Ignored,
+    Proposed(String),
+}
+
+impl Engine {
+    pub fn new(
+        db: Db,
+        catalog: SharedCatalog,
+        policy: PolicyConfig,
+        driver: Arc<dyn Driver>,
+        dispatcher: Dispatcher,
+        settings: EngineSettings,
+    ) -> Self {
+        let current = catalog.current();
+        let parser = Arc::new(RulesParser::new(&current));
+        Engine {
+            inner: Arc::new(Inner {
+                db,
+                catalog,
+                parser: Mutex::new(ParserCache {
+                    catalog: current,
+                    parser,
+                }),
+                policy,
+                driver,
+                dispatcher,
+                settings,
+                running: AtomicUsize::new(0),
+            }),
+        }
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.inner.db
+    }
+
+    /// The parser for the current catalog, rebuilt when the catalog changed.
+    fn parser(&self) -> (Arc<Catalog>, Arc<RulesParser>) {
+        let current = self.inner.catalog.current();
+        let mut cache = self.inner.parser.lock().unwrap_or_else(|p| p.into_inner());
+        if !Arc::ptr_eq(&cache.catalog, &current) {
+            cache.parser = Arc::new(RulesParser::new(&current));
+            cache.catalog = current.clone();
+        }
+        (current, cache.parser.clone())
+    }
+
+    // ----- sending ----------------------------------------------------------
+
+    async fn enqueue(&self, item: OutboxItem) -> Result<(), EngineError> {
+        self.inner.db.outbox().enqueue(&item).await?;
+        self.inner.dispatcher.notify();
+        Ok(())
+    }
+
+    async fn reply(&self, conv: &Conversation, message: &Message) -> Result<(), EngineError> {
+        self.enqueue(OutboxItem {
+            platform: conv.platform.as_str().into(),
+            channel: conv.channel.clone(),
+            kind: OutboxKind::Post,
+            user_id: None,
+            card_key: None,
+            thread_key: None,
+            thread_ref: conv.thread.clone(),
+            body: serde_json::to_string(message).expect("messages serialize"),
+        })
+        .await
+    }
+
+    async fn whisper(&self, user: &ChatUser, conv: &Conversation, message: &Message) -> Result<(), EngineError> {
+        self.enqueue(OutboxItem {
+            platform: conv.platform.as_str().into(),
+            channel: conv.channel.clone(),
+            kind: OutboxKind::Ephemeral,
+            user_id: Some(user.id.clone()),
+            card_key: None,
+            thread_key: None,
+            thread_ref: conv.thread.clone(),
+            body: serde_json::to_string(message).expect("messages serialize"),
+        })
+        .await
+    }
+
+    /// A message in the request's thread (under its card).
+    async fn in_thread(&self, req: &Request, message: &Message) -> Result<(), EngineError> {
+        self.enqueue(OutboxItem {
+            platform: req.platform.clone(),
+            channel: req.channel.clone(),
+            kind: OutboxKind::Post,
+            user_id: None,
+            card_key: None,
+            thread_key: Some(req.id.clone()),
+            thread_ref: req.thread.clone(),
+            body: serde_json::to_string(message).expect("messages serialize"),
+        })
+        .await
+    }
+
+    async fn post_card(&self, req: &Request) -> Result<(), EngineError> {
+        let catalog = self.inner.catalog.current();
+        self.enqueue(OutboxItem {
+            platform: req.platform.clone(),
+            channel: req.channel.clone(),
+            kind: OutboxKind::Post,
+            user_id: None,
+            card_key: Some(req.id.clone()),
+            thread_key: None,
+            thread_ref: req.thread.clone(),
+            body: serde_json::to_string(&messages::card(req, &catalog, None)).expect("serializes"),
+        })
+        .await
+    }
+
+    async fn update_card(&self, req: &Request, progress: Option<&str>) -> Result<(), EngineError> {
+        let catalog = self.inner.catalog.current();
+        self.enqueue(OutboxItem {
+            platform: req.platform.clone(),
+            channel: req.channel.clone(),
+            kind: OutboxKind::Update,
+            user_id: None,
+            card_key: Some(req.id.clone()),
+            thread_key: None,
+            thread_ref: None,
+            body: serde_json::to_string(&messages::card(req, &catalog, progress)).expect("serializes"),
+        })
+        .await
+    }
+
+    // ----- messages ---------------------------------------------------------
+
+    pub async fn handle_message(&self, msg: Inbound) -> Result<Handled, EngineError> {
+        if let Some(event_id) = &msg.event_id {
+            let platform = msg.conversation.platform.as_str();
+            if !self.inner.db.first_delivery(platform, event_id).await? {
+                tracing::debug!(platform, event_id, "duplicate event ignored");
+                return Ok(Handled::Duplicate);
+            }
+        }
+        let (catalog, parser) = self.parser();
+        let action = parser.parse(&msg.text).action;
+        let conv = &msg.conversation;
+        let reply = match &action {
+            Action::Nothing => return Ok(Handled::Ignored),
+            Action::Help => messages::help(),
+            Action::Ask { question } => messages::ask(question, &catalog),
+            Action::Clarify {
+                missing,
+                candidates,
+                intent,
+            } => messages::clarify(missing, candidates, *intent),
+            Action::WhoOwns { service } => messages::who_owns(&catalog, service),
+            Action::Scorecard { target } => messages::scorecard(&catalog, target),
+            Action::Status {
+                service,
+                environment,
+            } => messages::status(service, self.inner.driver.status(service, *environment).await),
+            _ => return self.propose(&msg, action, &catalog).await,
+        };
+        self.reply(conv, &reply).await?;
+        Ok(Handled::Replied)
+    }
+
+    async fn propose(&self, msg: &Inbound, action: Action, catalog: &Catalog) -> Result<Handled, EngineError> {
+        let user = &msg.user;
+        if user.catalog.is_none() && !self.inner.settings.unknown_users_may_request {
+            self.reply(&msg.conversation, &messages::unknown_user(&user.id)).await?;
+            return Ok(Handled::Replied);
+        }
+        let ctx = self.policy_context(&action, catalog).await;
+        let decision = policy::evaluate(&self.inner.policy, catalog, user.catalog.as_ref(), &action, &ctx);
+        let notes = match &decision {
+            Decision::Allow { notes } => notes.clone(),
+            Decision::NeedsApproval { rule, approvers, notes } => {
+                let mut n = notes.clone();
+                n.push(format!("Needs approval by {} ({rule})", approvers.describe()));
+                n
+            }
+            Decision::Deny { .. } => Vec::new(),
+        };
+        let req = self
+            .inner
+            .db
+            .requests()
+            .insert(
+                NewRequest {
+                    action_hash: policy::action_hash(&action),
+                    action,
+                    requester: user.audit_name(),
+                    requester_chat_id: user.id.clone(),
+                    platform: msg.conversation.platform.as_str().into(),
+                    channel: msg.conversation.channel.clone(),
+                    thread: msg.conversation.thread.clone(),
+                    notes,
+                },
+                &user.audit_name(),
+                &user.chat_label(),
+            )
+            .await?;
+        let req = match decision {
+            Decision::Deny { rule, reason } => {
+                let out = self
+                    .inner
+                    .db
+                    .requests()
+                    .transition(&req.id, Transition::Deny, "policy", "policy", &format!("{rule}: {reason}"), Updates::default())
+                    .await?;
+                self.post_card(out.request()).await?;
+                self.in_thread(out.request(), &messages::denied(&reason)).await?;
+                return Ok(Handled::Proposed(req.id));
+            }
+            _ => req,
+        };
+        self.post_card(&req).await?;
+        Ok(Handled::Proposed(req.id))
+    }
+
+    /// Facts for policy that live outside the action.
+    async fn policy_context(&self, action: &Action, catalog: &Catalog) -> PolicyContext {
+        let mut ctx = PolicyContext::default();
+        if let Action::CreateEnvironment {
+            service,
+            environment: Environment::Preview,
+            ..
+        } = action
+        {
+            if let Some(team) = catalog.component(service.as_str()).and_then(|c| c.owner.clone()) {
+                for c in catalog.components().filter(|c| c.owner.as_ref() == Some(&team)) {
+                    if let Ok(envs) = self.inner.driver.status(&c.name, Some(Environment::Preview)).await {
+                        ctx.active_previews_for_team += envs.len() as u32;
+                    }
+                }
+            }
+        }
+        ctx
+    }
+
+    // ----- buttons ----------------------------------------------------------
+
+    /// A button press. The payload names only the request; the action is
+    /// read back from storage.
+    pub async fn handle_button(&self, user: &ChatUser, conv: &Conversation, payload: &str) -> Result<(), EngineError> {
+        let payload = match ButtonPayload::parse(payload) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(user = %user.chat_label(), error = %e, "unknown button payload");
+                return self.whisper(user, conv, &messages::notice("That button is not one of mine.")).await;
+            }
+        };
+        let Some(req) = self.inner.db.requests().find(&payload.request_id).await? else {
+            return self.whisper(user, conv, &messages::notice(format!("I have no request {}.", payload.request_id))).await;
+        };
+        if req.nonce != payload.nonce {
+            tracing::warn!(user = %user.chat_label(), request = %req.id, "button with a wrong nonce");
+            return self.whisper(user, conv, &messages::notice("That button does not match the request; use the buttons on its card.")).await;
+        }
+        let conv = Conversation {
+            thread: conv.thread.clone().or(req.thread.clone()),
+            ..conv.clone()
+        };
+        match payload.op {
+            ButtonOp::Confirm => self.confirm(user, &conv, req).await,
+            ButtonOp::Cancel => self.cancel(user, &conv, req).await,
+            ButtonOp::Approve => self.decide(user, &conv, req, true).await,
+            ButtonOp::Deny => self.decide(user, &conv, req, false).await,
+            ButtonOp::Retry => self.retry(user, &conv, req).await,
+        }
+    }
+
+    fn is_requester(user: &ChatUser, req: &Request) -> bool {
+        user.audit_name() == req.requester
+    }
+
+    async fn already(&self, user: &ChatUser, conv: &Conversation, outcome: &TransitionOutcome) -> Result<(), EngineError> {
+        let state = outcome.request().state;
+        self.whisper(user, conv, &messages::notice(format!("Nothing to do: this request is already {}.", state.as_str().replace('_', " ")))).await
+    }
+
+    async fn confirm(&self, user: &ChatUser, conv: &Conversation, req: Request) -> Result<(), EngineError> {
+        if !Self::is_requester(user, &req) {
+            return self.whisper(user, conv, &messages::notice(format!("Only {} can confirm this request.", req.requester))).await;
+        }
+        let store = self.inner.db.requests();
+        let (actor, chat) = (user.audit_name(), user.chat_label());
+        let out = store.transition(&req.id, Transition::Confirm, &actor, &chat, "", Updates::default()).await?;
+        if !out.applied() {
+            return self.already(user, conv, &out).await;
+        }
+        // The catalog or policy may have changed since the proposal: decide now.
+        let catalog = self.inner.catalog.current();
+        let ctx = self.policy_context(&req.action, &catalog).await;
+        let requester = user.catalog.clone();
+        let decision = policy::evaluate(&self.inner.policy, &catalog, requester.as_ref(), &req.action, &ctx);
+        match decision {
+            Decision::Deny { rule, reason } => {
+                let out = store.transition(&req.id, Transition::Deny, "policy", "policy", &format!("{rule}: {reason}"), Updates::default()).await?;
+                self.update_card(out.request(), None).await?;
+                self.in_thread(out.request(), &messages::denied(&reason)).await
+            }
+            Decision::NeedsApproval { rule, approvers, .. } => {
+                let expires = now_ms() + self.inner.policy.approval_expiry().as_millis() as i64;
+                let out = store
+                    .transition(
+                        &req.id,
+                        Transition::NeedApproval,
+                        "policy",
+                        "policy",
+                        &rule,
+                        Updates {
+                            approvers: Some(approvers),
+                            approval_expires_at: Some(expires),
+                            ..Updates::default()
+                        },
+                    )
+                    .await?;
+                self.update_card(out.request(), None).await?;
+                self.in_thread(out.request(), &messages::approval_needed(out.request(), &rule)).await
+            }
+            Decision::Allow { .. } => {
+                let out = store.transition(&req.id, Transition::AutoApprove, "policy", "policy", "confirmation is enough", Updates::default()).await?;
+                self.update_card(out.request(), None).await?;
+                if out.applied() {
+                    self.execute(req.id.clone());
+                }
+                Ok(())
+            }
+        }
+    }
+
+    async fn cancel(&self, user: &ChatUser, conv: &Conversation, req: Request) -> Result<(), EngineError> {
+        if !Self::is_requester(user, &req) {
+            return self.whisper(user, conv, &messages::notice(format!("Only {} can cancel this request.", req.requester))).await;
+        }
+        let out = self.inner.db.requests().transition(&req.id, Transition::Cancel, &user.audit_name(), &user.chat_label(), "", Updates::default()).await?;
+        if !out.applied() {
+            return self.already(user, conv, &out).await;
+        }
+        self.update_card(out.request(), None).await
+    }
+
+    async fn decide(&self, user: &ChatUser, conv: &Conversation, req: Request, approve: bool) -> Result<(), EngineError> {
+        if req.state != RequestState::AwaitingApproval {
+            return self.whisper(user, conv, &messages::notice(format!("Nothing to do: this request is {}.", req.state.as_str().replace('_', " ")))).await;
+        }
+        let store = self.inner.db.requests();
+        if req.approval_expires_at.is_some_and(|t| t < now_ms()) {
+            let out = store.transition(&req.id, Transition::Expire, "policy", "policy", "approval window passed", Updates::default()).await?;
+            self.update_card(out.request(), None).await?;
+            return self.whisper(user, conv, &messages::notice("Too late: the approval window of this request has passed. Ask again.")).await;
+        }
+        let Some(approver) = user.catalog.clone() else {
+            return self.whisper(user, conv, &messages::unknown_user(&user.id)).await;
+        };
+        let catalog = self.inner.catalog.current();
+        let approvers = req.approvers.clone().unwrap_or_default();
+        if let Err(why) = policy::may_approve(&catalog, &approvers, &approver, &req.requester) {
+            tracing::info!(request = %req.id, approver = %approver, "approval refused: {why}");
+            return self.whisper(user, conv, &messages::notice(why)).await;
+        }
+        // The approval binds to the action as stored; a different action is a different request.
+        if policy::action_hash(&req.action) != req.action_hash {
+            return self.whisper(user, conv, &messages::notice("This request's action changed since it was proposed; it must be proposed and approved again.")).await;
+        }
+        let (t, decision) = if approve {
+            (Transition::Approve, "approved")
+        } else {
+            (Transition::Deny, "denied")
+        };
+        let out = store
+            .transition(
+                &req.id,
+                t,
+                approver.as_str(),
+                &user.chat_label(),
+                decision,
+                Updates {
+                    approver: approve.then(|| approver.to_string()),
+                    ..Updates::default()
+                },
+            )
+            .await?;
+        if !out.applied() {
+            return self.already(user, conv, &out).await;
+        }
+        store.record_approval(&req.id, approver.as_str(), decision, &req.action_hash).await?;
+        self.update_card(out.request(), None).await?;
+        if approve {
+            self.execute(req.id.clone());
+            Ok(())
+        } else {
+            self.in_thread(out.request(), &messages::notice(format!("{approver} denied this request."))).await
+        }
+    }
+
+    async fn retry(&self, user: &ChatUser, conv: &Conversation, req: Request) -> Result<(), EngineError> {
+        let allowed = Self::is_requester(user, &req)
+            || req.approver.as_deref() == Some(user.audit_name().as_str());
+        if !allowed {
+            return self.whisper(user, conv, &messages::notice(format!("Only {} can retry this request.", req.requester))).await;
+        }
+        let out = self.inner.db.requests().transition(&req.id, Transition::Retry, &user.audit_name(), &user.chat_label(), "", Updates::default()).await?;
+        if !out.applied() {
+            return self.already(user, conv, &out).await;
+        }
+        self.update_card(out.request(), None).await?;
+        self.execute(req.id.clone());
+        Ok(())
+    }
+
+    // ----- execution --------------------------------------------------------
+
+    /// Runs an approved request in the background.
+    pub fn execute(&self, id: String) {
+        let me = self.clone();
+        self.inner.running.fetch_add(1, Ordering::SeqCst);
+        tokio::spawn(async move {
+            if let Err(e) = me.run(&id, false).await {
+                tracing::error!(request = %id, error = %e, "execution bookkeeping failed");
+            }
+            me.inner.running.fetch_sub(1, Ordering::SeqCst);
+        });
+    }
+
+    async fn run(&self, id: &str, resume: bool) -> Result<(), EngineError> {
+        let store = self.inner.db.requests();
+        let req = if resume {
+            store.get(id).await?
+        } else {
+            let out = store.transition(id, Transition::Start, "executor", "paver", self.inner.driver.name(), Updates::default()).await?;
+            if !out.applied() {
+                // Another executor (or an earlier press) has it.
+                return Ok(());
+            }
+            out.request().clone()
+        };
+        if let Some(reason) = self.approval_missing(&req).await? {
+            let out = store.transition(id, Transition::Fail, "executor", "paver", &reason, Updates { error: Some(reason.clone()), ..Updates::default() }).await?;
+            self.update_card(out.request(), None).await?;
+            return Ok(());
+        }
+        self.update_card(&req, None).await?;
+        let expires_at = match &req.action {
+            Action::CreateEnvironment { environment: Environment::Preview, .. } => {
+                Some(chrono::Utc::now().timestamp() + self.inner.policy.preview_ttl().as_secs() as i64)
+            }
+            _ => None,
+        };
+        let job = Job {
+            request_id: req.id.clone(),
+            idempotency_key: format!("{}:{}", req.id, req.action_hash),
+            action: req.action.clone(),
+            requester: req.requester.clone(),
+            approver: req.approver.clone(),
+            expires_at,
+        };
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+        let progress = move |line: &str| {
+            let _ = tx.send(line.to_owned());
+        };
+        let card_updates = {
+            let me = self.clone();
+            let req = req.clone();
+            tokio::spawn(async move {
+                while let Some(line) = rx.recv().await {
+                    if let Err(e) = me.update_card(&req, Some(&line)).await {
+                        tracing::warn!(error = %e, "progress update lost");
+                    }
+                }
+            })
+        };
+        let mut result = Err(DriverError::Transient("not run".into()));
+        for attempt in 1..=self.inner.settings.attempts.max(1) {
+            result = self.inner.driver.execute(&job, &progress).await;
+            match &result {
+                Err(DriverError::Transient(e)) if attempt < self.inner.settings.attempts => {
+                    tracing::warn!(request = %id, attempt, error = %e, "transient driver failure; retrying");
+                    tokio::time::sleep(Duration::from_millis(200 * 2u64.pow(attempt))).await;
+                }
+                _ => break,
+            }
+        }
+        drop(progress);
+        let _ = card_updates.await;
+        match result {
+            Ok(outcome) => {
+                let out = store
+                    .transition(id, Transition::Succeed, "executor", "paver", &outcome.summary, Updates { result_url: outcome.url.clone(), expires_at, ..Updates::default() })
+                    .await?;
+                self.update_card(out.request(), None).await?;
+                self.in_thread(out.request(), &messages::succeeded(out.request(), &outcome)).await
+            }
+            Err(e) => {
+                let out = store
+                    .transition(id, Transition::Fail, "executor", "paver", &e.to_string(), Updates { error: Some(e.to_string()), ..Updates::default() })
+                    .await?;
+                self.update_card(out.request(), None).await?;
+                self.in_thread(out.request(), &messages::failed(out.request(), &e)).await
+            }
+        }
+    }
+
+    /// Defence in depth: a request that policy sent to approvers runs only
+    /// with an approval recorded for exactly this action.
+    async fn approval_missing(&self, req: &Request) -> Result<Option<String>, EngineError> {
+        if req.approvers.is_none() {
+            return Ok(None);
+        }
+        let approvals = self.inner.db.requests().approvals(&req.id).await?;
+        let ok = approvals
+            .iter()
+            .any(|a| a.decision == "approved" && a.action_hash == req.action_hash && a.approver != req.requester);
+        Ok((!ok).then(|| "no valid approval is recorded for this exact action".to_owned()))
+    }
+
+    // ----- housekeeping -----------------------------------------------------
+
+    /// At start: nothing left `executing` or `approved` is dropped.
+    pub async fn recover(&self) -> Result<(), EngineError> {
+        let store = self.inner.db.requests();
+        for req in store.in_state(RequestState::Executing).await? {
+            if self.inner.driver.resumable() {
+                tracing::info!(request = %req.id, "resuming a request interrupted by a restart");
+                let me = self.clone();
+                self.inner.running.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    if let Err(e) = me.run(&req.id, true).await {
+                        tracing::error!(request = %req.id, error = %e, "resume failed");
+                    }
+                    me.inner.running.fetch_sub(1, Ordering::SeqCst);
+                });
+            } else {
+                let reason = "Paver restarted while this was running; check the target system, then press Retry";
+                let out = store.transition(&req.id, Transition::Fail, "paver", "paver", reason, Updates { error: Some(reason.into()), ..Updates::default() }).await?;
+                self.update_card(out.request(), None).await?;
+            }
+        }
+        for req in store.in_state(RequestState::Approved).await? {
+            self.execute(req.id);
+        }
+        self.sweep().await
+    }
+
+    /// Expires approvals and proposals nobody acted on.
+    pub async fn sweep(&self) -> Result<(), EngineError> {
+        let store = self.inner.db.requests();
+        let now = now_ms();
+        for req in store.in_state(RequestState::AwaitingApproval).await? {
+            if req.approval_expires_at.is_some_and(|t| t < now) {
+                let out = store.transition(&req.id, Transition::Expire, "paver", "paver", "approval window passed", Updates::default()).await?;
+                if out.applied() {
+                    self.update_card(out.request(), None).await?;
+                    self.in_thread(out.request(), &messages::notice("Nobody approved this in time, so it expired. Ask again if it is still needed.")).await?;
+                }
+            }
+        }
+        let ttl = self.inner.settings.proposal_ttl.as_millis() as i64;
+        for req in store.in_state(RequestState::Proposed).await? {
+            if req.created_at + ttl < now {
+                let out = store.transition(&req.id, Transition::Expire, "paver", "paver", "never confirmed", Updates::default()).await?;
+                if out.applied() {
+                    self.update_card(out.request(), None).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn spawn_sweeper(&self, every: Duration) -> tokio::task::JoinHandle<()> {
+        let me = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                if let Err(e) = me.sweep().await {
+                    tracing::warn!(error = %e, "sweep failed");
+                }
+            }
+        })
+    }
+
+    /// Whether nothing is running and nothing waits to be sent.
+    pub async fn is_idle(&self) -> Result<bool, EngineError> {
+        Ok(self.inner.running.load(Ordering::SeqCst) == 0 && self.inner.db.outbox().pending_count().await? == 0)
+    }
+
+    /// Waits until idle, at most `limit`; true when it got there.
+    pub async fn wait_idle(&self, limit: Duration) -> Result<bool, EngineError> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            if self.is_idle().await? {
+                return Ok(true);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Ok(false);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// Whether an action is answered at once (no request, no confirmation).
+pub fn is_read_only(kind: ActionKind) -> bool {
+    !kind.is_mutating()
+}

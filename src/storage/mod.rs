@@ -1,0 +1,168 @@
+//! Storage on sqlx: SQLite by default, PostgreSQL for several replicas.
+//!
+//! One code path for both, through sqlx's `Any` driver: queries use `$n`
+//! placeholders in ascending order (SQLite binds `$n` by first appearance),
+//! times are Unix milliseconds in BIGINT columns, and no query relies on
+//! one backend's dialect. Each backend has its own migrations folder
+//! because DDL differs (AUTOINCREMENT vs BIGSERIAL).
+
+pub mod outbox;
+pub mod requests;
+
+use std::path::Path;
+use std::time::Duration;
+
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Row};
+
+pub use outbox::{OutboxRow, OutboxStore};
+pub use requests::{NewRequest, Request, RequestStore, TransitionOutcome, Updates};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("database error: {0}")]
+    Sqlx(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("cannot create the database directory {path}: {source}")]
+    Directory {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("unsupported database URL `{0}` (expected sqlite:… or postgres://…)")]
+    Url(String),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("no request {0}")]
+    NotFound(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A connection pool and the backend it talks to.
+#[derive(Clone, Debug)]
+pub struct Db {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+impl Db {
+    /// Connects (creating a SQLite file and its directory when needed) and
+    /// runs the migrations.
+    pub async fn connect(url: &str) -> Result<Db, StorageError> {
+        let db = Self::connect_without_migrating(url).await?;
+        db.migrate().await?;
+        Ok(db)
+    }
+
+    pub async fn connect_without_migrating(url: &str) -> Result<Db, StorageError> {
+        sqlx::any::install_default_drivers();
+        let (backend, url) = if let Some(rest) = url.strip_prefix("sqlite:") {
+            let path = rest.trim_start_matches("//");
+            let file = path.split('?').next().unwrap_or("");
+            if !file.is_empty() && file != ":memory:" {
+                if let Some(dir) = Path::new(file).parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir).map_err(|source| StorageError::Directory {
+                        path: dir.display().to_string(),
+                        source,
+                    })?;
+                }
+            }
+            let url = if path.contains("mode=") {
+                format!("sqlite://{path}")
+            } else if path.contains('?') {
+                format!("sqlite://{path}&mode=rwc")
+            } else {
+                format!("sqlite://{path}?mode=rwc")
+            };
+            (Backend::Sqlite, url)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            (Backend::Postgres, url.to_owned())
+        } else {
+            return Err(StorageError::Url(crate::config::redact_url(url)));
+        };
+        let max = match backend {
+            // One writer at a time is SQLite's nature; more connections only wait.
+            Backend::Sqlite => 4,
+            Backend::Postgres => 10,
+        };
+        let pool = AnyPoolOptions::new()
+            .max_connections(max)
+            .acquire_timeout(Duration::from_secs(10))
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        sqlx::query("PRAGMA journal_mode=WAL").execute(&mut *conn).await?;
+                        sqlx::query("PRAGMA busy_timeout=10000").execute(&mut *conn).await?;
+                        sqlx::query("PRAGMA foreign_keys=ON").execute(&mut *conn).await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect(&url)
+            .await?;
+        Ok(Db { pool, backend })
+    }
+
+    pub async fn migrate(&self) -> Result<(), StorageError> {
+        match self.backend {
+            Backend::Sqlite => sqlx::migrate!("migrations/sqlite").run(&self.pool).await?,
+            Backend::Postgres => sqlx::migrate!("migrations/postgres").run(&self.pool).await?,
+        }
+        Ok(())
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub fn requests(&self) -> RequestStore<'_> {
+        RequestStore { db: self }
+    }
+
+    pub fn outbox(&self) -> OutboxStore<'_> {
+        OutboxStore { db: self }
+    }
+
+    /// Records a chat event id; false when it was already recorded (a retry).
+    pub async fn first_delivery(&self, platform: &str, event_id: &str) -> Result<bool, StorageError> {
+        let done = sqlx::query(
+            "INSERT INTO processed_events (platform, event_id, at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+        )
+        .bind(platform)
+        .bind(event_id)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+}
+
+pub(crate) fn get_str(row: &AnyRow, col: &str) -> Result<String, StorageError> {
+    Ok(row.try_get::<String, _>(col)?)
+}
+
+pub(crate) fn get_opt_str(row: &AnyRow, col: &str) -> Result<Option<String>, StorageError> {
+    Ok(row.try_get::<Option<String>, _>(col)?)
+}
+
+pub(crate) fn get_i64(row: &AnyRow, col: &str) -> Result<i64, StorageError> {
+    Ok(row.try_get::<i64, _>(col)?)
+}
+
+pub(crate) fn get_opt_i64(row: &AnyRow, col: &str) -> Result<Option<i64>, StorageError> {
+    Ok(row.try_get::<Option<i64>, _>(col)?)
+}

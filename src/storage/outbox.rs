@@ -1,0 +1,226 @@
+//! The outbox: every message Paver sends is first a row here, so nothing
+//! is lost to a crash or a chat outage, and sends are retried from here.
+
+use super::{get_i64, get_opt_str, get_str, now_ms, Db, StorageError};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutboxKind {
+    Post,
+    Update,
+    Ephemeral,
+}
+
+impl OutboxKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            OutboxKind::Post => "post",
+            OutboxKind::Update => "update",
+            OutboxKind::Ephemeral => "ephemeral",
+        }
+    }
+    fn parse(s: &str) -> Option<Self> {
+        match s {
+            "post" => Some(OutboxKind::Post),
+            "update" => Some(OutboxKind::Update),
+            "ephemeral" => Some(OutboxKind::Ephemeral),
+            _ => None,
+        }
+    }
+}
+
+/// A message to send.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxItem {
+    pub platform: String,
+    pub channel: String,
+    pub kind: OutboxKind,
+    /// For ephemeral messages: who sees it.
+    pub user_id: Option<String>,
+    /// For posts: remember the sent message under this key (a card).
+    /// For updates: the card to update.
+    pub card_key: Option<String>,
+    /// Post in the thread under this card.
+    pub thread_key: Option<String>,
+    /// Post in this platform thread.
+    pub thread_ref: Option<String>,
+    /// The [`crate::chat::Message`] as JSON.
+    pub body: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxRow {
+    pub id: i64,
+    pub item: OutboxItem,
+    pub attempts: i64,
+}
+
+pub struct OutboxStore<'a> {
+    pub(super) db: &'a Db,
+}
+
+/// How long a claimed row is held before another dispatcher may take it.
+const CLAIM_MS: i64 = 60_000;
+
+impl OutboxStore<'_> {
+    pub async fn enqueue(&self, item: &OutboxItem) -> Result<i64, StorageError> {
+        let now = now_ms();
+        let row = sqlx::query(
+            "INSERT INTO outbox (platform, channel, kind, user_id, card_key, thread_key, thread_ref, body, next_attempt_at, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
+        )
+        .bind(&item.platform)
+        .bind(&item.channel)
+        .bind(item.kind.as_str())
+        .bind(item.user_id.clone())
+        .bind(item.card_key.clone())
+        .bind(item.thread_key.clone())
+        .bind(item.thread_ref.clone())
+        .bind(&item.body)
+        .bind(now)
+        .bind(now)
+        .fetch_one(&self.db.pool)
+        .await?;
+        get_i64(&row, "id")
+    }
+
+    /// Claims up to `limit` due rows, oldest first. A row is claimed by a
+    /// conditional update, so two dispatchers never send the same row.
+    pub async fn claim_due(&self, platforms: &[String], limit: i64) -> Result<Vec<OutboxRow>, StorageError> {
+        let now = now_ms();
+        let rows = sqlx::query(
+            "SELECT id, platform, channel, kind, user_id, card_key, thread_key, thread_ref, body, attempts FROM outbox \
+             WHERE status = 'pending' AND next_attempt_at <= $1 AND claimed_until <= $2 ORDER BY id LIMIT $3",
+        )
+        .bind(now)
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&self.db.pool)
+        .await?;
+        let mut out = Vec::new();
+        for r in rows {
+            let platform = get_str(&r, "platform")?;
+            if !platforms.contains(&platform) {
+                continue;
+            }
+            let id = get_i64(&r, "id")?;
+            let claimed = sqlx::query(
+                "UPDATE outbox SET claimed_until = $1 WHERE id = $2 AND status = 'pending' AND claimed_until <= $3",
+            )
+            .bind(now + CLAIM_MS)
+            .bind(id)
+            .bind(now)
+            .execute(&self.db.pool)
+            .await?;
+            if claimed.rows_affected() != 1 {
+                continue;
+            }
+            let kind_s = get_str(&r, "kind")?;
+            out.push(OutboxRow {
+                id,
+                attempts: get_i64(&r, "attempts")?,
+                item: OutboxItem {
+                    platform,
+                    channel: get_str(&r, "channel")?,
+                    kind: OutboxKind::parse(&kind_s)
+                        .ok_or_else(|| StorageError::Corrupt(format!("outbox {id}: kind {kind_s}")))?,
+                    user_id: get_opt_str(&r, "user_id")?,
+                    card_key: get_opt_str(&r, "card_key")?,
+                    thread_key: get_opt_str(&r, "thread_key")?,
+                    thread_ref: get_opt_str(&r, "thread_ref")?,
+                    body: get_str(&r, "body")?,
+                },
+            });
+        }
+        Ok(out)
+    }
+
+    pub async fn mark_sent(&self, id: i64) -> Result<(), StorageError> {
+        sqlx::query("UPDATE outbox SET status = 'sent', sent_at = $1, claimed_until = 0 WHERE id = $2")
+            .bind(now_ms())
+            .bind(id)
+            .execute(&self.db.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Gives the row back for another try after `delay_ms`.
+    pub async fn retry_later(&self, id: i64, error: &str, delay_ms: i64) -> Result<(), StorageError> {
+        sqlx::query(
+            "UPDATE outbox SET attempts = attempts + 1, last_error = $1, next_attempt_at = $2, claimed_until = 0 WHERE id = $3",
+        )
+        .bind(error)
+        .bind(now_ms() + delay_ms)
+        .bind(id)
+        .execute(&self.db.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Waits without counting an attempt (a card not yet posted, a 429).
+    pub async fn defer(&self, id: i64, delay_ms: i64) -> Result<(), StorageError> {
+        sqlx::query("UPDATE outbox SET next_attempt_at = $1, claimed_until = 0 WHERE id = $2")
+            .bind(now_ms() + delay_ms)
+            .bind(id)
+            .execute(&self.db.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn mark_failed(&self, id: i64, error: &str) -> Result<(), StorageError> {
+        sqlx::query("UPDATE outbox SET status = 'failed', last_error = $1, attempts = attempts + 1, claimed_until = 0 WHERE id = $2")
+            .bind(error)
+            .bind(id)
+            .execute(&self.db.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Whether a later update of the same card is waiting (this one is stale).
+    pub async fn superseded(&self, id: i64, card_key: &str) -> Result<bool, StorageError> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n FROM outbox WHERE kind = 'update' AND card_key = $1 AND status = 'pending' AND id > $2",
+        )
+        .bind(card_key)
+        .bind(id)
+        .fetch_one(&self.db.pool)
+        .await?;
+        Ok(get_i64(&row, "n")? > 0)
+    }
+
+    pub async fn mark_superseded(&self, id: i64) -> Result<(), StorageError> {
+        sqlx::query("UPDATE outbox SET status = 'superseded', claimed_until = 0 WHERE id = $1")
+            .bind(id)
+            .execute(&self.db.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn pending_count(&self) -> Result<i64, StorageError> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM outbox WHERE status = 'pending'")
+            .fetch_one(&self.db.pool)
+            .await?;
+        get_i64(&row, "n")
+    }
+
+    pub async fn save_card(&self, key: &str, platform: &str, channel: &str, message_ref: &str) -> Result<(), StorageError> {
+        sqlx::query(
+            "INSERT INTO cards (card_key, platform, channel, message_ref) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (card_key) DO UPDATE SET message_ref = excluded.message_ref",
+        )
+        .bind(key)
+        .bind(platform)
+        .bind(channel)
+        .bind(message_ref)
+        .execute(&self.db.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn card_ref(&self, key: &str) -> Result<Option<String>, StorageError> {
+        let row = sqlx::query("SELECT message_ref FROM cards WHERE card_key = $1")
+            .bind(key)
+            .fetch_optional(&self.db.pool)
+            .await?;
+        row.map(|r| get_str(&r, "message_ref")).transpose()
+    }
+}

@@ -1,0 +1,355 @@
+//! Requests, their audit log and their approvals.
+
+use rand::Rng;
+use sqlx::any::AnyRow;
+
+use super::{get_i64, get_opt_i64, get_opt_str, get_str, now_ms, Db, StorageError};
+use crate::domain::Action;
+use crate::policy::Approvers;
+use crate::requests::state::{RequestState, Transition};
+
+/// A stored request. The action is read back from here, never from a button.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Request {
+    pub id: String,
+    pub nonce: String,
+    pub state: RequestState,
+    pub action: Action,
+    pub action_hash: String,
+    /// Catalog user name of who asked (or their chat id when unknown).
+    pub requester: String,
+    pub requester_chat_id: String,
+    pub platform: String,
+    pub channel: String,
+    /// The chat thread the request came from, if it came from one.
+    pub thread: Option<String>,
+    pub notes: Vec<String>,
+    pub approvers: Option<Approvers>,
+    pub approver: Option<String>,
+    pub approval_expires_at: Option<i64>,
+    pub expires_at: Option<i64>,
+    pub result_url: Option<String>,
+    pub error: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// What a new request is made of.
+#[derive(Debug, Clone)]
+pub struct NewRequest {
+    pub action: Action,
+    pub action_hash: String,
+    pub requester: String,
+    pub requester_chat_id: String,
+    pub platform: String,
+    pub channel: String,
+    pub thread: Option<String>,
+    pub notes: Vec<String>,
+}
+
+/// Columns a transition may set alongside the state.
+#[derive(Debug, Clone, Default)]
+pub struct Updates {
+    pub approvers: Option<Approvers>,
+    pub approver: Option<String>,
+    pub approval_expires_at: Option<i64>,
+    pub expires_at: Option<i64>,
+    pub result_url: Option<String>,
+    /// Set on failure; cleared by any other transition.
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum TransitionOutcome {
+    Applied(Request),
+    /// Not legal from the current state (already done, or too late): a no-op.
+    Unchanged(Request),
+}
+
+impl TransitionOutcome {
+    pub fn request(&self) -> &Request {
+        match self {
+            TransitionOutcome::Applied(r) | TransitionOutcome::Unchanged(r) => r,
+        }
+    }
+    pub fn applied(&self) -> bool {
+        matches!(self, TransitionOutcome::Applied(_))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    pub at: i64,
+    pub actor: String,
+    pub chat: String,
+    pub transition: String,
+    pub from_state: Option<String>,
+    pub to_state: String,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Approval {
+    pub approver: String,
+    pub decision: String,
+    pub action_hash: String,
+    pub at: i64,
+}
+
+pub struct RequestStore<'a> {
+    pub(super) db: &'a Db,
+}
+
+fn random_token(len: usize) -> String {
+    const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyz23456789";
+    let mut rng = rand::thread_rng();
+    (0..len)
+        .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
+        .collect()
+}
+
+const COLUMNS: &str = "id, nonce, state, action_json, action_hash, requester, requester_chat_id, platform, channel, thread, notes_json, approvers_json, approver, approval_expires_at, expires_at, result_url, error, created_at, updated_at";
+
+fn decode(row: &AnyRow) -> Result<Request, StorageError> {
+    let id = get_str(row, "id")?;
+    let corrupt = |what: &str, e: &dyn std::fmt::Display| {
+        StorageError::Corrupt(format!("request {id}: {what}: {e}"))
+    };
+    let state_s = get_str(row, "state")?;
+    let state = RequestState::parse(&state_s)
+        .ok_or_else(|| corrupt("state", &state_s))?;
+    let action: Action = serde_json::from_str(&get_str(row, "action_json")?)
+        .map_err(|e| corrupt("action", &e))?;
+    let notes: Vec<String> = serde_json::from_str(&get_str(row, "notes_json")?)
+        .map_err(|e| corrupt("notes", &e))?;
+    let approvers = match get_opt_str(row, "approvers_json")? {
+        Some(j) => Some(serde_json::from_str(&j).map_err(|e| corrupt("approvers", &e))?),
+        None => None,
+    };
+    Ok(Request {
+        nonce: get_str(row, "nonce")?,
+        state,
+        action,
+        action_hash: get_str(row, "action_hash")?,
+        requester: get_str(row, "requester")?,
+        requester_chat_id: get_str(row, "requester_chat_id")?,
+        platform: get_str(row, "platform")?,
+        channel: get_str(row, "channel")?,
+        thread: get_opt_str(row, "thread")?,
+        notes,
+        approvers,
+        approver: get_opt_str(row, "approver")?,
+        approval_expires_at: get_opt_i64(row, "approval_expires_at")?,
+        expires_at: get_opt_i64(row, "expires_at")?,
+        result_url: get_opt_str(row, "result_url")?,
+        error: get_opt_str(row, "error")?,
+        created_at: get_i64(row, "created_at")?,
+        updated_at: get_i64(row, "updated_at")?,
+        id,
+    })
+}
+
+impl RequestStore<'_> {
+    /// Stores a new proposed request with its first audit row.
+    pub async fn insert(&self, new: NewRequest, actor: &str, chat: &str) -> Result<Request, StorageError> {
+        let id = format!("r-{}", random_token(8));
+        let nonce = random_token(12);
+        let now = now_ms();
+        let action_json = serde_json::to_string(&new.action).expect("actions serialize");
+        let notes_json = serde_json::to_string(&new.notes).expect("strings serialize");
+        let mut tx = self.db.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO requests (id, nonce, state, action_kind, action_json, action_hash, service, environment, requester, requester_chat_id, platform, channel, thread, notes_json, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+        )
+        .bind(&id)
+        .bind(&nonce)
+        .bind(RequestState::Proposed.as_str())
+        .bind(new.action.kind().as_str())
+        .bind(&action_json)
+        .bind(&new.action_hash)
+        .bind(new.action.service().map(|s| s.as_str().to_owned()))
+        .bind(new.action.environment().map(|e| e.as_str().to_owned()))
+        .bind(&new.requester)
+        .bind(&new.requester_chat_id)
+        .bind(&new.platform)
+        .bind(&new.channel)
+        .bind(new.thread.clone())
+        .bind(&notes_json)
+        .bind(now)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        insert_event(&mut tx, &id, now, actor, chat, "propose", None, RequestState::Proposed, &action_json).await?;
+        tx.commit().await?;
+        self.get(&id).await
+    }
+
+    pub async fn get(&self, id: &str) -> Result<Request, StorageError> {
+        self.find(id)
+            .await?
+            .ok_or_else(|| StorageError::NotFound(id.to_owned()))
+    }
+
+    pub async fn find(&self, id: &str) -> Result<Option<Request>, StorageError> {
+        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM requests WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.db.pool)
+            .await?;
+        row.as_ref().map(decode).transpose()
+    }
+
+    pub async fn in_state(&self, state: RequestState) -> Result<Vec<Request>, StorageError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM requests WHERE state = $1 ORDER BY created_at, id"
+        ))
+        .bind(state.as_str())
+        .fetch_all(&self.db.pool)
+        .await?;
+        rows.iter().map(decode).collect()
+    }
+
+    /// Applies one transition atomically with its audit row. Only one of
+    /// several concurrent callers can win (the update is conditional on the
+    /// state it read); the others, and any illegal transition, get
+    /// `Unchanged` with the current request.
+    pub async fn transition(
+        &self,
+        id: &str,
+        t: Transition,
+        actor: &str,
+        chat: &str,
+        detail: &str,
+        updates: Updates,
+    ) -> Result<TransitionOutcome, StorageError> {
+        for _ in 0..3 {
+            let current = self.get(id).await?;
+            let Some(next) = current.state.apply(t) else {
+                return Ok(TransitionOutcome::Unchanged(current));
+            };
+            let now = now_ms();
+            let approvers_json = updates
+                .approvers
+                .as_ref()
+                .map(|a| serde_json::to_string(a).expect("approvers serialize"));
+            let mut tx = self.db.pool.begin().await?;
+            let done = sqlx::query(
+                "UPDATE requests SET state = $1, updated_at = $2, version = version + 1, \
+                 approvers_json = COALESCE($3, approvers_json), approver = COALESCE($4, approver), \
+                 approval_expires_at = COALESCE($5, approval_expires_at), expires_at = COALESCE($6, expires_at), \
+                 result_url = COALESCE($7, result_url), error = $8 \
+                 WHERE id = $9 AND state = $10",
+            )
+            .bind(next.as_str())
+            .bind(now)
+            .bind(approvers_json)
+            .bind(updates.approver.clone())
+            .bind(updates.approval_expires_at)
+            .bind(updates.expires_at)
+            .bind(updates.result_url.clone())
+            .bind(updates.error.clone())
+            .bind(id)
+            .bind(current.state.as_str())
+            .execute(&mut *tx)
+            .await?;
+            if done.rows_affected() == 0 {
+                // Someone else moved it between our read and our write.
+                tx.rollback().await?;
+                continue;
+            }
+            insert_event(&mut tx, id, now, actor, chat, t.as_str(), Some(current.state), next, detail).await?;
+            tx.commit().await?;
+            return Ok(TransitionOutcome::Applied(self.get(id).await?));
+        }
+        Ok(TransitionOutcome::Unchanged(self.get(id).await?))
+    }
+
+    pub async fn events(&self, id: &str) -> Result<Vec<Event>, StorageError> {
+        let rows = sqlx::query(
+            "SELECT at, actor, chat, transition, from_state, to_state, detail FROM request_events WHERE request_id = $1 ORDER BY id",
+        )
+        .bind(id)
+        .fetch_all(&self.db.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Event {
+                    at: get_i64(r, "at")?,
+                    actor: get_str(r, "actor")?,
+                    chat: get_str(r, "chat")?,
+                    transition: get_str(r, "transition")?,
+                    from_state: get_opt_str(r, "from_state")?,
+                    to_state: get_str(r, "to_state")?,
+                    detail: get_str(r, "detail")?,
+                })
+            })
+            .collect()
+    }
+
+    pub async fn record_approval(
+        &self,
+        id: &str,
+        approver: &str,
+        decision: &str,
+        action_hash: &str,
+    ) -> Result<(), StorageError> {
+        sqlx::query(
+            "INSERT INTO approvals (request_id, approver, decision, action_hash, at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(id)
+        .bind(approver)
+        .bind(decision)
+        .bind(action_hash)
+        .bind(now_ms())
+        .execute(&self.db.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn approvals(&self, id: &str) -> Result<Vec<Approval>, StorageError> {
+        let rows = sqlx::query(
+            "SELECT approver, decision, action_hash, at FROM approvals WHERE request_id = $1 ORDER BY id",
+        )
+        .bind(id)
+        .fetch_all(&self.db.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Approval {
+                    approver: get_str(r, "approver")?,
+                    decision: get_str(r, "decision")?,
+                    action_hash: get_str(r, "action_hash")?,
+                    at: get_i64(r, "at")?,
+                })
+            })
+            .collect()
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn insert_event(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    id: &str,
+    at: i64,
+    actor: &str,
+    chat: &str,
+    transition: &str,
+    from: Option<RequestState>,
+    to: RequestState,
+    detail: &str,
+) -> Result<(), StorageError> {
+    sqlx::query(
+        "INSERT INTO request_events (request_id, at, actor, chat, transition, from_state, to_state, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(id)
+    .bind(at)
+    .bind(actor)
+    .bind(chat)
+    .bind(transition)
+    .bind(from.map(|s| s.as_str().to_owned()))
+    .bind(to.as_str())
+    .bind(detail)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}

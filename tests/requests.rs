@@ -1,0 +1,443 @@
+//! The request lifecycle end to end through the engine: parse, propose,
+//! confirm, approve, execute, audit — on SQLite, and on PostgreSQL when
+//! PAVER_TEST_DATABASE_URL is set (`.ci/run` does both).
+
+mod support;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use paver::catalog::{Catalog, SharedCatalog};
+use paver::chat::dispatcher::Dispatcher;
+use paver::chat::{ButtonPayload, ChatSink, ChatUser, Conversation, Inbound, Message, Platform, SendError};
+use paver::domain::UserName;
+use paver::drivers::DriverError;
+use paver::policy::PolicyConfig;
+use paver::requests::engine::Handled;
+use paver::requests::{Engine, EngineSettings, RequestState};
+use paver::storage::{Request, Updates};
+use support::{test_db, FakeDriver, RecordingSink, Sent, TestDb, SAMPLE_CATALOG};
+
+struct Harness {
+    engine: Engine,
+    sink: RecordingSink,
+    driver: FakeDriver,
+    tdb: TestDb,
+    n: std::sync::atomic::AtomicUsize,
+}
+
+async fn harness_with(driver: FakeDriver) -> Harness {
+    let tdb = test_db().await;
+    let catalog = Catalog::from_yaml_file(Path::new(SAMPLE_CATALOG)).unwrap();
+    let sink = RecordingSink::default();
+    let mut sinks: HashMap<String, Arc<dyn ChatSink>> = HashMap::new();
+    sinks.insert("console".into(), Arc::new(sink.clone()));
+    let dispatcher = Dispatcher::new(tdb.db.clone(), sinks);
+    dispatcher.spawn();
+    let engine = Engine::new(
+        tdb.db.clone(),
+        SharedCatalog::new(catalog),
+        PolicyConfig::default(),
+        Arc::new(driver.clone()),
+        dispatcher,
+        EngineSettings::default(),
+    );
+    Harness { engine, sink, driver, tdb, n: Default::default() }
+}
+
+async fn harness() -> Harness {
+    harness_with(FakeDriver::default()).await
+}
+
+fn user(name: &str) -> ChatUser {
+    ChatUser {
+        platform: Platform::Console,
+        id: name.into(),
+        catalog: UserName::parse(name).ok().filter(|_| name != "mallory"),
+    }
+}
+
+fn conv() -> Conversation {
+    Conversation { platform: Platform::Console, channel: "C1".into(), thread: None }
+}
+
+impl Harness {
+    async fn idle(&self) {
+        assert!(self.engine.wait_idle(Duration::from_secs(20)).await.unwrap(), "engine never went idle");
+    }
+
+    async fn say(&self, who: &str, text: &str) -> Handled {
+        let n = self.n.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let h = self
+            .engine
+            .handle_message(Inbound {
+                event_id: Some(format!("ev-{n}")),
+                user: user(who),
+                conversation: conv(),
+                text: text.into(),
+            })
+            .await
+            .unwrap();
+        self.idle().await;
+        h
+    }
+
+    async fn propose(&self, who: &str, text: &str) -> String {
+        match self.say(who, text).await {
+            Handled::Proposed(id) => id,
+            other => panic!("{text:?} was not proposed: {other:?}"),
+        }
+    }
+
+    /// The payload of `label` on the latest rendering of the request's card.
+    fn button(&self, id: &str, label: &str) -> Option<String> {
+        self.sink.all().iter().rev().find_map(|s| match s {
+            Sent::Post { message, .. } | Sent::Update { message, .. } => message
+                .buttons
+                .iter()
+                .find(|b| b.label == label && b.payload.contains(id))
+                .map(|b| b.payload.clone()),
+            _ => None,
+        })
+    }
+
+    fn latest_card(&self, id: &str) -> Message {
+        self.sink
+            .all()
+            .iter()
+            .rev()
+            .find_map(|s| match s {
+                Sent::Post { message, .. } | Sent::Update { message, .. }
+                    if message.context.as_deref().is_some_and(|c| c.contains(id)) =>
+                {
+                    Some(message.clone())
+                }
+                _ => None,
+            })
+            .expect("a card for the request")
+    }
+
+    async fn press(&self, who: &str, id: &str, label: &str) {
+        let payload = self.button(id, label).unwrap_or_else(|| panic!("no {label} button for {id}"));
+        self.engine.handle_button(&user(who), &conv(), &payload).await.unwrap();
+        self.idle().await;
+    }
+
+    async fn request(&self, id: &str) -> Request {
+        self.tdb.db.requests().get(id).await.unwrap()
+    }
+
+    fn whispers_to(&self, who: &str) -> Vec<String> {
+        self.sink
+            .all()
+            .iter()
+            .filter_map(|s| match s {
+                Sent::Ephemeral { user, message, .. } if user == who => Some(message.text.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+#[tokio::test]
+async fn a_staging_request_runs_on_the_requesters_confirmation() {
+    let h = harness().await;
+    let id = h.propose("alice", "create staging for order-service with Postgres").await;
+    let card = h.latest_card(&id);
+    assert_eq!(card.title.as_deref(), Some("Create staging for order-service with postgres"));
+    assert!(card.fields.iter().any(|(k, v)| k == "Resource: postgres" && v.contains("PostgreSQL 16")));
+    assert!(card.fields.iter().any(|(k, v)| k == "Owner" && v == "team-commerce"));
+    assert_eq!(card.buttons[0].label, "Create");
+    assert_eq!(card.buttons[1].label, "Cancel");
+    // The button carries the request id and a nonce, nothing of the action.
+    let p = ButtonPayload::parse(&card.buttons[0].payload).unwrap();
+    assert_eq!(p.request_id, id);
+    assert!(!card.buttons[0].payload.contains("order-service"));
+    assert_eq!(h.driver.calls(), 0, "nothing runs before a button press");
+
+    h.press("alice", &id, "Create").await;
+    let req = h.request(&id).await;
+    assert_eq!(req.state, RequestState::Succeeded);
+    assert_eq!(req.result_url.as_deref(), Some("https://order-service.staging.example.internal"));
+    assert_eq!(h.driver.calls(), 1);
+    let job = &h.driver.jobs.lock().unwrap()[0];
+    assert_eq!(job.requester, "alice");
+    assert!(job.idempotency_key.starts_with(&id));
+
+    // The card was updated in place, and the URL went to its thread.
+    let sent = h.sink.all();
+    let card_ref = sent.iter().find_map(|s| match s {
+        Sent::Post { message, r#ref, .. } if message.title.is_some() => Some(r#ref.clone()),
+        _ => None,
+    }).unwrap();
+    assert!(sent.iter().any(|s| matches!(s, Sent::Update { r#ref, .. } if *r#ref == card_ref)));
+    assert!(sent.iter().any(|s| matches!(s, Sent::Post { thread: Some(t), message, .. }
+        if *t == card_ref && message.text.contains("https://order-service.staging.example.internal"))));
+    let done = h.latest_card(&id);
+    assert!(done.buttons.is_empty());
+    assert!(done.fields.iter().any(|(k, v)| k == "Status" && v == "Done"));
+
+    // The audit log: who did what, from which chat, in order.
+    let events = h.tdb.db.requests().events(&id).await.unwrap();
+    let trail: Vec<(&str, &str)> = events.iter().map(|e| (e.transition.as_str(), e.actor.as_str())).collect();
+    assert_eq!(
+        trail,
+        [("propose", "alice"), ("confirm", "alice"), ("auto_approve", "policy"), ("start", "executor"), ("succeed", "executor")]
+    );
+    assert_eq!(events[1].chat, "console:alice");
+}
+
+#[tokio::test]
+async fn a_double_click_executes_once() {
+    let h = harness_with(FakeDriver { delay: Duration::from_millis(100), ..FakeDriver::default() }).await;
+    let id = h.propose("alice", "restart cart-service in dev").await;
+    let payload = h.button(&id, "Restart").unwrap();
+    let (a, b) = tokio::join!(
+        h.engine.handle_button(&user("alice"), &conv(), &payload),
+        h.engine.handle_button(&user("alice"), &conv(), &payload),
+    );
+    a.unwrap();
+    b.unwrap();
+    h.idle().await;
+    // And a retried press long after.
+    h.engine.handle_button(&user("alice"), &conv(), &payload).await.unwrap();
+    h.idle().await;
+    assert_eq!(h.driver.calls(), 1);
+    assert_eq!(h.request(&id).await.state, RequestState::Succeeded);
+    assert!(h.whispers_to("alice").iter().any(|w| w.contains("already")));
+}
+
+#[tokio::test]
+async fn production_needs_another_member_of_the_owning_team() {
+    let h = harness().await;
+    let id = h.propose("alice", "deploy checkout-api 2.3.1 to prod").await;
+    h.press("alice", &id, "Deploy").await;
+    let req = h.request(&id).await;
+    assert_eq!(req.state, RequestState::AwaitingApproval);
+    assert!(req.approval_expires_at.is_some());
+    let card = h.latest_card(&id);
+    assert_eq!(card.buttons.iter().map(|b| b.label.as_str()).collect::<Vec<_>>(), ["Approve", "Deny", "Cancel"]);
+    assert!(h.sink.transcript().contains("Approval needed"));
+
+    // Four-eyes: the requester cannot approve, nor can an outsider.
+    h.press("alice", &id, "Approve").await;
+    h.press("bob", &id, "Approve").await;
+    assert_eq!(h.request(&id).await.state, RequestState::AwaitingApproval);
+    assert!(!h.whispers_to("alice").is_empty());
+    assert!(!h.whispers_to("bob").is_empty());
+    assert_eq!(h.driver.calls(), 0);
+
+    h.press("dave", &id, "Approve").await;
+    let req = h.request(&id).await;
+    assert_eq!(req.state, RequestState::Succeeded);
+    assert_eq!(req.approver.as_deref(), Some("dave"));
+    assert_eq!(h.driver.jobs.lock().unwrap()[0].approver.as_deref(), Some("dave"));
+    let approvals = h.tdb.db.requests().approvals(&id).await.unwrap();
+    assert_eq!(approvals.len(), 1);
+    assert_eq!(approvals[0].approver, "dave");
+    assert_eq!(approvals[0].action_hash, req.action_hash);
+    // Approving again is a no-op.
+    h.engine.handle_button(&user("carol"), &conv(), &h.replay(&id, "approve").await).await.unwrap();
+    h.idle().await;
+    assert_eq!(h.driver.calls(), 1);
+}
+
+impl Harness {
+    /// A payload as a replayed (old) click would carry it.
+    async fn replay(&self, id: &str, op: &str) -> String {
+        let req = self.tdb.db.requests().get(id).await.unwrap();
+        format!("{op}:{id}:{}", req.nonce)
+    }
+}
+
+#[tokio::test]
+async fn platform_team_approves_and_denials_stop_everything() {
+    let h = harness().await;
+    let id = h.propose("bob", "destroy staging for payment-service").await;
+    let card = h.latest_card(&id);
+    assert!(card.buttons[0].confirm.is_some(), "destructive buttons ask first");
+    h.press("bob", &id, "Destroy").await;
+    assert_eq!(h.request(&id).await.state, RequestState::AwaitingApproval);
+    h.press("carol", &id, "Deny").await;
+    assert_eq!(h.request(&id).await.state, RequestState::Denied);
+    assert_eq!(h.driver.calls(), 0);
+    // A replayed approve after the denial does nothing.
+    h.engine.handle_button(&user("omar"), &conv(), &h.replay(&id, "approve").await).await.unwrap();
+    h.idle().await;
+    assert_eq!(h.request(&id).await.state, RequestState::Denied);
+    assert_eq!(h.driver.calls(), 0);
+}
+
+#[tokio::test]
+async fn policy_denials_say_why_and_offer_no_buttons() {
+    let h = harness().await;
+    let id = h.propose("alice", "scale order-worker to 50 replicas in staging").await;
+    let req = h.request(&id).await;
+    assert_eq!(req.state, RequestState::Denied);
+    assert!(h.latest_card(&id).buttons.is_empty());
+    assert!(h.sink.transcript().contains("Not allowed"), "{}", h.sink.transcript());
+    assert!(h.sink.transcript().contains("20"), "the limit is named: {}", h.sink.transcript());
+    assert_eq!(h.driver.calls(), 0);
+}
+
+#[tokio::test]
+async fn only_the_requester_confirms_and_forged_buttons_fail() {
+    let h = harness().await;
+    let id = h.propose("alice", "restart cart-service in dev").await;
+    h.press("dave", &id, "Restart").await;
+    assert_eq!(h.request(&id).await.state, RequestState::Proposed);
+    assert!(h.whispers_to("dave")[0].contains("Only alice"));
+    for forged in [format!("confirm:{id}:wrongnonce"), "confirm:r-nope:x".into(), "rm -rf".into()] {
+        h.engine.handle_button(&user("alice"), &conv(), &forged).await.unwrap();
+    }
+    h.idle().await;
+    assert_eq!(h.request(&id).await.state, RequestState::Proposed);
+    assert_eq!(h.whispers_to("alice").len(), 3);
+    h.press("alice", &id, "Cancel").await;
+    assert_eq!(h.request(&id).await.state, RequestState::Cancelled);
+    assert_eq!(h.driver.calls(), 0);
+}
+
+#[tokio::test]
+async fn a_failure_is_kept_and_retried_by_a_button() {
+    let h = harness().await;
+    h.driver.then(Err(DriverError::Permanent("the cluster said no".into())));
+    let id = h.propose("alice", "create a dev env for cart-service with redis").await;
+    h.press("alice", &id, "Create").await;
+    let req = h.request(&id).await;
+    assert_eq!(req.state, RequestState::Failed);
+    assert_eq!(req.error.as_deref(), Some("the cluster said no"));
+    assert!(h.sink.transcript().contains("the cluster said no"));
+    assert_eq!(h.latest_card(&id).buttons[0].label, "Retry");
+    h.press("alice", &id, "Retry").await;
+    let req = h.request(&id).await;
+    assert_eq!(req.state, RequestState::Succeeded);
+    assert_eq!(req.error, None);
+    assert_eq!(h.driver.calls(), 2);
+}
+
+#[tokio::test]
+async fn transient_failures_are_retried_within_the_job() {
+    let h = harness().await;
+    h.driver.then(Err(DriverError::Transient("503 from the orchestrator".into())));
+    let id = h.propose("alice", "restart cart-service in dev").await;
+    h.press("alice", &id, "Restart").await;
+    assert_eq!(h.request(&id).await.state, RequestState::Succeeded);
+    let jobs = h.driver.jobs.lock().unwrap().clone();
+    assert_eq!(jobs.len(), 2);
+    assert_eq!(jobs[0].idempotency_key, jobs[1].idempotency_key);
+}
+
+#[tokio::test]
+async fn redelivered_events_are_not_processed_twice() {
+    let h = harness().await;
+    let msg = Inbound {
+        event_id: Some("Ev123".into()),
+        user: user("alice"),
+        conversation: conv(),
+        text: "restart cart-service in dev".into(),
+    };
+    assert!(matches!(h.engine.handle_message(msg.clone()).await.unwrap(), Handled::Proposed(_)));
+    assert_eq!(h.engine.handle_message(msg).await.unwrap(), Handled::Duplicate);
+}
+
+#[tokio::test]
+async fn unknown_users_read_but_do_not_request() {
+    let h = harness().await;
+    assert_eq!(h.say("mallory", "deploy checkout-api to prod").await, Handled::Replied);
+    assert!(h.sink.transcript().contains("don't know mallory"));
+    assert_eq!(h.say("mallory", "who owns checkout?").await, Handled::Replied);
+    assert!(h.sink.transcript().contains("team-commerce"));
+    assert_eq!(h.say("mallory", "thanks!").await, Handled::Ignored);
+}
+
+#[tokio::test]
+async fn questions_get_answers_without_a_request() {
+    let h = harness().await;
+    for (text, expect) in [
+        ("help", "what I can do"),
+        ("deploy payment to staging", "payment-gateway, payment-service"),
+        ("scorecard for team-data", "recommendation-engine"),
+        ("status of order-service", "no environments"),
+    ] {
+        assert_eq!(h.say("alice", text).await, Handled::Replied, "{text}");
+        assert!(h.sink.transcript().contains(expect), "{text}: {}", h.sink.transcript());
+    }
+}
+
+#[tokio::test]
+async fn a_restart_resumes_what_was_executing() {
+    let h = harness().await;
+    let id = h.propose("alice", "restart cart-service in dev").await;
+    // Simulate a crash after the executor took the job.
+    let store = h.tdb.db.requests();
+    for t in [paver::requests::Transition::Confirm, paver::requests::Transition::AutoApprove, paver::requests::Transition::Start] {
+        assert!(store.transition(&id, t, "test", "test", "", Updates::default()).await.unwrap().applied());
+    }
+    h.engine.recover().await.unwrap();
+    h.idle().await;
+    assert_eq!(h.request(&id).await.state, RequestState::Succeeded);
+    assert_eq!(h.driver.calls(), 1);
+    // Recovering again finds nothing to do.
+    h.engine.recover().await.unwrap();
+    h.idle().await;
+    assert_eq!(h.driver.calls(), 1);
+}
+
+#[tokio::test]
+async fn a_restart_fails_what_cannot_be_resumed_safely() {
+    let h = harness_with(FakeDriver { resumable: false, ..FakeDriver::default() }).await;
+    let id = h.propose("alice", "restart cart-service in dev").await;
+    let store = h.tdb.db.requests();
+    for t in [paver::requests::Transition::Confirm, paver::requests::Transition::AutoApprove, paver::requests::Transition::Start] {
+        store.transition(&id, t, "test", "test", "", Updates::default()).await.unwrap();
+    }
+    h.engine.recover().await.unwrap();
+    h.idle().await;
+    let req = h.request(&id).await;
+    assert_eq!(req.state, RequestState::Failed);
+    assert!(req.error.unwrap().contains("restarted"));
+    assert_eq!(h.driver.calls(), 0);
+}
+
+#[tokio::test]
+async fn unanswered_approvals_expire() {
+    let h = harness().await;
+    let id = h.propose("alice", "restart checkout-api in production").await;
+    h.press("alice", &id, "Restart").await;
+    assert_eq!(h.request(&id).await.state, RequestState::AwaitingApproval);
+    sqlx::query("UPDATE requests SET approval_expires_at = 1 WHERE id = $1")
+        .bind(&id)
+        .execute(h.tdb.db.pool())
+        .await
+        .unwrap();
+    h.engine.sweep().await.unwrap();
+    h.idle().await;
+    assert_eq!(h.request(&id).await.state, RequestState::Expired);
+    assert!(h.button(&id, "Approve").is_none() || h.latest_card(&id).buttons.is_empty());
+    h.engine.handle_button(&user("dave"), &conv(), &h.replay(&id, "approve").await).await.unwrap();
+    h.idle().await;
+    assert_eq!(h.request(&id).await.state, RequestState::Expired);
+    assert_eq!(h.driver.calls(), 0);
+}
+
+/// The outbox delivers through a flaky chat platform without losing or
+/// duplicating anything, and keeps updates behind their card.
+#[tokio::test]
+async fn the_outbox_survives_a_flaky_chat_platform() {
+    let h = harness().await;
+    {
+        let mut f = h.sink.fail_next.lock().unwrap();
+        f.push_back(SendError::Transient("500".into()));
+        f.push_back(SendError::RateLimited(Duration::from_millis(50)));
+    }
+    let id = h.propose("alice", "restart cart-service in dev").await;
+    h.press("alice", &id, "Restart").await;
+    let posts = h.sink.all().iter().filter(|s| matches!(s, Sent::Post { message, .. } if message.title.is_some())).count();
+    assert_eq!(posts, 1, "the card was posted exactly once");
+    assert!(h.sink.attempts.load(std::sync::atomic::Ordering::SeqCst) >= 3);
+    assert_eq!(h.request(&id).await.state, RequestState::Succeeded);
+    assert_eq!(h.tdb.db.outbox().pending_count().await.unwrap(), 0);
+}
