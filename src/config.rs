@@ -45,6 +45,8 @@ pub struct Config {
     pub discord: DiscordConfig,
     #[serde(default)]
     pub llm: LlmConfig,
+    #[serde(default)]
+    pub policy: crate::policy::PolicyConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -338,6 +340,7 @@ impl Config {
                 out.push("discord.public_key: expected 64 hex characters".into());
             }
         }
+        out.extend(self.policy.problems());
         out
     }
 }
@@ -375,30 +378,55 @@ fn reject_inline_secrets(path: &str, body: &str, table: &toml::Table) -> Result<
 
 /// Finds the line defining `section.key` (or the section header when no
 /// key is given) in a simple TOML file: 1-based line number and its text.
+/// Arrays of tables count as indexed sections: `policy.rules.1.name` is the
+/// `name` key under the second `[[policy.rules]]`. When the key is not found,
+/// the header of the deepest enclosing section is returned.
 pub fn locate(body: &str, path: &[&str]) -> Option<(usize, String)> {
-    let mut current = String::new();
-    let mut header_line = None;
+    let mut current: Vec<String> = Vec::new();
+    let mut arrays: std::collections::HashMap<String, usize> = Default::default();
+    let mut header_line: Option<(usize, usize, String)> = None;
+    let prefix_of_path =
+        |segs: &[String]| segs.len() <= path.len() && segs.iter().zip(path).all(|(a, b)| a == b);
     for (i, line) in body.lines().enumerate() {
         let t = line.trim();
-        if let Some(h) = t.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
-            current = h.trim().to_owned();
-            if path.len() == 1 && current == path[0] {
+        let header = t
+            .strip_prefix("[[")
+            .and_then(|r| r.strip_suffix("]]"))
+            .map(|h| (h, true))
+            .or_else(|| {
+                t.strip_prefix('[')
+                    .and_then(|r| r.strip_suffix(']'))
+                    .map(|h| (h, false))
+            });
+        if let Some((h, is_array)) = header {
+            let name = h.trim().to_owned();
+            current = name.split('.').map(|s| s.trim().to_owned()).collect();
+            if is_array {
+                let n = arrays.entry(name).or_insert(0);
+                current.push(n.to_string());
+                *n += 1;
+            }
+            if current.len() == path.len() && prefix_of_path(&current) {
                 return Some((i + 1, line.to_owned()));
             }
-            if path.first() == Some(&current.as_str()) {
-                header_line = Some((i + 1, line.to_owned()));
+            if prefix_of_path(&current)
+                && header_line
+                    .as_ref()
+                    .is_none_or(|(depth, _, _)| current.len() > *depth)
+            {
+                header_line = Some((current.len(), i + 1, line.to_owned()));
             }
             continue;
         }
-        if path.len() >= 2 && current == path[0] {
+        if !current.is_empty() && path.len() > current.len() && prefix_of_path(&current) {
             if let Some((k, _)) = t.split_once('=') {
-                if k.trim() == path[1] {
+                if k.trim() == path[current.len()] {
                     return Some((i + 1, line.to_owned()));
                 }
             }
         }
     }
-    header_line
+    header_line.map(|(_, line, text)| (line, text))
 }
 
 fn invalid(e: figment::Error, text: Option<&(String, String)>) -> ConfigError {
@@ -458,6 +486,26 @@ mod tests {
         assert_eq!(locate(body, &["slack", "api_url"]).unwrap().0, 6);
         assert_eq!(locate(body, &["server"]).unwrap().0, 2);
         assert_eq!(locate(body, &["slack", "nope"]).unwrap().0, 5);
+        let body = "[policy]\nmax_replicas = 3\n\n[[policy.rules]]\nname = \"a\"\n\n[[policy.rules]]\nname = \"b\"\nactions = [\"x\"]\n";
+        assert_eq!(locate(body, &["policy", "max_replicas"]).unwrap().0, 2);
+        assert_eq!(
+            locate(body, &["policy", "rules", "0", "name"]).unwrap().0,
+            5
+        );
+        assert_eq!(
+            locate(body, &["policy", "rules", "1", "actions", "0"])
+                .unwrap()
+                .0,
+            9
+        );
+        assert_eq!(locate(body, &["policy", "rules", "1"]).unwrap().0, 7);
+        assert_eq!(
+            locate(body, &["policy", "rules", "1", "decision"])
+                .unwrap()
+                .0,
+            7
+        );
+        assert_eq!(locate(body, &["policy", "nope"]).unwrap().0, 1);
     }
 
     #[test]

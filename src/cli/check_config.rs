@@ -34,6 +34,7 @@ pub fn run(path: Option<&Path>) -> ExitCode {
                     for w in c.warnings() {
                         notes.push(format!("catalog warning: {w}"));
                     }
+                    problems.extend(config.policy.catalog_problems(&c));
                 }
                 Err(e) => problems.push(format!("catalog.file: {e}")),
             }
