@@ -194,9 +194,10 @@ async fn a_double_click_executes_once() {
     let h = harness_with(FakeDriver { delay: Duration::from_millis(100), ..FakeDriver::default() }).await;
     let id = h.propose("alice", "restart cart-service in dev").await;
     let payload = h.button(&id, "Restart").unwrap();
+    let (alice, c) = (user("alice"), conv());
     let (a, b) = tokio::join!(
-        h.engine.handle_button(&user("alice"), &conv(), &payload),
-        h.engine.handle_button(&user("alice"), &conv(), &payload),
+        h.engine.handle_button(&alice, &c, &payload),
+        h.engine.handle_button(&alice, &c, &payload),
     );
     a.unwrap();
     b.unwrap();
