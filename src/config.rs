@@ -45,6 +45,8 @@ pub struct Config {
     pub discord: DiscordConfig,
     #[serde(default)]
     pub llm: LlmConfig,
+    #[serde(default)]
+    pub gitops: crate::drivers::gitops::GitOpsConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -338,6 +340,7 @@ impl Config {
                 out.push("discord.public_key: expected 64 hex characters".into());
             }
         }
+        out.extend(self.gitops.problems());
         out
     }
 }

@@ -6,5 +6,5 @@
 pub mod catalog;
 pub mod config;
 pub mod domain;
-pub mod nlu;
 pub mod drivers;
+pub mod nlu;
