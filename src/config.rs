@@ -47,6 +47,8 @@ pub struct Config {
     pub llm: LlmConfig,
     #[serde(default)]
     pub policy: crate::policy::PolicyConfig,
+    #[serde(default)]
+    pub gitops: crate::drivers::gitops::GitOpsConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -341,6 +343,7 @@ impl Config {
             }
         }
         out.extend(self.policy.problems());
+        out.extend(self.gitops.problems());
         out
     }
 }

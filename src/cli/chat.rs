@@ -46,7 +46,7 @@ async fn session(config: &Config, catalog_path: Option<&Path>, as_user: Option<S
     let db = Db::connect(&config.database.url)
         .await
         .with_context(|| format!("opening the database {}", paver::config::redact_url(&config.database.url)))?;
-    let driver = GitOpsDriver::open(&config.gitops).await.context("opening the GitOps repository")?;
+    let driver = GitOpsDriver::open(config.gitops.clone()).await.context("opening the GitOps repository")?;
     let console = ConsoleSink::new(Box::new(std::io::stdout()));
     let mut sinks: HashMap<String, Arc<dyn ChatSink>> = HashMap::new();
     sinks.insert(Platform::Console.as_str().into(), Arc::new(console.clone()));
