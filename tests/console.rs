@@ -17,7 +17,15 @@ struct Run {
 
 fn chat(db_url: &str, repo: &Path, as_user: &str, script: &str) -> Run {
     let mut child = Command::new(env!("CARGO_BIN_EXE_paver"))
-        .args(["chat", "--config", "config/paver.toml", "--catalog", SAMPLE_CATALOG, "--as", as_user])
+        .args([
+            "chat",
+            "--config",
+            "config/paver.toml",
+            "--catalog",
+            SAMPLE_CATALOG,
+            "--as",
+            as_user,
+        ])
         .env("PAVER_DATABASE__URL", db_url)
         .env("PAVER_GITOPS__REPO", repo)
         .env_remove("PAVER_CONFIG")
@@ -26,7 +34,12 @@ fn chat(db_url: &str, repo: &Path, as_user: &str, script: &str) -> Run {
         .stderr(Stdio::piped())
         .spawn()
         .expect("paver runs");
-    child.stdin.take().unwrap().write_all(script.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(script.as_bytes())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     Run {
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -63,21 +76,35 @@ async fn from_words_to_a_staging_url() {
     .await
     .unwrap();
     assert!(run.ok, "{}\n{}", run.stdout, run.stderr);
-    assert!(run.stdout.contains("┌ Create staging for order-service with postgres"), "{}", run.stdout);
-    assert!(run.stdout.contains("[1 Create] [2 Cancel]"), "{}", run.stdout);
-    assert!(run.stdout.contains("https://order-service.staging.example.internal"), "{}", run.stdout);
+    assert!(
+        run.stdout
+            .contains("┌ Create staging for order-service with postgres"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("[1 Create] [2 Cancel]"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .contains("https://order-service.staging.example.internal"),
+        "{}",
+        run.stdout
+    );
     assert!(repo.join("services/order-service/staging.yaml").exists());
     let log = git_log(&repo);
     assert!(log.contains("alice"), "{log}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn production_waits_for_a_second_pair_of_eyes() {
+async fn destroying_staging_waits_for_a_second_pair_of_eyes() {
     let (_tdb, url) = database().await;
     let dir = tempfile::tempdir().unwrap();
     let repo = dir.path().join("gitops");
     let script = "create staging for checkout-api\n/press 1\n\
-                  promote checkout-api to prod\n/press Promote\n/press Approve\n\
+                  tear down staging for checkout-api\n/press Destroy\n/press Approve\n\
                   /as dave\n/press Approve\n";
     let run = tokio::task::spawn_blocking({
         let (url, repo) = (url.clone(), repo.clone());
@@ -87,10 +114,22 @@ async fn production_waits_for_a_second_pair_of_eyes() {
     .unwrap();
     assert!(run.ok, "{}\n{}", run.stdout, run.stderr);
     assert!(run.stdout.contains("Approval needed"), "{}", run.stdout);
-    assert!(run.stdout.contains("(only alice sees this)"), "four-eyes refusal: {}", run.stdout);
+    assert!(
+        run.stdout.contains("(only alice sees this)"),
+        "four-eyes refusal: {}",
+        run.stdout
+    );
     assert!(run.stdout.contains("Approved by: dave"), "{}", run.stdout);
+    assert!(
+        !repo.join("services/checkout-api/staging.yaml").exists(),
+        "{}",
+        run.stdout
+    );
     let log = git_log(&repo);
-    assert!(log.contains("dave"), "the commit names the approver: {log}");
+    assert!(
+        log.contains("Approved-by: dave"),
+        "the commit names the approver: {log}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -101,7 +140,14 @@ async fn requests_survive_a_restart() {
     // Propose in one session, confirm in the next: the button still works.
     let first = tokio::task::spawn_blocking({
         let (url, repo) = (url.clone(), repo.clone());
-        move || chat(&url, &repo, "erin", "create a dev env for analytics-pipeline with kafka\n")
+        move || {
+            chat(
+                &url,
+                &repo,
+                "erin",
+                "create a dev env for analytics-pipeline with kafka\n",
+            )
+        }
     })
     .await
     .unwrap();
@@ -109,12 +155,27 @@ async fn requests_survive_a_restart() {
     assert!(!repo.join("services/analytics-pipeline/dev.yaml").exists());
     let second = tokio::task::spawn_blocking({
         let (url, repo) = (url.clone(), repo.clone());
-        move || chat(&url, &repo, "erin", "/press Create\nstatus of analytics-pipeline\n")
+        move || {
+            chat(
+                &url,
+                &repo,
+                "erin",
+                "/press Create\nstatus of analytics-pipeline\n",
+            )
+        }
     })
     .await
     .unwrap();
     assert!(second.ok, "{}", second.stderr);
-    assert!(second.stdout.contains("open requests from earlier"), "{}", second.stdout);
-    assert!(repo.join("services/analytics-pipeline/dev.yaml").exists(), "{}", second.stdout);
+    assert!(
+        second.stdout.contains("open requests from earlier"),
+        "{}",
+        second.stdout
+    );
+    assert!(
+        repo.join("services/analytics-pipeline/dev.yaml").exists(),
+        "{}",
+        second.stdout
+    );
     assert!(second.stdout.contains("dev: version"), "{}", second.stdout);
 }

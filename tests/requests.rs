@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use paver::catalog::{Catalog, SharedCatalog};
 use paver::chat::dispatcher::Dispatcher;
-use paver::chat::{ButtonPayload, ChatSink, ChatUser, Conversation, Inbound, Message, Platform, SendError};
+use paver::chat::{
+    ButtonPayload, ChatSink, ChatUser, Conversation, Inbound, Message, Platform, SendError,
+};
 use paver::domain::UserName;
 use paver::drivers::DriverError;
 use paver::policy::PolicyConfig;
@@ -44,7 +46,13 @@ async fn harness_with(driver: FakeDriver) -> Harness {
         dispatcher,
         EngineSettings::default(),
     );
-    Harness { engine, sink, driver, tdb, n: Default::default() }
+    Harness {
+        engine,
+        sink,
+        driver,
+        tdb,
+        n: Default::default(),
+    }
 }
 
 async fn harness() -> Harness {
@@ -60,12 +68,22 @@ fn user(name: &str) -> ChatUser {
 }
 
 fn conv() -> Conversation {
-    Conversation { platform: Platform::Console, channel: "C1".into(), thread: None }
+    Conversation {
+        platform: Platform::Console,
+        channel: "C1".into(),
+        thread: None,
+    }
 }
 
 impl Harness {
     async fn idle(&self) {
-        assert!(self.engine.wait_idle(Duration::from_secs(20)).await.unwrap(), "engine never went idle");
+        assert!(
+            self.engine
+                .wait_idle(Duration::from_secs(20))
+                .await
+                .unwrap(),
+            "engine never went idle"
+        );
     }
 
     async fn say(&self, who: &str, text: &str) -> Handled {
@@ -120,8 +138,13 @@ impl Harness {
     }
 
     async fn press(&self, who: &str, id: &str, label: &str) {
-        let payload = self.button(id, label).unwrap_or_else(|| panic!("no {label} button for {id}"));
-        self.engine.handle_button(&user(who), &conv(), &payload).await.unwrap();
+        let payload = self
+            .button(id, label)
+            .unwrap_or_else(|| panic!("no {label} button for {id}"));
+        self.engine
+            .handle_button(&user(who), &conv(), &payload)
+            .await
+            .unwrap();
         self.idle().await;
     }
 
@@ -144,11 +167,22 @@ impl Harness {
 #[tokio::test]
 async fn a_staging_request_runs_on_the_requesters_confirmation() {
     let h = harness().await;
-    let id = h.propose("alice", "create staging for order-service with Postgres").await;
+    let id = h
+        .propose("alice", "create staging for order-service with Postgres")
+        .await;
     let card = h.latest_card(&id);
-    assert_eq!(card.title.as_deref(), Some("Create staging for order-service with postgres"));
-    assert!(card.fields.iter().any(|(k, v)| k == "Resource: postgres" && v.contains("PostgreSQL 16")));
-    assert!(card.fields.iter().any(|(k, v)| k == "Owner" && v == "team-commerce"));
+    assert_eq!(
+        card.title.as_deref(),
+        Some("Create staging for order-service with postgres")
+    );
+    assert!(card
+        .fields
+        .iter()
+        .any(|(k, v)| k == "Resource: postgres" && v.contains("PostgreSQL 16")));
+    assert!(card
+        .fields
+        .iter()
+        .any(|(k, v)| k == "Owner" && v == "team-commerce"));
     assert_eq!(card.buttons[0].label, "Create");
     assert_eq!(card.buttons[1].label, "Cancel");
     // The button carries the request id and a nonce, nothing of the action.
@@ -160,38 +194,62 @@ async fn a_staging_request_runs_on_the_requesters_confirmation() {
     h.press("alice", &id, "Create").await;
     let req = h.request(&id).await;
     assert_eq!(req.state, RequestState::Succeeded);
-    assert_eq!(req.result_url.as_deref(), Some("https://order-service.staging.example.internal"));
+    assert_eq!(
+        req.result_url.as_deref(),
+        Some("https://order-service.staging.example.internal")
+    );
     assert_eq!(h.driver.calls(), 1);
-    let job = &h.driver.jobs.lock().unwrap()[0];
+    let job = h.driver.jobs.lock().unwrap()[0].clone();
     assert_eq!(job.requester, "alice");
     assert!(job.idempotency_key.starts_with(&id));
 
     // The card was updated in place, and the URL went to its thread.
     let sent = h.sink.all();
-    let card_ref = sent.iter().find_map(|s| match s {
-        Sent::Post { message, r#ref, .. } if message.title.is_some() => Some(r#ref.clone()),
-        _ => None,
-    }).unwrap();
-    assert!(sent.iter().any(|s| matches!(s, Sent::Update { r#ref, .. } if *r#ref == card_ref)));
+    let card_ref = sent
+        .iter()
+        .find_map(|s| match s {
+            Sent::Post { message, r#ref, .. } if message.title.is_some() => Some(r#ref.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert!(sent
+        .iter()
+        .any(|s| matches!(s, Sent::Update { r#ref, .. } if *r#ref == card_ref)));
     assert!(sent.iter().any(|s| matches!(s, Sent::Post { thread: Some(t), message, .. }
         if *t == card_ref && message.text.contains("https://order-service.staging.example.internal"))));
     let done = h.latest_card(&id);
     assert!(done.buttons.is_empty());
-    assert!(done.fields.iter().any(|(k, v)| k == "Status" && v == "Done"));
+    assert!(done
+        .fields
+        .iter()
+        .any(|(k, v)| k == "Status" && v == "Done"));
 
     // The audit log: who did what, from which chat, in order.
     let events = h.tdb.db.requests().events(&id).await.unwrap();
-    let trail: Vec<(&str, &str)> = events.iter().map(|e| (e.transition.as_str(), e.actor.as_str())).collect();
+    let trail: Vec<(&str, &str)> = events
+        .iter()
+        .map(|e| (e.transition.as_str(), e.actor.as_str()))
+        .collect();
     assert_eq!(
         trail,
-        [("propose", "alice"), ("confirm", "alice"), ("auto_approve", "policy"), ("start", "executor"), ("succeed", "executor")]
+        [
+            ("propose", "alice"),
+            ("confirm", "alice"),
+            ("auto_approve", "policy"),
+            ("start", "executor"),
+            ("succeed", "executor")
+        ]
     );
     assert_eq!(events[1].chat, "console:alice");
 }
 
 #[tokio::test]
 async fn a_double_click_executes_once() {
-    let h = harness_with(FakeDriver { delay: Duration::from_millis(100), ..FakeDriver::default() }).await;
+    let h = harness_with(FakeDriver {
+        delay: Duration::from_millis(100),
+        ..FakeDriver::default()
+    })
+    .await;
     let id = h.propose("alice", "restart cart-service in dev").await;
     let payload = h.button(&id, "Restart").unwrap();
     let (alice, c) = (user("alice"), conv());
@@ -203,7 +261,10 @@ async fn a_double_click_executes_once() {
     b.unwrap();
     h.idle().await;
     // And a retried press long after.
-    h.engine.handle_button(&user("alice"), &conv(), &payload).await.unwrap();
+    h.engine
+        .handle_button(&user("alice"), &conv(), &payload)
+        .await
+        .unwrap();
     h.idle().await;
     assert_eq!(h.driver.calls(), 1);
     assert_eq!(h.request(&id).await.state, RequestState::Succeeded);
@@ -213,13 +274,21 @@ async fn a_double_click_executes_once() {
 #[tokio::test]
 async fn production_needs_another_member_of_the_owning_team() {
     let h = harness().await;
-    let id = h.propose("alice", "deploy checkout-api 2.3.1 to prod").await;
+    let id = h
+        .propose("alice", "deploy checkout-api 2.3.1 to prod")
+        .await;
     h.press("alice", &id, "Deploy").await;
     let req = h.request(&id).await;
     assert_eq!(req.state, RequestState::AwaitingApproval);
     assert!(req.approval_expires_at.is_some());
     let card = h.latest_card(&id);
-    assert_eq!(card.buttons.iter().map(|b| b.label.as_str()).collect::<Vec<_>>(), ["Approve", "Deny", "Cancel"]);
+    assert_eq!(
+        card.buttons
+            .iter()
+            .map(|b| b.label.as_str())
+            .collect::<Vec<_>>(),
+        ["Approve", "Deny", "Cancel"]
+    );
     assert!(h.sink.transcript().contains("Approval needed"));
 
     // Four-eyes: the requester cannot approve, nor can an outsider.
@@ -234,13 +303,19 @@ async fn production_needs_another_member_of_the_owning_team() {
     let req = h.request(&id).await;
     assert_eq!(req.state, RequestState::Succeeded);
     assert_eq!(req.approver.as_deref(), Some("dave"));
-    assert_eq!(h.driver.jobs.lock().unwrap()[0].approver.as_deref(), Some("dave"));
+    assert_eq!(
+        h.driver.jobs.lock().unwrap()[0].approver.as_deref(),
+        Some("dave")
+    );
     let approvals = h.tdb.db.requests().approvals(&id).await.unwrap();
     assert_eq!(approvals.len(), 1);
     assert_eq!(approvals[0].approver, "dave");
     assert_eq!(approvals[0].action_hash, req.action_hash);
     // Approving again is a no-op.
-    h.engine.handle_button(&user("carol"), &conv(), &h.replay(&id, "approve").await).await.unwrap();
+    h.engine
+        .handle_button(&user("carol"), &conv(), &h.replay(&id, "approve").await)
+        .await
+        .unwrap();
     h.idle().await;
     assert_eq!(h.driver.calls(), 1);
 }
@@ -256,16 +331,24 @@ impl Harness {
 #[tokio::test]
 async fn platform_team_approves_and_denials_stop_everything() {
     let h = harness().await;
-    let id = h.propose("bob", "destroy staging for payment-service").await;
+    let id = h
+        .propose("bob", "destroy staging for payment-service")
+        .await;
     let card = h.latest_card(&id);
-    assert!(card.buttons[0].confirm.is_some(), "destructive buttons ask first");
+    assert!(
+        card.buttons[0].confirm.is_some(),
+        "destructive buttons ask first"
+    );
     h.press("bob", &id, "Destroy").await;
     assert_eq!(h.request(&id).await.state, RequestState::AwaitingApproval);
     h.press("carol", &id, "Deny").await;
     assert_eq!(h.request(&id).await.state, RequestState::Denied);
     assert_eq!(h.driver.calls(), 0);
     // A replayed approve after the denial does nothing.
-    h.engine.handle_button(&user("omar"), &conv(), &h.replay(&id, "approve").await).await.unwrap();
+    h.engine
+        .handle_button(&user("omar"), &conv(), &h.replay(&id, "approve").await)
+        .await
+        .unwrap();
     h.idle().await;
     assert_eq!(h.request(&id).await.state, RequestState::Denied);
     assert_eq!(h.driver.calls(), 0);
@@ -274,12 +357,22 @@ async fn platform_team_approves_and_denials_stop_everything() {
 #[tokio::test]
 async fn policy_denials_say_why_and_offer_no_buttons() {
     let h = harness().await;
-    let id = h.propose("alice", "scale order-worker to 50 replicas in staging").await;
+    let id = h
+        .propose("alice", "scale order-worker to 50 replicas in staging")
+        .await;
     let req = h.request(&id).await;
     assert_eq!(req.state, RequestState::Denied);
     assert!(h.latest_card(&id).buttons.is_empty());
-    assert!(h.sink.transcript().contains("Not allowed"), "{}", h.sink.transcript());
-    assert!(h.sink.transcript().contains("20"), "the limit is named: {}", h.sink.transcript());
+    assert!(
+        h.sink.transcript().contains("Not allowed"),
+        "{}",
+        h.sink.transcript()
+    );
+    assert!(
+        h.sink.transcript().contains("20"),
+        "the limit is named: {}",
+        h.sink.transcript()
+    );
     assert_eq!(h.driver.calls(), 0);
 }
 
@@ -290,8 +383,15 @@ async fn only_the_requester_confirms_and_forged_buttons_fail() {
     h.press("dave", &id, "Restart").await;
     assert_eq!(h.request(&id).await.state, RequestState::Proposed);
     assert!(h.whispers_to("dave")[0].contains("Only alice"));
-    for forged in [format!("confirm:{id}:wrongnonce"), "confirm:r-nope:x".into(), "rm -rf".into()] {
-        h.engine.handle_button(&user("alice"), &conv(), &forged).await.unwrap();
+    for forged in [
+        format!("confirm:{id}:wrongnonce"),
+        "confirm:r-nope:x".into(),
+        "rm -rf".into(),
+    ] {
+        h.engine
+            .handle_button(&user("alice"), &conv(), &forged)
+            .await
+            .unwrap();
     }
     h.idle().await;
     assert_eq!(h.request(&id).await.state, RequestState::Proposed);
@@ -304,8 +404,11 @@ async fn only_the_requester_confirms_and_forged_buttons_fail() {
 #[tokio::test]
 async fn a_failure_is_kept_and_retried_by_a_button() {
     let h = harness().await;
-    h.driver.then(Err(DriverError::Permanent("the cluster said no".into())));
-    let id = h.propose("alice", "create a dev env for cart-service with redis").await;
+    h.driver
+        .then(Err(DriverError::Permanent("the cluster said no".into())));
+    let id = h
+        .propose("alice", "create a dev env for cart-service with redis")
+        .await;
     h.press("alice", &id, "Create").await;
     let req = h.request(&id).await;
     assert_eq!(req.state, RequestState::Failed);
@@ -322,7 +425,9 @@ async fn a_failure_is_kept_and_retried_by_a_button() {
 #[tokio::test]
 async fn transient_failures_are_retried_within_the_job() {
     let h = harness().await;
-    h.driver.then(Err(DriverError::Transient("503 from the orchestrator".into())));
+    h.driver.then(Err(DriverError::Transient(
+        "503 from the orchestrator".into(),
+    )));
     let id = h.propose("alice", "restart cart-service in dev").await;
     h.press("alice", &id, "Restart").await;
     assert_eq!(h.request(&id).await.state, RequestState::Succeeded);
@@ -340,16 +445,28 @@ async fn redelivered_events_are_not_processed_twice() {
         conversation: conv(),
         text: "restart cart-service in dev".into(),
     };
-    assert!(matches!(h.engine.handle_message(msg.clone()).await.unwrap(), Handled::Proposed(_)));
-    assert_eq!(h.engine.handle_message(msg).await.unwrap(), Handled::Duplicate);
+    assert!(matches!(
+        h.engine.handle_message(msg.clone()).await.unwrap(),
+        Handled::Proposed(_)
+    ));
+    assert_eq!(
+        h.engine.handle_message(msg).await.unwrap(),
+        Handled::Duplicate
+    );
 }
 
 #[tokio::test]
 async fn unknown_users_read_but_do_not_request() {
     let h = harness().await;
-    assert_eq!(h.say("mallory", "deploy checkout-api to prod").await, Handled::Replied);
+    assert_eq!(
+        h.say("mallory", "deploy checkout-api to prod").await,
+        Handled::Replied
+    );
     assert!(h.sink.transcript().contains("don't know mallory"));
-    assert_eq!(h.say("mallory", "who owns checkout?").await, Handled::Replied);
+    assert_eq!(
+        h.say("mallory", "who owns checkout?").await,
+        Handled::Replied
+    );
     assert!(h.sink.transcript().contains("team-commerce"));
     assert_eq!(h.say("mallory", "thanks!").await, Handled::Ignored);
 }
@@ -359,12 +476,19 @@ async fn questions_get_answers_without_a_request() {
     let h = harness().await;
     for (text, expect) in [
         ("help", "what I can do"),
-        ("deploy payment to staging", "payment-gateway, payment-service"),
+        (
+            "deploy payment to staging",
+            "payment-gateway, payment-service",
+        ),
         ("scorecard for team-data", "recommendation-engine"),
         ("status of order-service", "no environments"),
     ] {
         assert_eq!(h.say("alice", text).await, Handled::Replied, "{text}");
-        assert!(h.sink.transcript().contains(expect), "{text}: {}", h.sink.transcript());
+        assert!(
+            h.sink.transcript().contains(expect),
+            "{text}: {}",
+            h.sink.transcript()
+        );
     }
 }
 
@@ -374,8 +498,16 @@ async fn a_restart_resumes_what_was_executing() {
     let id = h.propose("alice", "restart cart-service in dev").await;
     // Simulate a crash after the executor took the job.
     let store = h.tdb.db.requests();
-    for t in [paver::requests::Transition::Confirm, paver::requests::Transition::AutoApprove, paver::requests::Transition::Start] {
-        assert!(store.transition(&id, t, "test", "test", "", Updates::default()).await.unwrap().applied());
+    for t in [
+        paver::requests::Transition::Confirm,
+        paver::requests::Transition::AutoApprove,
+        paver::requests::Transition::Start,
+    ] {
+        assert!(store
+            .transition(&id, t, "test", "test", "", Updates::default())
+            .await
+            .unwrap()
+            .applied());
     }
     h.engine.recover().await.unwrap();
     h.idle().await;
@@ -389,11 +521,22 @@ async fn a_restart_resumes_what_was_executing() {
 
 #[tokio::test]
 async fn a_restart_fails_what_cannot_be_resumed_safely() {
-    let h = harness_with(FakeDriver { resumable: false, ..FakeDriver::default() }).await;
+    let h = harness_with(FakeDriver {
+        resumable: false,
+        ..FakeDriver::default()
+    })
+    .await;
     let id = h.propose("alice", "restart cart-service in dev").await;
     let store = h.tdb.db.requests();
-    for t in [paver::requests::Transition::Confirm, paver::requests::Transition::AutoApprove, paver::requests::Transition::Start] {
-        store.transition(&id, t, "test", "test", "", Updates::default()).await.unwrap();
+    for t in [
+        paver::requests::Transition::Confirm,
+        paver::requests::Transition::AutoApprove,
+        paver::requests::Transition::Start,
+    ] {
+        store
+            .transition(&id, t, "test", "test", "", Updates::default())
+            .await
+            .unwrap();
     }
     h.engine.recover().await.unwrap();
     h.idle().await;
@@ -406,7 +549,9 @@ async fn a_restart_fails_what_cannot_be_resumed_safely() {
 #[tokio::test]
 async fn unanswered_approvals_expire() {
     let h = harness().await;
-    let id = h.propose("alice", "restart checkout-api in production").await;
+    let id = h
+        .propose("alice", "restart checkout-api in production")
+        .await;
     h.press("alice", &id, "Restart").await;
     assert_eq!(h.request(&id).await.state, RequestState::AwaitingApproval);
     sqlx::query("UPDATE requests SET approval_expires_at = 1 WHERE id = $1")
@@ -418,7 +563,10 @@ async fn unanswered_approvals_expire() {
     h.idle().await;
     assert_eq!(h.request(&id).await.state, RequestState::Expired);
     assert!(h.button(&id, "Approve").is_none() || h.latest_card(&id).buttons.is_empty());
-    h.engine.handle_button(&user("dave"), &conv(), &h.replay(&id, "approve").await).await.unwrap();
+    h.engine
+        .handle_button(&user("dave"), &conv(), &h.replay(&id, "approve").await)
+        .await
+        .unwrap();
     h.idle().await;
     assert_eq!(h.request(&id).await.state, RequestState::Expired);
     assert_eq!(h.driver.calls(), 0);
@@ -436,7 +584,12 @@ async fn the_outbox_survives_a_flaky_chat_platform() {
     }
     let id = h.propose("alice", "restart cart-service in dev").await;
     h.press("alice", &id, "Restart").await;
-    let posts = h.sink.all().iter().filter(|s| matches!(s, Sent::Post { message, .. } if message.title.is_some())).count();
+    let posts = h
+        .sink
+        .all()
+        .iter()
+        .filter(|s| matches!(s, Sent::Post { message, .. } if message.title.is_some()))
+        .count();
     assert_eq!(posts, 1, "the card was posted exactly once");
     assert!(h.sink.attempts.load(std::sync::atomic::Ordering::SeqCst) >= 3);
     assert_eq!(h.request(&id).await.state, RequestState::Succeeded);

@@ -57,7 +57,11 @@ impl ConsoleSink {
         let mut shown = self.shown.lock().unwrap_or_else(|p| p.into_inner());
         shown.next += 1;
         // Unique across restarts: the cards table outlives this process.
-        let r = format!("console-{}-{}", chrono::Utc::now().timestamp_millis(), shown.next);
+        let r = format!(
+            "console-{}-{}",
+            chrono::Utc::now().timestamp_millis(),
+            shown.next
+        );
         shown.cards.push((r.clone(), message.clone()));
         r
     }
@@ -106,11 +110,21 @@ pub fn render(message: &Message, thread: bool) -> String {
         if buttons.is_empty() {
             line(&mut s, "└");
         } else {
-            line(&mut s, &format!("└ {}   (/press LABEL or /press N)", buttons.join(" ")));
+            line(
+                &mut s,
+                &format!("└ {}   (/press LABEL or /press N)", buttons.join(" ")),
+            );
         }
     } else {
         for (i, l) in message.text.lines().enumerate() {
-            line(&mut s, &if i == 0 { format!("{mark}{l}") } else { l.to_owned() });
+            line(
+                &mut s,
+                &if i == 0 {
+                    format!("{mark}{l}")
+                } else {
+                    l.to_owned()
+                },
+            );
         }
         for (k, v) in &message.fields {
             line(&mut s, &format!("  {k}: {v}"));
@@ -121,26 +135,59 @@ pub fn render(message: &Message, thread: bool) -> String {
 
 #[async_trait]
 impl ChatSink for ConsoleSink {
-    async fn post(&self, _channel: &str, thread: Option<&str>, message: &Message) -> Result<String, SendError> {
+    async fn post(
+        &self,
+        _channel: &str,
+        thread: Option<&str>,
+        message: &Message,
+    ) -> Result<String, SendError> {
         let r = self.remember(message);
-        self.print(&format!("paver> {}", render(message, thread.is_some()).trim_start()));
+        self.print(&format!(
+            "paver> {}",
+            render(message, thread.is_some()).trim_start()
+        ));
         Ok(r)
     }
 
-    async fn update(&self, _channel: &str, message_ref: &str, message: &Message) -> Result<(), SendError> {
-        {
+    async fn update(
+        &self,
+        _channel: &str,
+        message_ref: &str,
+        message: &Message,
+    ) -> Result<(), SendError> {
+        let previous = {
             let mut shown = self.shown.lock().unwrap_or_else(|p| p.into_inner());
             match shown.cards.iter_mut().find(|(r, _)| r == message_ref) {
-                Some((_, m)) => *m = message.clone(),
+                Some((_, m)) => std::mem::replace(m, message.clone()),
                 None => return Err(SendError::Permanent(format!("no message {message_ref}"))),
             }
+        };
+        // A terminal scrolls: when only the status moved, say just that.
+        let same_shape = previous.buttons == message.buttons && previous.tone == message.tone;
+        match message.fields.iter().find(|(k, _)| k == "Status") {
+            Some((_, status)) if same_shape => self.print(&format!(
+                "paver (updated)> {}: {status}\n",
+                message.title.as_deref().unwrap_or("card")
+            )),
+            _ => self.print(&format!(
+                "paver (updated)> {}",
+                render(message, false).trim_start()
+            )),
         }
-        self.print(&format!("paver (updated)> {}", render(message, false).trim_start()));
         Ok(())
     }
 
-    async fn ephemeral(&self, _channel: &str, user: &str, _thread: Option<&str>, message: &Message) -> Result<(), SendError> {
-        self.print(&format!("paver (only {user} sees this)> {}", render(message, false).trim_start()));
+    async fn ephemeral(
+        &self,
+        _channel: &str,
+        user: &str,
+        _thread: Option<&str>,
+        message: &Message,
+    ) -> Result<(), SendError> {
+        self.print(&format!(
+            "paver (only {user} sees this)> {}",
+            render(message, false).trim_start()
+        ));
         Ok(())
     }
 }

@@ -75,7 +75,9 @@ impl Dispatcher {
                 Some(r) => Some(r),
                 // The card it belongs under is not out yet: wait for it.
                 None if row.attempts < MAX_ATTEMPTS => {
-                    return outbox.retry_later(row.id, "waiting for its card", 200).await
+                    return outbox
+                        .retry_later(row.id, "waiting for its card", 200)
+                        .await
                 }
                 None => None,
             },
@@ -113,12 +115,16 @@ impl Dispatcher {
             Ok(sent_ref) => {
                 if let (Some(r), Some(key)) = (sent_ref, &item.card_key) {
                     if item.kind == OutboxKind::Post {
-                        outbox.save_card(key, &item.platform, &item.channel, &r).await?;
+                        outbox
+                            .save_card(key, &item.platform, &item.channel, &r)
+                            .await?;
                     }
                 }
                 outbox.mark_sent(row.id).await
             }
-            Err(SendError::RateLimited(wait)) => outbox.defer(row.id, wait.as_millis() as i64).await,
+            Err(SendError::RateLimited(wait)) => {
+                outbox.defer(row.id, wait.as_millis() as i64).await
+            }
             Err(SendError::Transient(e)) if row.attempts + 1 < MAX_ATTEMPTS => {
                 // 0.5 s, 1 s, 2 s, … capped at a minute.
                 let delay = (500i64 << row.attempts.min(7)).min(60_000);

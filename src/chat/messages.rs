@@ -11,12 +11,7 @@ use crate::storage::Request;
 
 /// One line saying what an action does.
 pub fn describe(action: &Action) -> String {
-    let list = |r: &[ResourceKind]| {
-        r.iter()
-            .map(|k| k.as_str())
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
+    let list = |r: &[ResourceKind]| r.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(", ");
     match action {
         Action::CreateEnvironment {
             service,
@@ -27,7 +22,10 @@ pub fn describe(action: &Action) -> String {
             service,
             environment,
             resources,
-        } => format!("Create {environment} for {service} with {}", list(resources)),
+        } => format!(
+            "Create {environment} for {service} with {}",
+            list(resources)
+        ),
         Action::DestroyEnvironment {
             service,
             environment,
@@ -65,9 +63,9 @@ pub fn describe(action: &Action) -> String {
             service,
             environment,
         } => format!("Restart {service} in {environment}"),
-        Action::ScaffoldService {
-            name, template, ..
-        } => format!("Scaffold a new service {name} from {template}"),
+        Action::ScaffoldService { name, template, .. } => {
+            format!("Scaffold a new service {name} from {template}")
+        }
         Action::Status { service, .. } => format!("Status of {service}"),
         Action::WhoOwns { service } => format!("Owner of {service}"),
         Action::Scorecard { .. } => "Scorecard".into(),
@@ -247,7 +245,10 @@ pub fn card(req: &Request, catalog: &Catalog, progress: Option<&str>) -> Message
             if destructive {
                 confirm.confirm = Some(format!("{}? This cannot be undone.", describe(action)));
             }
-            vec![confirm, button(req, ButtonOp::Cancel, "Cancel", ButtonStyle::Default)]
+            vec![
+                confirm,
+                button(req, ButtonOp::Cancel, "Cancel", ButtonStyle::Default),
+            ]
         }
         RequestState::AwaitingApproval => vec![
             button(req, ButtonOp::Approve, "Approve", ButtonStyle::Primary),
@@ -370,7 +371,9 @@ pub fn help() -> Message {
     let mut lines = vec!["Here is what I can do. Mention me or DM me in plain words:".to_owned()];
     for kind in ActionKind::ALL {
         let line = match kind {
-            ActionKind::CreateEnvironment => "• create staging for order-service with postgres and redis",
+            ActionKind::CreateEnvironment => {
+                "• create staging for order-service with postgres and redis"
+            }
             ActionKind::DestroyEnvironment => "• tear down the preview env of cart-service",
             ActionKind::AddResource => "• add a redis cache to checkout-api in staging",
             ActionKind::Deploy => "• deploy checkout-api 2.3.1 to prod",
@@ -378,11 +381,15 @@ pub fn help() -> Message {
             ActionKind::Promote => "• promote order-service from staging to production",
             ActionKind::Scale => "• scale order-worker to 5 replicas in production",
             ActionKind::Restart => "• restart auth-service in staging",
-            ActionKind::ScaffoldService => "• create a new go service called invoice-api for team-commerce",
+            ActionKind::ScaffoldService => {
+                "• create a new go service called invoice-api for team-commerce"
+            }
             ActionKind::Status => "• what's the status of order-service in staging?",
             ActionKind::WhoOwns => "• who owns payment-gateway?",
             ActionKind::Scorecard => "• scorecard for team-payments",
-            ActionKind::Ask => "• how do I rotate my database credentials? (questions for the platform team)",
+            ActionKind::Ask => {
+                "• how do I rotate my database credentials? (questions for the platform team)"
+            }
             ActionKind::Help | ActionKind::Nothing | ActionKind::Clarify => continue,
         };
         lines.push(line.to_owned());
@@ -418,7 +425,10 @@ pub fn clarify(missing: &[Field], candidates: &[String], intent: Option<ActionKi
             other => format!("What {other}?"),
         });
     }
-    notice(format!("I need a bit more{what}. {} Say the whole request again with it.", asks.join(" ")))
+    notice(format!(
+        "I need a bit more{what}. {} Say the whole request again with it.",
+        asks.join(" ")
+    ))
 }
 
 pub fn ask(question: &str, catalog: &Catalog) -> Message {
@@ -436,7 +446,11 @@ pub fn who_owns(catalog: &Catalog, service: &ServiceName) -> Message {
     let Some(component) = catalog.component(service.as_str()) else {
         return notice(format!("{service} is not in the catalog."));
     };
-    let Some(team) = component.owner.as_ref().and_then(|o| catalog.group(o.as_str())) else {
+    let Some(team) = component
+        .owner
+        .as_ref()
+        .and_then(|o| catalog.group(o.as_str()))
+    else {
         return notice(format!("{service} has no owning team in the catalog. That is worth fixing: add spec.owner to its catalog-info.yaml."));
     };
     let mut fields = vec![("Team".to_owned(), team.name.to_string())];
@@ -452,7 +466,10 @@ pub fn who_owns(catalog: &Catalog, service: &ServiceName) -> Message {
         fields.push(("Members".into(), m.join(", ")));
     }
     Message {
-        title: Some(format!("{service} is owned by {}", team.title.clone().unwrap_or_else(|| team.name.to_string()))),
+        title: Some(format!(
+            "{service} is owned by {}",
+            team.title.clone().unwrap_or_else(|| team.name.to_string())
+        )),
         fields,
         ..Message::default()
     }
@@ -461,17 +478,26 @@ pub fn who_owns(catalog: &Catalog, service: &ServiceName) -> Message {
 pub fn status(service: &ServiceName, envs: Result<Vec<EnvStatus>, DriverError>) -> Message {
     match envs {
         Err(e) => notice(format!("I couldn't read the state of {service}: {e}")),
-        Ok(envs) if envs.is_empty() => notice(format!("{service} has no environments that I manage yet.")),
+        Ok(envs) if envs.is_empty() => {
+            notice(format!("{service} has no environments that I manage yet."))
+        }
         Ok(envs) => {
             let fields = envs
                 .iter()
                 .map(|e| {
-                    let mut parts = vec![format!("version {}", e.version.as_deref().unwrap_or("?"))];
+                    let mut parts =
+                        vec![format!("version {}", e.version.as_deref().unwrap_or("?"))];
                     if let Some(r) = e.replicas {
                         parts.push(format!("{r} replicas"));
                     }
                     if !e.resources.is_empty() {
-                        parts.push(e.resources.iter().map(|r| r.as_str()).collect::<Vec<_>>().join("+"));
+                        parts.push(
+                            e.resources
+                                .iter()
+                                .map(|r| r.as_str())
+                                .collect::<Vec<_>>()
+                                .join("+"),
+                        );
                     }
                     if let Some(h) = &e.health {
                         parts.push(h.clone());
@@ -497,7 +523,11 @@ pub fn status(service: &ServiceName, envs: Result<Vec<EnvStatus>, DriverError>) 
 /// Catalog hygiene checks, weighted by how much they hurt.
 fn checks(c: &crate::catalog::Component) -> Vec<(&'static str, bool, &'static str)> {
     vec![
-        ("has-owner (critical)", c.owner.is_some(), "set spec.owner to a team"),
+        (
+            "has-owner (critical)",
+            c.owner.is_some(),
+            "set spec.owner to a team",
+        ),
         (
             "has-oncall (high)",
             c.annotations.contains_key("pagerduty.com/service-id"),
@@ -518,7 +548,9 @@ fn checks(c: &crate::catalog::Component) -> Vec<(&'static str, bool, &'static st
 
 pub fn scorecard(catalog: &Catalog, target: &ScorecardTarget) -> Message {
     let components: Vec<&crate::catalog::Component> = match target {
-        ScorecardTarget::Service { service } => catalog.component(service.as_str()).into_iter().collect(),
+        ScorecardTarget::Service { service } => {
+            catalog.component(service.as_str()).into_iter().collect()
+        }
         ScorecardTarget::Team { team } => catalog
             .components()
             .filter(|c| c.owner.as_ref() == Some(team))

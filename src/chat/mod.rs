@@ -105,7 +105,9 @@ impl ButtonPayload {
         let request_id = it.next().ok_or_else(bad)?;
         let nonce = it.next().ok_or_else(bad)?;
         let valid = |p: &str| {
-            !p.is_empty() && p.len() <= 40 && p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            !p.is_empty()
+                && p.len() <= 40
+                && p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
         };
         if !valid(request_id) || !valid(nonce) {
             return Err(bad());
@@ -209,7 +211,12 @@ pub trait ChatSink: Send + Sync {
         thread: Option<&str>,
         message: &Message,
     ) -> Result<String, SendError>;
-    async fn update(&self, channel: &str, message_ref: &str, message: &Message) -> Result<(), SendError>;
+    async fn update(
+        &self,
+        channel: &str,
+        message_ref: &str,
+        message: &Message,
+    ) -> Result<(), SendError>;
     /// A message only `user` sees.
     async fn ephemeral(
         &self,
@@ -232,7 +239,14 @@ mod tests {
             nonce: "n0nce".into(),
         };
         assert_eq!(ButtonPayload::parse(&p.encode()).unwrap(), p);
-        for bad in ["", "approve", "approve:r-1", "launch:r-1:n", "approve:r 1:n", "approve:r-1:n:x"] {
+        for bad in [
+            "",
+            "approve",
+            "approve:r-1",
+            "launch:r-1:n",
+            "approve:r 1:n",
+            "approve:r-1:n:x",
+        ] {
             assert!(ButtonPayload::parse(bad).is_err(), "{bad}");
         }
     }

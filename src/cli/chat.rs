@@ -16,7 +16,6 @@ use paver::chat::dispatcher::Dispatcher;
 use paver::chat::messages;
 use paver::chat::{ChatSink, ChatUser, Conversation, Inbound, Platform};
 use paver::config::Config;
-use paver::domain::UserName;
 use paver::drivers::gitops::GitOpsDriver;
 use paver::requests::{Engine, EngineSettings, RequestState};
 use paver::storage::Db;
@@ -24,7 +23,11 @@ use paver::storage::Db;
 /// How long, at the end of piped input, to wait for running work.
 const DRAIN: Duration = Duration::from_secs(60);
 
-pub fn run(config: &Config, catalog_path: Option<&Path>, as_user: Option<String>) -> anyhow::Result<ExitCode> {
+pub fn run(
+    config: &Config,
+    catalog_path: Option<&Path>,
+    as_user: Option<String>,
+) -> anyhow::Result<ExitCode> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -33,20 +36,35 @@ pub fn run(config: &Config, catalog_path: Option<&Path>, as_user: Option<String>
     rt.block_on(session(config, catalog_path, as_user))
 }
 
-async fn session(config: &Config, catalog_path: Option<&Path>, as_user: Option<String>) -> anyhow::Result<ExitCode> {
+async fn session(
+    config: &Config,
+    catalog_path: Option<&Path>,
+    as_user: Option<String>,
+) -> anyhow::Result<ExitCode> {
     let source = super::catalog_source(config, catalog_path);
     let catalog = match &source {
-        Some(s) => s.load().await.with_context(|| format!("loading the catalog from {}", s.describe()))?,
+        Some(s) => s
+            .load()
+            .await
+            .with_context(|| format!("loading the catalog from {}", s.describe()))?,
         None => Default::default(),
     };
     let shared = SharedCatalog::new(catalog);
     if let (Some(source), None) = (&source, catalog_path) {
-        shared.spawn_refresh(source.clone(), Duration::from_secs(config.catalog.refresh_secs.max(1)));
+        shared.spawn_refresh(
+            source.clone(),
+            Duration::from_secs(config.catalog.refresh_secs.max(1)),
+        );
     }
-    let db = Db::connect(&config.database.url)
+    let db = Db::connect(&config.database.url).await.with_context(|| {
+        format!(
+            "opening the database {}",
+            paver::config::redact_url(&config.database.url)
+        )
+    })?;
+    let driver = GitOpsDriver::open(config.gitops.clone())
         .await
-        .with_context(|| format!("opening the database {}", paver::config::redact_url(&config.database.url)))?;
-    let driver = GitOpsDriver::open(config.gitops.clone()).await.context("opening the GitOps repository")?;
+        .context("opening the GitOps repository")?;
     let console = ConsoleSink::new(Box::new(std::io::stdout()));
     let mut sinks: HashMap<String, Arc<dyn ChatSink>> = HashMap::new();
     sinks.insert(Platform::Console.as_str().into(), Arc::new(console.clone()));
@@ -136,10 +154,18 @@ async fn session(config: &Config, catalog_path: Option<&Path>, as_user: Option<S
 
 /// Cards still waiting for a press are shown again, so their buttons work
 /// across restarts.
-async fn reshow_open_cards(engine: &Engine, console: &ConsoleSink, shared: &SharedCatalog) -> anyhow::Result<()> {
+async fn reshow_open_cards(
+    engine: &Engine,
+    console: &ConsoleSink,
+    shared: &SharedCatalog,
+) -> anyhow::Result<()> {
     let catalog = shared.current();
     let mut open = Vec::new();
-    for state in [RequestState::Proposed, RequestState::AwaitingApproval, RequestState::Failed] {
+    for state in [
+        RequestState::Proposed,
+        RequestState::AwaitingApproval,
+        RequestState::Failed,
+    ] {
         open.extend(
             engine
                 .db()
@@ -158,7 +184,11 @@ async fn reshow_open_cards(engine: &Engine, console: &ConsoleSink, shared: &Shar
     for req in open {
         let message = messages::card(&req, &catalog, None);
         if let Ok(r) = console.post(&req.channel, None, &message).await {
-            engine.db().outbox().save_card(&req.id, &req.platform, &req.channel, &r).await?;
+            engine
+                .db()
+                .outbox()
+                .save_card(&req.id, &req.platform, &req.channel, &r)
+                .await?;
         }
     }
     Ok(())
@@ -169,11 +199,10 @@ fn chat_user_known(shared: &SharedCatalog, user: &str) -> bool {
 }
 
 fn chat_user(shared: &SharedCatalog, user: &str) -> ChatUser {
-    let known = shared.current().user(user).map(|u| u.name.clone());
     ChatUser {
         platform: Platform::Console,
         id: user.to_owned(),
-        catalog: known.or_else(|| None::<UserName>),
+        catalog: shared.current().user(user).map(|u| u.name.clone()),
     }
 }
 

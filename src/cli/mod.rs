@@ -106,8 +106,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 .build()
                 .context("starting the async runtime")?;
             rt.block_on(paver::storage::Db::connect(&config.database.url))
-                .with_context(|| format!("migrating {}", config::redact_url(&config.database.url)))?;
-            println!("database {} is up to date", config::redact_url(&config.database.url));
+                .with_context(|| {
+                    format!("migrating {}", config::redact_url(&config.database.url))
+                })?;
+            println!(
+                "database {} is up to date",
+                config::redact_url(&config.database.url)
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Parse { catalog, nlu } => {

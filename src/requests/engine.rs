@@ -139,7 +139,12 @@ impl Engine {
         .await
     }
 
-    async fn whisper(&self, user: &ChatUser, conv: &Conversation, message: &Message) -> Result<(), EngineError> {
+    async fn whisper(
+        &self,
+        user: &ChatUser,
+        conv: &Conversation,
+        message: &Message,
+    ) -> Result<(), EngineError> {
         self.enqueue(OutboxItem {
             platform: conv.platform.as_str().into(),
             channel: conv.channel.clone(),
@@ -193,7 +198,8 @@ impl Engine {
             card_key: Some(req.id.clone()),
             thread_key: None,
             thread_ref: None,
-            body: serde_json::to_string(&messages::card(req, &catalog, progress)).expect("serializes"),
+            body: serde_json::to_string(&messages::card(req, &catalog, progress))
+                .expect("serializes"),
         })
         .await
     }
@@ -225,28 +231,39 @@ impl Engine {
             Action::Status {
                 service,
                 environment,
-            } => messages::status(service, self.inner.driver.status(service, *environment).await),
+            } => messages::status(
+                service,
+                self.inner.driver.status(service, *environment).await,
+            ),
             _ => return self.propose(&msg, action, &catalog).await,
         };
         self.reply(conv, &reply).await?;
         Ok(Handled::Replied)
     }
 
-    async fn propose(&self, msg: &Inbound, action: Action, catalog: &Catalog) -> Result<Handled, EngineError> {
+    async fn propose(
+        &self,
+        msg: &Inbound,
+        action: Action,
+        catalog: &Catalog,
+    ) -> Result<Handled, EngineError> {
         let user = &msg.user;
         if user.catalog.is_none() && !self.inner.settings.unknown_users_may_request {
-            self.reply(&msg.conversation, &messages::unknown_user(&user.id)).await?;
+            self.reply(&msg.conversation, &messages::unknown_user(&user.id))
+                .await?;
             return Ok(Handled::Replied);
         }
         let ctx = self.policy_context(&action, catalog).await;
-        let decision = policy::evaluate(&self.inner.policy, catalog, user.catalog.as_ref(), &action, &ctx);
+        let decision = policy::evaluate(
+            &self.inner.policy,
+            catalog,
+            user.catalog.as_ref(),
+            &action,
+            &ctx,
+        );
         let notes = match &decision {
             Decision::Allow { notes } => notes.clone(),
-            Decision::NeedsApproval { rule, approvers, notes } => {
-                let mut n = notes.clone();
-                n.push(format!("Needs approval by {} ({rule})", approvers.describe()));
-                n
-            }
+            Decision::NeedsApproval { notes, .. } => notes.clone(),
             Decision::Deny { .. } => Vec::new(),
         };
         let req = self
@@ -274,10 +291,18 @@ impl Engine {
                     .inner
                     .db
                     .requests()
-                    .transition(&req.id, Transition::Deny, "policy", "policy", &format!("{rule}: {reason}"), Updates::default())
+                    .transition(
+                        &req.id,
+                        Transition::Deny,
+                        "policy",
+                        "policy",
+                        &format!("{rule}: {reason}"),
+                        Updates::default(),
+                    )
                     .await?;
                 self.post_card(out.request()).await?;
-                self.in_thread(out.request(), &messages::denied(&reason)).await?;
+                self.in_thread(out.request(), &messages::denied(&reason))
+                    .await?;
                 return Ok(Handled::Proposed(req.id));
             }
             _ => req,
@@ -295,9 +320,20 @@ impl Engine {
             ..
         } = action
         {
-            if let Some(team) = catalog.component(service.as_str()).and_then(|c| c.owner.clone()) {
-                for c in catalog.components().filter(|c| c.owner.as_ref() == Some(&team)) {
-                    if let Ok(envs) = self.inner.driver.status(&c.name, Some(Environment::Preview)).await {
+            if let Some(team) = catalog
+                .component(service.as_str())
+                .and_then(|c| c.owner.clone())
+            {
+                for c in catalog
+                    .components()
+                    .filter(|c| c.owner.as_ref() == Some(&team))
+                {
+                    if let Ok(envs) = self
+                        .inner
+                        .driver
+                        .status(&c.name, Some(Environment::Preview))
+                        .await
+                    {
                         ctx.active_previews_for_team += envs.len() as u32;
                     }
                 }
@@ -310,20 +346,45 @@ impl Engine {
 
     /// A button press. The payload names only the request; the action is
     /// read back from storage.
-    pub async fn handle_button(&self, user: &ChatUser, conv: &Conversation, payload: &str) -> Result<(), EngineError> {
+    pub async fn handle_button(
+        &self,
+        user: &ChatUser,
+        conv: &Conversation,
+        payload: &str,
+    ) -> Result<(), EngineError> {
         let payload = match ButtonPayload::parse(payload) {
             Ok(p) => p,
             Err(e) => {
                 tracing::warn!(user = %user.chat_label(), error = %e, "unknown button payload");
-                return self.whisper(user, conv, &messages::notice("That button is not one of mine.")).await;
+                return self
+                    .whisper(
+                        user,
+                        conv,
+                        &messages::notice("That button is not one of mine."),
+                    )
+                    .await;
             }
         };
         let Some(req) = self.inner.db.requests().find(&payload.request_id).await? else {
-            return self.whisper(user, conv, &messages::notice(format!("I have no request {}.", payload.request_id))).await;
+            return self
+                .whisper(
+                    user,
+                    conv,
+                    &messages::notice(format!("I have no request {}.", payload.request_id)),
+                )
+                .await;
         };
         if req.nonce != payload.nonce {
             tracing::warn!(user = %user.chat_label(), request = %req.id, "button with a wrong nonce");
-            return self.whisper(user, conv, &messages::notice("That button does not match the request; use the buttons on its card.")).await;
+            return self
+                .whisper(
+                    user,
+                    conv,
+                    &messages::notice(
+                        "That button does not match the request; use the buttons on its card.",
+                    ),
+                )
+                .await;
         }
         let conv = Conversation {
             thread: conv.thread.clone().or(req.thread.clone()),
@@ -342,18 +403,51 @@ impl Engine {
         user.audit_name() == req.requester
     }
 
-    async fn already(&self, user: &ChatUser, conv: &Conversation, outcome: &TransitionOutcome) -> Result<(), EngineError> {
+    async fn already(
+        &self,
+        user: &ChatUser,
+        conv: &Conversation,
+        outcome: &TransitionOutcome,
+    ) -> Result<(), EngineError> {
         let state = outcome.request().state;
-        self.whisper(user, conv, &messages::notice(format!("Nothing to do: this request is already {}.", state.as_str().replace('_', " ")))).await
+        self.whisper(
+            user,
+            conv,
+            &messages::notice(format!(
+                "Nothing to do: this request is already {}.",
+                state.as_str().replace('_', " ")
+            )),
+        )
+        .await
     }
 
-    async fn confirm(&self, user: &ChatUser, conv: &Conversation, req: Request) -> Result<(), EngineError> {
+    async fn confirm(
+        &self,
+        user: &ChatUser,
+        conv: &Conversation,
+        req: Request,
+    ) -> Result<(), EngineError> {
         if !Self::is_requester(user, &req) {
-            return self.whisper(user, conv, &messages::notice(format!("Only {} can confirm this request.", req.requester))).await;
+            return self
+                .whisper(
+                    user,
+                    conv,
+                    &messages::notice(format!("Only {} can confirm this request.", req.requester)),
+                )
+                .await;
         }
         let store = self.inner.db.requests();
         let (actor, chat) = (user.audit_name(), user.chat_label());
-        let out = store.transition(&req.id, Transition::Confirm, &actor, &chat, "", Updates::default()).await?;
+        let out = store
+            .transition(
+                &req.id,
+                Transition::Confirm,
+                &actor,
+                &chat,
+                "",
+                Updates::default(),
+            )
+            .await?;
         if !out.applied() {
             return self.already(user, conv, &out).await;
         }
@@ -361,14 +455,32 @@ impl Engine {
         let catalog = self.inner.catalog.current();
         let ctx = self.policy_context(&req.action, &catalog).await;
         let requester = user.catalog.clone();
-        let decision = policy::evaluate(&self.inner.policy, &catalog, requester.as_ref(), &req.action, &ctx);
+        let decision = policy::evaluate(
+            &self.inner.policy,
+            &catalog,
+            requester.as_ref(),
+            &req.action,
+            &ctx,
+        );
         match decision {
             Decision::Deny { rule, reason } => {
-                let out = store.transition(&req.id, Transition::Deny, "policy", "policy", &format!("{rule}: {reason}"), Updates::default()).await?;
+                let out = store
+                    .transition(
+                        &req.id,
+                        Transition::Deny,
+                        "policy",
+                        "policy",
+                        &format!("{rule}: {reason}"),
+                        Updates::default(),
+                    )
+                    .await?;
                 self.update_card(out.request(), None).await?;
-                self.in_thread(out.request(), &messages::denied(&reason)).await
+                self.in_thread(out.request(), &messages::denied(&reason))
+                    .await
             }
-            Decision::NeedsApproval { rule, approvers, .. } => {
+            Decision::NeedsApproval {
+                rule, approvers, ..
+            } => {
                 let expires = now_ms() + self.inner.policy.approval_expiry().as_millis() as i64;
                 let out = store
                     .transition(
@@ -385,10 +497,23 @@ impl Engine {
                     )
                     .await?;
                 self.update_card(out.request(), None).await?;
-                self.in_thread(out.request(), &messages::approval_needed(out.request(), &rule)).await
+                self.in_thread(
+                    out.request(),
+                    &messages::approval_needed(out.request(), &rule),
+                )
+                .await
             }
             Decision::Allow { .. } => {
-                let out = store.transition(&req.id, Transition::AutoApprove, "policy", "policy", "confirmation is enough", Updates::default()).await?;
+                let out = store
+                    .transition(
+                        &req.id,
+                        Transition::AutoApprove,
+                        "policy",
+                        "policy",
+                        "confirmation is enough",
+                        Updates::default(),
+                    )
+                    .await?;
                 self.update_card(out.request(), None).await?;
                 if out.applied() {
                     self.execute(req.id.clone());
@@ -398,29 +523,86 @@ impl Engine {
         }
     }
 
-    async fn cancel(&self, user: &ChatUser, conv: &Conversation, req: Request) -> Result<(), EngineError> {
+    async fn cancel(
+        &self,
+        user: &ChatUser,
+        conv: &Conversation,
+        req: Request,
+    ) -> Result<(), EngineError> {
         if !Self::is_requester(user, &req) {
-            return self.whisper(user, conv, &messages::notice(format!("Only {} can cancel this request.", req.requester))).await;
+            return self
+                .whisper(
+                    user,
+                    conv,
+                    &messages::notice(format!("Only {} can cancel this request.", req.requester)),
+                )
+                .await;
         }
-        let out = self.inner.db.requests().transition(&req.id, Transition::Cancel, &user.audit_name(), &user.chat_label(), "", Updates::default()).await?;
+        let out = self
+            .inner
+            .db
+            .requests()
+            .transition(
+                &req.id,
+                Transition::Cancel,
+                &user.audit_name(),
+                &user.chat_label(),
+                "",
+                Updates::default(),
+            )
+            .await?;
         if !out.applied() {
             return self.already(user, conv, &out).await;
         }
         self.update_card(out.request(), None).await
     }
 
-    async fn decide(&self, user: &ChatUser, conv: &Conversation, req: Request, approve: bool) -> Result<(), EngineError> {
+    async fn decide(
+        &self,
+        user: &ChatUser,
+        conv: &Conversation,
+        req: Request,
+        approve: bool,
+    ) -> Result<(), EngineError> {
         if req.state != RequestState::AwaitingApproval {
-            return self.whisper(user, conv, &messages::notice(format!("Nothing to do: this request is {}.", req.state.as_str().replace('_', " ")))).await;
+            return self
+                .whisper(
+                    user,
+                    conv,
+                    &messages::notice(format!(
+                        "Nothing to do: this request is {}.",
+                        req.state.as_str().replace('_', " ")
+                    )),
+                )
+                .await;
         }
         let store = self.inner.db.requests();
         if req.approval_expires_at.is_some_and(|t| t < now_ms()) {
-            let out = store.transition(&req.id, Transition::Expire, "policy", "policy", "approval window passed", Updates::default()).await?;
+            let out = store
+                .transition(
+                    &req.id,
+                    Transition::Expire,
+                    "policy",
+                    "policy",
+                    "approval window passed",
+                    Updates::default(),
+                )
+                .await?;
             self.update_card(out.request(), None).await?;
-            return self.whisper(user, conv, &messages::notice("Too late: the approval window of this request has passed. Ask again.")).await;
+            return self
+                .whisper(
+                    user,
+                    conv,
+                    &messages::notice(
+                        "Too late: the approval window of this request has passed. Ask again.",
+                    ),
+                )
+                .await;
         }
         let Some(approver) = user.catalog.clone() else {
-            return self.whisper(user, conv, &messages::unknown_user(&user.id)).await;
+            return self
+                .whisper(user, conv, &messages::unknown_user(&user.id))
+                .await;
         };
         let catalog = self.inner.catalog.current();
         let approvers = req.approvers.clone().unwrap_or_default();
@@ -453,23 +635,52 @@ impl Engine {
         if !out.applied() {
             return self.already(user, conv, &out).await;
         }
-        store.record_approval(&req.id, approver.as_str(), decision, &req.action_hash).await?;
+        store
+            .record_approval(&req.id, approver.as_str(), decision, &req.action_hash)
+            .await?;
         self.update_card(out.request(), None).await?;
         if approve {
             self.execute(req.id.clone());
             Ok(())
         } else {
-            self.in_thread(out.request(), &messages::notice(format!("{approver} denied this request."))).await
+            self.in_thread(
+                out.request(),
+                &messages::notice(format!("{approver} denied this request.")),
+            )
+            .await
         }
     }
 
-    async fn retry(&self, user: &ChatUser, conv: &Conversation, req: Request) -> Result<(), EngineError> {
+    async fn retry(
+        &self,
+        user: &ChatUser,
+        conv: &Conversation,
+        req: Request,
+    ) -> Result<(), EngineError> {
         let allowed = Self::is_requester(user, &req)
             || req.approver.as_deref() == Some(user.audit_name().as_str());
         if !allowed {
-            return self.whisper(user, conv, &messages::notice(format!("Only {} can retry this request.", req.requester))).await;
+            return self
+                .whisper(
+                    user,
+                    conv,
+                    &messages::notice(format!("Only {} can retry this request.", req.requester)),
+                )
+                .await;
         }
-        let out = self.inner.db.requests().transition(&req.id, Transition::Retry, &user.audit_name(), &user.chat_label(), "", Updates::default()).await?;
+        let out = self
+            .inner
+            .db
+            .requests()
+            .transition(
+                &req.id,
+                Transition::Retry,
+                &user.audit_name(),
+                &user.chat_label(),
+                "",
+                Updates::default(),
+            )
+            .await?;
         if !out.applied() {
             return self.already(user, conv, &out).await;
         }
@@ -497,7 +708,16 @@ impl Engine {
         let req = if resume {
             store.get(id).await?
         } else {
-            let out = store.transition(id, Transition::Start, "executor", "paver", self.inner.driver.name(), Updates::default()).await?;
+            let out = store
+                .transition(
+                    id,
+                    Transition::Start,
+                    "executor",
+                    "paver",
+                    self.inner.driver.name(),
+                    Updates::default(),
+                )
+                .await?;
             if !out.applied() {
                 // Another executor (or an earlier press) has it.
                 return Ok(());
@@ -505,15 +725,30 @@ impl Engine {
             out.request().clone()
         };
         if let Some(reason) = self.approval_missing(&req).await? {
-            let out = store.transition(id, Transition::Fail, "executor", "paver", &reason, Updates { error: Some(reason.clone()), ..Updates::default() }).await?;
+            let out = store
+                .transition(
+                    id,
+                    Transition::Fail,
+                    "executor",
+                    "paver",
+                    &reason,
+                    Updates {
+                        error: Some(reason.clone()),
+                        ..Updates::default()
+                    },
+                )
+                .await?;
             self.update_card(out.request(), None).await?;
             return Ok(());
         }
         self.update_card(&req, None).await?;
         let expires_at = match &req.action {
-            Action::CreateEnvironment { environment: Environment::Preview, .. } => {
-                Some(chrono::Utc::now().timestamp() + self.inner.policy.preview_ttl().as_secs() as i64)
-            }
+            Action::CreateEnvironment {
+                environment: Environment::Preview,
+                ..
+            } => Some(
+                chrono::Utc::now().timestamp() + self.inner.policy.preview_ttl().as_secs() as i64,
+            ),
             _ => None,
         };
         let job = Job {
@@ -555,17 +790,40 @@ impl Engine {
         match result {
             Ok(outcome) => {
                 let out = store
-                    .transition(id, Transition::Succeed, "executor", "paver", &outcome.summary, Updates { result_url: outcome.url.clone(), expires_at, ..Updates::default() })
+                    .transition(
+                        id,
+                        Transition::Succeed,
+                        "executor",
+                        "paver",
+                        &outcome.summary,
+                        Updates {
+                            result_url: outcome.url.clone(),
+                            expires_at,
+                            ..Updates::default()
+                        },
+                    )
                     .await?;
                 self.update_card(out.request(), None).await?;
-                self.in_thread(out.request(), &messages::succeeded(out.request(), &outcome)).await
+                self.in_thread(out.request(), &messages::succeeded(out.request(), &outcome))
+                    .await
             }
             Err(e) => {
                 let out = store
-                    .transition(id, Transition::Fail, "executor", "paver", &e.to_string(), Updates { error: Some(e.to_string()), ..Updates::default() })
+                    .transition(
+                        id,
+                        Transition::Fail,
+                        "executor",
+                        "paver",
+                        &e.to_string(),
+                        Updates {
+                            error: Some(e.to_string()),
+                            ..Updates::default()
+                        },
+                    )
                     .await?;
                 self.update_card(out.request(), None).await?;
-                self.in_thread(out.request(), &messages::failed(out.request(), &e)).await
+                self.in_thread(out.request(), &messages::failed(out.request(), &e))
+                    .await
             }
         }
     }
@@ -577,9 +835,11 @@ impl Engine {
             return Ok(None);
         }
         let approvals = self.inner.db.requests().approvals(&req.id).await?;
-        let ok = approvals
-            .iter()
-            .any(|a| a.decision == "approved" && a.action_hash == req.action_hash && a.approver != req.requester);
+        let ok = approvals.iter().any(|a| {
+            a.decision == "approved"
+                && a.action_hash == req.action_hash
+                && a.approver != req.requester
+        });
         Ok((!ok).then(|| "no valid approval is recorded for this exact action".to_owned()))
     }
 
@@ -601,7 +861,19 @@ impl Engine {
                 });
             } else {
                 let reason = "Paver restarted while this was running; check the target system, then press Retry";
-                let out = store.transition(&req.id, Transition::Fail, "paver", "paver", reason, Updates { error: Some(reason.into()), ..Updates::default() }).await?;
+                let out = store
+                    .transition(
+                        &req.id,
+                        Transition::Fail,
+                        "paver",
+                        "paver",
+                        reason,
+                        Updates {
+                            error: Some(reason.into()),
+                            ..Updates::default()
+                        },
+                    )
+                    .await?;
                 self.update_card(out.request(), None).await?;
             }
         }
@@ -617,7 +889,16 @@ impl Engine {
         let now = now_ms();
         for req in store.in_state(RequestState::AwaitingApproval).await? {
             if req.approval_expires_at.is_some_and(|t| t < now) {
-                let out = store.transition(&req.id, Transition::Expire, "paver", "paver", "approval window passed", Updates::default()).await?;
+                let out = store
+                    .transition(
+                        &req.id,
+                        Transition::Expire,
+                        "paver",
+                        "paver",
+                        "approval window passed",
+                        Updates::default(),
+                    )
+                    .await?;
                 if out.applied() {
                     self.update_card(out.request(), None).await?;
                     self.in_thread(out.request(), &messages::notice("Nobody approved this in time, so it expired. Ask again if it is still needed.")).await?;
@@ -627,7 +908,16 @@ impl Engine {
         let ttl = self.inner.settings.proposal_ttl.as_millis() as i64;
         for req in store.in_state(RequestState::Proposed).await? {
             if req.created_at + ttl < now {
-                let out = store.transition(&req.id, Transition::Expire, "paver", "paver", "never confirmed", Updates::default()).await?;
+                let out = store
+                    .transition(
+                        &req.id,
+                        Transition::Expire,
+                        "paver",
+                        "paver",
+                        "never confirmed",
+                        Updates::default(),
+                    )
+                    .await?;
                 if out.applied() {
                     self.update_card(out.request(), None).await?;
                 }
@@ -651,7 +941,8 @@ impl Engine {
 
     /// Whether nothing is running and nothing waits to be sent.
     pub async fn is_idle(&self) -> Result<bool, EngineError> {
-        Ok(self.inner.running.load(Ordering::SeqCst) == 0 && self.inner.db.outbox().pending_count().await? == 0)
+        Ok(self.inner.running.load(Ordering::SeqCst) == 0
+            && self.inner.db.outbox().pending_count().await? == 0)
     }
 
     /// Waits until idle, at most `limit`; true when it got there.

@@ -173,7 +173,9 @@ mod tests {
         let s = s.apply(Transition::Approve).unwrap();
         let s = s.apply(Transition::Start).unwrap();
         assert_eq!(s.apply(Transition::Succeed), Some(RequestState::Succeeded));
-        let s = RequestState::Confirmed.apply(Transition::AutoApprove).unwrap();
+        let s = RequestState::Confirmed
+            .apply(Transition::AutoApprove)
+            .unwrap();
         assert_eq!(s, RequestState::Approved);
     }
 
@@ -200,13 +202,19 @@ mod tests {
 
     #[test]
     fn nothing_executes_unapproved_and_nothing_is_approved_twice() {
-        assert_eq!(RequestState::sources(Transition::Start), [RequestState::Approved]);
+        assert_eq!(
+            RequestState::sources(Transition::Start),
+            [RequestState::Approved]
+        );
         assert_eq!(
             RequestState::sources(Transition::Approve),
             [RequestState::AwaitingApproval]
         );
         assert_eq!(RequestState::Executing.apply(Transition::Cancel), None);
-        assert_eq!(RequestState::Failed.apply(Transition::Retry), Some(RequestState::Approved));
+        assert_eq!(
+            RequestState::Failed.apply(Transition::Retry),
+            Some(RequestState::Approved)
+        );
         for s in RequestState::ALL {
             assert_eq!(RequestState::parse(s.as_str()), Some(s));
         }

@@ -70,7 +70,10 @@ impl Db {
             let path = rest.trim_start_matches("//");
             let file = path.split('?').next().unwrap_or("");
             if !file.is_empty() && file != ":memory:" {
-                if let Some(dir) = Path::new(file).parent().filter(|d| !d.as_os_str().is_empty()) {
+                if let Some(dir) = Path::new(file)
+                    .parent()
+                    .filter(|d| !d.as_os_str().is_empty())
+                {
                     std::fs::create_dir_all(dir).map_err(|source| StorageError::Directory {
                         path: dir.display().to_string(),
                         source,
@@ -101,9 +104,15 @@ impl Db {
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
-                        sqlx::query("PRAGMA journal_mode=WAL").execute(&mut *conn).await?;
-                        sqlx::query("PRAGMA busy_timeout=10000").execute(&mut *conn).await?;
-                        sqlx::query("PRAGMA foreign_keys=ON").execute(&mut *conn).await?;
+                        sqlx::query("PRAGMA journal_mode=WAL")
+                            .execute(&mut *conn)
+                            .await?;
+                        sqlx::query("PRAGMA busy_timeout=10000")
+                            .execute(&mut *conn)
+                            .await?;
+                        sqlx::query("PRAGMA foreign_keys=ON")
+                            .execute(&mut *conn)
+                            .await?;
                     }
                     Ok(())
                 })
@@ -116,7 +125,11 @@ impl Db {
     pub async fn migrate(&self) -> Result<(), StorageError> {
         match self.backend {
             Backend::Sqlite => sqlx::migrate!("migrations/sqlite").run(&self.pool).await?,
-            Backend::Postgres => sqlx::migrate!("migrations/postgres").run(&self.pool).await?,
+            Backend::Postgres => {
+                sqlx::migrate!("migrations/postgres")
+                    .run(&self.pool)
+                    .await?
+            }
         }
         Ok(())
     }
@@ -138,7 +151,11 @@ impl Db {
     }
 
     /// Records a chat event id; false when it was already recorded (a retry).
-    pub async fn first_delivery(&self, platform: &str, event_id: &str) -> Result<bool, StorageError> {
+    pub async fn first_delivery(
+        &self,
+        platform: &str,
+        event_id: &str,
+    ) -> Result<bool, StorageError> {
         let done = sqlx::query(
             "INSERT INTO processed_events (platform, event_id, at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
         )

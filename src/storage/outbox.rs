@@ -85,7 +85,11 @@ impl OutboxStore<'_> {
 
     /// Claims up to `limit` due rows, oldest first. A row is claimed by a
     /// conditional update, so two dispatchers never send the same row.
-    pub async fn claim_due(&self, platforms: &[String], limit: i64) -> Result<Vec<OutboxRow>, StorageError> {
+    pub async fn claim_due(
+        &self,
+        platforms: &[String],
+        limit: i64,
+    ) -> Result<Vec<OutboxRow>, StorageError> {
         let now = now_ms();
         let rows = sqlx::query(
             "SELECT id, platform, channel, kind, user_id, card_key, thread_key, thread_ref, body, attempts FROM outbox \
@@ -121,8 +125,9 @@ impl OutboxStore<'_> {
                 item: OutboxItem {
                     platform,
                     channel: get_str(&r, "channel")?,
-                    kind: OutboxKind::parse(&kind_s)
-                        .ok_or_else(|| StorageError::Corrupt(format!("outbox {id}: kind {kind_s}")))?,
+                    kind: OutboxKind::parse(&kind_s).ok_or_else(|| {
+                        StorageError::Corrupt(format!("outbox {id}: kind {kind_s}"))
+                    })?,
                     user_id: get_opt_str(&r, "user_id")?,
                     card_key: get_opt_str(&r, "card_key")?,
                     thread_key: get_opt_str(&r, "thread_key")?,
@@ -135,16 +140,23 @@ impl OutboxStore<'_> {
     }
 
     pub async fn mark_sent(&self, id: i64) -> Result<(), StorageError> {
-        sqlx::query("UPDATE outbox SET status = 'sent', sent_at = $1, claimed_until = 0 WHERE id = $2")
-            .bind(now_ms())
-            .bind(id)
-            .execute(&self.db.pool)
-            .await?;
+        sqlx::query(
+            "UPDATE outbox SET status = 'sent', sent_at = $1, claimed_until = 0 WHERE id = $2",
+        )
+        .bind(now_ms())
+        .bind(id)
+        .execute(&self.db.pool)
+        .await?;
         Ok(())
     }
 
     /// Gives the row back for another try after `delay_ms`.
-    pub async fn retry_later(&self, id: i64, error: &str, delay_ms: i64) -> Result<(), StorageError> {
+    pub async fn retry_later(
+        &self,
+        id: i64,
+        error: &str,
+        delay_ms: i64,
+    ) -> Result<(), StorageError> {
         sqlx::query(
             "UPDATE outbox SET attempts = attempts + 1, last_error = $1, next_attempt_at = $2, claimed_until = 0 WHERE id = $3",
         )
@@ -202,7 +214,13 @@ impl OutboxStore<'_> {
         get_i64(&row, "n")
     }
 
-    pub async fn save_card(&self, key: &str, platform: &str, channel: &str, message_ref: &str) -> Result<(), StorageError> {
+    pub async fn save_card(
+        &self,
+        key: &str,
+        platform: &str,
+        channel: &str,
+        message_ref: &str,
+    ) -> Result<(), StorageError> {
         sqlx::query(
             "INSERT INTO cards (card_key, platform, channel, message_ref) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (card_key) DO UPDATE SET message_ref = excluded.message_ref",

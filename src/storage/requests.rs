@@ -116,12 +116,11 @@ fn decode(row: &AnyRow) -> Result<Request, StorageError> {
         StorageError::Corrupt(format!("request {id}: {what}: {e}"))
     };
     let state_s = get_str(row, "state")?;
-    let state = RequestState::parse(&state_s)
-        .ok_or_else(|| corrupt("state", &state_s))?;
-    let action: Action = serde_json::from_str(&get_str(row, "action_json")?)
-        .map_err(|e| corrupt("action", &e))?;
-    let notes: Vec<String> = serde_json::from_str(&get_str(row, "notes_json")?)
-        .map_err(|e| corrupt("notes", &e))?;
+    let state = RequestState::parse(&state_s).ok_or_else(|| corrupt("state", &state_s))?;
+    let action: Action =
+        serde_json::from_str(&get_str(row, "action_json")?).map_err(|e| corrupt("action", &e))?;
+    let notes: Vec<String> =
+        serde_json::from_str(&get_str(row, "notes_json")?).map_err(|e| corrupt("notes", &e))?;
     let approvers = match get_opt_str(row, "approvers_json")? {
         Some(j) => Some(serde_json::from_str(&j).map_err(|e| corrupt("approvers", &e))?),
         None => None,
@@ -151,7 +150,12 @@ fn decode(row: &AnyRow) -> Result<Request, StorageError> {
 
 impl RequestStore<'_> {
     /// Stores a new proposed request with its first audit row.
-    pub async fn insert(&self, new: NewRequest, actor: &str, chat: &str) -> Result<Request, StorageError> {
+    pub async fn insert(
+        &self,
+        new: NewRequest,
+        actor: &str,
+        chat: &str,
+    ) -> Result<Request, StorageError> {
         let id = format!("r-{}", random_token(8));
         let nonce = random_token(12);
         let now = now_ms();
@@ -180,7 +184,18 @@ impl RequestStore<'_> {
         .bind(now)
         .execute(&mut *tx)
         .await?;
-        insert_event(&mut tx, &id, now, actor, chat, "propose", None, RequestState::Proposed, &action_json).await?;
+        insert_event(
+            &mut tx,
+            &id,
+            now,
+            actor,
+            chat,
+            "propose",
+            None,
+            RequestState::Proposed,
+            &action_json,
+        )
+        .await?;
         tx.commit().await?;
         self.get(&id).await
     }
@@ -257,7 +272,18 @@ impl RequestStore<'_> {
                 tx.rollback().await?;
                 continue;
             }
-            insert_event(&mut tx, id, now, actor, chat, t.as_str(), Some(current.state), next, detail).await?;
+            insert_event(
+                &mut tx,
+                id,
+                now,
+                actor,
+                chat,
+                t.as_str(),
+                Some(current.state),
+                next,
+                detail,
+            )
+            .await?;
             tx.commit().await?;
             return Ok(TransitionOutcome::Applied(self.get(id).await?));
         }

@@ -32,12 +32,16 @@ impl Drop for TestDb {
         if let Some((admin, name)) = self.pg_drop.take() {
             // Drop runs outside any runtime we can block on: use a thread.
             let _ = std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
                 rt.block_on(async {
                     if let Ok(db) = Db::connect_without_migrating(&admin).await {
-                        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                            .execute(db.pool())
-                            .await;
+                        let _ =
+                            sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                                .execute(db.pool())
+                                .await;
                     }
                 });
             })
@@ -71,7 +75,9 @@ pub async fn test_db() -> TestDb {
             let dir = tempfile::tempdir().unwrap();
             let url = format!("sqlite://{}/paver.db", dir.path().display());
             TestDb {
-                db: Db::connect(&url).await.expect("create the SQLite test database"),
+                db: Db::connect(&url)
+                    .await
+                    .expect("create the SQLite test database"),
                 url,
                 _dir: Some(dir),
                 pg_drop: None,
@@ -83,9 +89,22 @@ pub async fn test_db() -> TestDb {
 /// What a chat sink was asked to do.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Sent {
-    Post { channel: String, thread: Option<String>, message: Message, r#ref: String },
-    Update { channel: String, r#ref: String, message: Message },
-    Ephemeral { channel: String, user: String, message: Message },
+    Post {
+        channel: String,
+        thread: Option<String>,
+        message: Message,
+        r#ref: String,
+    },
+    Update {
+        channel: String,
+        r#ref: String,
+        message: Message,
+    },
+    Ephemeral {
+        channel: String,
+        user: String,
+        message: Message,
+    },
 }
 
 /// Records every send; can be told to fail the next sends.
@@ -109,8 +128,13 @@ impl RecordingSink {
         self.all()
             .iter()
             .map(|s| match s {
-                Sent::Post { message, .. } | Sent::Update { message, .. } | Sent::Ephemeral { message, .. } => {
-                    format!("{:?} {} {:?}\n", message.title, message.text, message.fields)
+                Sent::Post { message, .. }
+                | Sent::Update { message, .. }
+                | Sent::Ephemeral { message, .. } => {
+                    format!(
+                        "{:?} {} {:?}\n",
+                        message.title, message.text, message.fields
+                    )
                 }
             })
             .collect()
@@ -119,7 +143,12 @@ impl RecordingSink {
 
 #[async_trait]
 impl ChatSink for RecordingSink {
-    async fn post(&self, channel: &str, thread: Option<&str>, message: &Message) -> Result<String, SendError> {
+    async fn post(
+        &self,
+        channel: &str,
+        thread: Option<&str>,
+        message: &Message,
+    ) -> Result<String, SendError> {
         if let Some(e) = self.failure() {
             return Err(e);
         }
@@ -133,7 +162,12 @@ impl ChatSink for RecordingSink {
         });
         Ok(r)
     }
-    async fn update(&self, channel: &str, message_ref: &str, message: &Message) -> Result<(), SendError> {
+    async fn update(
+        &self,
+        channel: &str,
+        message_ref: &str,
+        message: &Message,
+    ) -> Result<(), SendError> {
         if let Some(e) = self.failure() {
             return Err(e);
         }
@@ -144,7 +178,13 @@ impl ChatSink for RecordingSink {
         });
         Ok(())
     }
-    async fn ephemeral(&self, channel: &str, user: &str, _thread: Option<&str>, message: &Message) -> Result<(), SendError> {
+    async fn ephemeral(
+        &self,
+        channel: &str,
+        user: &str,
+        _thread: Option<&str>,
+        message: &Message,
+    ) -> Result<(), SendError> {
         if let Some(e) = self.failure() {
             return Err(e);
         }
@@ -212,7 +252,11 @@ impl Driver for FakeDriver {
             })
         })
     }
-    async fn status(&self, _service: &ServiceName, _env: Option<Environment>) -> Result<Vec<EnvStatus>, DriverError> {
+    async fn status(
+        &self,
+        _service: &ServiceName,
+        _env: Option<Environment>,
+    ) -> Result<Vec<EnvStatus>, DriverError> {
         Ok(vec![])
     }
 }
