@@ -3,6 +3,7 @@
 //! The library holds everything the `paver` binary does, so integration tests
 //! and benchmarks drive the same code the binary runs.
 
+pub mod app;
 pub mod catalog;
 pub mod chat;
 pub mod config;
@@ -11,4 +12,5 @@ pub mod drivers;
 pub mod nlu;
 pub mod policy;
 pub mod requests;
+pub mod server;
 pub mod storage;

@@ -10,15 +10,13 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::io::AsyncBufReadExt;
 
+use paver::app::App;
 use paver::catalog::SharedCatalog;
 use paver::chat::console::ConsoleSink;
-use paver::chat::dispatcher::Dispatcher;
 use paver::chat::messages;
 use paver::chat::{ChatSink, ChatUser, Conversation, Inbound, Platform};
 use paver::config::Config;
-use paver::drivers::gitops::GitOpsDriver;
-use paver::requests::{Engine, EngineSettings, RequestState};
-use paver::storage::Db;
+use paver::requests::{Engine, RequestState};
 
 /// How long, at the end of piped input, to wait for running work.
 const DRAIN: Duration = Duration::from_secs(60);
@@ -41,45 +39,11 @@ async fn session(
     catalog_path: Option<&Path>,
     as_user: Option<String>,
 ) -> anyhow::Result<ExitCode> {
-    let source = super::catalog_source(config, catalog_path);
-    let catalog = match &source {
-        Some(s) => s
-            .load()
-            .await
-            .with_context(|| format!("loading the catalog from {}", s.describe()))?,
-        None => Default::default(),
-    };
-    let shared = SharedCatalog::new(catalog);
-    if let (Some(source), None) = (&source, catalog_path) {
-        shared.spawn_refresh(
-            source.clone(),
-            Duration::from_secs(config.catalog.refresh_secs.max(1)),
-        );
-    }
-    let db = Db::connect(&config.database.url).await.with_context(|| {
-        format!(
-            "opening the database {}",
-            paver::config::redact_url(&config.database.url)
-        )
-    })?;
-    let driver = GitOpsDriver::open(config.gitops.clone())
-        .await
-        .context("opening the GitOps repository")?;
     let console = ConsoleSink::new(Box::new(std::io::stdout()));
     let mut sinks: HashMap<String, Arc<dyn ChatSink>> = HashMap::new();
     sinks.insert(Platform::Console.as_str().into(), Arc::new(console.clone()));
-    let dispatcher = Dispatcher::new(db.clone(), sinks);
-    dispatcher.spawn();
-    let engine = Engine::new(
-        db,
-        shared.clone(),
-        config.policy.clone(),
-        Arc::new(driver),
-        dispatcher,
-        EngineSettings::default(),
-    );
-    engine.recover().await?;
-    engine.spawn_sweeper(Duration::from_secs(30));
+    let app = App::start(config, catalog_path, sinks).await?;
+    let (engine, shared) = (app.engine.clone(), app.catalog.clone());
     reshow_open_cards(&engine, &console, &shared).await?;
 
     let mut user = match as_user {

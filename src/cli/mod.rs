@@ -4,15 +4,15 @@ mod chat;
 mod check_config;
 mod nlu;
 mod parse;
+mod serve;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-use paver::catalog::{BackstageClient, Catalog, CatalogSource};
+use paver::catalog::Catalog;
 use paver::config::{self, Config, NluMode};
 
 #[derive(Parser, Debug)]
@@ -58,6 +58,8 @@ enum Command {
     },
     /// Create or upgrade the database schema, then exit.
     Migrate,
+    /// Serve the chat platforms' HTTP endpoints (and Socket Mode / gateway connections).
+    Serve,
 }
 
 #[derive(Subcommand, Debug)]
@@ -98,6 +100,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Command::Chat { as_user, catalog } => {
             let config = load_config(config_path.as_deref())?;
             chat::run(&config, catalog.as_deref(), as_user)
+        }
+        Command::Serve => {
+            let config = load_config(config_path.as_deref())?;
+            serve::run(&config)
         }
         Command::Migrate => {
             let config = load_config(config_path.as_deref())?;
@@ -148,22 +154,8 @@ fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
     Ok(Config::load(path)?)
 }
 
-/// `--catalog` wins; then `catalog.file`; then a Backstage backend.
-pub fn catalog_source(config: &Config, explicit: Option<&Path>) -> Option<CatalogSource> {
-    if let Some(p) = explicit.or(config.catalog.file.as_deref()) {
-        return Some(CatalogSource::File(p.to_path_buf()));
-    }
-    config.catalog.backstage_url.as_ref().map(|url| {
-        CatalogSource::Backstage(BackstageClient::new(
-            url.clone(),
-            config.catalog.backstage_token.clone(),
-            Duration::from_secs(config.catalog.timeout_secs),
-        ))
-    })
-}
-
 fn load_catalog(config: &Config, explicit: Option<&Path>) -> anyhow::Result<Catalog> {
-    let Some(source) = catalog_source(config, explicit) else {
+    let Some(source) = paver::app::catalog_source(config, explicit) else {
         tracing::warn!("no catalog configured (catalog.file, catalog.backstage_url or --catalog): every service will be unknown");
         return Ok(Catalog::default());
     };
