@@ -133,6 +133,8 @@ pub struct SlackConfig {
     pub app_token: Option<SecretString>,
     pub app_token_file: Option<PathBuf>,
     pub api_url: Url,
+    /// Minimum time between two messages to one channel (Slack allows about one a second).
+    pub min_interval_ms: u64,
 }
 
 impl Default for SlackConfig {
@@ -145,6 +147,7 @@ impl Default for SlackConfig {
             app_token: None,
             app_token_file: None,
             api_url: Url::parse("https://slack.com/api/").expect("valid default URL"),
+            min_interval_ms: 1000,
         }
     }
 }

@@ -13,4 +13,5 @@ pub mod nlu;
 pub mod policy;
 pub mod requests;
 pub mod server;
+pub mod slack;
 pub mod storage;

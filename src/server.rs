@@ -23,18 +23,44 @@ pub enum ServerError {
 
 /// The sending side of every configured platform, keyed by platform name.
 pub fn sinks(config: &Config) -> Result<HashMap<String, Arc<dyn ChatSink>>, ServerError> {
-    let sinks: HashMap<String, Arc<dyn ChatSink>> = HashMap::new();
-    let _ = config;
+    let mut sinks: HashMap<String, Arc<dyn ChatSink>> = HashMap::new();
+    if let Some(api) =
+        crate::slack::api(config).map_err(|e| ServerError::Platform(format!("slack: {e}")))?
+    {
+        sinks.insert(crate::chat::Platform::Slack.as_str().into(), api);
+    }
     Ok(sinks)
 }
 
 /// All routes of a running Paver.
 pub fn router(app: &App, config: &Config) -> Result<Router, ServerError> {
-    let router = Router::new()
+    let mut router = Router::new()
         .route("/healthz", get(health))
         .with_state(app.clone());
-    let _ = config;
+    if config.slack.signing_secret.is_some() {
+        if let Some(api) =
+            crate::slack::api(config).map_err(|e| ServerError::Platform(format!("slack: {e}")))?
+        {
+            router = router.merge(crate::slack::routes(crate::slack::state(app, config, api)));
+        }
+    }
     Ok(router)
+}
+
+/// Long-lived outbound connections: Slack Socket Mode when an app token is set.
+pub fn start_connections(
+    app: &App,
+    config: &Config,
+) -> Result<Vec<tokio::task::JoinHandle<()>>, ServerError> {
+    let mut tasks = Vec::new();
+    if let (Some(app_token), Some(api)) = (
+        config.slack.app_token.clone(),
+        crate::slack::api(config).map_err(|e| ServerError::Platform(format!("slack: {e}")))?,
+    ) {
+        let state = crate::slack::state(app, config, api);
+        tasks.push(tokio::spawn(crate::slack::socket::run(state, app_token)));
+    }
+    Ok(tasks)
 }
 
 /// Healthy when the database answers.

@@ -22,6 +22,7 @@ pub fn run(config: &Config) -> anyhow::Result<ExitCode> {
         }
         let app = App::start(config, None, sinks).await?;
         let router = server::router(&app, config)?;
+        let _connections = server::start_connections(&app, config)?;
         let listener = tokio::net::TcpListener::bind(config.server.listen)
             .await
             .with_context(|| format!("listening on {}", config.server.listen))?;

@@ -939,6 +939,22 @@ impl Engine {
         })
     }
 
+    /// Runs work an adapter acknowledged before doing it, counted as running
+    /// so [`Engine::wait_idle`] waits for it too.
+    pub fn track<F>(&self, work: F)
+    where
+        F: std::future::Future<Output = Result<(), EngineError>> + Send + 'static,
+    {
+        let me = self.clone();
+        self.inner.running.fetch_add(1, Ordering::SeqCst);
+        tokio::spawn(async move {
+            if let Err(e) = work.await {
+                tracing::error!(error = %e, "handling a chat event failed");
+            }
+            me.inner.running.fetch_sub(1, Ordering::SeqCst);
+        });
+    }
+
     /// Whether nothing is running and nothing waits to be sent.
     pub async fn is_idle(&self) -> Result<bool, EngineError> {
         Ok(self.inner.running.load(Ordering::SeqCst) == 0

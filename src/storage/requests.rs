@@ -214,6 +214,24 @@ impl RequestStore<'_> {
         row.as_ref().map(decode).transpose()
     }
 
+    /// Whether a request was made in this chat thread (so replies there are for Paver).
+    pub async fn any_in_thread(
+        &self,
+        platform: &str,
+        channel: &str,
+        thread: &str,
+    ) -> Result<bool, StorageError> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n FROM requests WHERE platform = $1 AND channel = $2 AND thread = $3",
+        )
+        .bind(platform)
+        .bind(channel)
+        .bind(thread)
+        .fetch_one(&self.db.pool)
+        .await?;
+        Ok(get_i64(&row, "n")? > 0)
+    }
+
     pub async fn in_state(&self, state: RequestState) -> Result<Vec<Request>, StorageError> {
         let rows = sqlx::query(&format!(
             "SELECT {COLUMNS} FROM requests WHERE state = $1 ORDER BY created_at, id"

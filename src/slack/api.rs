@@ -1,0 +1,257 @@
+//! The one Slack Web API client: slack-morphism over a hyper connector that
+//! speaks HTTPS and plain HTTP (so tests can run a fake Slack on loopback),
+//! with per-channel pacing. It is the Slack adapter's [`ChatSink`].
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::HttpConnector;
+use secrecy::{ExposeSecret, SecretString};
+use slack_morphism::errors::SlackClientError;
+use slack_morphism::prelude::*;
+use url::Url;
+
+use super::blocks;
+use crate::catalog::SharedCatalog;
+use crate::chat::{ChatSink, Message, SendError};
+use crate::domain::UserName;
+
+type Connector = SlackClientHyperConnector<HttpsConnector<HttpConnector>>;
+
+/// How long a users.info answer (or its absence) is trusted.
+const IDENTITY_TTL: Duration = Duration::from_secs(600);
+
+pub struct SlackApi {
+    client: SlackClient<Connector>,
+    token: SlackApiToken,
+    /// Slack allows about one message a second per channel.
+    min_interval: Duration,
+    next_send: Mutex<HashMap<String, Instant>>,
+    identities: Mutex<HashMap<String, (Instant, Option<UserName>)>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SlackSetupError {
+    #[error("cannot load the TLS root certificates: {0}")]
+    Tls(std::io::Error),
+}
+
+impl SlackApi {
+    pub fn new(
+        api_url: &Url,
+        bot_token: &SecretString,
+        min_interval: Duration,
+    ) -> Result<Self, SlackSetupError> {
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_native_roots()
+            .map_err(SlackSetupError::Tls)?
+            .https_or_http()
+            .enable_http1()
+            .build();
+        // slack-morphism joins `{base}/{method}` itself.
+        let base = api_url.as_str().trim_end_matches('/');
+        let connector = SlackClientHyperConnector::with_connector(https).with_slack_api_url(base);
+        Ok(SlackApi {
+            client: SlackClient::new(connector),
+            token: SlackApiToken::new(SlackApiTokenValue(bot_token.expose_secret().to_owned())),
+            min_interval,
+            next_send: Mutex::new(HashMap::new()),
+            identities: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Reserves a send slot in `channel`, or says how long to wait. Messages
+    /// that must wait stay queued in the outbox; none is dropped.
+    fn pace(&self, channel: &str) -> Result<(), SendError> {
+        let now = Instant::now();
+        let mut next = self.next_send.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(t) = next.get(channel) {
+            if *t > now {
+                return Err(SendError::RateLimited(*t - now));
+            }
+        }
+        next.insert(channel.to_owned(), now + self.min_interval);
+        Ok(())
+    }
+
+    fn content(message: &Message) -> Result<SlackMessageContent, SendError> {
+        let blocks: Vec<SlackBlock> =
+            serde_json::from_value(serde_json::Value::Array(blocks::render(message)))
+                .map_err(|e| SendError::Permanent(format!("Block Kit rendering: {e}")))?;
+        Ok(SlackMessageContent::new()
+            .with_text(blocks::fallback(message))
+            .with_blocks(blocks))
+    }
+
+    /// Resolves a Slack user to a catalog user: the `slack.com/user-id`
+    /// annotation first, else users.info's email against catalog emails.
+    pub async fn identify(&self, catalog: &SharedCatalog, slack_user: &str) -> Option<UserName> {
+        let current = catalog.current();
+        if let Some(u) = current.user_by_slack_id(slack_user) {
+            return Some(u.name.clone());
+        }
+        if let Some((at, known)) = self
+            .identities
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(slack_user)
+        {
+            if at.elapsed() < IDENTITY_TTL {
+                return known.clone();
+            }
+        }
+        let session = self.client.open_session(&self.token);
+        let found = match session
+            .users_info(&SlackApiUsersInfoRequest::new(SlackUserId(
+                slack_user.to_owned(),
+            )))
+            .await
+        {
+            Ok(info) => info
+                .user
+                .profile
+                .and_then(|p| p.email)
+                .and_then(|email| current.user_by_email(email.value()).map(|u| u.name.clone())),
+            Err(e) => {
+                tracing::warn!(slack_user, error = %e, "users.info failed; treating the user as unknown for now");
+                return None;
+            }
+        };
+        self.identities
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(slack_user.to_owned(), (Instant::now(), found.clone()));
+        found
+    }
+
+    /// Opens a modal (views.open) for an interaction's trigger.
+    pub async fn open_view(
+        &self,
+        trigger_id: &str,
+        view: serde_json::Value,
+    ) -> Result<(), SendError> {
+        let view: SlackView =
+            serde_json::from_value(view).map_err(|e| SendError::Permanent(e.to_string()))?;
+        let session = self.client.open_session(&self.token);
+        session
+            .views_open(&SlackApiViewsOpenRequest::new(
+                SlackTriggerId(trigger_id.to_owned()),
+                view,
+            ))
+            .await
+            .map(|_| ())
+            .map_err(classify)
+    }
+
+    /// `apps.connections.open` with the app-level token, for Socket Mode.
+    pub async fn open_socket_url(&self, app_token: &SecretString) -> Result<String, SendError> {
+        let token = SlackApiToken::new(SlackApiTokenValue(app_token.expose_secret().to_owned()));
+        let session = self.client.open_session(&token);
+        session
+            .apps_connections_open(&SlackApiAppsConnectionOpenRequest::new())
+            .await
+            .map(|r| r.url.0.to_string())
+            .map_err(classify)
+    }
+}
+
+/// Slack's answers, sorted into what the outbox should do.
+fn classify(e: SlackClientError) -> SendError {
+    match e {
+        SlackClientError::RateLimitError(r) => {
+            SendError::RateLimited(r.retry_after.unwrap_or(Duration::from_secs(1)))
+        }
+        SlackClientError::ApiError(a) if a.code == "ratelimited" => {
+            SendError::RateLimited(Duration::from_secs(1))
+        }
+        SlackClientError::ApiError(a)
+            if matches!(
+                a.code.as_str(),
+                "internal_error" | "fatal_error" | "service_unavailable" | "request_timeout"
+            ) =>
+        {
+            SendError::Transient(format!("Slack error {}", a.code))
+        }
+        SlackClientError::ApiError(a) => SendError::Permanent(format!("Slack error {}", a.code)),
+        SlackClientError::HttpError(h) if h.status_code.is_server_error() => {
+            SendError::Transient(format!("Slack answered {}", h.status_code))
+        }
+        SlackClientError::HttpError(h) => {
+            SendError::Permanent(format!("Slack answered {}", h.status_code))
+        }
+        other => SendError::Transient(other.to_string()),
+    }
+}
+
+#[async_trait]
+impl ChatSink for SlackApi {
+    async fn post(
+        &self,
+        channel: &str,
+        thread: Option<&str>,
+        message: &Message,
+    ) -> Result<String, SendError> {
+        self.pace(channel)?;
+        let mut req = SlackApiChatPostMessageRequest::new(
+            SlackChannelId(channel.to_owned()),
+            Self::content(message)?,
+        );
+        if let Some(t) = thread {
+            req = req.with_thread_ts(SlackTs(t.to_owned()));
+        }
+        req = req.with_unfurl_links(false);
+        let session = self.client.open_session(&self.token);
+        let resp = session.chat_post_message(&req).await.map_err(classify)?;
+        Ok(resp.ts.0)
+    }
+
+    async fn update(
+        &self,
+        channel: &str,
+        message_ref: &str,
+        message: &Message,
+    ) -> Result<(), SendError> {
+        self.pace(channel)?;
+        let req = SlackApiChatUpdateRequest::new(
+            SlackChannelId(channel.to_owned()),
+            Self::content(message)?,
+            SlackTs(message_ref.to_owned()),
+        );
+        let session = self.client.open_session(&self.token);
+        session
+            .chat_update(&req)
+            .await
+            .map(|_| ())
+            .map_err(classify)
+    }
+
+    async fn ephemeral(
+        &self,
+        channel: &str,
+        user: &str,
+        thread: Option<&str>,
+        message: &Message,
+    ) -> Result<(), SendError> {
+        self.pace(channel)?;
+        let mut req = SlackApiChatPostEphemeralRequest::new(
+            SlackChannelId(channel.to_owned()),
+            SlackUserId(user.to_owned()),
+            Self::content(message)?,
+        );
+        if let Some(t) = thread {
+            req = req.with_thread_ts(SlackTs(t.to_owned()));
+        }
+        let session = self.client.open_session(&self.token);
+        session
+            .chat_post_ephemeral(&req)
+            .await
+            .map(|_| ())
+            .map_err(classify)
+    }
+}
+
+/// A shared handle, so the sink and the inbound handlers use one client.
+pub type SharedSlackApi = Arc<SlackApi>;

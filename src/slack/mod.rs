@@ -1,0 +1,38 @@
+//! Slack: the Events API, interactivity and slash commands over HTTP or
+//! Socket Mode, Block Kit cards, and one Web API client for sending.
+
+pub mod api;
+pub mod blocks;
+pub mod inbound;
+pub mod socket;
+pub mod verify;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::app::App;
+use crate::config::Config;
+pub use api::SlackApi;
+pub use inbound::{routes, SlackState};
+
+/// The Web API client, when a bot token is configured.
+pub fn api(config: &Config) -> Result<Option<Arc<SlackApi>>, api::SlackSetupError> {
+    match &config.slack.bot_token {
+        Some(token) => Ok(Some(Arc::new(SlackApi::new(
+            &config.slack.api_url,
+            token,
+            Duration::from_millis(config.slack.min_interval_ms),
+        )?))),
+        None => Ok(None),
+    }
+}
+
+pub fn state(app: &App, config: &Config, api: Arc<SlackApi>) -> SlackState {
+    SlackState {
+        engine: app.engine.clone(),
+        catalog: app.catalog.clone(),
+        api,
+        signing_secret: config.slack.signing_secret.clone(),
+        bot_user_id: Arc::new(Mutex::new(None)),
+    }
+}
