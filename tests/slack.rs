@@ -35,11 +35,14 @@ struct Call {
     body: Value,
 }
 
+/// Scripted failures per Web API method: (status, Retry-After seconds).
+type Failures = HashMap<String, VecDeque<(u16, Option<u64>)>>;
+
 #[derive(Clone, Default)]
 struct FakeSlack {
     calls: Arc<Mutex<Vec<Call>>>,
     /// Scripted failures per method: (status, retry-after seconds).
-    failures: Arc<Mutex<HashMap<String, VecDeque<(u16, Option<u64>)>>>>,
+    failures: Arc<Mutex<Failures>>,
     emails: Arc<Mutex<HashMap<String, String>>>,
     socket_url: Arc<Mutex<Option<String>>>,
     ts: Arc<Mutex<u64>>,
