@@ -755,3 +755,33 @@ async fn socket_mode_uses_the_same_handlers_and_acknowledges_envelopes() {
     assert_eq!(r.fake.calls("apps.connections.open").len(), 1);
     task.abort();
 }
+
+#[tokio::test]
+async fn direct_messages_and_replies_in_a_request_thread_are_heard() {
+    let r = rig().await;
+    let mut dm = corpus("event_callback_message.json");
+    dm["event"] = json!({"type": "message", "channel_type": "im", "channel": "D123", "user": "U0ALICE",
+                         "text": "restart cart-service in dev", "ts": "1.1"});
+    dm["event_id"] = json!("EvDm");
+    assert_eq!(r.event(&dm, &[]).await.status(), 200);
+    // A request made by mention opens a thread; a reply there is for Paver,
+    // a plain channel message elsewhere is not.
+    r.event(&mention("create staging for order-service", "U0ALICE", "EvT1"), &[]).await;
+    r.idle().await;
+    let mut reply = dm.clone();
+    reply["event"] = json!({"type": "message", "channel_type": "channel", "channel": "C111", "user": "U0ALICE",
+                            "text": "who owns order-service?", "ts": "2.2", "thread_ts": "1678252212.229129"});
+    reply["event_id"] = json!("EvT2");
+    r.event(&reply, &[]).await;
+    let mut chatter = reply.clone();
+    chatter["event"]["thread_ts"] = json!("9.9");
+    chatter["event"]["text"] = json!("who owns cart-service?");
+    chatter["event_id"] = json!("EvT3");
+    r.event(&chatter, &[]).await;
+    r.idle().await;
+    let posts = r.fake.calls("chat.postMessage");
+    assert!(posts.iter().any(|p| p["channel"] == "D123"), "DM answered: {posts:?}");
+    let owner_replies: Vec<&Value> = posts.iter().filter(|p| p.to_string().contains("owned by")).collect();
+    assert_eq!(owner_replies.len(), 1, "{posts:?}");
+    assert_eq!(owner_replies[0]["thread_ts"], "1678252212.229129");
+}
