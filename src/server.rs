@@ -23,17 +23,21 @@ pub enum ServerError {
 
 /// The sending side of every configured platform, keyed by platform name.
 pub fn sinks(config: &Config) -> Result<HashMap<String, Arc<dyn ChatSink>>, ServerError> {
-    let sinks: HashMap<String, Arc<dyn ChatSink>> = HashMap::new();
-    let _ = config;
+    let mut sinks: HashMap<String, Arc<dyn ChatSink>> = HashMap::new();
+    if let Some(discord) = crate::discord::sink(config).map_err(ServerError::Platform)? {
+        sinks.insert("discord".into(), discord);
+    }
     Ok(sinks)
 }
 
 /// All routes of a running Paver.
 pub fn router(app: &App, config: &Config) -> Result<Router, ServerError> {
-    let router = Router::new()
+    let mut router = Router::new()
         .route("/healthz", get(health))
         .with_state(app.clone());
-    let _ = config;
+    if let Some(discord) = crate::discord::routes(app, config).map_err(ServerError::Platform)? {
+        router = router.merge(discord);
+    }
     Ok(router)
 }
 
