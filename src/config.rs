@@ -161,6 +161,9 @@ pub struct DiscordConfig {
     /// The application's Ed25519 public key (hex). Public, not a secret.
     pub public_key: Option<String>,
     pub api_url: Url,
+    /// Connect to the gateway (messages, and interactions when no
+    /// interactions endpoint URL is set). Off: HTTP interactions only.
+    pub gateway: bool,
 }
 
 impl Default for DiscordConfig {
@@ -171,6 +174,7 @@ impl Default for DiscordConfig {
             application_id: None,
             public_key: None,
             api_url: Url::parse("https://discord.com/api/v10").expect("valid default URL"),
+            gateway: true,
         }
     }
 }
@@ -344,6 +348,9 @@ impl Config {
             if k.len() != 64 || !k.bytes().all(|b| b.is_ascii_hexdigit()) {
                 out.push("discord.public_key: expected 64 hex characters".into());
             }
+        }
+        if let Err(e) = crate::discord::api::proxy_base(&self.discord.api_url) {
+            out.push(e);
         }
         out.extend(self.policy.problems());
         out.extend(self.gitops.problems());

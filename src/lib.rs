@@ -7,6 +7,7 @@ pub mod app;
 pub mod catalog;
 pub mod chat;
 pub mod config;
+pub mod discord;
 pub mod domain;
 pub mod drivers;
 pub mod nlu;

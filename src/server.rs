@@ -29,6 +29,9 @@ pub fn sinks(config: &Config) -> Result<HashMap<String, Arc<dyn ChatSink>>, Serv
     {
         sinks.insert(crate::chat::Platform::Slack.as_str().into(), api);
     }
+    if let Some(discord) = crate::discord::sink(config).map_err(ServerError::Platform)? {
+        sinks.insert("discord".into(), discord);
+    }
     Ok(sinks)
 }
 
@@ -43,6 +46,9 @@ pub fn router(app: &App, config: &Config) -> Result<Router, ServerError> {
         {
             router = router.merge(crate::slack::routes(crate::slack::state(app, config, api)));
         }
+    }
+    if let Some(discord) = crate::discord::routes(app, config).map_err(ServerError::Platform)? {
+        router = router.merge(discord);
     }
     Ok(router)
 }

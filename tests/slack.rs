@@ -766,7 +766,11 @@ async fn direct_messages_and_replies_in_a_request_thread_are_heard() {
     assert_eq!(r.event(&dm, &[]).await.status(), 200);
     // A request made by mention opens a thread; a reply there is for Paver,
     // a plain channel message elsewhere is not.
-    r.event(&mention("create staging for order-service", "U0ALICE", "EvT1"), &[]).await;
+    r.event(
+        &mention("create staging for order-service", "U0ALICE", "EvT1"),
+        &[],
+    )
+    .await;
     r.idle().await;
     let mut reply = dm.clone();
     reply["event"] = json!({"type": "message", "channel_type": "channel", "channel": "C111", "user": "U0ALICE",
@@ -780,8 +784,14 @@ async fn direct_messages_and_replies_in_a_request_thread_are_heard() {
     r.event(&chatter, &[]).await;
     r.idle().await;
     let posts = r.fake.calls("chat.postMessage");
-    assert!(posts.iter().any(|p| p["channel"] == "D123"), "DM answered: {posts:?}");
-    let owner_replies: Vec<&Value> = posts.iter().filter(|p| p.to_string().contains("owned by")).collect();
+    assert!(
+        posts.iter().any(|p| p["channel"] == "D123"),
+        "DM answered: {posts:?}"
+    );
+    let owner_replies: Vec<&Value> = posts
+        .iter()
+        .filter(|p| p.to_string().contains("owned by"))
+        .collect();
     assert_eq!(owner_replies.len(), 1, "{posts:?}");
     assert_eq!(owner_replies[0]["thread_ts"], "1678252212.229129");
 }

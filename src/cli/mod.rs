@@ -2,6 +2,7 @@
 
 mod chat;
 mod check_config;
+mod discord;
 mod nlu;
 mod parse;
 mod serve;
@@ -60,6 +61,11 @@ enum Command {
     Migrate,
     /// Serve the chat platforms' HTTP endpoints (and Socket Mode / gateway connections).
     Serve,
+    /// Discord tools.
+    Discord {
+        #[command(subcommand)]
+        command: discord::DiscordCommand,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -104,6 +110,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Command::Serve => {
             let config = load_config(config_path.as_deref())?;
             serve::run(&config)
+        }
+        Command::Discord { command } => {
+            let config = load_config(config_path.as_deref())?;
+            discord::run(&config, command)
         }
         Command::Migrate => {
             let config = load_config(config_path.as_deref())?;

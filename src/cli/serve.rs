@@ -23,6 +23,8 @@ pub fn run(config: &Config) -> anyhow::Result<ExitCode> {
         let app = App::start(config, None, sinks).await?;
         let router = server::router(&app, config)?;
         let _connections = server::start_connections(&app, config)?;
+        // Discord's gateway (messages, and interactions without an endpoint URL).
+        paver::discord::gateway::spawn(&app, config).map_err(anyhow::Error::msg)?;
         let listener = tokio::net::TcpListener::bind(config.server.listen)
             .await
             .with_context(|| format!("listening on {}", config.server.listen))?;

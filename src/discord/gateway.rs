@@ -1,0 +1,293 @@
+//! The gateway connection (serenity). What becomes a request:
+//!
+//! - a direct message to Paver;
+//! - a server message that mentions Paver, or replies to one of its messages;
+//! - any message in a request's thread (a thread Paver started under a card,
+//!   or the thread a card was posted in).
+//!
+//! Button presses and `/paver` arrive here too when no interactions
+//! endpoint URL is set in the developer portal; they are answered exactly
+//! like the HTTP ones ([`super::interactions`]).
+//!
+//! Intents: `GUILD_MESSAGES`, `DIRECT_MESSAGES` and the privileged
+//! `MESSAGE_CONTENT` (without it Discord still sends the text of mentions
+//! and DMs, but not of plain replies in a request's thread).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serenity::all::{
+    ClientBuilder, CommandDataOptionValue, Context, EventHandler, GatewayIntents, Interaction,
+    Ready,
+};
+
+use super::api::DiscordApi;
+use super::chat_user;
+use super::interactions::{Command, Incoming, Interactions, Press, OPTION};
+use crate::app::App;
+use crate::catalog::SharedCatalog;
+use crate::chat::{Conversation, Inbound, Platform};
+use crate::config::Config;
+use crate::requests::engine::Handled;
+use crate::requests::Engine;
+use crate::storage::Db;
+
+/// What Paver asks the gateway for.
+pub const INTENTS: GatewayIntents = GatewayIntents::GUILD_MESSAGES
+    .union(GatewayIntents::DIRECT_MESSAGES)
+    .union(GatewayIntents::MESSAGE_CONTENT);
+
+/// A gateway message, reduced to what decides whether Paver answers it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GatewayMessage {
+    pub id: String,
+    pub channel_id: String,
+    /// `None` in direct messages.
+    pub guild_id: Option<String>,
+    pub author_id: String,
+    pub author_is_bot: bool,
+    pub from_webhook: bool,
+    pub content: String,
+    /// Ids of the users it mentions.
+    pub mentions: Vec<String>,
+    /// The author of the message it replies to.
+    pub replies_to: Option<String>,
+}
+
+impl From<&serenity::model::channel::Message> for GatewayMessage {
+    fn from(m: &serenity::model::channel::Message) -> Self {
+        GatewayMessage {
+            id: m.id.to_string(),
+            channel_id: m.channel_id.to_string(),
+            guild_id: m.guild_id.map(|g| g.to_string()),
+            author_id: m.author.id.to_string(),
+            author_is_bot: m.author.bot,
+            from_webhook: m.webhook_id.is_some(),
+            content: m.content.clone(),
+            mentions: m.mentions.iter().map(|u| u.id.to_string()).collect(),
+            replies_to: m
+                .referenced_message
+                .as_ref()
+                .map(|r| r.author.id.to_string()),
+        }
+    }
+}
+
+/// How long "this channel is not a request's thread" is believed.
+const NOT_A_THREAD_TTL: Duration = Duration::from_secs(60);
+
+/// The gateway's event handler. Cheap to clone.
+#[derive(Clone)]
+pub struct Gateway {
+    engine: Engine,
+    catalog: SharedCatalog,
+    db: Db,
+    interactions: Interactions,
+    bot_id: Arc<AtomicU64>,
+    threads: Arc<Mutex<HashMap<String, (bool, Instant)>>>,
+}
+
+impl Gateway {
+    pub fn new(app: &App, api: Arc<DiscordApi>) -> Self {
+        Gateway {
+            engine: app.engine.clone(),
+            catalog: app.catalog.clone(),
+            db: app.db.clone(),
+            interactions: Interactions::new(app, api),
+            bot_id: Arc::new(AtomicU64::new(0)),
+            threads: Arc::default(),
+        }
+    }
+
+    /// Paver's own user id (from the gateway's Ready event).
+    pub fn set_bot_id(&self, id: u64) {
+        self.bot_id.store(id, Ordering::SeqCst);
+    }
+
+    fn bot_id(&self) -> Option<String> {
+        match self.bot_id.load(Ordering::SeqCst) {
+            0 => None,
+            id => Some(id.to_string()),
+        }
+    }
+
+    /// Whether `channel` is a request's thread: one started under a card
+    /// (its id is the card's) or one a card was posted in.
+    async fn is_request_thread(&self, channel: &str) -> bool {
+        if channel.is_empty() || !channel.bytes().all(|b| b.is_ascii_digit()) {
+            return false;
+        }
+        if let Some((known, at)) = self
+            .threads
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(channel)
+        {
+            if *known || at.elapsed() < NOT_A_THREAD_TTL {
+                return *known;
+            }
+        }
+        let found = sqlx::query(
+            "SELECT card_key FROM cards WHERE platform = $1 AND (message_ref = $2 OR message_ref LIKE $3) LIMIT 1",
+        )
+        .bind(Platform::Discord.as_str())
+        .bind(channel)
+        .bind(format!("{channel}/%"))
+        .fetch_optional(self.db.pool())
+        .await;
+        let known = match found {
+            Ok(row) => row.is_some(),
+            Err(e) => {
+                tracing::warn!(error = %e, "looking up request threads failed");
+                return false;
+            }
+        };
+        let mut threads = self.threads.lock().unwrap_or_else(|p| p.into_inner());
+        if threads.len() > 10_000 {
+            threads.retain(|_, (known, _)| *known);
+        }
+        threads.insert(channel.to_owned(), (known, Instant::now()));
+        known
+    }
+
+    /// Handles a message if it is for Paver; `None` when it is not.
+    pub async fn on_message(&self, m: GatewayMessage) -> Option<Handled> {
+        let bot = self.bot_id()?;
+        if m.author_is_bot || m.from_webhook || m.author_id == bot || m.content.trim().is_empty() {
+            return None;
+        }
+        let addressed = m.guild_id.is_none()
+            || m.mentions.contains(&bot)
+            || m.content.contains(&format!("<@{bot}>"))
+            || m.content.contains(&format!("<@!{bot}>"))
+            || m.replies_to.as_deref() == Some(bot.as_str())
+            || self.is_request_thread(&m.channel_id).await;
+        if !addressed {
+            return None;
+        }
+        let inbound = Inbound {
+            event_id: Some(m.id.clone()),
+            user: chat_user(&self.catalog, &m.author_id),
+            conversation: Conversation {
+                platform: Platform::Discord,
+                channel: m.channel_id.clone(),
+                thread: None,
+            },
+            text: m.content,
+        };
+        match self.engine.handle_message(inbound).await {
+            Ok(h) => Some(h),
+            Err(e) => {
+                tracing::error!(message = %m.id, error = %e, "handling a Discord message failed");
+                None
+            }
+        }
+    }
+
+    /// Answers an interaction through the API, then does its work.
+    pub async fn on_interaction(&self, incoming: Incoming) {
+        let (id, token) = match &incoming {
+            Incoming::Command(c) => (c.id.clone(), c.token.clone()),
+            Incoming::Press(p) => (p.id.clone(), p.token.clone()),
+            _ => return,
+        };
+        let Some((answer, work)) = Interactions::answer(&incoming) else {
+            return;
+        };
+        if let Err(e) = self
+            .interactions
+            .api()
+            .interaction_callback(&id, &token, &answer)
+            .await
+        {
+            // Another replica may have answered it first; the work is deduplicated.
+            tracing::info!(interaction = %id, error = %e, "could not acknowledge the interaction");
+        }
+        if work {
+            self.interactions.work(incoming).await;
+        }
+    }
+}
+
+fn incoming(interaction: Interaction) -> Option<Incoming> {
+    match interaction {
+        Interaction::Command(c) => Some(Incoming::Command(Command {
+            id: c.id.to_string(),
+            application_id: Some(c.application_id.to_string()),
+            token: c.token,
+            user_id: c.user.id.to_string(),
+            channel_id: c.channel_id.to_string(),
+            request: c.data.options.iter().find_map(|o| match &o.value {
+                CommandDataOptionValue::String(s) if o.name == OPTION && !s.trim().is_empty() => {
+                    Some(s.trim().to_owned())
+                }
+                _ => None,
+            }),
+            name: c.data.name,
+        })),
+        Interaction::Component(c) => Some(Incoming::Press(Press {
+            id: c.id.to_string(),
+            application_id: Some(c.application_id.to_string()),
+            token: c.token,
+            user_id: c.user.id.to_string(),
+            channel_id: c.channel_id.to_string(),
+            custom_id: c.data.custom_id,
+        })),
+        _ => None,
+    }
+}
+
+#[serenity::async_trait]
+impl EventHandler for Gateway {
+    async fn ready(&self, _ctx: Context, ready: Ready) {
+        self.set_bot_id(ready.user.id.get());
+        tracing::info!(user = %ready.user.name, guilds = ready.guilds.len(), "Discord gateway connected");
+    }
+
+    async fn message(&self, _ctx: Context, message: serenity::model::channel::Message) {
+        self.on_message(GatewayMessage::from(&message)).await;
+    }
+
+    async fn interaction_create(&self, _ctx: Context, interaction: Interaction) {
+        if let Some(i) = incoming(interaction) {
+            self.on_interaction(i).await;
+        }
+    }
+}
+
+/// Starts the gateway connection when `discord.token` is set (and
+/// `discord.gateway` is not false). It reconnects on its own; a refused
+/// login (bad token, intents not enabled) is logged and retried with backoff.
+pub fn spawn(app: &App, config: &Config) -> Result<Option<tokio::task::JoinHandle<()>>, String> {
+    if !config.discord.gateway {
+        return Ok(None);
+    }
+    let Some(api) = super::api(config)? else {
+        return Ok(None);
+    };
+    let gateway = Gateway::new(app, api.clone());
+    Ok(Some(tokio::spawn(async move {
+        let mut backoff = Duration::from_secs(5);
+        loop {
+            let client = ClientBuilder::new_with_http(api.serenity_http(), INTENTS)
+                .event_handler(gateway.clone())
+                .await;
+            let outcome = match client {
+                Ok(mut client) => client.start().await,
+                Err(e) => Err(e),
+            };
+            match outcome {
+                Ok(()) => tracing::warn!("Discord gateway closed; reconnecting"),
+                Err(e) => tracing::error!(
+                    error = %e,
+                    retry_in = ?backoff,
+                    "Discord gateway failed (check discord.token, and that the Message Content intent is enabled in the developer portal)"
+                ),
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(300));
+        }
+    })))
+}
