@@ -32,7 +32,11 @@ pub fn sinks(config: &Config) -> Result<HashMap<String, Arc<dyn ChatSink>>, Serv
 pub fn router(app: &App, config: &Config) -> Result<Router, ServerError> {
     let router = Router::new()
         .route("/healthz", get(health))
-        .with_state(app.clone());
+        .with_state(app.clone())
+        .merge(crate::drivers::http::callback_router(
+            app.db.clone(),
+            &config.orchestrator,
+        ));
     let _ = config;
     Ok(router)
 }
