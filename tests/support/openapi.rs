@@ -96,7 +96,7 @@ impl Spec {
                 found.push((literal, tpl.clone()));
             }
         }
-        found.sort_by(|a, b| b.0.cmp(&a.0));
+        found.sort_by_key(|f| std::cmp::Reverse(f.0));
         found.into_iter().map(|(_, t)| t).collect()
     }
 
