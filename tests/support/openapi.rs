@@ -10,6 +10,8 @@ use serde_json::Value;
 
 pub struct Spec {
     doc: Value,
+    /// Where the description was read from.
+    source: String,
     /// The base path the API is mounted under (Backstage's specs do not
     /// carry it: `/api/scaffolder`); stripped before matching.
     prefix: String,
@@ -47,6 +49,7 @@ impl Spec {
             .unwrap_or_else(|e| panic!("{path} (keep ../shared beside this checkout): {e}"));
         Spec {
             doc: serde_json::from_str(&text).expect("the spec is JSON"),
+            source: path.to_owned(),
             prefix: prefix.to_owned(),
         }
     }
@@ -272,7 +275,30 @@ impl Spec {
 }
 
 /// Checks every request against the spec; panics listing all violations.
+/// With PAVER_CONTRACT_DUMP=FILE the requests are also appended to FILE as
+/// JSON lines, for `scripts/prism_replay.py` to replay against Prism.
 pub fn assert_conform(spec: &Spec, requests: &[Recorded]) -> Vec<String> {
+    if let Ok(file) = std::env::var("PAVER_CONTRACT_DUMP") {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&file)
+            .expect("the dump file opens");
+        for r in requests {
+            let line = serde_json::json!({
+                "spec": spec.source,
+                "prefix": spec.prefix,
+                "method": r.method,
+                "path": r.path,
+                "query": r.query,
+                "content_type": r.header("content-type"),
+                "authorization": r.header("authorization").is_some(),
+                "body": String::from_utf8_lossy(&r.raw_body),
+            });
+            writeln!(f, "{line}").expect("the dump file is writable");
+        }
+    }
     let mut ops = Vec::new();
     let mut bad = Vec::new();
     for r in requests {
