@@ -621,6 +621,26 @@ mod tests {
     }
 
     #[test]
+    fn driver_sections_parse_and_keep_their_secrets_out() {
+        let f = write("[drivers]\ndeploy = \"argocd\"\nstatus = [\"gitops\", \"argocd\"]\n[argocd]\nbase_url = \"https://argocd.example.internal\"\n[executor]\nworkers = 4\n");
+        let c = Config::load(Some(f.path())).unwrap();
+        assert_eq!(c.drivers.deploy, "argocd");
+        assert_eq!(c.drivers.status.names(), ["gitops", "argocd"]);
+        assert_eq!(c.executor.workers, 4);
+        // No token: check-config says so.
+        assert!(c.problems().iter().any(|p| p.starts_with("argocd.token")));
+        for (section, key) in [
+            ("orchestrator", "signing_secret"),
+            ("argocd", "password"),
+            ("backstage", "token"),
+        ] {
+            let f = write(&format!("[{section}]\n{key} = \"hunter2\"\n"));
+            let err = Config::load(Some(f.path())).unwrap_err().to_string();
+            assert!(err.contains("is a secret"), "{err}");
+        }
+    }
+
+    #[test]
     fn redacts_database_passwords() {
         assert_eq!(redact_url("postgres://u:pw@h/db"), "postgres://u:***@h/db");
     }

@@ -512,9 +512,10 @@ async fn a_scaffold_request_posts_the_repository_and_catalog_links() {
     );
     assert!(
         h.statuses(&id)
+            .await
             .iter()
             .any(|s| s == "Running: Publishing to github.com/example"),
         "{:?}",
-        h.statuses(&id)
+        h.statuses(&id).await
     );
 }

@@ -355,10 +355,11 @@ async fn the_orchestrator_calls_back_and_the_thread_gets_the_url() {
         .any(|t| t.contains("orchestrated.example.internal") && t.contains("Dashboard")));
     assert!(
         h.statuses(&id)
+            .await
             .iter()
             .any(|s| s == "Running: provisioning postgres"),
         "{:?}",
-        h.statuses(&id)
+        h.statuses(&id).await
     );
     let jobs = tdb.db.jobs().for_request(&id).await.unwrap();
     assert!(jobs[0].callback.as_deref().unwrap().contains("succeeded"));
@@ -488,6 +489,7 @@ async fn a_transient_failure_after_the_work_was_accepted_does_not_duplicate_it()
     );
     assert!(h
         .statuses(&id)
+        .await
         .iter()
         .any(|s| s.contains("504 Gateway Timeout") && s.contains("retrying in")));
 }

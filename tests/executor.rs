@@ -63,11 +63,17 @@ async fn an_approved_request_becomes_a_job_that_runs_once() {
     assert!(!job.resumed);
     // The driver's progress reached the card.
     assert!(
-        h.statuses(&id).iter().any(|s| s == "Running: working"),
-        "{:?}",
         h.statuses(&id)
+            .await
+            .iter()
+            .any(|s| s == "Running: working"),
+        "{:?}",
+        h.statuses(&id).await
     );
-    assert_eq!(h.statuses(&id).last().map(String::as_str), Some("Done"));
+    assert_eq!(
+        h.statuses(&id).await.last().map(String::as_str),
+        Some("Done")
+    );
 }
 
 #[tokio::test]
@@ -104,7 +110,7 @@ async fn transient_failures_back_off_and_retry_without_duplicates() {
         [1, 2, 3]
     );
     // The card said it would retry, and when.
-    let statuses = h.statuses(&id);
+    let statuses = h.statuses(&id).await;
     assert!(
         statuses
             .iter()

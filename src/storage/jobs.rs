@@ -359,8 +359,11 @@ async fn claim_on(
     lease_ms: i64,
 ) -> Result<Option<Claimed>, StorageError> {
     let now = now_ms();
+    // A locked row is ours until commit: take one. Without locks (SQLite)
+    // look at a few, in case another worker wins the first.
+    let limit = if lock.is_empty() { 5 } else { 1 };
     let candidates = sqlx::query(&format!(
-        "SELECT id, state FROM jobs WHERE {} ORDER BY run_at, id LIMIT 5{lock}",
+        "SELECT id, state FROM jobs WHERE {} ORDER BY run_at, id LIMIT {limit}{lock}",
         due(1)
     ))
     .bind(now)

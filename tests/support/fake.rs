@@ -236,11 +236,19 @@ impl EngineHarness {
             .collect()
     }
 
-    /// The status lines the card showed, in order.
-    pub fn statuses(&self, id: &str) -> Vec<String> {
-        self.cards(id)
-            .iter()
-            .filter_map(|m| {
+    /// The status lines the card was given, in order: read from the
+    /// outbox, since the dispatcher skips an update a later one supersedes.
+    pub async fn statuses(&self, id: &str) -> Vec<String> {
+        use sqlx::Row;
+        let rows = sqlx::query("SELECT body FROM outbox WHERE card_key = $1 ORDER BY id")
+            .bind(id)
+            .fetch_all(self.db.pool())
+            .await
+            .unwrap();
+        rows.iter()
+            .filter_map(|r| {
+                let body: String = r.try_get("body").unwrap();
+                let m: Message = serde_json::from_str(&body).unwrap();
                 m.fields
                     .iter()
                     .find(|(k, _)| k == "Status")
