@@ -11,7 +11,11 @@ use crate::catalog::{BackstageClient, Catalog, CatalogError, CatalogSource, Shar
 use crate::chat::dispatcher::Dispatcher;
 use crate::chat::ChatSink;
 use crate::config::{redact_url, Config};
+use crate::drivers::argocd::ArgoCdDriver;
+use crate::drivers::backstage::BackstageDriver;
 use crate::drivers::gitops::GitOpsDriver;
+use crate::drivers::http::OrchestratorDriver;
+use crate::drivers::router::Router;
 use crate::drivers::{Driver, DriverError};
 use crate::requests::{Engine, EngineError, EngineSettings};
 use crate::storage::{Db, StorageError};
@@ -80,12 +84,81 @@ pub async fn load_catalog(
     Ok(shared)
 }
 
-/// The driver that carries out approved actions.
-pub async fn driver(config: &Config) -> Result<Arc<dyn Driver>, AppError> {
-    let gitops = GitOpsDriver::open(config.gitops.clone())
-        .await
-        .map_err(AppError::Driver)?;
-    Ok(Arc::new(gitops))
+/// The driver that carries out approved actions: a [`Router`] sending each
+/// action to the driver `[drivers]` names for it (GitOps for everything by
+/// default). Only the drivers in use are opened.
+pub async fn driver(config: &Config, catalog: &SharedCatalog) -> Result<Arc<dyn Driver>, AppError> {
+    let missing = |what: &str| AppError::Driver(DriverError::Permanent(what.to_owned()));
+    let mut drivers: std::collections::BTreeMap<String, Arc<dyn Driver>> = Default::default();
+    for name in config.drivers.used() {
+        let d: Arc<dyn Driver> = match name.as_str() {
+            "gitops" => Arc::new(
+                GitOpsDriver::open(config.gitops.clone())
+                    .await
+                    .map_err(AppError::Driver)?,
+            ),
+            "backstage" => {
+                let base = config
+                    .backstage
+                    .base_url
+                    .clone()
+                    .or_else(|| config.catalog.backstage_url.clone())
+                    .ok_or_else(|| {
+                        missing("backstage.base_url (or catalog.backstage_url) is not set")
+                    })?;
+                let token = config
+                    .backstage
+                    .token
+                    .clone()
+                    .or_else(|| config.catalog.backstage_token.clone());
+                Arc::new(
+                    BackstageDriver::new(config.backstage.clone(), base, token)
+                        .map_err(AppError::Driver)?,
+                )
+            }
+            "argocd" => {
+                let base = config
+                    .argocd
+                    .base_url
+                    .clone()
+                    .ok_or_else(|| missing("argocd.base_url is not set"))?;
+                Arc::new(
+                    ArgoCdDriver::new(config.argocd.clone(), base, Some(catalog.clone()))
+                        .map_err(AppError::Driver)?,
+                )
+            }
+            "orchestrator" => {
+                let url = config
+                    .orchestrator
+                    .url
+                    .clone()
+                    .ok_or_else(|| missing("orchestrator.url is not set"))?;
+                let secret = config
+                    .orchestrator
+                    .signing_secret
+                    .clone()
+                    .ok_or_else(|| missing("orchestrator.signing_secret is not set"))?;
+                Arc::new(
+                    OrchestratorDriver::new(config.orchestrator.clone(), url, secret)
+                        .map_err(AppError::Driver)?,
+                )
+            }
+            other => return Err(missing(&format!("unknown driver `{other}` in [drivers]"))),
+        };
+        drivers.insert(name, d);
+    }
+    Ok(Arc::new(
+        Router::new(&config.drivers, &drivers).map_err(AppError::Driver)?,
+    ))
+}
+
+/// The engine's settings from the configuration.
+pub fn engine_settings(config: &Config) -> EngineSettings {
+    EngineSettings {
+        attempts: config.executor.attempts.max(1),
+        executor: config.executor.settings(),
+        ..EngineSettings::default()
+    }
 }
 
 impl App {
@@ -103,7 +176,7 @@ impl App {
                 url: redact_url(&config.database.url),
                 error,
             })?;
-        let driver = driver(config).await?;
+        let driver = driver(config, &catalog).await?;
         let dispatcher = Dispatcher::new(db.clone(), sinks);
         dispatcher.spawn();
         let engine = Engine::new(
@@ -112,8 +185,9 @@ impl App {
             config.policy.clone(),
             driver,
             dispatcher.clone(),
-            EngineSettings::default(),
+            engine_settings(config),
         );
+        engine.start_workers();
         engine.recover().await?;
         engine.spawn_sweeper(Duration::from_secs(30));
         Ok(App {

@@ -19,13 +19,17 @@ pub const DEFAULT_PATH: &str = "config/paver.toml";
 
 /// Keys whose values are secrets: allowed from the environment, or as
 /// `<key>_file` in the config file, never inline.
-pub const SECRET_KEYS: [(&str, &str); 6] = [
+pub const SECRET_KEYS: [(&str, &str); 10] = [
     ("catalog", "backstage_token"),
     ("slack", "bot_token"),
     ("slack", "signing_secret"),
     ("slack", "app_token"),
     ("discord", "token"),
     ("llm", "api_key"),
+    ("backstage", "token"),
+    ("argocd", "token"),
+    ("argocd", "password"),
+    ("orchestrator", "signing_secret"),
 ];
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -49,6 +53,16 @@ pub struct Config {
     pub policy: crate::policy::PolicyConfig,
     #[serde(default)]
     pub gitops: crate::drivers::gitops::GitOpsConfig,
+    #[serde(default)]
+    pub drivers: crate::drivers::router::DriversConfig,
+    #[serde(default)]
+    pub executor: crate::requests::executor::ExecutorConfig,
+    #[serde(default)]
+    pub backstage: crate::drivers::backstage::BackstageConfig,
+    #[serde(default)]
+    pub argocd: crate::drivers::argocd::ArgoCdConfig,
+    #[serde(default)]
+    pub orchestrator: crate::drivers::http::OrchestratorConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -317,6 +331,26 @@ impl Config {
             &self.discord.token_file,
         )?;
         fill("llm.api_key", &mut self.llm.api_key, &self.llm.api_key_file)?;
+        fill(
+            "backstage.token",
+            &mut self.backstage.token,
+            &self.backstage.token_file,
+        )?;
+        fill(
+            "argocd.token",
+            &mut self.argocd.token,
+            &self.argocd.token_file,
+        )?;
+        fill(
+            "argocd.password",
+            &mut self.argocd.password,
+            &self.argocd.password_file,
+        )?;
+        fill(
+            "orchestrator.signing_secret",
+            &mut self.orchestrator.signing_secret,
+            &self.orchestrator.signing_secret_file,
+        )?;
         Ok(())
     }
 
@@ -354,6 +388,39 @@ impl Config {
         }
         out.extend(self.policy.problems());
         out.extend(self.gitops.problems());
+        out.extend(self.drivers.problems());
+        out.extend(self.executor.problems());
+        let used = self.drivers.used();
+        let uses = |d: &str| used.iter().any(|u| u == d);
+        if uses("backstage") {
+            out.extend(self.backstage.problems());
+            if self.backstage.base_url.is_none() && self.catalog.backstage_url.is_none() {
+                out.push("backstage.base_url: the backstage driver is used but neither backstage.base_url nor catalog.backstage_url is set".into());
+            }
+            if self.drivers.create_environment == "backstage"
+                && self.backstage.environment_template.is_none()
+            {
+                out.push("backstage.environment_template: drivers.create_environment is \"backstage\", so name the template to run".into());
+            }
+        }
+        if uses("argocd") {
+            out.extend(self.argocd.problems());
+            if self.argocd.base_url.is_none() {
+                out.push("argocd.base_url: the argocd driver is used but has no base_url".into());
+            }
+            if self.argocd.token.is_none() && self.argocd.password.is_none() {
+                out.push("argocd.token: the argocd driver is used but has no token (PAVER_ARGOCD__TOKEN or token_file) nor username/password".into());
+            }
+        }
+        if uses("orchestrator") {
+            out.extend(self.orchestrator.problems());
+            if self.orchestrator.url.is_none() {
+                out.push("orchestrator.url: the orchestrator driver is used but has no url".into());
+            }
+            if self.orchestrator.signing_secret.is_none() {
+                out.push("orchestrator.signing_secret: the orchestrator driver is used but has no signing secret (PAVER_ORCHESTRATOR__SIGNING_SECRET or signing_secret_file)".into());
+            }
+        }
         out
     }
 }
@@ -561,6 +628,26 @@ mod tests {
             "s3cr3t"
         );
         assert!(!format!("{c:?}").contains("s3cr3t"));
+    }
+
+    #[test]
+    fn driver_sections_parse_and_keep_their_secrets_out() {
+        let f = write("[drivers]\ndeploy = \"argocd\"\nstatus = [\"gitops\", \"argocd\"]\n[argocd]\nbase_url = \"https://argocd.example.internal\"\n[executor]\nworkers = 4\n");
+        let c = Config::load(Some(f.path())).unwrap();
+        assert_eq!(c.drivers.deploy, "argocd");
+        assert_eq!(c.drivers.status.names(), ["gitops", "argocd"]);
+        assert_eq!(c.executor.workers, 4);
+        // No token: check-config says so.
+        assert!(c.problems().iter().any(|p| p.starts_with("argocd.token")));
+        for (section, key) in [
+            ("orchestrator", "signing_secret"),
+            ("argocd", "password"),
+            ("backstage", "token"),
+        ] {
+            let f = write(&format!("[{section}]\n{key} = \"hunter2\"\n"));
+            let err = Config::load(Some(f.path())).unwrap_err().to_string();
+            assert!(err.contains("is a secret"), "{err}");
+        }
     }
 
     #[test]

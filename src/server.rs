@@ -39,7 +39,11 @@ pub fn sinks(config: &Config) -> Result<HashMap<String, Arc<dyn ChatSink>>, Serv
 pub fn router(app: &App, config: &Config) -> Result<Router, ServerError> {
     let mut router = Router::new()
         .route("/healthz", get(health))
-        .with_state(app.clone());
+        .with_state(app.clone())
+        .merge(crate::drivers::http::callback_router(
+            app.db.clone(),
+            &config.orchestrator,
+        ));
     if config.slack.signing_secret.is_some() {
         if let Some(api) =
             crate::slack::api(config).map_err(|e| ServerError::Platform(format!("slack: {e}")))?

@@ -77,6 +77,7 @@ pub fn run(path: Option<&Path>) -> ExitCode {
             _ => "not configured".into(),
         }
     );
+    println!("drivers          {}", drivers_line(&config));
     for n in &notes {
         println!("{n}");
     }
@@ -89,4 +90,60 @@ pub fn run(path: Option<&Path>) -> ExitCode {
         }
         ExitCode::FAILURE
     }
+}
+
+/// Which driver runs what, and how each driver in use is reached.
+fn drivers_line(config: &Config) -> String {
+    let set = |s: bool| if s { "set" } else { "not set" };
+    let d = &config.drivers;
+    let mut by_driver: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
+    for (kind, name) in d.routes() {
+        by_driver.entry(name).or_default().push(kind.as_str());
+    }
+    let mut parts: Vec<String> = by_driver
+        .iter()
+        .map(|(name, kinds)| {
+            let how = match *name {
+                "backstage" => format!(
+                    " at {} (token {})",
+                    config
+                        .backstage
+                        .base_url
+                        .as_ref()
+                        .or(config.catalog.backstage_url.as_ref())
+                        .map(|u| u.to_string())
+                        .unwrap_or_else(|| "?".into()),
+                    set(config.backstage.token.is_some()
+                        || config.catalog.backstage_token.is_some())
+                ),
+                "argocd" => format!(
+                    " at {} (token {})",
+                    config
+                        .argocd
+                        .base_url
+                        .as_ref()
+                        .map(|u| u.to_string())
+                        .unwrap_or_else(|| "?".into()),
+                    set(config.argocd.token.is_some() || config.argocd.password.is_some())
+                ),
+                "orchestrator" => format!(
+                    " at {} (signing secret {})",
+                    config
+                        .orchestrator
+                        .url
+                        .as_ref()
+                        .map(|u| u.to_string())
+                        .unwrap_or_else(|| "?".into()),
+                    set(config.orchestrator.signing_secret.is_some())
+                ),
+                _ => String::new(),
+            };
+            format!("{name}{how}: {}", kinds.join(", "))
+        })
+        .collect();
+    parts.push(format!("status: {}", d.status.names().join("+")));
+    if let Some(u) = &d.environment_url {
+        parts.push(format!("environment URLs: {u}"));
+    }
+    parts.join(" · ")
 }

@@ -1675,12 +1675,8 @@ mod tests {
 
     fn job(id: &str, action: Action) -> Job {
         Job {
-            request_id: id.into(),
-            idempotency_key: format!("{id}/exec"),
-            action,
-            requester: "alice".into(),
             approver: Some("carol".into()),
-            expires_at: None,
+            ..Job::new(id, &format!("{id}/exec"), action, "alice")
         }
     }
 

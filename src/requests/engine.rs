@@ -9,12 +9,15 @@ use crate::catalog::{Catalog, SharedCatalog};
 use crate::chat::dispatcher::Dispatcher;
 use crate::chat::{messages, ButtonOp, ButtonPayload, ChatUser, Conversation, Inbound, Message};
 use crate::domain::{Action, ActionKind, Environment};
-use crate::drivers::{Driver, DriverError, Job};
+use crate::drivers::{Driver, DriverError, Job, JobState};
 use crate::nlu::RulesParser;
 use crate::policy::{self, Decision, PolicyConfig, PolicyContext};
+use crate::requests::executor::{self, DbJobState, Executor, ExecutorSettings, JobRunner};
 use crate::requests::state::{RequestState, Transition};
 use crate::storage::outbox::{OutboxItem, OutboxKind};
-use crate::storage::{now_ms, Db, NewRequest, Request, StorageError, TransitionOutcome, Updates};
+use crate::storage::{
+    now_ms, Claimed, Db, JobStatus, NewRequest, Request, StorageError, TransitionOutcome, Updates,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -28,8 +31,11 @@ pub struct EngineSettings {
     pub unknown_users_may_request: bool,
     /// How long a proposal waits for its requester's confirmation.
     pub proposal_ttl: Duration,
-    /// Attempts of a job that fails with a transient error.
+    /// Attempts of a job that fails with a transient error (a crashed
+    /// run counts as one).
     pub attempts: u32,
+    /// The durable executor's workers, leases and backoff.
+    pub executor: ExecutorSettings,
 }
 
 impl Default for EngineSettings {
@@ -37,7 +43,8 @@ impl Default for EngineSettings {
         EngineSettings {
             unknown_users_may_request: false,
             proposal_ttl: Duration::from_secs(24 * 3600),
-            attempts: 3,
+            attempts: 6,
+            executor: ExecutorSettings::default(),
         }
     }
 }
@@ -56,6 +63,7 @@ struct Inner {
     dispatcher: Dispatcher,
     settings: EngineSettings,
     running: AtomicUsize,
+    executor: Executor,
 }
 
 /// Cheap to clone; all clones share one engine.
@@ -85,6 +93,7 @@ impl Engine {
     ) -> Self {
         let current = catalog.current();
         let parser = Arc::new(RulesParser::new(&current));
+        let executor = Executor::new(db.clone(), settings.executor.clone());
         Engine {
             inner: Arc::new(Inner {
                 db,
@@ -98,6 +107,7 @@ impl Engine {
                 dispatcher,
                 settings,
                 running: AtomicUsize::new(0),
+                executor,
             }),
         }
     }
@@ -691,26 +701,67 @@ impl Engine {
 
     // ----- execution --------------------------------------------------------
 
-    /// Runs an approved request in the background.
+    /// Queues an approved request as a durable job and wakes a worker.
     pub fn execute(&self, id: String) {
+        self.start_workers();
         let me = self.clone();
         self.inner.running.fetch_add(1, Ordering::SeqCst);
         tokio::spawn(async move {
-            if let Err(e) = me.run(&id, false).await {
-                tracing::error!(request = %id, error = %e, "execution bookkeeping failed");
+            if let Err(e) = me.enqueue_job(&id).await {
+                tracing::error!(request = %id, error = %e, "queueing the job failed");
             }
             me.inner.running.fetch_sub(1, Ordering::SeqCst);
         });
     }
 
-    async fn run(&self, id: &str, resume: bool) -> Result<(), EngineError> {
+    /// Starts this process's executor workers (once). `App::start` calls it;
+    /// `execute` and `recover` do too, so an engine always has workers.
+    pub fn start_workers(&self) {
+        let me = self.clone();
+        self.inner
+            .executor
+            .start(move || Arc::new(me) as Arc<dyn JobRunner>);
+    }
+
+    /// The executor (for shutdown, and for tests that simulate a crash).
+    pub fn executor(&self) -> &Executor {
+        &self.inner.executor
+    }
+
+    async fn enqueue_job(&self, id: &str) -> Result<(), EngineError> {
+        let req = self.inner.db.requests().get(id).await?;
+        let job = self
+            .inner
+            .db
+            .jobs()
+            .enqueue(&req.id, &req.action_hash)
+            .await?;
+        tracing::debug!(request = %id, job = %job.id, "job queued");
+        self.inner.executor.wake();
+        Ok(())
+    }
+
+    /// One claimed job: start the request, run the driver with progress on
+    /// the card, then succeed, reschedule (transient) or fail it.
+    async fn run_job(&self, claimed: Claimed) -> Result<(), EngineError> {
+        let Claimed { job: row, resumed } = claimed;
+        let owner = self.inner.executor.owner().to_owned();
+        let jobs = self.inner.db.jobs();
         let store = self.inner.db.requests();
-        let req = if resume {
-            store.get(id).await?
-        } else {
+        let Some(mut req) = store.find(&row.request_id).await? else {
+            jobs.finish(
+                &row.id,
+                &owner,
+                JobStatus::Failed,
+                Some("request not found"),
+            )
+            .await?;
+            return Ok(());
+        };
+        if req.state == RequestState::Approved {
             let out = store
                 .transition(
-                    id,
+                    &req.id,
                     Transition::Start,
                     "executor",
                     "paver",
@@ -718,46 +769,65 @@ impl Engine {
                     Updates::default(),
                 )
                 .await?;
-            if !out.applied() {
-                // Another executor (or an earlier press) has it.
+            req = out.request().clone();
+        }
+        match req.state {
+            RequestState::Executing => {}
+            // Finished before a crash could finish the job.
+            RequestState::Succeeded => {
+                jobs.finish(&row.id, &owner, JobStatus::Succeeded, None)
+                    .await?;
                 return Ok(());
             }
-            out.request().clone()
+            other => {
+                let why = format!("the request is {other}");
+                jobs.finish(&row.id, &owner, JobStatus::Failed, Some(&why))
+                    .await?;
+                return Ok(());
+            }
+        }
+        let attempt = row.attempts.max(1) as u32;
+        let max = self.inner.settings.attempts.max(1);
+        let give_up = if resumed && !self.inner.driver.resumable() {
+            Some(
+                "Paver restarted while this was running; check the target system, then press Retry"
+                    .to_owned(),
+            )
+        } else if attempt > max {
+            Some(format!(
+                "gave up after {max} attempts: {}",
+                row.last_error.as_deref().unwrap_or("interrupted")
+            ))
+        } else {
+            self.approval_missing(&req).await?
         };
-        if let Some(reason) = self.approval_missing(&req).await? {
-            let out = store
-                .transition(
-                    id,
-                    Transition::Fail,
-                    "executor",
-                    "paver",
-                    &reason,
-                    Updates {
-                        error: Some(reason.clone()),
-                        ..Updates::default()
-                    },
-                )
-                .await?;
-            self.update_card(out.request(), None).await?;
-            return Ok(());
+        if let Some(reason) = give_up {
+            return self
+                .fail_job(&req, &row.id, &DriverError::Permanent(reason), false)
+                .await;
         }
         self.update_card(&req, None).await?;
         let expires_at = match &req.action {
             Action::CreateEnvironment {
                 environment: Environment::Preview,
                 ..
-            } => Some(
-                chrono::Utc::now().timestamp() + self.inner.policy.preview_ttl().as_secs() as i64,
-            ),
+            } => Some(row.created_at / 1000 + self.inner.policy.preview_ttl().as_secs() as i64),
             _ => None,
         };
         let job = Job {
             request_id: req.id.clone(),
-            idempotency_key: format!("{}:{}", req.id, req.action_hash),
+            idempotency_key: row.idempotency_key.clone(),
             action: req.action.clone(),
             requester: req.requester.clone(),
             approver: req.approver.clone(),
             expires_at,
+            job_id: row.id.clone(),
+            attempt,
+            resumed,
+            state: JobState::new(Arc::new(DbJobState {
+                db: self.inner.db.clone(),
+                job_id: row.id.clone(),
+            })),
         };
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
         let progress = move |line: &str| {
@@ -774,24 +844,14 @@ impl Engine {
                 }
             })
         };
-        let mut result = Err(DriverError::Transient("not run".into()));
-        for attempt in 1..=self.inner.settings.attempts.max(1) {
-            result = self.inner.driver.execute(&job, &progress).await;
-            match &result {
-                Err(DriverError::Transient(e)) if attempt < self.inner.settings.attempts => {
-                    tracing::warn!(request = %id, attempt, error = %e, "transient driver failure; retrying");
-                    tokio::time::sleep(Duration::from_millis(200 * 2u64.pow(attempt))).await;
-                }
-                _ => break,
-            }
-        }
+        let result = self.inner.driver.execute(&job, &progress).await;
         drop(progress);
         let _ = card_updates.await;
         match result {
             Ok(outcome) => {
                 let out = store
                     .transition(
-                        id,
+                        &req.id,
                         Transition::Succeed,
                         "executor",
                         "paver",
@@ -805,27 +865,85 @@ impl Engine {
                     .await?;
                 self.update_card(out.request(), None).await?;
                 self.in_thread(out.request(), &messages::succeeded(out.request(), &outcome))
-                    .await
+                    .await?;
+                jobs.finish(&row.id, &owner, JobStatus::Succeeded, None)
+                    .await?;
+                Ok(())
+            }
+            Err(DriverError::Transient(e)) if attempt < max => {
+                let delay = self.inner.executor.backoff(attempt);
+                tracing::warn!(request = %req.id, job = %row.id, attempt, error = %e, ?delay, "transient driver failure; retrying");
+                self.update_card(
+                    &req,
+                    Some(&format!(
+                        "attempt {attempt} of {max} failed ({e}); retrying in {}",
+                        executor::human(delay)
+                    )),
+                )
+                .await?;
+                jobs.reschedule(&row.id, &owner, delay.as_millis() as i64, &e)
+                    .await?;
+                Ok(())
             }
             Err(e) => {
-                let out = store
-                    .transition(
-                        id,
-                        Transition::Fail,
-                        "executor",
-                        "paver",
-                        &e.to_string(),
-                        Updates {
-                            error: Some(e.to_string()),
-                            ..Updates::default()
-                        },
-                    )
-                    .await?;
-                self.update_card(out.request(), None).await?;
-                self.in_thread(out.request(), &messages::failed(out.request(), &e))
-                    .await
+                let exhausted = matches!(e, DriverError::Transient(_));
+                self.fail_job(&req, &row.id, &e, exhausted).await
             }
         }
+    }
+
+    /// Fails the request (message in the thread, Retry on the card) and its job.
+    async fn fail_job(
+        &self,
+        req: &Request,
+        job_id: &str,
+        e: &DriverError,
+        exhausted: bool,
+    ) -> Result<(), EngineError> {
+        let text = if exhausted {
+            format!(
+                "{e} (gave up after {} attempts)",
+                self.inner.settings.attempts.max(1)
+            )
+        } else {
+            e.to_string()
+        };
+        let out = self
+            .inner
+            .db
+            .requests()
+            .transition(
+                &req.id,
+                Transition::Fail,
+                "executor",
+                "paver",
+                &text,
+                Updates {
+                    error: Some(text.clone()),
+                    ..Updates::default()
+                },
+            )
+            .await?;
+        self.update_card(out.request(), None).await?;
+        if out.applied() {
+            let shown = match e {
+                DriverError::Transient(_) => DriverError::Transient(text.clone()),
+                DriverError::Permanent(_) => DriverError::Permanent(text.clone()),
+            };
+            self.in_thread(out.request(), &messages::failed(out.request(), &shown))
+                .await?;
+        }
+        self.inner
+            .db
+            .jobs()
+            .finish(
+                job_id,
+                self.inner.executor.owner(),
+                JobStatus::Failed,
+                Some(&text),
+            )
+            .await?;
+        Ok(())
     }
 
     /// Defence in depth: a request that policy sent to approvers runs only
@@ -845,20 +963,21 @@ impl Engine {
 
     // ----- housekeeping -----------------------------------------------------
 
-    /// At start: nothing left `executing` or `approved` is dropped.
+    /// At start: nothing left `executing` or `approved` is dropped. Queued
+    /// and interrupted jobs are in the job table and the workers take them
+    /// (an interrupted one once its lease runs out); an approved request
+    /// without a job (a crash between approval and queueing) is queued.
     pub async fn recover(&self) -> Result<(), EngineError> {
+        self.start_workers();
         let store = self.inner.db.requests();
+        let jobs = self.inner.db.jobs();
         for req in store.in_state(RequestState::Executing).await? {
+            if jobs.live_for(&req.id).await?.is_some() {
+                continue;
+            }
             if self.inner.driver.resumable() {
                 tracing::info!(request = %req.id, "resuming a request interrupted by a restart");
-                let me = self.clone();
-                self.inner.running.fetch_add(1, Ordering::SeqCst);
-                tokio::spawn(async move {
-                    if let Err(e) = me.run(&req.id, true).await {
-                        tracing::error!(request = %req.id, error = %e, "resume failed");
-                    }
-                    me.inner.running.fetch_sub(1, Ordering::SeqCst);
-                });
+                self.enqueue_job(&req.id).await?;
             } else {
                 let reason = "Paver restarted while this was running; check the target system, then press Retry";
                 let out = store
@@ -878,8 +997,11 @@ impl Engine {
             }
         }
         for req in store.in_state(RequestState::Approved).await? {
-            self.execute(req.id);
+            if jobs.live_for(&req.id).await?.is_none() {
+                self.enqueue_job(&req.id).await?;
+            }
         }
+        self.inner.executor.wake();
         self.sweep().await
     }
 
@@ -955,9 +1077,11 @@ impl Engine {
         });
     }
 
-    /// Whether nothing is running and nothing waits to be sent.
+    /// Whether nothing is running, no job is queued or running (a retry
+    /// waiting for its backoff counts), and nothing waits to be sent.
     pub async fn is_idle(&self) -> Result<bool, EngineError> {
         Ok(self.inner.running.load(Ordering::SeqCst) == 0
+            && self.inner.db.jobs().live_count().await? == 0
             && self.inner.db.outbox().pending_count().await? == 0)
     }
 
@@ -972,6 +1096,17 @@ impl Engine {
                 return Ok(false);
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl JobRunner for Engine {
+    async fn run(&self, claimed: Claimed) {
+        let (job, request) = (claimed.job.id.clone(), claimed.job.request_id.clone());
+        if let Err(e) = self.run_job(claimed).await {
+            // The job keeps its lease until it runs out, then runs again.
+            tracing::error!(%job, %request, error = %e, "job bookkeeping failed");
         }
     }
 }

@@ -6,6 +6,7 @@
 //! one backend's dialect. Each backend has its own migrations folder
 //! because DDL differs (AUTOINCREMENT vs BIGSERIAL).
 
+pub mod jobs;
 pub mod outbox;
 pub mod requests;
 
@@ -15,6 +16,7 @@ use std::time::Duration;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 
+pub use jobs::{Claimed, JobRow, JobStatus, JobStore};
 pub use outbox::{OutboxRow, OutboxStore};
 pub use requests::{NewRequest, Request, RequestStore, TransitionOutcome, Updates};
 
@@ -148,6 +150,10 @@ impl Db {
 
     pub fn outbox(&self) -> OutboxStore<'_> {
         OutboxStore { db: self }
+    }
+
+    pub fn jobs(&self) -> JobStore<'_> {
+        JobStore { db: self }
     }
 
     /// Records a chat event id; false when it was already recorded (a retry).

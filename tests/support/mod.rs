@@ -3,6 +3,9 @@
 //! sink and a scriptable driver.
 #![allow(dead_code)]
 
+pub mod fake;
+pub mod openapi;
+
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};

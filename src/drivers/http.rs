@@ -1,0 +1,581 @@
+//! The generic HTTP orchestrator driver, for Humanitec-, Kratix- or
+//! Port-style platforms and in-house ones: each action is `POST`ed as JSON
+//! (schema `paver.orchestrator/v1`, below) to the configured URL, signed
+//! with HMAC-SHA256 and carrying the job's idempotency key. The
+//! orchestrator answers at once, or with a status URL Paver polls, or later
+//! by calling back `POST /hooks/orchestrator/{job}` (signed the same way).
+//!
+//! # Request (Paver → orchestrator)
+//!
+//! ```text
+//! POST <orchestrator.url>
+//! Content-Type: application/json
+//! Idempotency-Key: r-5kq2m8xa:3f2a…        same on every attempt of the job
+//! X-Paver-Signature: t=1767225600,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>
+//!
+//! {"schema": "paver.orchestrator/v1",
+//!  "job_id": "j-7hx3k2m9qa", "idempotency_key": "r-5kq2m8xa:3f2a…",
+//!  "request_id": "r-5kq2m8xa", "attempt": 1,
+//!  "action": {"action": "create_environment", "service": "order-service",
+//!             "environment": "staging", "resources": ["postgres"]},
+//!  "requested_by": "alice", "approved_by": null, "expires_at": null,
+//!  "callback_url": "https://paver.example.internal/hooks/orchestrator/j-7hx3k2m9qa"}
+//! ```
+//!
+//! `action` is the typed action contract (the same JSON `paver parse`
+//! writes). `expires_at` (Unix seconds) is set for preview environments;
+//! `callback_url` only when `orchestrator.callback_base_url` is.
+//!
+//! # Status document (orchestrator → Paver)
+//!
+//! The answer to the `POST`, the answer to a `GET <status_url>` and the
+//! body of a callback all have this shape:
+//!
+//! ```text
+//! {"status": "accepted" | "running" | "succeeded" | "failed",
+//!  "message": "provisioning postgres",            progress, or the error
+//!  "status_url": "https://orch/jobs/123",         where to poll (optional)
+//!  "url": "https://order-service.staging…",       the environment, on success
+//!  "summary": "Created staging for order-service",
+//!  "links": [{"label": "Dashboard", "url": "https://…"}],
+//!  "retryable": false}                            for "failed": retry later?
+//! ```
+//!
+//! A non-2xx answer is a failure: 408, 409 (the same key is still being
+//! worked on), 425, 429 and 5xx are retried with backoff, other 4xx are
+//! shown in the thread. A `Location` header counts as `status_url`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use hmac::{Hmac, Mac};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use url::Url;
+
+use super::web::{self, shorten};
+use super::{Driver, DriverError, EnvStatus, Job, Outcome, Progress};
+use crate::domain::{Environment, ServiceName};
+use crate::storage::jobs::CallbackStored;
+use crate::storage::Db;
+
+const SYSTEM: &str = "the orchestrator";
+/// The request schema's name and version.
+pub const SCHEMA: &str = "paver.orchestrator/v1";
+/// The signature header on requests and callbacks.
+pub const SIGNATURE_HEADER: &str = "X-Paver-Signature";
+pub const IDEMPOTENCY_HEADER: &str = "Idempotency-Key";
+
+type HmacSha256 = Hmac<sha2::Sha256>;
+
+/// The `[orchestrator]` section.
+#[derive(Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OrchestratorConfig {
+    /// Where actions are `POST`ed.
+    pub url: Option<Url>,
+    /// HMAC key of requests and callbacks (a secret).
+    pub signing_secret: Option<SecretString>,
+    pub signing_secret_file: Option<PathBuf>,
+    /// Paver's own public base URL; when set, requests carry a
+    /// `callback_url` under it.
+    pub callback_base_url: Option<Url>,
+    /// Time limit of one HTTP request, in seconds.
+    pub timeout_secs: u64,
+    /// How long one job may take before Paver gives up, in seconds.
+    pub job_timeout_secs: u64,
+    /// Pause between polls of a status URL (and callback checks), in ms.
+    pub poll_interval_ms: u64,
+    /// How old a signed timestamp may be, in seconds.
+    pub signature_tolerance_secs: u64,
+}
+
+impl Default for OrchestratorConfig {
+    fn default() -> Self {
+        OrchestratorConfig {
+            url: None,
+            signing_secret: None,
+            signing_secret_file: None,
+            callback_base_url: None,
+            timeout_secs: 30,
+            job_timeout_secs: 3600,
+            poll_interval_ms: 5000,
+            signature_tolerance_secs: 300,
+        }
+    }
+}
+
+impl std::fmt::Debug for OrchestratorConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OrchestratorConfig")
+            .field("url", &self.url.as_ref().map(Url::as_str))
+            .field(
+                "signing_secret",
+                &self.signing_secret.as_ref().map(|_| "set"),
+            )
+            .field(
+                "callback_base_url",
+                &self.callback_base_url.as_ref().map(Url::as_str),
+            )
+            .field("timeout_secs", &self.timeout_secs)
+            .field("job_timeout_secs", &self.job_timeout_secs)
+            .field("poll_interval_ms", &self.poll_interval_ms)
+            .field("signature_tolerance_secs", &self.signature_tolerance_secs)
+            .finish()
+    }
+}
+
+impl OrchestratorConfig {
+    pub fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.timeout_secs == 0 || self.job_timeout_secs == 0 {
+            out.push(
+                "orchestrator.timeout_secs, orchestrator.job_timeout_secs: must be at least 1"
+                    .into(),
+            );
+        }
+        if self.poll_interval_ms < 100 {
+            out.push("orchestrator.poll_interval_ms: must be at least 100".into());
+        }
+        out
+    }
+}
+
+/// `t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>`.
+pub fn sign(secret: &str, timestamp: i64, body: &[u8]) -> String {
+    let mut mac = HmacSha256::new_from_slice(secret.as_bytes()).expect("HMAC takes any key");
+    mac.update(timestamp.to_string().as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    format!(
+        "t={timestamp},v1={}",
+        hex::encode(mac.finalize().into_bytes())
+    )
+}
+
+/// Checks a signature header against the body, in constant time, and that
+/// its timestamp is within `tolerance_secs` of `now`.
+pub fn verify(
+    secret: &str,
+    header: &str,
+    body: &[u8],
+    now: i64,
+    tolerance_secs: u64,
+) -> Result<(), &'static str> {
+    let mut t = None;
+    let mut sigs = Vec::new();
+    for part in header.split(',') {
+        match part.trim().split_once('=') {
+            Some(("t", v)) => t = v.parse::<i64>().ok(),
+            Some(("v1", v)) => sigs.push(v.to_owned()),
+            _ => {}
+        }
+    }
+    let t = t.ok_or("no timestamp in the signature")?;
+    if (now - t).unsigned_abs() > tolerance_secs {
+        return Err("the signature's timestamp is too old or in the future");
+    }
+    for s in sigs {
+        let Ok(raw) = hex::decode(&s) else { continue };
+        let mut mac = HmacSha256::new_from_slice(secret.as_bytes()).expect("HMAC takes any key");
+        mac.update(t.to_string().as_bytes());
+        mac.update(b".");
+        mac.update(body);
+        if mac.verify_slice(&raw).is_ok() {
+            return Ok(());
+        }
+    }
+    Err("the signature does not match")
+}
+
+/// A link in a status document.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusLink {
+    pub label: String,
+    pub url: String,
+}
+
+/// The status document of schema v1.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct StatusDoc {
+    pub status: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub links: Vec<StatusLink>,
+    #[serde(default)]
+    pub retryable: bool,
+}
+
+impl StatusDoc {
+    fn finished(&self) -> bool {
+        matches!(self.status.as_str(), "succeeded" | "failed")
+    }
+
+    fn result(&self, job: &Job) -> Result<Outcome, DriverError> {
+        match self.status.as_str() {
+            "succeeded" => Ok(Outcome {
+                summary: self
+                    .summary
+                    .clone()
+                    .unwrap_or_else(|| format!("{} done by the orchestrator", job.action.kind())),
+                url: self.url.clone(),
+                links: self
+                    .links
+                    .iter()
+                    .map(|l| (l.label.clone(), l.url.clone()))
+                    .collect(),
+            }),
+            _ => {
+                let m = format!(
+                    "the orchestrator failed: {}",
+                    shorten(self.message.as_deref().unwrap_or("no message"))
+                );
+                Err(if self.retryable {
+                    DriverError::Transient(m)
+                } else {
+                    DriverError::Permanent(m)
+                })
+            }
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct Checkpoint {
+    submitted: bool,
+    status_url: Option<String>,
+}
+
+pub struct OrchestratorDriver {
+    config: OrchestratorConfig,
+    url: Url,
+    secret: SecretString,
+    http: reqwest::Client,
+}
+
+impl OrchestratorDriver {
+    pub fn new(
+        config: OrchestratorConfig,
+        url: Url,
+        secret: SecretString,
+    ) -> Result<Self, DriverError> {
+        Ok(OrchestratorDriver {
+            http: web::client(Duration::from_secs(config.timeout_secs.clamp(1, 30)))?,
+            config,
+            url,
+            secret,
+        })
+    }
+
+    /// The JSON body of a job (schema v1).
+    pub fn request_body(&self, job: &Job) -> Value {
+        json!({
+            "schema": SCHEMA,
+            "job_id": job.job_id,
+            "idempotency_key": job.idempotency_key,
+            "request_id": job.request_id,
+            "attempt": job.attempt,
+            "action": job.action,
+            "requested_by": job.requester,
+            "approved_by": job.approver,
+            "expires_at": job.expires_at,
+            "callback_url": self.config.callback_base_url.as_ref()
+                .filter(|_| !job.job_id.is_empty())
+                .map(|b| web::join(b, &format!("/hooks/orchestrator/{}", job.job_id))),
+        })
+    }
+
+    fn timeout(&self) -> Duration {
+        Duration::from_secs(self.config.timeout_secs.max(1))
+    }
+
+    fn signed(
+        &self,
+        rb: reqwest::RequestBuilder,
+        key: &str,
+        body: &[u8],
+    ) -> reqwest::RequestBuilder {
+        let now = chrono::Utc::now().timestamp();
+        rb.header(
+            SIGNATURE_HEADER,
+            sign(self.secret.expose_secret(), now, body),
+        )
+        .header(IDEMPOTENCY_HEADER, key)
+        .timeout(self.timeout())
+    }
+
+    /// Reads a status document; `Location` counts as its `status_url`.
+    async fn read(resp: reqwest::Response) -> Result<StatusDoc, DriverError> {
+        let status = resp.status();
+        let location = resp
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let body = resp.text().await.map_err(|e| web::transport(SYSTEM, e))?;
+        if !status.is_success() {
+            let e = web::status_error(SYSTEM, status, &body);
+            return Err(match (status.as_u16(), e) {
+                (409, DriverError::Permanent(m)) => DriverError::Transient(m),
+                (_, e) => e,
+            });
+        }
+        let mut doc: StatusDoc = if body.trim().is_empty() {
+            StatusDoc {
+                status: "accepted".into(),
+                ..StatusDoc::default()
+            }
+        } else {
+            serde_json::from_str(&body).map_err(|e| {
+                DriverError::Permanent(format!(
+                    "{SYSTEM} answered something that is not a status document ({e}): {}",
+                    shorten(&body)
+                ))
+            })?
+        };
+        if doc.status_url.is_none() {
+            doc.status_url = location;
+        }
+        Ok(doc)
+    }
+
+    async fn submit(&self, job: &Job) -> Result<StatusDoc, DriverError> {
+        let body = serde_json::to_vec(&self.request_body(job)).expect("serializes");
+        let rb = self
+            .http
+            .post(self.url.clone())
+            .header(reqwest::header::CONTENT_TYPE, "application/json");
+        let resp = self
+            .signed(rb, &job.idempotency_key, &body)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| web::transport(SYSTEM, e))?;
+        Self::read(resp).await
+    }
+
+    async fn poll(&self, job: &Job, status_url: &str) -> Result<StatusDoc, DriverError> {
+        let url = self.url.join(status_url).map_err(|e| {
+            DriverError::Permanent(format!(
+                "{SYSTEM} gave a bad status_url {status_url:?}: {e}"
+            ))
+        })?;
+        let resp = self
+            .signed(self.http.get(url), &job.idempotency_key, b"")
+            .send()
+            .await
+            .map_err(|e| web::transport(SYSTEM, e))?;
+        Self::read(resp).await
+    }
+}
+
+#[async_trait]
+impl Driver for OrchestratorDriver {
+    fn name(&self) -> &'static str {
+        "orchestrator"
+    }
+
+    /// The orchestrator de-duplicates by the idempotency key; a resumed run
+    /// goes back to waiting for the job it submitted.
+    fn resumable(&self) -> bool {
+        true
+    }
+
+    async fn execute(&self, job: &Job, progress: Progress<'_>) -> Result<Outcome, DriverError> {
+        let saved = job
+            .state
+            .checkpoint()
+            .await?
+            .and_then(|c| serde_json::from_str::<Checkpoint>(&c).ok())
+            .filter(|c| c.submitted);
+        let mut status_url = match saved {
+            Some(c) => {
+                progress("waiting for the orchestrator");
+                c.status_url
+            }
+            None => {
+                let doc = self.submit(job).await?;
+                if doc.finished() {
+                    return doc.result(job);
+                }
+                job.state
+                    .save_checkpoint(
+                        &serde_json::to_string(&Checkpoint {
+                            submitted: true,
+                            status_url: doc.status_url.clone(),
+                        })
+                        .expect("serializes"),
+                    )
+                    .await?;
+                progress(
+                    doc.message
+                        .as_deref()
+                        .unwrap_or("accepted by the orchestrator"),
+                );
+                doc.status_url
+            }
+        };
+        let callbacks = self.config.callback_base_url.is_some() && !job.job_id.is_empty();
+        if status_url.is_none() && !callbacks {
+            return Err(DriverError::Permanent(
+                "the orchestrator gave no status_url, and no orchestrator.callback_base_url is configured for it to call back".into(),
+            ));
+        }
+        let deadline =
+            tokio::time::Instant::now() + Duration::from_secs(self.config.job_timeout_secs);
+        let pause = Duration::from_millis(self.config.poll_interval_ms.max(100));
+        let mut last_message: Option<String> = None;
+        loop {
+            let mut docs = Vec::new();
+            if let Some(cb) = job.state.callback().await? {
+                match serde_json::from_str::<StatusDoc>(&cb) {
+                    Ok(d) => docs.push(d),
+                    Err(e) => tracing::warn!(error = %e, "unreadable orchestrator callback"),
+                }
+            }
+            if let Some(u) = status_url.clone() {
+                docs.push(self.poll(job, &u).await?);
+            }
+            for d in docs {
+                if d.finished() {
+                    return d.result(job);
+                }
+                if d.status_url.is_some() && d.status_url != status_url {
+                    status_url = d.status_url.clone();
+                }
+                if let Some(m) = d.message.filter(|m| last_message.as_ref() != Some(m)) {
+                    progress(&shorten(&m));
+                    last_message = Some(m);
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(DriverError::Permanent(format!(
+                    "the orchestrator did not finish within {} s",
+                    self.config.job_timeout_secs
+                )));
+            }
+            tokio::time::sleep(pause).await;
+        }
+    }
+
+    async fn status(
+        &self,
+        _service: &ServiceName,
+        _environment: Option<Environment>,
+    ) -> Result<Vec<EnvStatus>, DriverError> {
+        Ok(Vec::new())
+    }
+}
+
+#[derive(Clone)]
+struct CallbackState {
+    db: Db,
+    secret: Option<SecretString>,
+    tolerance_secs: u64,
+}
+
+/// `POST /hooks/orchestrator/{job}`: an orchestrator reports on a job.
+/// 202 stored · 200 the job is already over · 400 not a status document ·
+/// 401 bad signature · 404 no such job · 503 no signing secret configured.
+pub fn callback_router(db: Db, config: &OrchestratorConfig) -> axum::Router {
+    axum::Router::new()
+        .route("/hooks/orchestrator/{job}", post(callback))
+        .with_state(CallbackState {
+            db,
+            secret: config.signing_secret.clone(),
+            tolerance_secs: config.signature_tolerance_secs,
+        })
+}
+
+async fn callback(
+    State(s): State<CallbackState>,
+    Path(job): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> (StatusCode, axum::Json<Value>) {
+    let reply = |code: StatusCode, msg: &str| (code, axum::Json(json!({ "message": msg })));
+    let Some(secret) = &s.secret else {
+        return reply(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "orchestrator callbacks are off: no orchestrator.signing_secret",
+        );
+    };
+    let header = headers
+        .get(SIGNATURE_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if let Err(why) = verify(
+        secret.expose_secret(),
+        header,
+        &body,
+        chrono::Utc::now().timestamp(),
+        s.tolerance_secs,
+    ) {
+        tracing::warn!(%job, why, "orchestrator callback refused: bad signature");
+        return reply(StatusCode::UNAUTHORIZED, why);
+    }
+    let valid_id = job.len() <= 40 && job.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    if !valid_id {
+        return reply(StatusCode::NOT_FOUND, "no such job");
+    }
+    let doc: StatusDoc = match serde_json::from_slice(&body) {
+        Ok(d) => d,
+        Err(e) => {
+            return reply(
+                StatusCode::BAD_REQUEST,
+                &format!("not a status document: {e}"),
+            )
+        }
+    };
+    if !matches!(
+        doc.status.as_str(),
+        "accepted" | "queued" | "running" | "succeeded" | "failed"
+    ) {
+        return reply(StatusCode::BAD_REQUEST, "unknown status");
+    }
+    let text = serde_json::to_string(&doc).expect("serializes");
+    match s.db.jobs().store_callback(&job, &text).await {
+        Ok(CallbackStored::Stored) => reply(StatusCode::ACCEPTED, "stored"),
+        Ok(CallbackStored::Finished) => reply(StatusCode::OK, "the job is already finished"),
+        Ok(CallbackStored::Unknown) => reply(StatusCode::NOT_FOUND, "no such job"),
+        Err(e) => {
+            tracing::error!(%job, error = %e, "storing an orchestrator callback failed");
+            reply(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage unavailable; retry",
+            )
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signatures_verify_and_expire() {
+        let h = sign("s3cr3t", 1_700_000_000, b"{\"a\":1}");
+        assert!(h.starts_with("t=1700000000,v1="));
+        assert_eq!(
+            verify("s3cr3t", &h, b"{\"a\":1}", 1_700_000_100, 300),
+            Ok(())
+        );
+        assert!(verify("s3cr3t", &h, b"{\"a\":2}", 1_700_000_100, 300).is_err());
+        assert!(verify("other", &h, b"{\"a\":1}", 1_700_000_100, 300).is_err());
+        assert!(verify("s3cr3t", &h, b"{\"a\":1}", 1_700_001_000, 300).is_err());
+        assert!(verify("s3cr3t", "v1=00", b"", 0, 300).is_err());
+    }
+}
