@@ -13,6 +13,8 @@ use crate::chat::ChatSink;
 use crate::config::{redact_url, Config};
 use crate::drivers::gitops::GitOpsDriver;
 use crate::drivers::{Driver, DriverError};
+use crate::nlu::llm::LlmError;
+use crate::nlu::Understander;
 use crate::requests::{Engine, EngineError, EngineSettings};
 use crate::storage::{Db, StorageError};
 
@@ -29,6 +31,18 @@ pub enum AppError {
     Driver(DriverError),
     #[error(transparent)]
     Engine(#[from] EngineError),
+    #[error("setting up the LLM: {0}")]
+    Llm(#[from] LlmError),
+}
+
+/// The LLM side of understanding, as `nlu.mode` and `[llm]` say: `None`
+/// runs on the rules parser alone.
+pub fn understander(config: &Config) -> Result<Option<Arc<Understander>>, AppError> {
+    let u = Understander::from_config(config, config.nlu.mode)?;
+    if let Some(u) = &u {
+        tracing::info!(routing = ?u.routing(), "understanding with the LLM: {}", u.describe());
+    }
+    Ok(u.map(Arc::new))
 }
 
 /// A running Paver's parts.
@@ -104,6 +118,7 @@ impl App {
                 error,
             })?;
         let driver = driver(config).await?;
+        let understander = understander(config)?;
         let dispatcher = Dispatcher::new(db.clone(), sinks);
         dispatcher.spawn();
         let engine = Engine::new(
@@ -112,7 +127,10 @@ impl App {
             config.policy.clone(),
             driver,
             dispatcher.clone(),
-            EngineSettings::default(),
+            EngineSettings {
+                understander,
+                ..EngineSettings::default()
+            },
         );
         engine.recover().await?;
         engine.spawn_sweeper(Duration::from_secs(30));

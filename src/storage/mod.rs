@@ -16,7 +16,7 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 
 pub use outbox::{OutboxRow, OutboxStore};
-pub use requests::{NewRequest, Request, RequestStore, TransitionOutcome, Updates};
+pub use requests::{NewRequest, NluRecord, Request, RequestStore, TransitionOutcome, Updates};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
