@@ -243,7 +243,8 @@ async fn a_tool_call_becomes_a_validated_proposal_and_the_request_is_what_openai
         "reason": "an invented field is ignored"
     }})));
     let nlu = Nlu::new(settings(&fake), Routing::LlmFirst);
-    let u = nlu.read(VAGUE_DEPLOY).await;
+    let text = "ship the V2.4.0 order-service build to the box customers use";
+    let u = nlu.read(text).await;
     assert_eq!(
         u.action,
         Action::Deploy {
@@ -285,10 +286,7 @@ async fn a_tool_call_becomes_a_validated_proposal_and_the_request_is_what_openai
     // A slice of the catalog, not all of it.
     assert!(!system.contains("legacy-reports"), "{system}");
     assert!(!system.contains("payment-gateway"), "{system}");
-    assert_eq!(
-        messages[1],
-        json!({"role": "user", "content": VAGUE_DEPLOY})
-    );
+    assert_eq!(messages[1], json!({"role": "user", "content": text}));
     // The tool's schema is the one generated from the Rust types.
     let tools = body["tools"].as_array().unwrap();
     assert_eq!(tools.len(), 1);
@@ -387,6 +385,56 @@ async fn a_wrong_or_unnamed_service_becomes_a_clarification() {
         serde_json::to_value(&u.action).unwrap(),
         json!({"action": "clarify", "missing": ["service"],
                "candidates": ["payment-gateway", "payment-service"]})
+    );
+    // Values the user never gave are the model's guesses: a version, a
+    // replica count, a new service's name.
+    fake.then(tool_call(json!({"proposal": {
+        "action": "deploy", "service": "order-service", "environment": "production", "version": "3.0.0"}})));
+    let u = nlu.read(VAGUE_DEPLOY).await;
+    assert_eq!(
+        serde_json::to_value(&u.action).unwrap(),
+        json!({"action": "clarify", "missing": ["version"]})
+    );
+    fake.then(tool_call(json!({"proposal": {
+        "action": "scale", "service": "order-service", "environment": "production", "replicas": 6}})));
+    let u = nlu
+        .read("order-service in prod needs more pods, like five of them")
+        .await;
+    assert_eq!(
+        serde_json::to_value(&u.action).unwrap(),
+        json!({"action": "clarify", "missing": ["replicas"]})
+    );
+    fake.then(tool_call(json!({"proposal": {
+        "action": "scale", "service": "order-service", "environment": "production", "replicas": 5}})));
+    let u = nlu
+        .read("order-service in prod needs more pods, like five of them")
+        .await;
+    assert_eq!(
+        u.action,
+        Action::Scale {
+            service: svc("order-service"),
+            environment: Environment::Production,
+            replicas: 5
+        }
+    );
+    fake.then(tool_call(json!({"proposal": {
+        "action": "scaffold_service", "name": "ledger-service", "template": "golang"}})));
+    let u = nlu
+        .read("I need a new go microservice for the ledger")
+        .await;
+    assert_eq!(
+        serde_json::to_value(&u.action).unwrap(),
+        json!({"action": "clarify", "missing": ["name"]})
+    );
+    fake.then(tool_call(json!({"proposal": {
+        "action": "scaffold_service", "name": "ledger-service", "template": "golang", "owner": "payments"}})));
+    let u = nlu
+        .read("I need a new go microservice, ledger-service, for the payments folks")
+        .await;
+    assert_eq!(
+        serde_json::to_value(&u.action).unwrap(),
+        json!({"action": "scaffold_service", "name": "ledger-service", "template": "go-service",
+               "owner": "team-payments"})
     );
     // An invalid value: an environment that does not exist.
     fake.then(tool_call(json!({"proposal": {

@@ -38,7 +38,32 @@ pub fn proposal_schema() -> Value {
     if let Some(obj) = value.as_object_mut() {
         obj.remove("title");
     }
+    // Inlining repeats each type's doc comment wherever it is used; keep the
+    // descriptions of the proposal and of each action only (a third of the
+    // tokens, which matters to a small local model's context).
+    if let Some(proposal) = value.pointer_mut("/properties/proposal") {
+        if let Some(variants) = proposal.get_mut("oneOf").and_then(Value::as_array_mut) {
+            for v in variants {
+                let keep = v.get("description").cloned();
+                strip_descriptions(v);
+                if let (Some(d), Some(obj)) = (keep, v.as_object_mut()) {
+                    obj.insert("description".into(), d);
+                }
+            }
+        }
+    }
     value
+}
+
+fn strip_descriptions(v: &mut Value) {
+    match v {
+        Value::Object(obj) => {
+            obj.remove("description");
+            obj.values_mut().for_each(strip_descriptions);
+        }
+        Value::Array(items) => items.iter_mut().for_each(strip_descriptions),
+        _ => {}
+    }
 }
 
 /// A one-line description of the tool, for the model.
@@ -79,5 +104,11 @@ mod tests {
         }
         assert!(!text.contains("$ref"), "sub-schemas are inlined");
         assert!(!text.contains("intent"), "internal fields stay out");
+        assert!(
+            text.len() < 6000,
+            "compact enough for a small model: {}",
+            text.len()
+        );
+        assert!(s["properties"]["proposal"]["description"].is_string());
     }
 }

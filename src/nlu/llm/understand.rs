@@ -331,7 +331,7 @@ impl Understander {
         let ground = Ground {
             index: rules.index(),
             mentions: &mentions,
-            context_service: None,
+            context: None,
             text,
         };
         let (result, usage, calls) = self.ask(sys, text, &ground).await;
@@ -391,7 +391,7 @@ impl Understander {
         let ground = Ground {
             index: rules.index(),
             mentions: &mentions,
-            context_service: base.service(),
+            context: Some(base),
             text,
         };
         let (result, usage, calls) = self.ask(sys, text, &ground).await;

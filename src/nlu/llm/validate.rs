@@ -11,7 +11,7 @@ use crate::domain::{
     TemplateName, Version,
 };
 use crate::nlu::index::{CatalogIndex, ServiceMatch};
-use crate::nlu::lexicon::resource_phrase;
+use crate::nlu::lexicon::{number_word, resource_phrase};
 use crate::nlu::rules::Mentions;
 
 /// The outcome of checking one answer.
@@ -28,8 +28,8 @@ pub(crate) struct Ground<'a> {
     pub index: &'a CatalogIndex,
     /// What the user's message names.
     pub mentions: &'a Mentions,
-    /// A service the conversation is already about (a follow-up's proposal).
-    pub context_service: Option<&'a ServiceName>,
+    /// The proposal a follow-up amends: its values count as said.
+    pub context: Option<&'a Action>,
     /// The message, for `ask` without a question.
     pub text: &'a str,
 }
@@ -51,6 +51,13 @@ pub fn extract_json(text: &str) -> Result<Value, String> {
 
 fn lower(s: &str) -> String {
     s.trim().to_lowercase()
+}
+
+/// The message, lowercased, for finding values the model claims it holds.
+fn said(g: &Ground<'_>, value: &str) -> bool {
+    let text = g.text.to_lowercase();
+    let value = value.to_lowercase();
+    text.contains(&value) || text.contains(&value.replace('-', " "))
 }
 
 /// A service name as the model wrote it, resolved like the parser does.
@@ -144,7 +151,7 @@ impl Reader<'_, '_> {
         let m = self.g.mentions;
         let grounded = m.exact.contains(&name)
             || m.fuzzy.contains(&name)
-            || self.g.context_service == Some(&name);
+            || self.g.context.and_then(Action::service) == Some(&name);
         if grounded {
             Ok(name)
         } else {
@@ -217,14 +224,41 @@ impl Reader<'_, '_> {
             None => Ok(None),
             Some(raw) => match lower(&raw).as_str() {
                 "latest" | "previous" | "last" | "current" => Ok(None),
-                _ => Version::parse(raw.trim())
-                    .map(Some)
-                    .map_err(|_| Problem::Clarify(Field::Version, vec![])),
+                _ => {
+                    let v = Version::parse(raw.trim())
+                        .map_err(|_| Problem::Clarify(Field::Version, vec![]))?;
+                    // A version the user never wrote is the model's guess.
+                    let in_context = matches!(
+                        self.g.context,
+                        Some(Action::Deploy { version: Some(c), .. } | Action::Rollback { version: Some(c), .. }) if *c == v
+                    );
+                    if in_context || said(self.g, v.as_str()) {
+                        Ok(Some(v))
+                    } else {
+                        Err(Problem::Clarify(Field::Version, vec![]))
+                    }
+                }
             },
         }
     }
 
     fn replicas(&self) -> Res<u32> {
+        let n = self.replicas_value()?;
+        // A count the user never gave is the model's guess.
+        let in_context =
+            matches!(self.g.context, Some(Action::Scale { replicas, .. }) if *replicas == n);
+        let given = self.g.mentions.words.iter().any(|w| {
+            let digits = w.strip_suffix('x').unwrap_or(w);
+            digits.parse::<u32>().ok() == Some(n) || number_word(w) == Some(n)
+        });
+        if in_context || given {
+            Ok(n)
+        } else {
+            Err(Problem::Clarify(Field::Replicas, vec![]))
+        }
+    }
+
+    fn replicas_value(&self) -> Res<u32> {
         match self.get("replicas") {
             None => Err(Problem::Clarify(Field::Replicas, vec![])),
             Some(Value::Number(n)) => match n.as_u64() {
@@ -289,7 +323,14 @@ impl Reader<'_, '_> {
         if self.g.index.service_exists(name.as_str()) {
             return Err(Problem::Clarify(Field::Name, vec![]));
         }
-        Ok(name)
+        // The new service's name is the user's to choose, not the model's.
+        let in_context =
+            matches!(self.g.context, Some(Action::ScaffoldService { name: c, .. }) if *c == name);
+        if in_context || said(self.g, name.as_str()) {
+            Ok(name)
+        } else {
+            Err(Problem::Clarify(Field::Name, vec![]))
+        }
     }
 }
 
