@@ -61,6 +61,8 @@ struct FakeState {
     /// Answered when the script has run out.
     otherwise: Arc<Mutex<Option<Reply>>>,
     seen: Arc<Mutex<Vec<Seen>>>,
+    in_flight: Arc<std::sync::atomic::AtomicUsize>,
+    most_in_flight: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 struct Fake {
@@ -107,6 +109,15 @@ async fn handle(
     headers: HeaderMap,
     body: String,
 ) -> Response {
+    use std::sync::atomic::Ordering::SeqCst;
+    let now = st.in_flight.fetch_add(1, SeqCst) + 1;
+    st.most_in_flight.fetch_max(now, SeqCst);
+    let r = answer(&st, uri, headers, body).await;
+    st.in_flight.fetch_sub(1, SeqCst);
+    r
+}
+
+async fn answer(st: &FakeState, uri: Uri, headers: HeaderMap, body: String) -> Response {
     st.seen.lock().unwrap().push(Seen {
         path: uri.path().to_owned(),
         auth: headers
@@ -598,6 +609,35 @@ async fn server_errors_fall_back_and_open_the_circuit_breaker() {
     assert_eq!(fake.calls(), 4);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_in_flight_are_capped() {
+    let fake = Fake::start().await;
+    fake.otherwise(Reply::Slow(
+        Duration::from_millis(300),
+        Box::new(tool_call(json!({"proposal": {
+            "action": "deploy", "service": "order-service", "environment": "production"}}))),
+    ));
+    let mut s = settings(&fake);
+    s.max_concurrency = 2;
+    let nlu = Arc::new(Nlu::new(s, Routing::LlmFirst));
+    let tasks: Vec<_> = (0..5)
+        .map(|_| {
+            let nlu = nlu.clone();
+            tokio::spawn(async move { nlu.read(VAGUE_DEPLOY).await })
+        })
+        .collect();
+    for t in tasks {
+        assert_eq!(t.await.unwrap().path, NluPath::Llm);
+    }
+    assert_eq!(fake.calls(), 5);
+    assert_eq!(
+        fake.state
+            .most_in_flight
+            .load(std::sync::atomic::Ordering::SeqCst),
+        2
+    );
+}
+
 #[tokio::test]
 async fn refusals_empty_answers_and_junk_bodies_fall_back() {
     let fake = Fake::start().await;
@@ -948,6 +988,19 @@ async fn follow_ups_change_versions_replicas_and_cancel() {
     assert!(
         matches!(&other, Handled::Proposed(x) if *x != id2),
         "{other:?}"
+    );
+    // A request asked in a thread is amended by replies in that thread too.
+    let Handled::Proposed(id3) = b
+        .say_in("alice", "restart cart-service in dev", Some("T-1".into()))
+        .await
+    else {
+        panic!("not proposed")
+    };
+    b.say_in("alice", "make it staging", Some("T-1".into()))
+        .await;
+    assert_eq!(
+        b.action(&id3).await.environment(),
+        Some(Environment::Staging)
     );
     // Cancel.
     assert_eq!(
