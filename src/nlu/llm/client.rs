@@ -9,6 +9,7 @@
 //! base URL with no key for a local server. Answers are read leniently: local
 //! servers omit fields OpenAI always sends.
 
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
 use async_openai::types::chat::{
@@ -77,13 +78,13 @@ pub struct Completion {
 }
 
 /// The chat completions endpoint of one server and model.
-#[derive(Clone)]
 pub struct LlmClient {
     http: reqwest::Client,
     endpoint: Url,
     api_key: Option<SecretString>,
     pub model: String,
-    pub mode: LlmMode,
+    /// The [`LlmMode`] in use (it can fall back from `tools` to `json`).
+    mode: AtomicU8,
     max_tokens: u32,
     temperature: f32,
 }
@@ -93,7 +94,7 @@ impl std::fmt::Debug for LlmClient {
         f.debug_struct("LlmClient")
             .field("endpoint", &self.endpoint.as_str())
             .field("model", &self.model)
-            .field("mode", &self.mode)
+            .field("mode", &self.mode())
             .field("api_key", &self.api_key.as_ref().map(|_| "set"))
             .finish()
     }
@@ -128,7 +129,7 @@ impl LlmClient {
             endpoint: endpoint(base_url),
             api_key: api_key.filter(|k| !k.expose_secret().is_empty()),
             model,
-            mode,
+            mode: AtomicU8::new(mode_code(mode)),
             max_tokens,
             temperature,
         })
@@ -136,6 +137,27 @@ impl LlmClient {
 
     pub fn endpoint(&self) -> &Url {
         &self.endpoint
+    }
+
+    pub fn mode(&self) -> LlmMode {
+        match self.mode.load(Ordering::Relaxed) {
+            0 => LlmMode::Tools,
+            1 => LlmMode::JsonSchema,
+            _ => LlmMode::Json,
+        }
+    }
+
+    /// A server that refuses tool calls is asked in JSON mode from then on;
+    /// true when this call made the switch.
+    pub fn fall_back_to_json(&self) -> bool {
+        self.mode
+            .compare_exchange(
+                mode_code(LlmMode::Tools),
+                mode_code(LlmMode::Json),
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            )
+            .is_ok()
     }
 
     /// The request body for these messages in this client's mode.
@@ -153,7 +175,7 @@ impl LlmClient {
             max_tokens: Some(self.max_tokens),
             ..Default::default()
         };
-        match self.mode {
+        match self.mode() {
             LlmMode::Tools => {
                 req.tools = Some(vec![ChatCompletionTools::Function(ChatCompletionTool {
                     function: FunctionObject {
@@ -241,6 +263,25 @@ impl LlmClient {
         let value: Value = serde_json::from_slice(&bytes)
             .map_err(|e| CallError::BadBody(format!("{e}: {}", text())))?;
         read_completion(&value)
+    }
+}
+
+fn mode_code(mode: LlmMode) -> u8 {
+    match mode {
+        LlmMode::Tools => 0,
+        LlmMode::JsonSchema => 1,
+        LlmMode::Json => 2,
+    }
+}
+
+/// Whether a refused request was refused for its tools (a server without
+/// tool support: llama.cpp's server without `--jinja`, older servers).
+pub fn refuses_tools(err: &CallError) -> bool {
+    match err {
+        CallError::Client { status, body } | CallError::Server { status, body } => {
+            matches!(status, 400 | 422 | 500 | 501) && body.to_lowercase().contains("tool")
+        }
+        _ => false,
     }
 }
 

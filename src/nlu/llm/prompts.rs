@@ -1,6 +1,12 @@
 //! Prompts are files (`prompts/*.md`), loaded once at start. The first line
 //! of each is `version: NAME`; the version of the prompt that produced an
 //! understanding is recorded with every request.
+//!
+//! A prompt is a system message and, after a line `=== user ===`, the user
+//! message. The system message holds only what never changes, so servers
+//! that cache a prompt's prefix (llama.cpp, OpenAI) reuse it, tool schema
+//! included; what changes per message (today's date, the candidate services,
+//! the message itself) goes in the user message.
 
 use std::path::{Path, PathBuf};
 
@@ -30,11 +36,17 @@ pub enum PromptError {
     NoVersion { path: String },
 }
 
+/// The line between a prompt's system and user templates.
+pub const USER_MARKER: &str = "=== user ===";
+
 /// One prompt template and its version.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Prompt {
     pub version: String,
+    /// The system message template.
     pub body: String,
+    /// The user message template (`{{message}}` when the file has none).
+    pub user: String,
 }
 
 impl Prompt {
@@ -49,38 +61,56 @@ impl Prompt {
             .ok_or_else(|| PromptError::NoVersion {
                 path: path.to_owned(),
             })?;
+        let (system, user) = match rest.split_once(&format!("\n{USER_MARKER}\n")) {
+            Some((s, u)) => (s, u),
+            None => match rest.trim_start().strip_prefix(USER_MARKER) {
+                Some(u) => ("", u),
+                None => (rest, "{{message}}"),
+            },
+        };
         Ok(Prompt {
             version: version.to_owned(),
-            body: rest.trim().to_owned(),
+            body: system.trim().to_owned(),
+            user: user.trim().to_owned(),
         })
     }
 
-    /// The body with each `{{key}}` replaced. Values are inserted once, so a
-    /// value that itself holds `{{…}}` (user text) is never expanded.
+    /// The system message with each `{{key}}` replaced.
     pub fn render(&self, vars: &[(&str, &str)]) -> String {
-        let mut out = String::with_capacity(self.body.len() + 256);
-        let mut rest = self.body.as_str();
-        while let Some(start) = rest.find("{{") {
-            out.push_str(&rest[..start]);
-            let after = &rest[start + 2..];
-            match after.find("}}") {
-                Some(end) => {
-                    let key = after[..end].trim();
-                    match vars.iter().find(|(k, _)| *k == key) {
-                        Some((_, v)) => out.push_str(v),
-                        None => out.push_str(&rest[start..start + 2 + end + 2]),
-                    }
-                    rest = &after[end + 2..];
+        fill(&self.body, vars)
+    }
+
+    /// The user message with each `{{key}}` replaced.
+    pub fn render_user(&self, vars: &[(&str, &str)]) -> String {
+        fill(&self.user, vars)
+    }
+}
+
+/// `template` with each `{{key}}` replaced. Values are inserted once, so a
+/// value that itself holds `{{…}}` (user text) is never expanded.
+fn fill(template: &str, vars: &[(&str, &str)]) -> String {
+    let mut out = String::with_capacity(template.len() + 256);
+    let mut rest = template;
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        match after.find("}}") {
+            Some(end) => {
+                let key = after[..end].trim();
+                match vars.iter().find(|(k, _)| *k == key) {
+                    Some((_, v)) => out.push_str(v),
+                    None => out.push_str(&rest[start..start + 2 + end + 2]),
                 }
-                None => {
-                    out.push_str(&rest[start..]);
-                    rest = "";
-                }
+                rest = &after[end + 2..];
+            }
+            None => {
+                out.push_str(&rest[start..]);
+                rest = "";
             }
         }
-        out.push_str(rest);
-        out
     }
+    out.push_str(rest);
+    out
 }
 
 /// The prompts Paver uses and where they came from.
@@ -152,9 +182,10 @@ mod tests {
     fn versions_and_rendering() {
         let p = Prompt::parse(
             "x",
-            "version: v7\n\nHello {{name}}, {{ other }} {{unknown}}",
+            "version: v7\n\nHello {{name}}, {{ other }} {{unknown}}\n=== user ===\nSaid: {{message}}",
         )
         .unwrap();
+        assert_eq!(p.render_user(&[("message", "{{name}}")]), "Said: {{name}}");
         assert_eq!(p.version, "v7");
         assert_eq!(
             p.render(&[("name", "{{other}}"), ("other", "b")]),
@@ -163,6 +194,11 @@ mod tests {
         assert!(Prompt::parse("x", "no version here").is_err());
         let e = Prompts::embedded();
         assert_eq!(e.understand.version, "understand-1");
-        assert!(e.understand.body.contains("{{services}}"));
+        assert!(e.understand.user.contains("{{services}}"));
+        assert!(
+            !e.understand.body.contains("{{services}}"),
+            "the system part never changes"
+        );
+        assert_eq!(e.repair.body, "");
     }
 }

@@ -15,7 +15,7 @@ use tokio::sync::Semaphore;
 use url::Url;
 
 use super::breaker::Breaker;
-use super::client::{CallError, LlmClient, Output, Usage};
+use super::client::{refuses_tools, CallError, LlmClient, Output, Usage};
 use super::prompts::{Prompt, PromptError, Prompts};
 use super::schema::proposal_schema;
 use super::validate::{check, extract_json, Checked, Ground};
@@ -209,6 +209,15 @@ fn assistant(text: &str) -> ChatCompletionRequestMessage {
     ChatCompletionRequestAssistantMessage::from(text).into()
 }
 
+/// What JSON mode adds to the prompt: the schema, since the request does
+/// not carry it.
+fn json_instruction() -> String {
+    format!(
+        "\nAnswer with one JSON object and nothing else. It must match this JSON Schema:\n{}",
+        proposal_schema()
+    )
+}
+
 const SCAFFOLD_WORDS: [&str; 9] = [
     "new",
     "scaffold",
@@ -284,7 +293,7 @@ impl Understander {
             "model {} at {} (mode {}, prompts {} from {})",
             self.client.model,
             self.client.endpoint(),
-            self.client.mode.as_str(),
+            self.client.mode().as_str(),
             self.prompts.understand.version,
             self.prompts
                 .source
@@ -327,14 +336,14 @@ impl Understander {
                 }
         );
         let prompt = &self.prompts.understand;
-        let sys = self.system_prompt(prompt, rules, catalog, &mentions, None, scaffoldish);
+        let (sys, usr) = self.render(prompt, rules, catalog, &mentions, None, scaffoldish, text);
         let ground = Ground {
             index: rules.index(),
             mentions: &mentions,
             context: None,
             text,
         };
-        let (result, usage, calls) = self.ask(sys, text, &ground).await;
+        let (result, usage, calls) = self.ask(sys, usr, &ground).await;
         u.llm_calls = calls;
         u.usage = usage;
         u.prompt_version = Some(prompt.version.clone());
@@ -380,13 +389,14 @@ impl Understander {
         let t0 = Instant::now();
         let mentions = rules.mentions(text);
         let prompt = &self.prompts.amend;
-        let sys = self.system_prompt(
+        let (sys, usr) = self.render(
             prompt,
             rules,
             catalog,
             &mentions,
             Some(base),
             base.kind() == ActionKind::ScaffoldService,
+            text,
         );
         let ground = Ground {
             index: rules.index(),
@@ -394,7 +404,7 @@ impl Understander {
             context: Some(base),
             text,
         };
-        let (result, usage, calls) = self.ask(sys, text, &ground).await;
+        let (result, usage, calls) = self.ask(sys, usr, &ground).await;
         let mut u = Understanding::rules(Action::Nothing, Duration::ZERO);
         u.llm_calls = calls;
         u.usage = usage;
@@ -415,7 +425,9 @@ impl Understander {
         u
     }
 
-    fn system_prompt(
+    /// The system and user messages of `prompt` for one message.
+    #[allow(clippy::too_many_arguments)]
+    fn render(
         &self,
         prompt: &Prompt,
         rules: &RulesParser,
@@ -423,7 +435,8 @@ impl Understander {
         m: &Mentions,
         context: Option<&Action>,
         scaffoldish: bool,
-    ) -> String {
+        text: &str,
+    ) -> (String, String) {
         let today = self
             .today
             .unwrap_or_else(|| chrono::Utc::now().date_naive())
@@ -530,24 +543,23 @@ impl Understander {
                 .collect::<Vec<_>>()
                 .join("\n")
         };
-        let schema = match self.client.mode {
-            LlmMode::Json => format!(
-                "\nAnswer with one JSON object and nothing else. It must match this JSON Schema:\n{}",
-                proposal_schema()
-            ),
+        let schema = match self.client.mode() {
+            LlmMode::Json => json_instruction(),
             _ => String::new(),
         };
         let proposal = context
             .map(|a| serde_json::json!({ "proposal": a }).to_string())
             .unwrap_or_default();
-        prompt.render(&[
-            ("today", &today),
+        let vars = [
+            ("today", today.as_str()),
             ("services", &services),
             ("templates", &templates),
             ("teams", &teams),
             ("schema", &schema),
             ("proposal", &proposal),
-        ])
+            ("message", text),
+        ];
+        (prompt.render(&vars), prompt.render_user(&vars))
     }
 
     /// Asks the model, repairs once, honours a short Retry-After once, all
@@ -556,7 +568,7 @@ impl Understander {
     async fn ask(
         &self,
         system_prompt: String,
-        text: &str,
+        user_prompt: String,
         ground: &Ground<'_>,
     ) -> (Result<Action, Failure>, Usage, u32) {
         let mut usage = Usage::default();
@@ -570,7 +582,7 @@ impl Understander {
             Ok(Ok(permit)) => permit,
             _ => return (Err(Failure::Busy), usage, calls),
         };
-        let mut messages = vec![system(system_prompt), user(text)];
+        let mut messages = vec![system(system_prompt.clone()), user(&user_prompt)];
         let mut repaired = false;
         let mut waited = false;
         loop {
@@ -616,6 +628,11 @@ impl Understander {
                         calls,
                     );
                 }
+                Ok(Err(e)) if refuses_tools(&e) && self.client.fall_back_to_json() => {
+                    tracing::warn!(error = %e, "the LLM server refuses tool calls; asking in JSON mode from now on (set llm.mode to choose)");
+                    messages[0] = system(format!("{system_prompt}{}", json_instruction()));
+                    continue;
+                }
                 Ok(Err(e)) => {
                     self.breaker.failure();
                     return (Err(Failure::Call(e)), usage, calls);
@@ -644,7 +661,10 @@ impl Understander {
             tracing::debug!(problem = %problem, "asking the model to repair its answer");
             messages.push(assistant(&raw));
             messages.push(user(
-                &self.prompts.repair.render(&[("error", problem.as_str())]),
+                &self
+                    .prompts
+                    .repair
+                    .render_user(&[("error", problem.as_str())]),
             ));
         }
     }

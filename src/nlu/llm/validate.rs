@@ -212,6 +212,18 @@ impl Reader<'_, '_> {
                 }
             };
             let k = resource(s).ok_or(Problem::Clarify(Field::Resources, vec![]))?;
+            // A resource nobody asked for is the model's idea: left out (the
+            // user can still say "also add redis").
+            let in_context = matches!(
+                self.g.context,
+                Some(Action::CreateEnvironment { resources, .. } | Action::AddResource { resources, .. })
+                    if resources.contains(&k)
+            );
+            let asked = self.g.mentions.resources.contains(&k) || said(self.g, s);
+            if !(in_context || asked) {
+                tracing::debug!(resource = %k, "dropping a resource the message does not name");
+                continue;
+            }
             if !out.contains(&k) {
                 out.push(k);
             }
