@@ -243,7 +243,9 @@ fn svc(s: &str) -> ServiceName {
     ServiceName::parse(s).unwrap()
 }
 
-const VAGUE_DEPLOY: &str = "ship the newest order-service build to the box customers use";
+/// A deploy in words the rules do not know: they read it, unsure, as a
+/// status question.
+const VAGUE_DEPLOY: &str = "yeet the newest order-service build onto prod";
 
 #[tokio::test]
 async fn a_tool_call_becomes_a_validated_proposal_and_the_request_is_what_openai_expects() {
@@ -254,7 +256,7 @@ async fn a_tool_call_becomes_a_validated_proposal_and_the_request_is_what_openai
         "reason": "an invented field is ignored"
     }})));
     let nlu = Nlu::new(settings(&fake), Routing::LlmFirst);
-    let text = "ship the V2.4.0 order-service build to the box customers use";
+    let text = "yeet the V2.4.0 order-service build onto prod";
     let u = nlu.read(text).await;
     assert_eq!(
         u.action,
@@ -326,7 +328,7 @@ async fn json_modes_ask_with_response_format_and_read_the_content() {
     s.mode = LlmMode::Json;
     let nlu = Nlu::new(s, Routing::LlmFirst);
     let u = nlu
-        .read("we'd love a place to try cart-service before customers see it, with its database and elasticsearch")
+        .read("we'd love a place in QA to try cart-service, with its database and elasticsearch")
         .await;
     assert_eq!(
         u.action,
@@ -494,6 +496,24 @@ async fn a_wrong_or_unnamed_service_becomes_a_clarification() {
             resources: vec![ResourceKind::Redis],
         }
     );
+    // An environment the user never named is the model's guess.
+    fake.then(tool_call(json!({"proposal": {
+        "action": "create_environment", "service": "cart-service", "environment": "dev", "resources": []}})));
+    let u = nlu.read("create an environment for cart-service").await;
+    assert_eq!(
+        serde_json::to_value(&u.action).unwrap(),
+        json!({"action": "clarify", "missing": ["environment"]})
+    );
+    // So is a template the message does not point to.
+    fake.then(tool_call(json!({"proposal": {
+        "action": "scaffold_service", "name": "stock-alerts", "template": "python-service"}})));
+    let u = nlu.read("create a new service called stock-alerts").await;
+    assert!(
+        matches!(&u.action, Action::Clarify { missing, candidates, .. }
+            if missing == &[Field::Template] && candidates.len() == 6),
+        "{:?}",
+        u.action
+    );
     // An invalid value: an environment that does not exist.
     fake.then(tool_call(json!({"proposal": {
         "action": "deploy", "service": "order-service", "environment": "moon"}})));
@@ -552,10 +572,10 @@ async fn malformed_output_twice_falls_back_to_the_rules() {
         "{:?}",
         u.error
     );
-    // The rules' answer: a clarifying question.
+    // The rules' answer (a status question, which asks nothing of anyone).
     assert_eq!(
         serde_json::to_value(&u.action).unwrap(),
-        json!({"action": "clarify", "missing": ["environment"]})
+        json!({"action": "status", "service": "order-service", "environment": "production"})
     );
 }
 
@@ -706,7 +726,7 @@ async fn refusals_empty_answers_and_junk_bodies_fall_back() {
     for _ in 0..4 {
         let u = nlu.read(VAGUE_DEPLOY).await;
         assert_eq!(u.path, NluPath::Fallback);
-        assert_eq!(u.action.kind().as_str(), "clarify");
+        assert_eq!(u.action.kind().as_str(), "status");
         errors.push(u.error.unwrap());
     }
     assert!(errors[0].contains("refused"), "{errors:?}");
@@ -1257,7 +1277,7 @@ async fn paver_parse_with_llm_and_auto() {
     assert_eq!(lines[0]["action"], "deploy");
     assert_eq!(
         lines[1],
-        json!({"id": 2, "action": "clarify", "missing": ["environment"]})
+        json!({"id": 2, "action": "status", "service": "order-service", "environment": "production"})
     );
     assert_eq!(fake.calls(), 2);
     let stderr = String::from_utf8_lossy(&out.stderr);

@@ -47,13 +47,22 @@ pub fn eval(
             let u = Arc::new(u);
             let parser = Arc::new(parser);
             let catalog = Arc::new(catalog.clone());
+            // As many at once as the LLM takes, so latencies are the
+            // calls' own and not time spent queueing for a slot.
+            let slots = Arc::new(tokio::sync::Semaphore::new(
+                config.llm.max_concurrency.max(1),
+            ));
             let understood: Vec<Understanding> = rt.block_on(async {
                 let tasks: Vec<_> = examples
                     .iter()
                     .map(|ex| {
                         let (u, parser, catalog) = (u.clone(), parser.clone(), catalog.clone());
+                        let slots = slots.clone();
                         let text = ex.text.clone();
-                        tokio::spawn(async move { u.understand(&parser, &catalog, &text).await })
+                        tokio::spawn(async move {
+                            let _slot = slots.acquire().await.expect("never closed");
+                            u.understand(&parser, &catalog, &text).await
+                        })
                     })
                     .collect();
                 let mut out = Vec::with_capacity(tasks.len());

@@ -312,12 +312,11 @@ impl Engine {
         let user = &msg.user;
         let conv = &msg.conversation;
         let parsed = parser.parse(&msg.text);
-        let reading = followup::follow_up(parser, &req.action, &msg.text);
+        let mut reading = followup::follow_up(parser, &req.action, &msg.text);
         // A whole request of its own (another service, or a read) is not a
         // follow-up; nor is chit-chat. The same service asked for afresh
         // replaces the proposal.
         let kind = parsed.action.kind();
-        let mut reading = reading;
         if parsed.sure && kind != ActionKind::Ask && reading != FollowUp::Cancel {
             let other_service = parsed
                 .action

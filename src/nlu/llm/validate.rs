@@ -53,11 +53,23 @@ fn lower(s: &str) -> String {
     s.trim().to_lowercase()
 }
 
-/// The message, lowercased, for finding values the model claims it holds.
+/// Whether the message holds `value` as a whole word (hyphens or spaces
+/// between its parts): a value the model claims the user gave.
 fn said(g: &Ground<'_>, value: &str) -> bool {
     let text = g.text.to_lowercase();
-    let value = value.to_lowercase();
-    text.contains(&value) || text.contains(&value.replace('-', " "))
+    let value = value.trim().to_lowercase();
+    !value.is_empty()
+        && [value.clone(), value.replace('-', " ")]
+            .iter()
+            .any(|v| contains_word(&text, v))
+}
+
+fn contains_word(text: &str, needle: &str) -> bool {
+    text.match_indices(needle).any(|(i, _)| {
+        let before = text[..i].chars().next_back();
+        let after = text[i + needle.len()..].chars().next();
+        !before.is_some_and(char::is_alphanumeric) && !after.is_some_and(char::is_alphanumeric)
+    })
 }
 
 /// A service name as the model wrote it, resolved like the parser does.
@@ -174,13 +186,31 @@ impl Reader<'_, '_> {
         list.iter().map(|s| s.to_string()).collect()
     }
 
+    /// An environment the model gives; one the message never names counts
+    /// as not given (a required one then becomes a clarification).
     fn env_at(&self, key: &str, field: Field) -> Res<Option<Environment>> {
         match self.string(key, field)? {
             None => Ok(None),
-            Some(raw) => environment(&raw)
-                .map(Some)
-                .ok_or(Problem::Clarify(field, vec![])),
+            Some(raw) => {
+                let e = environment(&raw).ok_or(Problem::Clarify(field, vec![]))?;
+                Ok(self.env_said(e).then_some(e))
+            }
         }
+    }
+
+    /// Whether the message (or the proposal it amends) names `e`.
+    fn env_said(&self, e: Environment) -> bool {
+        let m = self.g.mentions;
+        let in_context = match self.g.context {
+            Some(Action::Promote { from, to, .. }) => *from == e || *to == e,
+            Some(c) => c.environment() == Some(e),
+            None => false,
+        };
+        in_context
+            || m.environment == Some(e)
+            || m.from == Some(e)
+            || m.to == Some(e)
+            || m.words.iter().any(|w| environment(w) == Some(e))
     }
 
     fn env(&self) -> Res<Environment> {
@@ -244,7 +274,9 @@ impl Reader<'_, '_> {
                         self.g.context,
                         Some(Action::Deploy { version: Some(c), .. } | Action::Rollback { version: Some(c), .. }) if *c == v
                     );
-                    if in_context || said(self.g, v.as_str()) {
+                    let written =
+                        said(self.g, v.as_str()) || said(self.g, &format!("v{}", v.as_str()));
+                    if in_context || written {
                         Ok(Some(v))
                     } else {
                         Err(Problem::Clarify(Field::Version, vec![]))
@@ -313,17 +345,37 @@ impl Reader<'_, '_> {
             ));
         };
         let s = lower(&raw);
-        if self.g.index.is_template(&s) {
-            return TemplateName::parse(s).map_err(|e| Problem::Violation(e.to_string()));
+        let template = if self.g.index.is_template(&s) {
+            TemplateName::parse(s.clone()).map_err(|e| Problem::Violation(e.to_string()))?
+        } else {
+            let words: Vec<&str> = s
+                .split(|c: char| !c.is_alphanumeric() && c != '.')
+                .filter(|w| !w.is_empty())
+                .collect();
+            self.g
+                .index
+                .template(&words)
+                .map_err(|c| Problem::Clarify(Field::Template, c))?
+        };
+        // The template must follow from what the message says (its language
+        // words, or the template's name), not from the model's taste.
+        let words: Vec<&str> = self.g.mentions.words.iter().map(String::as_str).collect();
+        let from_text = self.g.index.template(&words);
+        let in_context = matches!(self.g.context, Some(Action::ScaffoldService { template: c, .. }) if *c == template);
+        if in_context
+            || from_text.as_ref().is_ok_and(|t| *t == template)
+            || said(self.g, template.as_str())
+            || said(self.g, &s)
+        {
+            Ok(template)
+        } else {
+            Err(Problem::Clarify(
+                Field::Template,
+                from_text
+                    .err()
+                    .unwrap_or_else(|| self.g.index.template_names()),
+            ))
         }
-        let words: Vec<&str> = s
-            .split(|c: char| !c.is_alphanumeric() && c != '.')
-            .filter(|w| !w.is_empty())
-            .collect();
-        self.g
-            .index
-            .template(&words)
-            .map_err(|c| Problem::Clarify(Field::Template, c))
     }
 
     fn new_name(&self) -> Res<ServiceName> {
