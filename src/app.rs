@@ -17,6 +17,8 @@ use crate::drivers::gitops::GitOpsDriver;
 use crate::drivers::http::OrchestratorDriver;
 use crate::drivers::router::Router;
 use crate::drivers::{Driver, DriverError};
+use crate::nlu::llm::LlmError;
+use crate::nlu::Understander;
 use crate::requests::{Engine, EngineError, EngineSettings};
 use crate::storage::{Db, StorageError};
 
@@ -33,6 +35,18 @@ pub enum AppError {
     Driver(DriverError),
     #[error(transparent)]
     Engine(#[from] EngineError),
+    #[error("setting up the LLM: {0}")]
+    Llm(#[from] LlmError),
+}
+
+/// The LLM side of understanding, as `nlu.mode` and `[llm]` say: `None`
+/// runs on the rules parser alone.
+pub fn understander(config: &Config) -> Result<Option<Arc<Understander>>, AppError> {
+    let u = Understander::from_config(config, config.nlu.mode)?;
+    if let Some(u) = &u {
+        tracing::info!(routing = ?u.routing(), "understanding with the LLM: {}", u.describe());
+    }
+    Ok(u.map(Arc::new))
 }
 
 /// A running Paver's parts.
@@ -177,6 +191,7 @@ impl App {
                 error,
             })?;
         let driver = driver(config, &catalog).await?;
+        let understander = understander(config)?;
         let dispatcher = Dispatcher::new(db.clone(), sinks);
         dispatcher.spawn();
         let engine = Engine::new(
@@ -185,7 +200,10 @@ impl App {
             config.policy.clone(),
             driver,
             dispatcher.clone(),
-            engine_settings(config),
+            EngineSettings {
+                understander,
+                ..engine_settings(config)
+            },
         );
         engine.start_workers();
         engine.recover().await?;

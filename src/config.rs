@@ -193,13 +193,86 @@ impl Default for DiscordConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LlmConfig {
+    /// The OpenAI-compatible API base, with its version path
+    /// (`https://api.openai.com/v1`, `http://localhost:11434/v1`).
     pub base_url: Option<Url>,
     pub api_key: Option<SecretString>,
     pub api_key_file: Option<PathBuf>,
     pub model: Option<String>,
+    /// How the model is asked for a structured answer.
+    pub mode: LlmMode,
+    /// Time limit for understanding one message with the LLM (all calls,
+    /// a repair and a Retry-After wait included), in seconds.
+    pub timeout_secs: f64,
+    /// Calls in flight at once; more wait for a slot (within the time limit).
+    pub max_concurrency: usize,
+    /// Upper bound of the model's answer, in tokens.
+    pub max_tokens: u32,
+    pub temperature: f32,
+    /// Folder with the prompt files (`understand.md`, `amend.md`,
+    /// `repair.md`); default `prompts/` when present, else the built-in ones.
+    pub prompts_dir: Option<PathBuf>,
+    /// Consecutive failures that open the circuit breaker.
+    pub breaker_failures: u32,
+    /// How long an open breaker keeps Paver from calling the server, in seconds.
+    pub breaker_cooldown_secs: u64,
+    /// The longest `Retry-After` Paver waits out within one message before
+    /// falling back (longer ones just hold the breaker open), in seconds.
+    pub max_retry_wait_secs: f64,
+    /// In `auto`, a message the rules parser reads as `none` goes to the LLM
+    /// when it has at least this many words.
+    pub long_message_words: usize,
+}
+
+impl Default for LlmConfig {
+    fn default() -> Self {
+        LlmConfig {
+            base_url: None,
+            api_key: None,
+            api_key_file: None,
+            model: None,
+            mode: LlmMode::default(),
+            timeout_secs: 20.0,
+            max_concurrency: 4,
+            max_tokens: 512,
+            temperature: 0.0,
+            prompts_dir: None,
+            breaker_failures: 3,
+            breaker_cooldown_secs: 30,
+            max_retry_wait_secs: 5.0,
+            long_message_words: 6,
+        }
+    }
+}
+
+/// How the model is asked for a structured answer. Servers differ: OpenAI
+/// and vLLM do all three; llama.cpp's server does `json_schema` and `json`;
+/// Ollama does `tools` (without forcing) and `json`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum LlmMode {
+    /// A `propose_action` tool whose parameters are the action schema, and
+    /// `tool_choice` forcing it. An answer in the message content instead
+    /// (servers that ignore `tool_choice`) is read too.
+    #[default]
+    Tools,
+    /// `response_format: {"type": "json_schema"}` with the action schema.
+    JsonSchema,
+    /// `response_format: {"type": "json_object"}`; the schema goes in the prompt.
+    Json,
+}
+
+impl LlmMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LlmMode::Tools => "tools",
+            LlmMode::JsonSchema => "json_schema",
+            LlmMode::Json => "json",
+        }
+    }
 }
 
 impl LlmConfig {
@@ -377,6 +450,25 @@ impl Config {
         }
         if self.llm.base_url.is_some() != self.llm.model.is_some() {
             out.push("llm: set both llm.base_url and llm.model, or neither".into());
+        }
+        if let Some(u) = &self.llm.base_url {
+            if !matches!(u.scheme(), "http" | "https") {
+                out.push(format!("llm.base_url: `{u}` is not an http(s) URL"));
+            }
+        }
+        if self.llm.timeout_secs.is_nan() || self.llm.timeout_secs <= 0.0 {
+            out.push("llm.timeout_secs: must be more than 0".into());
+        }
+        if self.llm.max_concurrency == 0 {
+            out.push("llm.max_concurrency: must be at least 1".into());
+        }
+        if self.llm.max_tokens == 0 {
+            out.push("llm.max_tokens: must be at least 1".into());
+        }
+        if let Some(d) = &self.llm.prompts_dir {
+            if !d.is_dir() {
+                out.push(format!("llm.prompts_dir: {} is not a folder", d.display()));
+            }
         }
         if let Some(k) = &self.discord.public_key {
             if k.len() != 64 || !k.bytes().all(|b| b.is_ascii_hexdigit()) {

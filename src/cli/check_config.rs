@@ -72,8 +72,23 @@ pub fn run(path: Option<&Path>) -> ExitCode {
     println!(
         "llm              {}",
         match (&config.llm.base_url, &config.llm.model) {
-            (Some(u), Some(m)) =>
-                format!("{m} at {u} (api key {})", set(config.llm.api_key.is_some())),
+            (Some(u), Some(m)) => format!(
+                "{m} at {u} (api key {}) · mode {} · timeout {}s · {} at once · prompts {}",
+                set(config.llm.api_key.is_some()),
+                config.llm.mode.as_str(),
+                config.llm.timeout_secs,
+                config.llm.max_concurrency,
+                match paver::nlu::llm::Prompts::load(config.llm.prompts_dir.as_deref()) {
+                    Ok(p) => format!(
+                        "{} from {}",
+                        p.understand.version,
+                        p.source
+                            .map(|d| d.display().to_string())
+                            .unwrap_or_else(|| "the binary".into())
+                    ),
+                    Err(e) => format!("unreadable: {e}"),
+                }
+            ),
             _ => "not configured".into(),
         }
     );

@@ -70,11 +70,15 @@ enum Command {
 
 #[derive(Subcommand, Debug)]
 enum NluCommand {
-    /// Score the rules parser on an example set (JSONL with `expect`).
+    /// Score understanding on an example set (JSONL with `expect`).
     Eval {
         file: PathBuf,
         #[arg(long, value_name = "PATH")]
         catalog: Option<PathBuf>,
+        /// Understanding to score (default: rules). `auto` and `llm` also
+        /// report the LLM-call rate, the tokens and the fallbacks.
+        #[arg(long, value_enum)]
+        nlu: Option<NluMode>,
         /// Exit non-zero when overall accuracy is below this (0–1).
         #[arg(long, value_name = "FRACTION")]
         min_accuracy: Option<f64>,
@@ -142,10 +146,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 NluCommand::Eval {
                     file,
                     catalog,
+                    nlu: mode,
                     min_accuracy,
                 } => {
                     let catalog = load_catalog(&config, catalog.as_deref())?;
-                    nlu::eval(&catalog, &file, min_accuracy)
+                    nlu::eval(
+                        &config,
+                        &catalog,
+                        &file,
+                        mode.unwrap_or(NluMode::Rules),
+                        min_accuracy,
+                    )
                 }
                 NluCommand::Bench {
                     file,

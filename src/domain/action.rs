@@ -1,12 +1,14 @@
 use std::fmt;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{Environment, ResourceKind, ServiceName, TeamName, TemplateName, Version};
 
 /// One platform action, exactly as the typed action contract describes it.
 /// Serializes to the contract's JSON: `{"action": "deploy", "service": ...}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// Its JSON Schema (`schemars`) is what an LLM is given to propose one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "action", rename_all = "snake_case")]
 pub enum Action {
     CreateEnvironment {
@@ -87,7 +89,7 @@ pub enum Action {
 }
 
 /// What a scorecard is asked for: one service or a whole team.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(untagged)]
 pub enum ScorecardTarget {
     Service { service: ServiceName },
@@ -95,7 +97,7 @@ pub enum ScorecardTarget {
 }
 
 /// The names of an action's fields, as `clarify` reports them missing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Field {
     Service,
@@ -138,7 +140,9 @@ impl fmt::Display for Field {
 }
 
 /// The action's name without its fields: the key for policy, metrics and help.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum ActionKind {
     CreateEnvironment,

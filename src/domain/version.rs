@@ -1,10 +1,11 @@
 use std::fmt;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// A release version as people write it, stored without a leading `v`
 /// (`2.3.1`, `1.0.0-rc.1`). Image tags and commit SHAs fit the same shape.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(try_from = "String", into = "String")]
 pub struct Version(String);
 

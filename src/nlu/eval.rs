@@ -99,6 +99,14 @@ pub fn evaluate(parser: &RulesParser, examples: &[Example]) -> Report {
     for ex in examples {
         let got =
             serde_json::to_value(parser.parse(&ex.text).action).expect("actions always serialize");
+        report.score(ex, got);
+    }
+    report
+}
+
+impl Report {
+    /// Scores one answer to one example.
+    pub fn score(&mut self, ex: &Example, got: Value) {
         let ok = matches(&ex.expect, &got);
         let action = ex
             .expect
@@ -106,14 +114,14 @@ pub fn evaluate(parser: &RulesParser, examples: &[Example]) -> Report {
             .and_then(Value::as_str)
             .unwrap_or("?")
             .to_owned();
-        let slot = report.by_action.entry(action).or_default();
+        let slot = self.by_action.entry(action).or_default();
         slot.1 += 1;
-        report.total += 1;
+        self.total += 1;
         if ok {
             slot.0 += 1;
-            report.correct += 1;
+            self.correct += 1;
         } else {
-            report.misses.push(Miss {
+            self.misses.push(Miss {
                 id: ex.id.clone(),
                 text: ex.text.clone(),
                 expect: ex.expect.clone(),
@@ -121,7 +129,6 @@ pub fn evaluate(parser: &RulesParser, examples: &[Example]) -> Report {
             });
         }
     }
-    report
 }
 
 impl fmt::Display for Report {

@@ -1,10 +1,13 @@
 //! Understanding: chat text to a typed [`Action`](crate::domain::Action).
 
+pub mod amend;
 pub mod eval;
 mod index;
 mod lexicon;
+pub mod llm;
 pub mod markup;
 mod rules;
 mod tokens;
 
+pub use llm::{NluPath, Understander, Understanding};
 pub use rules::{Parsed, RulesParser};

@@ -45,6 +45,47 @@ impl RulesParser {
         let tokens = tokenize(&clean);
         Message::new(&self.index, &clean, &tokens).decide()
     }
+
+    /// The catalog index the parser resolves names with (shared with the
+    /// LLM path, so a proposal is normalized exactly like a parse).
+    pub(crate) fn index(&self) -> &CatalogIndex {
+        &self.index
+    }
+
+    /// The entities a message names, whatever its intent: what follow-ups
+    /// ("make it production instead", "also add redis") and the LLM path's
+    /// checks are built from.
+    pub(crate) fn mentions(&self, text: &str) -> Mentions {
+        let clean = markup::strip(text);
+        let tokens = tokenize(&clean);
+        Message::new(&self.index, &clean, &tokens).mentions()
+    }
+}
+
+/// What a message names, read with the parser's own entity rules.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct Mentions {
+    /// Services named exactly, in order.
+    pub exact: Vec<ServiceName>,
+    /// Services named by a unique prefix, a later part or a clear typo.
+    pub fuzzy: Vec<ServiceName>,
+    /// Words that fit several services: the services.
+    pub ambiguous: Vec<ServiceName>,
+    /// Nearest names to words that look like unknown service names.
+    pub near: Vec<ServiceName>,
+    /// The environment the message is about (a targeted one first).
+    pub environment: Option<Environment>,
+    pub from: Option<Environment>,
+    pub to: Option<Environment>,
+    /// Resources asked for (negated ones left out).
+    pub resources: Vec<ResourceKind>,
+    /// Resources taken away ("without redis", "drop the cache").
+    pub removed: Vec<ResourceKind>,
+    pub version: Option<Version>,
+    pub replicas: Option<u32>,
+    pub teams: Vec<TeamName>,
+    /// The words, lowercased, without markup and punctuation.
+    pub words: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -215,6 +256,101 @@ impl<'a> Message<'a> {
             }
         }
         n
+    }
+
+    fn mentions(&self) -> Mentions {
+        let n = self.words.len();
+        let mut m = Mentions {
+            exact: self.exact.iter().map(|(_, _, s)| s.clone()).collect(),
+            ..Mentions::default()
+        };
+        let push = |list: &mut Vec<ServiceName>, s: ServiceName| {
+            if !list.contains(&s) {
+                list.push(s);
+            }
+        };
+        for i in 0..n {
+            if !self.is_word(i) || self.covered[i] {
+                continue;
+            }
+            let w = self.words[i];
+            if is_common(w) || environment_at(&self.words, i).is_some() {
+                continue;
+            }
+            if self.index.team(w, false).is_some() || self.index.is_template(w) {
+                continue;
+            }
+            if w.contains('-') && w.as_bytes()[0].is_ascii_alphabetic() {
+                match self.index.typo(w) {
+                    Ok(s) => push(&mut m.fuzzy, s),
+                    Err(near) => near.into_iter().for_each(|s| push(&mut m.near, s)),
+                }
+                continue;
+            }
+            if w.bytes().any(|b| b.is_ascii_digit()) {
+                continue;
+            }
+            let next = self.word(i + 1);
+            if is_service_noun(next) {
+                if let Ok(s) = self.index.typo(&format!("{w}-{next}")) {
+                    push(&mut m.fuzzy, s);
+                    continue;
+                }
+            }
+            let partial = self.index.partial(w);
+            match partial.len() {
+                0 => {
+                    if let Ok(s) = self.index.typo(w) {
+                        push(&mut m.fuzzy, s);
+                    }
+                }
+                1 => partial.into_iter().for_each(|s| push(&mut m.fuzzy, s)),
+                _ => partial.into_iter().for_each(|s| push(&mut m.ambiguous, s)),
+            }
+        }
+        m.environment = self.environment(n);
+        (m.from, m.to) = self.source_target(n);
+        m.resources = self.resources(0, n).into_iter().map(|(_, k)| k).collect();
+        for i in 0..n {
+            if !self.is_word(i) || self.covered[i] {
+                continue;
+            }
+            let kind = resource_phrase(self.words[i], self.word(i + 1))
+                .or_else(|| ResourceKind::from_word(self.words[i]));
+            let Some(kind) = kind else { continue };
+            let taken_away = (1..=3).any(|k| {
+                matches!(
+                    self.word(i.wrapping_sub(k)),
+                    "without"
+                        | "no"
+                        | "not"
+                        | "except"
+                        | "minus"
+                        | "skip"
+                        | "remove"
+                        | "drop"
+                        | "delete"
+                        | "lose"
+                        | "ditch"
+                )
+            });
+            if taken_away {
+                m.resources.retain(|k| *k != kind);
+                if !m.removed.contains(&kind) {
+                    m.removed.push(kind);
+                }
+            }
+        }
+        m.version = self.version(n);
+        m.replicas = self.replicas(n);
+        if let Some((_, t)) = self.team_at(n) {
+            m.teams.push(t);
+        }
+        m.words = (0..n)
+            .filter(|&i| self.is_word(i))
+            .map(|i| self.words[i].to_owned())
+            .collect();
+        m
     }
 
     fn decide(&self) -> Parsed {

@@ -10,13 +10,15 @@ use crate::chat::dispatcher::Dispatcher;
 use crate::chat::{messages, ButtonOp, ButtonPayload, ChatUser, Conversation, Inbound, Message};
 use crate::domain::{Action, ActionKind, Environment};
 use crate::drivers::{Driver, DriverError, Job, JobState};
-use crate::nlu::RulesParser;
+use crate::nlu::amend::{self as followup, FollowUp};
+use crate::nlu::{NluPath, RulesParser, Understander, Understanding};
 use crate::policy::{self, Decision, PolicyConfig, PolicyContext};
 use crate::requests::executor::{self, DbJobState, Executor, ExecutorSettings, JobRunner};
 use crate::requests::state::{RequestState, Transition};
 use crate::storage::outbox::{OutboxItem, OutboxKind};
 use crate::storage::{
-    now_ms, Claimed, Db, JobStatus, NewRequest, Request, StorageError, TransitionOutcome, Updates,
+    now_ms, Claimed, Db, JobStatus, NewRequest, NluRecord, Request, StorageError,
+    TransitionOutcome, Updates,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +38,8 @@ pub struct EngineSettings {
     pub attempts: u32,
     /// The durable executor's workers, leases and backoff.
     pub executor: ExecutorSettings,
+    /// The LLM side of understanding (`auto`/`llm`); `None`: rules only.
+    pub understander: Option<Arc<Understander>>,
 }
 
 impl Default for EngineSettings {
@@ -45,6 +49,7 @@ impl Default for EngineSettings {
             proposal_ttl: Duration::from_secs(24 * 3600),
             attempts: 6,
             executor: ExecutorSettings::default(),
+            understander: None,
         }
     }
 }
@@ -225,7 +230,32 @@ impl Engine {
             }
         }
         let (catalog, parser) = self.parser();
-        let action = parser.parse(&msg.text).action;
+        if let Some(thread) = &msg.conversation.thread {
+            let conv = &msg.conversation;
+            let proposal = self
+                .inner
+                .db
+                .requests()
+                .proposal_in_thread(conv.platform.as_str(), &conv.channel, thread)
+                .await?;
+            if let Some(req) = proposal {
+                if let Some(handled) = self.follow_up(&msg, req, &catalog, &parser).await? {
+                    return Ok(handled);
+                }
+            }
+        }
+        let understood = match &self.inner.settings.understander {
+            Some(u) => u.understand(&parser, &catalog, &msg.text).await,
+            None => Understanding::by_rules(&parser, &msg.text),
+        };
+        tracing::debug!(
+            path = understood.path.as_str(),
+            latency_ms = understood.latency.as_millis() as u64,
+            llm_calls = understood.llm_calls,
+            action = %understood.action.kind(),
+            "understood a message"
+        );
+        let action = understood.action.clone();
         let conv = &msg.conversation;
         let reply = match &action {
             Action::Nothing => return Ok(Handled::Ignored),
@@ -245,10 +275,249 @@ impl Engine {
                 service,
                 self.inner.driver.status(service, *environment).await,
             ),
-            _ => return self.propose(&msg, action, &catalog).await,
+            _ => {
+                let handled = self.propose(&msg, action, &catalog).await?;
+                if let Handled::Proposed(id) = &handled {
+                    self.record_nlu(id, &understood).await?;
+                }
+                return Ok(handled);
+            }
         };
         self.reply(conv, &reply).await?;
         Ok(Handled::Replied)
+    }
+
+    async fn record_nlu(&self, id: &str, u: &Understanding) -> Result<(), EngineError> {
+        let asked = u.llm_calls > 0;
+        let record = NluRecord {
+            path: u.path.as_str().to_owned(),
+            latency_ms: u.latency.as_millis() as i64,
+            llm_calls: u.llm_calls as i64,
+            prompt_tokens: asked.then_some(u.usage.prompt_tokens as i64),
+            completion_tokens: asked.then_some(u.usage.completion_tokens as i64),
+            model: u.model.clone(),
+            prompt_version: u.prompt_version.clone(),
+        };
+        self.inner.db.requests().record_nlu(id, &record).await?;
+        Ok(())
+    }
+
+    // ----- follow-ups -------------------------------------------------------
+
+    /// A message in the thread of a proposal: a cancel, an amendment, or
+    /// (`None`) an ordinary message after all. Amendments are applied in
+    /// place: the stored action, its hash, the policy notes and the nonce are
+    /// replaced (an `amend` audit row keeps the old and new), so the card is
+    /// updated where it is, its old buttons stop working, and the requester
+    /// must confirm again. Only the requester may amend or cancel.
+    async fn follow_up(
+        &self,
+        msg: &Inbound,
+        req: Request,
+        catalog: &Catalog,
+        parser: &RulesParser,
+    ) -> Result<Option<Handled>, EngineError> {
+        let t0 = std::time::Instant::now();
+        let user = &msg.user;
+        let conv = &msg.conversation;
+        let parsed = parser.parse(&msg.text);
+        let mut reading = followup::follow_up(parser, &req.action, &msg.text);
+        // A whole request of its own (another service, or a read) is not a
+        // follow-up; nor is chit-chat. The same service asked for afresh
+        // replaces the proposal.
+        let kind = parsed.action.kind();
+        if parsed.sure && kind != ActionKind::Ask && reading != FollowUp::Cancel {
+            let other_service = parsed
+                .action
+                .service()
+                .is_some_and(|s| Some(s) != req.action.service());
+            if !kind.is_mutating() || other_service {
+                return Ok(None);
+            }
+            reading = FollowUp::Amend(parsed.action.clone());
+        }
+        let (action, understood) = match reading {
+            FollowUp::Cancel => {
+                if !Self::is_requester(user, &req) {
+                    self.whisper(
+                        user,
+                        conv,
+                        &messages::notice(format!(
+                            "Only {} can change this request.",
+                            req.requester
+                        )),
+                    )
+                    .await?;
+                    return Ok(Some(Handled::Replied));
+                }
+                let out = self
+                    .inner
+                    .db
+                    .requests()
+                    .transition(
+                        &req.id,
+                        Transition::Cancel,
+                        &user.audit_name(),
+                        &user.chat_label(),
+                        "cancelled in the thread",
+                        Updates::default(),
+                    )
+                    .await?;
+                if !out.applied() {
+                    self.already(user, conv, &out).await?;
+                    return Ok(Some(Handled::Replied));
+                }
+                self.update_card(out.request(), None).await?;
+                self.in_thread(
+                    out.request(),
+                    &messages::notice("Cancelled: nothing was changed."),
+                )
+                .await?;
+                return Ok(Some(Handled::Replied));
+            }
+            FollowUp::Amend(a) => (a, Understanding::rules(parsed.action.clone(), t0.elapsed())),
+            FollowUp::Unclear => match &self.inner.settings.understander {
+                Some(u) if Self::is_requester(user, &req) => {
+                    let understood = u.amend(parser, catalog, &req.action, &msg.text).await;
+                    if understood.path == NluPath::Llm && understood.action.kind().is_mutating() {
+                        (understood.action.clone(), understood)
+                    } else if let Action::Clarify {
+                        missing,
+                        candidates,
+                        intent,
+                    } = &understood.action
+                    {
+                        self.in_thread(&req, &messages::clarify(missing, candidates, *intent))
+                            .await?;
+                        return Ok(Some(Handled::Replied));
+                    } else {
+                        return self.not_a_change(msg, &req, &parsed).await;
+                    }
+                }
+                _ => return self.not_a_change(msg, &req, &parsed).await,
+            },
+        };
+        if !Self::is_requester(user, &req) {
+            self.whisper(
+                user,
+                conv,
+                &messages::notice(format!("Only {} can change this request.", req.requester)),
+            )
+            .await?;
+            return Ok(Some(Handled::Replied));
+        }
+        if action == req.action {
+            self.in_thread(
+                &req,
+                &messages::notice(
+                    "That is what the request already says: confirm it on the card to go ahead.",
+                ),
+            )
+            .await?;
+            return Ok(Some(Handled::Replied));
+        }
+        let mut understood = understood;
+        understood.action = action.clone();
+        understood.latency = t0.elapsed();
+        self.amend(msg, &req, action, catalog, &understood)
+            .await
+            .map(Some)
+    }
+
+    /// A reply in a proposal's thread that changes nothing the rules (or the
+    /// LLM) could see: a hint, or ordinary handling when it is not a request.
+    async fn not_a_change(
+        &self,
+        msg: &Inbound,
+        req: &Request,
+        parsed: &crate::nlu::Parsed,
+    ) -> Result<Option<Handled>, EngineError> {
+        if !Self::is_requester(&msg.user, req) || parsed.action == Action::Nothing {
+            return Ok(None);
+        }
+        self.in_thread(
+            req,
+            &messages::notice(
+                "I could not tell what to change. Say, for example, \"make it production instead\", \"also add redis\", \"use 1.5.0\", \"5 replicas\" or \"cancel\"; or use the buttons on the card.",
+            ),
+        )
+        .await?;
+        Ok(Some(Handled::Replied))
+    }
+
+    async fn amend(
+        &self,
+        msg: &Inbound,
+        req: &Request,
+        action: Action,
+        catalog: &Catalog,
+        understood: &Understanding,
+    ) -> Result<Handled, EngineError> {
+        let user = &msg.user;
+        let ctx = self.policy_context(&action, catalog).await;
+        let decision = policy::evaluate(
+            &self.inner.policy,
+            catalog,
+            user.catalog.as_ref(),
+            &action,
+            &ctx,
+        );
+        let notes = match &decision {
+            Decision::Allow { notes } | Decision::NeedsApproval { notes, .. } => notes.clone(),
+            Decision::Deny { .. } => Vec::new(),
+        };
+        let store = self.inner.db.requests();
+        let amended = store
+            .amend(
+                &req.id,
+                &action,
+                &policy::action_hash(&action),
+                &notes,
+                &user.audit_name(),
+                &user.chat_label(),
+                &format!("amended in the thread ({})", understood.path.as_str()),
+            )
+            .await?;
+        let Some(amended) = amended else {
+            let now = store.get(&req.id).await?;
+            self.whisper(
+                user,
+                &msg.conversation,
+                &messages::notice(format!(
+                    "Too late to change it: this request is already {}.",
+                    now.state.as_str().replace('_', " ")
+                )),
+            )
+            .await?;
+            return Ok(Handled::Replied);
+        };
+        self.record_nlu(&amended.id, understood).await?;
+        if let Decision::Deny { rule, reason } = decision {
+            let out = store
+                .transition(
+                    &amended.id,
+                    Transition::Deny,
+                    "policy",
+                    "policy",
+                    &format!("{rule}: {reason}"),
+                    Updates::default(),
+                )
+                .await?;
+            self.update_card(out.request(), None).await?;
+            self.in_thread(out.request(), &messages::denied(&reason))
+                .await?;
+            return Ok(Handled::Proposed(amended.id));
+        }
+        self.update_card(&amended, None).await?;
+        self.in_thread(
+            &amended,
+            &messages::notice(format!(
+                "Updated: {}. Check the card and confirm again.",
+                messages::describe(&amended.action)
+            )),
+        )
+        .await?;
+        Ok(Handled::Proposed(amended.id))
     }
 
     async fn propose(

@@ -397,3 +397,157 @@ async fn insert_event(
     .await?;
     Ok(())
 }
+
+/// How a request was understood (the `nlu_*` columns).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct NluRecord {
+    /// `rules`, `llm` or `rules_fallback`.
+    pub path: String,
+    pub latency_ms: i64,
+    pub llm_calls: i64,
+    pub prompt_tokens: Option<i64>,
+    pub completion_tokens: Option<i64>,
+    pub model: Option<String>,
+    pub prompt_version: Option<String>,
+}
+
+impl RequestStore<'_> {
+    /// Records how the request's current action was understood.
+    pub async fn record_nlu(&self, id: &str, nlu: &NluRecord) -> Result<(), StorageError> {
+        sqlx::query(
+            "UPDATE requests SET nlu_path = $1, nlu_latency_ms = $2, nlu_llm_calls = $3, nlu_prompt_tokens = $4, \
+             nlu_completion_tokens = $5, nlu_model = $6, nlu_prompt_version = $7 WHERE id = $8",
+        )
+        .bind(&nlu.path)
+        .bind(nlu.latency_ms)
+        .bind(nlu.llm_calls)
+        .bind(nlu.prompt_tokens)
+        .bind(nlu.completion_tokens)
+        .bind(nlu.model.clone())
+        .bind(nlu.prompt_version.clone())
+        .bind(id)
+        .execute(&self.db.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// How the request was understood; `None` when nothing was recorded.
+    pub async fn nlu(&self, id: &str) -> Result<Option<NluRecord>, StorageError> {
+        let row = sqlx::query(
+            "SELECT nlu_path, nlu_latency_ms, nlu_llm_calls, nlu_prompt_tokens, nlu_completion_tokens, nlu_model, nlu_prompt_version \
+             FROM requests WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.db.pool)
+        .await?;
+        let Some(r) = row else { return Ok(None) };
+        let Some(path) = get_opt_str(&r, "nlu_path")? else {
+            return Ok(None);
+        };
+        Ok(Some(NluRecord {
+            path,
+            latency_ms: get_opt_i64(&r, "nlu_latency_ms")?.unwrap_or(0),
+            llm_calls: get_opt_i64(&r, "nlu_llm_calls")?.unwrap_or(0),
+            prompt_tokens: get_opt_i64(&r, "nlu_prompt_tokens")?,
+            completion_tokens: get_opt_i64(&r, "nlu_completion_tokens")?,
+            model: get_opt_str(&r, "nlu_model")?,
+            prompt_version: get_opt_str(&r, "nlu_prompt_version")?,
+        }))
+    }
+
+    /// The proposal a reply in `thread` is about: the request whose card is
+    /// the thread's message, else the latest request proposed in that thread.
+    /// Only requests still `proposed` count.
+    pub async fn proposal_in_thread(
+        &self,
+        platform: &str,
+        channel: &str,
+        thread: &str,
+    ) -> Result<Option<Request>, StorageError> {
+        let cols = COLUMNS
+            .split(", ")
+            .map(|c| format!("r.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let by_card = sqlx::query(&format!(
+            "SELECT {cols} FROM requests r JOIN cards c ON c.card_key = r.id \
+             WHERE c.platform = $1 AND c.channel = $2 AND c.message_ref = $3 AND r.state = $4 \
+             ORDER BY r.created_at DESC LIMIT 1"
+        ))
+        .bind(platform)
+        .bind(channel)
+        .bind(thread)
+        .bind(RequestState::Proposed.as_str())
+        .fetch_optional(&self.db.pool)
+        .await?;
+        if let Some(r) = by_card {
+            return decode(&r).map(Some);
+        }
+        let in_thread = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM requests WHERE platform = $1 AND channel = $2 AND thread = $3 AND state = $4 \
+             ORDER BY created_at DESC LIMIT 1"
+        ))
+        .bind(platform)
+        .bind(channel)
+        .bind(thread)
+        .bind(RequestState::Proposed.as_str())
+        .fetch_optional(&self.db.pool)
+        .await?;
+        in_thread.as_ref().map(decode).transpose()
+    }
+
+    /// Replaces the action of a request that is still `proposed` (a
+    /// follow-up amended it): new hash and notes, and a new nonce so the
+    /// old card's buttons stop working; the old and new action go in the
+    /// audit log. `None` when the request is no longer a proposal.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn amend(
+        &self,
+        id: &str,
+        action: &Action,
+        action_hash: &str,
+        notes: &[String],
+        actor: &str,
+        chat: &str,
+        detail: &str,
+    ) -> Result<Option<Request>, StorageError> {
+        let now = now_ms();
+        let action_json = serde_json::to_string(action).expect("actions serialize");
+        let notes_json = serde_json::to_string(notes).expect("strings serialize");
+        let mut tx = self.db.pool.begin().await?;
+        let done = sqlx::query(
+            "UPDATE requests SET action_kind = $1, action_json = $2, action_hash = $3, service = $4, environment = $5, \
+             notes_json = $6, nonce = $7, updated_at = $8, version = version + 1 WHERE id = $9 AND state = $10",
+        )
+        .bind(action.kind().as_str())
+        .bind(&action_json)
+        .bind(action_hash)
+        .bind(action.service().map(|s| s.as_str().to_owned()))
+        .bind(action.environment().map(|e| e.as_str().to_owned()))
+        .bind(&notes_json)
+        .bind(random_token(12))
+        .bind(now)
+        .bind(id)
+        .bind(RequestState::Proposed.as_str())
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            tx.rollback().await?;
+            return Ok(None);
+        }
+        insert_event(
+            &mut tx,
+            id,
+            now,
+            actor,
+            chat,
+            "amend",
+            Some(RequestState::Proposed),
+            RequestState::Proposed,
+            &format!("{detail}: {action_json}"),
+        )
+        .await?;
+        tx.commit().await?;
+        self.get(id).await.map(Some)
+    }
+}
