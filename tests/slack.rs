@@ -642,11 +642,11 @@ async fn identity_falls_back_to_the_catalog_email() {
         &[],
     )
     .await;
-    r.event(
-        &mention("restart payment-service in dev", "USTRANGER", "EvId2"),
-        &[],
-    )
-    .await;
+    // In a thread of its own: a message in the thread of bob's proposal
+    // would be a follow-up to it.
+    let mut stranger = mention("restart payment-service in dev", "USTRANGER", "EvId2");
+    stranger["event"]["ts"] = json!("1678252299.000001");
+    r.event(&stranger, &[]).await;
     r.idle().await;
     let reqs = r
         .tdb
