@@ -174,6 +174,10 @@ async fn serve(router: Router) -> String {
 }
 
 async fn rig() -> Rig {
+    rig_with(EngineSettings::default()).await
+}
+
+async fn rig_with(settings: EngineSettings) -> Rig {
     let fake = FakeSlack::default();
     let api_base = serve(
         Router::new()
@@ -202,7 +206,7 @@ async fn rig() -> Rig {
         PolicyConfig::default(),
         Arc::new(driver.clone()),
         dispatcher,
-        EngineSettings::default(),
+        settings,
     );
     let state = SlackState {
         engine: engine.clone(),
@@ -794,4 +798,24 @@ async fn direct_messages_and_replies_in_a_request_thread_are_heard() {
         .collect();
     assert_eq!(owner_replies.len(), 1, "{posts:?}");
     assert_eq!(owner_replies[0]["thread_ts"], "1678252212.229129");
+}
+
+#[tokio::test]
+async fn a_saturated_paver_asks_slack_to_redeliver_instead_of_queueing() {
+    let r = rig_with(EngineSettings {
+        max_in_flight: 0,
+        ..EngineSettings::default()
+    })
+    .await;
+    let resp = r
+        .event(
+            &mention("restart cart-service in dev", "U0ALICE", "EvBusy"),
+            &[],
+        )
+        .await;
+    assert_eq!(resp.status(), 503, "not acknowledged, so Slack retries");
+    r.idle().await;
+    assert!(r.fake.calls("chat.postMessage").is_empty());
+    // The event was not marked processed: the redelivery will be handled.
+    assert!(r.tdb.db.first_delivery("slack", "EvBusy").await.unwrap());
 }

@@ -21,6 +21,11 @@ use crate::storage::{
     TransitionOutcome, Updates,
 };
 
+/// Too much work in flight: the caller should not acknowledge the event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("too many events in flight; try again shortly")]
+pub struct Overloaded;
+
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
     #[error(transparent)]
@@ -40,6 +45,10 @@ pub struct EngineSettings {
     pub executor: ExecutorSettings,
     /// The LLM side of understanding (`auto`/`llm`); `None`: rules only.
     pub understander: Option<Arc<Understander>>,
+    /// Acknowledged chat events handled at once, at most; past it adapters
+    /// answer "busy" so the platform redelivers later, instead of Paver
+    /// queueing without bound.
+    pub max_in_flight: usize,
 }
 
 impl Default for EngineSettings {
@@ -50,6 +59,7 @@ impl Default for EngineSettings {
             attempts: 6,
             executor: ExecutorSettings::default(),
             understander: None,
+            max_in_flight: 1024,
         }
     }
 }
@@ -1331,19 +1341,29 @@ impl Engine {
     }
 
     /// Runs work an adapter acknowledged before doing it, counted as running
-    /// so [`Engine::wait_idle`] waits for it too.
-    pub fn track<F>(&self, work: F)
+    /// so [`Engine::wait_idle`] waits for it too. Refuses (before the adapter
+    /// acknowledges) when `max_in_flight` events are already being handled.
+    pub fn track<F>(&self, work: F) -> Result<(), Overloaded>
     where
         F: std::future::Future<Output = Result<(), EngineError>> + Send + 'static,
     {
+        let previous = self.inner.running.fetch_add(1, Ordering::SeqCst);
+        if previous >= self.inner.settings.max_in_flight {
+            self.inner.running.fetch_sub(1, Ordering::SeqCst);
+            tracing::warn!(
+                in_flight = previous,
+                "too many chat events in flight; asking for redelivery"
+            );
+            return Err(Overloaded);
+        }
         let me = self.clone();
-        self.inner.running.fetch_add(1, Ordering::SeqCst);
         tokio::spawn(async move {
             if let Err(e) = work.await {
                 tracing::error!(error = %e, "handling a chat event failed");
             }
             me.inner.running.fetch_sub(1, Ordering::SeqCst);
         });
+        Ok(())
     }
 
     /// Whether nothing is running, no job is queued or running (a retry

@@ -31,8 +31,13 @@ pub struct SlackState {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("malformed Slack payload: {0}")]
-pub struct BadPayload(pub String);
+pub enum BadPayload {
+    #[error("malformed Slack payload: {0}")]
+    Malformed(String),
+    /// Not malformed: Paver is saturated and wants it delivered again.
+    #[error("busy: {0}")]
+    Busy(#[from] crate::requests::engine::Overloaded),
+}
 
 pub fn routes(state: SlackState) -> Router {
     Router::new()
@@ -65,8 +70,14 @@ fn check(state: &SlackState, headers: &HeaderMap, body: &[u8]) -> Result<(), Sta
 }
 
 fn bad_request(e: BadPayload) -> Response {
-    tracing::info!(error = %e, "Slack payload refused");
-    (StatusCode::BAD_REQUEST, e.0).into_response()
+    match e {
+        BadPayload::Malformed(m) => {
+            tracing::info!(error = %m, "Slack payload refused");
+            (StatusCode::BAD_REQUEST, m).into_response()
+        }
+        // Slack retries a delivery that did not get a 2xx.
+        BadPayload::Busy(_) => (StatusCode::SERVICE_UNAVAILABLE, "busy").into_response(),
+    }
 }
 
 async fn events(State(state): State<SlackState>, headers: HeaderMap, body: Bytes) -> Response {
@@ -75,7 +86,7 @@ async fn events(State(state): State<SlackState>, headers: HeaderMap, body: Bytes
     }
     let payload: Value = match serde_json::from_slice(&body) {
         Ok(v) => v,
-        Err(e) => return bad_request(BadPayload(format!("not JSON: {e}"))),
+        Err(e) => return bad_request(BadPayload::Malformed(format!("not JSON: {e}"))),
     };
     match handle_event_payload(&state, payload).await {
         Ok(Some(reply)) => Json(reply).into_response(),
@@ -85,10 +96,10 @@ async fn events(State(state): State<SlackState>, headers: HeaderMap, body: Bytes
 }
 
 fn form(body: &[u8]) -> Result<HashMap<String, String>, BadPayload> {
-    let text =
-        std::str::from_utf8(body).map_err(|_| BadPayload("form body is not UTF-8".into()))?;
+    let text = std::str::from_utf8(body)
+        .map_err(|_| BadPayload::Malformed("form body is not UTF-8".into()))?;
     if !text.contains('=') {
-        return Err(BadPayload("not a form body".into()));
+        return Err(BadPayload::Malformed("not a form body".into()));
     }
     Ok(url::form_urlencoded::parse(text.as_bytes())
         .into_owned()
@@ -106,9 +117,9 @@ async fn interactions(
     let payload = form(&body).and_then(|f| {
         let raw = f
             .get("payload")
-            .ok_or_else(|| BadPayload("no payload field".into()))?;
+            .ok_or_else(|| BadPayload::Malformed("no payload field".into()))?;
         serde_json::from_str::<Value>(raw)
-            .map_err(|e| BadPayload(format!("payload is not JSON: {e}")))
+            .map_err(|e| BadPayload::Malformed(format!("payload is not JSON: {e}")))
     });
     match payload {
         Ok(p) => match handle_interaction(&state, p).await {
@@ -159,14 +170,16 @@ pub async fn handle_event_payload(
             let challenge = payload
                 .get("challenge")
                 .and_then(Value::as_str)
-                .ok_or_else(|| BadPayload("url_verification without a challenge".into()))?;
+                .ok_or_else(|| {
+                    BadPayload::Malformed("url_verification without a challenge".into())
+                })?;
             Ok(Some(json!({"challenge": challenge})))
         }
         Some("event_callback") => {
             let event = payload
                 .get("event")
                 .filter(|e| e.is_object())
-                .ok_or_else(|| BadPayload("event_callback without an event".into()))?;
+                .ok_or_else(|| BadPayload::Malformed("event_callback without an event".into()))?;
             if let Some(auth) = payload.get("authorizations").and_then(|a| a.get(0)) {
                 if auth.get("is_bot").and_then(Value::as_bool) == Some(true) {
                     if let Some(uid) = auth.get("user_id").and_then(Value::as_str) {
@@ -185,14 +198,14 @@ pub async fn handle_event_payload(
             state.engine.track(async move {
                 me.on_event(event_id, &event).await;
                 Ok(())
-            });
+            })?;
             Ok(None)
         }
         Some(other) => {
             tracing::debug!(kind = other, "Slack payload type ignored");
             Ok(None)
         }
-        None => Err(BadPayload("no type".into())),
+        None => Err(BadPayload::Malformed("no type".into())),
     }
 }
 
@@ -269,17 +282,17 @@ pub async fn handle_interaction(state: &SlackState, payload: Value) -> Result<()
     match payload.get("type").and_then(Value::as_str) {
         Some("block_actions") => {
             let user = str_at(&payload, &["user", "id"])
-                .ok_or_else(|| BadPayload("block_actions without a user".into()))?
+                .ok_or_else(|| BadPayload::Malformed("block_actions without a user".into()))?
                 .to_owned();
             let channel = str_at(&payload, &["channel", "id"])
                 .or_else(|| str_at(&payload, &["container", "channel_id"]))
-                .ok_or_else(|| BadPayload("block_actions without a channel".into()))?
+                .ok_or_else(|| BadPayload::Malformed("block_actions without a channel".into()))?
                 .to_owned();
             let thread = str_at(&payload, &["message", "thread_ts"]).map(str::to_owned);
             let values: Vec<String> = payload
                 .get("actions")
                 .and_then(Value::as_array)
-                .ok_or_else(|| BadPayload("block_actions without actions".into()))?
+                .ok_or_else(|| BadPayload::Malformed("block_actions without actions".into()))?
                 .iter()
                 .filter_map(|a| a.get("value").and_then(Value::as_str).map(str::to_owned))
                 .collect();
@@ -295,7 +308,7 @@ pub async fn handle_interaction(state: &SlackState, payload: Value) -> Result<()
                     me.engine.handle_button(&user, &conv, &v).await?;
                 }
                 Ok(())
-            });
+            })?;
             Ok(())
         }
         // Paver opens no modals of its own yet; a submission is acknowledged.
@@ -307,7 +320,7 @@ pub async fn handle_interaction(state: &SlackState, payload: Value) -> Result<()
             tracing::debug!(kind = other, "Slack interaction ignored");
             Ok(())
         }
-        None => Err(BadPayload("interaction without a type".into())),
+        None => Err(BadPayload::Malformed("interaction without a type".into())),
     }
 }
 
@@ -319,7 +332,7 @@ pub async fn handle_command(
     let get = |k: &str| {
         f.get(k)
             .map(String::as_str)
-            .ok_or_else(|| BadPayload(format!("slash command without {k}")))
+            .ok_or_else(|| BadPayload::Malformed(format!("slash command without {k}")))
     };
     let text = f.get("text").map(|t| t.trim()).unwrap_or("");
     let user = get("user_id")?.to_owned();
@@ -345,6 +358,6 @@ pub async fn handle_command(
             text: request,
         };
         me.engine.handle_message(inbound).await.map(|_| ())
-    });
+    })?;
     Ok(json!({"response_type": "ephemeral", "text": format!("On it: {}", blocks::escape(text))}))
 }

@@ -9,7 +9,9 @@ use secrecy::SecretString;
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
-use super::inbound::{handle_command, handle_event_payload, handle_interaction, SlackState};
+use super::inbound::{
+    handle_command, handle_event_payload, handle_interaction, BadPayload, SlackState,
+};
 
 /// Connects, serves until Slack asks to reconnect or the socket drops, and
 /// reconnects with backoff, forever.
@@ -75,18 +77,23 @@ pub async fn handle_envelope(state: &SlackState, envelope: &Value) -> Option<Val
     let id = envelope.get("envelope_id").and_then(Value::as_str)?;
     let payload = envelope.get("payload").cloned().unwrap_or(Value::Null);
     match kind {
-        "events_api" => {
-            if let Err(e) = handle_event_payload(state, payload).await {
+        "events_api" => match handle_event_payload(state, payload).await {
+            // Unacknowledged, Slack sends the envelope again.
+            Err(BadPayload::Busy(_)) => None,
+            Err(e) => {
                 tracing::info!(error = %e, "Socket Mode event refused");
+                Some(json!({"envelope_id": id}))
             }
-            Some(json!({"envelope_id": id}))
-        }
-        "interactive" => {
-            if let Err(e) = handle_interaction(state, payload).await {
+            Ok(_) => Some(json!({"envelope_id": id})),
+        },
+        "interactive" => match handle_interaction(state, payload).await {
+            Err(BadPayload::Busy(_)) => None,
+            Err(e) => {
                 tracing::info!(error = %e, "Socket Mode interaction refused");
+                Some(json!({"envelope_id": id}))
             }
-            Some(json!({"envelope_id": id}))
-        }
+            Ok(()) => Some(json!({"envelope_id": id})),
+        },
         "slash_commands" => {
             let fields: HashMap<String, String> = payload
                 .as_object()
@@ -98,6 +105,7 @@ pub async fn handle_envelope(state: &SlackState, envelope: &Value) -> Option<Val
                 .unwrap_or_default();
             match handle_command(state, &fields).await {
                 Ok(reply) => Some(json!({"envelope_id": id, "payload": reply})),
+                Err(BadPayload::Busy(_)) => None,
                 Err(e) => {
                     tracing::info!(error = %e, "Socket Mode command refused");
                     Some(json!({"envelope_id": id}))
