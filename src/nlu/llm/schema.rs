@@ -46,6 +46,7 @@ pub fn proposal_schema() -> Value {
             for v in variants {
                 let keep = v.get("description").cloned();
                 strip_descriptions(v);
+                flatten_any_of(v);
                 if let (Some(d), Some(obj)) = (keep, v.as_object_mut()) {
                     obj.insert("description".into(), d);
                 }
@@ -53,6 +54,29 @@ pub fn proposal_schema() -> Value {
         }
     }
     value
+}
+
+/// `scorecard`'s target is "a service or a team" (an untagged enum, so an
+/// `anyOf` of two objects beside `action`). Grammar-constrained decoders
+/// (llama.cpp) handle that badly; offer both keys as optional properties
+/// instead. Validation still takes exactly one.
+fn flatten_any_of(v: &mut Value) {
+    let Some(obj) = v.as_object_mut() else { return };
+    let Some(Value::Array(alternatives)) = obj.remove("anyOf") else {
+        return;
+    };
+    let props = obj
+        .entry("properties")
+        .or_insert_with(|| Value::Object(Default::default()));
+    if let Value::Object(props) = props {
+        for alt in alternatives {
+            if let Some(Value::Object(p)) = alt.get("properties") {
+                for (k, schema) in p {
+                    props.entry(k.clone()).or_insert_with(|| schema.clone());
+                }
+            }
+        }
+    }
 }
 
 fn strip_descriptions(v: &mut Value) {
@@ -103,6 +127,7 @@ mod tests {
             assert!(text.contains(&format!("\"{name}\"")), "{name} missing");
         }
         assert!(!text.contains("$ref"), "sub-schemas are inlined");
+        assert!(!text.contains("anyOf"), "the scorecard target is flattened");
         assert!(!text.contains("intent"), "internal fields stay out");
         assert!(
             text.len() < 6000,

@@ -1,8 +1,10 @@
 //! A model's proposal through the same checks as a rules parse: names are
 //! re-resolved through the catalog index (so `Postgres`, `prod` and
-//! `odrer-service` come out as the parser would write them), a service the
-//! message never named is not taken from the model, unknown or invalid
-//! values become `clarify`, and only a broken shape asks for a repair.
+//! `odrer-service` come out as the parser would write them); facts the
+//! message does not contain (a service, environment, version, replica count,
+//! template or new name the user never gave) are not taken from the model but
+//! asked for, and resources nobody asked for are dropped; unknown or invalid
+//! values become `clarify`; only a broken shape asks for a repair.
 
 use serde_json::{Map, Value};
 
