@@ -360,26 +360,14 @@ impl Engine {
                     .await?;
                     return Ok(Some(Handled::Replied));
                 }
-                let out = self
-                    .inner
-                    .db
-                    .requests()
-                    .transition(
-                        &req.id,
-                        Transition::Cancel,
-                        &user.audit_name(),
-                        &user.chat_label(),
-                        "cancelled in the thread",
-                        Updates::default(),
-                    )
-                    .await?;
-                if !out.applied() {
-                    self.already(user, conv, &out).await?;
+                let Some(cancelled) = self
+                    .cancel_as(user, conv, &req, "cancelled in the thread")
+                    .await?
+                else {
                     return Ok(Some(Handled::Replied));
-                }
-                self.update_card(out.request(), None).await?;
+                };
                 self.in_thread(
-                    out.request(),
+                    &cancelled,
                     &messages::notice("Cancelled: nothing was changed."),
                 )
                 .await?;
@@ -827,6 +815,19 @@ impl Engine {
                 )
                 .await;
         }
+        self.cancel_as(user, conv, &req, "").await.map(|_| ())
+    }
+
+    /// Cancels on the requester's word (the caller checked who it is):
+    /// the transition, its card update, or "already …" when it no longer
+    /// applies. Returns the cancelled request when it was cancelled now.
+    async fn cancel_as(
+        &self,
+        user: &ChatUser,
+        conv: &Conversation,
+        req: &Request,
+        detail: &str,
+    ) -> Result<Option<Request>, EngineError> {
         let out = self
             .inner
             .db
@@ -836,14 +837,20 @@ impl Engine {
                 Transition::Cancel,
                 &user.audit_name(),
                 &user.chat_label(),
-                "",
+                detail,
                 Updates::default(),
             )
             .await?;
-        if !out.applied() {
-            return self.already(user, conv, &out).await;
+        match out {
+            TransitionOutcome::Applied(r) => {
+                self.update_card(&r, None).await?;
+                Ok(Some(r))
+            }
+            unchanged => {
+                self.already(user, conv, &unchanged).await?;
+                Ok(None)
+            }
         }
-        self.update_card(out.request(), None).await
     }
 
     async fn decide(
