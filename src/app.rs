@@ -37,6 +37,8 @@ pub enum AppError {
     Engine(#[from] EngineError),
     #[error("setting up the LLM: {0}")]
     Llm(#[from] LlmError),
+    #[error("handing back jobs at shutdown: {0}")]
+    Shutdown(StorageError),
 }
 
 /// The LLM side of understanding, as `nlu.mode` and `[llm]` say: `None`
@@ -214,5 +216,35 @@ impl App {
             engine,
             dispatcher,
         })
+    }
+}
+
+impl App {
+    /// Graceful stop after the HTTP server stopped accepting: acknowledged
+    /// events still being handled get until `grace`, running jobs too; what
+    /// is still running then is handed back (its lease ended now) so another
+    /// replica or the next start resumes it. Messages already queued stay in
+    /// the outbox for whoever delivers next.
+    pub async fn shutdown(&self, grace: Duration) -> Result<(), AppError> {
+        let deadline = tokio::time::Instant::now() + grace;
+        while self.engine.in_flight() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        self.engine
+            .executor()
+            .drain(left)
+            .await
+            .map_err(AppError::Shutdown)?;
+        // A moment for the dispatcher to send what the last work queued.
+        let _ = tokio::time::timeout(left.min(Duration::from_secs(2)), async {
+            while let Ok(n) = self.dispatcher.run_once().await {
+                if n == 0 {
+                    break;
+                }
+            }
+        })
+        .await;
+        Ok(())
     }
 }

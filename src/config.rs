@@ -69,12 +69,16 @@ pub struct Config {
 #[serde(default, deny_unknown_fields)]
 pub struct ServerConfig {
     pub listen: SocketAddr,
+    /// On SIGTERM: how long in-flight work may take to finish before it is
+    /// handed back (jobs) or left for redelivery (events not yet handled).
+    pub shutdown_grace_secs: u64,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            shutdown_grace_secs: 20,
         }
     }
 }

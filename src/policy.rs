@@ -273,6 +273,8 @@ pub struct PolicyConfig {
     pub requesters: Requesters,
     pub approvers: Vec<ApproverSource>,
     pub approval_expiry_hours: u64,
+    /// How long a failed request can be retried before it expires.
+    pub failed_expiry_hours: u64,
     pub max_replicas: u32,
     /// 0 turns preview environments off.
     pub max_preview_envs_per_team: u32,
@@ -289,6 +291,7 @@ impl Default for PolicyConfig {
                 ApproverSource::Team(TeamName::parse("team-platform").expect("valid team name")),
             ],
             approval_expiry_hours: 24,
+            failed_expiry_hours: 72,
             max_replicas: 20,
             max_preview_envs_per_team: 5,
             preview_ttl_hours: 72,
@@ -326,6 +329,11 @@ impl PolicyConfig {
         Duration::from_secs(self.approval_expiry_hours.saturating_mul(HOUR))
     }
 
+    /// How long a failed request keeps its Retry button before it expires.
+    pub fn failed_expiry(&self) -> Duration {
+        Duration::from_secs(self.failed_expiry_hours.saturating_mul(HOUR))
+    }
+
     /// The first rule that matches `action`, if any.
     pub fn matching_rule(&self, action: &Action) -> Option<&PolicyRule> {
         self.rules.iter().find(|r| r.matches(action))
@@ -358,6 +366,12 @@ impl PolicyConfig {
         if self.approval_expiry_hours == 0 {
             out.push(
                 "policy.approval_expiry_hours: must be at least 1 (with 0 every approval request expires at once)"
+                    .into(),
+            );
+        }
+        if self.failed_expiry_hours == 0 {
+            out.push(
+                "policy.failed_expiry_hours: must be at least 1 (with 0 a failed request expires before anyone can retry it)"
                     .into(),
             );
         }

@@ -149,6 +149,9 @@ fn state_line(req: &Request) -> String {
         ),
         RequestState::Cancelled => "Cancelled".into(),
         RequestState::Denied => "Denied".into(),
+        RequestState::Expired if req.error.is_some() => {
+            "Failed, and expired without a retry".into()
+        }
         RequestState::Expired => "Expired before anyone acted".into(),
     }
 }

@@ -34,6 +34,11 @@ pub fn run(config: &Config) -> anyhow::Result<ExitCode> {
             .with_graceful_shutdown(shutdown())
             .await
             .context("serving HTTP")?;
+        // No longer accepting: finish or hand back what is in flight.
+        let grace = std::time::Duration::from_secs(config.server.shutdown_grace_secs);
+        tracing::info!(grace_secs = grace.as_secs(), "shutting down");
+        app.shutdown(grace).await.context("shutting down")?;
+        tracing::info!("stopped");
         Ok(ExitCode::SUCCESS)
     })
 }

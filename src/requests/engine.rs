@@ -8,17 +8,19 @@ use std::time::Duration;
 use crate::catalog::{Catalog, SharedCatalog};
 use crate::chat::dispatcher::Dispatcher;
 use crate::chat::{messages, ButtonOp, ButtonPayload, ChatUser, Conversation, Inbound, Message};
-use crate::domain::{Action, ActionKind, Environment};
+use crate::domain::{Action, ActionKind, Environment, UserName};
 use crate::drivers::{Driver, DriverError, Job, JobState};
 use crate::nlu::amend::{self as followup, FollowUp};
 use crate::nlu::{NluPath, RulesParser, Understander, Understanding};
 use crate::policy::{self, Decision, PolicyConfig, PolicyContext};
 use crate::requests::executor::{self, DbJobState, Executor, ExecutorSettings, JobRunner};
+use crate::storage::jobs::idempotency_key;
 use crate::requests::state::{RequestState, Transition};
 use crate::storage::outbox::{OutboxItem, OutboxKind};
+use crate::storage::requests::Approval;
 use crate::storage::{
-    now_ms, Claimed, Db, JobStatus, NewRequest, NluRecord, Request, StorageError,
-    TransitionOutcome, Updates,
+    now_ms, ApprovalDecision, Claimed, Db, JobRow, Guard, JobStatus, NewDecision, NewRequest, NluRecord,
+    Request, StorageError, TransitionOutcome, Updates,
 };
 
 /// Too much work in flight: the caller should not acknowledge the event.
@@ -85,6 +87,14 @@ struct Inner {
 #[derive(Clone)]
 pub struct Engine {
     inner: Arc<Inner>,
+}
+
+/// How a request came to be `confirmed` (what policy may take into account).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Settle {
+    Confirm,
+    Retry,
+    Recovery,
 }
 
 /// What became of a message (for adapters and tests).
@@ -715,23 +725,80 @@ impl Engine {
         }
         let store = self.inner.db.requests();
         let (actor, chat) = (user.audit_name(), user.chat_label());
+        // Conditional on the nonce the pressed card carried: an amendment
+        // that lands first changes the nonce, and this press is then stale
+        // however close the two are.
         let out = store
-            .transition(
+            .transition_guarded(
                 &req.id,
                 Transition::Confirm,
+                Guard::nonce(&req.nonce).and_action(&req.action_hash),
                 &actor,
                 &chat,
                 "",
                 Updates::default(),
             )
             .await?;
-        if !out.applied() {
-            return self.already(user, conv, &out).await;
+        match out {
+            TransitionOutcome::Applied(confirmed) => {
+                self.settle_confirmed(confirmed, user.catalog.clone(), Settle::Confirm)
+                    .await
+            }
+            TransitionOutcome::Stale(_) => self.stale_card(user, conv).await,
+            unchanged => self.already(user, conv, &unchanged).await,
+        }
+    }
+
+    async fn stale_card(&self, user: &ChatUser, conv: &Conversation) -> Result<(), EngineError> {
+        self.whisper(
+            user,
+            conv,
+            &messages::notice(
+                "That card is out of date: the request changed after it was shown. Check the updated card and use its buttons.",
+            ),
+        )
+        .await
+    }
+
+    /// Policy's decision for a request that is `confirmed` (just confirmed,
+    /// retried, or left there by a crash), taken on the action exactly as
+    /// the confirm transaction wrote it; every transition out of here is
+    /// guarded by that action's hash.
+    async fn settle_confirmed(
+        &self,
+        req: Request,
+        requester: Option<UserName>,
+        via: Settle,
+    ) -> Result<(), EngineError> {
+        let store = self.inner.db.requests();
+        let hash = req.action_hash.clone();
+        // Defence in depth: the stored action must hash to what was stored
+        // and confirmed, or nothing about it can be trusted.
+        if policy::action_hash(&req.action) != hash || req.confirmed_hash.as_deref() != Some(&hash)
+        {
+            tracing::error!(request = %req.id, "confirmed action does not match its hash; refusing");
+            let out = store
+                .transition_guarded(
+                    &req.id,
+                    Transition::Deny,
+                    Guard::action(&hash),
+                    "policy",
+                    "policy",
+                    "integrity: the action does not match the confirmed action",
+                    Updates::default(),
+                )
+                .await?;
+            self.update_card(out.request(), None).await?;
+            return self
+                .in_thread(
+                    out.request(),
+                    &messages::denied("the stored action does not match what was confirmed; ask again"),
+                )
+                .await;
         }
         // The catalog or policy may have changed since the proposal: decide now.
         let catalog = self.inner.catalog.current();
         let ctx = self.policy_context(&req.action, &catalog).await;
-        let requester = user.catalog.clone();
         let decision = policy::evaluate(
             &self.inner.policy,
             &catalog,
@@ -739,12 +806,14 @@ impl Engine {
             &req.action,
             &ctx,
         );
+        let guard = Guard::action(&hash);
         match decision {
             Decision::Deny { rule, reason } => {
                 let out = store
-                    .transition(
+                    .transition_guarded(
                         &req.id,
                         Transition::Deny,
+                        guard,
                         "policy",
                         "policy",
                         &format!("{rule}: {reason}"),
@@ -752,17 +821,47 @@ impl Engine {
                     )
                     .await?;
                 self.update_card(out.request(), None).await?;
+                if !out.applied() {
+                    return Ok(());
+                }
                 self.in_thread(out.request(), &messages::denied(&reason))
                     .await
             }
             Decision::NeedsApproval {
                 rule, approvers, ..
             } => {
+                if via == Settle::Retry {
+                    if let Some(prior) = self
+                        .valid_prior_approval(&req, &approvers, &catalog)
+                        .await?
+                    {
+                        let out = store
+                            .transition_guarded(
+                                &req.id,
+                                Transition::AutoApprove,
+                                guard,
+                                "policy",
+                                "policy",
+                                &format!(
+                                    "{rule}: the approval by {} for this exact action is still valid",
+                                    prior.approver
+                                ),
+                                Updates::default(),
+                            )
+                            .await?;
+                        self.update_card(out.request(), None).await?;
+                        if out.applied() {
+                            self.execute(req.id.clone());
+                        }
+                        return Ok(());
+                    }
+                }
                 let expires = now_ms() + self.inner.policy.approval_expiry().as_millis() as i64;
                 let out = store
-                    .transition(
+                    .transition_guarded(
                         &req.id,
                         Transition::NeedApproval,
+                        guard,
                         "policy",
                         "policy",
                         &rule,
@@ -774,6 +873,9 @@ impl Engine {
                     )
                     .await?;
                 self.update_card(out.request(), None).await?;
+                if !out.applied() {
+                    return Ok(());
+                }
                 self.in_thread(
                     out.request(),
                     &messages::approval_needed(out.request(), &rule),
@@ -782,9 +884,10 @@ impl Engine {
             }
             Decision::Allow { .. } => {
                 let out = store
-                    .transition(
+                    .transition_guarded(
                         &req.id,
                         Transition::AutoApprove,
+                        guard,
                         "policy",
                         "policy",
                         "confirmation is enough",
@@ -798,6 +901,35 @@ impl Engine {
                 Ok(())
             }
         }
+    }
+
+    /// For a retry: an approval of exactly this action, younger than the
+    /// approval window, by someone who may still approve it, given when the
+    /// approvers were who policy names now. Anything else asks again.
+    async fn valid_prior_approval(
+        &self,
+        req: &Request,
+        approvers: &policy::Approvers,
+        catalog: &Catalog,
+    ) -> Result<Option<Approval>, EngineError> {
+        if req.approvers.as_ref() != Some(approvers) {
+            return Ok(None);
+        }
+        let window = self.inner.policy.approval_expiry().as_millis() as i64;
+        let now = now_ms();
+        let approvals = self.inner.db.requests().approvals(&req.id).await?;
+        // Only the latest decision counts: a later denial is not outweighed
+        // by an earlier approval.
+        let Some(last) = approvals.into_iter().last() else {
+            return Ok(None);
+        };
+        let valid = last.decision == ApprovalDecision::Approved.as_str()
+            && last.action_hash == req.action_hash
+            && last.at + window >= now
+            && UserName::parse(&last.approver).is_ok_and(|a| {
+                policy::may_approve(catalog, approvers, &a, &req.requester).is_ok()
+            });
+        Ok(valid.then_some(last))
     }
 
     async fn cancel(
@@ -906,34 +1038,43 @@ impl Engine {
             tracing::info!(request = %req.id, approver = %approver, "approval refused: {why}");
             return self.whisper(user, conv, &messages::notice(why)).await;
         }
-        // The approval binds to the action as stored; a different action is a different request.
-        if policy::action_hash(&req.action) != req.action_hash {
-            return self.whisper(user, conv, &messages::notice("This request's action changed since it was proposed; it must be proposed and approved again.")).await;
+        // The approval binds to the action as stored and confirmed; a
+        // different action is a different request.
+        if policy::action_hash(&req.action) != req.action_hash
+            || req.confirmed_hash.as_deref() != Some(req.action_hash.as_str())
+        {
+            return self.whisper(user, conv, &messages::notice("This request's action changed since it was confirmed; it must be proposed and approved again.")).await;
         }
         let (t, decision) = if approve {
-            (Transition::Approve, "approved")
+            (Transition::Approve, ApprovalDecision::Approved)
         } else {
-            (Transition::Deny, "denied")
+            (Transition::Deny, ApprovalDecision::Denied)
         };
+        // Conditional on the card's nonce and the action the approver saw;
+        // the approval row is written in the same transaction.
         let out = store
-            .transition(
+            .transition_guarded(
                 &req.id,
                 t,
+                Guard::nonce(&req.nonce).and_action(&req.action_hash),
                 approver.as_str(),
                 &user.chat_label(),
-                decision,
+                decision.as_str(),
                 Updates {
                     approver: approve.then(|| approver.to_string()),
+                    decision: Some(NewDecision {
+                        approver: approver.to_string(),
+                        decision,
+                    }),
                     ..Updates::default()
                 },
             )
             .await?;
-        if !out.applied() {
-            return self.already(user, conv, &out).await;
+        match &out {
+            TransitionOutcome::Applied(_) => {}
+            TransitionOutcome::Stale(_) => return self.stale_card(user, conv).await,
+            TransitionOutcome::Unchanged(_) => return self.already(user, conv, &out).await,
         }
-        store
-            .record_approval(&req.id, approver.as_str(), decision, &req.action_hash)
-            .await?;
         self.update_card(out.request(), None).await?;
         if approve {
             self.execute(req.id.clone());
@@ -947,6 +1088,10 @@ impl Engine {
         }
     }
 
+    /// A failed request run again on a human's press. It goes back to
+    /// `confirmed` and policy decides again, as on a first confirmation: a
+    /// run that needs an approval reuses one only while it is valid for
+    /// exactly this action and these approvers.
     async fn retry(
         &self,
         user: &ChatUser,
@@ -968,21 +1113,33 @@ impl Engine {
             .inner
             .db
             .requests()
-            .transition(
+            .transition_guarded(
                 &req.id,
                 Transition::Retry,
+                Guard::nonce(&req.nonce).and_action(&req.action_hash),
                 &user.audit_name(),
                 &user.chat_label(),
                 "",
                 Updates::default(),
             )
             .await?;
-        if !out.applied() {
-            return self.already(user, conv, &out).await;
+        match out {
+            TransitionOutcome::Applied(again) => {
+                let requester = self.requester_identity(&again);
+                self.settle_confirmed(again, requester, Settle::Retry).await
+            }
+            TransitionOutcome::Stale(_) => self.stale_card(user, conv).await,
+            unchanged => self.already(user, conv, &unchanged).await,
         }
-        self.update_card(out.request(), None).await?;
-        self.execute(req.id.clone());
-        Ok(())
+    }
+
+    /// The requester as the catalog knows them now (`None` when it does
+    /// not), for decisions taken after the requester's own press.
+    fn requester_identity(&self, req: &Request) -> Option<UserName> {
+        let catalog = self.inner.catalog.current();
+        UserName::parse(&req.requester)
+            .ok()
+            .filter(|u| catalog.user(u.as_str()).is_some())
     }
 
     // ----- execution --------------------------------------------------------
@@ -1084,6 +1241,9 @@ impl Engine {
                 "gave up after {max} attempts: {}",
                 row.last_error.as_deref().unwrap_or("interrupted")
             ))
+        } else if let Some(why) = Self::action_mismatch(&req, &row) {
+            tracing::error!(request = %req.id, job = %row.id, "{why}; refusing to run");
+            Some(why)
         } else {
             self.approval_missing(&req).await?
         };
@@ -1232,6 +1392,23 @@ impl Engine {
         Ok(())
     }
 
+    /// The executor runs only the action that was confirmed (and queued):
+    /// the stored action must hash to the stored hash, which must be the
+    /// hash the confirm press bound and the one the job was queued with.
+    fn action_mismatch(req: &Request, row: &JobRow) -> Option<String> {
+        let hash = policy::action_hash(&req.action);
+        if hash != req.action_hash {
+            return Some("the stored action does not match its recorded hash".into());
+        }
+        if req.confirmed_hash.as_deref() != Some(hash.as_str()) {
+            return Some("the action differs from the one that was confirmed".into());
+        }
+        if idempotency_key(&req.id, &hash, row.generation) != row.idempotency_key {
+            return Some("the action differs from the one that was queued".into());
+        }
+        None
+    }
+
     /// Defence in depth: a request that policy sent to approvers runs only
     /// with an approval recorded for exactly this action.
     async fn approval_missing(&self, req: &Request) -> Result<Option<String>, EngineError> {
@@ -1239,8 +1416,9 @@ impl Engine {
             return Ok(None);
         }
         let approvals = self.inner.db.requests().approvals(&req.id).await?;
-        let ok = approvals.iter().any(|a| {
-            a.decision == "approved"
+        // The latest decision counts (a denial after an approval stands).
+        let ok = approvals.last().is_some_and(|a| {
+            a.decision == ApprovalDecision::Approved.as_str()
                 && a.action_hash == req.action_hash
                 && a.approver != req.requester
         });
@@ -1287,6 +1465,15 @@ impl Engine {
                 self.enqueue_job(&req.id).await?;
             }
         }
+        // A crash between the confirm press and policy's decision left these
+        // half-way: the press was recorded, so decide now (never run them
+        // without policy).
+        for req in store.in_state(RequestState::Confirmed).await? {
+            tracing::info!(request = %req.id, "deciding a request a restart left confirmed");
+            let requester = self.requester_identity(&req);
+            self.settle_confirmed(req, requester, Settle::Recovery)
+                .await?;
+        }
         self.inner.executor.wake();
         self.sweep().await
     }
@@ -1310,6 +1497,40 @@ impl Engine {
                 if out.applied() {
                     self.update_card(out.request(), None).await?;
                     self.in_thread(out.request(), &messages::notice("Nobody approved this in time, so it expired. Ask again if it is still needed.")).await?;
+                }
+            }
+        }
+        // Left `confirmed` by an error between the press and policy's
+        // decision (the process lived on): decide now. Guarded transitions
+        // make a race with a live confirmation harmless.
+        for req in store.in_state(RequestState::Confirmed).await? {
+            if req.updated_at + 60_000 < now {
+                let requester = self.requester_identity(&req);
+                self.settle_confirmed(req, requester, Settle::Recovery)
+                    .await?;
+            }
+        }
+        // A failed request can be retried for a while, not for ever: its
+        // Retry button would otherwise outlive everything it was decided on.
+        let failed_ttl = self.inner.policy.failed_expiry().as_millis() as i64;
+        for req in store.in_state(RequestState::Failed).await? {
+            if req.updated_at + failed_ttl < now {
+                let out = store
+                    .transition(
+                        &req.id,
+                        Transition::Expire,
+                        "paver",
+                        "paver",
+                        "failed and not retried in time",
+                        Updates {
+                            // Kept: the card still says what went wrong.
+                            error: req.error.clone(),
+                            ..Updates::default()
+                        },
+                    )
+                    .await?;
+                if out.applied() {
+                    self.update_card(out.request(), None).await?;
                 }
             }
         }
@@ -1371,6 +1592,11 @@ impl Engine {
             me.inner.running.fetch_sub(1, Ordering::SeqCst);
         });
         Ok(())
+    }
+
+    /// Acknowledged events (and queueing work) being handled right now.
+    pub fn in_flight(&self) -> usize {
+        self.inner.running.load(Ordering::SeqCst)
     }
 
     /// Whether nothing is running, no job is queued or running (a retry

@@ -117,6 +117,8 @@ struct Inner {
     owner: String,
     wake: Notify,
     started: AtomicBool,
+    /// Set by [`Executor::drain`]: workers claim nothing more.
+    stopping: AtomicBool,
     workers: Mutex<Vec<JoinHandle<()>>>,
     busy: AtomicUsize,
 }
@@ -137,6 +139,7 @@ impl Executor {
                 owner: format!("paver-{}-{tag:08x}", std::process::id()),
                 wake: Notify::new(),
                 started: AtomicBool::new(false),
+                stopping: AtomicBool::new(false),
                 workers: Mutex::new(Vec::new()),
                 busy: AtomicUsize::new(0),
             }),
@@ -190,6 +193,29 @@ impl Executor {
         }
     }
 
+    /// Graceful stop (SIGTERM): claim nothing more, let running jobs finish
+    /// within `grace`, then stop the workers and hand back the leases of
+    /// what is still running, so another replica (or the next start)
+    /// resumes it at once with the same idempotency key instead of after
+    /// the lease runs out. Returns how many jobs were handed back.
+    pub async fn drain(&self, grace: Duration) -> Result<u64, crate::storage::StorageError> {
+        self.inner.stopping.store(true, Ordering::SeqCst);
+        self.wake();
+        let deadline = tokio::time::Instant::now() + grace;
+        while self.busy() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.stop();
+        let handed_back = self.inner.db.jobs().release(&self.inner.owner).await?;
+        if handed_back > 0 {
+            tracing::warn!(
+                jobs = handed_back,
+                "shutdown: handed back jobs still running after the grace period"
+            );
+        }
+        Ok(handed_back)
+    }
+
     /// The delay before retry number `attempt` (1 = after the first
     /// failure): exponential, capped, with full jitter in its upper half.
     pub fn backoff(&self, attempt: u32) -> Duration {
@@ -209,6 +235,9 @@ impl Executor {
         let inner = &self.inner;
         let lease_ms = inner.settings.lease.as_millis() as i64;
         loop {
+            if inner.stopping.load(Ordering::SeqCst) {
+                return;
+            }
             let woken = inner.wake.notified();
             tokio::pin!(woken);
             woken.as_mut().enable();

@@ -7,7 +7,8 @@
 //!     ↓                                    ↓                                   ↓
 //! cancelled · denied · expired                         succeeded ←succeed─ executing ─fail→ failed
 //!                                                                                   ↑         │
-//!                                                                                   └─retry───┘ (to approved)
+//!                                                                                   └─retry───┘ (to confirmed:
+//!                                                                       policy decides again; failed ─expire→ expired)
 //! ```
 
 use std::fmt;
@@ -46,7 +47,9 @@ pub enum Transition {
     Start,
     Succeed,
     Fail,
-    /// A human asked to run a failed request again.
+    /// A human asked to run a failed request again: back to `confirmed`,
+    /// so policy (and, where it asks for one, a still valid approval)
+    /// decides again before anything runs.
     Retry,
 }
 
@@ -117,7 +120,9 @@ impl RequestState {
             (S::Executing, T::Fail) => S::Failed,
             // A job whose executor died is failed by recovery.
             (S::Approved, T::Fail) => S::Failed,
-            (S::Failed, T::Retry) => S::Approved,
+            (S::Failed, T::Retry) => S::Confirmed,
+            // Nobody retried it in time.
+            (S::Failed, T::Expire) => S::Expired,
             _ => return None,
         })
     }
@@ -211,9 +216,14 @@ mod tests {
             [RequestState::AwaitingApproval]
         );
         assert_eq!(RequestState::Executing.apply(Transition::Cancel), None);
+        // A retry is decided again like a fresh confirmation.
         assert_eq!(
             RequestState::Failed.apply(Transition::Retry),
-            Some(RequestState::Approved)
+            Some(RequestState::Confirmed)
+        );
+        assert_eq!(
+            RequestState::sources(Transition::AutoApprove),
+            [RequestState::Confirmed]
         );
         for s in RequestState::ALL {
             assert_eq!(RequestState::parse(s.as_str()), Some(s));

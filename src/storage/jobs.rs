@@ -332,6 +332,23 @@ impl JobStore<'_> {
         Ok(self.get(id).await?.and_then(|j| j.callback))
     }
 
+    /// Ends `owner`'s leases on its running jobs now (a graceful shutdown
+    /// hands them back): the next claim, here or on another replica, resumes
+    /// them. Returns how many.
+    pub async fn release(&self, owner: &str) -> Result<u64, StorageError> {
+        let now = now_ms();
+        let done = sqlx::query(
+            "UPDATE jobs SET lease_until = $1, updated_at = $2 WHERE owner = $3 AND state = 'running'",
+        )
+        // Already past, so the row is due at once.
+        .bind(now - 1)
+        .bind(now)
+        .bind(owner)
+        .execute(&self.db.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
     /// Jobs queued or running, whoever holds them.
     pub async fn live_count(&self) -> Result<i64, StorageError> {
         let row =

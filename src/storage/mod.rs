@@ -18,7 +18,10 @@ use sqlx::{AnyPool, Row};
 
 pub use jobs::{Claimed, JobRow, JobStatus, JobStore};
 pub use outbox::{OutboxRow, OutboxStore};
-pub use requests::{NewRequest, NluRecord, Request, RequestStore, TransitionOutcome, Updates};
+pub use requests::{
+    ApprovalDecision, Guard, NewDecision, NewRequest, NluRecord, Request, RequestStore,
+    TransitionOutcome, Updates,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {

@@ -30,6 +30,8 @@ pub struct Request {
     pub expires_at: Option<i64>,
     pub result_url: Option<String>,
     pub error: Option<String>,
+    /// The action hash the requester's confirm press bound the request to.
+    pub confirmed_hash: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -57,6 +59,66 @@ pub struct Updates {
     pub result_url: Option<String>,
     /// Set on failure; cleared by any other transition.
     pub error: Option<String>,
+    /// An approver's decision, recorded in the same transaction as the
+    /// transition and bound to the guarded action hash.
+    pub decision: Option<NewDecision>,
+}
+
+/// An approver's decision on a request.
+#[derive(Debug, Clone)]
+pub struct NewDecision {
+    pub approver: String,
+    pub decision: ApprovalDecision,
+}
+
+/// What an approver decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApprovalDecision {
+    Approved,
+    Denied,
+}
+
+impl ApprovalDecision {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApprovalDecision::Approved => "approved",
+            ApprovalDecision::Denied => "denied",
+        }
+    }
+}
+
+/// What a transition must still find true when it writes, checked in the
+/// same conditional UPDATE as the state: the card the button was on (its
+/// nonce) and the action the caller decided on (its hash). A press from an
+/// outdated card, or a decision about an action that changed meanwhile,
+/// then cannot apply, whatever the timing.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Guard<'a> {
+    pub nonce: Option<&'a str>,
+    pub action_hash: Option<&'a str>,
+}
+
+impl<'a> Guard<'a> {
+    /// The button's nonce must still be the request's.
+    pub fn nonce(nonce: &'a str) -> Self {
+        Guard {
+            nonce: Some(nonce),
+            action_hash: None,
+        }
+    }
+    /// The stored action must still hash to `hash`.
+    pub fn action(hash: &'a str) -> Self {
+        Guard {
+            nonce: None,
+            action_hash: Some(hash),
+        }
+    }
+    pub fn and_action(self, hash: &'a str) -> Self {
+        Guard {
+            action_hash: Some(hash),
+            ..self
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -64,12 +126,17 @@ pub enum TransitionOutcome {
     Applied(Request),
     /// Not legal from the current state (already done, or too late): a no-op.
     Unchanged(Request),
+    /// Legal from the state, but the request changed since the caller read
+    /// it (another card, another action): a no-op.
+    Stale(Request),
 }
 
 impl TransitionOutcome {
     pub fn request(&self) -> &Request {
         match self {
-            TransitionOutcome::Applied(r) | TransitionOutcome::Unchanged(r) => r,
+            TransitionOutcome::Applied(r)
+            | TransitionOutcome::Unchanged(r)
+            | TransitionOutcome::Stale(r) => r,
         }
     }
     pub fn applied(&self) -> bool {
@@ -108,7 +175,7 @@ fn random_token(len: usize) -> String {
         .collect()
 }
 
-const COLUMNS: &str = "id, nonce, state, action_json, action_hash, requester, requester_chat_id, platform, channel, thread, notes_json, approvers_json, approver, approval_expires_at, expires_at, result_url, error, created_at, updated_at";
+const COLUMNS: &str = "id, nonce, state, action_json, action_hash, requester, requester_chat_id, platform, channel, thread, notes_json, approvers_json, approver, approval_expires_at, expires_at, result_url, error, confirmed_hash, created_at, updated_at";
 
 fn decode(row: &AnyRow) -> Result<Request, StorageError> {
     let id = get_str(row, "id")?;
@@ -142,6 +209,7 @@ fn decode(row: &AnyRow) -> Result<Request, StorageError> {
         expires_at: get_opt_i64(row, "expires_at")?,
         result_url: get_opt_str(row, "result_url")?,
         error: get_opt_str(row, "error")?,
+        confirmed_hash: get_opt_str(row, "confirmed_hash")?,
         created_at: get_i64(row, "created_at")?,
         updated_at: get_i64(row, "updated_at")?,
         id,
@@ -255,38 +323,73 @@ impl RequestStore<'_> {
         detail: &str,
         updates: Updates,
     ) -> Result<TransitionOutcome, StorageError> {
+        self.transition_guarded(id, t, Guard::default(), actor, chat, detail, updates)
+            .await
+    }
+
+    /// [`Self::transition`], conditional also on `guard`: when the request
+    /// no longer carries the guarded nonce or action hash, nothing is
+    /// written and the outcome is `Stale`. The returned request is the row
+    /// as this transaction wrote it, so a caller deciding on it decides on
+    /// exactly what was confirmed. `Confirm` binds the request to its
+    /// current action hash (`confirmed_hash`) in the same statement.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn transition_guarded(
+        &self,
+        id: &str,
+        t: Transition,
+        guard: Guard<'_>,
+        actor: &str,
+        chat: &str,
+        detail: &str,
+        updates: Updates,
+    ) -> Result<TransitionOutcome, StorageError> {
         for _ in 0..3 {
             let current = self.get(id).await?;
             let Some(next) = current.state.apply(t) else {
                 return Ok(TransitionOutcome::Unchanged(current));
             };
+            if guard.nonce.is_some_and(|n| n != current.nonce)
+                || guard.action_hash.is_some_and(|h| h != current.action_hash)
+            {
+                return Ok(TransitionOutcome::Stale(current));
+            }
             let now = now_ms();
             let approvers_json = updates
                 .approvers
                 .as_ref()
                 .map(|a| serde_json::to_string(a).expect("approvers serialize"));
-            let mut tx = self.db.pool.begin().await?;
-            let done = sqlx::query(
+            let mut sql = String::from(
                 "UPDATE requests SET state = $1, updated_at = $2, version = version + 1, \
                  approvers_json = COALESCE($3, approvers_json), approver = COALESCE($4, approver), \
                  approval_expires_at = COALESCE($5, approval_expires_at), expires_at = COALESCE($6, expires_at), \
-                 result_url = COALESCE($7, result_url), error = $8 \
-                 WHERE id = $9 AND state = $10",
-            )
-            .bind(next.as_str())
-            .bind(now)
-            .bind(approvers_json)
-            .bind(updates.approver.clone())
-            .bind(updates.approval_expires_at)
-            .bind(updates.expires_at)
-            .bind(updates.result_url.clone())
-            .bind(updates.error.clone())
-            .bind(id)
-            .bind(current.state.as_str())
-            .execute(&mut *tx)
-            .await?;
+                 result_url = COALESCE($7, result_url), error = $8",
+            );
+            if t == Transition::Confirm {
+                sql.push_str(", confirmed_hash = action_hash");
+            }
+            // The guard is re-checked by the statement itself: the read above
+            // is only for the error path.
+            sql.push_str(" WHERE id = $9 AND state = $10 AND nonce = $11 AND action_hash = $12");
+            let mut tx = self.db.pool.begin().await?;
+            let done = sqlx::query(&sql)
+                .bind(next.as_str())
+                .bind(now)
+                .bind(approvers_json)
+                .bind(updates.approver.clone())
+                .bind(updates.approval_expires_at)
+                .bind(updates.expires_at)
+                .bind(updates.result_url.clone())
+                .bind(updates.error.clone())
+                .bind(id)
+                .bind(current.state.as_str())
+                .bind(guard.nonce.unwrap_or(&current.nonce))
+                .bind(guard.action_hash.unwrap_or(&current.action_hash))
+                .execute(&mut *tx)
+                .await?;
             if done.rows_affected() == 0 {
-                // Someone else moved it between our read and our write.
+                // Someone else moved or amended it between our read and our
+                // write: read again and decide again.
                 tx.rollback().await?;
                 continue;
             }
@@ -302,10 +405,35 @@ impl RequestStore<'_> {
                 detail,
             )
             .await?;
+            let row = sqlx::query(&format!("SELECT {COLUMNS} FROM requests WHERE id = $1"))
+                .bind(id)
+                .fetch_one(&mut *tx)
+                .await?;
+            let written = decode(&row)?;
+            if let Some(d) = &updates.decision {
+                sqlx::query(
+                    "INSERT INTO approvals (request_id, approver, decision, action_hash, at) VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(id)
+                .bind(&d.approver)
+                .bind(d.decision.as_str())
+                .bind(&written.action_hash)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            }
             tx.commit().await?;
-            return Ok(TransitionOutcome::Applied(self.get(id).await?));
+            return Ok(TransitionOutcome::Applied(written));
         }
-        Ok(TransitionOutcome::Unchanged(self.get(id).await?))
+        let current = self.get(id).await?;
+        let stale = current.state.apply(t).is_some()
+            && (guard.nonce.is_some_and(|n| n != current.nonce)
+                || guard.action_hash.is_some_and(|h| h != current.action_hash));
+        Ok(if stale {
+            TransitionOutcome::Stale(current)
+        } else {
+            TransitionOutcome::Unchanged(current)
+        })
     }
 
     pub async fn events(&self, id: &str) -> Result<Vec<Event>, StorageError> {
