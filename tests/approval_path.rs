@@ -13,9 +13,9 @@ use paver::chat::{Conversation, Inbound, Platform};
 use paver::domain::{Action, Environment};
 use paver::drivers::DriverError;
 use paver::policy::action_hash;
+use paver::requests::state::Transition;
 use paver::requests::{EngineSettings, ExecutorSettings, RequestState};
 use paver::storage::{JobStatus, Updates};
-use paver::requests::state::Transition;
 use support::fake::{user, EngineHarness};
 use support::{test_db, FakeDriver, Sent};
 
@@ -139,7 +139,10 @@ async fn a_confirm_racing_an_amendment_never_runs_what_was_not_confirmed() {
                 confirmed_first += 1;
                 assert_eq!(req.state, RequestState::Succeeded, "round {round}");
                 assert_eq!(ran.len(), 1, "round {round}");
-                assert_eq!(req.confirmed_hash.as_deref(), Some(req.action_hash.as_str()));
+                assert_eq!(
+                    req.confirmed_hash.as_deref(),
+                    Some(req.action_hash.as_str())
+                );
             }
         }
     }
@@ -173,10 +176,9 @@ async fn a_retry_within_the_approval_window_runs_on_the_same_approval() {
     );
     assert_eq!(driver.calls(), 2);
     let events = tdb.db.requests().events(&id).await.unwrap();
-    assert!(events
-        .iter()
-        .any(|e| e.transition == "auto_approve" && e.detail.contains("by dave")
-            && e.detail.contains("still valid")));
+    assert!(events.iter().any(|e| e.transition == "auto_approve"
+        && e.detail.contains("by dave")
+        && e.detail.contains("still valid")));
 }
 
 #[tokio::test]
@@ -188,7 +190,10 @@ async fn a_retry_after_the_approval_expired_asks_the_approvers_again() {
     // dave approved 25 hours ago (the window is 24 h).
     sql(
         &h,
-        &format!("UPDATE approvals SET at = at - {} WHERE request_id = '{id}'", 25 * HOUR_MS),
+        &format!(
+            "UPDATE approvals SET at = at - {} WHERE request_id = '{id}'",
+            25 * HOUR_MS
+        ),
     )
     .await;
     h.press("alice", &id, "Retry").await;
@@ -255,7 +260,10 @@ async fn failed_requests_expire_and_their_retry_button_stops_working() {
     let id = failed_production_deploy(&h, &driver).await;
     sql(
         &h,
-        &format!("UPDATE requests SET updated_at = updated_at - {} WHERE id = '{id}'", 73 * HOUR_MS),
+        &format!(
+            "UPDATE requests SET updated_at = updated_at - {} WHERE id = '{id}'",
+            73 * HOUR_MS
+        ),
     )
     .await;
     h.engine.sweep().await.unwrap();
@@ -301,7 +309,14 @@ async fn a_restart_decides_requests_a_crash_left_confirmed() {
         let out = tdb
             .db
             .requests()
-            .transition(id, Transition::Confirm, "alice", "console:alice", "", Updates::default())
+            .transition(
+                id,
+                Transition::Confirm,
+                "alice",
+                "console:alice",
+                "",
+                Updates::default(),
+            )
             .await
             .unwrap();
         assert!(out.applied());
@@ -338,7 +353,14 @@ async fn the_executor_runs_only_the_action_that_was_confirmed() {
         .await;
     let store = tdb.db.requests();
     store
-        .transition(&id, Transition::Confirm, "alice", "console:alice", "", Updates::default())
+        .transition(
+            &id,
+            Transition::Confirm,
+            "alice",
+            "console:alice",
+            "",
+            Updates::default(),
+        )
         .await
         .unwrap();
     let mut tampered = store.get(&id).await.unwrap().action;
@@ -355,7 +377,14 @@ async fn the_executor_runs_only_the_action_that_was_confirmed() {
     )
     .await;
     store
-        .transition(&id, Transition::AutoApprove, "policy", "policy", "", Updates::default())
+        .transition(
+            &id,
+            Transition::AutoApprove,
+            "policy",
+            "policy",
+            "",
+            Updates::default(),
+        )
         .await
         .unwrap();
     h.engine.execute(id.clone());
@@ -431,10 +460,16 @@ fn serve_stops_cleanly_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_paver"))
         .arg("serve")
-        .env("PAVER_DATABASE__URL", format!("sqlite://{}/p.db", dir.path().display()))
+        .env(
+            "PAVER_DATABASE__URL",
+            format!("sqlite://{}/p.db", dir.path().display()),
+        )
         .env("PAVER_SERVER__LISTEN", "127.0.0.1:0")
         .env("PAVER_SERVER__SHUTDOWN_GRACE_SECS", "2")
-        .env("PAVER_GITOPS__REPO", dir.path().join("repo").display().to_string())
+        .env(
+            "PAVER_GITOPS__REPO",
+            dir.path().join("repo").display().to_string(),
+        )
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()

@@ -14,13 +14,13 @@ use crate::nlu::amend::{self as followup, FollowUp};
 use crate::nlu::{NluPath, RulesParser, Understander, Understanding};
 use crate::policy::{self, Decision, PolicyConfig, PolicyContext};
 use crate::requests::executor::{self, DbJobState, Executor, ExecutorSettings, JobRunner};
-use crate::storage::jobs::idempotency_key;
 use crate::requests::state::{RequestState, Transition};
+use crate::storage::jobs::idempotency_key;
 use crate::storage::outbox::{OutboxItem, OutboxKind};
 use crate::storage::requests::Approval;
 use crate::storage::{
-    now_ms, ApprovalDecision, Claimed, Db, JobRow, Guard, JobStatus, NewDecision, NewRequest, NluRecord,
-    Request, StorageError, TransitionOutcome, Updates,
+    now_ms, ApprovalDecision, Claimed, Db, Guard, JobRow, JobStatus, NewDecision, NewRequest,
+    NluRecord, Request, StorageError, TransitionOutcome, Updates,
 };
 
 /// Too much work in flight: the caller should not acknowledge the event.
@@ -792,7 +792,9 @@ impl Engine {
             return self
                 .in_thread(
                     out.request(),
-                    &messages::denied("the stored action does not match what was confirmed; ask again"),
+                    &messages::denied(
+                        "the stored action does not match what was confirmed; ask again",
+                    ),
                 )
                 .await;
         }
@@ -926,9 +928,8 @@ impl Engine {
         let valid = last.decision == ApprovalDecision::Approved.as_str()
             && last.action_hash == req.action_hash
             && last.at + window >= now
-            && UserName::parse(&last.approver).is_ok_and(|a| {
-                policy::may_approve(catalog, approvers, &a, &req.requester).is_ok()
-            });
+            && UserName::parse(&last.approver)
+                .is_ok_and(|a| policy::may_approve(catalog, approvers, &a, &req.requester).is_ok());
         Ok(valid.then_some(last))
     }
 
