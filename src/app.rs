@@ -108,11 +108,17 @@ pub async fn driver(config: &Config, catalog: &SharedCatalog) -> Result<Arc<dyn 
     let mut drivers: std::collections::BTreeMap<String, Arc<dyn Driver>> = Default::default();
     for name in config.drivers.used() {
         let d: Arc<dyn Driver> = match name.as_str() {
-            "gitops" => Arc::new(
-                GitOpsDriver::open(config.gitops.clone())
+            "gitops" => {
+                let d = GitOpsDriver::open(config.gitops.clone())
                     .await
-                    .map_err(AppError::Driver)?,
-            ),
+                    .map_err(AppError::Driver)?;
+                if config.gitops.seed_from_catalog {
+                    d.seed_from(&catalog.current())
+                        .await
+                        .map_err(AppError::Driver)?;
+                }
+                Arc::new(d)
+            }
             "backstage" => {
                 let base = config
                     .backstage

@@ -6,7 +6,10 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 
+use std::collections::HashMap;
+
 use super::{ButtonStyle, ChatSink, Message, SendError, Tone};
+use crate::catalog::Catalog;
 
 /// What the console has shown: every card by reference, latest last.
 #[derive(Default)]
@@ -20,6 +23,8 @@ struct Shown {
 pub struct ConsoleSink {
     shown: Arc<Mutex<Shown>>,
     out: Arc<Mutex<Box<dyn Write + Send>>>,
+    /// Chat ids to names, for channel and user references in messages.
+    names: Arc<Mutex<HashMap<String, String>>>,
 }
 
 impl ConsoleSink {
@@ -27,10 +32,64 @@ impl ConsoleSink {
         ConsoleSink {
             shown: Arc::new(Mutex::new(Shown::default())),
             out: Arc::new(Mutex::new(out)),
+            names: Arc::default(),
         }
     }
 
+    /// Learns the catalog's channel and user ids, so `<#C0PLATFORM>` in a
+    /// message prints as `#team-platform` and `<@U0ADA>` as `@ada`.
+    pub fn learn_names(&self, catalog: &Catalog) {
+        let mut names = self.names.lock().unwrap_or_else(|p| p.into_inner());
+        for g in catalog.groups() {
+            for id in [&g.slack_channel, &g.discord_channel].into_iter().flatten() {
+                names.insert(format!("#{id}"), format!("#{}", g.name));
+            }
+        }
+        for u in catalog.users() {
+            for id in [&u.slack_user_id, &u.discord_user_id].into_iter().flatten() {
+                names.insert(format!("@{id}"), format!("@{}", u.name));
+            }
+        }
+    }
+
+    /// Slack and Discord references (`<#id>`, `<@id>`, `<#id|name>`) as a
+    /// person reads them in a terminal.
+    fn references(&self, text: &str) -> String {
+        let names = self.names.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out = String::with_capacity(text.len());
+        let mut rest = text;
+        while let Some(start) = rest.find('<') {
+            out.push_str(&rest[..start]);
+            let after = &rest[start + 1..];
+            let Some(end) = after.find('>') else {
+                out.push_str(&rest[start..]);
+                return out;
+            };
+            let inner = &after[..end];
+            let (target, label) = inner.split_once('|').unwrap_or((inner, ""));
+            let sigil = target.chars().next();
+            if matches!(sigil, Some('#') | Some('@')) && target.len() > 1 {
+                let shown = names.get(target).cloned().unwrap_or_else(|| {
+                    if label.is_empty() {
+                        target.to_owned()
+                    } else {
+                        format!("{}{label}", &target[..1])
+                    }
+                });
+                out.push_str(&shown);
+            } else {
+                out.push('<');
+                out.push_str(inner);
+                out.push('>');
+            }
+            rest = &after[end + 1..];
+        }
+        out.push_str(rest);
+        out
+    }
+
     fn print(&self, text: &str) {
+        let text = self.references(text);
         let mut out = self.out.lock().unwrap_or_else(|p| p.into_inner());
         let _ = out.write_all(text.as_bytes());
         let _ = out.flush();

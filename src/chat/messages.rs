@@ -4,8 +4,11 @@ use chrono::{TimeZone, Utc};
 
 use super::{Button, ButtonOp, ButtonPayload, ButtonStyle, Message, Tone};
 use crate::catalog::Catalog;
-use crate::domain::{Action, ActionKind, Field, ResourceKind, ScorecardTarget, ServiceName};
+use crate::domain::{
+    Action, ActionKind, Environment, Field, ResourceKind, ScorecardTarget, ServiceName,
+};
 use crate::drivers::{DriverError, EnvStatus, Outcome};
+use crate::nlu::chatter::SmallTalk;
 use crate::requests::state::RequestState;
 use crate::storage::Request;
 
@@ -58,7 +61,10 @@ pub fn describe(action: &Action) -> String {
             service,
             environment,
             replicas,
-        } => format!("Scale {service} in {environment} to {replicas} replicas"),
+        } => format!(
+            "Scale {service} in {environment} to {}",
+            count(u64::from(*replicas), "replica")
+        ),
         Action::Restart {
             service,
             environment,
@@ -224,7 +230,14 @@ pub fn card(req: &Request, catalog: &Catalog, progress: Option<&str>) -> Message
     if let Some(url) = &req.result_url {
         fields.push(("URL".into(), url.clone()));
     }
-    let mut context: Vec<String> = req.notes.clone();
+    // Policy's notes speak of what is still to happen ("without an
+    // approval within 24 h the request expires"): only while it can.
+    let mut context: Vec<String> = match req.state {
+        RequestState::Proposed | RequestState::Confirmed | RequestState::AwaitingApproval => {
+            req.notes.clone()
+        }
+        _ => Vec::new(),
+    };
     if let Some(exp) = req.approval_expires_at {
         if req.state == RequestState::AwaitingApproval {
             context.push(format!("Approval expires {}", when(exp)));
@@ -234,6 +247,16 @@ pub fn card(req: &Request, catalog: &Catalog, progress: Option<&str>) -> Message
     let kind = action.kind();
     let destructive = kind == ActionKind::DestroyEnvironment;
     let buttons = match req.state {
+        // Something must happen first: offer that, not a doomed confirm.
+        RequestState::Proposed if req.first.is_some() => vec![
+            button(
+                req,
+                ButtonOp::First,
+                "Create it first",
+                ButtonStyle::Primary,
+            ),
+            button(req, ButtonOp::Cancel, "Cancel", ButtonStyle::Default),
+        ],
         RequestState::Proposed => {
             let mut confirm = button(
                 req,
@@ -258,7 +281,9 @@ pub fn card(req: &Request, catalog: &Catalog, progress: Option<&str>) -> Message
             button(req, ButtonOp::Deny, "Deny", ButtonStyle::Danger),
             button(req, ButtonOp::Cancel, "Cancel", ButtonStyle::Default),
         ],
-        RequestState::Failed => vec![button(req, ButtonOp::Retry, "Retry", ButtonStyle::Primary)],
+        RequestState::Failed if req.retryable => {
+            vec![button(req, ButtonOp::Retry, "Retry", ButtonStyle::Primary)]
+        }
         _ => Vec::new(),
     };
     let tone = match req.state {
@@ -310,29 +335,13 @@ pub fn denied(reason: &str) -> Message {
     }
 }
 
-pub fn succeeded(req: &Request, outcome: &Outcome) -> Message {
+pub fn succeeded(_req: &Request, outcome: &Outcome) -> Message {
     let mut text = format!("Done: {}.", outcome.summary.trim_end_matches('.'));
     if let Some(url) = &outcome.url {
         text.push_str(&format!("\nURL: {url}"));
     }
-    if let Action::CreateEnvironment {
-        service,
-        environment,
-        resources,
-    }
-    | Action::AddResource {
-        service,
-        environment,
-        resources,
-    } = &req.action
-    {
-        for r in resources {
-            // A reference to where the credentials live, never the credentials.
-            text.push_str(&format!(
-                "\n{r}: connection details in Vault at secret/{service}/{environment}/{r}"
-            ));
-        }
-    }
+    // Connection details are the driver's to report (as links); Paver does
+    // not name a secret store that nothing here provisions.
     Message {
         text,
         fields: outcome.links.clone(),
@@ -341,15 +350,44 @@ pub fn succeeded(req: &Request, outcome: &Outcome) -> Message {
     }
 }
 
-pub fn failed(req: &Request, error: &DriverError) -> Message {
+pub fn failed(req: &Request, error: &str) -> Message {
+    let next = if req.retryable {
+        "The request is kept as failed; press Retry on the card to run it again."
+    } else {
+        "The request is kept as failed. Running it again would fail the same way: ask for what you need differently."
+    };
     Message {
         text: format!(
-            "Failed to {}: {error}\nThe request is kept as failed; press Retry on the card to run it again.",
+            "Failed to {}: {error}\n{next}",
             lowercase_first(&describe(&req.action))
         ),
         tone: Tone::Danger,
         ..Message::default()
     }
+}
+
+/// What a request lacks, for its card: "basket-service has no production
+/// environment yet; create it first, then ask again."
+pub fn first_note(_action: &Action, first: &Action) -> String {
+    match first {
+        Action::CreateEnvironment {
+            service,
+            environment,
+            ..
+        } => format!(
+            "{service} has no {environment} environment yet: press Create it first, then ask again"
+        ),
+        other => format!("First: {}", lowercase_first(&describe(other))),
+    }
+}
+
+/// Said in the thread when "Create it first" replaces a request.
+pub fn first_proposed(action: &Action, first: &Action) -> Message {
+    notice(format!(
+        "Cancelled this one; here is what it needs first: {}. Once that is done, ask again to {}.",
+        lowercase_first(&describe(first)),
+        lowercase_first(&describe(action))
+    ))
 }
 
 fn lowercase_first(s: &str) -> String {
@@ -404,9 +442,28 @@ pub fn help() -> Message {
     notice(lines.join("\n"))
 }
 
+/// "create an environment", "roll back": what a clarification is for.
+fn intent_phrase(kind: ActionKind) -> &'static str {
+    match kind {
+        ActionKind::CreateEnvironment => "create an environment",
+        ActionKind::DestroyEnvironment => "tear down an environment",
+        ActionKind::AddResource => "add a resource",
+        ActionKind::Deploy => "deploy",
+        ActionKind::Rollback => "roll back",
+        ActionKind::Promote => "promote",
+        ActionKind::Scale => "scale",
+        ActionKind::Restart => "restart",
+        ActionKind::ScaffoldService => "create a new service",
+        ActionKind::Status => "show the status",
+        ActionKind::WhoOwns => "find the owner",
+        ActionKind::Scorecard => "show the scorecard",
+        ActionKind::Ask | ActionKind::Help | ActionKind::Nothing | ActionKind::Clarify => "help",
+    }
+}
+
 pub fn clarify(missing: &[Field], candidates: &[String], intent: Option<ActionKind>) -> Message {
     let what = intent
-        .map(|k| format!(" to {}", k.as_str().replace('_', " ")))
+        .map(|k| format!(" to {}", intent_phrase(k)))
         .unwrap_or_default();
     let mut asks = Vec::new();
     for m in missing {
@@ -484,41 +541,100 @@ pub fn status(service: &ServiceName, envs: Result<Vec<EnvStatus>, DriverError>) 
         Ok(envs) if envs.is_empty() => {
             notice(format!("{service} has no environments that I manage yet."))
         }
-        Ok(envs) => {
-            let fields = envs
+        Ok(envs) => Message {
+            title: Some(format!("Status of {service}")),
+            fields: envs
                 .iter()
-                .map(|e| {
-                    let mut parts =
-                        vec![format!("version {}", e.version.as_deref().unwrap_or("?"))];
-                    if let Some(r) = e.replicas {
-                        parts.push(format!("{r} replicas"));
-                    }
-                    if !e.resources.is_empty() {
-                        parts.push(
-                            e.resources
-                                .iter()
-                                .map(|r| r.as_str())
-                                .collect::<Vec<_>>()
-                                .join("+"),
-                        );
-                    }
-                    if let Some(h) = &e.health {
-                        parts.push(h.clone());
-                    }
-                    if let Some(u) = &e.url {
-                        parts.push(u.clone());
-                    }
-                    if let Some(x) = e.expires_at {
-                        parts.push(format!("expires {}", when(x * 1000)));
-                    }
-                    (e.environment.to_string(), parts.join(" · "))
-                })
-                .collect();
-            Message {
-                title: Some(format!("Status of {service}")),
-                fields,
-                ..Message::default()
+                .map(|e| (e.environment.to_string(), env_line(e)))
+                .collect(),
+            ..Message::default()
+        },
+    }
+}
+
+/// One environment in a line: "version 1.4.0 · 2 replicas · postgres · healthy · URL".
+fn env_line(e: &EnvStatus) -> String {
+    let mut parts = vec![format!("version {}", e.version.as_deref().unwrap_or("?"))];
+    if let Some(r) = e.replicas {
+        parts.push(count(u64::from(r), "replica"));
+    }
+    if !e.resources.is_empty() {
+        parts.push(
+            e.resources
+                .iter()
+                .map(|r| r.as_str())
+                .collect::<Vec<_>>()
+                .join("+"),
+        );
+    }
+    if let Some(h) = &e.health {
+        parts.push(h.clone());
+    }
+    if let Some(u) = &e.url {
+        parts.push(u.clone());
+    }
+    if let Some(x) = e.expires_at {
+        parts.push(format!("expires {}", when(x * 1000)));
+    }
+    parts.join(" · ")
+}
+
+/// "1 replica", "3 replicas".
+fn count(n: u64, word: &str) -> String {
+    if n == 1 {
+        format!("1 {word}")
+    } else {
+        format!("{n} {word}s")
+    }
+}
+
+/// What runs in one environment, a line per service that has it; services
+/// whose state could not be read are named, not hidden.
+pub fn environment_overview(
+    env: Environment,
+    results: Vec<(ServiceName, Result<Vec<EnvStatus>, DriverError>)>,
+) -> Message {
+    let mut fields = Vec::new();
+    let mut unreadable = Vec::new();
+    for (service, result) in results {
+        match result {
+            Ok(envs) => {
+                for e in envs.iter().filter(|e| e.environment == env) {
+                    fields.push((service.to_string(), env_line(e)));
+                }
             }
+            Err(_) => unreadable.push(service.to_string()),
+        }
+    }
+    if fields.is_empty() && unreadable.is_empty() {
+        return notice(format!("Nothing that I manage runs in {env} yet."));
+    }
+    let text = if unreadable.is_empty() {
+        String::new()
+    } else {
+        format!("I couldn't read the state of {}.", unreadable.join(", "))
+    };
+    Message {
+        title: Some(format!("What runs in {env}")),
+        text,
+        fields,
+        ..Message::default()
+    }
+}
+
+/// A one-line answer to "hi" or "thanks".
+pub fn small_talk(talk: SmallTalk, catalog: &Catalog) -> Message {
+    match talk {
+        SmallTalk::Thanks => notice("You're welcome!"),
+        SmallTalk::Greeting => {
+            let example = catalog
+                .components()
+                .next()
+                .map(|c| format!("\"create staging for {} with postgres\"", c.name))
+                .unwrap_or_else(|| "\"who owns <service>?\"".into());
+            notice(format!(
+                "Hi! Tell me what you need in plain words, for example {example}, or say `help` to see what I can do."
+            ))
         }
     }
 }

@@ -59,6 +59,8 @@ pub enum ButtonOp {
     Approve,
     Deny,
     Retry,
+    /// Propose what the request needs first (an environment to create).
+    First,
 }
 
 impl ButtonOp {
@@ -69,6 +71,7 @@ impl ButtonOp {
             ButtonOp::Approve => "approve",
             ButtonOp::Deny => "deny",
             ButtonOp::Retry => "retry",
+            ButtonOp::First => "first",
         }
     }
 }
@@ -100,6 +103,7 @@ impl ButtonPayload {
             "approve" => ButtonOp::Approve,
             "deny" => ButtonOp::Deny,
             "retry" => ButtonOp::Retry,
+            "first" => ButtonOp::First,
             _ => return Err(bad()),
         };
         let request_id = it.next().ok_or_else(bad)?;

@@ -44,6 +44,7 @@ async fn session(
     sinks.insert(Platform::Console.as_str().into(), Arc::new(console.clone()));
     let app = App::start(config, catalog_path, sinks).await?;
     let (engine, shared) = (app.engine.clone(), app.catalog.clone());
+    console.learn_names(&shared.current());
     reshow_open_cards(&engine, &console, &shared).await?;
 
     let mut user = match as_user {

@@ -137,6 +137,7 @@ use tokio::process::Command;
 use tokio::sync::Mutex;
 
 use super::{Driver, DriverError, EnvStatus, Job, Outcome, Progress};
+use crate::catalog::Catalog;
 use crate::domain::{Action, Environment, ResourceKind, ServiceName, UserName};
 
 /// `apiVersion` of the environment files.
@@ -157,6 +158,8 @@ const REMOTE: &str = "origin";
 const SERVICES_DIR: &str = "services";
 /// The container Paver sets the image of.
 const MAIN_CONTAINER: &str = "main";
+/// The version a seeded environment starts at.
+const SEED_VERSION: &str = "1.0.0";
 const FILE_HEADER: &str = "# Managed by Paver: change it through Paver. Hand edits to other fields are kept, comments are not.\n";
 /// How far back `rollback` looks for an earlier version.
 const HISTORY_DEPTH: &str = "1000";
@@ -179,6 +182,10 @@ pub struct GitOpsConfig {
     pub author_email: String,
     /// Time limit of one git command (a hanging push), in seconds.
     pub timeout_secs: u64,
+    /// When Paver creates the repository itself (no remote), start it with
+    /// each catalog service's environments as its lifecycle suggests, so a
+    /// demo begins in a world that exists. Never touches an existing repo.
+    pub seed_from_catalog: bool,
 }
 
 impl Default for GitOpsConfig {
@@ -191,6 +198,7 @@ impl Default for GitOpsConfig {
             author_name: "Paver".into(),
             author_email: "paver@localhost".into(),
             timeout_secs: 60,
+            seed_from_catalog: false,
         }
     }
 }
@@ -208,6 +216,7 @@ impl fmt::Debug for GitOpsConfig {
             .field("author_name", &self.author_name)
             .field("author_email", &self.author_email)
             .field("timeout_secs", &self.timeout_secs)
+            .field("seed_from_catalog", &self.seed_from_catalog)
             .finish()
     }
 }
@@ -829,6 +838,53 @@ impl GitOpsDriver {
         Ok(())
     }
 
+    /// Seeds a repository that has no service yet from the catalog: a
+    /// service whose lifecycle is `production` gets dev and production at
+    /// version 1.0.0, an `experimental` one gets dev, with
+    /// the resources the catalog says it depends on in each. One commit.
+    /// Returns how many environments were written (0: nothing to do).
+    pub async fn seed_from(&self, catalog: &Catalog) -> Result<usize, DriverError> {
+        if self.config.remote.is_some() || self.root.join(SERVICES_DIR).exists() {
+            return Ok(0);
+        }
+        let _guard = self.lock.lock().await;
+        let quiet = |_: &str| {};
+        let mut written = 0;
+        for c in catalog.components() {
+            let envs: &[Environment] = match c.lifecycle.as_deref() {
+                // Staging environments are what people create on demand.
+                Some("production") => &[Environment::Dev, Environment::Production],
+                Some("experimental") => &[Environment::Dev],
+                _ => &[],
+            };
+            let resources: Vec<ResourceKind> = c
+                .depends_on
+                .iter()
+                .filter_map(|d| d.strip_prefix("resource:"))
+                .filter_map(|name| catalog.resources().iter().find(|r| r.name == name))
+                .filter_map(|r| r.resource_type.as_deref().and_then(ResourceKind::from_word))
+                .collect();
+            for env in envs {
+                let mut w = Workload::new(&c.name, *env);
+                w.set_version(SEED_VERSION);
+                for r in &resources {
+                    w.add_resource(*r);
+                }
+                let text = w.render()?;
+                self.write_file(&Self::env_path(&c.name, *env), &text, &quiet)
+                    .await?;
+                written += 1;
+            }
+        }
+        if written > 0 {
+            self.git
+                .run(&["commit", "-q", "-m", "seed environments from the catalog"])
+                .await?;
+            tracing::info!(target: "paver::gitops", environments = written, "seeded the GitOps repository from the catalog");
+        }
+        Ok(written)
+    }
+
     fn tracking_ref(&self) -> String {
         format!("refs/remotes/{REMOTE}/{}", self.config.branch)
     }
@@ -971,7 +1027,7 @@ impl GitOpsDriver {
         environment: Environment,
     ) -> Result<Workload, DriverError> {
         self.read_env(service, environment).await?.ok_or_else(|| {
-            DriverError::Permanent(format!(
+            DriverError::Invalid(format!(
                 "{service} has no {environment} environment; create it first"
             ))
         })
@@ -1037,7 +1093,7 @@ impl GitOpsDriver {
                             "{service} already has a {environment} environment (no change)"
                         )));
                     }
-                    return Err(DriverError::Permanent(format!(
+                    return Err(DriverError::Invalid(format!(
                         "{service} already has a {environment} environment{}; add {} with add_resource",
                         with_resources(&existing.resource_kinds()),
                         missing.join(", ")
@@ -1143,7 +1199,7 @@ impl GitOpsDriver {
                         .previous_version(service, *environment, &current)
                         .await?
                         .ok_or_else(|| {
-                            DriverError::Permanent(format!(
+                            DriverError::Invalid(format!(
                                 "{service} {environment} has no earlier version than {current} \
                                  to roll back to; name the version"
                             ))
@@ -1697,7 +1753,8 @@ mod tests {
 
     async fn permanent(d: &GitOpsDriver, job: &Job) -> String {
         match run(d, job).await.0 {
-            Err(DriverError::Permanent(m)) => m,
+            // What fails for good: a broken target or an impossible action.
+            Err(DriverError::Permanent(m) | DriverError::Invalid(m)) => m,
             other => panic!("expected a permanent error, got {other:?}"),
         }
     }

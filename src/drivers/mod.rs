@@ -154,9 +154,23 @@ pub enum DriverError {
     /// Worth retrying: timeouts, 5xx, 429, a busy lock.
     #[error("{0}")]
     Transient(String),
-    /// Retrying will not help: validation, 4xx, a missing environment.
+    /// Failed, and will fail again until someone changes something outside
+    /// Paver (a quota, a token, a broken target): a human may press Retry
+    /// once it is fixed.
     #[error("{0}")]
     Permanent(String),
+    /// The action itself cannot succeed as it stands (nothing earlier to
+    /// roll back to, an environment that does not exist yet): retrying the
+    /// same action is pointless, so no Retry is offered; ask differently.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl DriverError {
+    /// Whether pressing Retry on the failed request can help.
+    pub fn retryable(&self) -> bool {
+        !matches!(self, DriverError::Invalid(_))
+    }
 }
 
 /// The state of one environment of one service, as a driver sees it.

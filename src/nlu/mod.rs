@@ -1,6 +1,7 @@
 //! Understanding: chat text to a typed [`Action`](crate::domain::Action).
 
 pub mod amend;
+pub mod chatter;
 pub mod eval;
 mod index;
 mod lexicon;

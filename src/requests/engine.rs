@@ -8,9 +8,10 @@ use std::time::Duration;
 use crate::catalog::{Catalog, SharedCatalog};
 use crate::chat::dispatcher::Dispatcher;
 use crate::chat::{messages, ButtonOp, ButtonPayload, ChatUser, Conversation, Inbound, Message};
-use crate::domain::{Action, ActionKind, Environment, UserName};
+use crate::domain::{Action, ActionKind, Environment, Field, UserName};
 use crate::drivers::{Driver, DriverError, Job, JobState};
 use crate::nlu::amend::{self as followup, FollowUp};
+use crate::nlu::chatter;
 use crate::nlu::{NluPath, RulesParser, Understander, Understanding};
 use crate::policy::{self, Decision, PolicyConfig, PolicyContext};
 use crate::requests::executor::{self, DbJobState, Executor, ExecutorSettings, JobRunner};
@@ -277,10 +278,34 @@ impl Engine {
         );
         let action = understood.action.clone();
         let conv = &msg.conversation;
+        // "what's deployed in staging?": no service, so no `status` in the
+        // contract's sense, but a fair question with an answer.
+        if matches!(&action, Action::Ask { .. })
+            || matches!(&action, Action::Clarify { missing, .. } if missing.contains(&Field::Service))
+        {
+            if let Some(env) = chatter::environment_overview(&catalog, &msg.text) {
+                let reply = self.environment_overview(&catalog, env).await;
+                self.reply(conv, &reply).await?;
+                return Ok(Handled::Replied);
+            }
+        }
         let reply = match &action {
-            Action::Nothing => return Ok(Handled::Ignored),
+            // Greetings and thanks addressed to Paver get one line; the
+            // same words in a request's thread are left alone.
+            Action::Nothing => match chatter::small_talk(&msg.text) {
+                Some(talk) if conv.thread.is_none() => messages::small_talk(talk, &catalog),
+                _ => return Ok(Handled::Ignored),
+            },
             Action::Help => messages::help(),
             Action::Ask { question } => messages::ask(question, &catalog),
+            Action::Clarify {
+                missing,
+                candidates,
+                intent,
+            } if candidates.is_empty() && missing.contains(&Field::Service) => {
+                let near = chatter::closest_services(&catalog, &msg.text, 3);
+                messages::clarify(missing, &near, *intent)
+            }
             Action::Clarify {
                 missing,
                 candidates,
@@ -548,11 +573,19 @@ impl Engine {
             &action,
             &ctx,
         );
-        let notes = match &decision {
+        let mut notes = match &decision {
             Decision::Allow { notes } => notes.clone(),
             Decision::NeedsApproval { notes, .. } => notes.clone(),
             Decision::Deny { .. } => Vec::new(),
         };
+        // Checked now, not after an approval: what the target lacks.
+        let first = match &decision {
+            Decision::Deny { .. } => None,
+            _ => self.precondition(&action).await,
+        };
+        if let Some(f) = &first {
+            notes.insert(0, messages::first_note(&action, f));
+        }
         let req = self
             .inner
             .db
@@ -567,6 +600,7 @@ impl Engine {
                     channel: msg.conversation.channel.clone(),
                     thread: msg.conversation.thread.clone(),
                     notes,
+                    first,
                 },
                 &user.audit_name(),
                 &user.chat_label(),
@@ -596,6 +630,113 @@ impl Engine {
         };
         self.post_card(&req).await?;
         Ok(Handled::Proposed(req.id))
+    }
+
+    /// What runs in one environment, service by service (at most 50, in
+    /// catalog order, read concurrently from the driver).
+    async fn environment_overview(&self, catalog: &Catalog, env: Environment) -> Message {
+        let services: Vec<_> = catalog
+            .components()
+            .take(50)
+            .map(|c| c.name.clone())
+            .collect();
+        let reads = services
+            .iter()
+            .map(|s| self.inner.driver.status(s, Some(env)));
+        let results = futures_util::future::join_all(reads).await;
+        messages::environment_overview(env, services.into_iter().zip(results).collect())
+    }
+
+    /// What the target must have before `action` can succeed, when the
+    /// driver says it lacks it: an environment that does not exist yet is
+    /// created first. `None` when all is there, or the driver cannot tell.
+    async fn precondition(&self, action: &Action) -> Option<Action> {
+        let (service, environment, resources) = match action {
+            Action::Deploy {
+                service,
+                environment,
+                ..
+            }
+            | Action::Rollback {
+                service,
+                environment,
+                ..
+            }
+            | Action::Scale {
+                service,
+                environment,
+                ..
+            }
+            | Action::Restart {
+                service,
+                environment,
+            } => (service, *environment, Vec::new()),
+            // Adding to an environment that does not exist: create it with them.
+            Action::AddResource {
+                service,
+                environment,
+                resources,
+            } => (service, *environment, resources.clone()),
+            _ => return None,
+        };
+        match self.inner.driver.status(service, Some(environment)).await {
+            Ok(envs) if !envs.iter().any(|e| e.environment == environment) => {
+                Some(Action::CreateEnvironment {
+                    service: service.clone(),
+                    environment,
+                    resources,
+                })
+            }
+            _ => None,
+        }
+    }
+
+    /// "Create it first": proposes what the request needs first, in the same
+    /// thread, and cancels the request it was for (ask again once done).
+    async fn create_first(
+        &self,
+        user: &ChatUser,
+        conv: &Conversation,
+        req: Request,
+    ) -> Result<(), EngineError> {
+        if !Self::is_requester(user, &req) {
+            return self
+                .whisper(
+                    user,
+                    conv,
+                    &messages::notice(format!("Only {} can change this request.", req.requester)),
+                )
+                .await;
+        }
+        let Some(first) = req.first.clone() else {
+            return self
+                .whisper(
+                    user,
+                    conv,
+                    &messages::notice("Nothing needs to happen first."),
+                )
+                .await;
+        };
+        let Some(cancelled) = self
+            .cancel_as(user, conv, &req, "replaced by what it needs first")
+            .await?
+        else {
+            return Ok(());
+        };
+        let catalog = self.inner.catalog.current();
+        let msg = Inbound {
+            event_id: None,
+            user: user.clone(),
+            conversation: Conversation {
+                platform: conv.platform,
+                channel: req.channel.clone(),
+                thread: req.thread.clone(),
+            },
+            text: String::new(),
+        };
+        self.in_thread(&cancelled, &messages::first_proposed(&req.action, &first))
+            .await?;
+        self.propose(&msg, first, &catalog).await.map(|_| ())
     }
 
     /// Facts for policy that live outside the action.
@@ -683,6 +824,7 @@ impl Engine {
             ButtonOp::Approve => self.decide(user, &conv, req, true).await,
             ButtonOp::Deny => self.decide(user, &conv, req, false).await,
             ButtonOp::Retry => self.retry(user, &conv, req).await,
+            ButtonOp::First => self.create_first(user, &conv, req).await,
         }
     }
 
@@ -720,6 +862,15 @@ impl Engine {
                     user,
                     conv,
                     &messages::notice(format!("Only {} can confirm this request.", req.requester)),
+                )
+                .await;
+        }
+        if let Some(first) = &req.first {
+            return self
+                .whisper(
+                    user,
+                    conv,
+                    &messages::notice(messages::first_note(&req.action, first)),
                 )
                 .await;
         }
@@ -1232,26 +1383,26 @@ impl Engine {
         }
         let attempt = row.attempts.max(1) as u32;
         let max = self.inner.settings.attempts.max(1);
+        // Why not to run at all; a retry helps with the first two (the
+        // target was checked, the trouble passed), never with the others.
         let give_up = if resumed && !self.inner.driver.resumable() {
-            Some(
+            Some(DriverError::Permanent(
                 "Paver restarted while this was running; check the target system, then press Retry"
                     .to_owned(),
-            )
+            ))
         } else if attempt > max {
-            Some(format!(
+            Some(DriverError::Permanent(format!(
                 "gave up after {max} attempts: {}",
                 row.last_error.as_deref().unwrap_or("interrupted")
-            ))
+            )))
         } else if let Some(why) = Self::action_mismatch(&req, &row) {
             tracing::error!(request = %req.id, job = %row.id, "{why}; refusing to run");
-            Some(why)
+            Some(DriverError::Invalid(why))
         } else {
-            self.approval_missing(&req).await?
+            self.approval_missing(&req).await?.map(DriverError::Invalid)
         };
-        if let Some(reason) = give_up {
-            return self
-                .fail_job(&req, &row.id, &DriverError::Permanent(reason), false)
-                .await;
+        if let Some(e) = give_up {
+            return self.fail_job(&req, &row.id, &e, false).await;
         }
         self.update_card(&req, None).await?;
         let expires_at = match &req.action {
@@ -1367,17 +1518,14 @@ impl Engine {
                 &text,
                 Updates {
                     error: Some(text.clone()),
+                    retryable: Some(e.retryable()),
                     ..Updates::default()
                 },
             )
             .await?;
         self.update_card(out.request(), None).await?;
         if out.applied() {
-            let shown = match e {
-                DriverError::Transient(_) => DriverError::Transient(text.clone()),
-                DriverError::Permanent(_) => DriverError::Permanent(text.clone()),
-            };
-            self.in_thread(out.request(), &messages::failed(out.request(), &shown))
+            self.in_thread(out.request(), &messages::failed(out.request(), &text))
                 .await?;
         }
         self.inner

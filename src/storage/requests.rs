@@ -32,6 +32,11 @@ pub struct Request {
     pub error: Option<String>,
     /// The action hash the requester's confirm press bound the request to.
     pub confirmed_hash: Option<String>,
+    /// For a failed request: whether Retry can help.
+    pub retryable: bool,
+    /// What must happen before this request can succeed, found when it was
+    /// proposed; the card offers it instead of the confirming button.
+    pub first: Option<Action>,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -47,6 +52,8 @@ pub struct NewRequest {
     pub channel: String,
     pub thread: Option<String>,
     pub notes: Vec<String>,
+    /// What must happen first (see [`Request::first`]).
+    pub first: Option<Action>,
 }
 
 /// Columns a transition may set alongside the state.
@@ -59,6 +66,8 @@ pub struct Updates {
     pub result_url: Option<String>,
     /// Set on failure; cleared by any other transition.
     pub error: Option<String>,
+    /// Set on failure: whether Retry can help.
+    pub retryable: Option<bool>,
     /// An approver's decision, recorded in the same transaction as the
     /// transition and bound to the guarded action hash.
     pub decision: Option<NewDecision>,
@@ -175,7 +184,7 @@ fn random_token(len: usize) -> String {
         .collect()
 }
 
-const COLUMNS: &str = "id, nonce, state, action_json, action_hash, requester, requester_chat_id, platform, channel, thread, notes_json, approvers_json, approver, approval_expires_at, expires_at, result_url, error, confirmed_hash, created_at, updated_at";
+const COLUMNS: &str = "id, nonce, state, action_json, action_hash, requester, requester_chat_id, platform, channel, thread, notes_json, approvers_json, approver, approval_expires_at, expires_at, result_url, error, confirmed_hash, retryable, first_action_json, created_at, updated_at";
 
 fn decode(row: &AnyRow) -> Result<Request, StorageError> {
     let id = get_str(row, "id")?;
@@ -210,6 +219,11 @@ fn decode(row: &AnyRow) -> Result<Request, StorageError> {
         result_url: get_opt_str(row, "result_url")?,
         error: get_opt_str(row, "error")?,
         confirmed_hash: get_opt_str(row, "confirmed_hash")?,
+        retryable: get_opt_i64(row, "retryable")?.is_none_or(|r| r != 0),
+        first: match get_opt_str(row, "first_action_json")? {
+            Some(j) => Some(serde_json::from_str(&j).map_err(|e| corrupt("first action", &e))?),
+            None => None,
+        },
         created_at: get_i64(row, "created_at")?,
         updated_at: get_i64(row, "updated_at")?,
         id,
@@ -231,8 +245,8 @@ impl RequestStore<'_> {
         let notes_json = serde_json::to_string(&new.notes).expect("strings serialize");
         let mut tx = self.db.pool.begin().await?;
         sqlx::query(
-            "INSERT INTO requests (id, nonce, state, action_kind, action_json, action_hash, service, environment, requester, requester_chat_id, platform, channel, thread, notes_json, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+            "INSERT INTO requests (id, nonce, state, action_kind, action_json, action_hash, service, environment, requester, requester_chat_id, platform, channel, thread, notes_json, created_at, updated_at, first_action_json) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
         )
         .bind(&id)
         .bind(&nonce)
@@ -250,6 +264,11 @@ impl RequestStore<'_> {
         .bind(&notes_json)
         .bind(now)
         .bind(now)
+        .bind(
+            new.first
+                .as_ref()
+                .map(|a| serde_json::to_string(a).expect("actions serialize")),
+        )
         .execute(&mut *tx)
         .await?;
         insert_event(
@@ -363,7 +382,7 @@ impl RequestStore<'_> {
                 "UPDATE requests SET state = $1, updated_at = $2, version = version + 1, \
                  approvers_json = COALESCE($3, approvers_json), approver = COALESCE($4, approver), \
                  approval_expires_at = COALESCE($5, approval_expires_at), expires_at = COALESCE($6, expires_at), \
-                 result_url = COALESCE($7, result_url), error = $8",
+                 result_url = COALESCE($7, result_url), error = $8, retryable = $13",
             );
             if t == Transition::Confirm {
                 sql.push_str(", confirmed_hash = action_hash");
@@ -385,6 +404,7 @@ impl RequestStore<'_> {
                 .bind(current.state.as_str())
                 .bind(guard.nonce.unwrap_or(&current.nonce))
                 .bind(guard.action_hash.unwrap_or(&current.action_hash))
+                .bind(updates.retryable.map(i64::from))
                 .execute(&mut *tx)
                 .await?;
             if done.rows_affected() == 0 {
