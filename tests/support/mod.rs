@@ -207,6 +207,8 @@ pub struct FakeDriver {
     pub script: Arc<Mutex<VecDeque<Result<Outcome, DriverError>>>>,
     pub resumable: bool,
     pub delay: Duration,
+    /// Environments no service has (the rest exist, at version 1.0.0).
+    pub absent: Vec<Environment>,
 }
 
 impl Default for FakeDriver {
@@ -216,6 +218,7 @@ impl Default for FakeDriver {
             script: Arc::default(),
             resumable: true,
             delay: Duration::ZERO,
+            absent: vec![Environment::Preview],
         }
     }
 }
@@ -258,8 +261,26 @@ impl Driver for FakeDriver {
     async fn status(
         &self,
         _service: &ServiceName,
-        _env: Option<Environment>,
+        env: Option<Environment>,
     ) -> Result<Vec<EnvStatus>, DriverError> {
-        Ok(vec![])
+        let all = [
+            Environment::Dev,
+            Environment::Staging,
+            Environment::Production,
+            Environment::Preview,
+        ];
+        Ok(all
+            .into_iter()
+            .filter(|e| env.is_none_or(|want| want == *e) && !self.absent.contains(e))
+            .map(|environment| EnvStatus {
+                environment,
+                version: Some("1.0.0".into()),
+                replicas: Some(1),
+                resources: vec![],
+                url: None,
+                expires_at: None,
+                health: None,
+            })
+            .collect())
     }
 }

@@ -1,0 +1,152 @@
+//! What a new user meets first: small talk, "did you mean", a whole
+//! environment at a glance, a card that says what is missing before anyone
+//! approves it, Retry only where a retry can help — on SQLite, and on
+//! PostgreSQL when PAVER_TEST_DATABASE_URL is set.
+
+mod support;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use paver::catalog::Catalog;
+use paver::chat::{Conversation, Inbound, Platform};
+use paver::domain::{Action, Environment};
+use paver::drivers::DriverError;
+use paver::requests::engine::Handled;
+use paver::requests::{EngineSettings, RequestState};
+use support::fake::{user, EngineHarness};
+use support::{test_db, FakeDriver};
+
+async fn say(h: &EngineHarness, who: &str, text: &str, thread: Option<&str>) -> Handled {
+    let handled = h
+        .engine
+        .handle_message(Inbound {
+            event_id: None,
+            user: user(who),
+            conversation: Conversation {
+                platform: Platform::Console,
+                channel: "C1".into(),
+                thread: thread.map(str::to_owned),
+            },
+            text: text.into(),
+        })
+        .await
+        .unwrap();
+    h.idle().await;
+    handled
+}
+
+fn last_text(h: &EngineHarness) -> String {
+    h.sink.transcript().lines().last().unwrap_or_default().to_owned()
+}
+
+async fn shipped(driver: FakeDriver) -> (support::TestDb, EngineHarness) {
+    let tdb = test_db().await;
+    let catalog = Catalog::from_yaml_file(Path::new("config/catalog.yaml")).unwrap();
+    let h = EngineHarness::with_catalog(
+        tdb.db.clone(),
+        Arc::new(driver),
+        EngineSettings::default(),
+        catalog,
+    )
+    .await;
+    (tdb, h)
+}
+
+#[tokio::test]
+async fn greetings_and_thanks_get_one_line_and_thread_chatter_none() {
+    let (_tdb, h) = shipped(FakeDriver::default()).await;
+    assert_eq!(say(&h, "ada", "hi", None).await, Handled::Replied);
+    assert!(last_text(&h).contains("say `help`"), "{}", last_text(&h));
+    assert_eq!(say(&h, "ada", "thanks!", None).await, Handled::Replied);
+    assert!(last_text(&h).contains("You're welcome"));
+    let before = h.sink.all().len();
+    assert_eq!(say(&h, "ada", "thanks!", Some("ts-9")).await, Handled::Ignored);
+    assert_eq!(say(&h, "ada", "👍", None).await, Handled::Ignored);
+    assert_eq!(h.sink.all().len(), before);
+}
+
+#[tokio::test]
+async fn an_unknown_service_gets_the_closest_names() {
+    let (_tdb, h) = shipped(FakeDriver::default()).await;
+    say(&h, "ada", "deploy ordr-api 1.0 to staging", None).await;
+    let text = last_text(&h);
+    assert!(
+        text.contains("order-service") && text.contains("order-worker"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn what_runs_in_an_environment_lists_every_service() {
+    let (_tdb, h) = shipped(FakeDriver::default()).await;
+    assert_eq!(
+        say(&h, "ada", "what's deployed in staging?", None).await,
+        Handled::Replied
+    );
+    let t = h.sink.transcript();
+    assert!(t.contains("What runs in staging"), "{t}");
+    for s in ["order-service", "checkout-api", "payment-gateway"] {
+        assert!(t.contains(s), "{s} missing from {t}");
+    }
+}
+
+#[tokio::test]
+async fn a_missing_environment_is_on_the_card_with_its_fix() {
+    let driver = FakeDriver {
+        absent: vec![Environment::Production, Environment::Preview],
+        ..FakeDriver::default()
+    };
+    let (tdb, h) = shipped(driver.clone()).await;
+    let id = h.propose("ada", "deploy order-service 1.4.0 to prod").await;
+    h.idle().await;
+    let card = h.latest_card(&id);
+    let labels: Vec<&str> = card.buttons.iter().map(|b| b.label.as_str()).collect();
+    assert_eq!(labels, ["Create it first", "Cancel"]);
+    assert!(card
+        .context
+        .as_deref()
+        .unwrap_or("")
+        .contains("order-service has no production environment yet"));
+
+    h.press("ada", &id, "Create it first").await;
+    assert_eq!(
+        tdb.db.requests().get(&id).await.unwrap().state,
+        RequestState::Cancelled
+    );
+    // The fix is proposed in its place, for ada to confirm (and an approver to approve).
+    let proposed = tdb
+        .db
+        .requests()
+        .in_state(RequestState::Proposed)
+        .await
+        .unwrap();
+    assert_eq!(proposed.len(), 1);
+    assert_eq!(
+        proposed[0].action,
+        Action::CreateEnvironment {
+            service: paver::domain::ServiceName::parse("order-service").unwrap(),
+            environment: Environment::Production,
+            resources: vec![],
+        }
+    );
+    assert_eq!(driver.calls(), 0, "nothing ran");
+}
+
+#[tokio::test]
+async fn retry_is_offered_only_where_a_retry_can_help() {
+    let driver = FakeDriver::default();
+    driver.then(Err(DriverError::Invalid(
+        "order-service staging has no earlier version than 1.0.0 to roll back to".into(),
+    )));
+    driver.then(Err(DriverError::Permanent("quota exceeded".into())));
+    let (_tdb, h) = shipped(driver.clone()).await;
+    let id = h.propose("ada", "roll back order-service in staging").await;
+    h.press("ada", &id, "Roll back").await;
+    assert!(h.latest_card(&id).buttons.is_empty());
+    assert!(h.sink.transcript().contains("would fail the same way"));
+
+    let id = h.propose("ada", "restart order-service in staging").await;
+    h.press("ada", &id, "Restart").await;
+    assert_eq!(h.latest_card(&id).buttons[0].label, "Retry");
+}
