@@ -15,7 +15,7 @@ use slack_morphism::prelude::*;
 use url::Url;
 
 use super::blocks;
-use crate::catalog::SharedCatalog;
+use crate::catalog::{SharedCatalog, UserMatch};
 use crate::chat::{ChatSink, Message, SendError};
 use crate::domain::UserName;
 
@@ -90,8 +90,14 @@ impl SlackApi {
     /// annotation first, else users.info's email against catalog emails.
     pub async fn identify(&self, catalog: &SharedCatalog, slack_user: &str) -> Option<UserName> {
         let current = catalog.current();
-        if let Some(u) = current.user_by_slack_id(slack_user) {
-            return Some(u.name.clone());
+        match current.match_slack_id(slack_user) {
+            UserMatch::One(u) => return Some(u.name.clone()),
+            // Several users claim this id: the email must not pick one of them.
+            UserMatch::Ambiguous(names) => {
+                tracing::warn!(slack_user, users = ?names, "several catalog users claim this Slack id; treating the user as unknown");
+                return None;
+            }
+            UserMatch::Nobody => {}
         }
         if let Some((at, known)) = self
             .identities
