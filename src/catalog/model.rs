@@ -83,6 +83,9 @@ pub struct Catalog {
     duplicate_users: Vec<String>,
 }
 
+/// Reads one identity (email, a chat id) of a user.
+type IdentityField = fn(&User) -> Option<&str>;
+
 /// Who a chat id or email names in the catalog.
 #[derive(Debug, Clone, PartialEq)]
 pub enum UserMatch<'a> {
@@ -328,7 +331,7 @@ impl Catalog {
     /// `paver check-config` refuses such a catalog.
     pub fn identity_conflicts(&self) -> Vec<String> {
         let mut out = self.duplicate_users.clone();
-        let fields: [(&str, fn(&User) -> Option<&str>); 3] = [
+        let fields: [(&str, IdentityField); 3] = [
             ("email", |u| u.email.as_deref()),
             ("Slack user id", |u| u.slack_user_id.as_deref()),
             ("Discord user id", |u| u.discord_user_id.as_deref()),
