@@ -1035,7 +1035,13 @@ impl Engine {
         };
         let catalog = self.inner.catalog.current();
         let approvers = req.approvers.clone().unwrap_or_default();
-        if let Err(why) = policy::may_approve(&catalog, &approvers, &approver, &req.requester) {
+        if let Err(why) = policy::may_approve(
+            &catalog,
+            &approvers,
+            &approver,
+            &req.requester,
+            &req.requester_chat_id,
+        ) {
             tracing::info!(request = %req.id, approver = %approver, "approval refused: {why}");
             return self.whisper(user, conv, &messages::notice(why)).await;
         }
