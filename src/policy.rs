@@ -600,7 +600,7 @@ fn identities<'a>(catalog: &'a Catalog, user: &'a str) -> Vec<&'a str> {
 /// people, not names: any identity of one (catalog name, Slack id, Discord
 /// id, email) matching any of the other's is the same person, so two
 /// catalog users sharing an email or chat id cannot approve each other.
-fn same_person(
+pub fn same_person(
     catalog: &Catalog,
     user: &UserName,
     requester: &str,

@@ -928,8 +928,16 @@ impl Engine {
         let valid = last.decision == ApprovalDecision::Approved.as_str()
             && last.action_hash == req.action_hash
             && last.at + window >= now
-            && UserName::parse(&last.approver)
-                .is_ok_and(|a| policy::may_approve(catalog, approvers, &a, &req.requester).is_ok());
+            && UserName::parse(&last.approver).is_ok_and(|a| {
+                policy::may_approve(
+                    catalog,
+                    approvers,
+                    &a,
+                    &req.requester,
+                    &req.requester_chat_id,
+                )
+                .is_ok()
+            });
         Ok(valid.then_some(last))
     }
 
@@ -1423,11 +1431,20 @@ impl Engine {
             return Ok(None);
         }
         let approvals = self.inner.db.requests().approvals(&req.id).await?;
-        // The latest decision counts (a denial after an approval stands).
+        // The latest decision counts (a denial after an approval stands),
+        // and it is never the requester's own, under any of their identities.
+        let catalog = self.inner.catalog.current();
         let ok = approvals.last().is_some_and(|a| {
             a.decision == ApprovalDecision::Approved.as_str()
                 && a.action_hash == req.action_hash
-                && a.approver != req.requester
+                && UserName::parse(&a.approver).is_ok_and(|approver| {
+                    !policy::same_person(
+                        &catalog,
+                        &approver,
+                        &req.requester,
+                        &req.requester_chat_id,
+                    )
+                })
         });
         Ok((!ok).then(|| "no valid approval is recorded for this exact action".to_owned()))
     }
