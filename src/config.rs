@@ -19,7 +19,7 @@ pub const DEFAULT_PATH: &str = "config/paver.toml";
 
 /// Keys whose values are secrets: allowed from the environment, or as
 /// `<key>_file` in the config file, never inline.
-pub const SECRET_KEYS: [(&str, &str); 10] = [
+pub const SECRET_KEYS: [(&str, &str); 11] = [
     ("catalog", "backstage_token"),
     ("slack", "bot_token"),
     ("slack", "signing_secret"),
@@ -30,6 +30,7 @@ pub const SECRET_KEYS: [(&str, &str); 10] = [
     ("argocd", "token"),
     ("argocd", "password"),
     ("orchestrator", "signing_secret"),
+    ("orchestrator", "inbound_signing_secret"),
 ];
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -423,6 +424,11 @@ impl Config {
             "orchestrator.signing_secret",
             &mut self.orchestrator.signing_secret,
             &self.orchestrator.signing_secret_file,
+        )?;
+        fill(
+            "orchestrator.inbound_signing_secret",
+            &mut self.orchestrator.inbound_signing_secret,
+            &self.orchestrator.inbound_signing_secret_file,
         )?;
         Ok(())
     }
