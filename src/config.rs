@@ -739,6 +739,7 @@ mod tests {
         assert!(c.problems().iter().any(|p| p.starts_with("argocd.token")));
         for (section, key) in [
             ("orchestrator", "signing_secret"),
+            ("orchestrator", "inbound_signing_secret"),
             ("argocd", "password"),
             ("backstage", "token"),
         ] {
@@ -746,6 +747,25 @@ mod tests {
             let err = Config::load(Some(f.path())).unwrap_err().to_string();
             assert!(err.contains("is a secret"), "{err}");
         }
+    }
+
+    #[test]
+    fn the_inbound_callback_key_comes_from_its_file() {
+        use secrecy::ExposeSecret;
+        let secret = write("inbound-key\n");
+        let f = write(&format!(
+            "[orchestrator]\ninbound_signing_secret_file = \"{}\"\n",
+            secret.path().display()
+        ));
+        let c = Config::load(Some(f.path())).unwrap();
+        assert_eq!(
+            c.orchestrator
+                .inbound_secret()
+                .map(|s| s.expose_secret().to_owned())
+                .as_deref(),
+            Some("inbound-key")
+        );
+        assert!(!format!("{:?}", c.orchestrator).contains("inbound-key"));
     }
 
     #[test]

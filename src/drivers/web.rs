@@ -122,7 +122,7 @@ pub fn transport(system: &str, e: reqwest::Error) -> DriverError {
     } else {
         "connection failed"
     };
-    DriverError::Transient(format!("{system} {what}: {}", root_cause(&e)))
+    DriverError::Transient(format!("{system} {what}: {}", shorten(&root_cause(&e))))
 }
 
 fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
