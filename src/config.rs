@@ -24,7 +24,7 @@ pub const DEFAULT_DATABASE_URL: &str = "sqlite://var/paver.db";
 
 /// Keys whose values are secrets: allowed from the environment, or as
 /// `<key>_file` in the config file, never inline.
-pub const SECRET_KEYS: [(&str, &str); 10] = [
+pub const SECRET_KEYS: [(&str, &str); 11] = [
     ("catalog", "backstage_token"),
     ("slack", "bot_token"),
     ("slack", "signing_secret"),
@@ -35,6 +35,7 @@ pub const SECRET_KEYS: [(&str, &str); 10] = [
     ("argocd", "token"),
     ("argocd", "password"),
     ("orchestrator", "signing_secret"),
+    ("orchestrator", "inbound_signing_secret"),
 ];
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -492,6 +493,11 @@ impl Config {
             &mut self.orchestrator.signing_secret,
             &self.orchestrator.signing_secret_file,
         )?;
+        fill(
+            "orchestrator.inbound_signing_secret",
+            &mut self.orchestrator.inbound_signing_secret,
+            &self.orchestrator.inbound_signing_secret_file,
+        )?;
         Ok(())
     }
 
@@ -939,6 +945,7 @@ mod tests {
         assert!(c.problems().iter().any(|p| p.starts_with("argocd.token")));
         for (section, key) in [
             ("orchestrator", "signing_secret"),
+            ("orchestrator", "inbound_signing_secret"),
             ("argocd", "password"),
             ("backstage", "token"),
         ] {
@@ -946,6 +953,25 @@ mod tests {
             let err = Config::load(Some(f.path())).unwrap_err().to_string();
             assert!(err.contains("is a secret"), "{err}");
         }
+    }
+
+    #[test]
+    fn the_inbound_callback_key_comes_from_its_file() {
+        use secrecy::ExposeSecret;
+        let secret = write("inbound-key\n");
+        let f = write(&format!(
+            "[orchestrator]\ninbound_signing_secret_file = \"{}\"\n",
+            secret.path().display()
+        ));
+        let c = Config::load(Some(f.path())).unwrap();
+        assert_eq!(
+            c.orchestrator
+                .inbound_secret()
+                .map(|s| s.expose_secret().to_owned())
+                .as_deref(),
+            Some("inbound-key")
+        );
+        assert!(!format!("{:?}", c.orchestrator).contains("inbound-key"));
     }
 
     #[test]

@@ -8,6 +8,7 @@
 
 pub mod jobs;
 pub mod outbox;
+pub mod replay;
 pub mod requests;
 
 use std::path::Path;
@@ -157,6 +158,10 @@ impl Db {
 
     pub fn jobs(&self) -> JobStore<'_> {
         JobStore { db: self }
+    }
+
+    pub fn callback_replay(&self) -> replay::ReplayStore<'_> {
+        replay::ReplayStore { db: self }
     }
 
     /// Records a chat event id; false when it was already recorded (a retry).
