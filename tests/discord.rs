@@ -257,7 +257,11 @@ async fn harness() -> Harness {
 }
 
 /// A harness; the first `app_failures` application lookups fail.
-async fn harness_with(settings: EngineSettings, policy: PolicyConfig, app_failures: u64) -> Harness {
+async fn harness_with(
+    settings: EngineSettings,
+    policy: PolicyConfig,
+    app_failures: u64,
+) -> Harness {
     let fake = Fake::default();
     fake.app_failures.store(app_failures, Ordering::SeqCst);
     let api_base = fake.serve().await;
@@ -1345,15 +1349,14 @@ async fn interactions_and_messages_from_other_servers_are_acknowledged_not_handl
     .unwrap();
     foreign["guild_id"] = json!("111111111111111111");
     let (status, answer) = h.send(&serde_json::to_vec(&foreign).unwrap()).await;
-    assert_eq!(status, 200, "acknowledged, so Discord does not show a failure");
+    assert_eq!(
+        status, 200,
+        "acknowledged, so Discord does not show a failure"
+    );
     assert_eq!(answer["type"], 4);
     assert_eq!(answer["data"]["flags"], 64);
-    let mut other_app: Value = serde_json::from_slice(&click(
-        "900000000000000061",
-        ALICE,
-        "confirm:r-x:n",
-    ))
-    .unwrap();
+    let mut other_app: Value =
+        serde_json::from_slice(&click("900000000000000061", ALICE, "confirm:r-x:n")).unwrap();
     other_app["application_id"] = json!("123456789012345678");
     let (status, answer) = h.send(&serde_json::to_vec(&other_app).unwrap()).await;
     assert_eq!((status, answer["type"].as_u64()), (200, Some(4)));
@@ -1438,7 +1441,10 @@ async fn until_the_application_is_known_interactions_are_refused() {
             break;
         }
         assert_eq!(status, 503);
-        assert!(Instant::now() < deadline, "the application was never learned");
+        assert!(
+            Instant::now() < deadline,
+            "the application was never learned"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     h.fake
@@ -1505,14 +1511,10 @@ async fn after_an_outage_an_interaction_sent_again_is_handled_once() {
 async fn a_stored_interaction_left_by_a_crash_is_handled_by_recovery() {
     let h = harness().await;
     let gateway = h.gateway();
-    let paver::discord::interactions::Incoming::Command(c) =
-        paver::discord::interactions::parse(&slash(
-            "900000000000000100",
-            ALICE,
-            "restart cart-service in dev",
-        ))
-        .unwrap()
-    else {
+    let paver::discord::interactions::Incoming::Command(c) = paver::discord::interactions::parse(
+        &slash("900000000000000100", ALICE, "restart cart-service in dev"),
+    )
+    .unwrap() else {
         panic!("a command")
     };
     let work = paver::discord::interactions::DiscordWork::Command(c);

@@ -125,8 +125,10 @@ async fn fake_api(
         return resp;
     }
     if method == "auth.test" {
-        return axum::Json(json!({"ok": true, "url": "https://example.slack.com/", "team": "Example",
-            "user": "paver", "team_id": TEAM, "user_id": "U111", "bot_id": "B1"}))
+        return axum::Json(
+            json!({"ok": true, "url": "https://example.slack.com/", "team": "Example",
+            "user": "paver", "team_id": TEAM, "user_id": "U111", "bot_id": "B1"}),
+        )
         .into_response();
     }
     let ts = {
@@ -187,7 +189,13 @@ async fn rig() -> Rig {
 }
 
 async fn rig_with(settings: EngineSettings) -> Rig {
-    rig_full(settings, PolicyConfig::default(), SlackConfig::default(), None).await
+    rig_full(
+        settings,
+        PolicyConfig::default(),
+        SlackConfig::default(),
+        None,
+    )
+    .await
 }
 
 /// A rig; `before_start` scripts the fake before Paver asks it anything.
@@ -846,7 +854,10 @@ async fn a_saturated_paver_asks_slack_to_redeliver_instead_of_queueing() {
     r.idle().await;
     assert!(r.fake.calls("chat.postMessage").is_empty());
     // Nothing was stored: the redelivery will be handled.
-    assert_eq!(r.tdb.db.inbox().state("slack", "EvBusy").await.unwrap(), None);
+    assert_eq!(
+        r.tdb.db.inbox().state("slack", "EvBusy").await.unwrap(),
+        None
+    );
 }
 
 // ----- workspace boundaries (issue 10, item 7) ---------------------------------
@@ -971,7 +982,10 @@ async fn until_auth_test_answers_events_are_refused_unacknowledged() {
     let p = mention("restart cart-service in dev", "U0ALICE", "EvEarly");
     // The first auth.test failed: not acknowledged, so Slack retries.
     assert_eq!(r.event(&p, &[]).await.status(), 503);
-    assert_eq!(r.tdb.db.inbox().state("slack", "EvEarly").await.unwrap(), None);
+    assert_eq!(
+        r.tdb.db.inbox().state("slack", "EvEarly").await.unwrap(),
+        None
+    );
     // Paver asks again (after a second); Slack's redelivery is then handled.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
@@ -980,7 +994,10 @@ async fn until_auth_test_answers_events_are_refused_unacknowledged() {
             break;
         }
         assert_eq!(status, 503);
-        assert!(tokio::time::Instant::now() < deadline, "auth.test never retried");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "auth.test never retried"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     r.idle().await;
@@ -1095,7 +1112,10 @@ async fn after_an_outage_the_redelivered_event_is_handled_exactly_once() {
     assert!(r.fake.calls("chat.postMessage").is_empty());
     set_inbox_online(&r.tdb.db, true).await;
     // Slack's redeliveries (HTTP and Socket Mode): handled once.
-    let retry = [("x-slack-retry-num", "1"), ("x-slack-retry-reason", "http_error")];
+    let retry = [
+        ("x-slack-retry-num", "1"),
+        ("x-slack-retry-reason", "http_error"),
+    ];
     assert_eq!(r.event(&p, &retry).await.status(), 200);
     assert_eq!(
         paver::slack::socket::handle_envelope(&r.state, &env).await,
@@ -1105,7 +1125,10 @@ async fn after_an_outage_the_redelivered_event_is_handled_exactly_once() {
     r.idle().await;
     assert_eq!(r.fake.calls("chat.postMessage").len(), 1);
     let stored = r.tdb.db.inbox().state("slack", "EvOutage").await.unwrap();
-    assert_eq!(stored.map(|s| (s.status, s.attempts)), Some(("done".into(), 1)));
+    assert_eq!(
+        stored.map(|s| (s.status, s.attempts)),
+        Some(("done".into(), 1))
+    );
 }
 
 #[tokio::test]
@@ -1117,17 +1140,32 @@ async fn an_event_left_pending_by_a_crash_is_handled_by_recovery() {
         event: mention("restart cart-service in dev", "U0ALICE", "x")["event"].clone(),
     };
     let payload = serde_json::to_string(&work).unwrap();
-    inbox.insert("slack", "EvCrash", &payload, 0).await.unwrap().unwrap();
+    inbox
+        .insert("slack", "EvCrash", &payload, 0)
+        .await
+        .unwrap()
+        .unwrap();
     // Another is still being handled by a live replica: left alone.
     let mut other = mention("create staging for order-service", "U0ALICE", "y")["event"].clone();
     other["ts"] = json!("1678252299.000009");
-    let live = serde_json::to_string(&paver::slack::inbound::SlackWork::Event { event: other })
+    let live =
+        serde_json::to_string(&paver::slack::inbound::SlackWork::Event { event: other }).unwrap();
+    inbox
+        .insert("slack", "EvLive", &live, 60_000)
+        .await
+        .unwrap()
         .unwrap();
-    inbox.insert("slack", "EvLive", &live, 60_000).await.unwrap().unwrap();
 
     paver::chat::inbox::recover_once(&r.state).await.unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while inbox.state("slack", "EvCrash").await.unwrap().unwrap().status != "done" {
+    while inbox
+        .state("slack", "EvCrash")
+        .await
+        .unwrap()
+        .unwrap()
+        .status
+        != "done"
+    {
         assert!(tokio::time::Instant::now() < deadline, "never recovered");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -1275,10 +1313,19 @@ async fn a_hundred_progress_lines_make_few_card_updates_and_the_last_word_wins()
         .await
         .unwrap()
         .remove(0);
-    let rows = r.tdb.db.outbox().update_rows_for_card(&req.id).await.unwrap();
+    let rows = r
+        .tdb
+        .db
+        .outbox()
+        .update_rows_for_card(&req.id)
+        .await
+        .unwrap();
     assert!(rows < 40, "{rows} outbox rows for 100 progress lines");
     let updates = r.fake.calls("chat.update");
     assert!(updates.len() < 40, "{} card updates sent", updates.len());
     let last = updates.last().unwrap().to_string();
-    assert!(last.contains("Done") || last.contains("Succeeded"), "{last}");
+    assert!(
+        last.contains("Done") || last.contains("Succeeded"),
+        "{last}"
+    );
 }

@@ -85,7 +85,11 @@ impl<T: Clone + Send + Sync + 'static> Learned<T> {
 
     /// Asks `ask` until it answers (backoff 1 s, doubling to a minute),
     /// logging each failure; the answer is kept.
-    pub fn learn<F, Fut, E>(self: &Arc<Self>, what: &'static str, ask: F) -> tokio::task::JoinHandle<()>
+    pub fn learn<F, Fut, E>(
+        self: &Arc<Self>,
+        what: &'static str,
+        ask: F,
+    ) -> tokio::task::JoinHandle<()>
     where
         F: Fn() -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<T, E>> + Send,

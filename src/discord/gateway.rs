@@ -32,9 +32,7 @@ use serenity::all::{
 use serde::{Deserialize, Serialize};
 
 use super::api::DiscordApi;
-use super::interactions::{
-    Admission, Command, DiscordWork, Incoming, Interactions, Press, OPTION,
-};
+use super::interactions::{Admission, Command, DiscordWork, Incoming, Interactions, Press, OPTION};
 use super::Guilds;
 use crate::app::App;
 use crate::chat::inbox::{self, Accepted, Refused};

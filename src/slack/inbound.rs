@@ -134,18 +134,21 @@ impl SlackState {
     /// and user id), and handling stored events left pending.
     pub fn start(&self) -> Vec<tokio::task::JoinHandle<()>> {
         let me = self.clone();
-        let learn = self.workspace.own.learn("the Slack workspace (auth.test)", move || {
-            let me = me.clone();
-            async move {
-                let id = me.api.whoami().await?;
-                me.bot_user_id
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .get_or_insert(id.user_id);
-                tracing::info!(team = %id.team_id, "Slack workspace known");
-                Ok::<_, crate::chat::SendError>(id.team_id)
-            }
-        });
+        let learn = self
+            .workspace
+            .own
+            .learn("the Slack workspace (auth.test)", move || {
+                let me = me.clone();
+                async move {
+                    let id = me.api.whoami().await?;
+                    me.bot_user_id
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .get_or_insert(id.user_id);
+                    tracing::info!(team = %id.team_id, "Slack workspace known");
+                    Ok::<_, crate::chat::SendError>(id.team_id)
+                }
+            });
         vec![learn, inbox::spawn_recovery(self.clone())]
     }
 }
@@ -259,9 +262,7 @@ fn bad_request(e: BadPayload) -> Response {
         }
         // Slack retries a delivery that did not get a 2xx.
         BadPayload::Busy(_) => (StatusCode::SERVICE_UNAVAILABLE, "busy").into_response(),
-        BadPayload::Unavailable => {
-            (StatusCode::SERVICE_UNAVAILABLE, "unavailable").into_response()
-        }
+        BadPayload::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable").into_response(),
     }
 }
 
@@ -413,7 +414,9 @@ pub async fn handle_event_payload(
             let event_id = payload
                 .get("event_id")
                 .and_then(Value::as_str)
-                .ok_or_else(|| BadPayload::Malformed("event_callback without an event_id".into()))?;
+                .ok_or_else(|| {
+                    BadPayload::Malformed("event_callback without an event_id".into())
+                })?;
             if !admit(
                 state,
                 "event",

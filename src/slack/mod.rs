@@ -30,12 +30,7 @@ pub fn api(config: &Config) -> Result<Option<Arc<SlackApi>>, api::SlackSetupErro
 /// The adapter's state, with its background work started (learning the
 /// workspace, recovering stored events).
 pub fn state(app: &App, config: &Config, api: Arc<SlackApi>) -> SlackState {
-    let state = SlackState::new(
-        app.engine.clone(),
-        app.catalog.clone(),
-        api,
-        &config.slack,
-    );
+    let state = SlackState::new(app.engine.clone(), app.catalog.clone(), api, &config.slack);
     state.start();
     state
 }

@@ -130,11 +130,13 @@ impl InboxStore<'_> {
     }
 
     pub async fn mark_done(&self, id: i64) -> Result<(), StorageError> {
-        sqlx::query("UPDATE inbox SET status = 'done', done_at = $1, lease_until = 0 WHERE id = $2")
-            .bind(now_ms())
-            .bind(id)
-            .execute(&self.db.pool)
-            .await?;
+        sqlx::query(
+            "UPDATE inbox SET status = 'done', done_at = $1, lease_until = 0 WHERE id = $2",
+        )
+        .bind(now_ms())
+        .bind(id)
+        .execute(&self.db.pool)
+        .await?;
         Ok(())
     }
 

@@ -237,12 +237,11 @@ impl OutboxStore<'_> {
 
     /// Rows ever queued to update `card_key` (sent, pending or superseded).
     pub async fn update_rows_for_card(&self, card_key: &str) -> Result<i64, StorageError> {
-        let row = sqlx::query(
-            "SELECT COUNT(*) AS n FROM outbox WHERE kind = 'update' AND card_key = $1",
-        )
-        .bind(card_key)
-        .fetch_one(&self.db.pool)
-        .await?;
+        let row =
+            sqlx::query("SELECT COUNT(*) AS n FROM outbox WHERE kind = 'update' AND card_key = $1")
+                .bind(card_key)
+                .fetch_one(&self.db.pool)
+                .await?;
         get_i64(&row, "n")
     }
 
