@@ -1179,6 +1179,11 @@ async fn an_event_left_pending_by_a_crash_is_handled_by_recovery() {
     assert_eq!(paver::chat::inbox::recover_once(&r.state).await.unwrap(), 0);
     r.idle().await;
     assert_eq!(r.fake.calls("chat.postMessage").len(), 1);
+    // Handled events are forgotten in time; pending ones never are.
+    let later = paver::storage::now_ms() + 1;
+    assert_eq!(inbox.purge_done(later).await.unwrap(), 1);
+    assert_eq!(inbox.state("slack", "EvCrash").await.unwrap(), None);
+    assert!(inbox.state("slack", "EvLive").await.unwrap().is_some());
 }
 
 // ----- bounded everywhere (issue 10, item 9) -----------------------------------

@@ -30,6 +30,9 @@ pub struct InboxSettings {
     pub every: Duration,
     /// Handlings of one event before Paver gives up on it (and logs it).
     pub max_attempts: i64,
+    /// How long a handled event is kept, so its redeliveries are still
+    /// recognised.
+    pub keep_done: Duration,
 }
 
 impl Default for InboxSettings {
@@ -38,6 +41,7 @@ impl Default for InboxSettings {
             lease: Duration::from_secs(10),
             every: Duration::from_secs(5),
             max_attempts: 5,
+            keep_done: Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -249,12 +253,17 @@ pub async fn recover_once<H: InboxHandler>(h: &H) -> Result<usize, StorageError>
     Ok(started)
 }
 
-/// Recovery at start, then every `every`.
+/// Recovery at start, then every `every`; handled events past
+/// `keep_done` are forgotten on the way.
 pub fn spawn_recovery<H: InboxHandler>(h: H) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         loop {
             if let Err(e) = recover_once(&h).await {
                 tracing::warn!(platform = h.platform().as_str(), error = %e, "inbox recovery failed");
+            }
+            let before = crate::storage::now_ms() - h.inbox_settings().keep_done.as_millis() as i64;
+            if let Err(e) = h.engine().db().inbox().purge_done(before).await {
+                tracing::warn!(error = %e, "forgetting handled inbound events failed");
             }
             tokio::time::sleep(h.inbox_settings().every).await;
         }

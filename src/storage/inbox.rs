@@ -152,6 +152,16 @@ impl InboxStore<'_> {
         Ok(())
     }
 
+    /// Forgets handled events received before `before_ms`: their
+    /// redeliveries (Slack retries within minutes) are long over.
+    pub async fn purge_done(&self, before_ms: i64) -> Result<u64, StorageError> {
+        let done = sqlx::query("DELETE FROM inbox WHERE status = 'done' AND received_at < $1")
+            .bind(before_ms)
+            .execute(&self.db.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
     pub async fn state(
         &self,
         platform: &str,
