@@ -5,8 +5,9 @@
 //!   request's thread become requests; button presses and `/paver` arrive
 //!   there too unless an interactions endpoint URL is set.
 //! - [`interactions`]: `POST /discord/interactions` for HTTP interactions,
-//!   Ed25519-verified ([`verify`]), acknowledged at once (deferred) and
-//!   handled after.
+//!   Ed25519-verified ([`verify`]), stored in the inbox, acknowledged
+//!   (deferred) and handled after, from the stored row.
+//! - [`Guilds`]: which servers Paver serves (`discord.guild_ids`).
 //! - [`sink`]: the outbox's way out, over the REST client in [`api`];
 //!   [`render`] turns the chat model into embeds and buttons.
 //! - [`commands`]: registering the `/paver` slash command.
@@ -159,8 +160,9 @@ impl Guilds {
 }
 
 /// A Discord user as a chat user: linked to the catalog User whose
-/// `discord.com/user-id` annotation names them, if any. Unknown users can
-/// ask and read; the engine keeps them from requesting changes.
+/// `discord.com/user-id` annotation names them, if any. Unknown users get
+/// help (and, with `policy.unknown_users = "read"`, read-only answers); the
+/// engine keeps them from requesting changes.
 pub fn chat_user(catalog: &SharedCatalog, discord_id: &str) -> ChatUser {
     ChatUser {
         platform: Platform::Discord,
