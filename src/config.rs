@@ -193,6 +193,12 @@ pub struct SlackConfig {
     pub api_url: Url,
     /// Minimum time between two messages to one channel (Slack allows about one a second).
     pub min_interval_ms: u64,
+    /// Workspaces whose events Paver handles. Empty: only the bot token's
+    /// own workspace (asked of `auth.test` at start); events from anywhere
+    /// else are acknowledged and ignored.
+    pub team_ids: Vec<String>,
+    /// When set, events must come from this Slack app (`api_app_id`).
+    pub app_id: Option<String>,
 }
 
 impl Default for SlackConfig {
@@ -206,6 +212,8 @@ impl Default for SlackConfig {
             app_token_file: None,
             api_url: Url::parse("https://slack.com/api/").expect("valid default URL"),
             min_interval_ms: 1000,
+            team_ids: Vec::new(),
+            app_id: None,
         }
     }
 }
@@ -222,6 +230,10 @@ pub struct DiscordConfig {
     /// Connect to the gateway (messages, and interactions when no
     /// interactions endpoint URL is set). Off: HTTP interactions only.
     pub gateway: bool,
+    /// Servers whose messages and interactions Paver handles. Empty: only
+    /// the application's own server (its `guild_id`, asked of Discord at
+    /// start). Direct messages are not from a server and are handled.
+    pub guild_ids: Vec<String>,
 }
 
 impl Default for DiscordConfig {
@@ -233,6 +245,7 @@ impl Default for DiscordConfig {
             public_key: None,
             api_url: Url::parse("https://discord.com/api/v10").expect("valid default URL"),
             gateway: true,
+            guild_ids: Vec::new(),
         }
     }
 }

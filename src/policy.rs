@@ -280,6 +280,19 @@ pub struct PolicyConfig {
     pub max_preview_envs_per_team: u32,
     pub preview_ttl_hours: u64,
     pub rules: Vec<PolicyRule>,
+    /// What chat users unknown to the catalog may read.
+    pub unknown_users: UnknownUsers,
+}
+
+/// `policy.unknown_users`: whether chat users the catalog does not know get
+/// ownership, status and scorecard answers (`read`), or only help and a
+/// pointer to get added to the catalog (`none`, the default).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnknownUsers {
+    #[default]
+    None,
+    Read,
 }
 
 impl Default for PolicyConfig {
@@ -295,6 +308,7 @@ impl Default for PolicyConfig {
             max_replicas: 20,
             max_preview_envs_per_team: 5,
             preview_ttl_hours: 72,
+            unknown_users: UnknownUsers::None,
             rules: vec![
                 PolicyRule::new(
                     "production changes",

@@ -471,7 +471,9 @@ async fn unknown_users_read_but_do_not_request() {
         h.say("mallory", "who owns checkout?").await,
         Handled::Replied
     );
-    assert!(h.sink.transcript().contains("team-commerce"));
+    // By default (`policy.unknown_users = "none"`) no ownership data.
+    assert!(!h.sink.transcript().contains("owned by"));
+    assert!(h.sink.transcript().contains("can't share ownership"));
     assert_eq!(h.say("mallory", "thanks!").await, Handled::Ignored);
 }
 

@@ -286,6 +286,14 @@ impl Engine {
                 candidates,
                 intent,
             } => messages::clarify(missing, candidates, *intent),
+            // Ownership and status are for people the catalog knows, unless
+            // `policy.unknown_users = "read"`.
+            Action::WhoOwns { .. } | Action::Scorecard { .. } | Action::Status { .. }
+                if msg.user.catalog.is_none()
+                    && self.inner.policy.unknown_users != policy::UnknownUsers::Read =>
+            {
+                messages::unknown_user_reads(&msg.user.id, &catalog)
+            }
             Action::WhoOwns { service } => messages::who_owns(&catalog, service),
             Action::Scorecard { target } => messages::scorecard(&catalog, target),
             Action::Status {

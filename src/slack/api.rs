@@ -33,6 +33,13 @@ pub struct SlackApi {
     identities: Mutex<HashMap<String, (Instant, Option<UserName>)>>,
 }
 
+/// Who the bot token is (from `auth.test`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub team_id: String,
+    pub user_id: String,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum SlackSetupError {
     #[error("cannot load the TLS root certificates: {0}")]
@@ -149,6 +156,20 @@ impl SlackApi {
             ))
             .await
             .map(|_| ())
+            .map_err(classify)
+    }
+
+    /// `auth.test`: the workspace the bot token belongs to, and the bot's
+    /// own user id.
+    pub async fn whoami(&self) -> Result<Identity, SendError> {
+        let session = self.client.open_session(&self.token);
+        session
+            .auth_test()
+            .await
+            .map(|r| Identity {
+                team_id: r.team_id.0,
+                user_id: r.user_id.0,
+            })
             .map_err(classify)
     }
 

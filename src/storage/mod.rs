@@ -6,6 +6,7 @@
 //! one backend's dialect. Each backend has its own migrations folder
 //! because DDL differs (AUTOINCREMENT vs BIGSERIAL).
 
+pub mod inbox;
 pub mod jobs;
 pub mod outbox;
 pub mod replay;
@@ -17,6 +18,7 @@ use std::time::Duration;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 
+pub use inbox::{InboxRow, InboxState, InboxStore};
 pub use jobs::{Claimed, JobRow, JobStatus, JobStore};
 pub use outbox::{OutboxRow, OutboxStore};
 pub use requests::{
@@ -154,6 +156,10 @@ impl Db {
 
     pub fn outbox(&self) -> OutboxStore<'_> {
         OutboxStore { db: self }
+    }
+
+    pub fn inbox(&self) -> InboxStore<'_> {
+        InboxStore { db: self }
     }
 
     pub fn jobs(&self) -> JobStore<'_> {
