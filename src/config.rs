@@ -9,7 +9,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use figment::providers::{Env, Format, Toml};
-use figment::Figment;
+use figment::value::{Dict, Map, Value};
+use figment::{Figment, Metadata, Profile, Provider};
 use secrecy::SecretString;
 use serde::Deserialize;
 use url::Url;
@@ -17,9 +18,13 @@ use url::Url;
 /// The file used when neither `--config` nor `PAVER_CONFIG` names one.
 pub const DEFAULT_PATH: &str = "config/paver.toml";
 
+/// The database used when none is configured: a SQLite file of one's own,
+/// for trying Paver out. Anything else may be shared with others.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://var/paver.db";
+
 /// Keys whose values are secrets: allowed from the environment, or as
 /// `<key>_file` in the config file, never inline.
-pub const SECRET_KEYS: [(&str, &str); 10] = [
+pub const SECRET_KEYS: [(&str, &str); 11] = [
     ("catalog", "backstage_token"),
     ("slack", "bot_token"),
     ("slack", "signing_secret"),
@@ -30,6 +35,7 @@ pub const SECRET_KEYS: [(&str, &str); 10] = [
     ("argocd", "token"),
     ("argocd", "password"),
     ("orchestrator", "signing_secret"),
+    ("orchestrator", "inbound_signing_secret"),
 ];
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -63,6 +69,18 @@ pub struct Config {
     pub argocd: crate::drivers::argocd::ArgoCdConfig,
     #[serde(default)]
     pub orchestrator: crate::drivers::http::OrchestratorConfig,
+    #[serde(default)]
+    pub console: ConsoleConfig,
+}
+
+/// `paver chat`, the terminal console.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConsoleConfig {
+    /// Let `paver chat --as USER` and `/as USER` speak as any catalog user
+    /// on a database other than the default demo file. Off: on a shared
+    /// database the console is the OS user, so nobody approves as anyone else.
+    pub allow_impersonation: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -83,17 +101,39 @@ impl Default for ServerConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DatabaseConfig {
+    /// May hold a password: then only from PAVER_DATABASE__URL or `url_file`.
     pub url: String,
+    /// A file holding the URL (with its password); PAVER_DATABASE__URL wins.
+    pub url_file: Option<PathBuf>,
 }
 
 impl Default for DatabaseConfig {
     fn default() -> Self {
         DatabaseConfig {
-            url: "sqlite://var/paver.db".into(),
+            url: DEFAULT_DATABASE_URL.into(),
+            url_file: None,
         }
+    }
+}
+
+impl DatabaseConfig {
+    /// Whether this is the default demo database (one's own SQLite file)
+    /// rather than one that may be shared with other people.
+    pub fn is_default(&self) -> bool {
+        self.url.trim() == DEFAULT_DATABASE_URL
+    }
+}
+
+/// The URL's password never shows, not even in `{:?}`.
+impl std::fmt::Debug for DatabaseConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DatabaseConfig")
+            .field("url", &redact_url(&self.url))
+            .field("url_file", &self.url_file)
+            .finish()
     }
 }
 
@@ -153,6 +193,12 @@ pub struct SlackConfig {
     pub api_url: Url,
     /// Minimum time between two messages to one channel (Slack allows about one a second).
     pub min_interval_ms: u64,
+    /// Workspaces whose events Paver handles. Empty: only the bot token's
+    /// own workspace (asked of `auth.test` at start); events from anywhere
+    /// else are acknowledged and ignored.
+    pub team_ids: Vec<String>,
+    /// When set, events must come from this Slack app (`api_app_id`).
+    pub app_id: Option<String>,
 }
 
 impl Default for SlackConfig {
@@ -166,6 +212,8 @@ impl Default for SlackConfig {
             app_token_file: None,
             api_url: Url::parse("https://slack.com/api/").expect("valid default URL"),
             min_interval_ms: 1000,
+            team_ids: Vec::new(),
+            app_id: None,
         }
     }
 }
@@ -182,6 +230,10 @@ pub struct DiscordConfig {
     /// Connect to the gateway (messages, and interactions when no
     /// interactions endpoint URL is set). Off: HTTP interactions only.
     pub gateway: bool,
+    /// Servers whose messages and interactions Paver handles. Empty: only
+    /// the application's own server (its `guild_id`, asked of Discord at
+    /// start). Direct messages are not from a server and are handled.
+    pub guild_ids: Vec<String>,
 }
 
 impl Default for DiscordConfig {
@@ -193,6 +245,7 @@ impl Default for DiscordConfig {
             public_key: None,
             api_url: Url::parse("https://discord.com/api/v10").expect("valid default URL"),
             gateway: true,
+            guild_ids: Vec::new(),
         }
     }
 }
@@ -296,6 +349,12 @@ pub enum ConfigError {
     },
     #[error("{path}: invalid TOML: {message}")]
     Syntax { path: String, message: String },
+    #[error("{path}:{line}: `database.url` holds a password, which may not be written in the config file; set PAVER_DATABASE__URL in the environment or `database.url_file` to a file holding the URL\n  {line} | {text}")]
+    PasswordInFile {
+        path: String,
+        line: usize,
+        text: String,
+    },
     #[error("{path}:{line}: `{section}.{key}` is a secret and may not be written in the config file; set PAVER_{env} in the environment or `{key}_file` to a file holding it\n  {line} | {text}", env = format!("{}__{}", section.to_uppercase(), key.to_uppercase()))]
     SecretInFile {
         path: String,
@@ -351,14 +410,33 @@ impl Config {
             figment = figment.merge(Toml::string(&body));
             text = Some((shown, body));
         }
-        figment = figment.merge(
-            Env::prefixed("PAVER_")
-                .filter(|k| k.as_str().contains("__"))
-                .split("__"),
-        );
-        let mut config: Config = figment.extract().map_err(|e| invalid(e, text.as_ref()))?;
+        figment = figment.merge(EnvAsTyped::new());
+        // Lossy: the environment gives text, and numeric and boolean keys
+        // read numbers and booleans out of it (see `EnvAsTyped`).
+        let mut config: Config = figment
+            .extract_lossy()
+            .map_err(|e| invalid(e, text.as_ref()))?;
+        let url_from_env = figment
+            .find_metadata("database.url")
+            .is_some_and(|m| m.name.to_lowercase().contains("environment"));
         config.read_secret_files()?;
+        if !url_from_env {
+            config.read_database_url_file()?;
+        }
         Ok(config)
+    }
+
+    /// `database.url_file`, when set and the environment did not give the URL.
+    fn read_database_url_file(&mut self) -> Result<(), ConfigError> {
+        if let Some(path) = &self.database.url_file {
+            let raw = std::fs::read_to_string(path).map_err(|source| ConfigError::SecretFile {
+                key: "database.url".into(),
+                path: path.display().to_string(),
+                source,
+            })?;
+            self.database.url = raw.trim().to_owned();
+        }
+        Ok(())
     }
 
     /// Fills each secret from its `_file` when the environment did not set it.
@@ -427,6 +505,11 @@ impl Config {
             "orchestrator.signing_secret",
             &mut self.orchestrator.signing_secret,
             &self.orchestrator.signing_secret_file,
+        )?;
+        fill(
+            "orchestrator.inbound_signing_secret",
+            &mut self.orchestrator.inbound_signing_secret,
+            &self.orchestrator.inbound_signing_secret_file,
         )?;
         Ok(())
     }
@@ -521,18 +604,84 @@ impl Config {
     }
 }
 
-/// Hides a password in a database URL before it is shown anywhere.
+/// Hides the secrets of a URL before it is shown anywhere: the password of
+/// its user info (`postgres://user:***@host/db`) and query parameters
+/// naming a password (`?password=***`, `sslpassword=***`). A URL that does
+/// not parse is still redacted, by its shape.
 pub fn redact_url(url: &str) -> String {
-    match Url::parse(url) {
+    let (head, query) = match url.split_once('?') {
+        Some((h, q)) => (h, Some(q)),
+        None => (url, None),
+    };
+    let head = match Url::parse(head) {
         Ok(mut u) if u.password().is_some() => {
             let _ = u.set_password(Some("***"));
             u.to_string()
         }
-        _ => url.to_owned(),
+        Ok(_) => head.to_owned(),
+        Err(_) => redact_userinfo(head),
+    };
+    match query {
+        None => head,
+        Some(q) => {
+            let params: Vec<String> = q
+                .split('&')
+                .map(|p| match p.split_once('=') {
+                    Some((k, _)) if k.to_ascii_lowercase().contains("password") => {
+                        format!("{k}=***")
+                    }
+                    _ => p.to_owned(),
+                })
+                .collect();
+            format!("{head}?{}", params.join("&"))
+        }
+    }
+}
+
+/// `scheme://user:secret@rest` without a URL parser: what follows the
+/// first `:` of the user info, up to the last `@`, is hidden (a password
+/// may hold `/`, `#` or `@` unescaped, which is also why the parse failed).
+fn redact_userinfo(s: &str) -> String {
+    let Some(start) = s.find("://").map(|i| i + 3) else {
+        return s.to_owned();
+    };
+    let rest = &s[start..];
+    let Some(at) = rest.rfind('@') else {
+        return s.to_owned();
+    };
+    match rest[..at].find(':') {
+        Some(colon) => format!("{}{}:***{}", &s[..start], &rest[..colon], &rest[at..]),
+        None => s.to_owned(),
+    }
+}
+
+/// Whether a URL carries a password (in its user info or its query).
+pub fn url_has_password(url: &str) -> bool {
+    redact_url(url) != url
+}
+
+/// A config line with its value hidden, for errors about secrets.
+fn masked(line: &str) -> String {
+    match line.split_once('=') {
+        Some((key, _)) => format!("{key}= \"***\""),
+        None => line.to_owned(),
     }
 }
 
 fn reject_inline_secrets(path: &str, body: &str, table: &toml::Table) -> Result<(), ConfigError> {
+    let db_url = table
+        .get("database")
+        .and_then(|s| s.as_table())
+        .and_then(|s| s.get("url"))
+        .and_then(|u| u.as_str());
+    if let Some(url) = db_url.filter(|u| url_has_password(u)) {
+        let (line, text) = locate(body, &["database", "url"]).unwrap_or((0, String::new()));
+        return Err(ConfigError::PasswordInFile {
+            path: path.to_owned(),
+            line,
+            text: text.replace(url, &redact_url(url)),
+        });
+    }
     for (section, key) in SECRET_KEYS {
         let present = table
             .get(section)
@@ -545,11 +694,83 @@ fn reject_inline_secrets(path: &str, body: &str, table: &toml::Table) -> Result<
                 section: section.to_owned(),
                 key: key.to_owned(),
                 line,
-                text,
+                // The error is shown and logged: not the secret itself.
+                text: masked(&text),
             });
         }
     }
     Ok(())
+}
+
+/// `PAVER_<SECTION>__<KEY>` variables as the user typed them. Figment's
+/// `Env` parses each value, so `PAVER_DISCORD__APPLICATION_ID=1100000000000000001`
+/// became a number that no string key accepts ("found unsigned int, expected
+/// a string"), and a secret lost its quotes or spaces. Here a value that
+/// reads as a number or a boolean stays text (numeric and boolean keys read
+/// it through `extract_lossy`), secrets stay exactly as typed, and lists and
+/// tables (`PAVER_DRIVERS__STATUS='["gitops", "argocd"]'`) still parse.
+struct EnvAsTyped {
+    env: Env,
+}
+
+impl EnvAsTyped {
+    fn new() -> Self {
+        EnvAsTyped {
+            env: Env::prefixed("PAVER_")
+                .filter(|k| k.as_str().contains("__"))
+                .split("__"),
+        }
+    }
+}
+
+/// Whether the dotted key (`slack.bot_token`) holds a secret.
+fn is_secret_key(key: &str) -> bool {
+    key == "database.url"
+        || SECRET_KEYS
+            .iter()
+            .any(|(section, name)| key.split_once('.') == Some((section, name)))
+}
+
+/// The configuration tree the variables (`("discord.application_id", "11")`) make.
+fn env_dict(vars: impl IntoIterator<Item = (String, String)>) -> Dict {
+    fn merge(into: &mut Dict, from: Dict) {
+        for (k, v) in from {
+            match (into.get_mut(&k), v) {
+                (Some(Value::Dict(_, inner)), Value::Dict(_, more)) => merge(inner, more),
+                (_, v) => {
+                    into.insert(k, v);
+                }
+            }
+        }
+    }
+    let mut dict = Dict::new();
+    for (key, raw) in vars {
+        let value = if is_secret_key(&key) {
+            Value::from(raw)
+        } else {
+            match raw.parse::<Value>() {
+                Ok(Value::Num(..) | Value::Bool(..)) => Value::from(raw.trim().to_owned()),
+                Ok(parsed) => parsed,
+                Err(never) => match never {},
+            }
+        };
+        if let Some(nested) = figment::util::nest(&key, value).into_dict() {
+            merge(&mut dict, nested);
+        }
+    }
+    dict
+}
+
+impl Provider for EnvAsTyped {
+    fn metadata(&self) -> Metadata {
+        // Keeps the name `invalid` recognises errors from the environment by.
+        self.env.metadata()
+    }
+
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        let vars = self.env.iter().map(|(k, v)| (k.as_str().to_owned(), v));
+        Ok(Profile::Default.collect(env_dict(vars)))
+    }
 }
 
 /// Finds the line defining `section.key` (or the section header when no
@@ -737,6 +958,7 @@ mod tests {
         assert!(c.problems().iter().any(|p| p.starts_with("argocd.token")));
         for (section, key) in [
             ("orchestrator", "signing_secret"),
+            ("orchestrator", "inbound_signing_secret"),
             ("argocd", "password"),
             ("backstage", "token"),
         ] {
@@ -747,7 +969,122 @@ mod tests {
     }
 
     #[test]
+    fn the_inbound_callback_key_comes_from_its_file() {
+        use secrecy::ExposeSecret;
+        let secret = write("inbound-key\n");
+        let f = write(&format!(
+            "[orchestrator]\ninbound_signing_secret_file = \"{}\"\n",
+            secret.path().display()
+        ));
+        let c = Config::load(Some(f.path())).unwrap();
+        assert_eq!(
+            c.orchestrator
+                .inbound_secret()
+                .map(|s| s.expose_secret().to_owned())
+                .as_deref(),
+            Some("inbound-key")
+        );
+        assert!(!format!("{:?}", c.orchestrator).contains("inbound-key"));
+    }
+
+    #[test]
     fn redacts_database_passwords() {
         assert_eq!(redact_url("postgres://u:pw@h/db"), "postgres://u:***@h/db");
+        assert_eq!(
+            redact_url("postgres://u@h/db?sslmode=require&password=pw&PassWord=x"),
+            "postgres://u@h/db?sslmode=require&password=***&PassWord=***"
+        );
+        assert_eq!(
+            redact_url("postgres://u:pw@h:5432/db?sslpassword=k"),
+            "postgres://u:***@h:5432/db?sslpassword=***"
+        );
+        // A password the URL parser chokes on is still hidden.
+        assert_eq!(
+            redact_url("postgres://u:p/a#s@s@h/db"),
+            "postgres://u:***@h/db"
+        );
+        for plain in [
+            "sqlite://var/paver.db",
+            "postgres://u@h/db",
+            "sqlite::memory:",
+            "postgres://h/db?sslmode=require",
+        ] {
+            assert_eq!(redact_url(plain), plain);
+            assert!(!url_has_password(plain));
+        }
+    }
+
+    #[test]
+    fn database_passwords_stay_out_of_the_file_and_of_debug() {
+        let f = write("[server]\nlisten = \"127.0.0.1:8080\"\n\n[database]\nurl = \"postgres://paver:hunter2@db/paver\"\n");
+        let err = Config::load(Some(f.path())).unwrap_err().to_string();
+        assert!(
+            err.contains(":5:") && err.contains("database.url_file"),
+            "{err}"
+        );
+        assert!(err.contains("PAVER_DATABASE__URL"), "{err}");
+        assert!(
+            err.contains("postgres://paver:***@db/paver") && !err.contains("hunter2"),
+            "{err}"
+        );
+        let f = write("[database]\nurl = \"postgres://paver@db/paver?password=hunter2\"\n");
+        let err = Config::load(Some(f.path())).unwrap_err().to_string();
+        assert!(err.contains(":2:") && !err.contains("hunter2"), "{err}");
+        // From a file it is fine, and the password shows nowhere.
+        let url = write("postgres://paver:hunter2@db/paver\n");
+        let f = write(&format!(
+            "[database]\nurl_file = \"{}\"\n",
+            url.path().display()
+        ));
+        let c = Config::load(Some(f.path())).unwrap();
+        assert_eq!(c.database.url, "postgres://paver:hunter2@db/paver");
+        assert!(!c.database.is_default());
+        assert!(!format!("{c:?}").contains("hunter2"), "{c:?}");
+        assert!(format!("{c:?}").contains("postgres://paver:***@db/paver"));
+        // Inline secrets are named, not shown.
+        let f = write("[slack]\nbot_token = \"xoxb-hunter2\"\n");
+        let err = Config::load(Some(f.path())).unwrap_err().to_string();
+        assert!(
+            err.contains("bot_token = \"***\"") && !err.contains("hunter2"),
+            "{err}"
+        );
+        assert!(Config::default().database.is_default());
+    }
+
+    #[test]
+    fn environment_values_stay_text_for_text_keys() {
+        let vars = [
+            ("discord.application_id", "1100000000000000001"),
+            ("discord.public_key", &"1".repeat(64)),
+            ("slack.signing_secret", " 0042 "),
+            ("llm.model", "true"),
+            ("catalog.refresh_secs", "60"),
+            ("discord.gateway", "false"),
+            ("llm.temperature", "0.5"),
+            ("drivers.status", "[\"gitops\", \"argocd\"]"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()));
+        let c: Config = Figment::new()
+            .merge(figment::providers::Serialized::from(
+                env_dict(vars),
+                Profile::Default,
+            ))
+            .extract_lossy()
+            .unwrap();
+        assert_eq!(
+            c.discord.application_id.as_deref(),
+            Some("1100000000000000001")
+        );
+        assert_eq!(c.discord.public_key, Some("1".repeat(64)));
+        use secrecy::ExposeSecret;
+        assert_eq!(
+            c.slack.signing_secret.as_ref().unwrap().expose_secret(),
+            " 0042 "
+        );
+        assert_eq!(c.llm.model.as_deref(), Some("true"));
+        assert_eq!(c.catalog.refresh_secs, 60);
+        assert!(!c.discord.gateway);
+        assert_eq!(c.llm.temperature, 0.5);
+        assert_eq!(c.drivers.status.names(), ["gitops", "argocd"]);
     }
 }

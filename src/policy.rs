@@ -280,6 +280,19 @@ pub struct PolicyConfig {
     pub max_preview_envs_per_team: u32,
     pub preview_ttl_hours: u64,
     pub rules: Vec<PolicyRule>,
+    /// What chat users unknown to the catalog may read.
+    pub unknown_users: UnknownUsers,
+}
+
+/// `policy.unknown_users`: whether chat users the catalog does not know get
+/// ownership, status and scorecard answers (`read`), or only help and a
+/// pointer to get added to the catalog (`none`, the default).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnknownUsers {
+    #[default]
+    None,
+    Read,
 }
 
 impl Default for PolicyConfig {
@@ -295,6 +308,7 @@ impl Default for PolicyConfig {
             max_replicas: 20,
             max_preview_envs_per_team: 5,
             preview_ttl_hours: 72,
+            unknown_users: UnknownUsers::None,
             rules: vec![
                 PolicyRule::new(
                     "production changes",
@@ -549,14 +563,15 @@ impl Approvers {
         self.teams.iter().any(|t| catalog.is_member(user, t))
     }
 
-    /// The catalog users who could approve a request by `requester`: every
-    /// member of the teams except the requester, sorted.
+    /// The catalog users who could approve a request by `requester` (a
+    /// catalog user name): every member of the teams except the requester
+    /// (or anyone sharing an identity with them), sorted.
     pub fn eligible(&self, catalog: &Catalog, requester: &str) -> Vec<UserName> {
         let mut out = BTreeSet::new();
         for team in &self.teams {
             if let Some(group) = catalog.group(team.as_str()) {
                 for m in &group.members {
-                    if catalog.is_member(m, team) && !same_person(catalog, m, requester) {
+                    if catalog.is_member(m, team) && !same_person(catalog, m, requester, "") {
                         out.insert(m.clone());
                     }
                 }
@@ -577,20 +592,46 @@ fn join_or<T: fmt::Display>(items: &[T]) -> String {
     }
 }
 
-/// Whether the catalog user `user` is the person `requester` names: the same
-/// catalog user name, or a chat user id or email linked to that user.
-fn same_person(catalog: &Catalog, user: &UserName, requester: &str) -> bool {
-    let requester = requester.trim();
-    if user.as_str().eq_ignore_ascii_case(requester) {
-        return true;
+/// Every identity a person is known by: the catalog user name, chat ids
+/// and email of `user` when the catalog knows them.
+fn identities<'a>(catalog: &'a Catalog, user: &'a str) -> Vec<&'a str> {
+    let mut out = vec![user];
+    if let Some(u) = catalog.user(user.trim()) {
+        out.extend(
+            [&u.slack_user_id, &u.discord_user_id, &u.email]
+                .into_iter()
+                .filter_map(|v| v.as_deref()),
+        );
     }
-    catalog.user(user.as_str()).is_some_and(|u| {
-        u.slack_user_id.as_deref() == Some(requester)
-            || u.discord_user_id.as_deref() == Some(requester)
-            || u.email
-                .as_deref()
-                .is_some_and(|e| e.eq_ignore_ascii_case(requester))
-    })
+    out.retain(|v| !v.trim().is_empty());
+    out
+}
+
+/// Whether the catalog user `user` is the person who made a request, known
+/// as `requester` (their catalog user name; an audit name such as
+/// `slack:U0X` or a chat id or email when the catalog did not know them) and
+/// `requester_chat_id` (the chat account they wrote from). Four-eyes is about
+/// people, not names: any identity of one (catalog name, Slack id, Discord
+/// id, email) matching any of the other's is the same person, so two
+/// catalog users sharing an email or chat id cannot approve each other.
+pub fn same_person(
+    catalog: &Catalog,
+    user: &UserName,
+    requester: &str,
+    requester_chat_id: &str,
+) -> bool {
+    let mut theirs = identities(catalog, requester);
+    // An unknown requester is recorded as `platform:id`; the id is what a
+    // catalog annotation would name.
+    if let Some((_, id)) = requester.split_once(':') {
+        theirs.push(id);
+    }
+    if !requester_chat_id.trim().is_empty() {
+        theirs.push(requester_chat_id);
+    }
+    let mine = identities(catalog, user.as_str());
+    mine.iter()
+        .any(|m| theirs.iter().any(|t| crate::catalog::same_identity(m, t)))
 }
 
 /// The team that owns what the action changes: the service's owner in the
@@ -879,16 +920,20 @@ fn check_limits(
 
 /// May `approver` approve (or deny) a request by `requester` under
 /// `approvers`? Four-eyes: the requester never approves their own request,
-/// even when a member. `requester` is the requester's catalog user name (a
-/// chat user id or email linked to the approver's catalog user also counts
-/// as the same person). Err carries the reason shown to the user.
+/// even when a member. `requester` and `requester_chat_id` are the stored
+/// request's: the requester's catalog user name (or audit name when
+/// unknown) and the chat account they wrote from. The approver is the same
+/// person when any of their identities (catalog name, Slack id, Discord id,
+/// email) matches one of the requester's. Err carries the reason shown to
+/// the user.
 pub fn may_approve(
     catalog: &Catalog,
     approvers: &Approvers,
     approver: &UserName,
     requester: &str,
+    requester_chat_id: &str,
 ) -> Result<(), String> {
-    if same_person(catalog, approver, requester) {
+    if same_person(catalog, approver, requester, requester_chat_id) {
         return Err(if approvers.is_empty() {
             "You asked for this change yourself, so you cannot approve it (four-eyes rule).".into()
         } else {
@@ -1484,7 +1529,7 @@ spec: {type: service, lifecycle: production}
                         .any(|n| n.contains("Nobody can approve") && n.contains("team-solo")),
                     "{notes:?}"
                 );
-                assert!(may_approve(&c, &approvers, &sol, "sol").is_err());
+                assert!(may_approve(&c, &approvers, &sol, "sol", "").is_err());
             }
             other => panic!("{other:?}"),
         }
@@ -1634,27 +1679,33 @@ spec: {type: service, lifecycle: production}
         let approvers = Approvers {
             teams: vec![team("team-commerce"), team("team-platform")],
         };
-        assert_eq!(may_approve(&c, &approvers, &user("dave"), "alice"), Ok(()));
-        assert_eq!(may_approve(&c, &approvers, &user("carol"), "alice"), Ok(()));
+        assert_eq!(
+            may_approve(&c, &approvers, &user("dave"), "alice", ""),
+            Ok(())
+        );
+        assert_eq!(
+            may_approve(&c, &approvers, &user("carol"), "alice", ""),
+            Ok(())
+        );
         // The requester, although a member, never approves their own request,
         // however the requester is written.
         for me in ["alice", "ALICE", "U0ALICE", "alice@example.com"] {
-            let err = may_approve(&c, &approvers, &user("alice"), me).unwrap_err();
+            let err = may_approve(&c, &approvers, &user("alice"), me, "").unwrap_err();
             assert!(err.contains("four-eyes"), "{err}");
         }
-        let err = may_approve(&c, &approvers, &user("bob"), "alice").unwrap_err();
+        let err = may_approve(&c, &approvers, &user("bob"), "alice", "").unwrap_err();
         assert!(
             err.contains("team-commerce or team-platform") && err.contains("not a member"),
             "{err}"
         );
-        let err = may_approve(&c, &approvers, &user("ghost"), "alice").unwrap_err();
+        let err = may_approve(&c, &approvers, &user("ghost"), "alice", "").unwrap_err();
         assert!(err.contains("not a user"), "{err}");
-        let err = may_approve(&c, &Approvers::default(), &user("carol"), "alice").unwrap_err();
+        let err = may_approve(&c, &Approvers::default(), &user("carol"), "alice", "").unwrap_err();
         assert!(err.contains("Nobody can approve"), "{err}");
         let only_platform = Approvers {
             teams: vec![team("team-platform")],
         };
-        assert!(may_approve(&c, &only_platform, &user("dave"), "alice").is_err());
+        assert!(may_approve(&c, &only_platform, &user("dave"), "alice", "").is_err());
         assert_eq!(
             only_platform.eligible(&c, "carol"),
             vec![user("omar")],
@@ -1663,6 +1714,75 @@ spec: {type: service, lifecycle: production}
         assert_eq!(
             approvers.eligible(&c, "alice"),
             vec![user("carol"), user("dave"), user("omar")]
+        );
+    }
+
+    /// Two catalog users who are one person (a shared email or chat id):
+    /// neither approves the other's request, nor is offered as an approver.
+    #[test]
+    fn four_eyes_compares_people_not_names() {
+        let c = Catalog::from_yaml_str(
+            "
+apiVersion: backstage.io/v1alpha1
+kind: Group
+metadata: {name: team-platform}
+spec: {type: team, children: []}
+---
+apiVersion: backstage.io/v1alpha1
+kind: User
+metadata: {name: alice}
+spec: {profile: {email: alice@example.com}, memberOf: [team-platform]}
+---
+apiVersion: backstage.io/v1alpha1
+kind: User
+metadata: {name: alice-admin}
+spec: {profile: {email: Alice@Example.com}, memberOf: [team-platform]}
+---
+apiVersion: backstage.io/v1alpha1
+kind: User
+metadata:
+  name: bob
+  annotations: {slack.com/user-id: U0BOB}
+spec: {memberOf: [team-platform]}
+---
+apiVersion: backstage.io/v1alpha1
+kind: User
+metadata:
+  name: bob-ops
+  annotations: {discord.com/user-id: '4242'}
+spec: {memberOf: [team-platform]}
+---
+apiVersion: backstage.io/v1alpha1
+kind: User
+metadata: {name: pat}
+spec: {memberOf: [team-platform]}
+",
+            "inline",
+        );
+        let approvers = Approvers {
+            teams: vec![team("team-platform")],
+        };
+        // A shared email, whatever its case.
+        let err =
+            may_approve(&c, &approvers, &user("alice-admin"), "alice", "U0ALICE").unwrap_err();
+        assert!(err.contains("four-eyes"), "{err}");
+        assert_eq!(
+            approvers.eligible(&c, "alice"),
+            vec![user("bob"), user("bob-ops"), user("pat")]
+        );
+        // The chat account the request came from is linked to the approver.
+        let err = may_approve(&c, &approvers, &user("bob"), "bob-ops", "U0BOB").unwrap_err();
+        assert!(err.contains("four-eyes"), "{err}");
+        let err = may_approve(&c, &approvers, &user("bob-ops"), "slack:U0X", "4242").unwrap_err();
+        assert!(err.contains("four-eyes"), "{err}");
+        // Someone else entirely may.
+        assert_eq!(
+            may_approve(&c, &approvers, &user("pat"), "alice", "U0ALICE"),
+            Ok(())
+        );
+        assert_eq!(
+            may_approve(&c, &approvers, &user("bob"), "alice", "U0ALICE"),
+            Ok(())
         );
     }
 

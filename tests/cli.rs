@@ -215,3 +215,195 @@ fn secrets_from_the_environment_are_used_but_never_printed() {
         "{all}"
     );
 }
+
+/// Values from the environment are text for text keys, as users type them
+/// (`found unsigned int, expected a string` before), and numbers still work
+/// for numeric keys.
+#[test]
+fn numeric_environment_values_fill_text_keys() {
+    let digits_key = "1".repeat(64);
+    let out = paver(
+        &["check-config", "--config", "config/paver.toml"],
+        "",
+        &[
+            ("PAVER_DISCORD__APPLICATION_ID", "1100000000000000001"),
+            ("PAVER_DISCORD__PUBLIC_KEY", &digits_key),
+            ("PAVER_SLACK__SIGNING_SECRET", "12345678"),
+            ("PAVER_DISCORD__TOKEN", "0042"),
+            ("PAVER_LLM__MODEL", "7"),
+            ("PAVER_LLM__BASE_URL", "http://127.0.0.1:9/v1"),
+            ("PAVER_CATALOG__REFRESH_SECS", "60"),
+            ("PAVER_DISCORD__GATEWAY", "false"),
+        ],
+    );
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("signing secret set"), "{stdout}");
+    assert!(stdout.contains("token set"), "{stdout}");
+    assert!(stdout.contains("7 at http://127.0.0.1:9/v1"), "{stdout}");
+    assert!(!stdout.contains("12345678"), "{stdout}");
+    // A number where a number belongs is still checked as one.
+    let out = paver(
+        &["check-config", "--config", "config/paver.toml"],
+        "",
+        &[("PAVER_CATALOG__REFRESH_SECS", "0")],
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("refresh_secs"));
+}
+
+/// A password inside `database.url` is a secret: not in the config file
+/// (with line context), fine from the environment or `url_file`, and
+/// shown redacted, query parameters included.
+#[test]
+fn database_passwords_are_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = std::fs::read_to_string("config/paver.toml")
+        .unwrap()
+        .replace(
+            "url = \"sqlite://var/paver.db\"",
+            "url = \"postgres://paver:hunter2@db/paver\"",
+        );
+    let inline = dir.path().join("inline.toml");
+    std::fs::write(&inline, &body).unwrap();
+    let out = paver(
+        &["check-config", "--config", inline.to_str().unwrap()],
+        "",
+        &[],
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    let line = body.lines().position(|l| l.contains("hunter2")).unwrap() + 1;
+    assert!(
+        err.contains(&format!(":{line}:")) && err.contains("database.url_file"),
+        "{err}"
+    );
+    assert!(!err.contains("hunter2"), "{err}");
+
+    let url_file = dir.path().join("db-url");
+    std::fs::write(
+        &url_file,
+        "postgres://paver@db/paver?sslmode=require&password=hunter2\n",
+    )
+    .unwrap();
+    let from_file = dir.path().join("from-file.toml");
+    std::fs::write(
+        &from_file,
+        std::fs::read_to_string("config/paver.toml")
+            .unwrap()
+            .replace(
+                "url = \"sqlite://var/paver.db\"",
+                &format!("url_file = {:?}", url_file.to_str().unwrap()),
+            ),
+    )
+    .unwrap();
+    let out = paver(
+        &["check-config", "--config", from_file.to_str().unwrap()],
+        "",
+        &[],
+    );
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{all}");
+    assert!(
+        all.contains("postgres://paver@db/paver?sslmode=require&password=***"),
+        "{all}"
+    );
+    assert!(!all.contains("hunter2"), "{all}");
+}
+
+/// Two catalog users sharing an email, a Slack id or a Discord id cannot be
+/// told apart: check-config names both and what they share, and fails.
+#[test]
+fn check_config_refuses_a_catalog_with_shared_identities() {
+    let mut catalog = tempfile::NamedTempFile::new().unwrap();
+    let sample = std::fs::read_to_string(SAMPLE_CATALOG).unwrap();
+    write!(
+        catalog,
+        "{sample}\n---\napiVersion: backstage.io/v1alpha1\nkind: User\nmetadata:\n  name: mallory\n  annotations: {{slack.com/user-id: U0ALICE}}\nspec: {{profile: {{email: mallory@example.com}}}}\n"
+    )
+    .unwrap();
+    let path = catalog.path().to_str().unwrap();
+    let out = paver(
+        &[
+            "check-config",
+            "--config",
+            "config/paver.toml",
+            "--catalog",
+            path,
+        ],
+        "",
+        &[],
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("`alice` and `mallory` share the Slack user id \"U0ALICE\""),
+        "{err}"
+    );
+    // The sample catalog itself is fine through --catalog too.
+    let out = paver(
+        &[
+            "check-config",
+            "--config",
+            "config/paver.toml",
+            "--catalog",
+            SAMPLE_CATALOG,
+        ],
+        "",
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains(SAMPLE_CATALOG));
+}
+
+/// Every command that reads the catalog takes `--catalog`.
+#[test]
+fn every_command_reading_the_catalog_takes_catalog() {
+    for cmd in [
+        &["serve", "--help"][..],
+        &["chat", "--help"],
+        &["check-config", "--help"],
+        &["parse", "--help"],
+        &["nlu", "eval", "--help"],
+        &["nlu", "bench", "--help"],
+    ] {
+        let out = paver(cmd, "", &[]);
+        assert!(out.status.success(), "{cmd:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("--catalog <PATH>"),
+            "{cmd:?}"
+        );
+    }
+    // serve uses it: a missing file is named.
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}/paver.db", dir.path().display());
+    let missing = dir.path().join("no-such-catalog.yaml");
+    let out = paver(
+        &[
+            "serve",
+            "--config",
+            "config/paver.toml",
+            "--catalog",
+            missing.to_str().unwrap(),
+        ],
+        "",
+        &[
+            ("PAVER_DATABASE__URL", &db),
+            ("PAVER_SERVER__LISTEN", "127.0.0.1:0"),
+        ],
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no-such-catalog.yaml"), "{err}");
+}

@@ -7,6 +7,8 @@ use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
+use paver::chat::console::os_user;
+use paver::requests::RequestState;
 use support::SAMPLE_CATALOG;
 
 struct Run {
@@ -15,25 +17,55 @@ struct Run {
     ok: bool,
 }
 
+/// A session speaking as `as_user` on a test database, which may be shared:
+/// impersonation has to be allowed.
 fn chat(db_url: &str, repo: &Path, as_user: &str, script: &str) -> Run {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_paver"))
-        .args([
-            "chat",
-            "--config",
-            "config/paver.toml",
-            "--catalog",
-            SAMPLE_CATALOG,
-            "--as",
-            as_user,
-        ])
-        .env("PAVER_DATABASE__URL", db_url)
+    chat_with(
+        Some(db_url),
+        repo,
+        Some(as_user),
+        script,
+        &[("PAVER_CONSOLE__ALLOW_IMPERSONATION", "true")],
+        None,
+    )
+}
+
+/// `paver chat` on `db_url` (the config's default database when None),
+/// from `cwd` (the crate when None).
+fn chat_with(
+    db_url: Option<&str>,
+    repo: &Path,
+    as_user: Option<&str>,
+    script: &str,
+    env: &[(&str, &str)],
+    cwd: Option<&Path>,
+) -> Run {
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let (config, catalog) = (here.join("config/paver.toml"), here.join(SAMPLE_CATALOG));
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_paver"));
+    cmd.arg("chat")
+        .arg("--config")
+        .arg(&config)
+        .arg("--catalog")
+        .arg(&catalog)
         .env("PAVER_GITOPS__REPO", repo)
         .env_remove("PAVER_CONFIG")
+        .env_remove("PAVER_DATABASE__URL")
+        .env_remove("PAVER_CONSOLE__ALLOW_IMPERSONATION")
+        .current_dir(cwd.unwrap_or(here))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("paver runs");
+        .stderr(Stdio::piped());
+    if let Some(u) = as_user {
+        cmd.args(["--as", u]);
+    }
+    if let Some(url) = db_url {
+        cmd.env("PAVER_DATABASE__URL", url);
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("paver runs");
     child
         .stdin
         .take()
@@ -114,8 +146,10 @@ async fn destroying_staging_waits_for_a_second_pair_of_eyes() {
     .unwrap();
     assert!(run.ok, "{}\n{}", run.stdout, run.stderr);
     assert!(run.stdout.contains("Approval needed"), "{}", run.stdout);
+    // Whispers go to the person at the keyboard: the OS user.
     assert!(
-        run.stdout.contains("(only alice sees this)"),
+        run.stdout
+            .contains(&format!("(only {} sees this)", os_user())),
         "four-eyes refusal: {}",
         run.stdout
     );
@@ -178,4 +212,94 @@ async fn requests_survive_a_restart() {
         second.stdout
     );
     assert!(second.stdout.contains("dev: version"), "{}", second.stdout);
+}
+
+/// On a database that is not the default demo file, the console is the OS
+/// user: `--as` and `/as` are refused, naming the setting that allows them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn speaking_as_someone_else_needs_allow_impersonation_on_a_shared_database() {
+    let (_tdb, url) = database().await;
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("gitops");
+    let os = os_user();
+    let (refused, slash_as, demo) = tokio::task::spawn_blocking({
+        let (url, repo, dir) = (url.clone(), repo.clone(), dir.path().to_owned());
+        move || {
+            let refused = chat_with(Some(&url), &repo, Some("alice"), "", &[], None);
+            let slash_as = chat_with(
+                Some(&url),
+                &repo,
+                None,
+                "/as dave\nrestart cart-service in dev\n",
+                &[],
+                None,
+            );
+            // The default `sqlite://var/paver.db`, relative to a fresh folder.
+            let demo = chat_with(None, &repo, Some("alice"), "/as dave\n", &[], Some(&dir));
+            (refused, slash_as, demo)
+        }
+    })
+    .await
+    .unwrap();
+    assert!(!refused.ok, "{}", refused.stdout);
+    assert!(
+        refused.stderr.contains("`--as alice` refused")
+            && refused.stderr.contains("console.allow_impersonation"),
+        "{}",
+        refused.stderr
+    );
+    assert!(slash_as.ok, "{}", slash_as.stderr);
+    assert!(
+        slash_as.stdout.contains("(refused: you stay")
+            && slash_as.stdout.contains("console.allow_impersonation"),
+        "{}",
+        slash_as.stdout
+    );
+    // Still the OS user, whom the catalog does not know: no request.
+    assert!(
+        slash_as.stdout.contains(&format!("I don't know {os}")),
+        "{}",
+        slash_as.stdout
+    );
+    assert!(demo.ok, "{}", demo.stderr);
+    assert!(
+        demo.stdout.contains("(you are now dave)"),
+        "{}",
+        demo.stdout
+    );
+    assert!(dir.path().join("var/paver.db").exists());
+}
+
+/// With `console.allow_impersonation`, `--as` works, and the audit log
+/// still names the OS user behind every console action.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_log_names_the_os_user_behind_the_console() {
+    let (tdb, url) = database().await;
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("gitops");
+    let script = "create a dev env for analytics-pipeline with kafka\n/press Create\n";
+    let run = tokio::task::spawn_blocking({
+        let (url, repo) = (url.clone(), repo.clone());
+        move || chat(&url, &repo, "erin", script)
+    })
+    .await
+    .unwrap();
+    assert!(run.ok, "{}\n{}", run.stdout, run.stderr);
+    let done = tdb
+        .db
+        .requests()
+        .in_state(RequestState::Succeeded)
+        .await
+        .unwrap();
+    assert_eq!(done.len(), 1, "{}", run.stdout);
+    let req = &done[0];
+    let label = format!("console:{}", os_user());
+    assert_eq!(req.requester, "erin");
+    assert_eq!(req.requester_chat_id, os_user());
+    let events = tdb.db.requests().events(&req.id).await.unwrap();
+    let by_erin: Vec<_> = events.iter().filter(|e| e.actor == "erin").collect();
+    assert_eq!(by_erin.len(), 2, "propose and confirm: {events:?}");
+    for e in by_erin {
+        assert_eq!(e.chat, label, "{e:?}");
+    }
 }

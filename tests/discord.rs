@@ -26,7 +26,7 @@ use paver::chat::dispatcher::Dispatcher;
 use paver::chat::{ButtonPayload, Message, SendError};
 use paver::config::Config;
 use paver::discord::gateway::{Gateway, GatewayMessage};
-use paver::policy::PolicyConfig;
+use paver::policy::{PolicyConfig, UnknownUsers};
 use paver::requests::engine::Handled;
 use paver::requests::{Engine, EngineSettings, RequestState};
 use support::{test_db, FakeDriver, TestDb, SAMPLE_CATALOG};
@@ -68,7 +68,14 @@ struct Fake {
     calls: Arc<Mutex<Vec<Call>>>,
     script: Arc<Mutex<VecDeque<Scripted>>>,
     next_id: Arc<AtomicU64>,
+    /// Application lookups (kept out of `calls`); the first `app_failures`
+    /// of them fail.
+    app_lookups: Arc<AtomicU64>,
+    app_failures: Arc<AtomicU64>,
 }
+
+/// The server the corpus samples come from: the application's own.
+const GUILD: &str = "290926798626357999";
 
 impl Fake {
     async fn serve(&self) -> String {
@@ -140,6 +147,14 @@ async fn fake_api(
     body: Bytes,
 ) -> Response {
     let path = uri.path().to_owned();
+    if path == "/api/v10/oauth2/applications/@me" {
+        let n = fake.app_lookups.fetch_add(1, Ordering::SeqCst);
+        if n < fake.app_failures.load(Ordering::SeqCst) {
+            return StatusCode::BAD_GATEWAY.into_response();
+        }
+        return axum::Json(json!({ "id": APP_ID, "name": "Paver", "guild_id": GUILD }))
+            .into_response();
+    }
     let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let scripted = {
         let mut script = fake.script.lock().unwrap();
@@ -214,7 +229,7 @@ struct Harness {
     base: String,
     driver: FakeDriver,
     client: reqwest::Client,
-    _tdb: TestDb,
+    tdb: TestDb,
 }
 
 /// The sample catalog, with Discord ids for alice and dave.
@@ -238,7 +253,17 @@ fn catalog() -> Catalog {
 }
 
 async fn harness() -> Harness {
+    harness_with(EngineSettings::default(), PolicyConfig::default(), 0).await
+}
+
+/// A harness; the first `app_failures` application lookups fail.
+async fn harness_with(
+    settings: EngineSettings,
+    policy: PolicyConfig,
+    app_failures: u64,
+) -> Harness {
     let fake = Fake::default();
+    fake.app_failures.store(app_failures, Ordering::SeqCst);
     let api_base = fake.serve().await;
     let tdb = test_db().await;
     let key = SigningKey::from_bytes(&rand::random::<[u8; 32]>());
@@ -256,10 +281,10 @@ async fn harness() -> Harness {
     let engine = Engine::new(
         tdb.db.clone(),
         catalog.clone(),
-        PolicyConfig::default(),
+        policy,
         Arc::new(driver.clone()),
         dispatcher.clone(),
-        EngineSettings::default(),
+        settings,
     );
     let app = App {
         db: tdb.db.clone(),
@@ -279,7 +304,7 @@ async fn harness() -> Harness {
         base,
         driver,
         client: reqwest::Client::new(),
-        _tdb: tdb,
+        tdb,
     }
 }
 
@@ -320,6 +345,14 @@ fn click(id: &str, user: &str, custom_id: &str) -> Vec<u8> {
 }
 
 impl Harness {
+    /// A gateway handler, as `discord::gateway::spawn` makes it.
+    fn gateway(&self) -> Gateway {
+        let api = paver::discord::api(&self.config).unwrap().unwrap();
+        let guilds = paver::discord::Guilds::new(&self.config.discord);
+        guilds.start(api.clone());
+        Gateway::new(&self.app, api, guilds)
+    }
+
     async fn post_raw(
         &self,
         body: &[u8],
@@ -769,31 +802,47 @@ async fn the_sample_button_click_is_not_ours_and_says_so_privately() {
 
 #[tokio::test]
 async fn unknown_users_can_ask_but_not_request_changes() {
-    let h = harness().await;
-    h.send(&slash(
-        "900000000000000020",
-        STRANGER,
-        "create staging for order-service with postgres",
-    ))
-    .await;
-    h.send(&slash(
-        "900000000000000021",
-        STRANGER,
-        "who owns order-service?",
-    ))
-    .await;
-    let channel = format!("/api/v10/channels/{CHANNEL}/messages");
-    let calls = h
-        .fake
-        .wait_for("two replies", |calls| {
-            calls.iter().filter(|c| c.path == channel).count() == 2
-        })
+    for (policy, shown) in [(UnknownUsers::None, false), (UnknownUsers::Read, true)] {
+        let h = harness_with(
+            EngineSettings::default(),
+            PolicyConfig {
+                unknown_users: policy,
+                ..PolicyConfig::default()
+            },
+            0,
+        )
         .await;
-    h.idle().await;
-    let replies = texts(&calls);
-    assert!(replies.contains("I don't know"), "{replies}");
-    assert!(replies.contains("team-commerce"), "{replies}");
-    assert!(h.card("Create staging").is_none(), "no card for a stranger");
+        h.send(&slash(
+            "900000000000000020",
+            STRANGER,
+            "create staging for order-service with postgres",
+        ))
+        .await;
+        h.send(&slash(
+            "900000000000000021",
+            STRANGER,
+            "who owns order-service?",
+        ))
+        .await;
+        let channel = format!("/api/v10/channels/{CHANNEL}/messages");
+        let calls = h
+            .fake
+            .wait_for("two replies", |calls| {
+                calls.iter().filter(|c| c.path == channel).count() == 2
+            })
+            .await;
+        h.idle().await;
+        let replies = texts(&calls);
+        assert!(replies.contains("I don't know"), "{replies}");
+        // Ownership only with `policy.unknown_users = "read"`; help otherwise.
+        assert_eq!(replies.contains("owned by"), shown, "{policy:?}: {replies}");
+        assert_eq!(
+            replies.contains("can't share ownership"),
+            !shown,
+            "{policy:?}: {replies}"
+        );
+        assert!(h.card("Create staging").is_none(), "no card for a stranger");
+    }
 }
 
 #[tokio::test]
@@ -1043,8 +1092,7 @@ async fn replies_go_in_a_thread_or_as_replies_where_threads_are_not_possible() {
 #[tokio::test]
 async fn gateway_messages_for_paver_become_requests() {
     let h = harness().await;
-    let api = paver::discord::api(&h.config).unwrap().unwrap();
-    let gateway = Gateway::new(&h.app, api);
+    let gateway = h.gateway();
     let msg = |id: &str, channel: &str, guild: Option<&str>, text: &str| GatewayMessage {
         id: id.into(),
         channel_id: channel.into(),
@@ -1088,7 +1136,7 @@ async fn gateway_messages_for_paver_become_requests() {
             .on_message(msg(
                 "1003",
                 "8000",
-                Some("1"),
+                Some(GUILD),
                 "deploy order-service to prod"
             ))
             .await,
@@ -1104,12 +1152,12 @@ async fn gateway_messages_for_paver_become_requests() {
     let mut mention = msg(
         "1006",
         "8000",
-        Some("1"),
+        Some(GUILD),
         &format!("<@{BOT}> who owns order-service?"),
     );
     mention.mentions = vec![BOT.into()];
     assert_eq!(gateway.on_message(mention).await, Some(Handled::Replied));
-    let mut reply = msg("1007", "8000", Some("1"), "who owns cart-service?");
+    let mut reply = msg("1007", "8000", Some(GUILD), "who owns cart-service?");
     reply.replies_to = Some(BOT.into());
     assert_eq!(gateway.on_message(reply).await, Some(Handled::Replied));
 
@@ -1132,7 +1180,7 @@ async fn gateway_messages_for_paver_become_requests() {
     let mut ask = msg(
         "1008",
         "8000",
-        Some("1"),
+        Some(GUILD),
         &format!("<@!{BOT}> restart cart-service in dev"),
     );
     ask.mentions = vec![BOT.into()];
@@ -1151,7 +1199,7 @@ async fn gateway_messages_for_paver_become_requests() {
         .on_message(msg(
             "1009",
             &thread,
-            Some("1"),
+            Some(GUILD),
             "status of cart-service in dev",
         ))
         .await;
@@ -1214,8 +1262,7 @@ async fn the_endpoint_needs_the_bot_token_and_a_valid_key() {
 #[tokio::test]
 async fn gateway_interactions_are_acknowledged_through_the_api() {
     let h = harness().await;
-    let api = paver::discord::api(&h.config).unwrap().unwrap();
-    let gateway = Gateway::new(&h.app, api);
+    let gateway = h.gateway();
     gateway.set_bot_id(BOT.parse().unwrap());
     let command = paver::discord::interactions::parse(&slash(
         "900000000000000050",
@@ -1230,11 +1277,17 @@ async fn gateway_interactions_are_acknowledged_through_the_api() {
     );
     assert_eq!(callbacks.len(), 1);
     assert_eq!(callbacks[0].body, json!({ "type": 5 }));
-    assert_eq!(h.fake.matching("PATCH", "@original").len(), 1);
     h.fake
         .wait_for("the card", |_| h.card("Restart cart-service").is_some())
         .await;
     h.idle().await;
+    h.fake
+        .wait_for("the original response edited", |calls| {
+            calls
+                .iter()
+                .any(|c| c.method == "PATCH" && c.path.contains("@original"))
+        })
+        .await;
     let press = paver::discord::interactions::parse(&click(
         "900000000000000051",
         ALICE,
@@ -1281,4 +1334,297 @@ async fn the_gateway_client_uses_the_configured_api_url() {
     assert!(paver::discord::gateway::spawn(&h.app, &off)
         .unwrap()
         .is_none());
+}
+
+// ----- server boundaries (issue 10, item 7) ----------------------------------
+
+#[tokio::test]
+async fn interactions_and_messages_from_other_servers_are_acknowledged_not_handled() {
+    let h = harness().await;
+    let mut foreign: Value = serde_json::from_slice(&slash(
+        "900000000000000060",
+        ALICE,
+        "restart cart-service in dev",
+    ))
+    .unwrap();
+    foreign["guild_id"] = json!("111111111111111111");
+    let (status, answer) = h.send(&serde_json::to_vec(&foreign).unwrap()).await;
+    assert_eq!(
+        status, 200,
+        "acknowledged, so Discord does not show a failure"
+    );
+    assert_eq!(answer["type"], 4);
+    assert_eq!(answer["data"]["flags"], 64);
+    let mut other_app: Value =
+        serde_json::from_slice(&click("900000000000000061", ALICE, "confirm:r-x:n")).unwrap();
+    other_app["application_id"] = json!("123456789012345678");
+    let (status, answer) = h.send(&serde_json::to_vec(&other_app).unwrap()).await;
+    assert_eq!((status, answer["type"].as_u64()), (200, Some(4)));
+    // The gateway: a mention from another server is not for Paver.
+    let gateway = h.gateway();
+    gateway.set_bot_id(BOT.parse().unwrap());
+    let mention = GatewayMessage {
+        id: "2001".into(),
+        channel_id: "8000".into(),
+        guild_id: Some("111111111111111111".into()),
+        author_id: ALICE.into(),
+        content: format!("<@{BOT}> restart cart-service in dev"),
+        mentions: vec![BOT.into()],
+        ..GatewayMessage::default()
+    };
+    assert_eq!(gateway.on_message(mention.clone()).await, None);
+    assert_eq!(gateway.receive(mention.clone()).await, None);
+    h.idle().await;
+    assert!(h.fake.calls().is_empty(), "{:?}", h.fake.calls());
+    assert_eq!(
+        h.tdb
+            .db
+            .inbox()
+            .state("discord", "interaction-900000000000000060")
+            .await
+            .unwrap(),
+        None
+    );
+    // The application's own server is served.
+    let home = GatewayMessage {
+        id: "2002".into(),
+        guild_id: Some(GUILD.into()),
+        ..mention
+    };
+    assert_eq!(
+        gateway.receive(home).await,
+        Some(paver::chat::inbox::Accepted::Stored)
+    );
+    h.fake
+        .wait_for("the card", |_| h.card("Restart cart-service").is_some())
+        .await;
+    h.idle().await;
+}
+
+#[tokio::test]
+async fn the_guild_allow_list_replaces_the_applications_server() {
+    let h = harness().await;
+    let mut config = h.config.discord.clone();
+    config.guild_ids = vec!["222222222222222222".into()];
+    let guilds = paver::discord::Guilds::new(&config);
+    // application_id and guild_ids are configured: nothing to ask.
+    assert!(guilds
+        .start(paver::discord::api(&h.config).unwrap().unwrap())
+        .is_none());
+    use paver::chat::learned::Origin;
+    assert_eq!(
+        guilds.check(Some(APP_ID), Some("222222222222222222")).await,
+        Origin::Ours
+    );
+    assert!(matches!(
+        guilds.check(Some(APP_ID), Some(GUILD)).await,
+        Origin::Elsewhere(_)
+    ));
+    assert!(matches!(
+        guilds.check(Some("1"), Some("222222222222222222")).await,
+        Origin::Elsewhere(_)
+    ));
+    assert_eq!(guilds.check(None, None).await, Origin::Ours, "a DM");
+}
+
+#[tokio::test]
+async fn until_the_application_is_known_interactions_are_refused() {
+    let h = harness_with(EngineSettings::default(), PolicyConfig::default(), 1).await;
+    let body = slash("900000000000000070", ALICE, "restart cart-service in dev");
+    assert_eq!(h.send(&body).await.0, 503, "unknown application: refused");
+    // Asked again after a second: then handled.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, answer) = h.send(&body).await;
+        if status == 200 {
+            assert_eq!(answer["type"], 5);
+            break;
+        }
+        assert_eq!(status, 503);
+        assert!(
+            Instant::now() < deadline,
+            "the application was never learned"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    h.fake
+        .wait_for("the card", |_| h.card("Restart cart-service").is_some())
+        .await;
+    assert!(h.fake.app_lookups.load(Ordering::SeqCst) >= 2);
+}
+
+// ----- nothing acknowledged is lost (issue 10, item 8) ------------------------
+
+#[tokio::test]
+async fn a_closed_database_gets_503_for_interactions() {
+    let h = harness().await;
+    h.app.db.pool().close().await;
+    let (status, _) = h
+        .send(&slash(
+            "900000000000000080",
+            ALICE,
+            "restart cart-service in dev",
+        ))
+        .await;
+    assert_eq!(status, 503, "not acknowledged");
+    let (status, _) = h
+        .send(&click("900000000000000081", ALICE, "confirm:r-x:n"))
+        .await;
+    assert_eq!(status, 503);
+    assert!(h.fake.calls().is_empty());
+}
+
+#[tokio::test]
+async fn after_an_outage_an_interaction_sent_again_is_handled_once() {
+    let h = harness().await;
+    let body = slash("900000000000000090", ALICE, "restart cart-service in dev");
+    sqlx::query("ALTER TABLE inbox RENAME TO inbox_offline")
+        .execute(h.app.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(h.send(&body).await.0, 503);
+    sqlx::query("ALTER TABLE inbox_offline RENAME TO inbox")
+        .execute(h.app.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(h.send(&body).await.0, 200);
+    assert_eq!(h.send(&body).await.0, 200);
+    h.fake
+        .wait_for("the card", |_| h.card("Restart cart-service").is_some())
+        .await;
+    h.idle().await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    h.idle().await;
+    assert_eq!(h.fake.matching("PATCH", "@original").len(), 1);
+    let state = h
+        .tdb
+        .db
+        .inbox()
+        .state("discord", "interaction-900000000000000090")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((state.status.as_str(), state.attempts), ("done", 1));
+}
+
+#[tokio::test]
+async fn a_stored_interaction_left_by_a_crash_is_handled_by_recovery() {
+    let h = harness().await;
+    let gateway = h.gateway();
+    let paver::discord::interactions::Incoming::Command(c) = paver::discord::interactions::parse(
+        &slash("900000000000000100", ALICE, "restart cart-service in dev"),
+    )
+    .unwrap() else {
+        panic!("a command")
+    };
+    let work = paver::discord::interactions::DiscordWork::Command(c);
+    h.tdb
+        .db
+        .inbox()
+        .insert(
+            "discord",
+            &work.key(),
+            &serde_json::to_string(&work).unwrap(),
+            0,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    paver::chat::inbox::recover_once(gateway.interactions())
+        .await
+        .unwrap();
+    h.fake
+        .wait_for("the card", |_| h.card("Restart cart-service").is_some())
+        .await;
+    h.fake
+        .wait_for("the original response edited", |calls| {
+            calls
+                .iter()
+                .any(|c| c.method == "PATCH" && c.path.contains("@original"))
+        })
+        .await;
+    h.idle().await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let state = h
+            .tdb
+            .db
+            .inbox()
+            .state("discord", &work.key())
+            .await
+            .unwrap()
+            .unwrap();
+        if state.status == "done" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never marked done");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+// ----- bounded everywhere (issue 10, item 9) -----------------------------------
+
+#[tokio::test]
+async fn discord_interactions_and_gateway_events_are_bounded_by_max_in_flight() {
+    let h = harness_with(
+        EngineSettings {
+            max_in_flight: 0,
+            ..EngineSettings::default()
+        },
+        PolicyConfig::default(),
+        0,
+    )
+    .await;
+    // HTTP interaction: 503, nothing stored.
+    let (status, _) = h
+        .send(&slash(
+            "900000000000000110",
+            ALICE,
+            "restart cart-service in dev",
+        ))
+        .await;
+    assert_eq!(status, 503);
+    // Gateway interaction: not acknowledged.
+    let gateway = h.gateway();
+    gateway.set_bot_id(BOT.parse().unwrap());
+    let command = paver::discord::interactions::parse(&slash(
+        "900000000000000111",
+        ALICE,
+        "restart cart-service in dev",
+    ))
+    .unwrap();
+    gateway.on_interaction(command).await;
+    // Gateway message: Discord cannot deliver it again, so it is stored for
+    // later instead of being handled beyond the bound.
+    let msg = GatewayMessage {
+        id: "3001".into(),
+        channel_id: "7000".into(),
+        guild_id: None,
+        author_id: ALICE.into(),
+        content: "restart cart-service in dev".into(),
+        ..GatewayMessage::default()
+    };
+    assert_eq!(
+        gateway.receive(msg).await,
+        Some(paver::chat::inbox::Accepted::Deferred)
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    h.idle().await;
+    assert!(h.fake.calls().is_empty(), "{:?}", h.fake.calls());
+    let inbox = h.tdb.db.inbox();
+    assert_eq!(
+        inbox
+            .state("discord", "interaction-900000000000000110")
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        inbox
+            .state("discord", "message-3001")
+            .await
+            .unwrap()
+            .map(|s| s.status),
+        Some("pending".into())
+    );
 }

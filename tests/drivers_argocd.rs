@@ -37,6 +37,9 @@ struct App {
     /// GETs before the external URL shows up.
     urls_after: usize,
     gets: usize,
+    /// `metadata.labels`; by default the service and environment its
+    /// name says (`order-service-staging`), as the platform team sets them.
+    labels: Option<Value>,
 }
 
 #[derive(Clone)]
@@ -72,14 +75,20 @@ fn app(revision: &str, history: &[(i64, &str)]) -> App {
         urls: vec![],
         urls_after: 0,
         gets: 0,
+        labels: None,
     }
 }
 
 fn render(name: &str, a: &App, service: &str) -> Value {
     let tag = a.revision.trim_start_matches('v');
+    let env = name.rsplit_once('-').map(|(_, e)| e).unwrap_or("");
+    let labels = a
+        .labels
+        .clone()
+        .unwrap_or_else(|| json!({"paver.dev/service": service, "paver.dev/environment": env}));
     json!({
         "apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
-        "metadata": {"name": name, "namespace": "argocd"},
+        "metadata": {"name": name, "namespace": "argocd", "labels": labels},
         "spec": {"project": "default", "source": {"repoURL": "https://github.com/example/deploy.git", "path": name, "targetRevision": "HEAD"},
                  "destination": {"server": "https://kubernetes.default.svc", "namespace": name}},
         "status": {
@@ -588,11 +597,13 @@ async fn application_names_come_from_the_catalog_or_the_template() {
     let d = driver(&server, ArgoCdConfig::default());
     // The sample catalog annotates order-service with argocd/app-name.
     assert_eq!(
-        d.app_name(&svc("order-service"), Environment::Production),
+        d.app_name(&svc("order-service"), Environment::Production)
+            .unwrap(),
         "order-service-production"
     );
     assert_eq!(
-        d.app_name(&svc("legacy-reports"), Environment::Dev),
+        d.app_name(&svc("legacy-reports"), Environment::Dev)
+            .unwrap(),
         "legacy-reports-dev"
     );
     let mut cat = Catalog::from_yaml_file(Path::new(SAMPLE_CATALOG)).unwrap();
@@ -624,12 +635,17 @@ spec: {type: service, lifecycle: production, owner: team-payments}
     )
     .unwrap();
     assert_eq!(
-        d.app_name(&svc("pay-api"), Environment::Production),
+        d.app_name(&svc("pay-api"), Environment::Production)
+            .unwrap(),
         "pay-prod"
     );
-    assert_eq!(d.app_name(&svc("pay-api"), Environment::Dev), "pay-api-dev");
     assert_eq!(
-        d.app_name(&svc("pay-worker"), Environment::Staging),
+        d.app_name(&svc("pay-api"), Environment::Dev).unwrap(),
+        "pay-api-dev"
+    );
+    assert_eq!(
+        d.app_name(&svc("pay-worker"), Environment::Staging)
+            .unwrap(),
         "payments-staging-worker"
     );
 }
@@ -695,4 +711,290 @@ async fn the_url_of_a_new_environment_comes_from_argo_cd() {
         .iter()
         .any(|e| e.environment == Environment::Staging && e.health.is_some()));
     contract(&server);
+}
+
+/// A catalog whose components point `argocd/app-name` wherever they like.
+fn annotated(components: &[(&str, &str)]) -> SharedCatalog {
+    let yaml: Vec<String> = components
+        .iter()
+        .map(|(name, annotation)| {
+            format!(
+                "apiVersion: backstage.io/v1alpha1\nkind: Component\nmetadata:\n  name: {name}\n  annotations:\n    argocd/app-name: {annotation:?}\nspec: {{type: service, lifecycle: production, owner: team-growth}}\n"
+            )
+        })
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("c.yaml");
+    std::fs::write(&f, yaml.join("---\n")).unwrap();
+    SharedCatalog::new(Catalog::from_yaml_file(&f).unwrap())
+}
+
+fn annotated_driver(server: &FakeServer, catalog: SharedCatalog) -> ArgoCdDriver {
+    ArgoCdDriver::new(
+        ArgoCdConfig {
+            token: Some(TOKEN.to_owned().into()),
+            poll_interval_ms: 100,
+            sync_timeout_secs: 20,
+            ..ArgoCdConfig::default()
+        },
+        url::Url::parse(&server.url).unwrap(),
+        Some(catalog),
+    )
+    .unwrap()
+}
+
+fn every_action(service: &str, env: Environment) -> Vec<Action> {
+    vec![
+        Action::Deploy {
+            service: svc(service),
+            environment: env,
+            version: Some(Version::parse("9.9.9").unwrap()),
+        },
+        Action::Rollback {
+            service: svc(service),
+            environment: env,
+            version: None,
+        },
+        Action::Restart {
+            service: svc(service),
+            environment: env,
+        },
+        Action::Promote {
+            service: svc(service),
+            from: Environment::Staging,
+            to: env,
+        },
+    ]
+}
+
+fn mutations(server: &FakeServer) -> usize {
+    server.all().iter().filter(|r| r.method == "POST").count()
+}
+
+/// team-growth's `growth-api` names order-service's production app in its
+/// annotation: every action is refused on the labels, before any change.
+#[tokio::test]
+async fn an_annotation_naming_another_teams_application_is_refused() {
+    let state = standard();
+    let server = fake_argocd(state.clone()).await;
+    let d = annotated_driver(
+        &server,
+        annotated(&[
+            ("growth-api", "order-service"),
+            (
+                "growth-web",
+                "staging=order-service-staging,production=order-service-production",
+            ),
+        ]),
+    );
+    for service in ["growth-api", "growth-web"] {
+        for action in every_action(service, Environment::Production) {
+            let kind = action.kind();
+            let (r, _) = run(&d, &Job::new("r-x", "r-x:h", action, "mallory")).await;
+            let Err(DriverError::Permanent(m)) = r else {
+                panic!("{service} {kind}: {r:?}")
+            };
+            assert!(
+                m.contains("refusing to change Argo CD application order-service-")
+                    && m.contains(&format!("does not belong to {service}"))
+                    && m.contains(&format!(
+                        "paver.dev/service=order-service (expected {service})"
+                    )),
+                "{service} {kind}: {m}"
+            );
+        }
+    }
+    assert_eq!(
+        mutations(&server),
+        0,
+        "no sync, rollback or action reached Argo CD"
+    );
+    assert_eq!(
+        state.lock().unwrap().apps["order-service-production"]
+            .history
+            .len(),
+        1
+    );
+}
+
+/// An application without the platform's labels is not changed either, and
+/// the label keys are configurable.
+#[tokio::test]
+async fn an_application_without_ownership_labels_is_refused() {
+    let state = standard();
+    state
+        .lock()
+        .unwrap()
+        .apps
+        .get_mut("order-service-staging")
+        .unwrap()
+        .labels = Some(json!({"team": "commerce"}));
+    let server = fake_argocd(state.clone()).await;
+    let d = driver(&server, ArgoCdConfig::default());
+    let (r, _) = run(&d, &deploy(Some("1.5.0"))).await;
+    assert_eq!(
+        r.unwrap_err(),
+        DriverError::Permanent("refusing to change Argo CD application order-service-staging: it does not belong to order-service in staging: no label paver.dev/service (expected order-service), no label paver.dev/environment (expected staging). The platform team sets these labels on the application".into())
+    );
+    assert_eq!(mutations(&server), 0);
+
+    // The same application labelled with the platform's own keys.
+    state
+        .lock()
+        .unwrap()
+        .apps
+        .get_mut("order-service-staging")
+        .unwrap()
+        .labels =
+        Some(json!({"platform.acme/svc": "order-service", "platform.acme/env": "staging"}));
+    let d = driver(
+        &server,
+        ArgoCdConfig {
+            service_label: "platform.acme/svc".into(),
+            environment_label: "platform.acme/env".into(),
+            ..ArgoCdConfig::default()
+        },
+    );
+    run(&d, &deploy(Some("1.5.0"))).await.0.unwrap();
+    assert_eq!(server.count("POST", "/sync"), 1);
+}
+
+/// A label naming the right service but another environment is refused:
+/// "deploy to staging" may not reach production through the annotation.
+#[tokio::test]
+async fn an_application_of_another_environment_is_refused() {
+    let state = standard();
+    let server = fake_argocd(state.clone()).await;
+    let d = annotated_driver(
+        &server,
+        annotated(&[("order-service", "staging=order-service-production")]),
+    );
+    let (r, _) = run(&d, &deploy(Some("1.5.0"))).await;
+    let m = r.unwrap_err().to_string();
+    assert!(
+        m.contains("order-service-production")
+            && m.contains("paver.dev/environment=production (expected staging)"),
+        "{m}"
+    );
+    assert_eq!(mutations(&server), 0);
+}
+
+#[tokio::test]
+async fn application_names_with_path_characters_are_rejected_before_any_request() {
+    let server = fake_argocd(standard()).await;
+    let bad = [
+        ("svc-slash", "team-a/order-service-production"),
+        ("svc-dots", ".."),
+        ("svc-dots-2", "staging=..,production=.."),
+        ("svc-query", "order-service-production?refresh"),
+        ("svc-percent", "order-service%2fproduction"),
+        ("svc-upper", "Order-Service"),
+    ];
+    let d = annotated_driver(&server, annotated(&bad));
+    for (service, annotation) in bad {
+        for action in every_action(service, Environment::Staging) {
+            let kind = action.kind();
+            let (r, _) = run(&d, &Job::new("r-x", "r-x:h", action, "mallory")).await;
+            let Err(DriverError::Permanent(m)) = r else {
+                panic!("{annotation} {kind}: {r:?}")
+            };
+            assert!(
+                m.contains("is not valid") && m.contains(service),
+                "{annotation} {kind}: {m}"
+            );
+        }
+        let status = d.status(&svc(service), Some(Environment::Staging)).await;
+        let Err(DriverError::Permanent(m)) = status else {
+            panic!("status of {annotation}")
+        };
+        assert!(m.contains("argocd/app-name"), "{m}");
+    }
+    assert!(server.all().is_empty(), "{:?}", server.all());
+}
+
+/// A slow Argo CD is a timeout, not a hang; a huge answer is refused
+/// without reading it all.
+#[tokio::test]
+async fn slow_and_oversized_answers_are_clean_errors() {
+    let server = serve(|r| async move {
+        if r.path.ends_with("slow-staging") {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        }
+        let big = "x".repeat(5 * 1024 * 1024);
+        reply(200, json!({"metadata": {"name": "big"}, "padding": big}))
+    })
+    .await;
+    let d = ArgoCdDriver::new(
+        ArgoCdConfig {
+            token: Some(TOKEN.to_owned().into()),
+            timeout_secs: 1,
+            app_name_template: "{service}-{environment}".into(),
+            ..ArgoCdConfig::default()
+        },
+        url::Url::parse(&server.url).unwrap(),
+        None,
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let r = d.status(&svc("slow"), Some(Environment::Staging)).await;
+    assert!(
+        matches!(&r, Err(DriverError::Transient(m)) if m.contains("timed out")),
+        "{r:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(4));
+    // Building 5 MiB takes the fake a while on a busy machine: not a timeout.
+    let d = ArgoCdDriver::new(
+        ArgoCdConfig {
+            token: Some(TOKEN.to_owned().into()),
+            app_name_template: "{service}-{environment}".into(),
+            ..ArgoCdConfig::default()
+        },
+        url::Url::parse(&server.url).unwrap(),
+        None,
+    )
+    .unwrap();
+    let r = d.status(&svc("big"), Some(Environment::Staging)).await;
+    assert_eq!(
+        r.unwrap_err(),
+        DriverError::Permanent(
+            "Argo CD answered with a body larger than 1048576 bytes; refused".into()
+        )
+    );
+}
+
+/// Argo CD's error text reaches the thread as one short line with chat
+/// markup neutralised.
+#[tokio::test]
+async fn remote_error_text_is_trimmed_and_escaped() {
+    let server = serve(|_| async move {
+        let m = format!(
+            "<!channel> @everyone `boom` & <https://evil.example|click>\n{}",
+            "very long ".repeat(200)
+        );
+        reply(400, json!({"error": m, "code": 3, "message": m}))
+    })
+    .await;
+    let d = ArgoCdDriver::new(
+        ArgoCdConfig {
+            token: Some(TOKEN.to_owned().into()),
+            app_name_template: "{service}-{environment}".into(),
+            ..ArgoCdConfig::default()
+        },
+        url::Url::parse(&server.url).unwrap(),
+        None,
+    )
+    .unwrap();
+    let m = d
+        .status(&svc("x"), Some(Environment::Staging))
+        .await
+        .unwrap_err()
+        .to_string();
+    for bad in ["<", ">", "&", "`", "\n", "@everyone"] {
+        assert!(!m.contains(bad), "{bad:?} in {m}");
+    }
+    assert!(
+        m.starts_with("Argo CD answered 400 Bad Request: ‹!channel› @"),
+        "{m}"
+    );
+    assert!(m.chars().count() < 400, "{} chars", m.chars().count());
 }

@@ -519,3 +519,107 @@ async fn a_scaffold_request_posts_the_repository_and_catalog_links() {
         h.statuses(&id).await
     );
 }
+
+/// A task id from Backstage goes into the path as one encoded segment:
+/// `/`, `..`, `?` and `%` in it cannot reach another endpoint.
+#[tokio::test]
+async fn task_ids_are_percent_encoded_in_paths() {
+    let server = serve(|r| async move {
+        if r.method == "POST" {
+            return reply(201, json!({"id": "t/../../admin?x=1%2F#frag"}));
+        }
+        reply(
+            404,
+            json!({"error": {"name": "NotFoundError", "message": "no such task"}}),
+        )
+    })
+    .await;
+    let d = driver(&server, BackstageConfig::default());
+    let (r, progress) = run(&d, &scaffold("pricing-service")).await;
+    assert!(matches!(r, Err(DriverError::Permanent(_))), "{r:?}");
+    assert_eq!(
+        progress[0],
+        "Backstage task t/../../admin?x=1%2F#frag started"
+    );
+    let paths: Vec<String> = server
+        .all()
+        .iter()
+        .skip(1)
+        .map(|r| r.path.clone())
+        .collect();
+    assert_eq!(
+        paths[0],
+        "/api/scaffolder/v2/tasks/t%2F..%2F..%2Fadmin%3Fx=1%252F%23frag/eventstream"
+    );
+    assert!(
+        paths.iter().all(
+            |p| p.starts_with("/api/scaffolder/v2/tasks/t%2F..%2F..%2Fadmin%3Fx=1%252F%23frag")
+        ),
+        "{paths:?}"
+    );
+    // A task id that cannot be a path segment at all is refused.
+    let server = serve(|_| async move { reply(201, json!({"id": ".."})) }).await;
+    let d = driver(&server, BackstageConfig::default());
+    let (r, _) = run(&d, &scaffold("pricing-service")).await;
+    assert!(
+        matches!(&r, Err(DriverError::Permanent(m)) if m.contains("unusable task id")),
+        "{r:?}"
+    );
+    assert_eq!(server.all().len(), 1);
+}
+
+/// A huge answer is refused, a slow Backstage times out, and its error
+/// text reaches chat trimmed and without markup.
+#[tokio::test]
+async fn huge_slow_and_marked_up_answers_are_clean_errors() {
+    let server = serve(|r| async move {
+        let name = r
+            .body
+            .as_ref()
+            .and_then(|b| b["values"]["name"].as_str().map(str::to_owned));
+        match name.as_deref() {
+            Some("huge-service") => reply(201, json!({"id": "x".repeat(5 * 1024 * 1024)})),
+            Some("slow-service") => {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                reply(201, json!({"id": "t1"}))
+            }
+            _ => reply(
+                400,
+                json!({"error": {"name": "InputError", "message": "<!channel> `x` & @here\nbad"}}),
+            ),
+        }
+    })
+    .await;
+    // Building 5 MiB takes the fake a while on a busy machine: not a timeout.
+    let d = driver(&server, BackstageConfig::default());
+    let (r, _) = run(&d, &scaffold("huge-service")).await;
+    assert_eq!(
+        r.unwrap_err(),
+        DriverError::Permanent(
+            "Backstage answered with a body larger than 1048576 bytes; refused".into()
+        )
+    );
+    let d = driver(
+        &server,
+        BackstageConfig {
+            timeout_secs: 1,
+            ..BackstageConfig::default()
+        },
+    );
+    let (r, _) = run(&d, &scaffold("slow-service")).await;
+    assert!(
+        matches!(&r, Err(DriverError::Transient(m)) if m.contains("timed out")),
+        "{r:?}"
+    );
+    let (r, _) = run(&d, &scaffold("other-service")).await;
+    let m = r.unwrap_err().to_string();
+    assert!(
+        !m.contains('<')
+            && !m.contains('`')
+            && !m.contains('&')
+            && !m.contains("@here")
+            && !m.contains('\n'),
+        "{m}"
+    );
+    assert!(m.contains("‹!channel›"), "{m}");
+}

@@ -13,7 +13,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use paver::domain::{Action, Environment, ResourceKind, ServiceName};
-use paver::drivers::http::{sign, verify, OrchestratorConfig, OrchestratorDriver, SCHEMA};
+use paver::drivers::http::{sign_callback, verify, OrchestratorConfig, OrchestratorDriver, SCHEMA};
 use paver::drivers::router::{DriversConfig, Router};
 use paver::drivers::{Driver, DriverError, Job, Outcome};
 use paver::requests::{EngineSettings, ExecutorSettings, RequestState};
@@ -106,10 +106,13 @@ async fn fake_orchestrator(state: Arc<Mutex<Orch>>) -> FakeServer {
                                 for doc in [json!({"status": "running", "message": "provisioning postgres"}), finish] {
                                     tokio::time::sleep(Duration::from_millis(200)).await;
                                     let raw = doc.to_string();
+                                    let now = chrono::Utc::now().timestamp();
+                                    let path = url::Url::parse(&url).unwrap().path().to_owned();
                                     let resp = client
                                         .post(&url)
                                         .header("content-type", "application/json")
-                                        .header("X-Paver-Signature", sign(SECRET, chrono::Utc::now().timestamp(), raw.as_bytes()))
+                                        .header("X-Paver-Timestamp", now.to_string())
+                                        .header("X-Paver-Signature", sign_callback(SECRET, now, "POST", &path, raw.as_bytes()))
                                         .body(raw)
                                         .send()
                                         .await
@@ -311,13 +314,18 @@ fn routed(d: OrchestratorDriver) -> Arc<dyn Driver> {
 
 /// Paver's callback endpoint on a loopback port, as `paver serve` mounts it.
 async fn paver_hooks(db: &Db) -> String {
-    let router = paver::drivers::http::callback_router(
-        db.clone(),
-        &OrchestratorConfig {
+    paver_hooks_with(
+        db,
+        OrchestratorConfig {
             signing_secret: Some(SECRET.to_owned().into()),
             ..OrchestratorConfig::default()
         },
-    );
+    )
+    .await
+}
+
+async fn paver_hooks_with(db: &Db, config: OrchestratorConfig) -> String {
+    let router = paver::drivers::http::callback_router(db.clone(), &config);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
@@ -388,70 +396,72 @@ async fn the_callback_endpoint_checks_signatures_and_jobs() {
     let id = h.propose("alice", "restart cart-service in dev").await;
     let req = tdb.db.requests().get(&id).await.unwrap();
     let job = tdb.db.jobs().enqueue(&id, &req.action_hash).await.unwrap();
-    let client = reqwest::Client::new();
-    let post = |path: String, body: String, sig: Option<String>| {
-        let client = client.clone();
-        async move {
-            let mut rb = client.post(path).body(body);
-            if let Some(s) = sig {
-                rb = rb.header("X-Paver-Signature", s);
-            }
-            rb.send().await.unwrap().status().as_u16()
-        }
-    };
     let now = chrono::Utc::now().timestamp();
     let doc = json!({"status": "running", "message": "half way"}).to_string();
-    let url = format!("{hooks}/hooks/orchestrator/{}", job.id);
-    assert_eq!(post(url.clone(), doc.clone(), None).await, 401);
+    let path = format!("/hooks/orchestrator/{}", job.id);
+    let url = format!("{hooks}{path}");
+    let signed = |secret: &str, t: i64, method: &str, p: &str, body: &str| {
+        Some((t, sign_callback(secret, t, method, p, body.as_bytes())))
+    };
+    assert_eq!(post_callback(&url, &doc, None).await, 401);
     assert_eq!(
-        post(
-            url.clone(),
-            doc.clone(),
-            Some(sign("wrong", now, doc.as_bytes()))
-        )
-        .await,
+        post_callback(&url, &doc, signed("wrong", now, "POST", &path, &doc)).await,
         401
     );
     assert_eq!(
-        post(
-            url.clone(),
-            doc.clone(),
-            Some(sign(SECRET, now - 3600, doc.as_bytes()))
-        )
-        .await,
+        post_callback(&url, &doc, signed(SECRET, now - 3600, "POST", &path, &doc)).await,
         401
     );
+    // The old scheme (timestamp and body only) no longer passes.
+    let old = paver::drivers::http::sign(SECRET, now, doc.as_bytes());
+    let resp = reqwest::Client::new()
+        .post(&url)
+        .header("X-Paver-Signature", old)
+        .body(doc.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 401);
     assert_eq!(
-        post(
-            url.clone(),
-            "{not json".into(),
-            Some(sign(SECRET, now, b"{not json"))
+        post_callback(
+            &url,
+            "{not json",
+            signed(SECRET, now, "POST", &path, "{not json")
         )
         .await,
         400
     );
     assert_eq!(
-        post(
-            format!("{hooks}/hooks/orchestrator/j-nope"),
-            doc.clone(),
-            Some(sign(SECRET, now, doc.as_bytes()))
+        post_callback(
+            &format!("{hooks}/hooks/orchestrator/j-nope"),
+            &doc,
+            signed(SECRET, now, "POST", "/hooks/orchestrator/j-nope", &doc)
         )
         .await,
         404
     );
     assert_eq!(
-        post(
-            url.clone(),
-            doc.clone(),
-            Some(sign(SECRET, now, doc.as_bytes()))
-        )
-        .await,
+        post_callback(&url, &doc, signed(SECRET, now, "POST", &path, &doc)).await,
         202
     );
     assert_eq!(
         tdb.db.jobs().callback(&job.id).await.unwrap().as_deref(),
         Some(r#"{"status":"running","message":"half way","retryable":false}"#)
     );
+}
+
+/// POSTs a callback with `signature` = (timestamp, X-Paver-Signature).
+async fn post_callback(url: &str, body: &str, signature: Option<(i64, String)>) -> u16 {
+    let mut rb = reqwest::Client::new()
+        .post(url)
+        .header("content-type", "application/json")
+        .body(body.to_owned());
+    if let Some((t, sig)) = signature {
+        rb = rb
+            .header("X-Paver-Timestamp", t.to_string())
+            .header("X-Paver-Signature", sig);
+    }
+    rb.send().await.unwrap().status().as_u16()
 }
 
 #[tokio::test]
@@ -573,4 +583,303 @@ async fn a_crash_mid_job_resumes_once_without_resubmitting() {
     let jobs = tdb.db.jobs().for_request(&id).await.unwrap();
     assert_eq!(jobs.len(), 1);
     assert_eq!(jobs[0].attempts, 2, "claimed once more, after the crash");
+}
+
+/// Jobs waiting for callbacks, one per service named.
+async fn waiting_jobs(tdb: &support::TestDb, services: &[&str]) -> Vec<String> {
+    let h = EngineHarness::new(
+        tdb.db.clone(),
+        Arc::new(support::FakeDriver::default()),
+        settings(),
+    )
+    .await;
+    let mut out = Vec::new();
+    for s in services {
+        let id = h.propose("alice", &format!("restart {s} in dev")).await;
+        let req = tdb.db.requests().get(&id).await.unwrap();
+        let job = tdb.db.jobs().enqueue(&id, &req.action_hash).await.unwrap();
+        out.push(job.id);
+    }
+    out
+}
+
+async fn waiting_job(tdb: &support::TestDb) -> String {
+    waiting_jobs(tdb, &["cart-service"]).await.remove(0)
+}
+
+/// A callback accepted once is refused the second time, on this replica
+/// and on another one sharing the database.
+#[tokio::test]
+async fn a_replayed_callback_is_refused_on_every_replica() {
+    let tdb = test_db().await;
+    let job = waiting_job(&tdb).await;
+    let a = paver_hooks(&tdb.db).await;
+    let b = paver_hooks(&tdb.db).await;
+    let path = format!("/hooks/orchestrator/{job}");
+    let doc = json!({"status": "running", "message": "step 1"}).to_string();
+    let now = chrono::Utc::now().timestamp();
+    let sig = || {
+        Some((
+            now,
+            sign_callback(SECRET, now, "POST", &path, doc.as_bytes()),
+        ))
+    };
+    assert_eq!(post_callback(&format!("{a}{path}"), &doc, sig()).await, 202);
+    assert_eq!(post_callback(&format!("{a}{path}"), &doc, sig()).await, 409);
+    assert_eq!(post_callback(&format!("{b}{path}"), &doc, sig()).await, 409);
+    // A new delivery (another timestamp) of the same document is fine.
+    let later = Some((
+        now + 1,
+        sign_callback(SECRET, now + 1, "POST", &path, doc.as_bytes()),
+    ));
+    assert_eq!(post_callback(&format!("{b}{path}"), &doc, later).await, 202);
+}
+
+/// The signature binds the job (the path) and the method: a callback for
+/// one job cannot be pointed at another.
+#[tokio::test]
+async fn a_callback_signed_for_another_job_or_method_is_refused() {
+    let tdb = test_db().await;
+    let jobs = waiting_jobs(&tdb, &["cart-service", "order-service"]).await;
+    let (job, other) = (&jobs[0], &jobs[1]);
+    let hooks = paver_hooks(&tdb.db).await;
+    let doc = json!({"status": "succeeded", "summary": "done"}).to_string();
+    let now = chrono::Utc::now().timestamp();
+    let for_other = sign_callback(
+        SECRET,
+        now,
+        "POST",
+        &format!("/hooks/orchestrator/{other}"),
+        doc.as_bytes(),
+    );
+    let url = format!("{hooks}/hooks/orchestrator/{job}");
+    assert_eq!(post_callback(&url, &doc, Some((now, for_other))).await, 401);
+    let as_put = sign_callback(
+        SECRET,
+        now,
+        "PUT",
+        &format!("/hooks/orchestrator/{job}"),
+        doc.as_bytes(),
+    );
+    assert_eq!(post_callback(&url, &doc, Some((now, as_put))).await, 401);
+    // Signed with the timestamp of another header value.
+    let right = sign_callback(
+        SECRET,
+        now,
+        "POST",
+        &format!("/hooks/orchestrator/{job}"),
+        doc.as_bytes(),
+    );
+    assert_eq!(
+        post_callback(&url, &doc, Some((now - 1, right.clone()))).await,
+        401
+    );
+    assert_eq!(tdb.db.jobs().callback(job).await.unwrap(), None);
+    assert_eq!(post_callback(&url, &doc, Some((now, right))).await, 202);
+}
+
+/// Callbacks may be verified with a key of their own; requests Paver sends
+/// keep the shared one.
+#[tokio::test]
+async fn callbacks_use_the_inbound_key_when_one_is_set() {
+    let tdb = test_db().await;
+    let job = waiting_job(&tdb).await;
+    let hooks = paver_hooks_with(
+        &tdb.db,
+        OrchestratorConfig {
+            signing_secret: Some(SECRET.to_owned().into()),
+            inbound_signing_secret: Some("inbound-only".to_owned().into()),
+            callback_base_url: Some(
+                url::Url::parse("https://paver.example.internal/paver/").unwrap(),
+            ),
+            ..OrchestratorConfig::default()
+        },
+    )
+    .await;
+    let path = format!("/hooks/orchestrator/{job}");
+    let url = format!("{hooks}{path}");
+    let doc = json!({"status": "running"}).to_string();
+    let now = chrono::Utc::now().timestamp();
+    let with = |key: &str, p: &str| Some((now, sign_callback(key, now, "POST", p, doc.as_bytes())));
+    assert_eq!(post_callback(&url, &doc, with(SECRET, &path)).await, 401);
+    assert_eq!(
+        post_callback(&url, &doc, with("inbound-only", &path)).await,
+        202
+    );
+    // Behind a proxy that strips /paver, the full path of callback_url verifies.
+    assert_eq!(
+        post_callback(
+            &url,
+            &doc,
+            Some((
+                now + 1,
+                sign_callback(
+                    "inbound-only",
+                    now + 1,
+                    "POST",
+                    &format!("/paver{path}"),
+                    doc.as_bytes()
+                )
+            ))
+        )
+        .await,
+        202
+    );
+}
+
+/// A status URL (or Location) on another origin is never fetched.
+#[tokio::test]
+async fn a_status_url_on_another_origin_is_not_fetched() {
+    let elsewhere = serve(|_| async { reply(200, json!({"status": "succeeded"})) }).await;
+    for how in ["body", "location"] {
+        let target = format!("{}/latest/meta-data/iam", elsewhere.url);
+        let server = serve(move |_| {
+            let target = target.clone();
+            async move {
+                if how == "body" {
+                    reply(202, json!({"status": "accepted", "status_url": target}))
+                } else {
+                    use axum::response::IntoResponse;
+                    (
+                        axum::http::StatusCode::ACCEPTED,
+                        [
+                            ("location", target.as_str()),
+                            ("content-type", "application/json"),
+                        ],
+                        r#"{"status": "accepted"}"#,
+                    )
+                        .into_response()
+                }
+            }
+        })
+        .await;
+        let (r, _) = run(&driver(&server, None), &create_job()).await;
+        let Err(DriverError::Permanent(m)) = r else {
+            panic!("{how}: {r:?}")
+        };
+        assert!(m.contains("status_url on another origin"), "{how}: {m}");
+        assert_eq!(server.all().len(), 1, "{how}: only the POST");
+    }
+    assert!(elsewhere.all().is_empty(), "{:?}", elsewhere.all());
+}
+
+/// A redirect to another origin is not followed either (it would carry the
+/// signed request there).
+#[tokio::test]
+async fn a_redirect_to_another_origin_is_not_followed() {
+    let elsewhere = serve(|_| async { reply(200, json!({"status": "succeeded"})) }).await;
+    let to = format!("{}/collect", elsewhere.url);
+    let server = serve(move |_| {
+        let to = to.clone();
+        async move {
+            use axum::response::IntoResponse;
+            (
+                axum::http::StatusCode::TEMPORARY_REDIRECT,
+                [("location", to.as_str())],
+                "",
+            )
+                .into_response()
+        }
+    })
+    .await;
+    let (r, _) = run(&driver(&server, None), &create_job()).await;
+    assert!(r.is_err());
+    assert!(elsewhere.all().is_empty(), "{:?}", elsewhere.all());
+}
+
+/// A 5 MiB answer (streamed, no Content-Length) is cut off at the cap;
+/// a slow orchestrator times out.
+#[tokio::test]
+async fn huge_and_slow_answers_are_clean_errors() {
+    let server = serve(|r| async move {
+        use axum::response::IntoResponse;
+        if r.header("idempotency-key") == Some("slow") {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            return reply(200, json!({"status": "succeeded"}));
+        }
+        let chunks = futures_util::stream::iter((0..80).map(|_| {
+            Ok::<_, std::convert::Infallible>(axum::body::Bytes::from(vec![b' '; 64 * 1024]))
+        }));
+        (
+            [("content-type", "application/json")],
+            axum::body::Body::from_stream(chunks),
+        )
+            .into_response()
+    })
+    .await;
+    let d = OrchestratorDriver::new(
+        OrchestratorConfig {
+            timeout_secs: 1,
+            ..OrchestratorConfig::default()
+        },
+        url::Url::parse(&format!("{}/v1/actions", server.url)).unwrap(),
+        SECRET.to_owned().into(),
+    )
+    .unwrap();
+    // The huge answer is streamed: the cap stops reading it, whatever the
+    // time limit.
+    let big = driver(&server, None);
+    let (r, _) = run(&big, &create_job()).await;
+    assert_eq!(
+        r.unwrap_err(),
+        DriverError::Permanent(
+            "the orchestrator answered with a body larger than 1048576 bytes; refused".into()
+        )
+    );
+    let started = std::time::Instant::now();
+    let (r, _) = run(
+        &d,
+        &Job {
+            idempotency_key: "slow".into(),
+            ..create_job()
+        },
+    )
+    .await;
+    assert!(
+        matches!(&r, Err(DriverError::Transient(m)) if m.starts_with("the orchestrator timed out")),
+        "{r:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(4));
+}
+
+/// The orchestrator's error text reaches chat as one short line, with no
+/// markup or mentions passing through.
+#[tokio::test]
+async fn remote_error_text_is_trimmed_and_escaped() {
+    let message = format!(
+        "<!here> quota hit @everyone, see `kubectl` & <https://evil.example|this>\nsecond line {}",
+        "padding ".repeat(100)
+    );
+    let state = Arc::new(Mutex::new(Orch {
+        refuse: Some(message.clone()),
+        ..Orch::default()
+    }));
+    let server = fake_orchestrator(state.clone()).await;
+    let (r, _) = run(&driver(&server, None), &create_job()).await;
+    let m = r.unwrap_err().to_string();
+    for bad in ["<", ">", "&", "`", "\n", "@everyone"] {
+        assert!(!m.contains(bad), "{bad:?} in {m}");
+    }
+    assert!(
+        m.starts_with("the orchestrator answered 422 Unprocessable Entity: ‹!here› quota hit @"),
+        "{m}"
+    );
+    assert!(m.chars().count() < 400, "{}", m.chars().count());
+    // A failure reported in a status document is cleaned the same way.
+    {
+        let mut o = state.lock().unwrap();
+        o.refuse = None;
+        o.fail_with = Some(message);
+    }
+    let (r, _) = run(
+        &driver(&server, None),
+        &Job {
+            idempotency_key: "k2".into(),
+            ..create_job()
+        },
+    )
+    .await;
+    let m = r.unwrap_err().to_string();
+    assert!(m.starts_with("the orchestrator failed: ‹!here›"), "{m}");
+    assert!(!m.contains('<') && !m.contains("@everyone"), "{m}");
 }

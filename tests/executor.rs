@@ -41,7 +41,12 @@ async fn until(what: &str, mut f: impl FnMut() -> bool) {
 #[tokio::test]
 async fn an_approved_request_becomes_a_job_that_runs_once() {
     let tdb = test_db().await;
-    let driver = FakeDriver::default();
+    // Card updates waiting to be sent are coalesced (the latest wins): the
+    // run lasts long enough for its progress line to be sent on its own.
+    let driver = FakeDriver {
+        delay: Duration::from_millis(300),
+        ..FakeDriver::default()
+    };
     let h = EngineHarness::new(
         tdb.db.clone(),
         Arc::new(driver.clone()),

@@ -37,7 +37,12 @@ async fn say(h: &EngineHarness, who: &str, text: &str, thread: Option<&str>) -> 
 }
 
 fn last_text(h: &EngineHarness) -> String {
-    h.sink.transcript().lines().last().unwrap_or_default().to_owned()
+    h.sink
+        .transcript()
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .to_owned()
 }
 
 async fn shipped(driver: FakeDriver) -> (support::TestDb, EngineHarness) {
@@ -61,7 +66,10 @@ async fn greetings_and_thanks_get_one_line_and_thread_chatter_none() {
     assert_eq!(say(&h, "ada", "thanks!", None).await, Handled::Replied);
     assert!(last_text(&h).contains("You're welcome"));
     let before = h.sink.all().len();
-    assert_eq!(say(&h, "ada", "thanks!", Some("ts-9")).await, Handled::Ignored);
+    assert_eq!(
+        say(&h, "ada", "thanks!", Some("ts-9")).await,
+        Handled::Ignored
+    );
     assert_eq!(say(&h, "ada", "👍", None).await, Handled::Ignored);
     assert_eq!(h.sink.all().len(), before);
 }

@@ -86,9 +86,17 @@ fn the_readme_session_runs_verbatim_on_the_shipped_defaults() {
         String::from_utf8_lossy(&out.stderr)
     );
     for p in &promises {
-        assert!(said.contains(p.as_str()), "the README promises {p:?}; Paver said:\n{said}");
+        assert!(
+            said.contains(p.as_str()),
+            "the README promises {p:?}; Paver said:\n{said}"
+        );
     }
-    assert!(Path::new(&work.path().join("var/gitops/services/order-service/staging.yaml")).exists());
+    assert!(Path::new(
+        &work
+            .path()
+            .join("var/gitops/services/order-service/staging.yaml")
+    )
+    .exists());
     // The session ends green: nothing failed.
     assert!(!said.contains("✗"), "{said}");
 }

@@ -31,8 +31,12 @@ struct Harness {
 }
 
 async fn harness_with(driver: FakeDriver) -> Harness {
-    let tdb = test_db().await;
     let catalog = Catalog::from_yaml_file(Path::new(SAMPLE_CATALOG)).unwrap();
+    harness_on(catalog, driver).await
+}
+
+async fn harness_on(catalog: Catalog, driver: FakeDriver) -> Harness {
+    let tdb = test_db().await;
     let sink = RecordingSink::default();
     let mut sinks: HashMap<String, Arc<dyn ChatSink>> = HashMap::new();
     sinks.insert("console".into(), Arc::new(sink.clone()));
@@ -467,8 +471,10 @@ async fn unknown_users_read_but_do_not_request() {
         h.say("mallory", "who owns checkout?").await,
         Handled::Replied
     );
-    assert!(h.sink.transcript().contains("team-commerce"));
-    // Thanks get a one-line answer; chatter in a request's thread is not shown here.
+    // By default (`policy.unknown_users = "none"`) no ownership data.
+    assert!(!h.sink.transcript().contains("owned by"));
+    assert!(h.sink.transcript().contains("can't share ownership"));
+    // Thanks get a one-line answer; chatter gets none.
     assert_eq!(h.say("mallory", "thanks!").await, Handled::Replied);
     assert_eq!(h.say("mallory", "lol").await, Handled::Ignored);
 }
@@ -596,4 +602,89 @@ async fn the_outbox_survives_a_flaky_chat_platform() {
     assert!(h.sink.attempts.load(std::sync::atomic::Ordering::SeqCst) >= 3);
     assert_eq!(h.request(&id).await.state, RequestState::Succeeded);
     assert_eq!(h.tdb.db.outbox().pending_count().await.unwrap(), 0);
+}
+
+/// Four-eyes is about people: a second catalog user sharing the requester's
+/// email is the requester, and a chat account two catalog users claim is
+/// nobody Paver knows (it can neither request nor approve).
+#[tokio::test]
+async fn catalog_users_sharing_an_identity_are_one_person_or_nobody() {
+    let extra = r#"
+---
+apiVersion: backstage.io/v1alpha1
+kind: User
+metadata: {name: alice-admin}
+spec:
+  profile: {email: Alice@Example.com}
+  memberOf: [team-commerce, team-platform]
+---
+apiVersion: backstage.io/v1alpha1
+kind: User
+metadata:
+  name: dup-one
+  annotations: {discord.com/user-id: "4242"}
+spec: {memberOf: [team-commerce, team-platform]}
+---
+apiVersion: backstage.io/v1alpha1
+kind: User
+metadata:
+  name: dup-two
+  annotations: {discord.com/user-id: "4242"}
+spec: {memberOf: [team-commerce, team-platform]}
+"#;
+    let text = std::fs::read_to_string(SAMPLE_CATALOG).unwrap() + extra;
+    let catalog = Catalog::from_yaml_str(&text, "test");
+    assert_eq!(catalog.identity_conflicts().len(), 2);
+    let h = harness_on(catalog.clone(), FakeDriver::default()).await;
+    let id = h
+        .propose("alice", "deploy checkout-api 2.3.1 to prod")
+        .await;
+    h.press("alice", &id, "Deploy").await;
+    assert_eq!(h.request(&id).await.state, RequestState::AwaitingApproval);
+
+    h.press("alice-admin", &id, "Approve").await;
+    assert_eq!(h.request(&id).await.state, RequestState::AwaitingApproval);
+    assert!(
+        h.whispers_to("alice-admin")
+            .iter()
+            .any(|w| w.contains("four-eyes")),
+        "{:?}",
+        h.whispers_to("alice-admin")
+    );
+
+    // Discord id 4242 belongs to two catalog users: the adapter knows nobody.
+    let shared = SharedCatalog::new(catalog);
+    let ambiguous = paver::discord::chat_user(&shared, "4242");
+    assert_eq!(ambiguous.catalog, None);
+    let payload = h.button(&id, "Approve").unwrap();
+    h.engine
+        .handle_button(&ambiguous, &conv(), &payload)
+        .await
+        .unwrap();
+    h.idle().await;
+    assert_eq!(h.request(&id).await.state, RequestState::AwaitingApproval);
+    assert!(
+        h.whispers_to("4242")
+            .iter()
+            .any(|w| w.contains("don't know")),
+        "{:?}",
+        h.whispers_to("4242")
+    );
+    let handled = h
+        .engine
+        .handle_message(Inbound {
+            event_id: Some("ev-ambiguous".into()),
+            user: ambiguous,
+            conversation: conv(),
+            text: "restart cart-service in dev".into(),
+        })
+        .await
+        .unwrap();
+    h.idle().await;
+    assert!(!matches!(handled, Handled::Proposed(_)), "{handled:?}");
+    assert_eq!(h.driver.calls(), 0);
+
+    // Someone else entirely still can.
+    h.press("carol", &id, "Approve").await;
+    assert_ne!(h.request(&id).await.state, RequestState::AwaitingApproval);
 }

@@ -21,7 +21,8 @@ use serde_json::{json, Value};
 use paver::catalog::{Catalog, SharedCatalog};
 use paver::chat::dispatcher::Dispatcher;
 use paver::chat::ChatSink;
-use paver::policy::PolicyConfig;
+use paver::config::SlackConfig;
+use paver::policy::{PolicyConfig, UnknownUsers};
 use paver::requests::{Engine, EngineSettings, RequestState};
 use paver::slack::{self, SlackApi, SlackState};
 use support::{test_db, FakeDriver, TestDb, SAMPLE_CATALOG};
@@ -47,6 +48,9 @@ struct FakeSlack {
     socket_url: Arc<Mutex<Option<String>>>,
     ts: Arc<Mutex<u64>>,
 }
+
+/// The workspace the fake's bot token belongs to (the corpus mention's).
+const TEAM: &str = "T0G9PQBBK";
 
 impl FakeSlack {
     fn calls(&self, method: &str) -> Vec<Value> {
@@ -120,6 +124,13 @@ async fn fake_api(
         }
         return resp;
     }
+    if method == "auth.test" {
+        return axum::Json(
+            json!({"ok": true, "url": "https://example.slack.com/", "team": "Example",
+            "user": "paver", "team_id": TEAM, "user_id": "U111", "bot_id": "B1"}),
+        )
+        .into_response();
+    }
     let ts = {
         let mut t = fake.ts.lock().unwrap();
         *t += 1;
@@ -178,7 +189,26 @@ async fn rig() -> Rig {
 }
 
 async fn rig_with(settings: EngineSettings) -> Rig {
+    rig_full(
+        settings,
+        PolicyConfig::default(),
+        SlackConfig::default(),
+        None,
+    )
+    .await
+}
+
+/// A rig; `before_start` scripts the fake before Paver asks it anything.
+async fn rig_full(
+    settings: EngineSettings,
+    policy: PolicyConfig,
+    config: SlackConfig,
+    before_start: Option<&dyn Fn(&FakeSlack)>,
+) -> Rig {
     let fake = FakeSlack::default();
+    if let Some(f) = before_start {
+        f(&fake);
+    }
     let api_base = serve(
         Router::new()
             .route("/api/{method}", any(fake_api))
@@ -203,18 +233,17 @@ async fn rig_with(settings: EngineSettings) -> Rig {
     let engine = Engine::new(
         tdb.db.clone(),
         catalog.clone(),
-        PolicyConfig::default(),
+        policy,
         Arc::new(driver.clone()),
         dispatcher,
         settings,
     );
-    let state = SlackState {
-        engine: engine.clone(),
-        catalog,
-        api,
+    let config = SlackConfig {
         signing_secret: Some(SecretString::from(SECRET.to_owned())),
-        bot_user_id: Arc::default(),
+        ..config
     };
+    let state = SlackState::new(engine.clone(), catalog, api, &config);
+    state.start();
     let base = serve(slack::routes(state.clone())).await;
     Rig {
         base,
@@ -433,7 +462,12 @@ async fn bad_signatures_stale_timestamps_and_junk_are_refused() {
     );
     r.idle().await;
     assert!(
-        r.fake.calls.lock().unwrap().is_empty(),
+        r.fake
+            .calls
+            .lock()
+            .unwrap()
+            .iter()
+            .all(|c| c.method == "auth.test"),
         "nothing was processed"
     );
     assert!(r
@@ -583,6 +617,7 @@ async fn slash_commands_answer_at_once_and_post_the_card() {
     let form = form
         .trim()
         .replace("user_id=W111", "user_id=U0ALICE")
+        .replace("team_id=T111", &format!("team_id={TEAM}"))
         .replace("text=Hi", "text=restart+cart-service+in+dev");
     let resp = r
         .post(
@@ -715,6 +750,7 @@ async fn socket_mode_uses_the_same_handlers_and_acknowledges_envelopes() {
     ours["payload"]["event"] =
         mention("restart cart-service in dev", "U0ALICE", "x")["event"].clone();
     ours["payload"]["event_id"] = json!("EvSocket");
+    ours["payload"]["team_id"] = json!(TEAM);
     let server_acks = acks.clone();
     tokio::spawn(async move {
         let (tcp, _) = listener.accept().await.unwrap();
@@ -767,6 +803,7 @@ async fn direct_messages_and_replies_in_a_request_thread_are_heard() {
     dm["event"] = json!({"type": "message", "channel_type": "im", "channel": "D123", "user": "U0ALICE",
                          "text": "restart cart-service in dev", "ts": "1.1"});
     dm["event_id"] = json!("EvDm");
+    dm["team_id"] = json!(TEAM);
     assert_eq!(r.event(&dm, &[]).await.status(), 200);
     // A request made by mention opens a thread; a reply there is for Paver,
     // a plain channel message elsewhere is not.
@@ -816,6 +853,484 @@ async fn a_saturated_paver_asks_slack_to_redeliver_instead_of_queueing() {
     assert_eq!(resp.status(), 503, "not acknowledged, so Slack retries");
     r.idle().await;
     assert!(r.fake.calls("chat.postMessage").is_empty());
-    // The event was not marked processed: the redelivery will be handled.
-    assert!(r.tdb.db.first_delivery("slack", "EvBusy").await.unwrap());
+    // Nothing was stored: the redelivery will be handled.
+    assert_eq!(
+        r.tdb.db.inbox().state("slack", "EvBusy").await.unwrap(),
+        None
+    );
+}
+
+// ----- workspace boundaries (issue 10, item 7) ---------------------------------
+
+fn form_body(fields: &[(&str, &str)]) -> String {
+    url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(fields)
+        .finish()
+}
+
+impl Rig {
+    async fn command(&self, fields: &[(&str, &str)]) -> reqwest::Response {
+        self.post(
+            "/slack/commands",
+            &form_body(fields),
+            "application/x-www-form-urlencoded",
+            &[],
+        )
+        .await
+    }
+}
+
+#[tokio::test]
+async fn events_from_other_workspaces_are_acknowledged_and_ignored() {
+    let r = rig().await;
+    // Another workspace: event, press and slash command are all answered
+    // 200 (so Slack does not retry) and nothing is handled.
+    let mut foreign = mention("restart cart-service in dev", "U0ALICE", "EvForeign");
+    foreign["team_id"] = json!("TOTHER");
+    assert_eq!(r.event(&foreign, &[]).await.status(), 200);
+    let mut p = corpus("block_actions_button_with_message.json");
+    p["team"]["id"] = json!("TOTHER");
+    p["user"]["id"] = json!("U0ALICE");
+    let body = format!(
+        "payload={}",
+        url::form_urlencoded::byte_serialize(p.to_string().as_bytes()).collect::<String>()
+    );
+    let resp = r
+        .post(
+            "/slack/interactions",
+            &body,
+            "application/x-www-form-urlencoded",
+            &[],
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    let resp = r
+        .command(&[
+            ("team_id", "TOTHER"),
+            ("user_id", "U0ALICE"),
+            ("channel_id", "C111"),
+            ("text", "restart cart-service in dev"),
+            ("trigger_id", "t-foreign"),
+        ])
+        .await;
+    assert_eq!(resp.status(), 200);
+    assert!(resp.text().await.unwrap().is_empty(), "no answer either");
+    r.idle().await;
+    assert!(r.fake.calls("chat.postMessage").is_empty());
+    assert!(r.fake.calls("chat.postEphemeral").is_empty());
+    assert_eq!(
+        r.tdb.db.inbox().state("slack", "EvForeign").await.unwrap(),
+        None,
+        "nothing stored"
+    );
+    // The workspace auth.test named is served.
+    assert_eq!(
+        r.event(
+            &mention("restart cart-service in dev", "U0ALICE", "EvHome"),
+            &[]
+        )
+        .await
+        .status(),
+        200
+    );
+    r.idle().await;
+    assert_eq!(r.fake.calls("chat.postMessage").len(), 1);
+    assert_eq!(r.fake.calls("auth.test").len(), 1, "asked once, at start");
+}
+
+#[tokio::test]
+async fn the_allow_lists_name_the_workspaces_and_the_app() {
+    let r = rig_full(
+        EngineSettings::default(),
+        PolicyConfig::default(),
+        SlackConfig {
+            team_ids: vec!["T111".into()],
+            app_id: Some("A111".into()),
+            ..SlackConfig::default()
+        },
+        None,
+    )
+    .await;
+    // auth.test's own workspace is not listed: ignored.
+    let home = mention("restart cart-service in dev", "U0ALICE", "EvHome");
+    assert_eq!(r.event(&home, &[]).await.status(), 200);
+    // A listed workspace, but another app: ignored.
+    let mut other_app = mention("restart cart-service in dev", "U0ALICE", "EvApp");
+    other_app["team_id"] = json!("T111");
+    other_app["api_app_id"] = json!("A999");
+    assert_eq!(r.event(&other_app, &[]).await.status(), 200);
+    r.idle().await;
+    assert!(r.fake.calls("chat.postMessage").is_empty());
+    // Listed workspace, our app: handled.
+    let mut ok = mention("restart cart-service in dev", "U0ALICE", "EvOk");
+    ok["team_id"] = json!("T111");
+    assert_eq!(r.event(&ok, &[]).await.status(), 200);
+    r.idle().await;
+    assert_eq!(r.fake.calls("chat.postMessage").len(), 1);
+}
+
+#[tokio::test]
+async fn until_auth_test_answers_events_are_refused_unacknowledged() {
+    let fail = |f: &FakeSlack| f.fail("auth.test", 500, None);
+    let r = rig_full(
+        EngineSettings::default(),
+        PolicyConfig::default(),
+        SlackConfig::default(),
+        Some(&fail),
+    )
+    .await;
+    let p = mention("restart cart-service in dev", "U0ALICE", "EvEarly");
+    // The first auth.test failed: not acknowledged, so Slack retries.
+    assert_eq!(r.event(&p, &[]).await.status(), 503);
+    assert_eq!(
+        r.tdb.db.inbox().state("slack", "EvEarly").await.unwrap(),
+        None
+    );
+    // Paver asks again (after a second); Slack's redelivery is then handled.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let status = r.event(&p, &[("x-slack-retry-num", "1")]).await.status();
+        if status == 200 {
+            break;
+        }
+        assert_eq!(status, 503);
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "auth.test never retried"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    r.idle().await;
+    assert_eq!(r.fake.calls("chat.postMessage").len(), 1);
+    assert!(r.fake.calls("auth.test").len() >= 2);
+}
+
+#[tokio::test]
+async fn users_not_in_the_catalog_get_help_not_ownership_or_status() {
+    for (policy, shown) in [(UnknownUsers::None, false), (UnknownUsers::Read, true)] {
+        let r = rig_full(
+            EngineSettings::default(),
+            PolicyConfig {
+                unknown_users: policy,
+                ..PolicyConfig::default()
+            },
+            SlackConfig::default(),
+            None,
+        )
+        .await;
+        for (i, text) in [
+            "who owns checkout-api?",
+            "status of order-service",
+            "scorecard for team-data",
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let mut ev = mention(text, "USTRANGER", &format!("EvUnknown{i}"));
+            ev["event"]["ts"] = json!(format!("1678252299.00000{i}"));
+            assert_eq!(r.event(&ev, &[]).await.status(), 200);
+        }
+        r.idle().await;
+        let posts = r.fake.calls("chat.postMessage");
+        assert_eq!(posts.len(), 3, "{posts:?}");
+        let texts = posts.iter().map(|c| c.to_string()).collect::<String>();
+        for data in ["owned by", "no environments", "recommendation-engine"] {
+            assert_eq!(texts.contains(data), shown, "{policy:?} {data}: {texts}");
+        }
+        if !shown {
+            assert!(
+                posts.iter().all(|p| p["text"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("I don't know USTRANGER")),
+                "{texts}"
+            );
+            assert!(texts.contains("what I can do"), "help comes along: {texts}");
+        }
+    }
+}
+
+// ----- nothing acknowledged is lost (issue 10, item 8) -----------------------
+
+#[tokio::test]
+async fn a_closed_database_gets_503_and_nothing_is_acknowledged() {
+    let r = rig().await;
+    r.tdb.db.pool().close().await;
+    let resp = r
+        .event(
+            &mention("restart cart-service in dev", "U0ALICE", "EvDown"),
+            &[],
+        )
+        .await;
+    assert_eq!(resp.status(), 503, "not acknowledged, so Slack retries");
+    let resp = r.press("U0ALICE", "confirm:r-x:n").await;
+    assert_eq!(resp.status(), 503);
+    let resp = r
+        .command(&[
+            ("team_id", TEAM),
+            ("user_id", "U0ALICE"),
+            ("channel_id", "C111"),
+            ("text", "restart cart-service in dev"),
+            ("trigger_id", "t-down"),
+        ])
+        .await;
+    assert_eq!(resp.status(), 503);
+    // Socket Mode: the envelope is left unacknowledged.
+    let mut env = corpus("socket_mode_envelope_events_api_app_mention.json");
+    env["payload"] = mention("restart cart-service in dev", "U0ALICE", "EvDownSocket");
+    assert_eq!(
+        paver::slack::socket::handle_envelope(&r.state, &env).await,
+        None
+    );
+}
+
+async fn set_inbox_online(db: &paver::storage::Db, online: bool) {
+    // The table the acknowledgement depends on disappears and comes back:
+    // to the adapter, exactly a database that fails and then recovers.
+    let sql = if online {
+        "ALTER TABLE inbox_offline RENAME TO inbox"
+    } else {
+        "ALTER TABLE inbox RENAME TO inbox_offline"
+    };
+    sqlx::query(sql).execute(db.pool()).await.unwrap();
+}
+
+#[tokio::test]
+async fn after_an_outage_the_redelivered_event_is_handled_exactly_once() {
+    let r = rig().await;
+    let p = mention("restart cart-service in dev", "U0ALICE", "EvOutage");
+    set_inbox_online(&r.tdb.db, false).await;
+    assert_eq!(r.event(&p, &[]).await.status(), 503);
+    let mut env = corpus("socket_mode_envelope_events_api_app_mention.json");
+    env["payload"] = p.clone();
+    assert_eq!(
+        paver::slack::socket::handle_envelope(&r.state, &env).await,
+        None,
+        "unacknowledged envelope"
+    );
+    r.idle().await;
+    assert!(r.fake.calls("chat.postMessage").is_empty());
+    set_inbox_online(&r.tdb.db, true).await;
+    // Slack's redeliveries (HTTP and Socket Mode): handled once.
+    let retry = [
+        ("x-slack-retry-num", "1"),
+        ("x-slack-retry-reason", "http_error"),
+    ];
+    assert_eq!(r.event(&p, &retry).await.status(), 200);
+    assert_eq!(
+        paver::slack::socket::handle_envelope(&r.state, &env).await,
+        Some(json!({"envelope_id": env["envelope_id"]}))
+    );
+    assert_eq!(r.event(&p, &retry).await.status(), 200);
+    r.idle().await;
+    assert_eq!(r.fake.calls("chat.postMessage").len(), 1);
+    let stored = r.tdb.db.inbox().state("slack", "EvOutage").await.unwrap();
+    assert_eq!(
+        stored.map(|s| (s.status, s.attempts)),
+        Some(("done".into(), 1))
+    );
+}
+
+#[tokio::test]
+async fn an_event_left_pending_by_a_crash_is_handled_by_recovery() {
+    let r = rig().await;
+    let inbox = r.tdb.db.inbox();
+    // A replica stored this one, acknowledged it, and died (its lease is over).
+    let work = paver::slack::inbound::SlackWork::Event {
+        event: mention("restart cart-service in dev", "U0ALICE", "x")["event"].clone(),
+    };
+    let payload = serde_json::to_string(&work).unwrap();
+    inbox
+        .insert("slack", "EvCrash", &payload, 0)
+        .await
+        .unwrap()
+        .unwrap();
+    // Another is still being handled by a live replica: left alone.
+    let mut other = mention("create staging for order-service", "U0ALICE", "y")["event"].clone();
+    other["ts"] = json!("1678252299.000009");
+    let live =
+        serde_json::to_string(&paver::slack::inbound::SlackWork::Event { event: other }).unwrap();
+    inbox
+        .insert("slack", "EvLive", &live, 60_000)
+        .await
+        .unwrap()
+        .unwrap();
+
+    paver::chat::inbox::recover_once(&r.state).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while inbox
+        .state("slack", "EvCrash")
+        .await
+        .unwrap()
+        .unwrap()
+        .status
+        != "done"
+    {
+        assert!(tokio::time::Instant::now() < deadline, "never recovered");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    r.idle().await;
+    let posts = r.fake.calls("chat.postMessage");
+    assert_eq!(posts.len(), 1, "{posts:?}");
+    assert!(posts[0].to_string().contains("Restart cart-service"));
+    let live = inbox.state("slack", "EvLive").await.unwrap().unwrap();
+    assert_eq!((live.status.as_str(), live.attempts), ("pending", 1));
+    // Done is done: recovery does not take it again.
+    assert_eq!(paver::chat::inbox::recover_once(&r.state).await.unwrap(), 0);
+    r.idle().await;
+    assert_eq!(r.fake.calls("chat.postMessage").len(), 1);
+    // Handled events are forgotten in time; pending ones never are.
+    let later = paver::storage::now_ms() + 1;
+    assert_eq!(inbox.purge_done(later).await.unwrap(), 1);
+    assert_eq!(inbox.state("slack", "EvCrash").await.unwrap(), None);
+    assert!(inbox.state("slack", "EvLive").await.unwrap().is_some());
+}
+
+// ----- bounded everywhere (issue 10, item 9) -----------------------------------
+
+fn post_item(platform: &str, channel: &str, text: &str) -> paver::storage::outbox::OutboxItem {
+    paver::storage::outbox::OutboxItem {
+        platform: platform.into(),
+        channel: channel.into(),
+        kind: paver::storage::outbox::OutboxKind::Post,
+        user_id: None,
+        card_key: None,
+        thread_key: None,
+        thread_ref: None,
+        body: serde_json::to_string(&paver::chat::messages::notice(text)).unwrap(),
+    }
+}
+
+#[tokio::test]
+async fn rows_for_a_platform_not_served_do_not_starve_delivery() {
+    let r = rig().await;
+    let outbox = r.tdb.db.outbox();
+    for i in 0..200 {
+        outbox
+            .enqueue(&post_item("discord", "123", &format!("undeliverable {i}")))
+            .await
+            .unwrap();
+    }
+    outbox
+        .enqueue(&post_item("slack", "C111", "for Slack"))
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while r.fake.calls("chat.postMessage").is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the Slack row starved behind rows nobody here can send"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(r.fake.calls("chat.postMessage")[0]
+        .to_string()
+        .contains("for Slack"));
+}
+
+#[tokio::test]
+async fn card_updates_waiting_to_be_sent_are_replaced_not_queued() {
+    let r = rig().await;
+    let outbox = r.tdb.db.outbox();
+    let before = outbox.pending_count().await.unwrap();
+    for i in 1..=100 {
+        // Discord is not served here, so nothing is sent meanwhile.
+        let mut item = post_item("discord", "123", &format!("progress line {i}"));
+        item.kind = paver::storage::outbox::OutboxKind::Update;
+        item.card_key = Some("r-coalesce".into());
+        outbox.enqueue(&item).await.unwrap();
+    }
+    assert_eq!(outbox.pending_count().await.unwrap() - before, 1);
+    let pending = outbox.pending_updates("r-coalesce").await.unwrap();
+    assert_eq!(pending.len(), 1);
+    assert!(pending[0].contains("progress line 100"), "{pending:?}");
+}
+
+/// A driver that reports 100 progress lines.
+struct Chatty;
+
+#[async_trait::async_trait]
+impl paver::drivers::Driver for Chatty {
+    fn name(&self) -> &'static str {
+        "chatty"
+    }
+    fn resumable(&self) -> bool {
+        true
+    }
+    async fn execute(
+        &self,
+        job: &paver::drivers::Job,
+        progress: paver::drivers::Progress<'_>,
+    ) -> Result<paver::drivers::Outcome, paver::drivers::DriverError> {
+        for i in 1..=100 {
+            progress(&format!("step {i} of 100"));
+        }
+        Ok(paver::drivers::Outcome {
+            summary: format!("did {}", job.action.kind()),
+            url: None,
+            links: vec![],
+        })
+    }
+    async fn status(
+        &self,
+        _service: &paver::domain::ServiceName,
+        _env: Option<paver::domain::Environment>,
+    ) -> Result<Vec<paver::drivers::EnvStatus>, paver::drivers::DriverError> {
+        Ok(vec![])
+    }
+}
+
+#[tokio::test]
+async fn a_hundred_progress_lines_make_few_card_updates_and_the_last_word_wins() {
+    let r = rig().await;
+    // The same rig, with the chatty driver.
+    let engine = Engine::new(
+        r.tdb.db.clone(),
+        r.state.catalog.clone(),
+        PolicyConfig::default(),
+        Arc::new(Chatty),
+        {
+            let mut sinks: HashMap<String, Arc<dyn ChatSink>> = HashMap::new();
+            sinks.insert("slack".into(), r.state.api.clone());
+            let d = Dispatcher::new(r.tdb.db.clone(), sinks);
+            d.spawn();
+            d
+        },
+        EngineSettings::default(),
+    );
+    let mut state = r.state.clone();
+    state.engine = engine.clone();
+    let base = serve(slack::routes(state)).await;
+    let r = Rig { base, engine, ..r };
+    r.event(
+        &mention("restart cart-service in dev", "U0ALICE", "EvChatty"),
+        &[],
+    )
+    .await;
+    r.idle().await;
+    r.press("U0ALICE", &r.button("Restart")).await;
+    r.idle().await;
+    let req = r
+        .tdb
+        .db
+        .requests()
+        .in_state(RequestState::Succeeded)
+        .await
+        .unwrap()
+        .remove(0);
+    let rows = r
+        .tdb
+        .db
+        .outbox()
+        .update_rows_for_card(&req.id)
+        .await
+        .unwrap();
+    assert!(rows < 40, "{rows} outbox rows for 100 progress lines");
+    let updates = r.fake.calls("chat.update");
+    assert!(updates.len() < 40, "{} card updates sent", updates.len());
+    let last = updates.last().unwrap().to_string();
+    assert!(
+        last.contains("Done") || last.contains("Succeeded"),
+        "{last}"
+    );
 }

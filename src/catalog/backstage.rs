@@ -29,6 +29,14 @@ pub enum BackstageError {
     },
     #[error("Backstage paging did not end after {0} pages")]
     TooManyPages(usize),
+    #[error("Backstage answered {url} with more than {max} bytes; refused")]
+    TooLarge { url: String, max: usize },
+    #[error("Backstage answered {url} with a body that is not an entity page: {source}")]
+    Json {
+        url: String,
+        #[source]
+        source: serde_json::Error,
+    },
 }
 
 /// The kinds Paver reads; the rest of the catalog is not fetched at all.
@@ -37,6 +45,11 @@ const PAGE_SIZE: usize = 500;
 /// 2,000 pages of 500 is a million entities: a loop that long is a bug
 /// (a backend handing back the same cursor), not a catalog.
 const MAX_PAGES: usize = 2_000;
+/// The largest page read. A page holds up to 500 entities of a few KiB
+/// each, so this is well above a real page and well below harm.
+pub const MAX_PAGE_BYTES: usize = 16 * 1024 * 1024;
+/// Connecting takes at most this long, whatever the request timeout.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -64,6 +77,7 @@ impl BackstageClient {
     pub fn new(base: Url, token: Option<SecretString>, timeout: Duration) -> Self {
         let http = reqwest::Client::builder()
             .timeout(timeout)
+            .connect_timeout(CONNECT_TIMEOUT.min(timeout))
             .user_agent(concat!("paver/", env!("CARGO_PKG_VERSION")))
             .build()
             .expect("a reqwest client with only a timeout and user agent always builds");
@@ -127,17 +141,46 @@ impl BackstageClient {
             source,
         })?;
         let status = resp.status();
+        let body = read_capped(resp, &shown, MAX_PAGE_BYTES).await?;
         if !status.is_success() {
-            let mut body = resp.text().await.unwrap_or_default();
-            body.truncate(500);
+            let body = crate::drivers::web::shorten(&String::from_utf8_lossy(&body));
             return Err(BackstageError::Status {
                 url: shown,
                 status: status.as_u16(),
                 body,
             });
         }
-        resp.json::<QueryResponse>()
-            .await
-            .map_err(|source| BackstageError::Decode { url: shown, source })
+        serde_json::from_slice::<QueryResponse>(&body)
+            .map_err(|source| BackstageError::Json { url: shown, source })
     }
+}
+
+/// The body, read in chunks and refused as soon as it passes `max` bytes.
+async fn read_capped(
+    mut resp: reqwest::Response,
+    url: &str,
+    max: usize,
+) -> Result<Vec<u8>, BackstageError> {
+    let too_large = || BackstageError::TooLarge {
+        url: url.to_owned(),
+        max,
+    };
+    if resp.content_length().is_some_and(|n| n > max as u64) {
+        return Err(too_large());
+    }
+    let mut out = Vec::new();
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|source| BackstageError::Decode {
+            url: url.to_owned(),
+            source,
+        })?
+    {
+        if out.len() + chunk.len() > max {
+            return Err(too_large());
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
 }

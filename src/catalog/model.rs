@@ -79,6 +79,45 @@ pub struct Catalog {
     templates: BTreeMap<TemplateName, Template>,
     resources: Vec<CatalogResource>,
     warnings: Vec<String>,
+    /// User entities written twice (the first is kept): identity conflicts.
+    duplicate_users: Vec<String>,
+}
+
+/// Reads one identity (email, a chat id) of a user.
+type IdentityField = fn(&User) -> Option<&str>;
+
+/// Who a chat id or email names in the catalog.
+#[derive(Debug, Clone, PartialEq)]
+pub enum UserMatch<'a> {
+    Nobody,
+    One(&'a User),
+    /// Several users claim it (named, sorted): nobody can be told apart.
+    Ambiguous(Vec<UserName>),
+}
+
+impl<'a> UserMatch<'a> {
+    /// The user when exactly one matches.
+    pub fn unique(self) -> Option<&'a User> {
+        match self {
+            UserMatch::One(u) => Some(u),
+            UserMatch::Nobody | UserMatch::Ambiguous(_) => None,
+        }
+    }
+}
+
+/// Whether two written identities (email, chat id, catalog name) name the
+/// same thing: emails are case-insensitive, and ids differing only in case
+/// are treated alike so a typo cannot split one person in two.
+pub fn same_identity(a: &str, b: &str) -> bool {
+    a.trim().eq_ignore_ascii_case(b.trim())
+}
+
+fn join_and(items: &[String]) -> String {
+    match items {
+        [] => String::new(),
+        [one] => one.clone(),
+        [init @ .., last] => format!("{} and {last}", init.join(", ")),
+    }
 }
 
 impl Catalog {
@@ -120,6 +159,9 @@ impl Catalog {
         for w in &c.warnings {
             tracing::warn!(target: "paver::catalog", "{w}");
         }
+        for conflict in c.identity_conflicts() {
+            tracing::warn!(target: "paver::catalog", "{conflict}");
+        }
         c
     }
 
@@ -138,6 +180,15 @@ impl Catalog {
                 None
             }),
             "User" => user(&e).map(|u| {
+                if self.users.contains_key(&u.name) {
+                    // A second entity for one name is two people or a
+                    // copy-paste slip; either way its identities are unsure.
+                    self.duplicate_users.push(format!(
+                        "catalog user `{}` is defined more than once: keeping the first",
+                        u.name
+                    ));
+                    return None;
+                }
                 self.users.insert(u.name.clone(), u);
                 None
             }),
@@ -217,24 +268,98 @@ impl Catalog {
         self.users.values()
     }
 
+    /// The catalog users a Slack user id is linked to.
+    pub fn match_slack_id(&self, id: &str) -> UserMatch<'_> {
+        self.match_identity(|u| u.slack_user_id.as_deref(), id)
+    }
+
+    /// The catalog users a Discord user id is linked to.
+    pub fn match_discord_id(&self, id: &str) -> UserMatch<'_> {
+        self.match_identity(|u| u.discord_user_id.as_deref(), id)
+    }
+
+    /// The catalog users with this email (case-insensitive).
+    pub fn match_email(&self, email: &str) -> UserMatch<'_> {
+        self.match_identity(|u| u.email.as_deref(), email)
+    }
+
+    /// The one catalog user linked to a Slack user id. `None` also when
+    /// several users claim the id: Paver cannot tell who is speaking, so the
+    /// speaker counts as unknown (may neither request nor approve).
     pub fn user_by_slack_id(&self, id: &str) -> Option<&User> {
-        self.users
-            .values()
-            .find(|u| u.slack_user_id.as_deref() == Some(id))
+        self.match_slack_id(id).unique()
     }
 
+    /// The one catalog user linked to a Discord user id (`None` when
+    /// ambiguous, as for Slack).
     pub fn user_by_discord_id(&self, id: &str) -> Option<&User> {
-        self.users
-            .values()
-            .find(|u| u.discord_user_id.as_deref() == Some(id))
+        self.match_discord_id(id).unique()
     }
 
+    /// The one catalog user with this email (`None` when ambiguous).
     pub fn user_by_email(&self, email: &str) -> Option<&User> {
-        self.users.values().find(|u| {
-            u.email
-                .as_deref()
-                .is_some_and(|e| e.eq_ignore_ascii_case(email))
-        })
+        self.match_email(email).unique()
+    }
+
+    fn match_identity<'a>(
+        &'a self,
+        field: impl Fn(&'a User) -> Option<&'a str>,
+        wanted: &str,
+    ) -> UserMatch<'a> {
+        let wanted = wanted.trim();
+        if wanted.is_empty() {
+            return UserMatch::Nobody;
+        }
+        let mut found = self
+            .users
+            .values()
+            .filter(|u| field(u).is_some_and(|v| same_identity(v, wanted)));
+        match (found.next(), found.next()) {
+            (None, _) => UserMatch::Nobody,
+            (Some(u), None) => UserMatch::One(u),
+            (Some(a), Some(b)) => {
+                let mut names = vec![a.name.clone(), b.name.clone()];
+                names.extend(found.map(|u| u.name.clone()));
+                UserMatch::Ambiguous(names)
+            }
+        }
+    }
+
+    /// Chat ids and emails claimed by more than one catalog user (and User
+    /// entities written twice), in words naming the users and what they
+    /// share. Any of them makes Paver unable to tell people apart, so
+    /// `paver check-config` refuses such a catalog.
+    pub fn identity_conflicts(&self) -> Vec<String> {
+        let mut out = self.duplicate_users.clone();
+        let fields: [(&str, IdentityField); 3] = [
+            ("email", |u| u.email.as_deref()),
+            ("Slack user id", |u| u.slack_user_id.as_deref()),
+            ("Discord user id", |u| u.discord_user_id.as_deref()),
+        ];
+        for (what, field) in fields {
+            // Keyed case-insensitively: emails are, and chat ids differing
+            // only in case are a typo rather than two people.
+            let mut by_value: BTreeMap<String, (&str, Vec<&UserName>)> = BTreeMap::new();
+            for u in self.users.values() {
+                if let Some(v) = field(u).map(str::trim).filter(|v| !v.is_empty()) {
+                    by_value
+                        .entry(v.to_lowercase())
+                        .or_insert((v, Vec::new()))
+                        .1
+                        .push(&u.name);
+                }
+            }
+            for (value, names) in by_value.into_values() {
+                if names.len() > 1 {
+                    let names: Vec<String> = names.iter().map(|n| format!("`{n}`")).collect();
+                    out.push(format!(
+                        "catalog users {} share the {what} {value:?}: Paver cannot tell them apart, so none of them can request or approve until each has their own",
+                        join_and(&names)
+                    ));
+                }
+            }
+        }
+        out
     }
 
     pub fn template(&self, name: &str) -> Option<&Template> {
@@ -436,6 +561,66 @@ mod tests {
         );
         let commerce = c.group("team-commerce").unwrap();
         assert!(commerce.members.iter().any(|m| m.as_str() == "alice"));
+    }
+
+    #[test]
+    fn shared_identities_are_conflicts_and_resolve_to_nobody() {
+        let text = r#"
+apiVersion: backstage.io/v1alpha1
+kind: User
+metadata:
+  name: alice
+  annotations: {slack.com/user-id: U0SHARED, discord.com/user-id: "111"}
+spec: {profile: {email: alice@example.com}}
+---
+apiVersion: backstage.io/v1alpha1
+kind: User
+metadata:
+  name: mallory
+  annotations: {slack.com/user-id: U0SHARED}
+spec: {profile: {email: ALICE@example.com}}
+---
+apiVersion: backstage.io/v1alpha1
+kind: User
+metadata:
+  name: bob
+  annotations: {slack.com/user-id: U0BOB, discord.com/user-id: "222"}
+spec: {profile: {email: bob@example.com}}
+---
+apiVersion: backstage.io/v1alpha1
+kind: User
+metadata:
+  name: bob
+  annotations: {discord.com/user-id: "333"}
+"#;
+        let c = Catalog::from_yaml_str(text, "inline");
+        assert!(c.user_by_slack_id("U0SHARED").is_none());
+        assert_eq!(
+            c.match_slack_id("U0SHARED"),
+            UserMatch::Ambiguous(vec![
+                UserName::parse("alice").unwrap(),
+                UserName::parse("mallory").unwrap()
+            ])
+        );
+        assert!(c.user_by_email("alice@example.com").is_none());
+        assert_eq!(c.user_by_discord_id("111").unwrap().name.as_str(), "alice");
+        assert_eq!(c.user_by_slack_id("U0BOB").unwrap().name.as_str(), "bob");
+        // The second `bob` is dropped, not merged: its Discord id names nobody.
+        assert!(c.user_by_discord_id("333").is_none());
+        let conflicts = c.identity_conflicts();
+        assert_eq!(conflicts.len(), 3, "{conflicts:?}");
+        let all = conflicts.join("\n");
+        assert!(all.contains("`bob` is defined more than once"), "{all}");
+        assert!(
+            all.contains("`alice` and `mallory` share the email \"alice@example.com\""),
+            "{all}"
+        );
+        assert!(
+            all.contains("`alice` and `mallory` share the Slack user id \"U0SHARED\""),
+            "{all}"
+        );
+        let sample = Catalog::from_yaml_file(Path::new(SAMPLE)).unwrap();
+        assert!(sample.identity_conflicts().is_empty());
     }
 
     #[test]

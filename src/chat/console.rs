@@ -250,3 +250,52 @@ impl ChatSink for ConsoleSink {
         Ok(())
     }
 }
+
+/// The operating-system account running this process: who really sits at
+/// the console, whoever they speak as. The account database first (the
+/// environment is whatever the caller set), then `USER`/`LOGNAME`/`USERNAME`.
+pub fn os_user() -> String {
+    #[cfg(unix)]
+    if let Some(name) = unix::account_name() {
+        return name;
+    }
+    for var in ["USER", "LOGNAME", "USERNAME"] {
+        if let Ok(v) = std::env::var(var) {
+            if !v.trim().is_empty() {
+                return v.trim().to_owned();
+            }
+        }
+    }
+    #[cfg(unix)]
+    return format!("uid-{}", unix::uid());
+    #[cfg(not(unix))]
+    return "unknown".into();
+}
+
+#[cfg(unix)]
+mod unix {
+    pub fn uid() -> u32 {
+        // SAFETY: getuid has no preconditions and cannot fail.
+        unsafe { libc::getuid() }
+    }
+
+    /// The login name of the real user id, from the account database (NSS).
+    pub fn account_name() -> Option<String> {
+        let mut buf: Vec<libc::c_char> = vec![0; 16 * 1024];
+        // SAFETY: a zeroed passwd is a valid out-parameter (pointers null).
+        let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+        let mut result: *mut libc::passwd = std::ptr::null_mut();
+        // SAFETY: every pointer is valid for the call and buf's length is
+        // passed; on success pw_name points into buf, alive below.
+        let rc =
+            unsafe { libc::getpwuid_r(uid(), &mut pwd, buf.as_mut_ptr(), buf.len(), &mut result) };
+        if rc != 0 || result.is_null() || pwd.pw_name.is_null() {
+            return None;
+        }
+        // SAFETY: pw_name is a NUL-terminated string inside buf.
+        let name = unsafe { std::ffi::CStr::from_ptr(pwd.pw_name) }
+            .to_string_lossy()
+            .into_owned();
+        (!name.is_empty()).then_some(name)
+    }
+}

@@ -402,8 +402,27 @@ pub fn unknown_user(user: &str) -> Message {
     notice(format!(
         "I don't know {user} in the catalog, so I can't take change requests from you. \
          Ask the platform team to add your chat id to your catalog User entity \
-         (annotation slack.com/user-id or discord.com/user-id). You can still ask questions and read status."
+         (annotation slack.com/user-id or discord.com/user-id). Say `help` to see what I can do."
     ))
+}
+
+/// The answer to an ownership, status or scorecard question from someone
+/// the catalog does not know (`policy.unknown_users = "none"`): help and a
+/// pointer, no data.
+pub fn unknown_user_reads(user: &str, catalog: &Catalog) -> Message {
+    let channel = catalog
+        .group("team-platform")
+        .and_then(|g| g.slack_channel.clone())
+        .map(|c| format!(" (in <#{c}>)"))
+        .unwrap_or_default();
+    let mut answer = help();
+    answer.text = format!(
+        "I don't know {user} in the catalog, so I can't share ownership, status or scorecards with you. \
+         Ask the platform team{channel} to add your chat id to your catalog User entity \
+         (annotation slack.com/user-id or discord.com/user-id).\n\n{}",
+        answer.text
+    );
+    answer
 }
 
 /// Help lists every action; the match is exhaustive, so a new action does

@@ -3,6 +3,8 @@
 
 pub mod console;
 pub mod dispatcher;
+pub mod inbox;
+pub mod learned;
 pub mod messages;
 
 use std::fmt;

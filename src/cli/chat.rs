@@ -12,10 +12,10 @@ use tokio::io::AsyncBufReadExt;
 
 use paver::app::App;
 use paver::catalog::SharedCatalog;
-use paver::chat::console::ConsoleSink;
+use paver::chat::console::{os_user, ConsoleSink};
 use paver::chat::messages;
 use paver::chat::{ChatSink, ChatUser, Conversation, Inbound, Platform};
-use paver::config::Config;
+use paver::config::{redact_url, Config};
 use paver::requests::{Engine, RequestState};
 
 /// How long, at the end of piped input, to wait for running work.
@@ -34,11 +34,51 @@ pub fn run(
     rt.block_on(session(config, catalog_path, as_user))
 }
 
+/// Who may speak as whom at this console. On the default demo database
+/// (one's own SQLite file) anyone may play anyone: that is how four-eyes is
+/// tried out alone. On any other database the console runs the real engine
+/// against data others rely on, so speaking as someone else, and approving
+/// as them, needs `console.allow_impersonation = true`.
+struct Identity {
+    /// The OS account at the keyboard; the audit log's `chat` column names it.
+    os_user: String,
+    may_impersonate: bool,
+    /// Why impersonation is refused, when it is.
+    refusal: String,
+}
+
+impl Identity {
+    fn new(config: &Config) -> Self {
+        Identity {
+            os_user: os_user(),
+            may_impersonate: config.database.is_default() || config.console.allow_impersonation,
+            refusal: format!(
+                "the database {} may be shared, and speaking as someone else would put their name on your requests and approvals. \
+                 Set console.allow_impersonation = true (PAVER_CONSOLE__ALLOW_IMPERSONATION=true) to allow it, on a database nobody relies on",
+                redact_url(&config.database.url)
+            ),
+        }
+    }
+
+    /// Whether speaking as `user` is allowed: always as oneself.
+    fn may_speak_as(&self, user: &str) -> bool {
+        self.may_impersonate || user == self.os_user
+    }
+}
+
 async fn session(
     config: &Config,
     catalog_path: Option<&Path>,
     as_user: Option<String>,
 ) -> anyhow::Result<ExitCode> {
+    let identity = Identity::new(config);
+    if let Some(u) = as_user.as_deref().filter(|u| !identity.may_speak_as(u)) {
+        anyhow::bail!(
+            "`--as {u}` refused: you are {}, and {}",
+            identity.os_user,
+            identity.refusal
+        );
+    }
     let console = ConsoleSink::new(Box::new(std::io::stdout()));
     let mut sinks: HashMap<String, Arc<dyn ChatSink>> = HashMap::new();
     sinks.insert(Platform::Console.as_str().into(), Arc::new(console.clone()));
@@ -49,16 +89,19 @@ async fn session(
 
     let mut user = match as_user {
         Some(u) => u,
-        None => shared
+        // The demo starts as someone who can do things.
+        None if identity.may_impersonate => shared
             .current()
             .users()
             .next()
             .map(|u| u.name.to_string())
-            .unwrap_or_else(|| std::env::var("USER").unwrap_or_else(|_| "me".into())),
+            .unwrap_or_else(|| identity.os_user.clone()),
+        None => identity.os_user.clone(),
     };
     let interactive = std::io::stdin().is_terminal();
     let greet = format!(
-        "Paver console. You are {user}. Type a request (\"help\" for ideas), /press LABEL, /as USER, /quit.\n"
+        "Paver console. You are {user} (OS user {}). Type a request (\"help\" for ideas), /press LABEL, /as USER, /quit.\n",
+        identity.os_user
     );
     eprint!("{greet}");
     let mut lines = line_source(interactive);
@@ -71,7 +114,7 @@ async fn session(
         if !interactive {
             println!("{user}> {line}");
         }
-        let chat_user = chat_user(&shared, &user);
+        let chat_user = chat_user(&shared, &identity.os_user, &user);
         let conv = Conversation {
             platform: Platform::Console,
             channel: "console".into(),
@@ -81,6 +124,12 @@ async fn session(
             let (cmd, arg) = rest.split_once(' ').unwrap_or((rest, ""));
             match cmd {
                 "quit" | "exit" => break,
+                "as" if !arg.trim().is_empty() && !identity.may_speak_as(arg.trim()) => {
+                    println!(
+                        "(refused: you stay {user}. You are OS user {}, and {})",
+                        identity.os_user, identity.refusal
+                    );
+                }
                 "as" if !arg.trim().is_empty() => {
                     user = arg.trim().to_owned();
                     if chat_user_known(&shared, &user) {
@@ -163,10 +212,13 @@ fn chat_user_known(shared: &SharedCatalog, user: &str) -> bool {
     shared.current().user(user).is_some()
 }
 
-fn chat_user(shared: &SharedCatalog, user: &str) -> ChatUser {
+/// The console's chat account is the OS user (so the audit log's `chat`
+/// column reads `console:<os user>` whoever is spoken as); the catalog user
+/// is the one spoken as.
+fn chat_user(shared: &SharedCatalog, os_user: &str, user: &str) -> ChatUser {
     ChatUser {
         platform: Platform::Console,
-        id: user.to_owned(),
+        id: os_user.to_owned(),
         catalog: shared.current().user(user).map(|u| u.name.clone()),
     }
 }

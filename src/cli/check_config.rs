@@ -6,7 +6,8 @@ use std::process::ExitCode;
 use paver::catalog::Catalog;
 use paver::config::{redact_url, Config};
 
-pub fn run(path: Option<&Path>) -> ExitCode {
+/// `catalog` (`--catalog`) is checked instead of `catalog.file`.
+pub fn run(path: Option<&Path>, catalog: Option<&Path>) -> ExitCode {
     let shown = path
         .map(|p| p.display().to_string())
         .unwrap_or_else(|| "(none: embedded defaults)".into());
@@ -19,7 +20,10 @@ pub fn run(path: Option<&Path>) -> ExitCode {
     };
     let mut problems = config.problems();
     let mut notes = Vec::new();
-    if let Some(file) = &config.catalog.file {
+    if let Some(file) = catalog.or(config.catalog.file.as_deref()) {
+        if catalog.is_some() && !file.exists() {
+            problems.push(format!("--catalog: {} does not exist", file.display()));
+        }
         if file.exists() {
             match Catalog::from_yaml_file(file) {
                 Ok(c) => {
@@ -35,6 +39,13 @@ pub fn run(path: Option<&Path>) -> ExitCode {
                         notes.push(format!("catalog warning: {w}"));
                     }
                     problems.extend(config.policy.catalog_problems(&c));
+                    // Shared identities make four-eyes and "who is this?"
+                    // unanswerable: refuse the catalog until fixed.
+                    problems.extend(
+                        c.identity_conflicts()
+                            .into_iter()
+                            .map(|p| format!("catalog {}: {p}", file.display())),
+                    );
                 }
                 Err(e) => problems.push(format!("catalog.file: {e}")),
             }
@@ -46,7 +57,10 @@ pub fn run(path: Option<&Path>) -> ExitCode {
     println!("database.url     {}", redact_url(&config.database.url));
     println!(
         "catalog          {}",
-        match (&config.catalog.file, &config.catalog.backstage_url) {
+        match (
+            catalog.or(config.catalog.file.as_deref()),
+            &config.catalog.backstage_url,
+        ) {
             (Some(f), _) => format!("file {}", f.display()),
             (None, Some(u)) => format!(
                 "Backstage {u} (token {})",

@@ -47,7 +47,11 @@ enum Command {
         command: NluCommand,
     },
     /// Validate the configuration and say what is wrong, with line context.
-    CheckConfig,
+    CheckConfig {
+        /// Backstage catalog YAML to check instead of the configured catalog.file.
+        #[arg(long, value_name = "PATH")]
+        catalog: Option<PathBuf>,
+    },
     /// Chat with Paver in the terminal (or a pipe) as a catalog user.
     Chat {
         /// The catalog user you speak as (default: the first in the catalog).
@@ -60,7 +64,12 @@ enum Command {
     /// Create or upgrade the database schema, then exit.
     Migrate,
     /// Serve the chat platforms' HTTP endpoints (and Socket Mode / gateway connections).
-    Serve,
+    Serve {
+        /// Backstage catalog YAML; overrides the configured catalog (read
+        /// once at start, where catalog.file is reloaded every catalog.refresh_secs).
+        #[arg(long, value_name = "PATH")]
+        catalog: Option<PathBuf>,
+    },
     /// Discord tools.
     Discord {
         #[command(subcommand)]
@@ -73,6 +82,7 @@ enum NluCommand {
     /// Score understanding on an example set (JSONL with `expect`).
     Eval {
         file: PathBuf,
+        /// Backstage catalog YAML; overrides the configured catalog.
         #[arg(long, value_name = "PATH")]
         catalog: Option<PathBuf>,
         /// Understanding to score (default: rules). `auto` and `llm` also
@@ -86,6 +96,7 @@ enum NluCommand {
     /// Measure rules-parser throughput and latency on one core.
     Bench {
         file: PathBuf,
+        /// Backstage catalog YAML; overrides the configured catalog.
         #[arg(long, value_name = "PATH")]
         catalog: Option<PathBuf>,
         /// How long to measure.
@@ -106,14 +117,17 @@ pub fn init_tracing() {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let config_path = config::resolve_path(args.config.as_deref());
     match args.command {
-        Command::CheckConfig => Ok(check_config::run(config_path.as_deref())),
+        Command::CheckConfig { catalog } => Ok(check_config::run(
+            config_path.as_deref(),
+            catalog.as_deref(),
+        )),
         Command::Chat { as_user, catalog } => {
             let config = load_config(config_path.as_deref())?;
             chat::run(&config, catalog.as_deref(), as_user)
         }
-        Command::Serve => {
+        Command::Serve { catalog } => {
             let config = load_config(config_path.as_deref())?;
-            serve::run(&config)
+            serve::run(&config, catalog.as_deref())
         }
         Command::Discord { command } => {
             let config = load_config(config_path.as_deref())?;

@@ -1,5 +1,6 @@
 //! `paver serve`: the HTTP server for the chat platforms.
 
+use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -8,7 +9,8 @@ use paver::app::App;
 use paver::config::Config;
 use paver::server;
 
-pub fn run(config: &Config) -> anyhow::Result<ExitCode> {
+/// `catalog` (`--catalog`) overrides the configured catalog.
+pub fn run(config: &Config, catalog: Option<&Path>) -> anyhow::Result<ExitCode> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -20,7 +22,7 @@ pub fn run(config: &Config) -> anyhow::Result<ExitCode> {
                 "no chat platform is configured (slack.*, discord.*): serving health checks only"
             );
         }
-        let app = App::start(config, None, sinks).await?;
+        let app = App::start(config, catalog, sinks).await?;
         let router = server::router(&app, config)?;
         let _connections = server::start_connections(&app, config)?;
         // Discord's gateway (messages, and interactions without an endpoint URL).

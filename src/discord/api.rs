@@ -85,6 +85,15 @@ pub struct Created {
     pub channel_id: Option<String>,
 }
 
+/// The parts of the application object Paver uses.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Application {
+    pub id: String,
+    /// The server associated with the application, if any.
+    #[serde(default)]
+    pub guild_id: Option<String>,
+}
+
 #[derive(Default)]
 struct Limits {
     buckets: HashMap<RatelimitingBucket, Instant>,
@@ -439,6 +448,13 @@ impl DiscordApi {
             Some(body),
         )
         .await
+    }
+
+    /// `GET /oauth2/applications/@me`: the bot's application (its id, and
+    /// the server it is associated with, if any).
+    pub async fn application(&self) -> Result<Application, ApiError> {
+        self.call_json(Route::Oauth2ApplicationCurrent, LightMethod::Get, None)
+            .await
     }
 
     /// `POST /applications/{id}/commands` (or the guild's): creates or

@@ -9,6 +9,12 @@
 //! endpoint URL is set in the developer portal; they are answered exactly
 //! like the HTTP ones ([`super::interactions`]).
 //!
+//! Only servers Paver serves count ([`super::Guilds`]). A message for
+//! Paver is stored in the inbox first and handled from there, within
+//! `max_in_flight`; the gateway cannot deliver a message again, so one
+//! that arrives while Paver is saturated is stored for later rather than
+//! dropped.
+//!
 //! Intents: `GUILD_MESSAGES`, `DIRECT_MESSAGES` and the privileged
 //! `MESSAGE_CONTENT` (without it Discord still sends the text of mentions
 //! and DMs, but not of plain replies in a request's thread).
@@ -23,15 +29,17 @@ use serenity::all::{
     Ready,
 };
 
+use serde::{Deserialize, Serialize};
+
 use super::api::DiscordApi;
-use super::chat_user;
-use super::interactions::{Command, Incoming, Interactions, Press, OPTION};
+use super::interactions::{Admission, Command, DiscordWork, Incoming, Interactions, Press, OPTION};
+use super::Guilds;
 use crate::app::App;
-use crate::catalog::SharedCatalog;
-use crate::chat::{Conversation, Inbound, Platform};
+use crate::chat::inbox::{self, Accepted, Refused};
+use crate::chat::learned::Origin;
+use crate::chat::Platform;
 use crate::config::Config;
 use crate::requests::engine::Handled;
-use crate::requests::Engine;
 use crate::storage::Db;
 
 /// What Paver asks the gateway for.
@@ -40,7 +48,7 @@ pub const INTENTS: GatewayIntents = GatewayIntents::GUILD_MESSAGES
     .union(GatewayIntents::MESSAGE_CONTENT);
 
 /// A gateway message, reduced to what decides whether Paver answers it.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct GatewayMessage {
     pub id: String,
     pub channel_id: String,
@@ -81,8 +89,6 @@ const NOT_A_THREAD_TTL: Duration = Duration::from_secs(60);
 /// The gateway's event handler. Cheap to clone.
 #[derive(Clone)]
 pub struct Gateway {
-    engine: Engine,
-    catalog: SharedCatalog,
     db: Db,
     interactions: Interactions,
     bot_id: Arc<AtomicU64>,
@@ -90,12 +96,10 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    pub fn new(app: &App, api: Arc<DiscordApi>) -> Self {
+    pub fn new(app: &App, api: Arc<DiscordApi>, guilds: Arc<Guilds>) -> Self {
         Gateway {
-            engine: app.engine.clone(),
-            catalog: app.catalog.clone(),
             db: app.db.clone(),
-            interactions: Interactions::new(app, api),
+            interactions: Interactions::new(app, api, guilds),
             bot_id: Arc::new(AtomicU64::new(0)),
             threads: Arc::default(),
         }
@@ -152,11 +156,18 @@ impl Gateway {
         known
     }
 
-    /// Handles a message if it is for Paver; `None` when it is not.
-    pub async fn on_message(&self, m: GatewayMessage) -> Option<Handled> {
-        let bot = self.bot_id()?;
+    pub fn interactions(&self) -> &Interactions {
+        &self.interactions
+    }
+
+    /// Whether a message is for Paver: addressed to it, by a person, from a
+    /// server Paver serves (or a direct message).
+    async fn for_paver(&self, m: &GatewayMessage) -> bool {
+        let Some(bot) = self.bot_id() else {
+            return false;
+        };
         if m.author_is_bot || m.from_webhook || m.author_id == bot || m.content.trim().is_empty() {
-            return None;
+            return false;
         }
         let addressed = m.guild_id.is_none()
             || m.mentions.contains(&bot)
@@ -165,28 +176,62 @@ impl Gateway {
             || m.replies_to.as_deref() == Some(bot.as_str())
             || self.is_request_thread(&m.channel_id).await;
         if !addressed {
+            return false;
+        }
+        match self
+            .interactions
+            .guilds()
+            .check(None, m.guild_id.as_deref())
+            .await
+        {
+            Origin::Ours => true,
+            Origin::Elsewhere(why) => {
+                tracing::warn!(message = %m.id, guild = m.guild_id.as_deref().unwrap_or(""), "Discord message from outside the served servers ignored: {why}");
+                false
+            }
+            Origin::Unknown => {
+                tracing::warn!(message = %m.id, "Discord message ignored: Paver does not know its application yet");
+                false
+            }
+        }
+    }
+
+    /// Handles a message at once if it is for Paver; `None` when it is not.
+    /// The gateway itself goes through [`Gateway::receive`] instead.
+    pub async fn on_message(&self, m: GatewayMessage) -> Option<Handled> {
+        if !self.for_paver(&m).await {
             return None;
         }
-        let inbound = Inbound {
-            event_id: Some(m.id.clone()),
-            user: chat_user(&self.catalog, &m.author_id),
-            conversation: Conversation {
-                platform: Platform::Discord,
-                channel: m.channel_id.clone(),
-                thread: None,
-            },
-            text: m.content,
-        };
-        match self.engine.handle_message(inbound).await {
+        let id = m.id.clone();
+        match self.interactions.message(m, true).await {
             Ok(h) => Some(h),
             Err(e) => {
-                tracing::error!(message = %m.id, error = %e, "handling a Discord message failed");
+                tracing::error!(message = %id, error = %e, "handling a Discord message failed");
                 None
             }
         }
     }
 
-    /// Answers an interaction through the API, then does its work.
+    /// A message from the gateway: when it is for Paver, stored in the
+    /// inbox and handled from there. `None`: not for Paver, or it could not
+    /// be stored (logged).
+    pub async fn receive(&self, m: GatewayMessage) -> Option<Accepted> {
+        if !self.for_paver(&m).await {
+            return None;
+        }
+        let work = DiscordWork::Message(m);
+        match inbox::accept_or_defer(&self.interactions, &work.key(), &work).await {
+            Ok(a) => Some(a),
+            Err(Refused::Busy(_)) => None,
+            Err(e) => {
+                tracing::error!(error = %e, "a Discord message could not be stored; it is lost");
+                None
+            }
+        }
+    }
+
+    /// Stores an interaction, acknowledges it through the API, and its work
+    /// runs from the inbox. One that cannot be stored is not acknowledged.
     pub async fn on_interaction(&self, incoming: Incoming) {
         let (id, token) = match &incoming {
             Incoming::Command(c) => (c.id.clone(), c.token.clone()),
@@ -196,17 +241,20 @@ impl Gateway {
         let Some((answer, work)) = Interactions::answer(&incoming) else {
             return;
         };
+        let reply = match self.interactions.admit(&incoming, work).await {
+            // Another replica stored it, and acknowledges it.
+            Admission::Accepted(Accepted::Duplicate) => return,
+            Admission::Accepted(_) => answer,
+            Admission::Foreign(note) => note,
+            Admission::Refused => return,
+        };
         if let Err(e) = self
             .interactions
             .api()
-            .interaction_callback(&id, &token, &answer)
+            .interaction_callback(&id, &token, &reply)
             .await
         {
-            // Another replica may have answered it first; the work is deduplicated.
             tracing::info!(interaction = %id, error = %e, "could not acknowledge the interaction");
-        }
-        if work {
-            self.interactions.work(incoming).await;
         }
     }
 }
@@ -216,6 +264,7 @@ fn incoming(interaction: Interaction) -> Option<Incoming> {
         Interaction::Command(c) => Some(Incoming::Command(Command {
             id: c.id.to_string(),
             application_id: Some(c.application_id.to_string()),
+            guild_id: c.guild_id.map(|g| g.to_string()),
             token: c.token,
             user_id: c.user.id.to_string(),
             channel_id: c.channel_id.to_string(),
@@ -230,6 +279,7 @@ fn incoming(interaction: Interaction) -> Option<Incoming> {
         Interaction::Component(c) => Some(Incoming::Press(Press {
             id: c.id.to_string(),
             application_id: Some(c.application_id.to_string()),
+            guild_id: c.guild_id.map(|g| g.to_string()),
             token: c.token,
             user_id: c.user.id.to_string(),
             channel_id: c.channel_id.to_string(),
@@ -247,7 +297,7 @@ impl EventHandler for Gateway {
     }
 
     async fn message(&self, _ctx: Context, message: serenity::model::channel::Message) {
-        self.on_message(GatewayMessage::from(&message)).await;
+        self.receive(GatewayMessage::from(&message)).await;
     }
 
     async fn interaction_create(&self, _ctx: Context, interaction: Interaction) {
@@ -267,7 +317,10 @@ pub fn spawn(app: &App, config: &Config) -> Result<Option<tokio::task::JoinHandl
     let Some(api) = super::api(config)? else {
         return Ok(None);
     };
-    let gateway = Gateway::new(app, api.clone());
+    let guilds = Guilds::new(&config.discord);
+    guilds.start(api.clone());
+    let gateway = Gateway::new(app, api.clone(), guilds);
+    gateway.interactions.start();
     Ok(Some(tokio::spawn(async move {
         let mut backoff = Duration::from_secs(5);
         loop {

@@ -1,32 +1,38 @@
 //! Interactions: `/paver request:<text>` and button presses, from the HTTP
 //! endpoint or the gateway. Discord wants an answer within 3 s, so Paver
-//! answers at once with a deferred response (type 5 for a command, 6 for
-//! a press) and does the work after: the command's original response is
-//! then edited to show what was asked, and everything the engine says
-//! goes through the outbox.
+//! stores the interaction in the inbox, answers with a deferred response
+//! (type 5 for a command, 6 for a press) and does the work after, from the
+//! stored row: the command's original response is then edited to show what
+//! was asked, and everything the engine says goes through the outbox. An
+//! interaction that cannot be stored (database down, Paver saturated) gets
+//! a 503 and is not acknowledged; one from a server Paver does not serve is
+//! answered with a short note and not handled.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::api::{ApiError, DiscordApi};
+use super::gateway::GatewayMessage;
 use super::render::{self, EPHEMERAL};
 use super::verify::Verifier;
-use super::{chat_user, InteractionHandle};
+use super::{chat_user, Guilds, InteractionHandle};
 use crate::app::App;
 use crate::catalog::SharedCatalog;
+use crate::chat::inbox::{self, Accepted, InboxHandler, InboxSettings, Refused};
+use crate::chat::learned::Origin;
 use crate::chat::{Conversation, Inbound, Platform};
-use crate::requests::engine::Handled;
+use crate::requests::engine::{EngineError, Handled};
 use crate::requests::Engine;
-use crate::storage::Db;
 
 /// The slash command Paver registers, and its one option.
 pub const COMMAND: &str = "paver";
@@ -50,10 +56,13 @@ pub enum Incoming {
     Unsupported(u8),
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Command {
     pub id: String,
     pub application_id: Option<String>,
+    /// `None` in direct messages.
+    #[serde(default)]
+    pub guild_id: Option<String>,
     pub token: String,
     pub user_id: String,
     pub channel_id: String,
@@ -62,10 +71,13 @@ pub struct Command {
     pub request: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Press {
     pub id: String,
     pub application_id: Option<String>,
+    /// `None` in direct messages.
+    #[serde(default)]
+    pub guild_id: Option<String>,
     pub token: String,
     pub user_id: String,
     pub channel_id: String,
@@ -80,6 +92,8 @@ struct Wire {
     kind: u8,
     #[serde(default)]
     application_id: Option<String>,
+    #[serde(default)]
+    guild_id: Option<String>,
     #[serde(default)]
     token: Option<String>,
     #[serde(default)]
@@ -161,6 +175,7 @@ pub fn parse(body: &[u8]) -> Result<Incoming, String> {
         Ok(Incoming::Command(Command {
             id,
             application_id: w.application_id,
+            guild_id: w.guild_id,
             token,
             user_id,
             channel_id,
@@ -172,6 +187,7 @@ pub fn parse(body: &[u8]) -> Result<Incoming, String> {
         Ok(Incoming::Press(Press {
             id,
             application_id: w.application_id,
+            guild_id: w.guild_id,
             token,
             user_id,
             channel_id,
@@ -191,27 +207,107 @@ fn ephemeral_answer(text: &str) -> Value {
     })
 }
 
-/// What Paver does with interactions, however they arrive.
+/// An inbound Discord event as stored in the inbox.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum DiscordWork {
+    Command(Command),
+    Press(Press),
+    /// A gateway message already found to be for Paver.
+    Message(GatewayMessage),
+}
+
+impl DiscordWork {
+    /// The inbox key: interaction and message ids are snowflakes, unique
+    /// across Discord; the prefix keeps the kinds apart all the same.
+    pub fn key(&self) -> String {
+        match self {
+            DiscordWork::Command(c) => format!("interaction-{}", c.id),
+            DiscordWork::Press(p) => format!("interaction-{}", p.id),
+            DiscordWork::Message(m) => format!("message-{}", m.id),
+        }
+    }
+}
+
+/// What became of an interaction on its way in.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Admission {
+    /// Stored (or a redelivery): acknowledge with the answer.
+    Accepted(Accepted),
+    /// From a server or application Paver does not serve: acknowledged
+    /// with this note, not handled.
+    Foreign(Value),
+    /// Not stored (database down, Paver saturated, or Paver does not know
+    /// its application yet): not acknowledged.
+    Refused,
+}
+
+/// What Paver does with interactions (and stored gateway messages),
+/// however they arrive.
 #[derive(Clone)]
 pub struct Interactions {
     engine: Engine,
     catalog: SharedCatalog,
-    db: Db,
     api: Arc<DiscordApi>,
+    guilds: Arc<Guilds>,
+    pub inbox: InboxSettings,
+}
+
+#[async_trait]
+impl InboxHandler for Interactions {
+    type Work = DiscordWork;
+
+    fn platform(&self) -> Platform {
+        Platform::Discord
+    }
+
+    fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    fn inbox_settings(&self) -> &InboxSettings {
+        &self.inbox
+    }
+
+    async fn handle(&self, work: DiscordWork) -> Result<(), EngineError> {
+        match work {
+            DiscordWork::Command(c) => {
+                self.command(c).await;
+                Ok(())
+            }
+            DiscordWork::Press(p) => {
+                self.press(p).await;
+                Ok(())
+            }
+            // The inbox already dropped redeliveries.
+            DiscordWork::Message(m) => self.message(m, false).await.map(drop),
+        }
+    }
 }
 
 impl Interactions {
-    pub fn new(app: &App, api: Arc<DiscordApi>) -> Self {
+    pub fn new(app: &App, api: Arc<DiscordApi>, guilds: Arc<Guilds>) -> Self {
         Interactions {
             engine: app.engine.clone(),
             catalog: app.catalog.clone(),
-            db: app.db.clone(),
             api,
+            guilds,
+            inbox: InboxSettings::default(),
         }
+    }
+
+    /// Handles stored events left pending (by a crash, or while Paver was
+    /// saturated), at start and then periodically.
+    pub fn start(&self) -> tokio::task::JoinHandle<()> {
+        inbox::spawn_recovery(self.clone())
     }
 
     pub fn api(&self) -> &Arc<DiscordApi> {
         &self.api
+    }
+
+    pub fn guilds(&self) -> &Arc<Guilds> {
+        &self.guilds
     }
 
     /// The immediate answer, and whether there is work to do after it.
@@ -243,13 +339,69 @@ impl Interactions {
         }
     }
 
-    /// The work after the answer.
-    pub async fn work(&self, incoming: Incoming) {
-        match incoming {
-            Incoming::Command(c) => self.command(c).await,
-            Incoming::Press(p) => self.press(p).await,
-            Incoming::Ping | Incoming::Unsupported(_) => {}
+    /// Checks where an interaction comes from and, when it has work to do,
+    /// stores it in the inbox (its handling then starts, within
+    /// `max_in_flight`). Pings pass.
+    pub async fn admit(&self, incoming: &Incoming, work: bool) -> Admission {
+        let (id, application, guild, stored) = match incoming {
+            Incoming::Command(c) => (
+                &c.id,
+                c.application_id.as_deref(),
+                c.guild_id.as_deref(),
+                DiscordWork::Command(c.clone()),
+            ),
+            Incoming::Press(p) => (
+                &p.id,
+                p.application_id.as_deref(),
+                p.guild_id.as_deref(),
+                DiscordWork::Press(p.clone()),
+            ),
+            Incoming::Ping | Incoming::Unsupported(_) => {
+                return Admission::Accepted(Accepted::Stored)
+            }
+        };
+        match self.guilds.check(application, guild).await {
+            Origin::Ours => {}
+            Origin::Elsewhere(why) => {
+                tracing::warn!(interaction = %id, guild = guild.unwrap_or(""), "Discord interaction from outside the served servers ignored: {why}");
+                return Admission::Foreign(ephemeral_answer(
+                    "This Paver does not serve this server.",
+                ));
+            }
+            Origin::Unknown => {
+                tracing::warn!(interaction = %id, "Discord interaction refused: Paver does not know its application yet");
+                return Admission::Refused;
+            }
         }
+        if !work {
+            return Admission::Accepted(Accepted::Stored);
+        }
+        match inbox::accept(self, &stored.key(), &stored).await {
+            Ok(a) => Admission::Accepted(a),
+            Err(Refused::Busy(_)) => {
+                tracing::warn!(interaction = %id, "Discord interaction refused: too much in flight");
+                Admission::Refused
+            }
+            // Logged where it failed.
+            Err(Refused::Unavailable(_)) => Admission::Refused,
+        }
+    }
+
+    /// A gateway message for Paver, as the inbox's worker (and tests)
+    /// handle it. `dedupe`: let the engine drop a message it saw before
+    /// (the inbox does that for stored messages).
+    pub async fn message(&self, m: GatewayMessage, dedupe: bool) -> Result<Handled, EngineError> {
+        let inbound = Inbound {
+            event_id: dedupe.then(|| m.id.clone()),
+            user: chat_user(&self.catalog, &m.author_id),
+            conversation: Conversation {
+                platform: Platform::Discord,
+                channel: m.channel_id.clone(),
+                thread: None,
+            },
+            text: m.content,
+        };
+        self.engine.handle_message(inbound).await
     }
 
     async fn command(&self, c: Command) {
@@ -257,7 +409,8 @@ impl Interactions {
             return;
         };
         let inbound = Inbound {
-            event_id: Some(c.id.clone()),
+            // The inbox already dropped redeliveries.
+            event_id: None,
             user: chat_user(&self.catalog, &c.user_id),
             conversation: Conversation {
                 platform: Platform::Discord,
@@ -314,16 +467,8 @@ impl Interactions {
     }
 
     async fn press(&self, p: Press) {
-        // Several replicas may each see a gateway interaction: one handles it.
-        match self
-            .db
-            .first_delivery(Platform::Discord.as_str(), &p.id)
-            .await
-        {
-            Ok(true) => {}
-            Ok(false) => return,
-            Err(e) => tracing::warn!(error = %e, "dedupe check failed; handling the press anyway"),
-        }
+        // Several replicas may each see a gateway interaction: the inbox
+        // lets one of them store (and handle) it.
         let user = chat_user(&self.catalog, &p.user_id);
         let application_id = p.application_id.clone().or(self.api.application_id());
         let conversation = Conversation {
@@ -395,11 +540,13 @@ async fn endpoint(State(ep): State<Arc<Endpoint>>, headers: HeaderMap, body: Byt
         tracing::warn!(?incoming, "unsupported Discord interaction type");
         return (StatusCode::BAD_REQUEST, "unsupported interaction type\n").into_response();
     };
-    if work {
-        let handler = ep.interactions.clone();
-        tokio::spawn(async move { handler.work(incoming).await });
+    match ep.interactions.admit(&incoming, work).await {
+        Admission::Accepted(_) => Json(answer).into_response(),
+        Admission::Foreign(note) => Json(note).into_response(),
+        Admission::Refused => {
+            (StatusCode::SERVICE_UNAVAILABLE, "try again shortly\n").into_response()
+        }
     }
-    Json(answer).into_response()
 }
 
 #[cfg(test)]
@@ -444,6 +591,7 @@ mod tests {
         let c = Command {
             id: "1".into(),
             application_id: None,
+            guild_id: None,
             token: "t".into(),
             user_id: "2".into(),
             channel_id: "3".into(),

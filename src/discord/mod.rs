@@ -5,8 +5,9 @@
 //!   request's thread become requests; button presses and `/paver` arrive
 //!   there too unless an interactions endpoint URL is set.
 //! - [`interactions`]: `POST /discord/interactions` for HTTP interactions,
-//!   Ed25519-verified ([`verify`]), acknowledged at once (deferred) and
-//!   handled after.
+//!   Ed25519-verified ([`verify`]), stored in the inbox, acknowledged
+//!   (deferred) and handled after, from the stored row.
+//! - [`Guilds`]: which servers Paver serves (`discord.guild_ids`).
 //! - [`sink`]: the outbox's way out, over the REST client in [`api`];
 //!   [`render`] turns the chat model into embeds and buttons.
 //! - [`commands`]: registering the `/paver` slash command.
@@ -25,14 +26,16 @@ pub mod sink;
 pub mod verify;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use secrecy::ExposeSecret;
 
 use crate::app::App;
 use crate::catalog::SharedCatalog;
+use crate::chat::learned::{Learned, Origin};
 use crate::chat::{ChatSink, ChatUser, Platform};
-use crate::config::Config;
+use crate::config::{Config, DiscordConfig};
 use crate::storage::now_ms;
 
 pub use api::DiscordApi;
@@ -67,13 +70,99 @@ pub fn routes(app: &App, config: &Config) -> Result<Option<Router>, String> {
                     interactions with the bot's token (set PAVER_DISCORD__TOKEN or discord.token_file)"
             .into());
     };
-    let handler = interactions::Interactions::new(app, api);
+    let guilds = Guilds::new(&config.discord);
+    guilds.start(api.clone());
+    let handler = interactions::Interactions::new(app, api, guilds);
+    handler.start();
     Ok(Some(interactions::router(verifier, handler)))
 }
 
+/// How long an event waits for the application lookup at start before it
+/// is refused.
+const LEARN_WAIT: Duration = Duration::from_secs(5);
+
+/// The server boundary: `discord.guild_ids` (empty: the application's own
+/// server), and Paver's application id (`discord.application_id`, else
+/// asked of Discord at start). Direct messages belong to no server and
+/// pass; whether their author may see anything is the catalog's business.
+pub struct Guilds {
+    configured: Vec<String>,
+    application: Arc<Learned<api::Application>>,
+}
+
+impl Guilds {
+    pub fn new(config: &DiscordConfig) -> Arc<Self> {
+        let application = match (&config.application_id, config.guild_ids.is_empty()) {
+            // Everything needed is configured: no need to ask.
+            (Some(id), false) => Learned::known(api::Application {
+                id: id.clone(),
+                guild_id: None,
+            }),
+            _ => Learned::asking(),
+        };
+        Arc::new(Guilds {
+            configured: config.guild_ids.clone(),
+            application,
+        })
+    }
+
+    /// Asks Discord for the application (retried until it answers) unless
+    /// the configuration already said everything.
+    pub fn start(self: &Arc<Self>, api: Arc<DiscordApi>) -> Option<tokio::task::JoinHandle<()>> {
+        if self.application.is_known() {
+            return None;
+        }
+        let configured = api.application_id();
+        Some(
+            self.application
+                .learn("the Discord application", move || {
+                    let api = api.clone();
+                    let configured = configured.clone();
+                    async move {
+                        let app = api.application().await?;
+                        if configured.as_ref().is_some_and(|c| *c != app.id) {
+                            tracing::error!(configured = ?configured, actual = %app.id, "discord.application_id is not the bot token's application; using the token's");
+                        }
+                        tracing::info!(application = %app.id, guild = ?app.guild_id, "Discord application known");
+                        Ok::<_, api::ApiError>(app)
+                    }
+                }),
+        )
+    }
+
+    /// Where an interaction or message from `guild` (for `application`)
+    /// came from.
+    pub async fn check(&self, application: Option<&str>, guild: Option<&str>) -> Origin {
+        let Some(app) = self.application.get(LEARN_WAIT).await else {
+            return Origin::Unknown;
+        };
+        if let Some(a) = application.filter(|a| *a != app.id) {
+            return Origin::Elsewhere(format!("application {a} is not Paver's ({})", app.id));
+        }
+        let Some(guild) = guild else {
+            return Origin::Ours;
+        };
+        let allowed = if self.configured.is_empty() {
+            app.guild_id.iter().any(|g| g == guild)
+        } else {
+            self.configured.iter().any(|g| g == guild)
+        };
+        if allowed {
+            Origin::Ours
+        } else if self.configured.is_empty() {
+            Origin::Elsewhere(format!(
+                "server {guild} is not the application's own server; list the servers Paver serves in discord.guild_ids"
+            ))
+        } else {
+            Origin::Elsewhere(format!("server {guild} is not in discord.guild_ids"))
+        }
+    }
+}
+
 /// A Discord user as a chat user: linked to the catalog User whose
-/// `discord.com/user-id` annotation names them, if any. Unknown users can
-/// ask and read; the engine keeps them from requesting changes.
+/// `discord.com/user-id` annotation names them, if any. Unknown users get
+/// help (and, with `policy.unknown_users = "read"`, read-only answers); the
+/// engine keeps them from requesting changes.
 pub fn chat_user(catalog: &SharedCatalog, discord_id: &str) -> ChatUser {
     ChatUser {
         platform: Platform::Discord,

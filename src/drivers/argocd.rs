@@ -16,6 +16,15 @@
 //! itself: a template with `{environment}`, or `staging=a,production=b`.
 //! Authentication is an API token, or a session token from
 //! `POST /api/v1/session` with a username and password (renewed on 401).
+//!
+//! The annotation is written by the team owning the component, so it is not
+//! trusted to name the right application: a name must be a Kubernetes
+//! DNS-1123 subdomain (what Argo CD accepts), every name is percent-encoded
+//! as one path segment, and before any mutating call (sync, rollback,
+//! resource action) the application must carry the labels the platform team
+//! sets on it — `paver.dev/service` and `paver.dev/environment` by default
+//! (`service_label`, `environment_label`) — naming this service and
+//! environment. Otherwise the action is refused and nothing is changed.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -72,6 +81,13 @@ pub struct ArgoCdConfig {
     pub resource_actions: String,
     /// Kinds restarted by `restart`.
     pub restart_kinds: Vec<String>,
+    /// The application label naming the service it belongs to; checked
+    /// before any mutating call.
+    pub service_label: String,
+    /// The application label naming its environment; checked likewise.
+    pub environment_label: String,
+    /// Largest response body read from Argo CD, in bytes.
+    pub max_response_bytes: usize,
 }
 
 impl Default for ArgoCdConfig {
@@ -98,6 +114,9 @@ impl Default for ArgoCdConfig {
                 "StatefulSet".into(),
                 "DaemonSet".into(),
             ],
+            service_label: "paver.dev/service".into(),
+            environment_label: "paver.dev/environment".into(),
+            max_response_bytes: web::DEFAULT_MAX_RESPONSE_BYTES,
         }
     }
 }
@@ -120,6 +139,9 @@ impl std::fmt::Debug for ArgoCdConfig {
             .field("poll_interval_ms", &self.poll_interval_ms)
             .field("resource_actions", &self.resource_actions)
             .field("restart_kinds", &self.restart_kinds)
+            .field("service_label", &self.service_label)
+            .field("environment_label", &self.environment_label)
+            .field("max_response_bytes", &self.max_response_bytes)
             .finish()
     }
 }
@@ -144,6 +166,12 @@ impl ArgoCdConfig {
         if self.poll_interval_ms < 100 {
             out.push("argocd.poll_interval_ms: must be at least 100".into());
         }
+        if self.service_label.trim().is_empty() || self.environment_label.trim().is_empty() {
+            out.push("argocd.service_label, argocd.environment_label: must not be empty".into());
+        }
+        if self.max_response_bytes < 1024 {
+            out.push("argocd.max_response_bytes: must be at least 1024".into());
+        }
         if self.username.is_some() != self.password.is_some() && self.token.is_none() {
             out.push("argocd: set both username and password (PAVER_ARGOCD__PASSWORD or password_file), or a token".into());
         }
@@ -158,6 +186,9 @@ pub struct ArgoCdDriver {
     http: reqwest::Client,
     session: tokio::sync::Mutex<Option<String>>,
 }
+
+/// Query parameters of a request.
+pub type Query = Vec<(&'static str, String)>;
 
 /// What a rollback picked from the history.
 #[derive(Debug, Clone, PartialEq)]
@@ -185,8 +216,20 @@ impl ArgoCdDriver {
     /// `argocd/app-name` when it names one per environment (a template with
     /// `{environment}`, or `staging=a,production=b`); else
     /// `app_name_template` with `{app}` (the annotation's plain name, or the
-    /// service name), `{service}` and `{environment}`.
-    pub fn app_name(&self, service: &ServiceName, env: Environment) -> String {
+    /// service name), `{service}` and `{environment}`. A name that is not a
+    /// valid Argo CD application name is refused (see [`valid_app_name`]).
+    pub fn app_name(&self, service: &ServiceName, env: Environment) -> Result<String, DriverError> {
+        let name = self.raw_app_name(service, env);
+        valid_app_name(&name).map_err(|why| {
+            DriverError::Permanent(format!(
+                "the Argo CD application name {:?} for {service} in {env} (catalog annotation {APP_NAME_ANNOTATION} or argocd.app_name_template) is not valid: {why}",
+                shorten(&name)
+            ))
+        })?;
+        Ok(name)
+    }
+
+    fn raw_app_name(&self, service: &ServiceName, env: Environment) -> String {
         let annotation = self
             .catalog
             .as_ref()
@@ -248,13 +291,13 @@ impl ArgoCdDriver {
         };
         let resp = self
             .http
-            .post(web::join(&self.base, "/api/v1/session"))
+            .post(web::endpoint(&self.base, &["api", "v1", "session"])?)
             .timeout(self.timeout())
             .json(&json!({"username": user, "password": pw.expose_secret()}))
             .send()
             .await
             .map_err(|e| web::transport(SYSTEM, e))?;
-        let v = web::json(SYSTEM, resp).await?;
+        let v = web::json_capped(SYSTEM, resp, self.config.max_response_bytes).await?;
         v.get("token")
             .and_then(Value::as_str)
             .map(str::to_owned)
@@ -279,11 +322,18 @@ impl ArgoCdDriver {
         Duration::from_secs(self.config.timeout_secs.max(1))
     }
 
+    /// `…/api/v1/applications/{app}/{rest…}`, every segment encoded.
+    fn app_url(&self, app: &str, rest: &[&str]) -> Result<Url, DriverError> {
+        let mut segments = vec!["api", "v1", "applications", app];
+        segments.extend_from_slice(rest);
+        web::endpoint(&self.base, &segments)
+    }
+
     /// One API call; a session token is renewed once on 401.
     async fn call(
         &self,
         method: Method,
-        path: &str,
+        url: Url,
         query: &[(&str, String)],
         body: Option<&Value>,
     ) -> Result<Value, DriverError> {
@@ -291,7 +341,7 @@ impl ArgoCdDriver {
         loop {
             let mut rb = self
                 .http
-                .request(method.clone(), web::join(&self.base, path))
+                .request(method.clone(), url.clone())
                 .query(query)
                 .timeout(self.timeout());
             if let Some(t) = self.bearer(renew).await? {
@@ -310,22 +360,24 @@ impl ArgoCdDriver {
                 renew = true;
                 continue;
             }
-            return web::json(SYSTEM, resp).await.map_err(|e| match e {
-                // gRPC FailedPrecondition, surfaced as 400: wait and retry.
-                DriverError::Permanent(m)
-                    if m.contains("another operation is already in progress") =>
-                {
-                    DriverError::Transient(m)
-                }
-                other => other,
-            });
+            return web::json_capped(SYSTEM, resp, self.config.max_response_bytes)
+                .await
+                .map_err(|e| match e {
+                    // gRPC FailedPrecondition, surfaced as 400: wait and retry.
+                    DriverError::Permanent(m)
+                        if m.contains("another operation is already in progress") =>
+                    {
+                        DriverError::Transient(m)
+                    }
+                    other => other,
+                });
         }
     }
 
     pub async fn get_app(&self, app: &str) -> Result<Value, DriverError> {
         self.call(
             Method::GET,
-            &format!("/api/v1/applications/{app}"),
+            self.app_url(app, &[])?,
             &self.app_query(),
             None,
         )
@@ -398,6 +450,7 @@ impl ArgoCdDriver {
                 .and_then(Value::as_str)
                 .unwrap_or("Unknown");
             let line = if ours {
+                let (phase, health, sync) = (shorten(phase), shorten(health), shorten(sync));
                 format!("Argo CD: {app} sync {phase}, {health}, {sync}")
             } else {
                 format!("Argo CD: waiting for the sync of {app} to start")
@@ -436,10 +489,55 @@ impl ArgoCdDriver {
     }
 
     fn links(&self, app: &str) -> Vec<(String, String)> {
-        vec![(
-            "Argo CD".into(),
-            web::join(&self.base, &format!("/applications/{app}")),
-        )]
+        web::endpoint(&self.base, &["applications", app])
+            .map(|u| vec![("Argo CD".to_owned(), u.to_string())])
+            .unwrap_or_default()
+    }
+
+    /// Refuses an application that does not belong to `service` in `env`:
+    /// the labels the platform team sets on it (`service_label`,
+    /// `environment_label`) must name both. The catalog annotation that
+    /// picked the name is the team's own text; the labels are not.
+    pub fn check_owner(
+        &self,
+        name: &str,
+        app: &Value,
+        service: &ServiceName,
+        env: Environment,
+    ) -> Result<(), DriverError> {
+        let labels = app.pointer("/metadata/labels");
+        let label = |key: &str| labels.and_then(|l| l.get(key)).and_then(Value::as_str);
+        let mut wrong = Vec::new();
+        for (key, want) in [
+            (&self.config.service_label, service.as_str()),
+            (&self.config.environment_label, env.as_str()),
+        ] {
+            match label(key) {
+                Some(got) if got == want => {}
+                Some(got) => wrong.push(format!("{key}={} (expected {want})", shorten(got))),
+                None => wrong.push(format!("no label {key} (expected {want})")),
+            }
+        }
+        if wrong.is_empty() {
+            return Ok(());
+        }
+        Err(DriverError::Permanent(format!(
+            "refusing to change Argo CD application {name}: it does not belong to {service} in {env}: {}. The platform team sets these labels on the application",
+            wrong.join(", ")
+        )))
+    }
+
+    /// The application, after checking it belongs to `service` in `env`
+    /// (see [`Self::check_owner`]): what every mutating call reads first.
+    async fn owned_app(
+        &self,
+        name: &str,
+        service: &ServiceName,
+        env: Environment,
+    ) -> Result<Value, DriverError> {
+        let app = self.get_app(name).await?;
+        self.check_owner(name, &app, service, env)?;
+        Ok(app)
     }
 
     fn external_url(app: &Value) -> Option<String> {
@@ -454,6 +552,7 @@ impl ArgoCdDriver {
     async fn operate(
         &self,
         job: &Job,
+        (service, env): (&ServiceName, Environment),
         app: &str,
         what: &str,
         body: Value,
@@ -471,15 +570,10 @@ impl ArgoCdDriver {
                 c.before
             }
             None => {
-                let current = self.get_app(app).await?;
+                let current = self.owned_app(app, service, env).await?;
                 let before = Self::started_at(&current);
-                self.call(
-                    Method::POST,
-                    &format!("/api/v1/applications/{app}/{what}"),
-                    &[],
-                    Some(&body),
-                )
-                .await?;
+                self.call(Method::POST, self.app_url(app, &[what])?, &[], Some(&body))
+                    .await?;
                 job.state
                     .save_checkpoint(
                         &serde_json::to_string(&OpCheckpoint {
@@ -570,10 +664,12 @@ impl ArgoCdDriver {
         version: Option<&str>,
         progress: Progress<'_>,
     ) -> Result<Outcome, DriverError> {
-        let app = self.app_name(service, env);
+        let app = self.app_name(service, env)?;
         let revision = version.map(|v| self.revision_for(v));
         let body = self.sync_request(&app, revision.as_deref());
-        let done = self.operate(job, &app, "sync", body, progress).await?;
+        let done = self
+            .operate(job, (service, env), &app, "sync", body, progress)
+            .await?;
         let synced = done
             .pointer("/status/sync/revision")
             .and_then(Value::as_str)
@@ -597,7 +693,7 @@ impl ArgoCdDriver {
         version: Option<&str>,
         progress: Progress<'_>,
     ) -> Result<Outcome, DriverError> {
-        let app = self.app_name(service, env);
+        let app = self.app_name(service, env)?;
         let saved = job
             .state
             .checkpoint()
@@ -607,9 +703,9 @@ impl ArgoCdDriver {
         let pick = match saved.filter(|c| c.op == "rollback") {
             Some(_) => None,
             None => {
-                let current = self.get_app(&app).await?;
+                let current = self.owned_app(&app, service, env).await?;
                 Some(self.pick_rollback(&current, version).map_err(|why| {
-                    DriverError::Permanent(format!("cannot roll back {app}: {why}"))
+                    DriverError::Permanent(format!("cannot roll back {app}: {}", shorten(&why)))
                 })?)
             }
         };
@@ -621,7 +717,9 @@ impl ArgoCdDriver {
             ));
         }
         let body = self.rollback_request(&app, pick.as_ref().map_or(0, |p| p.id));
-        let done = self.operate(job, &app, "rollback", body, progress).await?;
+        let done = self
+            .operate(job, (service, env), &app, "rollback", body, progress)
+            .await?;
         let rev = pick
             .map(|p| short(&p.revision))
             .or_else(|| {
@@ -642,7 +740,7 @@ impl ArgoCdDriver {
         &self,
         app: &str,
         r: &Value,
-    ) -> (String, Vec<(&'static str, String)>, Value) {
+    ) -> Result<(Url, Query, Value), DriverError> {
         let s = |k: &str| r.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
         if self.config.resource_actions == "v2" {
             let mut b = json!({
@@ -655,11 +753,11 @@ impl ArgoCdDriver {
                 "action": "restart",
             });
             self.scope(&mut b);
-            (
-                format!("/api/v1/applications/{app}/resource/actions/v2"),
+            Ok((
+                self.app_url(app, &["resource", "actions", "v2"])?,
                 vec![],
                 b,
-            )
+            ))
         } else {
             let mut q = vec![
                 ("namespace", s("namespace")),
@@ -669,11 +767,11 @@ impl ArgoCdDriver {
                 ("kind", s("kind")),
             ];
             q.extend(self.app_query());
-            (
-                format!("/api/v1/applications/{app}/resource/actions"),
+            Ok((
+                self.app_url(app, &["resource", "actions"])?,
                 q,
                 json!("restart"),
-            )
+            ))
         }
     }
 
@@ -684,8 +782,8 @@ impl ArgoCdDriver {
         env: Environment,
         progress: Progress<'_>,
     ) -> Result<Outcome, DriverError> {
-        let app = self.app_name(service, env);
-        let current = self.get_app(&app).await?;
+        let app = self.app_name(service, env)?;
+        let current = self.owned_app(&app, service, env).await?;
         let targets: Vec<Value> = current
             .pointer("/status/resources")
             .and_then(Value::as_array)
@@ -730,8 +828,8 @@ impl ArgoCdDriver {
                 progress(&format!("Argo CD: {key} was already restarted"));
                 continue;
             }
-            let (path, query, body) = self.restart_request(&app, r);
-            self.call(Method::POST, &path, &query, Some(&body)).await?;
+            let (url, query, body) = self.restart_request(&app, r)?;
+            self.call(Method::POST, url, &query, Some(&body)).await?;
             progress(&format!("Argo CD: restarted {key}"));
             cp.restarted.push(key);
             job.state
@@ -753,9 +851,10 @@ impl ArgoCdDriver {
         to: Environment,
         progress: Progress<'_>,
     ) -> Result<Outcome, DriverError> {
-        let source = self.app_name(service, from);
-        let target = self.app_name(service, to);
-        let src = self.get_app(&source).await?;
+        let source = self.app_name(service, from)?;
+        let target = self.app_name(service, to)?;
+        // The revision comes from the source: it must be this service's too.
+        let src = self.owned_app(&source, service, from).await?;
         let revision = src
             .pointer("/status/sync/revision")
             .and_then(Value::as_str)
@@ -766,7 +865,9 @@ impl ArgoCdDriver {
                 ))
             })?;
         let body = self.sync_request(&target, Some(&revision));
-        let done = self.operate(job, &target, "sync", body, progress).await?;
+        let done = self
+            .operate(job, (service, to), &target, "sync", body, progress)
+            .await?;
         Ok(Outcome {
             summary: format!(
                 "Promoted {service} {} from {from} to {to} (Argo CD {target})",
@@ -834,12 +935,56 @@ struct OpCheckpoint {
     restarted: Vec<String>,
 }
 
+/// Why a name is not a valid Argo CD application name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AppNameError {
+    #[error("it is empty")]
+    Empty,
+    #[error("it is longer than {MAX_APP_NAME} characters")]
+    TooLong,
+    #[error("it contains {0:?}; only lowercase letters, digits, '-' and '.' are allowed")]
+    Character(char),
+    #[error("each dot-separated part must start and end with a lowercase letter or digit")]
+    Part,
+}
+
+/// The longest Kubernetes object name (a DNS-1123 subdomain).
+pub const MAX_APP_NAME: usize = 253;
+
+/// Whether `name` is a Kubernetes DNS-1123 subdomain, the names Argo CD
+/// gives applications: lowercase letters, digits, `-` and `.`, each
+/// dot-separated part starting and ending with a letter or digit, at most
+/// 253 characters. This keeps `/`, `..`, `?`, `%` and the like out of the
+/// API paths whatever the catalog says.
+pub fn valid_app_name(name: &str) -> Result<(), AppNameError> {
+    if name.is_empty() {
+        return Err(AppNameError::Empty);
+    }
+    if name.len() > MAX_APP_NAME {
+        return Err(AppNameError::TooLong);
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-' || *c == '.'))
+    {
+        return Err(AppNameError::Character(c));
+    }
+    let alnum = |b: Option<&u8>| b.is_some_and(|b| b.is_ascii_alphanumeric());
+    if name
+        .split('.')
+        .any(|part| !alnum(part.as_bytes().first()) || !alnum(part.as_bytes().last()))
+    {
+        return Err(AppNameError::Part);
+    }
+    Ok(())
+}
+
 /// A commit SHA shortened; other revisions as they are.
 fn short(rev: &str) -> String {
     if rev.len() == 40 && rev.bytes().all(|b| b.is_ascii_hexdigit()) {
         rev[..7].to_owned()
     } else {
-        rev.to_owned()
+        shorten(rev)
     }
 }
 
@@ -910,7 +1055,7 @@ impl Driver for ArgoCdDriver {
         };
         let mut out = Vec::new();
         for env in envs {
-            let app = self.app_name(service, env);
+            let app = self.app_name(service, env)?;
             match self.get_app(&app).await {
                 Ok(a) => out.push(Self::env_status(service, env, &a)),
                 Err(DriverError::Permanent(m)) if m.contains("has no application") => {}
@@ -926,7 +1071,7 @@ impl Driver for ArgoCdDriver {
         environment: Environment,
         progress: Progress<'_>,
     ) -> Result<Option<String>, DriverError> {
-        let app = self.app_name(service, environment);
+        let app = self.app_name(service, environment)?;
         let deadline =
             tokio::time::Instant::now() + Duration::from_secs(self.config.url_timeout_secs);
         let pause = Duration::from_millis(self.config.poll_interval_ms.max(100));
@@ -939,12 +1084,7 @@ impl Driver for ArgoCdDriver {
                 refresh = false;
             }
             match self
-                .call(
-                    Method::GET,
-                    &format!("/api/v1/applications/{app}"),
-                    &q,
-                    None,
-                )
+                .call(Method::GET, self.app_url(&app, &[])?, &q, None)
                 .await
             {
                 Ok(a) => {
@@ -974,6 +1114,27 @@ mod tests {
 
     fn driver(config: ArgoCdConfig) -> ArgoCdDriver {
         ArgoCdDriver::new(config, Url::parse("http://127.0.0.1:1").unwrap(), None).unwrap()
+    }
+
+    #[test]
+    fn application_names_are_dns_subdomains() {
+        for ok in ["order-service-staging", "a", "pay.api-1", &"a".repeat(253)] {
+            assert_eq!(valid_app_name(ok), Ok(()), "{ok}");
+        }
+        for (bad, why) in [
+            ("", AppNameError::Empty),
+            (&"a".repeat(254), AppNameError::TooLong),
+            ("team-a/prod", AppNameError::Character('/')),
+            ("..", AppNameError::Part),
+            ("a..b", AppNameError::Part),
+            ("app?x=1", AppNameError::Character('?')),
+            ("app%2fprod", AppNameError::Character('%')),
+            ("Order", AppNameError::Character('O')),
+            ("-a", AppNameError::Part),
+            ("a.", AppNameError::Part),
+        ] {
+            assert_eq!(valid_app_name(bad), Err(why), "{bad}");
+        }
     }
 
     #[test]

@@ -62,6 +62,9 @@ pub struct BackstageConfig {
     pub poll_interval_ms: u64,
     /// Follow tasks on the server-sent event stream (else: poll only).
     pub eventstream: bool,
+    /// Largest response body (and largest single event of the stream)
+    /// read from Backstage, in bytes.
+    pub max_response_bytes: usize,
 }
 
 impl Default for BackstageConfig {
@@ -86,6 +89,7 @@ impl Default for BackstageConfig {
             task_timeout_secs: 3600,
             poll_interval_ms: 2000,
             eventstream: true,
+            max_response_bytes: web::DEFAULT_MAX_RESPONSE_BYTES,
         }
     }
 }
@@ -104,6 +108,7 @@ impl std::fmt::Debug for BackstageConfig {
             .field("task_timeout_secs", &self.task_timeout_secs)
             .field("poll_interval_ms", &self.poll_interval_ms)
             .field("eventstream", &self.eventstream)
+            .field("max_response_bytes", &self.max_response_bytes)
             .finish()
     }
 }
@@ -118,6 +123,9 @@ impl BackstageConfig {
         }
         if self.poll_interval_ms < 100 {
             out.push("backstage.poll_interval_ms: must be at least 100".into());
+        }
+        if self.max_response_bytes < 1024 {
+            out.push("backstage.max_response_bytes: must be at least 1024".into());
         }
         if let Some(t) = &self.environment_template {
             if !t.contains(':') || !t.contains('/') {
@@ -226,8 +234,14 @@ impl BackstageDriver {
         })
     }
 
-    fn url(&self, path: &str) -> String {
-        web::join(&self.base, &format!("/api/scaffolder{path}"))
+    /// `{base}/api/scaffolder/v2/tasks[/{task}[/{rest}]]`: the task id comes
+    /// from Backstage's answer (or a checkpoint), so it is encoded as one
+    /// segment like every other name.
+    fn url(&self, task: Option<&str>, rest: Option<&str>) -> Result<Url, DriverError> {
+        let mut segments = vec!["api", "scaffolder", "v2", "tasks"];
+        segments.extend(task);
+        segments.extend(rest);
+        web::endpoint(&self.base, &segments)
     }
 
     fn timeout(&self) -> Duration {
@@ -285,28 +299,50 @@ impl BackstageDriver {
     async fn create_task(&self, job: &Job) -> Result<String, DriverError> {
         let body = self.task_request(job)?;
         let resp = self
-            .auth(self.http.post(self.url("/v2/tasks")))
+            .auth(self.http.post(self.url(None, None)?))
             .timeout(self.timeout())
             .json(&body)
             .send()
             .await
             .map_err(|e| web::transport(SYSTEM, e))?;
-        let v = web::json(SYSTEM, resp).await?;
-        v.get("id")
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-            .ok_or_else(|| DriverError::Permanent(format!("{SYSTEM}: no task id in {v}")))
+        let v = web::json_capped(SYSTEM, resp, self.config.max_response_bytes).await?;
+        let id = v.get("id").and_then(Value::as_str).ok_or_else(|| {
+            DriverError::Permanent(format!(
+                "{SYSTEM}: no task id in {}",
+                shorten(&v.to_string())
+            ))
+        })?;
+        // Backstage's ids are UUIDs. Whatever comes, it is encoded as one
+        // path segment in URLs and cleaned in chat; what could not be
+        // either way (empty, `.`, `..`, control characters) is refused.
+        let plain = !id.is_empty()
+            && id.len() <= 200
+            && !id.chars().any(|c| c.is_control() || c.is_whitespace())
+            && id != "."
+            && id != "..";
+        if !plain {
+            return Err(DriverError::Permanent(format!(
+                "{SYSTEM} gave an unusable task id {:?}",
+                shorten(id)
+            )));
+        }
+        Ok(id.to_owned())
     }
 
-    async fn get_json(&self, path: &str, query: &[(&str, String)]) -> Result<Value, DriverError> {
+    async fn get_json(
+        &self,
+        task: &str,
+        rest: Option<&str>,
+        query: &[(&str, String)],
+    ) -> Result<Value, DriverError> {
         let resp = self
-            .auth(self.http.get(self.url(path)))
+            .auth(self.http.get(self.url(Some(task), rest)?))
             .query(query)
             .timeout(self.timeout())
             .send()
             .await
             .map_err(|e| web::transport(SYSTEM, e))?;
-        web::json(SYSTEM, resp).await
+        web::json_capped(SYSTEM, resp, self.config.max_response_bytes).await
     }
 
     /// Reads one event; returns the completion when it is one.
@@ -372,10 +408,7 @@ impl BackstageDriver {
         progress: Progress<'_>,
     ) -> Result<Stream, DriverError> {
         let mut rb = self
-            .auth(
-                self.http
-                    .get(self.url(&format!("/v2/tasks/{task}/eventstream"))),
-            )
+            .auth(self.http.get(self.url(Some(task), Some("eventstream"))?))
             .header(reqwest::header::ACCEPT, "text/event-stream");
         if let Some(a) = after {
             rb = rb.query(&[("after", a.to_string())]);
@@ -394,7 +427,9 @@ impl BackstageDriver {
             return Ok(Stream::Unsupported);
         }
         if !status.is_success() {
-            let body = resp.text().await.unwrap_or_default();
+            let body = web::text(SYSTEM, resp, self.config.max_response_bytes)
+                .await
+                .unwrap_or_default();
             return Err(web::status_error(SYSTEM, status, &body));
         }
         let idle = Duration::from_millis(self.config.poll_interval_ms.max(100) * 15)
@@ -410,7 +445,16 @@ impl BackstageDriver {
                 Ok(Ok(None)) => return Ok(Stream::Interrupted),
                 Ok(Ok(Some(c))) => c,
             };
-            for ev in parser.push(&chunk) {
+            let events = parser.push(&chunk);
+            // A stream is long by nature; one event is not: a line that
+            // never ends must not grow the buffer without bound.
+            if parser.pending() > self.config.max_response_bytes {
+                return Err(DriverError::Transient(format!(
+                    "{SYSTEM} sent an event larger than {} bytes; polling instead",
+                    self.config.max_response_bytes
+                )));
+            }
+            for ev in events {
                 let Ok(v) = serde_json::from_str::<Value>(&ev.data) else {
                     continue;
                 };
@@ -434,15 +478,13 @@ impl BackstageDriver {
         progress: Progress<'_>,
     ) -> Result<Option<Completion>, DriverError> {
         let query: Vec<(&str, String)> = after.iter().map(|a| ("after", a.to_string())).collect();
-        let events = self
-            .get_json(&format!("/v2/tasks/{task}/events"), &query)
-            .await?;
+        let events = self.get_json(task, Some("events"), &query).await?;
         for ev in events.as_array().into_iter().flatten() {
             if let Some(done) = Self::on_event(ev, after, last_log, progress) {
                 return Ok(Some(done));
             }
         }
-        let t = self.get_json(&format!("/v2/tasks/{task}"), &[]).await?;
+        let t = self.get_json(task, None, &[]).await?;
         let status = t.get("status").and_then(Value::as_str).unwrap_or("open");
         Ok(match status {
             "completed" | "failed" | "cancelled" => Some(Completion {
@@ -464,7 +506,8 @@ impl BackstageDriver {
         loop {
             if tokio::time::Instant::now() >= deadline {
                 return Err(DriverError::Permanent(format!(
-                    "Backstage task {task} did not finish within {} s; see it in Backstage",
+                    "Backstage task {} did not finish within {} s; see it in Backstage",
+                    shorten(task),
                     self.config.task_timeout_secs
                 )));
             }
@@ -474,7 +517,7 @@ impl BackstageDriver {
                         // Some Backstage versions leave the status out of
                         // the completion event: the task has it.
                         if c.body.get("status").is_none() && c.body.get("error").is_none() {
-                            if let Ok(t) = self.get_json(&format!("/v2/tasks/{task}"), &[]).await {
+                            if let Ok(t) = self.get_json(task, None, &[]).await {
                                 if let Some(s) = t.get("status").and_then(Value::as_str) {
                                     if s != "open" && s != "processing" {
                                         return Ok(Completion {
@@ -505,20 +548,22 @@ impl BackstageDriver {
         }
     }
 
-    fn entity_url(&self, entity_ref: &str) -> String {
+    /// The frontend page of an entity, or `None` when the reference does
+    /// not make one (its parts are the template's output, encoded).
+    fn entity_url(&self, entity_ref: &str) -> Option<String> {
         // kind:namespace/name, namespace optional.
         let (kind, rest) = entity_ref
             .split_once(':')
             .unwrap_or(("component", entity_ref));
         let (ns, name) = rest.split_once('/').unwrap_or(("default", rest));
         let front = self.config.frontend_url.as_ref().unwrap_or(&self.base);
-        web::join(
-            front,
-            &format!("/catalog/{ns}/{}/{name}", kind.to_lowercase()),
-        )
+        web::endpoint(front, &["catalog", ns, &kind.to_lowercase(), name])
+            .ok()
+            .map(String::from)
     }
 
-    fn outcome(&self, job: &Job, task: &str, c: Completion) -> Result<Outcome, DriverError> {
+    fn outcome(&self, job: &Job, raw_task: &str, c: Completion) -> Result<Outcome, DriverError> {
+        let task = &shorten(raw_task);
         match c.status.as_str() {
             "completed" => {}
             "cancelled" => {
@@ -553,10 +598,13 @@ impl BackstageDriver {
                 l.get("entityRef").and_then(Value::as_str),
             ) {
                 (Some(u), _) => u.to_owned(),
-                (None, Some(e)) => self.entity_url(e),
+                (None, Some(e)) => match self.entity_url(e) {
+                    Some(u) => u,
+                    None => continue,
+                },
                 (None, None) => continue,
             };
-            let label = title.map(str::to_owned).unwrap_or_else(|| {
+            let label = title.map(shorten).unwrap_or_else(|| {
                 if l.get("entityRef").is_some() {
                     "Catalog entity".into()
                 } else {
@@ -571,19 +619,21 @@ impl BackstageDriver {
                 links.push(("Repository".into(), u.to_owned()));
             }
         }
-        if let Some(e) = output.get("entityRef").and_then(Value::as_str) {
-            let u = self.entity_url(e);
+        if let Some(u) = output
+            .get("entityRef")
+            .and_then(Value::as_str)
+            .and_then(|e| self.entity_url(e))
+        {
             if !has(&links, &u) {
                 links.push(("Catalog entity".into(), u));
             }
         }
-        links.push((
-            "Backstage task".into(),
-            web::join(
-                self.config.frontend_url.as_ref().unwrap_or(&self.base),
-                &format!("/create/tasks/{task}"),
-            ),
-        ));
+        if let Ok(u) = web::endpoint(
+            self.config.frontend_url.as_ref().unwrap_or(&self.base),
+            &["create", "tasks", raw_task],
+        ) {
+            links.push(("Backstage task".into(), u.to_string()));
+        }
         let (summary, url) = match &job.action {
             Action::ScaffoldService { name, template, .. } => (
                 format!("Scaffolded {name} from template {template} (Backstage task {task})"),
@@ -637,7 +687,10 @@ impl Driver for BackstageDriver {
             .and_then(|c| serde_json::from_str::<Checkpoint>(&c).ok());
         let task = match saved {
             Some(c) => {
-                progress(&format!("following Backstage task {}", c.backstage_task));
+                progress(&format!(
+                    "following Backstage task {}",
+                    shorten(&c.backstage_task)
+                ));
                 c.backstage_task
             }
             None => {
@@ -650,7 +703,7 @@ impl Driver for BackstageDriver {
                         .expect("serializes"),
                     )
                     .await?;
-                progress(&format!("Backstage task {id} started"));
+                progress(&format!("Backstage task {} started", shorten(&id)));
                 id
             }
         };
@@ -684,6 +737,12 @@ pub struct SseParser {
 }
 
 impl SseParser {
+    /// Bytes held for events not complete yet: the unfinished line and
+    /// the data of the event being read.
+    pub fn pending(&self) -> usize {
+        self.buf.len() + self.current.data.len()
+    }
+
     /// Feeds bytes; returns the events they complete.
     pub fn push(&mut self, bytes: &[u8]) -> Vec<SseEvent> {
         self.buf.push_str(&String::from_utf8_lossy(bytes));

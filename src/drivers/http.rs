@@ -3,7 +3,8 @@
 //! (schema `paver.orchestrator/v1`, below) to the configured URL, signed
 //! with HMAC-SHA256 and carrying the job's idempotency key. The
 //! orchestrator answers at once, or with a status URL Paver polls, or later
-//! by calling back `POST /hooks/orchestrator/{job}` (signed the same way).
+//! by calling back `POST /hooks/orchestrator/{job}` (signed over the method,
+//! the path and a timestamp, see "Callbacks" below).
 //!
 //! # Request (Paver → orchestrator)
 //!
@@ -44,13 +45,35 @@
 //! A non-2xx answer is a failure: 408, 409 (the same key is still being
 //! worked on), 425, 429 and 5xx are retried with backoff, other 4xx are
 //! shown in the thread. A `Location` header counts as `status_url`.
+//! `status_url` and `Location` are followed only on the origin (scheme,
+//! host, port) of `orchestrator.url`; any other is a permanent failure and
+//! is never fetched. Answers larger than `max_response_bytes` are refused.
+//!
+//! # Callbacks (orchestrator → Paver)
+//!
+//! ```text
+//! POST /hooks/orchestrator/j-7hx3k2m9qa
+//! Content-Type: application/json
+//! X-Paver-Timestamp: 1767225600
+//! X-Paver-Signature: v1=<hex HMAC-SHA256(inbound key,
+//!                        "v1:<timestamp>:POST:/hooks/orchestrator/j-7hx3k2m9qa:<body>")>
+//!
+//! <a status document>
+//! ```
+//!
+//! The key is `orchestrator.inbound_signing_secret`, else
+//! `orchestrator.signing_secret`. The path is `/hooks/orchestrator/<job>`
+//! (the path of `callback_url` with `callback_base_url`'s prefix is
+//! accepted too). The timestamp must be within `signature_tolerance_secs`
+//! of Paver's clock, and each signature is accepted once: a replay answers
+//! 409. Seen signatures are kept in the database, so every replica knows.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{OriginalUri, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use hmac::{Hmac, Mac};
@@ -70,6 +93,10 @@ const SYSTEM: &str = "the orchestrator";
 pub const SCHEMA: &str = "paver.orchestrator/v1";
 /// The signature header on requests and callbacks.
 pub const SIGNATURE_HEADER: &str = "X-Paver-Signature";
+/// The timestamp header of callbacks (Unix seconds).
+pub const TIMESTAMP_HEADER: &str = "X-Paver-Timestamp";
+/// The callback route; `{job}` is the executor's job id.
+pub const CALLBACK_PATH: &str = "/hooks/orchestrator";
 pub const IDEMPOTENCY_HEADER: &str = "Idempotency-Key";
 
 type HmacSha256 = Hmac<sha2::Sha256>;
@@ -80,9 +107,13 @@ type HmacSha256 = Hmac<sha2::Sha256>;
 pub struct OrchestratorConfig {
     /// Where actions are `POST`ed.
     pub url: Option<Url>,
-    /// HMAC key of requests and callbacks (a secret).
+    /// HMAC key of requests Paver sends, and of callbacks unless
+    /// `inbound_signing_secret` is set (a secret).
     pub signing_secret: Option<SecretString>,
     pub signing_secret_file: Option<PathBuf>,
+    /// HMAC key of callbacks, when it differs from `signing_secret` (a secret).
+    pub inbound_signing_secret: Option<SecretString>,
+    pub inbound_signing_secret_file: Option<PathBuf>,
     /// Paver's own public base URL; when set, requests carry a
     /// `callback_url` under it.
     pub callback_base_url: Option<Url>,
@@ -94,6 +125,8 @@ pub struct OrchestratorConfig {
     pub poll_interval_ms: u64,
     /// How old a signed timestamp may be, in seconds.
     pub signature_tolerance_secs: u64,
+    /// Largest response body read from the orchestrator, in bytes.
+    pub max_response_bytes: usize,
 }
 
 impl Default for OrchestratorConfig {
@@ -102,11 +135,14 @@ impl Default for OrchestratorConfig {
             url: None,
             signing_secret: None,
             signing_secret_file: None,
+            inbound_signing_secret: None,
+            inbound_signing_secret_file: None,
             callback_base_url: None,
             timeout_secs: 30,
             job_timeout_secs: 3600,
             poll_interval_ms: 5000,
             signature_tolerance_secs: 300,
+            max_response_bytes: web::DEFAULT_MAX_RESPONSE_BYTES,
         }
     }
 }
@@ -120,6 +156,10 @@ impl std::fmt::Debug for OrchestratorConfig {
                 &self.signing_secret.as_ref().map(|_| "set"),
             )
             .field(
+                "inbound_signing_secret",
+                &self.inbound_signing_secret.as_ref().map(|_| "set"),
+            )
+            .field(
                 "callback_base_url",
                 &self.callback_base_url.as_ref().map(Url::as_str),
             )
@@ -127,6 +167,7 @@ impl std::fmt::Debug for OrchestratorConfig {
             .field("job_timeout_secs", &self.job_timeout_secs)
             .field("poll_interval_ms", &self.poll_interval_ms)
             .field("signature_tolerance_secs", &self.signature_tolerance_secs)
+            .field("max_response_bytes", &self.max_response_bytes)
             .finish()
     }
 }
@@ -143,8 +184,112 @@ impl OrchestratorConfig {
         if self.poll_interval_ms < 100 {
             out.push("orchestrator.poll_interval_ms: must be at least 100".into());
         }
+        if self.max_response_bytes < 1024 {
+            out.push("orchestrator.max_response_bytes: must be at least 1024".into());
+        }
+        if !(1..=3600).contains(&self.signature_tolerance_secs) {
+            out.push("orchestrator.signature_tolerance_secs: between 1 and 3600".into());
+        }
         out
     }
+
+    /// The key that verifies callbacks: the inbound one, else the shared one.
+    pub fn inbound_secret(&self) -> Option<&SecretString> {
+        self.inbound_signing_secret
+            .as_ref()
+            .or(self.signing_secret.as_ref())
+    }
+}
+
+/// Why a callback's signature was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum CallbackAuthError {
+    #[error("no X-Paver-Timestamp header, or not Unix seconds")]
+    NoTimestamp,
+    #[error("the signature's timestamp is too old or in the future")]
+    Stale,
+    #[error("no v1= signature in X-Paver-Signature")]
+    NoSignature,
+    #[error("the signature does not match")]
+    Mismatch,
+}
+
+fn callback_mac(secret: &str, timestamp: i64, method: &str, path: &str, body: &[u8]) -> HmacSha256 {
+    let mut mac = HmacSha256::new_from_slice(secret.as_bytes()).expect("HMAC takes any key");
+    mac.update(format!("v1:{timestamp}:{}:{path}:", method.to_ascii_uppercase()).as_bytes());
+    mac.update(body);
+    mac
+}
+
+/// The `X-Paver-Signature` of a callback: `v1=<hex HMAC-SHA256(secret,
+/// "v1:<timestamp>:<METHOD>:<path>:<body>")>`, the timestamp going in
+/// `X-Paver-Timestamp`. Binding the method and the path (the job) means a
+/// callback signed for one job cannot be replayed against another.
+pub fn sign_callback(
+    secret: &str,
+    timestamp: i64,
+    method: &str,
+    path: &str,
+    body: &[u8],
+) -> String {
+    let mac = callback_mac(secret, timestamp, method, path, body);
+    format!("v1={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// A callback as it arrived: what its signature is checked against.
+#[derive(Debug, Clone, Copy)]
+pub struct CallbackRequest<'a> {
+    /// `X-Paver-Timestamp`.
+    pub timestamp: &'a str,
+    /// `X-Paver-Signature`.
+    pub signature: &'a str,
+    pub method: &'a str,
+    pub body: &'a [u8],
+}
+
+/// Checks a callback's signature (one of the `v1=` values, comma-separated,
+/// so a key can be rotated) for one of `paths`, in constant time, and that
+/// its timestamp is within `tolerance_secs` of `now`. Returns the signature
+/// that matched, in lowercase hex: the key of the replay cache.
+pub fn verify_callback(
+    secret: &str,
+    req: &CallbackRequest<'_>,
+    paths: &[&str],
+    now: i64,
+    tolerance_secs: u64,
+) -> Result<String, CallbackAuthError> {
+    let CallbackRequest {
+        timestamp,
+        signature,
+        method,
+        body,
+    } = *req;
+    let t: i64 = timestamp
+        .trim()
+        .parse()
+        .map_err(|_| CallbackAuthError::NoTimestamp)?;
+    if (now - t).unsigned_abs() > tolerance_secs {
+        return Err(CallbackAuthError::Stale);
+    }
+    let sigs: Vec<Vec<u8>> = signature
+        .split(',')
+        .filter_map(|p| p.trim().strip_prefix("v1="))
+        .filter_map(|v| hex::decode(v).ok())
+        .collect();
+    if sigs.is_empty() {
+        return Err(CallbackAuthError::NoSignature);
+    }
+    for raw in &sigs {
+        for path in paths {
+            if callback_mac(secret, t, method, path, body)
+                .verify_slice(raw)
+                .is_ok()
+            {
+                return Ok(hex::encode(raw));
+            }
+        }
+    }
+    Err(CallbackAuthError::Mismatch)
 }
 
 /// `t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>`.
@@ -226,18 +371,19 @@ impl StatusDoc {
 
     fn result(&self, job: &Job) -> Result<Outcome, DriverError> {
         match self.status.as_str() {
-            "succeeded" => Ok(Outcome {
-                summary: self
-                    .summary
-                    .clone()
-                    .unwrap_or_else(|| format!("{} done by the orchestrator", job.action.kind())),
-                url: self.url.clone(),
-                links: self
-                    .links
-                    .iter()
-                    .map(|l| (l.label.clone(), l.url.clone()))
-                    .collect(),
-            }),
+            "succeeded" => {
+                Ok(Outcome {
+                    summary: self.summary.as_deref().map(shorten).unwrap_or_else(|| {
+                        format!("{} done by the orchestrator", job.action.kind())
+                    }),
+                    url: self.url.as_deref().and_then(plain_link),
+                    links: self
+                        .links
+                        .iter()
+                        .filter_map(|l| Some((shorten(&l.label), plain_link(&l.url)?)))
+                        .collect(),
+                })
+            }
             _ => {
                 let m = format!(
                     "the orchestrator failed: {}",
@@ -251,6 +397,16 @@ impl StatusDoc {
             }
         }
     }
+}
+
+/// A link from the orchestrator that is safe to post: an http(s) URL with
+/// nothing in it that chat would read as markup. Others are left out.
+fn plain_link(u: &str) -> Option<String> {
+    let parsed = Url::parse(u).ok()?;
+    let markup = u
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control() || "<>|`\"".contains(c));
+    (matches!(parsed.scheme(), "http" | "https") && !markup).then(|| u.to_owned())
 }
 
 #[derive(Serialize, Deserialize)]
@@ -294,7 +450,8 @@ impl OrchestratorDriver {
             "expires_at": job.expires_at,
             "callback_url": self.config.callback_base_url.as_ref()
                 .filter(|_| !job.job_id.is_empty())
-                .map(|b| web::join(b, &format!("/hooks/orchestrator/{}", job.job_id))),
+                .and_then(|b| web::endpoint(b, &["hooks", "orchestrator", &job.job_id]).ok())
+                .map(String::from),
         })
     }
 
@@ -318,14 +475,14 @@ impl OrchestratorDriver {
     }
 
     /// Reads a status document; `Location` counts as its `status_url`.
-    async fn read(resp: reqwest::Response) -> Result<StatusDoc, DriverError> {
+    async fn read(&self, resp: reqwest::Response) -> Result<StatusDoc, DriverError> {
         let status = resp.status();
         let location = resp
             .headers()
             .get(reqwest::header::LOCATION)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        let body = resp.text().await.map_err(|e| web::transport(SYSTEM, e))?;
+        let body = web::text(SYSTEM, resp, self.config.max_response_bytes).await?;
         if !status.is_success() {
             let e = web::status_error(SYSTEM, status, &body);
             return Err(match (status.as_u16(), e) {
@@ -364,21 +521,38 @@ impl OrchestratorDriver {
             .send()
             .await
             .map_err(|e| web::transport(SYSTEM, e))?;
-        Self::read(resp).await
+        self.read(resp).await
+    }
+
+    /// Where a `status_url` points, if it is on the orchestrator's own
+    /// origin: a status URL elsewhere would make Paver send signed
+    /// requests wherever the answer says (an internal address, a metadata
+    /// service), so it is refused, never fetched.
+    pub fn status_target(&self, status_url: &str) -> Result<Url, DriverError> {
+        let url = self.url.join(status_url).map_err(|e| {
+            DriverError::Permanent(format!(
+                "{SYSTEM} gave a bad status_url {:?}: {e}",
+                shorten(status_url)
+            ))
+        })?;
+        if url.origin() != self.url.origin() {
+            return Err(DriverError::Permanent(format!(
+                "{SYSTEM} gave a status_url on another origin ({}); only {} is polled",
+                shorten(&url.origin().ascii_serialization()),
+                self.url.origin().ascii_serialization()
+            )));
+        }
+        Ok(url)
     }
 
     async fn poll(&self, job: &Job, status_url: &str) -> Result<StatusDoc, DriverError> {
-        let url = self.url.join(status_url).map_err(|e| {
-            DriverError::Permanent(format!(
-                "{SYSTEM} gave a bad status_url {status_url:?}: {e}"
-            ))
-        })?;
+        let url = self.status_target(status_url)?;
         let resp = self
             .signed(self.http.get(url), &job.idempotency_key, b"")
             .send()
             .await
             .map_err(|e| web::transport(SYSTEM, e))?;
-        Self::read(resp).await
+        self.read(resp).await
     }
 }
 
@@ -485,24 +659,36 @@ struct CallbackState {
     db: Db,
     secret: Option<SecretString>,
     tolerance_secs: u64,
+    /// The path prefix of `callback_base_url` (`/paver` behind a proxy
+    /// that strips it), so a signature over the full path verifies too.
+    prefix: String,
 }
 
 /// `POST /hooks/orchestrator/{job}`: an orchestrator reports on a job.
 /// 202 stored · 200 the job is already over · 400 not a status document ·
-/// 401 bad signature · 404 no such job · 503 no signing secret configured.
+/// 401 bad signature · 404 no such job · 409 a replay (this signature was
+/// seen before) · 503 no signing secret configured, or no database.
 pub fn callback_router(db: Db, config: &OrchestratorConfig) -> axum::Router {
+    let prefix = config
+        .callback_base_url
+        .as_ref()
+        .map(|u| u.path().trim_end_matches('/').to_owned())
+        .unwrap_or_default();
     axum::Router::new()
-        .route("/hooks/orchestrator/{job}", post(callback))
+        .route(&format!("{CALLBACK_PATH}/{{job}}"), post(callback))
         .with_state(CallbackState {
             db,
-            secret: config.signing_secret.clone(),
+            secret: config.inbound_secret().cloned(),
             tolerance_secs: config.signature_tolerance_secs,
+            prefix,
         })
 }
 
 async fn callback(
     State(s): State<CallbackState>,
     Path(job): Path<String>,
+    method: axum::http::Method,
+    OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
     body: Bytes,
 ) -> (StatusCode, axum::Json<Value>) {
@@ -513,20 +699,43 @@ async fn callback(
             "orchestrator callbacks are off: no orchestrator.signing_secret",
         );
     };
-    let header = headers
-        .get(SIGNATURE_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    if let Err(why) = verify(
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned()
+    };
+    // The path as it arrived, and as the orchestrator saw it in
+    // `callback_url` when a proxy strips a prefix on the way.
+    let path = uri.path().to_owned();
+    let full = format!("{}{path}", s.prefix);
+    let paths: Vec<&str> = if s.prefix.is_empty() {
+        vec![&path]
+    } else {
+        vec![&path, &full]
+    };
+    let now = chrono::Utc::now().timestamp();
+    let (timestamp, signature) = (header(TIMESTAMP_HEADER), header(SIGNATURE_HEADER));
+    let req = CallbackRequest {
+        timestamp: &timestamp,
+        signature: &signature,
+        method: method.as_str(),
+        body: &body,
+    };
+    let signature = match verify_callback(
         secret.expose_secret(),
-        header,
-        &body,
-        chrono::Utc::now().timestamp(),
+        &req,
+        &paths,
+        now,
         s.tolerance_secs,
     ) {
-        tracing::warn!(%job, why, "orchestrator callback refused: bad signature");
-        return reply(StatusCode::UNAUTHORIZED, why);
-    }
+        Ok(sig) => sig,
+        Err(why) => {
+            tracing::warn!(job = %shorten(&job), %why, "orchestrator callback refused: bad signature");
+            return reply(StatusCode::UNAUTHORIZED, &why.to_string());
+        }
+    };
     let valid_id = job.len() <= 40 && job.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
     if !valid_id {
         return reply(StatusCode::NOT_FOUND, "no such job");
@@ -546,6 +755,26 @@ async fn callback(
     ) {
         return reply(StatusCode::BAD_REQUEST, "unknown status");
     }
+    // A signature is kept a little longer than it can be fresh: past that,
+    // its timestamp alone refuses it.
+    let keep_ms = (s.tolerance_secs as i64) * 2 * 1000 + 60_000;
+    match s.db.callback_replay().first_use(&signature, keep_ms).await {
+        Ok(true) => {}
+        Ok(false) => {
+            tracing::warn!(%job, "orchestrator callback refused: replayed signature");
+            return reply(
+                StatusCode::CONFLICT,
+                "this callback was already received (replayed signature)",
+            );
+        }
+        Err(e) => {
+            tracing::error!(%job, error = %e, "checking an orchestrator callback for replay failed");
+            return reply(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage unavailable; retry",
+            );
+        }
+    }
     let text = serde_json::to_string(&doc).expect("serializes");
     match s.db.jobs().store_callback(&job, &text).await {
         Ok(CallbackStored::Stored) => reply(StatusCode::ACCEPTED, "stored"),
@@ -553,6 +782,10 @@ async fn callback(
         Ok(CallbackStored::Unknown) => reply(StatusCode::NOT_FOUND, "no such job"),
         Err(e) => {
             tracing::error!(%job, error = %e, "storing an orchestrator callback failed");
+            // Not stored: the same delivery, retried, must get through.
+            if let Err(e) = s.db.callback_replay().forget(&signature).await {
+                tracing::warn!(%job, error = %e, "could not forget a callback signature");
+            }
             reply(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "storage unavailable; retry",
@@ -577,5 +810,58 @@ mod tests {
         assert!(verify("other", &h, b"{\"a\":1}", 1_700_000_100, 300).is_err());
         assert!(verify("s3cr3t", &h, b"{\"a\":1}", 1_700_001_000, 300).is_err());
         assert!(verify("s3cr3t", "v1=00", b"", 0, 300).is_err());
+    }
+
+    #[test]
+    fn callback_signatures_bind_method_path_and_time() {
+        let t = 1_700_000_000;
+        let path = "/hooks/orchestrator/j-a";
+        let sig = sign_callback("k", t, "POST", path, b"{}");
+        assert!(sig.starts_with("v1="));
+        let ok = |secret, ts: &str, sig: &str, method, p: &str, body: &[u8], now| {
+            let req = CallbackRequest {
+                timestamp: ts,
+                signature: sig,
+                method,
+                body,
+            };
+            verify_callback(secret, &req, &[p], now, 300)
+        };
+        let ts = t.to_string();
+        assert_eq!(
+            ok("k", &ts, &sig, "POST", path, b"{}", t + 10),
+            Ok(sig[3..].to_owned())
+        );
+        let mismatch = Err(CallbackAuthError::Mismatch);
+        assert_eq!(ok("k", &ts, &sig, "PUT", path, b"{}", t), mismatch);
+        assert_eq!(
+            ok("k", &ts, &sig, "POST", "/hooks/orchestrator/j-b", b"{}", t),
+            mismatch
+        );
+        assert_eq!(ok("k", &ts, &sig, "POST", path, b"{ }", t), mismatch);
+        assert_eq!(ok("x", &ts, &sig, "POST", path, b"{}", t), mismatch);
+        assert_eq!(
+            ok("k", &(t + 1).to_string(), &sig, "POST", path, b"{}", t),
+            mismatch
+        );
+        assert_eq!(
+            ok("k", &ts, &sig, "POST", path, b"{}", t + 301),
+            Err(CallbackAuthError::Stale)
+        );
+        assert_eq!(
+            ok("k", &ts, &sig, "POST", path, b"{}", t - 301),
+            Err(CallbackAuthError::Stale)
+        );
+        assert_eq!(
+            ok("k", "", &sig, "POST", path, b"{}", t),
+            Err(CallbackAuthError::NoTimestamp)
+        );
+        assert_eq!(
+            ok("k", &ts, "t=1,v2=00", "POST", path, b"{}", t),
+            Err(CallbackAuthError::NoSignature)
+        );
+        // A rotated key: either signature may match.
+        let both = format!("{},{sig}", sign_callback("new", t, "POST", path, b"{}"));
+        assert!(ok("k", &ts, &both, "POST", path, b"{}", t).is_ok());
     }
 }

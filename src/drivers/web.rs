@@ -1,6 +1,8 @@
-//! What the HTTP drivers share: one way to build a client, to join URLs,
-//! and to tell a transient failure (timeouts, 5xx, 429) from a permanent
-//! one (other 4xx, validation), with the remote system's own message.
+//! What the HTTP drivers share: one way to build a client, to build URLs
+//! from percent-encoded path segments, to read a bounded body, to tell a
+//! transient failure (timeouts, 5xx, 429) from a permanent one (other 4xx,
+//! validation), and to make the remote system's own message safe to show
+//! in chat.
 
 use std::time::Duration;
 
@@ -10,26 +12,98 @@ use serde_json::Value;
 use super::DriverError;
 
 /// The longest remote message shown in a thread.
-const MAX_MESSAGE: usize = 500;
+const MAX_MESSAGE: usize = 300;
+
+/// The default cap on a response body: far above any answer the drivers
+/// expect, far below what would hurt the process.
+pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 1024 * 1024;
 
 /// A client with a connect timeout; each request sets its own total timeout
-/// (a long event stream must not be cut by a global one).
+/// (a long event stream must not be cut by a global one). Redirects are
+/// followed only within the origin of the request: a redirect must not
+/// carry a signed request or a token to another host.
 pub fn client(connect_timeout: Duration) -> Result<reqwest::Client, DriverError> {
+    let policy = reqwest::redirect::Policy::custom(|attempt| {
+        let first = attempt.previous().first().map(|u| u.origin());
+        if attempt.previous().len() > 5 {
+            attempt.error("too many redirects")
+        } else if first.as_ref() != Some(&attempt.url().origin()) {
+            attempt.error("refused a redirect to another origin")
+        } else {
+            attempt.follow()
+        }
+    });
     reqwest::Client::builder()
         .connect_timeout(connect_timeout)
+        .redirect(policy)
         .user_agent(concat!("paver/", env!("CARGO_PKG_VERSION")))
         .build()
         .map_err(|e| DriverError::Permanent(format!("cannot build an HTTP client: {e}")))
 }
 
-/// `base` + `path`, keeping any path prefix of `base` (a Backstage behind
-/// `/portal`, an Argo CD under `/argocd`).
-pub fn join(base: &url::Url, path: &str) -> String {
-    format!(
-        "{}/{}",
-        base.as_str().trim_end_matches('/'),
-        path.trim_start_matches('/')
-    )
+/// `base` with `segments` appended, each percent-encoded as one path
+/// segment (a `/`, `?`, `#` or `%` in a name stays inside its segment),
+/// keeping any path prefix of `base` (a Backstage behind `/portal`, an
+/// Argo CD under `/argocd`). An empty, `.` or `..` segment is refused: URL
+/// normalisation would drop or resolve it and the request would reach
+/// another resource.
+pub fn endpoint(base: &url::Url, segments: &[&str]) -> Result<url::Url, DriverError> {
+    if let Some(bad) = segments
+        .iter()
+        .find(|s| s.is_empty() || **s == "." || **s == "..")
+    {
+        return Err(DriverError::Permanent(format!(
+            "refusing a URL with the path segment {:?}",
+            clean(bad)
+        )));
+    }
+    let mut url = base.clone();
+    url.set_query(None);
+    url.set_fragment(None);
+    url.path_segments_mut()
+        .map_err(|_| {
+            DriverError::Permanent(format!("{} cannot be a base URL", clean(base.as_str())))
+        })?
+        .pop_if_empty()
+        .extend(segments);
+    Ok(url)
+}
+
+/// Reads a response body, at most `max` bytes: a declared length past the
+/// cap is refused before reading, and the body is read in chunks and
+/// dropped as soon as it grows past the cap (no unbounded buffer).
+pub async fn body(
+    system: &str,
+    mut resp: reqwest::Response,
+    max: usize,
+) -> Result<Vec<u8>, DriverError> {
+    let too_big = || {
+        DriverError::Permanent(format!(
+            "{system} answered with a body larger than {max} bytes; refused"
+        ))
+    };
+    if resp.content_length().is_some_and(|n| n > max as u64) {
+        return Err(too_big());
+    }
+    let mut out = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|e| transport(system, e))? {
+        if out.len() + chunk.len() > max {
+            return Err(too_big());
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
+}
+
+/// [`body`] as text (lossy UTF-8).
+pub async fn text(
+    system: &str,
+    resp: reqwest::Response,
+    max: usize,
+) -> Result<String, DriverError> {
+    let raw = body(system, resp, max).await?;
+    Ok(String::from_utf8(raw)
+        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
 }
 
 /// A failure to talk to `system` at all: timeouts and connection errors are
@@ -48,7 +122,7 @@ pub fn transport(system: &str, e: reqwest::Error) -> DriverError {
     } else {
         "connection failed"
     };
-    DriverError::Transient(format!("{system} {what}: {}", root_cause(&e)))
+    DriverError::Transient(format!("{system} {what}: {}", shorten(&root_cause(&e))))
 }
 
 fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
@@ -122,21 +196,51 @@ fn json_message(v: &Value) -> Option<String> {
     }
 }
 
-/// One line, at most [`MAX_MESSAGE`] characters.
+/// Remote text made fit for a thread: one line, at most [`MAX_MESSAGE`]
+/// characters, chat markup neutralised (see [`clean`]). Every text that
+/// comes from another system and ends up in chat goes through here.
 pub fn shorten(s: &str) -> String {
     let one: String = s.split_whitespace().collect::<Vec<_>>().join(" ");
-    if one.chars().count() <= MAX_MESSAGE {
+    let cut = if one.chars().count() <= MAX_MESSAGE {
         one
     } else {
         let cut: String = one.chars().take(MAX_MESSAGE).collect();
         format!("{cut}…")
-    }
+    };
+    clean(&cut)
 }
 
-/// Reads a response: the JSON body on success, the classified error otherwise.
-pub async fn json(system: &str, resp: reqwest::Response) -> Result<Value, DriverError> {
+/// Neutralises chat markup in remote text, for Slack and Discord alike:
+/// `<`, `>` and `&` (Slack's links and `<!here>`, Discord's `<@id>`),
+/// backticks (code spans that swallow the rest of a message) become
+/// look-alike characters; a zero-width space after `@` keeps `@everyone`,
+/// `@here` and `@channel` from pinging anyone; control characters go.
+pub fn clean(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '<' => out.push('‹'),
+            '>' => out.push('›'),
+            '&' => out.push('＆'),
+            '`' => out.push('\''),
+            '@' => out.push_str("@\u{200B}"),
+            '\n' | '\r' | '\t' => out.push(' '),
+            c if c.is_control() => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Reads a response: the JSON body on success, the classified error
+/// otherwise. The body is read up to `max` bytes (see [`body`]).
+pub async fn json_capped(
+    system: &str,
+    resp: reqwest::Response,
+    max: usize,
+) -> Result<Value, DriverError> {
     let status = resp.status();
-    let body = resp.text().await.map_err(|e| transport(system, e))?;
+    let body = text(system, resp, max).await?;
     if !status.is_success() {
         return Err(status_error(system, status, &body));
     }
@@ -199,12 +303,39 @@ mod tests {
     }
 
     #[test]
-    fn joins_and_fills() {
+    fn remote_text_is_one_short_line_without_chat_markup() {
+        let raw = "<!channel> @everyone see `rm -rf` &amp; <@U123|x>\n\nline two\u{7}";
+        let s = shorten(raw);
+        for bad in ['<', '>', '&', '`', '\n', '\u{7}'] {
+            assert!(!s.contains(bad), "{bad:?} in {s}");
+        }
+        assert!(!s.contains("@everyone"), "{s}");
+        assert!(s.contains("line two"), "{s}");
+        assert!(shorten(&"x".repeat(5000)).chars().count() <= MAX_MESSAGE + 1);
+    }
+
+    #[test]
+    fn encodes_each_segment_and_fills() {
         let base = url::Url::parse("http://127.0.0.1:7007/portal/").unwrap();
         assert_eq!(
-            join(&base, "/api/scaffolder/v2/tasks"),
+            endpoint(&base, &["api", "scaffolder", "v2", "tasks"])
+                .unwrap()
+                .as_str(),
             "http://127.0.0.1:7007/portal/api/scaffolder/v2/tasks"
         );
+        let bare = url::Url::parse("http://127.0.0.1:7007").unwrap();
+        assert_eq!(
+            endpoint(&bare, &["applications", "a/b?c=%d#e f"])
+                .unwrap()
+                .as_str(),
+            "http://127.0.0.1:7007/applications/a%2Fb%3Fc=%25d%23e%20f"
+        );
+        for bad in ["..", ".", ""] {
+            assert!(matches!(
+                endpoint(&bare, &["api", bad]),
+                Err(DriverError::Permanent(_))
+            ));
+        }
         assert_eq!(
             fill(
                 "{service}-{environment}",

@@ -284,7 +284,14 @@ impl Engine {
             || matches!(&action, Action::Clarify { missing, .. } if missing.contains(&Field::Service))
         {
             if let Some(env) = chatter::environment_overview(&catalog, &msg.text) {
-                let reply = self.environment_overview(&catalog, env).await;
+                // Status data, so for people the catalog knows (see below).
+                let reply = if msg.user.catalog.is_none()
+                    && self.inner.policy.unknown_users != policy::UnknownUsers::Read
+                {
+                    messages::unknown_user_reads(&msg.user.id, &catalog)
+                } else {
+                    self.environment_overview(&catalog, env).await
+                };
                 self.reply(conv, &reply).await?;
                 return Ok(Handled::Replied);
             }
@@ -311,6 +318,14 @@ impl Engine {
                 candidates,
                 intent,
             } => messages::clarify(missing, candidates, *intent),
+            // Ownership and status are for people the catalog knows, unless
+            // `policy.unknown_users = "read"`.
+            Action::WhoOwns { .. } | Action::Scorecard { .. } | Action::Status { .. }
+                if msg.user.catalog.is_none()
+                    && self.inner.policy.unknown_users != policy::UnknownUsers::Read =>
+            {
+                messages::unknown_user_reads(&msg.user.id, &catalog)
+            }
             Action::WhoOwns { service } => messages::who_owns(&catalog, service),
             Action::Scorecard { target } => messages::scorecard(&catalog, target),
             Action::Status {
@@ -1079,8 +1094,16 @@ impl Engine {
         let valid = last.decision == ApprovalDecision::Approved.as_str()
             && last.action_hash == req.action_hash
             && last.at + window >= now
-            && UserName::parse(&last.approver)
-                .is_ok_and(|a| policy::may_approve(catalog, approvers, &a, &req.requester).is_ok());
+            && UserName::parse(&last.approver).is_ok_and(|a| {
+                policy::may_approve(
+                    catalog,
+                    approvers,
+                    &a,
+                    &req.requester,
+                    &req.requester_chat_id,
+                )
+                .is_ok()
+            });
         Ok(valid.then_some(last))
     }
 
@@ -1186,7 +1209,13 @@ impl Engine {
         };
         let catalog = self.inner.catalog.current();
         let approvers = req.approvers.clone().unwrap_or_default();
-        if let Err(why) = policy::may_approve(&catalog, &approvers, &approver, &req.requester) {
+        if let Err(why) = policy::may_approve(
+            &catalog,
+            &approvers,
+            &approver,
+            &req.requester,
+            &req.requester_chat_id,
+        ) {
             tracing::info!(request = %req.id, approver = %approver, "approval refused: {why}");
             return self.whisper(user, conv, &messages::notice(why)).await;
         }
@@ -1565,11 +1594,20 @@ impl Engine {
             return Ok(None);
         }
         let approvals = self.inner.db.requests().approvals(&req.id).await?;
-        // The latest decision counts (a denial after an approval stands).
+        // The latest decision counts (a denial after an approval stands),
+        // and it is never the requester's own, under any of their identities.
+        let catalog = self.inner.catalog.current();
         let ok = approvals.last().is_some_and(|a| {
             a.decision == ApprovalDecision::Approved.as_str()
                 && a.action_hash == req.action_hash
-                && a.approver != req.requester
+                && UserName::parse(&a.approver).is_ok_and(|approver| {
+                    !policy::same_person(
+                        &catalog,
+                        &approver,
+                        &req.requester,
+                        &req.requester_chat_id,
+                    )
+                })
         });
         Ok((!ok).then(|| "no valid approval is recorded for this exact action".to_owned()))
     }

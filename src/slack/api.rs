@@ -15,7 +15,7 @@ use slack_morphism::prelude::*;
 use url::Url;
 
 use super::blocks;
-use crate::catalog::SharedCatalog;
+use crate::catalog::{SharedCatalog, UserMatch};
 use crate::chat::{ChatSink, Message, SendError};
 use crate::domain::UserName;
 
@@ -31,6 +31,13 @@ pub struct SlackApi {
     min_interval: Duration,
     next_send: Mutex<HashMap<String, Instant>>,
     identities: Mutex<HashMap<String, (Instant, Option<UserName>)>>,
+}
+
+/// Who the bot token is (from `auth.test`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub team_id: String,
+    pub user_id: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -90,8 +97,14 @@ impl SlackApi {
     /// annotation first, else users.info's email against catalog emails.
     pub async fn identify(&self, catalog: &SharedCatalog, slack_user: &str) -> Option<UserName> {
         let current = catalog.current();
-        if let Some(u) = current.user_by_slack_id(slack_user) {
-            return Some(u.name.clone());
+        match current.match_slack_id(slack_user) {
+            UserMatch::One(u) => return Some(u.name.clone()),
+            // Several users claim this id: the email must not pick one of them.
+            UserMatch::Ambiguous(names) => {
+                tracing::warn!(slack_user, users = ?names, "several catalog users claim this Slack id; treating the user as unknown");
+                return None;
+            }
+            UserMatch::Nobody => {}
         }
         if let Some((at, known)) = self
             .identities
@@ -143,6 +156,20 @@ impl SlackApi {
             ))
             .await
             .map(|_| ())
+            .map_err(classify)
+    }
+
+    /// `auth.test`: the workspace the bot token belongs to, and the bot's
+    /// own user id.
+    pub async fn whoami(&self) -> Result<Identity, SendError> {
+        let session = self.client.open_session(&self.token);
+        session
+            .auth_test()
+            .await
+            .map(|r| Identity {
+                team_id: r.team_id.0,
+                user_id: r.user_id.0,
+            })
             .map_err(classify)
     }
 
@@ -255,3 +282,61 @@ impl ChatSink for SlackApi {
 
 /// A shared handle, so the sink and the inbound handlers use one client.
 pub type SharedSlackApi = Arc<SlackApi>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::Catalog;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A Slack id two catalog users claim is nobody, and users.info's email
+    /// does not get to pick one of them.
+    #[tokio::test]
+    async fn an_ambiguous_slack_id_identifies_nobody() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counter = calls.clone();
+        let fake = axum::Router::new().route(
+            "/api/users.info",
+            axum::routing::any(move || {
+                let counter = counter.clone();
+                async move {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    axum::Json(serde_json::json!({"ok": true, "user": {"id": "U0TWIN",
+                        "name": "twin", "profile": {"email": "one@example.com"}}}))
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, fake).await });
+        let api = SlackApi::new(
+            &Url::parse(&format!("http://{addr}/api/")).unwrap(),
+            &SecretString::from("xoxb-test".to_owned()),
+            Duration::from_millis(1),
+        )
+        .unwrap();
+        let twins = "
+apiVersion: backstage.io/v1alpha1
+kind: User
+metadata:
+  name: one
+  annotations: {slack.com/user-id: U0TWIN}
+spec: {profile: {email: one@example.com}}
+---
+apiVersion: backstage.io/v1alpha1
+kind: User
+metadata:
+  name: two
+  annotations: {slack.com/user-id: U0TWIN}
+";
+        let catalog = SharedCatalog::new(Catalog::from_yaml_str(twins, "twins"));
+        assert_eq!(api.identify(&catalog, "U0TWIN").await, None);
+        assert_eq!(calls.load(Ordering::SeqCst), 0, "no email fallback");
+        // An id nobody claims still falls back to the email.
+        assert_eq!(
+            api.identify(&catalog, "U0NEW").await.map(|u| u.to_string()),
+            Some("one".to_owned())
+        );
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+}

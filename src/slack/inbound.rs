@@ -1,9 +1,13 @@
 //! What Slack sends Paver, by HTTP (Events API, interactivity, slash
-//! commands) or Socket Mode: verified, acknowledged at once, handled after.
+//! commands) or Socket Mode: verified, checked to come from a workspace
+//! Paver serves, stored in the inbox, and only then acknowledged; the work
+//! runs from the stored event ([`crate::chat::inbox`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
+use async_trait::async_trait;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -11,13 +15,22 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
 
 use super::api::SlackApi;
 use super::{blocks, verify};
 use crate::catalog::SharedCatalog;
+use crate::chat::inbox::{self, InboxHandler, InboxSettings, Refused};
+use crate::chat::learned::{Learned, Origin};
 use crate::chat::{messages, ChatUser, Conversation, Inbound, Platform};
+use crate::config::SlackConfig;
+use crate::requests::engine::EngineError;
 use crate::requests::Engine;
+
+/// How long an event waits for `auth.test` at start before it is refused.
+const LEARN_WAIT: Duration = Duration::from_secs(5);
 
 #[derive(Clone)]
 pub struct SlackState {
@@ -26,8 +39,176 @@ pub struct SlackState {
     pub api: Arc<SlackApi>,
     /// None only under Socket Mode, where the socket itself is authenticated.
     pub signing_secret: Option<SecretString>,
-    /// Paver's own user id, learned from event authorizations.
+    /// Paver's own user id, from `auth.test` or event authorizations.
     pub bot_user_id: Arc<Mutex<Option<String>>>,
+    /// Which workspaces' events are handled.
+    pub workspace: Arc<Workspace>,
+    pub inbox: InboxSettings,
+}
+
+/// The workspace boundary: `slack.team_ids` (empty: the bot token's own
+/// workspace, from `auth.test`) and `slack.app_id`.
+pub struct Workspace {
+    team_ids: Vec<String>,
+    app_id: Option<String>,
+    own: Arc<Learned<String>>,
+}
+
+impl Workspace {
+    pub fn new(config: &SlackConfig) -> Self {
+        Workspace {
+            team_ids: config.team_ids.clone(),
+            app_id: config.app_id.clone().filter(|a| !a.is_empty()),
+            own: Learned::asking(),
+        }
+    }
+
+    /// Where an event with this `team_id` and `api_app_id` came from.
+    pub async fn check(&self, team: Option<&str>, app: Option<&str>) -> Origin {
+        if let Some(ours) = &self.app_id {
+            if app != Some(ours.as_str()) {
+                return Origin::Elsewhere(format!(
+                    "app {} is not slack.app_id",
+                    app.unwrap_or("(none)")
+                ));
+            }
+        }
+        let Some(team) = team.filter(|t| !t.is_empty()) else {
+            return Origin::Elsewhere("no team_id".into());
+        };
+        if !self.team_ids.is_empty() {
+            return if self.team_ids.iter().any(|t| t == team) {
+                Origin::Ours
+            } else {
+                Origin::Elsewhere(format!("team {team} is not in slack.team_ids"))
+            };
+        }
+        match self.own.get(LEARN_WAIT).await {
+            Some(own) if own == team => Origin::Ours,
+            Some(own) => Origin::Elsewhere(format!("team {team} is not this workspace ({own})")),
+            None => Origin::Unknown,
+        }
+    }
+}
+
+/// An inbound Slack event as stored in the inbox.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum SlackWork {
+    /// An Events API event (the `event` object).
+    Event { event: Value },
+    /// Button presses (block_actions).
+    Buttons {
+        user: String,
+        channel: String,
+        thread: Option<String>,
+        values: Vec<String>,
+    },
+    /// `/paver <request>`.
+    Command {
+        user: String,
+        channel: String,
+        text: String,
+    },
+}
+
+impl SlackState {
+    pub fn new(
+        engine: Engine,
+        catalog: SharedCatalog,
+        api: Arc<SlackApi>,
+        config: &SlackConfig,
+    ) -> Self {
+        SlackState {
+            engine,
+            catalog,
+            api,
+            signing_secret: config.signing_secret.clone(),
+            bot_user_id: Arc::new(Mutex::new(None)),
+            workspace: Arc::new(Workspace::new(config)),
+            inbox: InboxSettings::default(),
+        }
+    }
+
+    /// The background work: asking `auth.test` who Paver is (its workspace
+    /// and user id), and handling stored events left pending.
+    pub fn start(&self) -> Vec<tokio::task::JoinHandle<()>> {
+        let me = self.clone();
+        let learn = self
+            .workspace
+            .own
+            .learn("the Slack workspace (auth.test)", move || {
+                let me = me.clone();
+                async move {
+                    let id = me.api.whoami().await?;
+                    me.bot_user_id
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .get_or_insert(id.user_id);
+                    tracing::info!(team = %id.team_id, "Slack workspace known");
+                    Ok::<_, crate::chat::SendError>(id.team_id)
+                }
+            });
+        vec![learn, inbox::spawn_recovery(self.clone())]
+    }
+}
+
+#[async_trait]
+impl InboxHandler for SlackState {
+    type Work = SlackWork;
+
+    fn platform(&self) -> Platform {
+        Platform::Slack
+    }
+
+    fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    fn inbox_settings(&self) -> &InboxSettings {
+        &self.inbox
+    }
+
+    async fn handle(&self, work: SlackWork) -> Result<(), EngineError> {
+        match work {
+            SlackWork::Event { event } => self.on_event(&event).await,
+            SlackWork::Buttons {
+                user,
+                channel,
+                thread,
+                values,
+            } => {
+                let user = chat_user(self, &user).await;
+                let conv = Conversation {
+                    platform: Platform::Slack,
+                    channel,
+                    thread,
+                };
+                for v in values {
+                    self.engine.handle_button(&user, &conv, &v).await?;
+                }
+                Ok(())
+            }
+            SlackWork::Command {
+                user,
+                channel,
+                text,
+            } => {
+                let inbound = Inbound {
+                    // The inbox already dropped redeliveries.
+                    event_id: None,
+                    user: chat_user(self, &user).await,
+                    conversation: Conversation {
+                        platform: Platform::Slack,
+                        channel,
+                        thread: None,
+                    },
+                    text,
+                };
+                self.engine.handle_message(inbound).await.map(drop)
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -37,6 +218,10 @@ pub enum BadPayload {
     /// Not malformed: Paver is saturated and wants it delivered again.
     #[error("busy: {0}")]
     Busy(#[from] crate::requests::engine::Overloaded),
+    /// Not malformed: it cannot be stored (or its workspace checked) now,
+    /// and is not acknowledged, so Slack delivers it again.
+    #[error("cannot take events right now")]
+    Unavailable,
 }
 
 pub fn routes(state: SlackState) -> Router {
@@ -77,6 +262,7 @@ fn bad_request(e: BadPayload) -> Response {
         }
         // Slack retries a delivery that did not get a 2xx.
         BadPayload::Busy(_) => (StatusCode::SERVICE_UNAVAILABLE, "busy").into_response(),
+        BadPayload::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable").into_response(),
     }
 }
 
@@ -136,6 +322,7 @@ async fn commands(State(state): State<SlackState>, headers: HeaderMap, body: Byt
     }
     match form(&body) {
         Ok(f) => match handle_command(&state, &f).await {
+            Ok(Value::Null) => StatusCode::OK.into_response(),
             Ok(reply) => Json(reply).into_response(),
             Err(e) => bad_request(e),
         },
@@ -159,6 +346,50 @@ async fn chat_user(state: &SlackState, id: &str) -> ChatUser {
     }
 }
 
+/// Stores an event in the inbox (then it is handled); refuses, so Slack
+/// delivers it again, when Paver is saturated or cannot store it.
+async fn store(state: &SlackState, key: &str, work: SlackWork) -> Result<(), BadPayload> {
+    match inbox::accept(state, key, &work).await {
+        Ok(_) => Ok(()),
+        Err(Refused::Busy(o)) => Err(BadPayload::Busy(o)),
+        Err(Refused::Unavailable(_)) => Err(BadPayload::Unavailable),
+    }
+}
+
+/// Whether a payload from `team`/`app` is for Paver: `Ok(false)` for
+/// another workspace (acknowledged and ignored, so Slack does not retry).
+async fn admit(
+    state: &SlackState,
+    what: &str,
+    team: Option<&str>,
+    app: Option<&str>,
+) -> Result<bool, BadPayload> {
+    match state.workspace.check(team, app).await {
+        Origin::Ours => Ok(true),
+        Origin::Elsewhere(why) => {
+            tracing::warn!(
+                team = team.unwrap_or(""),
+                app = app.unwrap_or(""),
+                "Slack {what} from outside the served workspace ignored: {why}"
+            );
+            Ok(false)
+        }
+        Origin::Unknown => {
+            tracing::warn!(
+                "Slack {what} refused: Paver does not know its own workspace yet (auth.test has not answered)"
+            );
+            Err(BadPayload::Unavailable)
+        }
+    }
+}
+
+/// A stable key for a payload that carries no id of its own: the same
+/// delivery gives the same key.
+fn digest(prefix: &str, text: &str) -> String {
+    let hash = Sha256::digest(text.as_bytes());
+    format!("{prefix}-{}", hex::encode(&hash[..16]))
+}
+
 /// An Events API payload (HTTP body or Socket Mode `events_api` payload).
 /// Returns the body to answer with, if the payload needs one.
 pub async fn handle_event_payload(
@@ -180,6 +411,22 @@ pub async fn handle_event_payload(
                 .get("event")
                 .filter(|e| e.is_object())
                 .ok_or_else(|| BadPayload::Malformed("event_callback without an event".into()))?;
+            let event_id = payload
+                .get("event_id")
+                .and_then(Value::as_str)
+                .ok_or_else(|| {
+                    BadPayload::Malformed("event_callback without an event_id".into())
+                })?;
+            if !admit(
+                state,
+                "event",
+                str_at(&payload, &["team_id"]),
+                str_at(&payload, &["api_app_id"]),
+            )
+            .await?
+            {
+                return Ok(None);
+            }
             if let Some(auth) = payload.get("authorizations").and_then(|a| a.get(0)) {
                 if auth.get("is_bot").and_then(Value::as_bool) == Some(true) {
                     if let Some(uid) = auth.get("user_id").and_then(Value::as_str) {
@@ -188,17 +435,14 @@ pub async fn handle_event_payload(
                     }
                 }
             }
-            let event_id = payload
-                .get("event_id")
-                .and_then(Value::as_str)
-                .map(str::to_owned);
-            let event = event.clone();
-            let me = state.clone();
-            // Acknowledge now; the work happens after.
-            state.engine.track(async move {
-                me.on_event(event_id, &event).await;
-                Ok(())
-            })?;
+            store(
+                state,
+                event_id,
+                SlackWork::Event {
+                    event: event.clone(),
+                },
+            )
+            .await?;
             Ok(None)
         }
         Some(other) => {
@@ -210,13 +454,13 @@ pub async fn handle_event_payload(
 }
 
 impl SlackState {
-    async fn on_event(&self, event_id: Option<String>, event: &Value) {
+    async fn on_event(&self, event: &Value) -> Result<(), EngineError> {
         // Bots, Paver included, are never listened to; nor are edits and deletions.
         if event.get("bot_id").is_some() || event.get("subtype").is_some() {
-            return;
+            return Ok(());
         }
         let Some(user) = event.get("user").and_then(Value::as_str) else {
-            return;
+            return Ok(());
         };
         let bot = self
             .bot_user_id
@@ -224,13 +468,13 @@ impl SlackState {
             .unwrap_or_else(|p| p.into_inner())
             .clone();
         if bot.as_deref() == Some(user) {
-            return;
+            return Ok(());
         }
         let (Some(channel), Some(text)) = (
             event.get("channel").and_then(Value::as_str),
             event.get("text").and_then(Value::as_str),
         ) else {
-            return;
+            return Ok(());
         };
         let ts = event.get("ts").and_then(Value::as_str);
         let thread_ts = event.get("thread_ts").and_then(Value::as_str);
@@ -246,23 +490,27 @@ impl SlackState {
                 let mentions_bot = bot
                     .as_ref()
                     .is_some_and(|b| text.contains(&format!("<@{b}>")));
-                let Some(t) = thread_ts else { return };
+                let Some(t) = thread_ts else { return Ok(()) };
+                if mentions_bot {
+                    return Ok(());
+                }
                 let ours = self
                     .engine
                     .db()
                     .requests()
                     .any_in_thread(Platform::Slack.as_str(), channel, t)
-                    .await
-                    .unwrap_or(false);
-                if mentions_bot || !ours {
-                    return;
+                    .await?;
+                if !ours {
+                    return Ok(());
                 }
                 Some(t.to_owned())
             }
-            _ => return,
+            _ => return Ok(()),
         };
         let inbound = Inbound {
-            event_id,
+            // The inbox already dropped redeliveries; a retry after a crash
+            // must not be taken for one.
+            event_id: None,
             user: chat_user(self, user).await,
             conversation: Conversation {
                 platform: Platform::Slack,
@@ -271,15 +519,33 @@ impl SlackState {
             },
             text: text.to_owned(),
         };
-        if let Err(e) = self.engine.handle_message(inbound).await {
-            tracing::error!(error = %e, "Slack event failed");
-        }
+        self.engine.handle_message(inbound).await.map(drop)
     }
+}
+
+fn team_of_interaction(payload: &Value) -> Option<&str> {
+    str_at(payload, &["team", "id"])
+        .or_else(|| str_at(payload, &["user", "team_id"]))
+        .or_else(|| str_at(payload, &["team_id"]))
 }
 
 /// An interactivity payload: button presses (block_actions), modal submits.
 pub async fn handle_interaction(state: &SlackState, payload: Value) -> Result<(), BadPayload> {
-    match payload.get("type").and_then(Value::as_str) {
+    let kind = payload.get("type").and_then(Value::as_str);
+    if kind.is_none() {
+        return Err(BadPayload::Malformed("interaction without a type".into()));
+    }
+    if !admit(
+        state,
+        "interaction",
+        team_of_interaction(&payload),
+        str_at(&payload, &["api_app_id"]),
+    )
+    .await?
+    {
+        return Ok(());
+    }
+    match kind {
         Some("block_actions") => {
             let user = str_at(&payload, &["user", "id"])
                 .ok_or_else(|| BadPayload::Malformed("block_actions without a user".into()))?
@@ -296,20 +562,19 @@ pub async fn handle_interaction(state: &SlackState, payload: Value) -> Result<()
                 .iter()
                 .filter_map(|a| a.get("value").and_then(Value::as_str).map(str::to_owned))
                 .collect();
-            let me = state.clone();
-            state.engine.track(async move {
-                let user = chat_user(&me, &user).await;
-                let conv = Conversation {
-                    platform: Platform::Slack,
+            // Interactions carry no event id: the delivery itself is the key.
+            let key = digest("interaction", &payload.to_string());
+            store(
+                state,
+                &key,
+                SlackWork::Buttons {
+                    user,
                     channel,
                     thread,
-                };
-                for v in values {
-                    me.engine.handle_button(&user, &conv, &v).await?;
-                }
-                Ok(())
-            })?;
-            Ok(())
+                    values,
+                },
+            )
+            .await
         }
         // Paver opens no modals of its own yet; a submission is acknowledged.
         Some("view_submission")
@@ -324,7 +589,8 @@ pub async fn handle_interaction(state: &SlackState, payload: Value) -> Result<()
     }
 }
 
-/// `/paver <request>` and `/paver help`. Returns the immediate answer.
+/// `/paver <request>` and `/paver help`. Returns the immediate answer
+/// (`Null`: none, for a command from another workspace).
 pub async fn handle_command(
     state: &SlackState,
     f: &HashMap<String, String>,
@@ -337,27 +603,39 @@ pub async fn handle_command(
     let text = f.get("text").map(|t| t.trim()).unwrap_or("");
     let user = get("user_id")?.to_owned();
     let channel = get("channel_id")?.to_owned();
+    if !admit(
+        state,
+        "slash command",
+        f.get("team_id").map(String::as_str),
+        f.get("api_app_id").map(String::as_str),
+    )
+    .await?
+    {
+        return Ok(Value::Null);
+    }
     if text.is_empty() || text.eq_ignore_ascii_case("help") {
         let help = messages::help();
         return Ok(
             json!({"response_type": "ephemeral", "text": blocks::fallback(&help), "blocks": blocks::render(&help)}),
         );
     }
-    let event_id = f.get("trigger_id").map(|t| format!("command-{t}"));
-    let me = state.clone();
-    let request = text.to_owned();
-    state.engine.track(async move {
-        let inbound = Inbound {
-            event_id,
-            user: chat_user(&me, &user).await,
-            conversation: Conversation {
-                platform: Platform::Slack,
-                channel,
-                thread: None,
-            },
-            text: request,
-        };
-        me.engine.handle_message(inbound).await.map(|_| ())
-    })?;
+    let key = match f.get("trigger_id") {
+        Some(t) => format!("command-{t}"),
+        None => {
+            let mut fields: Vec<_> = f.iter().collect();
+            fields.sort();
+            digest("command", &format!("{fields:?}"))
+        }
+    };
+    store(
+        state,
+        &key,
+        SlackWork::Command {
+            user,
+            channel,
+            text: text.to_owned(),
+        },
+    )
+    .await?;
     Ok(json!({"response_type": "ephemeral", "text": format!("On it: {}", blocks::escape(text))}))
 }

@@ -7,7 +7,7 @@ pub mod inbound;
 pub mod socket;
 pub mod verify;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::app::App;
@@ -27,12 +27,10 @@ pub fn api(config: &Config) -> Result<Option<Arc<SlackApi>>, api::SlackSetupErro
     }
 }
 
+/// The adapter's state, with its background work started (learning the
+/// workspace, recovering stored events).
 pub fn state(app: &App, config: &Config, api: Arc<SlackApi>) -> SlackState {
-    SlackState {
-        engine: app.engine.clone(),
-        catalog: app.catalog.clone(),
-        api,
-        signing_secret: config.slack.signing_secret.clone(),
-        bot_user_id: Arc::new(Mutex::new(None)),
-    }
+    let state = SlackState::new(app.engine.clone(), app.catalog.clone(), api, &config.slack);
+    state.start();
+    state
 }

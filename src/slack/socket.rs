@@ -1,5 +1,7 @@
 //! Socket Mode: the same handlers as HTTP, over a WebSocket that Paver
-//! opens to Slack (no public URL needed). Envelopes are acknowledged first.
+//! opens to Slack (no public URL needed). An envelope is acknowledged once
+//! its event is stored; one that cannot be stored is left unacknowledged,
+//! and Slack sends it again.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -79,7 +81,7 @@ pub async fn handle_envelope(state: &SlackState, envelope: &Value) -> Option<Val
     match kind {
         "events_api" => match handle_event_payload(state, payload).await {
             // Unacknowledged, Slack sends the envelope again.
-            Err(BadPayload::Busy(_)) => None,
+            Err(BadPayload::Busy(_) | BadPayload::Unavailable) => None,
             Err(e) => {
                 tracing::info!(error = %e, "Socket Mode event refused");
                 Some(json!({"envelope_id": id}))
@@ -87,7 +89,7 @@ pub async fn handle_envelope(state: &SlackState, envelope: &Value) -> Option<Val
             Ok(_) => Some(json!({"envelope_id": id})),
         },
         "interactive" => match handle_interaction(state, payload).await {
-            Err(BadPayload::Busy(_)) => None,
+            Err(BadPayload::Busy(_) | BadPayload::Unavailable) => None,
             Err(e) => {
                 tracing::info!(error = %e, "Socket Mode interaction refused");
                 Some(json!({"envelope_id": id}))
@@ -104,8 +106,9 @@ pub async fn handle_envelope(state: &SlackState, envelope: &Value) -> Option<Val
                 })
                 .unwrap_or_default();
             match handle_command(state, &fields).await {
+                Ok(Value::Null) => Some(json!({"envelope_id": id})),
                 Ok(reply) => Some(json!({"envelope_id": id, "payload": reply})),
-                Err(BadPayload::Busy(_)) => None,
+                Err(BadPayload::Busy(_) | BadPayload::Unavailable) => None,
                 Err(e) => {
                     tracing::info!(error = %e, "Socket Mode command refused");
                     Some(json!({"envelope_id": id}))

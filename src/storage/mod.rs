@@ -6,8 +6,10 @@
 //! one backend's dialect. Each backend has its own migrations folder
 //! because DDL differs (AUTOINCREMENT vs BIGSERIAL).
 
+pub mod inbox;
 pub mod jobs;
 pub mod outbox;
+pub mod replay;
 pub mod requests;
 
 use std::path::Path;
@@ -16,6 +18,7 @@ use std::time::Duration;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 
+pub use inbox::{InboxRow, InboxState, InboxStore};
 pub use jobs::{Claimed, JobRow, JobStatus, JobStore};
 pub use outbox::{OutboxRow, OutboxStore};
 pub use requests::{
@@ -155,8 +158,16 @@ impl Db {
         OutboxStore { db: self }
     }
 
+    pub fn inbox(&self) -> InboxStore<'_> {
+        InboxStore { db: self }
+    }
+
     pub fn jobs(&self) -> JobStore<'_> {
         JobStore { db: self }
+    }
+
+    pub fn callback_replay(&self) -> replay::ReplayStore<'_> {
+        replay::ReplayStore { db: self }
     }
 
     /// Records a chat event id; false when it was already recorded (a retry).

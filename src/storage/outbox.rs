@@ -62,8 +62,30 @@ pub struct OutboxStore<'a> {
 const CLAIM_MS: i64 = 60_000;
 
 impl OutboxStore<'_> {
+    /// Queues a message. A card update replaces the body of the card's
+    /// update still waiting to be sent (and not being sent right now), in
+    /// one statement, so progress lines coalesce into one row instead of
+    /// one row (and one API call) each; only when there is none is a row
+    /// added.
     pub async fn enqueue(&self, item: &OutboxItem) -> Result<i64, StorageError> {
         let now = now_ms();
+        if let (OutboxKind::Update, Some(key)) = (item.kind, &item.card_key) {
+            let replaced = sqlx::query(
+                "UPDATE outbox SET body = $1, channel = $2 \
+                 WHERE kind = 'update' AND card_key = $3 AND platform = $4 AND status = 'pending' AND claimed_until <= $5 \
+                 RETURNING id",
+            )
+            .bind(&item.body)
+            .bind(&item.channel)
+            .bind(key)
+            .bind(&item.platform)
+            .bind(now)
+            .fetch_all(&self.db.pool)
+            .await?;
+            if let Some(last) = replaced.last() {
+                return get_i64(last, "id");
+            }
+        }
         let row = sqlx::query(
             "INSERT INTO outbox (platform, channel, kind, user_id, card_key, thread_key, thread_ref, body, next_attempt_at, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
@@ -83,47 +105,51 @@ impl OutboxStore<'_> {
         get_i64(&row, "id")
     }
 
-    /// Claims up to `limit` due rows, oldest first. A row is claimed by a
-    /// conditional update, so two dispatchers never send the same row.
+    /// Claims up to `limit` due rows of the given platforms, oldest first.
+    /// The platforms are filtered in SQL, so rows for a platform this
+    /// process does not serve never fill the batch and starve the others.
+    /// Rows are claimed and read in one conditional update, so two
+    /// dispatchers never send the same row, and the body sent is the one
+    /// claimed (a coalesced update cannot change it after the claim).
     pub async fn claim_due(
         &self,
         platforms: &[String],
         limit: i64,
     ) -> Result<Vec<OutboxRow>, StorageError> {
+        if platforms.is_empty() {
+            return Ok(Vec::new());
+        }
         let now = now_ms();
-        let rows = sqlx::query(
-            "SELECT id, platform, channel, kind, user_id, card_key, thread_key, thread_ref, body, attempts FROM outbox \
-             WHERE status = 'pending' AND next_attempt_at <= $1 AND claimed_until <= $2 ORDER BY id LIMIT $3",
-        )
-        .bind(now)
-        .bind(now)
-        .bind(limit)
-        .fetch_all(&self.db.pool)
-        .await?;
-        let mut out = Vec::new();
+        // $1 … $3 come first; the platforms follow, then the limit, then
+        // the re-check, keeping placeholders in ascending order.
+        let list = (0..platforms.len())
+            .map(|i| format!("${}", i + 4))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let n = platforms.len();
+        let sql = format!(
+            "UPDATE outbox SET claimed_until = $1 WHERE id IN (\
+               SELECT id FROM outbox WHERE status = 'pending' AND next_attempt_at <= $2 AND claimed_until <= $3 \
+               AND platform IN ({list}) ORDER BY id LIMIT ${limit_at}) \
+             AND status = 'pending' AND claimed_until <= ${recheck_at} \
+             RETURNING id, platform, channel, kind, user_id, card_key, thread_key, thread_ref, body, attempts",
+            limit_at = n + 4,
+            recheck_at = n + 5,
+        );
+        let mut q = sqlx::query(&sql).bind(now + CLAIM_MS).bind(now).bind(now);
+        for p in platforms {
+            q = q.bind(p);
+        }
+        let rows = q.bind(limit).bind(now).fetch_all(&self.db.pool).await?;
+        let mut out = Vec::with_capacity(rows.len());
         for r in rows {
-            let platform = get_str(&r, "platform")?;
-            if !platforms.contains(&platform) {
-                continue;
-            }
             let id = get_i64(&r, "id")?;
-            let claimed = sqlx::query(
-                "UPDATE outbox SET claimed_until = $1 WHERE id = $2 AND status = 'pending' AND claimed_until <= $3",
-            )
-            .bind(now + CLAIM_MS)
-            .bind(id)
-            .bind(now)
-            .execute(&self.db.pool)
-            .await?;
-            if claimed.rows_affected() != 1 {
-                continue;
-            }
             let kind_s = get_str(&r, "kind")?;
             out.push(OutboxRow {
                 id,
                 attempts: get_i64(&r, "attempts")?,
                 item: OutboxItem {
-                    platform,
+                    platform: get_str(&r, "platform")?,
                     channel: get_str(&r, "channel")?,
                     kind: OutboxKind::parse(&kind_s).ok_or_else(|| {
                         StorageError::Corrupt(format!("outbox {id}: kind {kind_s}"))
@@ -136,6 +162,8 @@ impl OutboxStore<'_> {
                 },
             });
         }
+        // RETURNING promises no order; sends go oldest first.
+        out.sort_by_key(|r| r.id);
         Ok(out)
     }
 
@@ -205,6 +233,27 @@ impl OutboxStore<'_> {
             .execute(&self.db.pool)
             .await?;
         Ok(())
+    }
+
+    /// Rows ever queued to update `card_key` (sent, pending or superseded).
+    pub async fn update_rows_for_card(&self, card_key: &str) -> Result<i64, StorageError> {
+        let row =
+            sqlx::query("SELECT COUNT(*) AS n FROM outbox WHERE kind = 'update' AND card_key = $1")
+                .bind(card_key)
+                .fetch_one(&self.db.pool)
+                .await?;
+        get_i64(&row, "n")
+    }
+
+    /// The bodies of the pending rows updating `card_key`, oldest first.
+    pub async fn pending_updates(&self, card_key: &str) -> Result<Vec<String>, StorageError> {
+        let rows = sqlx::query(
+            "SELECT body FROM outbox WHERE kind = 'update' AND card_key = $1 AND status = 'pending' ORDER BY id",
+        )
+        .bind(card_key)
+        .fetch_all(&self.db.pool)
+        .await?;
+        rows.iter().map(|r| get_str(r, "body")).collect()
     }
 
     pub async fn pending_count(&self) -> Result<i64, StorageError> {

@@ -1,0 +1,192 @@
+//! The inbox: inbound chat events stored before Paver acknowledges them,
+//! handled from here, and marked done only once the engine has handled
+//! them. A row's lease keeps two workers (or two replicas) from handling it
+//! at once; a pending row whose lease ran out was left by a crash and is
+//! taken again by recovery.
+
+use super::{get_i64, get_str, now_ms, Db, StorageError};
+
+/// A stored inbound event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InboxRow {
+    pub id: i64,
+    pub platform: String,
+    pub event_id: String,
+    /// The adapter's own JSON for the work (typed by the adapter).
+    pub payload: String,
+    /// Handlings started so far, this one included.
+    pub attempts: i64,
+    pub received_at: i64,
+}
+
+/// What an inbox row looks like now (for checks and tests).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboxState {
+    pub status: String,
+    pub attempts: i64,
+}
+
+pub struct InboxStore<'a> {
+    pub(super) db: &'a Db,
+}
+
+const COLUMNS: &str = "id, platform, event_id, payload, attempts, received_at";
+
+fn row(r: &sqlx::any::AnyRow) -> Result<InboxRow, StorageError> {
+    Ok(InboxRow {
+        id: get_i64(r, "id")?,
+        platform: get_str(r, "platform")?,
+        event_id: get_str(r, "event_id")?,
+        payload: get_str(r, "payload")?,
+        attempts: get_i64(r, "attempts")?,
+        received_at: get_i64(r, "received_at")?,
+    })
+}
+
+impl InboxStore<'_> {
+    /// Stores an event, held by the caller for `lease_ms` (the caller
+    /// handles it at once). `None`: the event is already stored, so this is
+    /// a redelivery, to be acknowledged and not handled again.
+    pub async fn insert(
+        &self,
+        platform: &str,
+        event_id: &str,
+        payload: &str,
+        lease_ms: i64,
+    ) -> Result<Option<InboxRow>, StorageError> {
+        let now = now_ms();
+        let found = sqlx::query(&format!(
+            "INSERT INTO inbox (platform, event_id, payload, attempts, lease_until, received_at) \
+             VALUES ($1, $2, $3, 1, $4, $5) ON CONFLICT (platform, event_id) DO NOTHING RETURNING {COLUMNS}"
+        ))
+        .bind(platform)
+        .bind(event_id)
+        .bind(payload)
+        .bind(now + lease_ms)
+        .bind(now)
+        .fetch_optional(&self.db.pool)
+        .await?;
+        found.as_ref().map(row).transpose()
+    }
+
+    /// Takes up to `limit` pending rows of `platform` whose lease ran out,
+    /// oldest first, each for `lease_ms` (and counts an attempt). The lease
+    /// is taken by one conditional update, so two replicas never take the
+    /// same row.
+    pub async fn claim_stale(
+        &self,
+        platform: &str,
+        limit: i64,
+        lease_ms: i64,
+    ) -> Result<Vec<InboxRow>, StorageError> {
+        let now = now_ms();
+        let rows = sqlx::query(&format!(
+            "UPDATE inbox SET lease_until = $1, attempts = attempts + 1 \
+             WHERE id IN (SELECT id FROM inbox WHERE platform = $2 AND status = 'pending' AND lease_until <= $3 ORDER BY id LIMIT $4) \
+             AND status = 'pending' AND lease_until <= $5 RETURNING {COLUMNS}"
+        ))
+        .bind(now + lease_ms)
+        .bind(platform)
+        .bind(now)
+        .bind(limit)
+        .bind(now)
+        .fetch_all(&self.db.pool)
+        .await?;
+        let mut out = rows.iter().map(row).collect::<Result<Vec<_>, _>>()?;
+        out.sort_by_key(|r| r.id);
+        Ok(out)
+    }
+
+    /// Extends the lease of a row still being handled.
+    pub async fn renew(&self, id: i64, lease_ms: i64) -> Result<(), StorageError> {
+        sqlx::query("UPDATE inbox SET lease_until = $1 WHERE id = $2 AND status = 'pending'")
+            .bind(now_ms() + lease_ms)
+            .bind(id)
+            .execute(&self.db.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Gives a taken row back at once (it could not be started: too busy).
+    pub async fn release(&self, id: i64) -> Result<(), StorageError> {
+        sqlx::query(
+            "UPDATE inbox SET lease_until = 0, attempts = attempts - 1 WHERE id = $1 AND status = 'pending'",
+        )
+        .bind(id)
+        .execute(&self.db.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Records why a handling failed; the row stays pending, and is taken
+    /// again once its lease runs out.
+    pub async fn failed_attempt(&self, id: i64, error: &str) -> Result<(), StorageError> {
+        sqlx::query("UPDATE inbox SET last_error = $1 WHERE id = $2")
+            .bind(error)
+            .bind(id)
+            .execute(&self.db.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn mark_done(&self, id: i64) -> Result<(), StorageError> {
+        sqlx::query(
+            "UPDATE inbox SET status = 'done', done_at = $1, lease_until = 0 WHERE id = $2",
+        )
+        .bind(now_ms())
+        .bind(id)
+        .execute(&self.db.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Gives up on a row that failed too often (kept, for the record).
+    pub async fn mark_failed(&self, id: i64, error: &str) -> Result<(), StorageError> {
+        sqlx::query(
+            "UPDATE inbox SET status = 'failed', last_error = $1, lease_until = 0 WHERE id = $2",
+        )
+        .bind(error)
+        .bind(id)
+        .execute(&self.db.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Forgets handled events received before `before_ms`: their
+    /// redeliveries (Slack retries within minutes) are long over.
+    pub async fn purge_done(&self, before_ms: i64) -> Result<u64, StorageError> {
+        let done = sqlx::query("DELETE FROM inbox WHERE status = 'done' AND received_at < $1")
+            .bind(before_ms)
+            .execute(&self.db.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    pub async fn state(
+        &self,
+        platform: &str,
+        event_id: &str,
+    ) -> Result<Option<InboxState>, StorageError> {
+        let found =
+            sqlx::query("SELECT status, attempts FROM inbox WHERE platform = $1 AND event_id = $2")
+                .bind(platform)
+                .bind(event_id)
+                .fetch_optional(&self.db.pool)
+                .await?;
+        found
+            .map(|r| {
+                Ok(InboxState {
+                    status: get_str(&r, "status")?,
+                    attempts: get_i64(&r, "attempts")?,
+                })
+            })
+            .transpose()
+    }
+
+    pub async fn pending_count(&self) -> Result<i64, StorageError> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM inbox WHERE status = 'pending'")
+            .fetch_one(&self.db.pool)
+            .await?;
+        get_i64(&row, "n")
+    }
+}
