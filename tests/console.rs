@@ -49,6 +49,9 @@ fn chat_with(
         .arg("--catalog")
         .arg(&catalog)
         .env("PAVER_GITOPS__REPO", repo)
+        // These sessions start from an empty repository (the shipped config
+        // seeds the demo one from the catalog; tests/readme.rs covers that).
+        .env("PAVER_GITOPS__SEED_FROM_CATALOG", "false")
         .env_remove("PAVER_CONFIG")
         .env_remove("PAVER_DATABASE__URL")
         .env_remove("PAVER_CONSOLE__ALLOW_IMPERSONATION")

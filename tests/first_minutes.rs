@@ -158,3 +158,25 @@ async fn retry_is_offered_only_where_a_retry_can_help() {
     h.press("ada", &id, "Restart").await;
     assert_eq!(h.latest_card(&id).buttons[0].label, "Retry");
 }
+
+/// Every example `help` gives names what the shipped catalog has.
+#[test]
+fn every_help_example_works_on_the_shipped_catalog() {
+    let catalog = Catalog::from_yaml_file(Path::new("config/catalog.yaml")).unwrap();
+    let parser = paver::nlu::RulesParser::new(&catalog);
+    let help = paver::chat::messages::help();
+    let examples: Vec<&str> = help
+        .text
+        .lines()
+        .filter_map(|l| l.strip_prefix("• "))
+        .collect();
+    assert!(examples.len() >= 10);
+    for e in examples {
+        let parsed = parser.parse(e);
+        assert!(
+            !matches!(parsed.action, Action::Clarify { .. } | Action::Nothing),
+            "{e:?} → {:?}",
+            parsed.action
+        );
+    }
+}
