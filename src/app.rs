@@ -111,7 +111,8 @@ pub async fn driver(config: &Config, catalog: &SharedCatalog) -> Result<Arc<dyn 
             "gitops" => {
                 let d = GitOpsDriver::open(config.gitops.clone())
                     .await
-                    .map_err(AppError::Driver)?;
+                    .map_err(AppError::Driver)?
+                    .with_golden_path(config.golden_path());
                 if config.gitops.seed_from_catalog {
                     d.seed_from(&catalog.current())
                         .await
@@ -162,7 +163,8 @@ pub async fn driver(config: &Config, catalog: &SharedCatalog) -> Result<Arc<dyn 
                     .ok_or_else(|| missing("orchestrator.signing_secret is not set"))?;
                 Arc::new(
                     OrchestratorDriver::new(config.orchestrator.clone(), url, secret)
-                        .map_err(AppError::Driver)?,
+                        .map_err(AppError::Driver)?
+                        .with_golden_path(config.golden_path()),
                 )
             }
             other => return Err(missing(&format!("unknown driver `{other}` in [drivers]"))),
@@ -179,6 +181,7 @@ pub fn engine_settings(config: &Config) -> EngineSettings {
     EngineSettings {
         attempts: config.executor.attempts.max(1),
         executor: config.executor.settings(),
+        golden_path: config.golden_path(),
         ..EngineSettings::default()
     }
 }

@@ -71,6 +71,17 @@ pub struct Config {
     pub orchestrator: crate::drivers::http::OrchestratorConfig,
     #[serde(default)]
     pub console: ConsoleConfig,
+    /// The standard size of each resource type (over the built-in ones).
+    #[serde(default)]
+    pub golden_path:
+        std::collections::BTreeMap<crate::domain::ResourceKind, crate::domain::ResourceSize>,
+}
+
+impl Config {
+    /// The golden path: the configured sizes over the built-in defaults.
+    pub fn golden_path(&self) -> crate::domain::GoldenPath {
+        crate::domain::GoldenPath::merged(self.golden_path.clone())
+    }
 }
 
 /// `paver chat`, the terminal console.

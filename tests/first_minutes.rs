@@ -180,3 +180,52 @@ fn every_help_example_works_on_the_shipped_catalog() {
         );
     }
 }
+
+/// The size on the card is the size the driver writes.
+#[tokio::test]
+async fn the_golden_path_on_the_card_is_what_the_driver_receives() {
+    use paver::domain::{GoldenPath, ResourceKind, ResourceSize};
+    use paver::drivers::gitops::{GitOpsConfig, GitOpsDriver};
+    let configured: std::collections::BTreeMap<ResourceKind, ResourceSize> =
+        toml::from_str("[postgres]\ntitle = \"PostgreSQL\"\nversion = \"17\"\nmemory = \"8Gi\"\n")
+            .unwrap();
+    let golden = GoldenPath::merged(configured);
+    let repo = tempfile::tempdir().unwrap();
+    let gitops = GitOpsDriver::open(GitOpsConfig {
+        repo: repo.path().to_path_buf(),
+        ..GitOpsConfig::default()
+    })
+    .await
+    .unwrap()
+    .with_golden_path(golden.clone());
+    let tdb = test_db().await;
+    let catalog = Catalog::from_yaml_file(Path::new("config/catalog.yaml")).unwrap();
+    let h = EngineHarness::with_catalog(
+        tdb.db.clone(),
+        Arc::new(gitops),
+        EngineSettings {
+            golden_path: golden,
+            ..EngineSettings::default()
+        },
+        catalog,
+    )
+    .await;
+    let id = h
+        .propose("ada", "create staging for order-service with Postgres")
+        .await;
+    h.idle().await;
+    let card = h.latest_card(&id);
+    assert!(card
+        .fields
+        .iter()
+        .any(|(k, v)| k == "Resource: postgres" && v == "PostgreSQL 17 · 8Gi memory"));
+    h.press("ada", &id, "Create").await;
+    let yaml =
+        std::fs::read_to_string(repo.path().join("services/order-service/staging.yaml")).unwrap();
+    assert!(
+        yaml.contains("version: '17'") || yaml.contains("version: \"17\""),
+        "{yaml}"
+    );
+    assert!(yaml.contains("memory: 8Gi"), "{yaml}");
+    assert!(!yaml.contains("title"), "{yaml}");
+}

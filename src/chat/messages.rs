@@ -5,7 +5,7 @@ use chrono::{TimeZone, Utc};
 use super::{Button, ButtonOp, ButtonPayload, ButtonStyle, Message, Tone};
 use crate::catalog::Catalog;
 use crate::domain::{
-    Action, ActionKind, Environment, Field, ResourceKind, ScorecardTarget, ServiceName,
+    Action, ActionKind, Environment, Field, GoldenPath, ResourceKind, ScorecardTarget, ServiceName,
 };
 use crate::drivers::{DriverError, EnvStatus, Outcome};
 use crate::nlu::chatter::SmallTalk;
@@ -82,20 +82,6 @@ pub fn describe(action: &Action) -> String {
     }
 }
 
-/// The golden path's default size for each resource type.
-pub fn golden_path(kind: ResourceKind) -> &'static str {
-    match kind {
-        ResourceKind::Postgres => "PostgreSQL 16 · 2 vCPU · 4 GiB · daily backups",
-        ResourceKind::Mysql => "MySQL 8.4 · 2 vCPU · 4 GiB · daily backups",
-        ResourceKind::Redis => "Redis 7 · 1 GiB",
-        ResourceKind::Kafka => "Kafka 3.7 · one topic · 3 partitions",
-        ResourceKind::Rabbitmq => "RabbitMQ 3.13 · one vhost",
-        ResourceKind::S3 => "S3 bucket · private · versioned",
-        ResourceKind::Mongodb => "MongoDB 7 · 2 vCPU · 4 GiB",
-        ResourceKind::Opensearch => "OpenSearch 2 · 3 nodes",
-    }
-}
-
 fn confirm_label(kind: ActionKind) -> &'static str {
     match kind {
         ActionKind::CreateEnvironment => "Create",
@@ -164,7 +150,12 @@ fn state_line(req: &Request) -> String {
 
 /// The request's card, derived from its stored state (so every update of
 /// the card in place shows the same thing a restart would).
-pub fn card(req: &Request, catalog: &Catalog, progress: Option<&str>) -> Message {
+pub fn card(
+    req: &Request,
+    catalog: &Catalog,
+    golden: &GoldenPath,
+    progress: Option<&str>,
+) -> Message {
     let action = &req.action;
     let mut fields: Vec<(String, String)> = Vec::new();
     match action {
@@ -199,7 +190,11 @@ pub fn card(req: &Request, catalog: &Catalog, progress: Option<&str>) -> Message
     match action {
         Action::CreateEnvironment { resources, .. } | Action::AddResource { resources, .. } => {
             for r in resources {
-                fields.push((format!("Resource: {r}"), golden_path(*r).into()));
+                let size = golden
+                    .size(*r)
+                    .map(|s| s.describe())
+                    .unwrap_or_else(|| "platform default".into());
+                fields.push((format!("Resource: {r}"), size));
             }
         }
         Action::Deploy { version, .. } | Action::Rollback { version, .. } => {

@@ -174,6 +174,7 @@ async fn reshow_open_cards(
     shared: &SharedCatalog,
 ) -> anyhow::Result<()> {
     let catalog = shared.current();
+    let golden = engine.golden_path().clone();
     let mut open = Vec::new();
     for state in [
         RequestState::Proposed,
@@ -196,7 +197,7 @@ async fn reshow_open_cards(
     open.sort_by_key(|r| r.created_at);
     println!("(open requests from earlier)");
     for req in open {
-        let message = messages::card(&req, &catalog, None);
+        let message = messages::card(&req, &catalog, &golden, None);
         if let Ok(r) = console.post(&req.channel, None, &message).await {
             engine
                 .db()

@@ -4,11 +4,13 @@
 //! so nothing past the parser re-checks a service name or an environment.
 
 mod action;
+mod golden_path;
 mod names;
 mod resource;
 mod version;
 
 pub use action::{Action, ActionKind, Field, ScorecardTarget};
+pub use golden_path::{GoldenPath, ResourceSize};
 pub use names::{Environment, NameError, ServiceName, TeamName, TemplateName, UserName};
 pub use resource::ResourceKind;
 pub use version::Version;

@@ -138,7 +138,9 @@ use tokio::sync::Mutex;
 
 use super::{Driver, DriverError, EnvStatus, Job, Outcome, Progress};
 use crate::catalog::Catalog;
-use crate::domain::{Action, Environment, ResourceKind, ServiceName, UserName};
+use crate::domain::{
+    Action, Environment, GoldenPath, ResourceKind, ResourceSize, ServiceName, UserName,
+};
 
 /// `apiVersion` of the environment files.
 pub const SCORE_API_VERSION: &str = "score.dev/v1b1";
@@ -404,7 +406,8 @@ impl Workload {
         self.resources.values().any(|r| r.kind == kind.as_str())
     }
 
-    fn add_resource(&mut self, kind: ResourceKind) {
+    /// Adds a resource of `kind` sized by the golden path (its `params`).
+    fn add_resource(&mut self, kind: ResourceKind, size: Option<&ResourceSize>) {
         if self.has_resource(kind) {
             return;
         }
@@ -414,11 +417,20 @@ impl Workload {
             name = format!("{}-{n}", kind.as_str());
             n += 1;
         }
+        let mut other = BTreeMap::new();
+        if let Some(size) = size {
+            let params: serde_norway::Mapping = size
+                .params()
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect();
+            other.insert("params".to_owned(), serde_norway::Value::Mapping(params));
+        }
         self.resources.insert(
             name,
             ResourceSpec {
                 kind: kind.as_str().into(),
-                other: BTreeMap::new(),
+                other,
             },
         );
     }
@@ -655,6 +667,8 @@ pub struct GitOpsDriver {
     root: PathBuf,
     git: Git,
     lock: Mutex<()>,
+    /// The sizes written as each resource's `params`: what the card showed.
+    golden: GoldenPath,
 }
 
 impl fmt::Debug for GitOpsDriver {
@@ -737,9 +751,17 @@ impl GitOpsDriver {
             root,
             git,
             lock: Mutex::new(()),
+            golden: GoldenPath::default(),
         };
         driver.init_repo().await?;
         Ok(driver)
+    }
+
+    /// Writes `golden`'s sizes into the resources it adds (the card shows
+    /// the same ones).
+    pub fn with_golden_path(mut self, golden: GoldenPath) -> Self {
+        self.golden = golden;
+        self
     }
 
     /// The clone's absolute path.
@@ -868,7 +890,7 @@ impl GitOpsDriver {
                 let mut w = Workload::new(&c.name, *env);
                 w.set_version(SEED_VERSION);
                 for r in &resources {
-                    w.add_resource(*r);
+                    w.add_resource(*r, self.golden.size(*r));
                 }
                 let text = w.render()?;
                 self.write_file(&Self::env_path(&c.name, *env), &text, &quiet)
@@ -1101,7 +1123,7 @@ impl GitOpsDriver {
                 }
                 let mut w = Workload::new(service, environment);
                 for r in resources {
-                    w.add_resource(*r);
+                    w.add_resource(*r, self.golden.size(*r));
                 }
                 if let Some(t) = job.expires_at {
                     let t = DateTime::<Utc>::from_timestamp(t, 0).ok_or_else(|| {
@@ -1156,7 +1178,7 @@ impl GitOpsDriver {
                     )));
                 }
                 for r in &new {
-                    w.add_resource(*r);
+                    w.add_resource(*r, self.golden.size(*r));
                 }
                 self.write_env(service, *environment, &mut w, job, progress)
                     .await?;
@@ -2825,8 +2847,8 @@ mod tests {
         w.annotate(ANNOTATION_DEPLOYED_AT, "2025-03-01T09:30:00.000Z");
         w.annotate(ANNOTATION_RESTARTED_AT, "2025-03-02T14:00:00.000Z");
         w.annotate(ANNOTATION_REQUEST_ID, "r-abc");
-        w.add_resource(Postgres);
-        w.add_resource(Redis);
+        w.add_resource(Postgres, None);
+        w.add_resource(Redis, None);
         let rendered = w.render().unwrap();
         let doc = include_str!("gitops.rs");
         let example: String = doc

@@ -68,6 +68,7 @@
 //! of Paver's clock, and each signature is accepted once: a replay answers
 //! 409. Seen signatures are kept in the database, so every replica knows.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -84,7 +85,7 @@ use url::Url;
 
 use super::web::{self, shorten};
 use super::{Driver, DriverError, EnvStatus, Job, Outcome, Progress};
-use crate::domain::{Environment, ServiceName};
+use crate::domain::{Action, Environment, GoldenPath, ServiceName};
 use crate::storage::jobs::CallbackStored;
 use crate::storage::Db;
 
@@ -420,6 +421,7 @@ pub struct OrchestratorDriver {
     url: Url,
     secret: SecretString,
     http: reqwest::Client,
+    golden: GoldenPath,
 }
 
 impl OrchestratorDriver {
@@ -433,7 +435,15 @@ impl OrchestratorDriver {
             config,
             url,
             secret,
+            golden: GoldenPath::default(),
         })
+    }
+
+    /// Sends `golden`'s sizes of the action's resources (`sizes` in the
+    /// body): what the card showed.
+    pub fn with_golden_path(mut self, golden: GoldenPath) -> Self {
+        self.golden = golden;
+        self
     }
 
     /// The JSON body of a job (schema v1).
@@ -448,11 +458,25 @@ impl OrchestratorDriver {
             "requested_by": job.requester,
             "approved_by": job.approver,
             "expires_at": job.expires_at,
+            "sizes": self.sizes(&job.action),
             "callback_url": self.config.callback_base_url.as_ref()
                 .filter(|_| !job.job_id.is_empty())
                 .and_then(|b| web::endpoint(b, &["hooks", "orchestrator", &job.job_id]).ok())
                 .map(String::from),
         })
+    }
+
+    /// The golden-path parameters of each resource the action adds.
+    fn sizes(&self, action: &Action) -> BTreeMap<&'static str, BTreeMap<&'static str, String>> {
+        match action {
+            Action::CreateEnvironment { resources, .. } | Action::AddResource { resources, .. } => {
+                resources
+                    .iter()
+                    .filter_map(|r| self.golden.size(*r).map(|s| (r.as_str(), s.params())))
+                    .collect()
+            }
+            _ => BTreeMap::new(),
+        }
     }
 
     fn timeout(&self) -> Duration {

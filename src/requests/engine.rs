@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::catalog::{Catalog, SharedCatalog};
 use crate::chat::dispatcher::Dispatcher;
 use crate::chat::{messages, ButtonOp, ButtonPayload, ChatUser, Conversation, Inbound, Message};
-use crate::domain::{Action, ActionKind, Environment, Field, UserName};
+use crate::domain::{Action, ActionKind, Environment, Field, GoldenPath, UserName};
 use crate::drivers::{Driver, DriverError, Job, JobState};
 use crate::nlu::amend::{self as followup, FollowUp};
 use crate::nlu::chatter;
@@ -52,6 +52,8 @@ pub struct EngineSettings {
     /// answer "busy" so the platform redelivers later, instead of Paver
     /// queueing without bound.
     pub max_in_flight: usize,
+    /// Resource sizes: shown on cards as the drivers receive them.
+    pub golden_path: GoldenPath,
 }
 
 impl Default for EngineSettings {
@@ -63,6 +65,7 @@ impl Default for EngineSettings {
             executor: ExecutorSettings::default(),
             understander: None,
             max_in_flight: 1024,
+            golden_path: GoldenPath::default(),
         }
     }
 }
@@ -136,6 +139,11 @@ impl Engine {
                 executor,
             }),
         }
+    }
+
+    /// The resource sizes cards show and drivers receive.
+    pub fn golden_path(&self) -> &GoldenPath {
+        &self.inner.settings.golden_path
     }
 
     pub fn db(&self) -> &Db {
@@ -219,7 +227,13 @@ impl Engine {
             card_key: Some(req.id.clone()),
             thread_key: None,
             thread_ref: req.thread.clone(),
-            body: serde_json::to_string(&messages::card(req, &catalog, None)).expect("serializes"),
+            body: serde_json::to_string(&messages::card(
+                req,
+                &catalog,
+                &self.inner.settings.golden_path,
+                None,
+            ))
+            .expect("serializes"),
         })
         .await
     }
@@ -234,8 +248,13 @@ impl Engine {
             card_key: Some(req.id.clone()),
             thread_key: None,
             thread_ref: None,
-            body: serde_json::to_string(&messages::card(req, &catalog, progress))
-                .expect("serializes"),
+            body: serde_json::to_string(&messages::card(
+                req,
+                &catalog,
+                &self.inner.settings.golden_path,
+                progress,
+            ))
+            .expect("serializes"),
         })
         .await
     }
