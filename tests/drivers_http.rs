@@ -214,6 +214,8 @@ async fn posts_the_signed_v1_schema_and_reads_an_immediate_answer() {
             "requested_by": "alice",
             "approved_by": "dave",
             "expires_at": null,
+            // The golden path's size of each resource the card showed.
+            "sizes": {"postgres": {"version": "16", "cpu": "2", "memory": "4Gi", "backups": "daily"}},
             "callback_url": "https://paver.example.internal/hooks/orchestrator/j-test"
         })
     );

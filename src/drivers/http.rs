@@ -20,12 +20,15 @@
 //!  "action": {"action": "create_environment", "service": "order-service",
 //!             "environment": "staging", "resources": ["postgres"]},
 //!  "requested_by": "alice", "approved_by": null, "expires_at": null,
+//!  "sizes": {"postgres": {"version": "16", "cpu": "2", "memory": "4Gi", "backups": "daily"}},
 //!  "callback_url": "https://paver.example.internal/hooks/orchestrator/j-7hx3k2m9qa"}
 //! ```
 //!
 //! `action` is the typed action contract (the same JSON `paver parse`
 //! writes). `expires_at` (Unix seconds) is set for preview environments;
-//! `callback_url` only when `orchestrator.callback_base_url` is.
+//! `callback_url` only when `orchestrator.callback_base_url` is. `sizes`
+//! holds the golden path's size of each resource the action adds
+//! (`[golden_path]`), exactly as the card showed it.
 //!
 //! # Status document (orchestrator → Paver)
 //!
