@@ -229,3 +229,40 @@ async fn the_golden_path_on_the_card_is_what_the_driver_receives() {
     assert!(yaml.contains("memory: 8Gi"), "{yaml}");
     assert!(!yaml.contains("title"), "{yaml}");
 }
+
+/// An amendment to an environment that does not exist is checked too.
+#[tokio::test]
+async fn an_amendment_to_a_missing_environment_offers_the_fix() {
+    let driver = FakeDriver {
+        absent: vec![Environment::Production, Environment::Preview],
+        ..FakeDriver::default()
+    };
+    let (_tdb, h) = shipped(driver.clone()).await;
+    let id = h
+        .propose("ada", "deploy order-service 1.4.0 to staging")
+        .await;
+    h.idle().await;
+    assert_eq!(h.latest_card(&id).buttons[0].label, "Deploy");
+    let card_ref = h
+        .sink
+        .all()
+        .iter()
+        .find_map(|s| match s {
+            support::Sent::Post { message, r#ref, .. }
+                if message.context.as_deref().is_some_and(|c| c.contains(&id)) =>
+            {
+                Some(r#ref.clone())
+            }
+            _ => None,
+        })
+        .unwrap();
+    say(&h, "ada", "make it production instead", Some(&card_ref)).await;
+    let labels: Vec<String> = h
+        .latest_card(&id)
+        .buttons
+        .iter()
+        .map(|b| b.label.clone())
+        .collect();
+    assert_eq!(labels, ["Create it first", "Cancel"]);
+    assert_eq!(driver.calls(), 0);
+}

@@ -529,10 +529,18 @@ impl Engine {
             &action,
             &ctx,
         );
-        let notes = match &decision {
+        let mut notes = match &decision {
             Decision::Allow { notes } | Decision::NeedsApproval { notes, .. } => notes.clone(),
             Decision::Deny { .. } => Vec::new(),
         };
+        // The amended action is checked against the target like a new one.
+        let first = match &decision {
+            Decision::Deny { .. } => None,
+            _ => self.precondition(&action).await,
+        };
+        if let Some(f) = &first {
+            notes.insert(0, messages::first_note(&action, f));
+        }
         let store = self.inner.db.requests();
         let amended = store
             .amend(
@@ -540,6 +548,7 @@ impl Engine {
                 &action,
                 &policy::action_hash(&action),
                 &notes,
+                first.as_ref(),
                 &user.audit_name(),
                 &user.chat_label(),
                 &format!("amended in the thread ({})", understood.path.as_str()),

@@ -655,17 +655,20 @@ impl RequestStore<'_> {
         action: &Action,
         action_hash: &str,
         notes: &[String],
+        first: Option<&Action>,
         actor: &str,
         chat: &str,
         detail: &str,
     ) -> Result<Option<Request>, StorageError> {
         let now = now_ms();
+        let first_json = first.map(|a| serde_json::to_string(a).expect("actions serialize"));
         let action_json = serde_json::to_string(action).expect("actions serialize");
         let notes_json = serde_json::to_string(notes).expect("strings serialize");
         let mut tx = self.db.pool.begin().await?;
         let done = sqlx::query(
             "UPDATE requests SET action_kind = $1, action_json = $2, action_hash = $3, service = $4, environment = $5, \
-             notes_json = $6, nonce = $7, updated_at = $8, version = version + 1 WHERE id = $9 AND state = $10",
+             notes_json = $6, nonce = $7, updated_at = $8, version = version + 1, first_action_json = $11 \
+             WHERE id = $9 AND state = $10",
         )
         .bind(action.kind().as_str())
         .bind(&action_json)
@@ -677,6 +680,7 @@ impl RequestStore<'_> {
         .bind(now)
         .bind(id)
         .bind(RequestState::Proposed.as_str())
+        .bind(first_json)
         .execute(&mut *tx)
         .await?;
         if done.rows_affected() == 0 {
