@@ -149,6 +149,13 @@ async fn a_confirm_racing_an_amendment_never_runs_what_was_not_confirmed() {
     eprintln!("{rounds} rounds: confirm first {confirmed_first}, amendment first {amended_first}");
 }
 
+async fn setup() -> (support::TestDb, FakeDriver, EngineHarness) {
+    let tdb = test_db().await;
+    let driver = FakeDriver::default();
+    let h = EngineHarness::new(tdb.db.clone(), Arc::new(driver.clone()), fast()).await;
+    (tdb, driver, h)
+}
+
 /// A production deploy approved by dave fails; alice retries it.
 async fn failed_production_deploy(h: &EngineHarness, driver: &FakeDriver) -> String {
     driver.then(Err(DriverError::Permanent("argo said no".into())));
@@ -165,9 +172,7 @@ async fn failed_production_deploy(h: &EngineHarness, driver: &FakeDriver) -> Str
 
 #[tokio::test]
 async fn a_retry_within_the_approval_window_runs_on_the_same_approval() {
-    let tdb = test_db().await;
-    let driver = FakeDriver::default();
-    let h = EngineHarness::new(tdb.db.clone(), Arc::new(driver.clone()), fast()).await;
+    let (tdb, driver, h) = setup().await;
     let id = failed_production_deploy(&h, &driver).await;
     h.press("alice", &id, "Retry").await;
     assert_eq!(
@@ -183,9 +188,7 @@ async fn a_retry_within_the_approval_window_runs_on_the_same_approval() {
 
 #[tokio::test]
 async fn a_retry_after_the_approval_expired_asks_the_approvers_again() {
-    let tdb = test_db().await;
-    let driver = FakeDriver::default();
-    let h = EngineHarness::new(tdb.db.clone(), Arc::new(driver.clone()), fast()).await;
+    let (tdb, driver, h) = setup().await;
     let id = failed_production_deploy(&h, &driver).await;
     // dave approved 25 hours ago (the window is 24 h).
     sql(
@@ -211,9 +214,7 @@ async fn a_retry_after_the_approval_expired_asks_the_approvers_again() {
 
 #[tokio::test]
 async fn a_retry_asks_again_when_the_approvers_changed() {
-    let tdb = test_db().await;
-    let driver = FakeDriver::default();
-    let h = EngineHarness::new(tdb.db.clone(), Arc::new(driver.clone()), fast()).await;
+    let (tdb, driver, h) = setup().await;
     let id = failed_production_deploy(&h, &driver).await;
     // When it was approved, only the platform team could approve it; policy
     // now names the owning team too.
@@ -234,9 +235,7 @@ async fn a_retry_asks_again_when_the_approvers_changed() {
 
 #[tokio::test]
 async fn a_denial_after_an_approval_is_not_outweighed_on_retry() {
-    let tdb = test_db().await;
-    let driver = FakeDriver::default();
-    let h = EngineHarness::new(tdb.db.clone(), Arc::new(driver.clone()), fast()).await;
+    let (tdb, driver, h) = setup().await;
     let id = failed_production_deploy(&h, &driver).await;
     let hash = tdb.db.requests().get(&id).await.unwrap().action_hash;
     tdb.db
@@ -254,9 +253,7 @@ async fn a_denial_after_an_approval_is_not_outweighed_on_retry() {
 
 #[tokio::test]
 async fn failed_requests_expire_and_their_retry_button_stops_working() {
-    let tdb = test_db().await;
-    let driver = FakeDriver::default();
-    let h = EngineHarness::new(tdb.db.clone(), Arc::new(driver.clone()), fast()).await;
+    let (tdb, driver, h) = setup().await;
     let id = failed_production_deploy(&h, &driver).await;
     sql(
         &h,
