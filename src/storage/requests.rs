@@ -128,6 +128,11 @@ impl<'a> Guard<'a> {
             ..self
         }
     }
+    /// Whether `req` no longer carries what the guard expects.
+    fn mismatches(&self, req: &Request) -> bool {
+        self.nonce.is_some_and(|n| n != req.nonce)
+            || self.action_hash.is_some_and(|h| h != req.action_hash)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -368,9 +373,7 @@ impl RequestStore<'_> {
             let Some(next) = current.state.apply(t) else {
                 return Ok(TransitionOutcome::Unchanged(current));
             };
-            if guard.nonce.is_some_and(|n| n != current.nonce)
-                || guard.action_hash.is_some_and(|h| h != current.action_hash)
-            {
+            if guard.mismatches(&current) {
                 return Ok(TransitionOutcome::Stale(current));
             }
             let now = now_ms();
@@ -446,9 +449,7 @@ impl RequestStore<'_> {
             return Ok(TransitionOutcome::Applied(written));
         }
         let current = self.get(id).await?;
-        let stale = current.state.apply(t).is_some()
-            && (guard.nonce.is_some_and(|n| n != current.nonce)
-                || guard.action_hash.is_some_and(|h| h != current.action_hash));
+        let stale = current.state.apply(t).is_some() && guard.mismatches(&current);
         Ok(if stale {
             TransitionOutcome::Stale(current)
         } else {
