@@ -304,9 +304,7 @@ impl Engine {
         {
             if let Some(env) = chatter::environment_overview(&catalog, &msg.text) {
                 // Status data, so for people the catalog knows (see below).
-                let reply = if msg.user.catalog.is_none()
-                    && self.inner.policy.unknown_users != policy::UnknownUsers::Read
-                {
+                let reply = if !self.may_read(&msg.user) {
                     messages::unknown_user_reads(&msg.user.id, &catalog)
                 } else {
                     self.environment_overview(&catalog, env).await
@@ -340,8 +338,7 @@ impl Engine {
             // Ownership and status are for people the catalog knows, unless
             // `policy.unknown_users = "read"`.
             Action::WhoOwns { .. } | Action::Scorecard { .. } | Action::Status { .. }
-                if msg.user.catalog.is_none()
-                    && self.inner.policy.unknown_users != policy::UnknownUsers::Read =>
+                if !self.may_read(&msg.user) =>
             {
                 messages::unknown_user_reads(&msg.user.id, &catalog)
             }
@@ -364,6 +361,12 @@ impl Engine {
         };
         self.reply(conv, &reply).await?;
         Ok(Handled::Replied)
+    }
+
+    /// Ownership and status data are for people the catalog knows, unless
+    /// `policy.unknown_users = "read"`.
+    fn may_read(&self, user: &ChatUser) -> bool {
+        user.catalog.is_some() || self.inner.policy.unknown_users == policy::UnknownUsers::Read
     }
 
     async fn record_nlu(&self, id: &str, u: &Understanding) -> Result<(), EngineError> {
@@ -418,15 +421,7 @@ impl Engine {
         let (action, understood) = match reading {
             FollowUp::Cancel => {
                 if !Self::is_requester(user, &req) {
-                    self.whisper(
-                        user,
-                        conv,
-                        &messages::notice(format!(
-                            "Only {} can change this request.",
-                            req.requester
-                        )),
-                    )
-                    .await?;
+                    self.only_requester(user, conv, &req, "change").await?;
                     return Ok(Some(Handled::Replied));
                 }
                 let Some(cancelled) = self
@@ -465,12 +460,7 @@ impl Engine {
             },
         };
         if !Self::is_requester(user, &req) {
-            self.whisper(
-                user,
-                conv,
-                &messages::notice(format!("Only {} can change this request.", req.requester)),
-            )
-            .await?;
+            self.only_requester(user, conv, &req, "change").await?;
             return Ok(Some(Handled::Replied));
         }
         if action == req.action {
@@ -529,18 +519,8 @@ impl Engine {
             &action,
             &ctx,
         );
-        let mut notes = match &decision {
-            Decision::Allow { notes } | Decision::NeedsApproval { notes, .. } => notes.clone(),
-            Decision::Deny { .. } => Vec::new(),
-        };
         // The amended action is checked against the target like a new one.
-        let first = match &decision {
-            Decision::Deny { .. } => None,
-            _ => self.precondition(&action).await,
-        };
-        if let Some(f) = &first {
-            notes.insert(0, messages::first_note(&action, f));
-        }
+        let (notes, first) = self.card_notes(&action, &decision).await;
         let store = self.inner.db.requests();
         let amended = store
             .amend(
@@ -616,19 +596,7 @@ impl Engine {
             &action,
             &ctx,
         );
-        let mut notes = match &decision {
-            Decision::Allow { notes } => notes.clone(),
-            Decision::NeedsApproval { notes, .. } => notes.clone(),
-            Decision::Deny { .. } => Vec::new(),
-        };
-        // Checked now, not after an approval: what the target lacks.
-        let first = match &decision {
-            Decision::Deny { .. } => None,
-            _ => self.precondition(&action).await,
-        };
-        if let Some(f) = &first {
-            notes.insert(0, messages::first_note(&action, f));
-        }
+        let (notes, first) = self.card_notes(&action, &decision).await;
         let req = self
             .inner
             .db
@@ -694,34 +662,16 @@ impl Engine {
     /// driver says it lacks it: an environment that does not exist yet is
     /// created first. `None` when all is there, or the driver cannot tell.
     async fn precondition(&self, action: &Action) -> Option<Action> {
-        let (service, environment, resources) = match action {
-            Action::Deploy {
-                service,
-                environment,
-                ..
-            }
-            | Action::Rollback {
-                service,
-                environment,
-                ..
-            }
-            | Action::Scale {
-                service,
-                environment,
-                ..
-            }
-            | Action::Restart {
-                service,
-                environment,
-            } => (service, *environment, Vec::new()),
+        let resources = match action {
+            Action::Deploy { .. }
+            | Action::Rollback { .. }
+            | Action::Scale { .. }
+            | Action::Restart { .. } => Vec::new(),
             // Adding to an environment that does not exist: create it with them.
-            Action::AddResource {
-                service,
-                environment,
-                resources,
-            } => (service, *environment, resources.clone()),
+            Action::AddResource { resources, .. } => resources.clone(),
             _ => return None,
         };
+        let (service, environment) = (action.service()?, action.environment()?);
         match self.inner.driver.status(service, Some(environment)).await {
             Ok(envs) if !envs.iter().any(|e| e.environment == environment) => {
                 Some(Action::CreateEnvironment {
@@ -734,6 +684,26 @@ impl Engine {
         }
     }
 
+    /// The card's notes for `action` under policy's `decision`, led by what
+    /// the target lacks (checked now, not after an approval), and that
+    /// missing action itself.
+    async fn card_notes(
+        &self,
+        action: &Action,
+        decision: &Decision,
+    ) -> (Vec<String>, Option<Action>) {
+        let (mut notes, first) = match decision {
+            Decision::Allow { notes } | Decision::NeedsApproval { notes, .. } => {
+                (notes.clone(), self.precondition(action).await)
+            }
+            Decision::Deny { .. } => (Vec::new(), None),
+        };
+        if let Some(f) = &first {
+            notes.insert(0, messages::first_note(action, f));
+        }
+        (notes, first)
+    }
+
     /// "Create it first": proposes what the request needs first, in the same
     /// thread, and cancels the request it was for (ask again once done).
     async fn create_first(
@@ -743,13 +713,7 @@ impl Engine {
         req: Request,
     ) -> Result<(), EngineError> {
         if !Self::is_requester(user, &req) {
-            return self
-                .whisper(
-                    user,
-                    conv,
-                    &messages::notice(format!("Only {} can change this request.", req.requester)),
-                )
-                .await;
+            return self.only_requester(user, conv, &req, "change").await;
         }
         let Some(first) = req.first.clone() else {
             return self
@@ -875,6 +839,22 @@ impl Engine {
         user.audit_name() == req.requester
     }
 
+    /// Tells `user`, privately, that only the requester may `verb` it.
+    async fn only_requester(
+        &self,
+        user: &ChatUser,
+        conv: &Conversation,
+        req: &Request,
+        verb: &str,
+    ) -> Result<(), EngineError> {
+        self.whisper(
+            user,
+            conv,
+            &messages::notice(format!("Only {} can {verb} this request.", req.requester)),
+        )
+        .await
+    }
+
     async fn already(
         &self,
         user: &ChatUser,
@@ -900,13 +880,7 @@ impl Engine {
         req: Request,
     ) -> Result<(), EngineError> {
         if !Self::is_requester(user, &req) {
-            return self
-                .whisper(
-                    user,
-                    conv,
-                    &messages::notice(format!("Only {} can confirm this request.", req.requester)),
-                )
-                .await;
+            return self.only_requester(user, conv, &req, "confirm").await;
         }
         if let Some(first) = &req.first {
             return self
@@ -1142,13 +1116,7 @@ impl Engine {
         req: Request,
     ) -> Result<(), EngineError> {
         if !Self::is_requester(user, &req) {
-            return self
-                .whisper(
-                    user,
-                    conv,
-                    &messages::notice(format!("Only {} can cancel this request.", req.requester)),
-                )
-                .await;
+            return self.only_requester(user, conv, &req, "cancel").await;
         }
         self.cancel_as(user, conv, &req, "").await.map(|_| ())
     }
@@ -1310,13 +1278,7 @@ impl Engine {
         let allowed = Self::is_requester(user, &req)
             || req.approver.as_deref() == Some(user.audit_name().as_str());
         if !allowed {
-            return self
-                .whisper(
-                    user,
-                    conv,
-                    &messages::notice(format!("Only {} can retry this request.", req.requester)),
-                )
-                .await;
+            return self.only_requester(user, conv, &req, "retry").await;
         }
         let out = self
             .inner
@@ -1683,12 +1645,7 @@ impl Engine {
         // A crash between the confirm press and policy's decision left these
         // half-way: the press was recorded, so decide now (never run them
         // without policy).
-        for req in store.in_state(RequestState::Confirmed).await? {
-            tracing::info!(request = %req.id, "deciding a request a restart left confirmed");
-            let requester = self.requester_identity(&req);
-            self.settle_confirmed(req, requester, Settle::Recovery)
-                .await?;
-        }
+        self.settle_left_confirmed(0).await?;
         self.inner.executor.wake();
         self.sweep().await
     }
@@ -1716,15 +1673,8 @@ impl Engine {
             }
         }
         // Left `confirmed` by an error between the press and policy's
-        // decision (the process lived on): decide now. Guarded transitions
-        // make a race with a live confirmation harmless.
-        for req in store.in_state(RequestState::Confirmed).await? {
-            if req.updated_at + 60_000 < now {
-                let requester = self.requester_identity(&req);
-                self.settle_confirmed(req, requester, Settle::Recovery)
-                    .await?;
-            }
-        }
+        // decision (the process lived on): decide now.
+        self.settle_left_confirmed(60_000).await?;
         // A failed request can be retried for a while, not for ever: its
         // Retry button would otherwise outlive everything it was decided on.
         let failed_ttl = self.inner.policy.failed_expiry().as_millis() as i64;
@@ -1765,6 +1715,28 @@ impl Engine {
                 if out.applied() {
                     self.update_card(out.request(), None).await?;
                 }
+            }
+        }
+        Ok(())
+    }
+
+    /// Decides requests that have been `confirmed` for longer than
+    /// `older_than_ms` without a decision. Guarded transitions make a race
+    /// with a live confirmation (or another replica) harmless.
+    async fn settle_left_confirmed(&self, older_than_ms: i64) -> Result<(), EngineError> {
+        let now = now_ms();
+        for req in self
+            .inner
+            .db
+            .requests()
+            .in_state(RequestState::Confirmed)
+            .await?
+        {
+            if req.updated_at + older_than_ms <= now {
+                tracing::info!(request = %req.id, "deciding a request left confirmed");
+                let requester = self.requester_identity(&req);
+                self.settle_confirmed(req, requester, Settle::Recovery)
+                    .await?;
             }
         }
         Ok(())
