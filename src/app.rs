@@ -10,7 +10,7 @@ use std::time::Duration;
 use crate::catalog::{BackstageClient, Catalog, CatalogError, CatalogSource, SharedCatalog};
 use crate::chat::dispatcher::Dispatcher;
 use crate::chat::ChatSink;
-use crate::config::{redact_url, Config};
+use crate::config::Config;
 use crate::drivers::argocd::ArgoCdDriver;
 use crate::drivers::backstage::BackstageDriver;
 use crate::drivers::gitops::GitOpsDriver;
@@ -21,6 +21,7 @@ use crate::nlu::llm::LlmError;
 use crate::nlu::Understander;
 use crate::requests::{Engine, EngineError, EngineSettings};
 use crate::storage::{Db, StorageError};
+use crate::util::redact_url;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {

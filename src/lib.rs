@@ -16,3 +16,4 @@ pub mod requests;
 pub mod server;
 pub mod slack;
 pub mod storage;
+pub mod util;

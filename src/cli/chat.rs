@@ -15,8 +15,9 @@ use paver::catalog::SharedCatalog;
 use paver::chat::console::{os_user, ConsoleSink};
 use paver::chat::messages;
 use paver::chat::{ChatSink, ChatUser, Conversation, Inbound, Platform};
-use paver::config::{redact_url, Config};
+use paver::config::Config;
 use paver::requests::{Engine, RequestState};
+use paver::util::redact_url;
 
 /// How long, at the end of piped input, to wait for running work.
 const DRAIN: Duration = Duration::from_secs(60);

@@ -4,7 +4,8 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use paver::catalog::Catalog;
-use paver::config::{redact_url, Config};
+use paver::config::Config;
+use paver::util::redact_url;
 
 /// `catalog` (`--catalog`) is checked instead of `catalog.file`.
 pub fn run(path: Option<&Path>, catalog: Option<&Path>) -> ExitCode {

@@ -141,11 +141,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 .context("starting the async runtime")?;
             rt.block_on(paver::storage::Db::connect(&config.database.url))
                 .with_context(|| {
-                    format!("migrating {}", config::redact_url(&config.database.url))
+                    format!(
+                        "migrating {}",
+                        paver::util::redact_url(&config.database.url)
+                    )
                 })?;
             println!(
                 "database {} is up to date",
-                config::redact_url(&config.database.url)
+                paver::util::redact_url(&config.database.url)
             );
             Ok(ExitCode::SUCCESS)
         }

@@ -211,7 +211,7 @@ impl fmt::Debug for GitOpsConfig {
             .field("repo", &self.repo)
             .field(
                 "remote",
-                &self.remote.as_deref().map(crate::config::redact_url),
+                &self.remote.as_deref().map(crate::util::redact_url),
             )
             .field("branch", &self.branch)
             .field("url_template", &self.url_template)

@@ -99,7 +99,7 @@ impl Db {
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             (Backend::Postgres, url.to_owned())
         } else {
-            return Err(StorageError::Url(crate::config::redact_url(url)));
+            return Err(StorageError::Url(crate::util::redact_url(url)));
         };
         let max = match backend {
             // One writer at a time is SQLite's nature; more connections only wait.

@@ -1,0 +1,9 @@
+//! Small helpers with no knowledge of Paver's domain: any module may use
+//! them, they use none of Paver's modules.
+
+pub mod backoff;
+pub mod redact;
+pub mod template;
+
+pub use backoff::Backoff;
+pub use redact::{redact_url, url_has_password};

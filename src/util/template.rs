@@ -1,0 +1,100 @@
+//! One template syntax for everything a person writes for Paver to fill:
+//! URL templates in the config, LLM prompts, message templates. It is
+//! minijinja's (`{{ service }}`, filters such as `{{ service | urlencode }}`,
+//! and Paver's own `{{ service | segment }}`, which encodes a value as one
+//! URL path segment: `/` included).
+//!
+//! Undefined names are errors, so a typo in a config template is found when
+//! the template is checked, not by a user clicking a broken link. Values are
+//! inserted as text and never parsed again: user text holding `{{ … }}`
+//! stays as it is.
+
+use std::collections::BTreeMap;
+
+use minijinja::{Environment, UndefinedBehavior};
+
+/// A template that did not parse, or named something it was not given.
+#[derive(Debug, thiserror::Error)]
+#[error("template {name}: {detail}")]
+pub struct TemplateError {
+    pub name: String,
+    pub detail: String,
+}
+
+fn environment() -> Environment<'static> {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    // Nothing Paver fills is HTML; escaping would corrupt URLs and prompts.
+    env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
+    env.set_keep_trailing_newline(true);
+    env.add_filter("segment", |v: String| {
+        percent_encoding::utf8_percent_encode(&v, SEGMENT).to_string()
+    });
+    env
+}
+
+/// What `segment` encodes: everything but RFC 3986's unreserved characters.
+const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// `template` filled with `vars`. `name` says which template failed.
+pub fn render(name: &str, template: &str, vars: &[(&str, &str)]) -> Result<String, TemplateError> {
+    let ctx: BTreeMap<&str, &str> = vars.iter().copied().collect();
+    environment()
+        .render_str(template, ctx)
+        .map_err(|e| TemplateError {
+            name: name.to_owned(),
+            detail: e.to_string(),
+        })
+}
+
+/// Checks that `template` parses and uses only `allowed` names, at load
+/// time, with the names filled by placeholders.
+pub fn check(name: &str, template: &str, allowed: &[&str]) -> Result<(), TemplateError> {
+    let vars: Vec<(&str, &str)> = allowed.iter().map(|k| (*k, "x")).collect();
+    render(name, template, &vars).map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fills_once_and_refuses_unknown_names() {
+        assert_eq!(
+            render(
+                "t",
+                "https://{{ service }}.{{env}}.example/",
+                &[("service", "a"), ("env", "b")]
+            )
+            .unwrap(),
+            "https://a.b.example/"
+        );
+        // User text is inserted, never expanded.
+        assert_eq!(
+            render("t", "Said: {{ message }}", &[("message", "{{ service }}")]).unwrap(),
+            "Said: {{ service }}"
+        );
+        assert_eq!(
+            render(
+                "t",
+                "{{ s | urlencode }}/{{ s | segment }}",
+                &[("s", "a b/c")]
+            )
+            .unwrap(),
+            "a%20b/c/a%20b%2Fc"
+        );
+        let e = check(
+            "drivers.url_template",
+            "https://{{ servce }}/",
+            &["service"],
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("drivers.url_template"), "{e}");
+        assert!(check("t", "{{ unclosed", &[]).is_err());
+        assert_eq!(render("t", "<&>\n", &[]).unwrap(), "<&>\n");
+    }
+}
