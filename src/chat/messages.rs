@@ -4,12 +4,12 @@ use chrono::{TimeZone, Utc};
 
 use super::{Button, ButtonOp, ButtonPayload, ButtonStyle, Message, Tone};
 use crate::catalog::Catalog;
+use crate::domain::RequestState;
 use crate::domain::{
     Action, ActionKind, Environment, Field, GoldenPath, ResourceKind, ScorecardTarget, ServiceName,
 };
 use crate::drivers::{DriverError, EnvStatus, Outcome};
 use crate::nlu::chatter::SmallTalk;
-use crate::requests::state::RequestState;
 use crate::storage::Request;
 
 /// One line saying what an action does.

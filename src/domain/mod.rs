@@ -4,13 +4,17 @@
 //! so nothing past the parser re-checks a service name or an environment.
 
 mod action;
+mod actor;
 mod golden_path;
 mod names;
+mod request_state;
 mod resource;
 mod version;
 
 pub use action::{Action, ActionKind, Field, ScorecardTarget};
+pub use actor::Actor;
 pub use golden_path::{GoldenPath, ResourceSize};
 pub use names::{Environment, NameError, ServiceName, TeamName, TemplateName, UserName};
+pub use request_state::{RequestState, Transition};
 pub use resource::ResourceKind;
 pub use version::Version;
