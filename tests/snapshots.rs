@@ -27,15 +27,16 @@ use paver::chat::dispatcher::Dispatcher;
 use paver::chat::{messages, ChatSink, ChatUser, Conversation, Inbound, Message, Platform};
 use paver::config::Config;
 use paver::discord::render as discord;
+use paver::domain::RequestState;
 use paver::domain::{
     Action, ActionKind, Environment, Field, ResourceKind, ScorecardTarget, ServiceName, TeamName,
     UserName,
 };
 use paver::drivers::{DriverError, EnvStatus, Outcome};
+use paver::engine::Engine;
+use paver::engine::Handled;
 use paver::nlu::chatter::SmallTalk;
 use paver::policy::{self, Decision, PolicyContext};
-use paver::requests::engine::Handled;
-use paver::requests::{Engine, RequestState};
 use paver::slack::blocks as slack;
 use paver::storage::Request;
 use support::{test_db, FakeDriver, TestDb};
