@@ -56,6 +56,46 @@ impl Requests {
         user.audit_name() == req.requester
     }
 
+    /// Whether `user` may `what` the request as its requester; if not, they
+    /// are told privately who may.
+    pub(super) async fn requester_may(
+        &self,
+        user: &ChatUser,
+        conv: &Conversation,
+        req: &Request,
+        what: RequesterOnly,
+    ) -> Result<bool, StorageError> {
+        if Self::is_requester(user, req) {
+            return Ok(true);
+        }
+        let notice = notices::only_requester(&req.requester, what);
+        self.ctx.send.whisper(user, conv, &notice).await?;
+        Ok(false)
+    }
+
+    /// The press's own transition, conditional on the card it was made on
+    /// (its nonce and action).
+    async fn pressed(
+        &self,
+        user: &ChatUser,
+        req: &Request,
+        t: Transition,
+    ) -> Result<TransitionOutcome, StorageError> {
+        self.ctx
+            .db
+            .requests()
+            .transition_guarded(
+                &req.id,
+                t,
+                Guard::nonce(&req.nonce).and_action(&req.action_hash),
+                &user.audit_name(),
+                &user.chat_label(),
+                "",
+                Updates::default(),
+            )
+            .await
+    }
+
     /// Tells `user` privately what became of a press that did not apply.
     async fn not_applied(
         &self,
@@ -76,32 +116,20 @@ impl Requests {
         conv: &Conversation,
         req: Request,
     ) -> Result<(), StorageError> {
-        let send = &self.ctx.send;
-        if !Self::is_requester(user, &req) {
-            let notice = notices::only_requester(&req.requester, RequesterOnly::Confirm);
-            return send.whisper(user, conv, &notice).await;
+        if !self
+            .requester_may(user, conv, &req, RequesterOnly::Confirm)
+            .await?
+        {
+            return Ok(());
         }
         if let Some(first) = &req.first {
             let notice = messages::notice(messages::first_note(&req.action, first));
-            return send.whisper(user, conv, &notice).await;
+            return self.ctx.send.whisper(user, conv, &notice).await;
         }
         // Conditional on the nonce the pressed card carried: an amendment
         // that lands first changes the nonce, and this press is then stale
         // however close the two are.
-        let out = self
-            .ctx
-            .db
-            .requests()
-            .transition_guarded(
-                &req.id,
-                Transition::Confirm,
-                Guard::nonce(&req.nonce).and_action(&req.action_hash),
-                &user.audit_name(),
-                &user.chat_label(),
-                "",
-                Updates::default(),
-            )
-            .await?;
+        let out = self.pressed(user, &req, Transition::Confirm).await?;
         match out {
             TransitionOutcome::Applied(confirmed) => {
                 self.decide(confirmed, user.catalog.clone(), Settle::Confirm)
@@ -117,9 +145,11 @@ impl Requests {
         conv: &Conversation,
         req: Request,
     ) -> Result<(), StorageError> {
-        if !Self::is_requester(user, &req) {
-            let notice = notices::only_requester(&req.requester, RequesterOnly::Cancel);
-            return self.ctx.send.whisper(user, conv, &notice).await;
+        if !self
+            .requester_may(user, conv, &req, RequesterOnly::Cancel)
+            .await?
+        {
+            return Ok(());
         }
         self.cancel_as(user, conv, &req, "").await.map(|_| ())
     }
@@ -256,20 +286,7 @@ impl Requests {
             let notice = notices::only_requester(&req.requester, RequesterOnly::Retry);
             return self.ctx.send.whisper(user, conv, &notice).await;
         }
-        let out = self
-            .ctx
-            .db
-            .requests()
-            .transition_guarded(
-                &req.id,
-                Transition::Retry,
-                Guard::nonce(&req.nonce).and_action(&req.action_hash),
-                &user.audit_name(),
-                &user.chat_label(),
-                "",
-                Updates::default(),
-            )
-            .await?;
+        let out = self.pressed(user, &req, Transition::Retry).await?;
         match out {
             TransitionOutcome::Applied(again) => {
                 let requester = self.requester_identity(&again);

@@ -69,11 +69,12 @@ impl Requests {
             }
             reading = FollowUp::Amend(parsed.action.clone());
         }
-        let only_requester = notices::only_requester(&req.requester, RequesterOnly::Change);
         let (action, understood) = match reading {
             FollowUp::Cancel => {
-                if !Self::is_requester(user, &req) {
-                    send.whisper(user, conv, &only_requester).await?;
+                if !self
+                    .requester_may(user, conv, &req, RequesterOnly::Change)
+                    .await?
+                {
                     return Ok(Some(Handled::Replied));
                 }
                 if let Some(cancelled) = self
@@ -106,8 +107,10 @@ impl Requests {
                 _ => return self.not_a_change(msg, &req, &parsed).await,
             },
         };
-        if !Self::is_requester(user, &req) {
-            send.whisper(user, conv, &only_requester).await?;
+        if !self
+            .requester_may(user, conv, &req, RequesterOnly::Change)
+            .await?
+        {
             return Ok(Some(Handled::Replied));
         }
         if action == req.action {

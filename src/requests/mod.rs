@@ -33,7 +33,6 @@ use crate::policy::PolicyConfig;
 use crate::storage::{Db, Guard, Request, StorageError, TransitionOutcome, Updates};
 use crate::util::tasks::Tracker;
 
-pub use crate::domain::RequestState;
 pub use executor::{Executor, ExecutorConfig, ExecutorSettings};
 
 /// What the request flow is told by the config.
