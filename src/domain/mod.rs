@@ -10,6 +10,7 @@ mod names;
 mod request_state;
 mod resource;
 mod version;
+pub mod wording;
 
 pub use action::{Action, ActionKind, Field, ScorecardTarget};
 pub use actor::Actor;
