@@ -10,7 +10,7 @@ use super::{
     CatalogError, DISCORD_CHANNEL_ANNOTATION, DISCORD_USER_ANNOTATION, SLACK_CHANNEL_ANNOTATION,
     SLACK_USER_ANNOTATION,
 };
-use crate::domain::{ServiceName, TeamName, TemplateName, UserName};
+use crate::domain::{same_identity, Directory, ServiceName, TeamName, TemplateName, UserName};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Component {
@@ -103,13 +103,6 @@ impl<'a> UserMatch<'a> {
             UserMatch::Nobody | UserMatch::Ambiguous(_) => None,
         }
     }
-}
-
-/// Whether two written identities (email, chat id, catalog name) name the
-/// same thing: emails are case-insensitive, and ids differing only in case
-/// are treated alike so a typo cannot split one person in two.
-pub fn same_identity(a: &str, b: &str) -> bool {
-    a.trim().eq_ignore_ascii_case(b.trim())
 }
 
 fn join_and(items: &[String]) -> String {
@@ -394,6 +387,32 @@ impl Catalog {
 
     pub fn is_empty(&self) -> bool {
         self.components.is_empty() && self.groups.is_empty() && self.users.is_empty()
+    }
+}
+
+/// The catalog is where Paver learns who people are, for the approval rules.
+impl Directory for Catalog {
+    fn knows(&self, user: &UserName) -> bool {
+        self.users.contains_key(user)
+    }
+
+    fn is_member(&self, user: &UserName, team: &TeamName) -> bool {
+        Catalog::is_member(self, user, team)
+    }
+
+    fn members(&self, team: &TeamName) -> &[UserName] {
+        self.groups.get(team).map_or(&[], |g| &g.members)
+    }
+
+    fn aliases(&self, name: &str) -> Vec<&str> {
+        self.user(name)
+            .map(|u| {
+                [&u.slack_user_id, &u.discord_user_id, &u.email]
+                    .into_iter()
+                    .filter_map(|v| v.as_deref())
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 }
 

@@ -210,9 +210,11 @@ pub fn card(
     }
 }
 
-pub fn notice(text: impl Into<String>) -> Message {
+/// Plain text; anything that reads as text will do (a typed refusal
+/// included: its `Display` is what the user sees).
+pub fn notice(text: impl std::fmt::Display) -> Message {
     Message {
-        text: text.into(),
+        text: text.to_string(),
         ..Message::default()
     }
 }
