@@ -10,7 +10,9 @@ use super::{
     CatalogError, DISCORD_CHANNEL_ANNOTATION, DISCORD_USER_ANNOTATION, SLACK_CHANNEL_ANNOTATION,
     SLACK_USER_ANNOTATION,
 };
-use crate::domain::{same_identity, Directory, ServiceName, TeamName, TemplateName, UserName};
+use crate::domain::{
+    same_identity, Directory, NameError, ServiceName, TeamName, TemplateName, UserName,
+};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Component {
@@ -451,8 +453,8 @@ fn owner_team(e: &RawEntity) -> Option<TeamName> {
         .and_then(|r| TeamName::parse(r.name).ok())
 }
 
-fn component(e: &RawEntity) -> Result<Component, String> {
-    let name = ServiceName::parse(e.metadata.name.clone()).map_err(|e| e.to_string())?;
+fn component(e: &RawEntity) -> Result<Component, NameError> {
+    let name = ServiceName::parse(e.metadata.name.clone())?;
     let owner = owner_ref(e);
     let owner_user = owner
         .as_ref()
@@ -473,8 +475,8 @@ fn component(e: &RawEntity) -> Result<Component, String> {
     })
 }
 
-fn group(e: &RawEntity) -> Result<Group, String> {
-    let name = TeamName::parse(e.metadata.name.clone()).map_err(|e| e.to_string())?;
+fn group(e: &RawEntity) -> Result<Group, NameError> {
+    let name = TeamName::parse(e.metadata.name.clone())?;
     let mut members: Vec<UserName> = strings_at(&e.spec, "members")
         .iter()
         .filter_map(|m| EntityRef::parse(m, "user"))
@@ -508,8 +510,8 @@ fn group(e: &RawEntity) -> Result<Group, String> {
     })
 }
 
-fn user(e: &RawEntity) -> Result<User, String> {
-    let name = UserName::parse(e.metadata.name.clone()).map_err(|e| e.to_string())?;
+fn user(e: &RawEntity) -> Result<User, NameError> {
+    let name = UserName::parse(e.metadata.name.clone())?;
     let profile = e.spec.get("profile").cloned().unwrap_or(Value::Null);
     let mut member_of: Vec<TeamName> = strings_at(&e.spec, "memberOf")
         .iter()
@@ -533,8 +535,8 @@ fn user(e: &RawEntity) -> Result<User, String> {
     })
 }
 
-fn template(e: &RawEntity) -> Result<Template, String> {
-    let name = TemplateName::parse(e.metadata.name.clone()).map_err(|e| e.to_string())?;
+fn template(e: &RawEntity) -> Result<Template, NameError> {
+    let name = TemplateName::parse(e.metadata.name.clone())?;
     Ok(Template {
         name,
         title: e.metadata.title.clone(),

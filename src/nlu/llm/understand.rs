@@ -652,7 +652,7 @@ impl Understander {
                     Checked::Valid(action) => return (Ok(action), usage, calls),
                     Checked::Violation(p) => p,
                 },
-                Err(p) => p,
+                Err(e) => e.to_string(),
             };
             if repaired {
                 return (Err(Failure::Invalid(problem)), usage, calls);
