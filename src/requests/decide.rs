@@ -146,7 +146,7 @@ impl Requests {
     async fn valid_prior_approval(
         &self,
         req: &Request,
-        approvers: &policy::Approvers,
+        approvers: &crate::domain::Approvers,
         catalog: &Catalog,
     ) -> Result<Option<Approval>, StorageError> {
         if req.approvers.as_ref() != Some(approvers) {

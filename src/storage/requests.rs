@@ -6,7 +6,7 @@ use sqlx::any::AnyRow;
 use super::{get_i64, get_opt_i64, get_opt_str, get_str, now_ms, Db, StorageError};
 use crate::domain::Action;
 use crate::domain::{RequestState, Transition};
-use crate::policy::Approvers;
+use crate::domain::Approvers;
 
 /// A stored request. The action is read back from here, never from a button.
 #[derive(Debug, Clone, PartialEq)]
