@@ -143,7 +143,7 @@ impl BackstageClient {
         let status = resp.status();
         let body = read_capped(resp, &shown, MAX_PAGE_BYTES).await?;
         if !status.is_success() {
-            let body = crate::drivers::web::shorten(&String::from_utf8_lossy(&body));
+            let body = crate::util::text::shorten(&String::from_utf8_lossy(&body));
             return Err(BackstageError::Status {
                 url: shown,
                 status: status.as_u16(),

@@ -5,6 +5,7 @@ pub mod backoff;
 pub mod redact;
 pub mod tasks;
 pub mod template;
+pub mod text;
 
 pub use backoff::Backoff;
 pub use redact::{redact_url, url_has_password};
