@@ -45,7 +45,7 @@ pub enum AppError {
 /// The LLM side of understanding, as `nlu.mode` and `[llm]` say: `None`
 /// runs on the rules parser alone.
 pub fn understander(config: &Config) -> Result<Option<Arc<Understander>>, AppError> {
-    let u = Understander::from_config(config, config.nlu.mode)?;
+    let u = Understander::from_config(&config.llm, config.nlu.mode)?;
     if let Some(u) = &u {
         tracing::info!(routing = ?u.routing(), "understanding with the LLM: {}", u.describe());
     }

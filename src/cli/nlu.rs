@@ -22,7 +22,7 @@ pub fn eval(
 ) -> anyhow::Result<ExitCode> {
     let examples = load_examples(file)?;
     let parser = RulesParser::new(catalog);
-    let report = match Understander::from_config(config, mode)? {
+    let report = match Understander::from_config(&config.llm, mode)? {
         None => {
             if mode == NluMode::Auto {
                 println!("nlu auto: no LLM is configured, so this is the rules parser alone\n");

@@ -11,7 +11,7 @@ use paver::config::{Config, NluMode};
 use paver::nlu::{RulesParser, Understander, Understanding};
 
 pub fn run(config: &Config, catalog: &Catalog, mode: NluMode) -> anyhow::Result<ExitCode> {
-    let understander = Understander::from_config(config, mode)?;
+    let understander = Understander::from_config(&config.llm, mode)?;
     if let Some(u) = &understander {
         tracing::info!(routing = ?u.routing(), "understanding with the LLM: {}", u.describe());
     }

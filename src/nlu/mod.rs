@@ -2,6 +2,7 @@
 
 pub mod amend;
 pub mod chatter;
+pub mod config;
 pub mod eval;
 mod index;
 mod lexicon;

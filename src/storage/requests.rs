@@ -5,8 +5,8 @@ use sqlx::any::AnyRow;
 
 use super::{get_i64, get_opt_i64, get_opt_str, get_str, now_ms, Db, StorageError};
 use crate::domain::Action;
-use crate::domain::{RequestState, Transition};
 use crate::domain::Approvers;
+use crate::domain::{RequestState, Transition};
 
 /// A stored request. The action is read back from here, never from a button.
 #[derive(Debug, Clone, PartialEq)]

@@ -22,7 +22,7 @@ use serde_json::Value;
 use url::Url;
 
 use super::schema::{proposal_schema, TOOL_DESCRIPTION, TOOL_NAME};
-use crate::config::LlmMode;
+use crate::nlu::config::LlmMode;
 
 /// Why a call gave no answer.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

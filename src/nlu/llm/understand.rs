@@ -20,8 +20,8 @@ use super::prompts::{Prompt, PromptError, Prompts};
 use super::schema::proposal_schema;
 use super::validate::{check, extract_json, Checked, Ground};
 use crate::catalog::Catalog;
-use crate::config::{Config, LlmConfig, LlmMode, NluMode};
 use crate::domain::{Action, ActionKind};
+use crate::nlu::config::{LlmConfig, LlmMode, NluMode};
 use crate::nlu::rules::Mentions;
 use crate::nlu::RulesParser;
 
@@ -260,19 +260,19 @@ impl Understander {
 
     /// The understander `mode` asks for: `None` for `rules`, and for `auto`
     /// when no LLM is configured; an error for `llm` without one.
-    pub fn from_config(config: &Config, mode: NluMode) -> Result<Option<Self>, LlmError> {
+    pub fn from_config(config: &LlmConfig, mode: NluMode) -> Result<Option<Self>, LlmError> {
         let routing = match mode {
             NluMode::Rules => return Ok(None),
             NluMode::Llm => Routing::LlmFirst,
             NluMode::Auto => Routing::RulesFirst,
         };
-        let Some(settings) = LlmSettings::from_config(&config.llm) else {
+        let Some(settings) = LlmSettings::from_config(config) else {
             return match mode {
                 NluMode::Llm => Err(LlmError::NotConfigured),
                 _ => Ok(None),
             };
         };
-        let prompts = Prompts::load(config.llm.prompts_dir.as_deref())?;
+        let prompts = Prompts::load(config.prompts_dir.as_deref())?;
         Ok(Some(Understander::new(settings, prompts, routing)?))
     }
 
