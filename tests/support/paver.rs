@@ -55,18 +55,32 @@ pub fn conv() -> Conversation {
 /// What a test may change about the Paver it starts; everything else is
 /// the sample catalog, a [`FakeDriver`], default settings and policy.
 pub struct TestPaverBuilder {
-    catalog: Option<Catalog>,
+    catalog: Option<SharedCatalog>,
     fake: FakeDriver,
     driver: Option<Arc<dyn Driver>>,
     settings: EngineSettings,
     policy: PolicyConfig,
     sinks: HashMap<String, Arc<dyn ChatSink>>,
-    db: Option<Arc<TestDb>>,
+    db: Option<Database>,
+}
+
+/// The database a Paver runs on: its own (dropped with the last replica)
+/// or one the test keeps.
+#[derive(Clone)]
+enum Database {
+    Owned(Arc<TestDb>),
+    Borrowed(Db),
 }
 
 impl TestPaverBuilder {
     /// The catalog (default: `../shared/fixtures/catalog.yaml`).
     pub fn catalog(mut self, catalog: Catalog) -> Self {
+        self.catalog = Some(SharedCatalog::new(catalog));
+        self
+    }
+
+    /// A catalog another engine already holds (a reload shows in both).
+    pub fn shared_catalog(mut self, catalog: SharedCatalog) -> Self {
         self.catalog = Some(catalog);
         self
     }
@@ -115,32 +129,40 @@ impl TestPaverBuilder {
     /// Another replica (process) on `other`'s database; the database
     /// lives until the last replica is dropped.
     pub fn replica_of(mut self, other: &TestPaver) -> Self {
-        self.db = Some(other.tdb.clone());
+        self.db = Some(other.db.clone());
+        self
+    }
+
+    /// A database the test owns and keeps (the Paver only uses it).
+    pub fn on_db(mut self, db: Db) -> Self {
+        self.db = Some(Database::Borrowed(db));
         self
     }
 
     /// A database the test made first (to serve something on it before
     /// Paver starts); the Paver owns it from now on.
     pub fn test_db(mut self, tdb: TestDb) -> Self {
-        self.db = Some(Arc::new(tdb));
+        self.db = Some(Database::Owned(Arc::new(tdb)));
         self
     }
 
     pub async fn start(self) -> TestPaver {
-        let tdb = match self.db {
-            Some(shared) => shared,
-            None => Arc::new(test_db().await),
+        let database = match self.db {
+            Some(database) => database,
+            None => Database::Owned(Arc::new(test_db().await)),
         };
-        let db = tdb.db.clone();
+        let db = match &database {
+            Database::Owned(tdb) => tdb.db.clone(),
+            Database::Borrowed(db) => db.clone(),
+        };
         let sink = RecordingSink::default();
         let mut sinks = self.sinks;
         sinks.insert("console".into(), Arc::new(sink.clone()));
         let dispatcher = Dispatcher::new(db.clone(), sinks);
         dispatcher.spawn();
-        let catalog = SharedCatalog::new(
-            self.catalog
-                .unwrap_or_else(|| Catalog::from_yaml_file(Path::new(SAMPLE_CATALOG)).unwrap()),
-        );
+        let catalog = self.catalog.unwrap_or_else(|| {
+            SharedCatalog::new(Catalog::from_yaml_file(Path::new(SAMPLE_CATALOG)).unwrap())
+        });
         let driver = self
             .driver
             .unwrap_or_else(|| Arc::new(self.fake.clone()) as Arc<dyn Driver>);
@@ -158,7 +180,7 @@ impl TestPaverBuilder {
             driver: self.fake,
             catalog,
             dispatcher,
-            tdb,
+            db: database,
         }
     }
 }
@@ -172,7 +194,7 @@ pub struct TestPaver {
     pub driver: FakeDriver,
     pub catalog: SharedCatalog,
     pub dispatcher: Dispatcher,
-    tdb: Arc<TestDb>,
+    db: Database,
 }
 
 impl TestPaver {
@@ -194,12 +216,10 @@ impl TestPaver {
     }
 
     pub fn db(&self) -> &Db {
-        &self.tdb.db
-    }
-
-    /// The database URL, for a second process (the binary) to open.
-    pub fn url(&self) -> &str {
-        &self.tdb.url
+        match &self.db {
+            Database::Owned(tdb) => &tdb.db,
+            Database::Borrowed(db) => db,
+        }
     }
 
     /// The application as `paver serve` assembles it, for routers and
