@@ -627,8 +627,8 @@ async fn waiting_job() -> (TestPaver, String) {
 #[tokio::test]
 async fn a_replayed_callback_is_refused_on_every_replica() {
     let (h, job) = waiting_job().await;
-    let a = paver_hooks(&h.db()).await;
-    let b = paver_hooks(&h.db()).await;
+    let a = paver_hooks(h.db()).await;
+    let b = paver_hooks(h.db()).await;
     let path = format!("/hooks/orchestrator/{job}");
     let doc = json!({"status": "running", "message": "step 1"}).to_string();
     let now = chrono::Utc::now().timestamp();
@@ -655,7 +655,7 @@ async fn a_replayed_callback_is_refused_on_every_replica() {
 async fn a_callback_signed_for_another_job_or_method_is_refused() {
     let (h, jobs) = waiting_jobs(&["cart-service", "order-service"]).await;
     let (job, other) = (&jobs[0], &jobs[1]);
-    let hooks = paver_hooks(&h.db()).await;
+    let hooks = paver_hooks(h.db()).await;
     let doc = json!({"status": "succeeded", "summary": "done"}).to_string();
     let now = chrono::Utc::now().timestamp();
     let for_other = sign_callback(
@@ -697,7 +697,7 @@ async fn a_callback_signed_for_another_job_or_method_is_refused() {
 async fn callbacks_use_the_inbound_key_when_one_is_set() {
     let (h, job) = waiting_job().await;
     let hooks = paver_hooks_with(
-        &h.db(),
+        h.db(),
         OrchestratorConfig {
             signing_secret: Some(SECRET.to_owned().into()),
             inbound_signing_secret: Some("inbound-only".to_owned().into()),

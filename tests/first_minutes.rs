@@ -175,9 +175,8 @@ async fn the_golden_path_on_the_card_is_what_the_driver_receives() {
     .await
     .unwrap()
     .with_golden_path(golden.clone());
-    let catalog = Catalog::from_yaml_file(Path::new("config/catalog.yaml")).unwrap();
     let h = TestPaver::builder()
-        .catalog(catalog)
+        .catalog_file("config/catalog.yaml")
         .driver(Arc::new(gitops))
         .settings(EngineSettings {
             golden_path: golden,
