@@ -18,10 +18,10 @@ use paver::engine::EngineSettings;
 use paver::policy::action_hash;
 use paver::requests::ExecutorSettings;
 use paver::storage::{JobStatus, Updates};
-use support::fake::{user, EngineHarness};
-use support::{test_db, FakeDriver, Sent};
+use support::paver::{conv, user, TestPaver};
+use support::FakeDriver;
 
-const HOUR_MS: i64 = 3600 * 1000;
+const HOUR: Duration = Duration::from_secs(3600);
 
 fn fast() -> EngineSettings {
     EngineSettings {
@@ -37,25 +37,9 @@ fn fast() -> EngineSettings {
     }
 }
 
-/// The chat message of the request's card (where replies form its thread).
-fn card_ref(h: &EngineHarness, id: &str) -> String {
-    h.sink
-        .all()
-        .iter()
-        .find_map(|s| match s {
-            Sent::Post { message, r#ref, .. }
-                if message.context.as_deref().is_some_and(|c| c.contains(id)) =>
-            {
-                Some(r#ref.clone())
-            }
-            _ => None,
-        })
-        .expect("the card was posted")
-}
-
-async fn sql(h: &EngineHarness, statement: &str) {
+async fn sql(h: &TestPaver, statement: &str) {
     sqlx::query(statement)
-        .execute(h.db.pool())
+        .execute(h.db().pool())
         .await
         .unwrap_or_else(|e| panic!("{statement}: {e}"));
 }
@@ -66,9 +50,14 @@ async fn sql(h: &EngineHarness, statement: &str) {
 /// is exactly what was confirmed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_confirm_racing_an_amendment_never_runs_what_was_not_confirmed() {
-    let tdb = test_db().await;
     let driver = FakeDriver::default();
-    let h = Arc::new(EngineHarness::new(tdb.db.clone(), Arc::new(driver.clone()), fast()).await);
+    let h = Arc::new(
+        TestPaver::builder()
+            .fake_driver(driver.clone())
+            .settings(fast())
+            .start()
+            .await,
+    );
     let rounds = 200;
     let (mut confirmed_first, mut amended_first) = (0, 0);
     for round in 0..rounds {
@@ -77,12 +66,12 @@ async fn a_confirm_racing_an_amendment_never_runs_what_was_not_confirmed() {
             .await;
         h.idle().await;
         let confirm = h.latest_card(&id).buttons[0].payload.clone();
-        let thread = card_ref(&h, &id);
+        let thread = h.card_ref(&id);
         let press = {
             let h = h.clone();
             tokio::spawn(async move {
                 h.engine
-                    .handle_button(&user("alice"), &support::fake::conv(), &confirm)
+                    .handle_button(&user("alice"), &conv(), &confirm)
                     .await
                     .unwrap();
             })
@@ -109,7 +98,7 @@ async fn a_confirm_racing_an_amendment_never_runs_what_was_not_confirmed() {
         amend.await.unwrap();
         h.idle().await;
 
-        let req = tdb.db.requests().get(&id).await.unwrap();
+        let req = h.db().requests().get(&id).await.unwrap();
         let ran: Vec<Action> = driver
             .jobs
             .lock()
@@ -125,7 +114,7 @@ async fn a_confirm_racing_an_amendment_never_runs_what_was_not_confirmed() {
                 "round {round}: ran {action:?}, which nobody confirmed"
             );
         }
-        let approvals = tdb.db.requests().approvals(&id).await.unwrap();
+        let approvals = h.db().requests().approvals(&id).await.unwrap();
         match req.action.environment() {
             Some(Environment::Production) => {
                 amended_first += 1;
@@ -151,22 +140,25 @@ async fn a_confirm_racing_an_amendment_never_runs_what_was_not_confirmed() {
     eprintln!("{rounds} rounds: confirm first {confirmed_first}, amendment first {amended_first}");
 }
 
-async fn setup() -> (support::TestDb, FakeDriver, EngineHarness) {
-    let tdb = test_db().await;
+async fn setup() -> (FakeDriver, TestPaver) {
     let driver = FakeDriver::default();
-    let h = EngineHarness::new(tdb.db.clone(), Arc::new(driver.clone()), fast()).await;
-    (tdb, driver, h)
+    let h = TestPaver::builder()
+        .fake_driver(driver.clone())
+        .settings(fast())
+        .start()
+        .await;
+    (driver, h)
 }
 
 /// A production deploy approved by dave fails; alice retries it.
-async fn failed_production_deploy(h: &EngineHarness, driver: &FakeDriver) -> String {
+async fn failed_production_deploy(h: &TestPaver, driver: &FakeDriver) -> String {
     driver.then(Err(DriverError::Permanent("argo said no".into())));
     let id = h
         .propose("alice", "deploy order-service 1.2.0 to production")
         .await;
     h.press("alice", &id, "Deploy").await;
     h.press("dave", &id, "Approve").await;
-    let req = h.db.requests().get(&id).await.unwrap();
+    let req = h.db().requests().get(&id).await.unwrap();
     assert_eq!(req.state, RequestState::Failed);
     assert_eq!(driver.calls(), 1);
     id
@@ -174,15 +166,15 @@ async fn failed_production_deploy(h: &EngineHarness, driver: &FakeDriver) -> Str
 
 #[tokio::test]
 async fn a_retry_within_the_approval_window_runs_on_the_same_approval() {
-    let (tdb, driver, h) = setup().await;
+    let (driver, h) = setup().await;
     let id = failed_production_deploy(&h, &driver).await;
     h.press("alice", &id, "Retry").await;
     assert_eq!(
-        tdb.db.requests().get(&id).await.unwrap().state,
+        h.db().requests().get(&id).await.unwrap().state,
         RequestState::Succeeded
     );
     assert_eq!(driver.calls(), 2);
-    let events = tdb.db.requests().events(&id).await.unwrap();
+    let events = h.db().requests().events(&id).await.unwrap();
     assert!(events.iter().any(|e| e.transition == "auto_approve"
         && e.detail.contains("by dave")
         && e.detail.contains("still valid")));
@@ -190,25 +182,18 @@ async fn a_retry_within_the_approval_window_runs_on_the_same_approval() {
 
 #[tokio::test]
 async fn a_retry_after_the_approval_expired_asks_the_approvers_again() {
-    let (tdb, driver, h) = setup().await;
+    let (driver, h) = setup().await;
     let id = failed_production_deploy(&h, &driver).await;
     // dave approved 25 hours ago (the window is 24 h).
-    sql(
-        &h,
-        &format!(
-            "UPDATE approvals SET at = at - {} WHERE request_id = '{id}'",
-            25 * HOUR_MS
-        ),
-    )
-    .await;
+    h.clock().approvals_given(&id, 25 * HOUR).await;
     h.press("alice", &id, "Retry").await;
-    let req = tdb.db.requests().get(&id).await.unwrap();
+    let req = h.db().requests().get(&id).await.unwrap();
     assert_eq!(req.state, RequestState::AwaitingApproval);
     assert_eq!(driver.calls(), 1, "nothing ran on the stale approval");
     // A fresh approval runs it.
     h.press("dave", &id, "Approve").await;
     assert_eq!(
-        tdb.db.requests().get(&id).await.unwrap().state,
+        h.db().requests().get(&id).await.unwrap().state,
         RequestState::Succeeded
     );
     assert_eq!(driver.calls(), 2);
@@ -216,7 +201,7 @@ async fn a_retry_after_the_approval_expired_asks_the_approvers_again() {
 
 #[tokio::test]
 async fn a_retry_asks_again_when_the_approvers_changed() {
-    let (tdb, driver, h) = setup().await;
+    let (driver, h) = setup().await;
     let id = failed_production_deploy(&h, &driver).await;
     // When it was approved, only the platform team could approve it; policy
     // now names the owning team too.
@@ -229,7 +214,7 @@ async fn a_retry_asks_again_when_the_approvers_changed() {
     .await;
     h.press("alice", &id, "Retry").await;
     assert_eq!(
-        tdb.db.requests().get(&id).await.unwrap().state,
+        h.db().requests().get(&id).await.unwrap().state,
         RequestState::AwaitingApproval
     );
     assert_eq!(driver.calls(), 1);
@@ -237,17 +222,17 @@ async fn a_retry_asks_again_when_the_approvers_changed() {
 
 #[tokio::test]
 async fn a_denial_after_an_approval_is_not_outweighed_on_retry() {
-    let (tdb, driver, h) = setup().await;
+    let (driver, h) = setup().await;
     let id = failed_production_deploy(&h, &driver).await;
-    let hash = tdb.db.requests().get(&id).await.unwrap().action_hash;
-    tdb.db
+    let hash = h.db().requests().get(&id).await.unwrap().action_hash;
+    h.db()
         .requests()
         .record_approval(&id, "bob", "denied", &hash)
         .await
         .unwrap();
     h.press("alice", &id, "Retry").await;
     assert_eq!(
-        tdb.db.requests().get(&id).await.unwrap().state,
+        h.db().requests().get(&id).await.unwrap().state,
         RequestState::AwaitingApproval
     );
     assert_eq!(driver.calls(), 1);
@@ -255,20 +240,13 @@ async fn a_denial_after_an_approval_is_not_outweighed_on_retry() {
 
 #[tokio::test]
 async fn failed_requests_expire_and_their_retry_button_stops_working() {
-    let (tdb, driver, h) = setup().await;
+    let (driver, h) = setup().await;
     let id = failed_production_deploy(&h, &driver).await;
-    sql(
-        &h,
-        &format!(
-            "UPDATE requests SET updated_at = updated_at - {} WHERE id = '{id}'",
-            73 * HOUR_MS
-        ),
-    )
-    .await;
-    h.engine.sweep().await.unwrap();
+    h.clock().untouched_for(&id, 73 * HOUR).await;
+    h.sweep().await;
     h.idle().await;
     assert_eq!(
-        tdb.db.requests().get(&id).await.unwrap().state,
+        h.db().requests().get(&id).await.unwrap().state,
         RequestState::Expired
     );
     // An old card's Retry does nothing now.
@@ -280,12 +258,12 @@ async fn failed_requests_expire_and_their_retry_button_stops_working() {
         .expect("the failed card had a Retry button")
         .payload;
     h.engine
-        .handle_button(&user("alice"), &support::fake::conv(), &retry)
+        .handle_button(&user("alice"), &conv(), &retry)
         .await
         .unwrap();
     h.idle().await;
     assert_eq!(
-        tdb.db.requests().get(&id).await.unwrap().state,
+        h.db().requests().get(&id).await.unwrap().state,
         RequestState::Expired
     );
     assert_eq!(driver.calls(), 1);
@@ -295,9 +273,12 @@ async fn failed_requests_expire_and_their_retry_button_stops_working() {
 /// request `confirmed`; the next start decides it.
 #[tokio::test]
 async fn a_restart_decides_requests_a_crash_left_confirmed() {
-    let tdb = test_db().await;
     let driver = FakeDriver::default();
-    let h = EngineHarness::new(tdb.db.clone(), Arc::new(driver.clone()), fast()).await;
+    let h = TestPaver::builder()
+        .fake_driver(driver.clone())
+        .settings(fast())
+        .start()
+        .await;
     let staging = h
         .propose("alice", "deploy order-service 1.2.0 to staging")
         .await;
@@ -305,8 +286,8 @@ async fn a_restart_decides_requests_a_crash_left_confirmed() {
         .propose("alice", "deploy order-service 1.2.0 to production")
         .await;
     for id in [&staging, &production] {
-        let out = tdb
-            .db
+        let out = h
+            .db()
             .requests()
             .transition(
                 id,
@@ -324,10 +305,15 @@ async fn a_restart_decides_requests_a_crash_left_confirmed() {
     assert_eq!(driver.calls(), 0);
 
     let fresh = FakeDriver::default();
-    let b = EngineHarness::new(tdb.db.clone(), Arc::new(fresh.clone()), fast()).await;
+    let b = TestPaver::builder()
+        .replica_of(&h)
+        .fake_driver(fresh.clone())
+        .settings(fast())
+        .start()
+        .await;
     b.engine.recover().await.unwrap();
     b.idle().await;
-    let store = tdb.db.requests();
+    let store = h.db().requests();
     assert_eq!(
         store.get(&staging).await.unwrap().state,
         RequestState::Succeeded
@@ -344,13 +330,16 @@ async fn a_restart_decides_requests_a_crash_left_confirmed() {
 /// (a bug, or someone with database access): the executor refuses it.
 #[tokio::test]
 async fn the_executor_runs_only_the_action_that_was_confirmed() {
-    let tdb = test_db().await;
     let driver = FakeDriver::default();
-    let h = EngineHarness::new(tdb.db.clone(), Arc::new(driver.clone()), fast()).await;
+    let h = TestPaver::builder()
+        .fake_driver(driver.clone())
+        .settings(fast())
+        .start()
+        .await;
     let id = h
         .propose("alice", "deploy order-service 1.2.0 to staging")
         .await;
-    let store = tdb.db.requests();
+    let store = h.db().requests();
     store
         .transition(
             &id,
@@ -402,7 +391,6 @@ async fn the_executor_runs_only_the_action_that_was_confirmed() {
 /// is handed back, and the next process resumes it at once, once.
 #[tokio::test]
 async fn a_graceful_stop_hands_running_jobs_back() {
-    let tdb = test_db().await;
     let stuck = FakeDriver {
         delay: Duration::from_secs(600),
         ..FakeDriver::default()
@@ -412,7 +400,11 @@ async fn a_graceful_stop_hands_running_jobs_back() {
     settings.executor.lease = Duration::from_secs(300);
     // The resumed run is the job's second attempt.
     settings.attempts = 3;
-    let a = EngineHarness::new(tdb.db.clone(), Arc::new(stuck.clone()), settings.clone()).await;
+    let a = TestPaver::builder()
+        .fake_driver(stuck.clone())
+        .settings(settings.clone())
+        .start()
+        .await;
     let id = a.propose("alice", "restart cart-service in dev").await;
     a.press_now("alice", &id, "Restart").await;
     for _ in 0..400 {
@@ -431,15 +423,20 @@ async fn a_graceful_stop_hands_running_jobs_back() {
         .unwrap();
     assert_eq!(handed_back, 1);
     assert!(t0.elapsed() < Duration::from_secs(5));
-    let job = tdb.db.jobs().live_for(&id).await.unwrap().unwrap();
+    let job = a.db().jobs().live_for(&id).await.unwrap().unwrap();
     assert_eq!(job.status, JobStatus::Running);
 
     let fresh = FakeDriver::default();
-    let b = EngineHarness::new(tdb.db.clone(), Arc::new(fresh.clone()), settings).await;
+    let b = TestPaver::builder()
+        .replica_of(&a)
+        .fake_driver(fresh.clone())
+        .settings(settings)
+        .start()
+        .await;
     b.engine.recover().await.unwrap();
     b.idle().await;
     assert_eq!(
-        tdb.db.requests().get(&id).await.unwrap().state,
+        a.db().requests().get(&id).await.unwrap().state,
         RequestState::Succeeded
     );
     assert_eq!(fresh.calls(), 1);

@@ -21,16 +21,16 @@ use secrecy::SecretString;
 use serde_json::{json, Value};
 
 use paver::app::App;
-use paver::catalog::{Catalog, SharedCatalog};
-use paver::chat::dispatcher::Dispatcher;
+use paver::catalog::Catalog;
 use paver::chat::{ButtonPayload, Message, SendError};
 use paver::config::Config;
 use paver::discord::gateway::{Gateway, GatewayMessage};
 use paver::domain::RequestState;
+use paver::engine::EngineSettings;
 use paver::engine::Handled;
-use paver::engine::{Engine, EngineSettings};
 use paver::policy::{PolicyConfig, UnknownUsers};
-use support::{test_db, FakeDriver, TestDb, SAMPLE_CATALOG};
+use support::paver::TestPaver;
+use support::{FakeDriver, SAMPLE_CATALOG};
 
 const SLASH: &str = "../shared/corpus/discord/interaction_slash_command.json";
 const BUTTON: &str = "../shared/corpus/discord/interaction_button_click.json";
@@ -230,7 +230,8 @@ struct Harness {
     base: String,
     driver: FakeDriver,
     client: reqwest::Client,
-    tdb: TestDb,
+    /// The Paver behind `app`; it owns the database for the test's life.
+    _paver: TestPaver,
 }
 
 /// The sample catalog, with Discord ids for alice and dave.
@@ -266,7 +267,6 @@ async fn harness_with(
     let fake = Fake::default();
     fake.app_failures.store(app_failures, Ordering::SeqCst);
     let api_base = fake.serve().await;
-    let tdb = test_db().await;
     let key = SigningKey::from_bytes(&rand::random::<[u8; 32]>());
     let mut config = Config::default();
     config.discord.token = Some(SecretString::from("test-bot-token"));
@@ -275,24 +275,15 @@ async fn harness_with(
     config.discord.api_url = url::Url::parse(&format!("{api_base}/api/v10")).unwrap();
     let sinks = paver::server::sinks(&config).unwrap();
     assert!(sinks.contains_key("discord"));
-    let dispatcher = Dispatcher::new(tdb.db.clone(), sinks);
-    dispatcher.spawn();
-    let driver = FakeDriver::default();
-    let catalog = SharedCatalog::new(catalog());
-    let engine = Engine::new(
-        tdb.db.clone(),
-        catalog.clone(),
-        policy,
-        Arc::new(driver.clone()),
-        dispatcher.clone(),
-        settings,
-    );
-    let app = App {
-        db: tdb.db.clone(),
-        catalog,
-        engine,
-        dispatcher,
-    };
+    let paver = TestPaver::builder()
+        .catalog(catalog())
+        .policy(policy)
+        .settings(settings)
+        .sinks(sinks)
+        .start()
+        .await;
+    let app = paver.app();
+    let driver = paver.driver.clone();
     let router = paver::server::router(&app, &config).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
@@ -305,7 +296,7 @@ async fn harness_with(
         base,
         driver,
         client: reqwest::Client::new(),
-        tdb,
+        _paver: paver,
     }
 }
 
@@ -1378,7 +1369,7 @@ async fn interactions_and_messages_from_other_servers_are_acknowledged_not_handl
     h.idle().await;
     assert!(h.fake.calls().is_empty(), "{:?}", h.fake.calls());
     assert_eq!(
-        h.tdb
+        h.app
             .db
             .inbox()
             .state("discord", "interaction-900000000000000060")
@@ -1498,7 +1489,7 @@ async fn after_an_outage_an_interaction_sent_again_is_handled_once() {
     h.idle().await;
     assert_eq!(h.fake.matching("PATCH", "@original").len(), 1);
     let state = h
-        .tdb
+        .app
         .db
         .inbox()
         .state("discord", "interaction-900000000000000090")
@@ -1519,7 +1510,7 @@ async fn a_stored_interaction_left_by_a_crash_is_handled_by_recovery() {
         panic!("a command")
     };
     let work = paver::discord::interactions::DiscordWork::Command(c);
-    h.tdb
+    h.app
         .db
         .inbox()
         .insert(
@@ -1548,7 +1539,7 @@ async fn a_stored_interaction_left_by_a_crash_is_handled_by_recovery() {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let state = h
-            .tdb
+            .app
             .db
             .inbox()
             .state("discord", &work.key())
@@ -1612,7 +1603,7 @@ async fn discord_interactions_and_gateway_events_are_bounded_by_max_in_flight() 
     tokio::time::sleep(Duration::from_millis(200)).await;
     h.idle().await;
     assert!(h.fake.calls().is_empty(), "{:?}", h.fake.calls());
-    let inbox = h.tdb.db.inbox();
+    let inbox = h.app.db.inbox();
     assert_eq!(
         inbox
             .state("discord", "interaction-900000000000000110")

@@ -21,8 +21,9 @@ use paver::drivers::router::{DriversConfig, Router};
 use paver::drivers::{Driver, DriverError, Job, JobState, Outcome};
 use paver::engine::EngineSettings;
 use paver::requests::ExecutorSettings;
-use support::fake::{json as reply, serve, EngineHarness, FakeServer};
+use support::fake::{json as reply, serve, FakeServer};
 use support::openapi::{assert_conform, Spec};
+use support::paver::TestPaver;
 
 const SPEC: &str = "../shared/corpus/backstage/scaffolder-openapi.json";
 const TOKEN: &str = "backstage-test-token";
@@ -474,7 +475,6 @@ async fn a_scaffold_request_posts_the_repository_and_catalog_links() {
         ..Script::default()
     })
     .await;
-    let tdb = support::test_db().await;
     let backstage: Arc<dyn Driver> = Arc::new(driver(&server, BackstageConfig::default()));
     let gitops: Arc<dyn Driver> = Arc::new(support::FakeDriver::default());
     let config = DriversConfig {
@@ -493,7 +493,11 @@ async fn a_scaffold_request_posts_the_repository_and_catalog_links() {
         },
         ..EngineSettings::default()
     };
-    let h = EngineHarness::new(tdb.db.clone(), Arc::new(router), settings).await;
+    let h = TestPaver::builder()
+        .driver(Arc::new(router))
+        .settings(settings)
+        .start()
+        .await;
     let id = h
         .propose(
             "alice",
@@ -501,7 +505,7 @@ async fn a_scaffold_request_posts_the_repository_and_catalog_links() {
         )
         .await;
     h.press("alice", &id, "Scaffold").await;
-    let req = tdb.db.requests().get(&id).await.unwrap();
+    let req = h.db().requests().get(&id).await.unwrap();
     assert_eq!(req.state, RequestState::Succeeded, "{:?}", req.error);
     let thread = h.thread_texts().join("\n");
     assert!(

@@ -20,8 +20,9 @@ use paver::drivers::{Driver, DriverError, Job, Outcome};
 use paver::engine::EngineSettings;
 use paver::requests::ExecutorSettings;
 use paver::storage::Db;
-use support::fake::{json as reply, serve, EngineHarness, FakeServer};
+use support::fake::{json as reply, serve, FakeServer};
 use support::openapi::Recorded;
+use support::paver::TestPaver;
 use support::test_db;
 
 const SECRET: &str = "orchestrator-signing-secret";
@@ -345,17 +346,17 @@ async fn the_orchestrator_calls_back_and_the_thread_gets_the_url() {
         ..Orch::default()
     }));
     let server = fake_orchestrator(state.clone()).await;
-    let h = EngineHarness::new(
-        tdb.db.clone(),
-        routed(driver(&server, Some(hooks))),
-        settings(),
-    )
-    .await;
+    let h = TestPaver::builder()
+        .test_db(tdb)
+        .driver(routed(driver(&server, Some(hooks))))
+        .settings(settings())
+        .start()
+        .await;
     let id = h
         .propose("alice", "create staging for order-service with Postgres")
         .await;
     h.press("alice", &id, "Create").await;
-    let req = tdb.db.requests().get(&id).await.unwrap();
+    let req = h.db().requests().get(&id).await.unwrap();
     assert_eq!(req.state, RequestState::Succeeded, "{:?}", req.error);
     assert_eq!(
         req.result_url.as_deref(),
@@ -373,7 +374,7 @@ async fn the_orchestrator_calls_back_and_the_thread_gets_the_url() {
         "{:?}",
         h.statuses(&id).await
     );
-    let jobs = tdb.db.jobs().for_request(&id).await.unwrap();
+    let jobs = h.db().jobs().for_request(&id).await.unwrap();
     assert!(jobs[0].callback.as_deref().unwrap().contains("succeeded"));
     let sent = &server.all()[0];
     let cb = sent.body.as_ref().unwrap()["callback_url"]
@@ -391,15 +392,14 @@ async fn the_orchestrator_calls_back_and_the_thread_gets_the_url() {
 async fn the_callback_endpoint_checks_signatures_and_jobs() {
     let tdb = test_db().await;
     let hooks = paver_hooks(&tdb.db).await;
-    let h = EngineHarness::new(
-        tdb.db.clone(),
-        Arc::new(support::FakeDriver::default()),
-        settings(),
-    )
-    .await;
+    let h = TestPaver::builder()
+        .test_db(tdb)
+        .settings(settings())
+        .start()
+        .await;
     let id = h.propose("alice", "restart cart-service in dev").await;
-    let req = tdb.db.requests().get(&id).await.unwrap();
-    let job = tdb.db.jobs().enqueue(&id, &req.action_hash).await.unwrap();
+    let req = h.db().requests().get(&id).await.unwrap();
+    let job = h.db().jobs().enqueue(&id, &req.action_hash).await.unwrap();
     let now = chrono::Utc::now().timestamp();
     let doc = json!({"status": "running", "message": "half way"}).to_string();
     let path = format!("/hooks/orchestrator/{}", job.id);
@@ -449,7 +449,7 @@ async fn the_callback_endpoint_checks_signatures_and_jobs() {
         202
     );
     assert_eq!(
-        tdb.db.jobs().callback(&job.id).await.unwrap().as_deref(),
+        h.db().jobs().callback(&job.id).await.unwrap().as_deref(),
         Some(r#"{"status":"running","message":"half way","retryable":false}"#)
     );
 }
@@ -470,7 +470,6 @@ async fn post_callback(url: &str, body: &str, signature: Option<(i64, String)>) 
 
 #[tokio::test]
 async fn a_transient_failure_after_the_work_was_accepted_does_not_duplicate_it() {
-    let tdb = test_db().await;
     let state = Arc::new(Mutex::new(Orch {
         mode: Mode::Poll,
         polls: 1,
@@ -478,12 +477,16 @@ async fn a_transient_failure_after_the_work_was_accepted_does_not_duplicate_it()
         ..Orch::default()
     }));
     let server = fake_orchestrator(state.clone()).await;
-    let h = EngineHarness::new(tdb.db.clone(), routed(driver(&server, None)), settings()).await;
+    let h = TestPaver::builder()
+        .driver(routed(driver(&server, None)))
+        .settings(settings())
+        .start()
+        .await;
     let id = h
         .propose("alice", "create staging for order-service with Postgres")
         .await;
     h.press("alice", &id, "Create").await;
-    let req = tdb.db.requests().get(&id).await.unwrap();
+    let req = h.db().requests().get(&id).await.unwrap();
     assert_eq!(req.state, RequestState::Succeeded, "{:?}", req.error);
     let posts: Vec<Recorded> = server
         .all()
@@ -510,18 +513,21 @@ async fn a_transient_failure_after_the_work_was_accepted_does_not_duplicate_it()
 
 #[tokio::test]
 async fn a_permanent_failure_is_posted_with_a_retry_button() {
-    let tdb = test_db().await;
     let state = Arc::new(Mutex::new(Orch {
         refuse: Some("environment quota exceeded for team-commerce".into()),
         ..Orch::default()
     }));
     let server = fake_orchestrator(state.clone()).await;
-    let h = EngineHarness::new(tdb.db.clone(), routed(driver(&server, None)), settings()).await;
+    let h = TestPaver::builder()
+        .driver(routed(driver(&server, None)))
+        .settings(settings())
+        .start()
+        .await;
     let id = h
         .propose("alice", "create staging for order-service with Postgres")
         .await;
     h.press("alice", &id, "Create").await;
-    let req = tdb.db.requests().get(&id).await.unwrap();
+    let req = h.db().requests().get(&id).await.unwrap();
     assert_eq!(req.state, RequestState::Failed);
     assert!(req.error.unwrap().contains("quota exceeded"));
     assert!(h
@@ -534,7 +540,7 @@ async fn a_permanent_failure_is_posted_with_a_retry_button() {
     state.lock().unwrap().refuse = None;
     h.press("alice", &id, "Retry").await;
     assert_eq!(
-        tdb.db.requests().get(&id).await.unwrap().state,
+        h.db().requests().get(&id).await.unwrap().state,
         RequestState::Succeeded
     );
 }
@@ -543,14 +549,17 @@ async fn a_permanent_failure_is_posted_with_a_retry_button() {
 /// the job after the lease, polls the same status URL, and never re-submits.
 #[tokio::test]
 async fn a_crash_mid_job_resumes_once_without_resubmitting() {
-    let tdb = test_db().await;
     let state = Arc::new(Mutex::new(Orch {
         mode: Mode::Poll,
         hold: true,
         ..Orch::default()
     }));
     let server = fake_orchestrator(state.clone()).await;
-    let a = EngineHarness::new(tdb.db.clone(), routed(driver(&server, None)), settings()).await;
+    let a = TestPaver::builder()
+        .driver(routed(driver(&server, None)))
+        .settings(settings())
+        .start()
+        .await;
     let id = a
         .propose("alice", "create staging for order-service with Postgres")
         .await;
@@ -564,11 +573,16 @@ async fn a_crash_mid_job_resumes_once_without_resubmitting() {
     assert_eq!(server.count("POST", "/v1/actions"), 1);
     a.engine.executor().stop();
 
-    let b = EngineHarness::new(tdb.db.clone(), routed(driver(&server, None)), settings()).await;
+    let b = TestPaver::builder()
+        .replica_of(&a)
+        .driver(routed(driver(&server, None)))
+        .settings(settings())
+        .start()
+        .await;
     b.engine.recover().await.unwrap();
     // Let B take over (after the lease), then let the orchestrator finish.
     for _ in 0..400 {
-        let j = tdb.db.jobs().live_for(&id).await.unwrap().unwrap();
+        let j = a.db().jobs().live_for(&id).await.unwrap().unwrap();
         if j.owner.as_deref() == Some(b.engine.executor().owner()) {
             break;
         }
@@ -576,7 +590,7 @@ async fn a_crash_mid_job_resumes_once_without_resubmitting() {
     }
     state.lock().unwrap().hold = false;
     b.idle().await;
-    let req = tdb.db.requests().get(&id).await.unwrap();
+    let req = a.db().requests().get(&id).await.unwrap();
     assert_eq!(req.state, RequestState::Succeeded, "{:?}", req.error);
     assert_eq!(
         server.count("POST", "/v1/actions"),
@@ -584,41 +598,37 @@ async fn a_crash_mid_job_resumes_once_without_resubmitting() {
         "resumed without re-submitting"
     );
     assert_eq!(state.lock().unwrap().jobs.len(), 1);
-    let jobs = tdb.db.jobs().for_request(&id).await.unwrap();
+    let jobs = a.db().jobs().for_request(&id).await.unwrap();
     assert_eq!(jobs.len(), 1);
     assert_eq!(jobs[0].attempts, 2, "claimed once more, after the crash");
 }
 
-/// Jobs waiting for callbacks, one per service named.
-async fn waiting_jobs(tdb: &support::TestDb, services: &[&str]) -> Vec<String> {
-    let h = EngineHarness::new(
-        tdb.db.clone(),
-        Arc::new(support::FakeDriver::default()),
-        settings(),
-    )
-    .await;
+/// A Paver with jobs waiting for callbacks, one per service named.
+async fn waiting_jobs(services: &[&str]) -> (TestPaver, Vec<String>) {
+    let h = TestPaver::builder().settings(settings()).start().await;
     let mut out = Vec::new();
     for s in services {
-        let id = h.propose("alice", &format!("restart {s} in dev")).await;
-        let req = tdb.db.requests().get(&id).await.unwrap();
-        let job = tdb.db.jobs().enqueue(&id, &req.action_hash).await.unwrap();
+        // Not waiting for idle: the jobs queued before wait forever.
+        let id = h.propose_now("alice", &format!("restart {s} in dev")).await;
+        let req = h.db().requests().get(&id).await.unwrap();
+        let job = h.db().jobs().enqueue(&id, &req.action_hash).await.unwrap();
         out.push(job.id);
     }
-    out
+    (h, out)
 }
 
-async fn waiting_job(tdb: &support::TestDb) -> String {
-    waiting_jobs(tdb, &["cart-service"]).await.remove(0)
+async fn waiting_job() -> (TestPaver, String) {
+    let (h, mut jobs) = waiting_jobs(&["cart-service"]).await;
+    (h, jobs.remove(0))
 }
 
 /// A callback accepted once is refused the second time, on this replica
 /// and on another one sharing the database.
 #[tokio::test]
 async fn a_replayed_callback_is_refused_on_every_replica() {
-    let tdb = test_db().await;
-    let job = waiting_job(&tdb).await;
-    let a = paver_hooks(&tdb.db).await;
-    let b = paver_hooks(&tdb.db).await;
+    let (h, job) = waiting_job().await;
+    let a = paver_hooks(h.db()).await;
+    let b = paver_hooks(h.db()).await;
     let path = format!("/hooks/orchestrator/{job}");
     let doc = json!({"status": "running", "message": "step 1"}).to_string();
     let now = chrono::Utc::now().timestamp();
@@ -643,10 +653,9 @@ async fn a_replayed_callback_is_refused_on_every_replica() {
 /// one job cannot be pointed at another.
 #[tokio::test]
 async fn a_callback_signed_for_another_job_or_method_is_refused() {
-    let tdb = test_db().await;
-    let jobs = waiting_jobs(&tdb, &["cart-service", "order-service"]).await;
+    let (h, jobs) = waiting_jobs(&["cart-service", "order-service"]).await;
     let (job, other) = (&jobs[0], &jobs[1]);
-    let hooks = paver_hooks(&tdb.db).await;
+    let hooks = paver_hooks(h.db()).await;
     let doc = json!({"status": "succeeded", "summary": "done"}).to_string();
     let now = chrono::Utc::now().timestamp();
     let for_other = sign_callback(
@@ -678,7 +687,7 @@ async fn a_callback_signed_for_another_job_or_method_is_refused() {
         post_callback(&url, &doc, Some((now - 1, right.clone()))).await,
         401
     );
-    assert_eq!(tdb.db.jobs().callback(job).await.unwrap(), None);
+    assert_eq!(h.db().jobs().callback(job).await.unwrap(), None);
     assert_eq!(post_callback(&url, &doc, Some((now, right))).await, 202);
 }
 
@@ -686,10 +695,9 @@ async fn a_callback_signed_for_another_job_or_method_is_refused() {
 /// keep the shared one.
 #[tokio::test]
 async fn callbacks_use_the_inbound_key_when_one_is_set() {
-    let tdb = test_db().await;
-    let job = waiting_job(&tdb).await;
+    let (h, job) = waiting_job().await;
     let hooks = paver_hooks_with(
-        &tdb.db,
+        h.db(),
         OrchestratorConfig {
             signing_secret: Some(SECRET.to_owned().into()),
             inbound_signing_secret: Some("inbound-only".to_owned().into()),

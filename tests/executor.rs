@@ -5,7 +5,6 @@
 
 mod support;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use paver::domain::RequestState;
@@ -13,8 +12,8 @@ use paver::drivers::{DriverError, Outcome};
 use paver::engine::EngineSettings;
 use paver::requests::ExecutorSettings;
 use paver::storage::JobStatus;
-use support::fake::EngineHarness;
-use support::{test_db, FakeDriver};
+use support::paver::TestPaver;
+use support::FakeDriver;
 
 fn fast(lease: Duration) -> EngineSettings {
     EngineSettings {
@@ -42,24 +41,22 @@ async fn until(what: &str, mut f: impl FnMut() -> bool) {
 
 #[tokio::test]
 async fn an_approved_request_becomes_a_job_that_runs_once() {
-    let tdb = test_db().await;
     // Card updates waiting to be sent are coalesced (the latest wins): the
     // run lasts long enough for its progress line to be sent on its own.
     let driver = FakeDriver {
         delay: Duration::from_millis(300),
         ..FakeDriver::default()
     };
-    let h = EngineHarness::new(
-        tdb.db.clone(),
-        Arc::new(driver.clone()),
-        fast(Duration::from_secs(10)),
-    )
-    .await;
+    let h = TestPaver::builder()
+        .fake_driver(driver.clone())
+        .settings(fast(Duration::from_secs(10)))
+        .start()
+        .await;
     let id = h.propose("alice", "restart cart-service in dev").await;
     h.press("alice", &id, "Restart").await;
-    let req = tdb.db.requests().get(&id).await.unwrap();
+    let req = h.db().requests().get(&id).await.unwrap();
     assert_eq!(req.state, RequestState::Succeeded);
-    let jobs = tdb.db.jobs().for_request(&id).await.unwrap();
+    let jobs = h.db().jobs().for_request(&id).await.unwrap();
     assert_eq!(jobs.len(), 1);
     assert_eq!(jobs[0].status, JobStatus::Succeeded);
     assert_eq!(jobs[0].attempts, 1);
@@ -85,25 +82,23 @@ async fn an_approved_request_becomes_a_job_that_runs_once() {
 
 #[tokio::test]
 async fn transient_failures_back_off_and_retry_without_duplicates() {
-    let tdb = test_db().await;
     let driver = FakeDriver::default();
     driver
         .then(Err(DriverError::Transient(
             "503 from the orchestrator".into(),
         )))
         .then(Err(DriverError::Transient("timed out".into())));
-    let h = EngineHarness::new(
-        tdb.db.clone(),
-        Arc::new(driver.clone()),
-        fast(Duration::from_secs(10)),
-    )
-    .await;
+    let h = TestPaver::builder()
+        .fake_driver(driver.clone())
+        .settings(fast(Duration::from_secs(10)))
+        .start()
+        .await;
     let id = h
         .propose("alice", "create a dev env for cart-service with redis")
         .await;
     h.press("alice", &id, "Create").await;
     assert_eq!(
-        tdb.db.requests().get(&id).await.unwrap().state,
+        h.db().requests().get(&id).await.unwrap().state,
         RequestState::Succeeded
     );
     let jobs = driver.jobs.lock().unwrap().clone();
@@ -132,20 +127,18 @@ async fn transient_failures_back_off_and_retry_without_duplicates() {
 
 #[tokio::test]
 async fn exhausted_retries_fail_with_the_message_and_a_retry_button() {
-    let tdb = test_db().await;
     let driver = FakeDriver::default();
     for _ in 0..3 {
         driver.then(Err(DriverError::Transient("429 Too Many Requests".into())));
     }
-    let h = EngineHarness::new(
-        tdb.db.clone(),
-        Arc::new(driver.clone()),
-        fast(Duration::from_secs(10)),
-    )
-    .await;
+    let h = TestPaver::builder()
+        .fake_driver(driver.clone())
+        .settings(fast(Duration::from_secs(10)))
+        .start()
+        .await;
     let id = h.propose("alice", "restart cart-service in dev").await;
     h.press("alice", &id, "Restart").await;
-    let req = tdb.db.requests().get(&id).await.unwrap();
+    let req = h.db().requests().get(&id).await.unwrap();
     assert_eq!(req.state, RequestState::Failed);
     assert_eq!(
         req.error.as_deref(),
@@ -157,26 +150,24 @@ async fn exhausted_retries_fail_with_the_message_and_a_retry_button() {
         .iter()
         .any(|t| t.contains("429 Too Many Requests") && t.contains("Retry")));
     assert_eq!(h.latest_card(&id).buttons[0].label, "Retry");
-    let jobs = tdb.db.jobs().for_request(&id).await.unwrap();
+    let jobs = h.db().jobs().for_request(&id).await.unwrap();
     assert_eq!(jobs[0].status, JobStatus::Failed);
 }
 
 #[tokio::test]
 async fn permanent_errors_fail_at_once_and_retry_makes_a_new_job() {
-    let tdb = test_db().await;
     let driver = FakeDriver::default();
     driver.then(Err(DriverError::Permanent(
         "422: values.name must match ^[a-z-]+$".into(),
     )));
-    let h = EngineHarness::new(
-        tdb.db.clone(),
-        Arc::new(driver.clone()),
-        fast(Duration::from_secs(10)),
-    )
-    .await;
+    let h = TestPaver::builder()
+        .fake_driver(driver.clone())
+        .settings(fast(Duration::from_secs(10)))
+        .start()
+        .await;
     let id = h.propose("alice", "restart cart-service in dev").await;
     h.press("alice", &id, "Restart").await;
-    let req = tdb.db.requests().get(&id).await.unwrap();
+    let req = h.db().requests().get(&id).await.unwrap();
     assert_eq!(req.state, RequestState::Failed);
     assert_eq!(
         req.error.as_deref(),
@@ -190,10 +181,10 @@ async fn permanent_errors_fail_at_once_and_retry_makes_a_new_job() {
 
     h.press("alice", &id, "Retry").await;
     assert_eq!(
-        tdb.db.requests().get(&id).await.unwrap().state,
+        h.db().requests().get(&id).await.unwrap().state,
         RequestState::Succeeded
     );
-    let jobs = tdb.db.jobs().for_request(&id).await.unwrap();
+    let jobs = h.db().jobs().for_request(&id).await.unwrap();
     assert_eq!(jobs.len(), 2);
     assert_eq!(jobs[0].status, JobStatus::Failed);
     assert_eq!(jobs[1].status, JobStatus::Succeeded);
@@ -208,17 +199,20 @@ async fn permanent_errors_fail_at_once_and_retry_makes_a_new_job() {
 /// job, and the driver runs once more with the same idempotency key.
 #[tokio::test]
 async fn a_crashed_executor_is_resumed_once_after_its_lease() {
-    let tdb = test_db().await;
     let lease = Duration::from_millis(1500);
     let stuck = FakeDriver {
         delay: Duration::from_secs(600),
         ..FakeDriver::default()
     };
-    let a = EngineHarness::new(tdb.db.clone(), Arc::new(stuck.clone()), fast(lease)).await;
+    let a = TestPaver::builder()
+        .fake_driver(stuck.clone())
+        .settings(fast(lease))
+        .start()
+        .await;
     let id = a.propose("alice", "restart cart-service in dev").await;
     a.press_now("alice", &id, "Restart").await;
     until("the first run to start", || stuck.calls() == 1).await;
-    let job = tdb.db.jobs().live_for(&id).await.unwrap().unwrap();
+    let job = a.db().jobs().live_for(&id).await.unwrap().unwrap();
     assert_eq!(job.status, JobStatus::Running);
     assert_eq!(job.owner.as_deref(), Some(a.engine.executor().owner()));
 
@@ -226,11 +220,16 @@ async fn a_crashed_executor_is_resumed_once_after_its_lease() {
     a.engine.executor().stop();
 
     let fresh = FakeDriver::default();
-    let b = EngineHarness::new(tdb.db.clone(), Arc::new(fresh.clone()), fast(lease)).await;
+    let b = TestPaver::builder()
+        .replica_of(&a)
+        .fake_driver(fresh.clone())
+        .settings(fast(lease))
+        .start()
+        .await;
     b.engine.recover().await.unwrap();
     b.idle().await;
     assert_eq!(
-        tdb.db.requests().get(&id).await.unwrap().state,
+        a.db().requests().get(&id).await.unwrap().state,
         RequestState::Succeeded
     );
     assert_eq!(fresh.calls(), 1, "resumed exactly once");
@@ -241,7 +240,7 @@ async fn a_crashed_executor_is_resumed_once_after_its_lease() {
     assert_eq!(first.job_id, second.job_id);
     assert!(second.resumed);
     assert_eq!(second.attempt, 2);
-    let jobs = tdb.db.jobs().for_request(&id).await.unwrap();
+    let jobs = a.db().jobs().for_request(&id).await.unwrap();
     assert_eq!(jobs.len(), 1);
     assert_eq!(jobs[0].status, JobStatus::Succeeded);
     assert_eq!(jobs[0].owner.as_deref(), Some(b.engine.executor().owner()));
@@ -253,14 +252,17 @@ async fn a_crashed_executor_is_resumed_once_after_its_lease() {
 
 #[tokio::test]
 async fn a_crash_fails_what_cannot_be_resumed_safely() {
-    let tdb = test_db().await;
     let lease = Duration::from_millis(1500);
     let stuck = FakeDriver {
         delay: Duration::from_secs(600),
         resumable: false,
         ..FakeDriver::default()
     };
-    let a = EngineHarness::new(tdb.db.clone(), Arc::new(stuck.clone()), fast(lease)).await;
+    let a = TestPaver::builder()
+        .fake_driver(stuck.clone())
+        .settings(fast(lease))
+        .start()
+        .await;
     let id = a.propose("alice", "restart cart-service in dev").await;
     a.press_now("alice", &id, "Restart").await;
     until("the first run to start", || stuck.calls() == 1).await;
@@ -269,10 +271,15 @@ async fn a_crash_fails_what_cannot_be_resumed_safely() {
         resumable: false,
         ..FakeDriver::default()
     };
-    let b = EngineHarness::new(tdb.db.clone(), Arc::new(other.clone()), fast(lease)).await;
+    let b = TestPaver::builder()
+        .replica_of(&a)
+        .fake_driver(other.clone())
+        .settings(fast(lease))
+        .start()
+        .await;
     b.engine.recover().await.unwrap();
     b.idle().await;
-    let req = tdb.db.requests().get(&id).await.unwrap();
+    let req = a.db().requests().get(&id).await.unwrap();
     assert_eq!(req.state, RequestState::Failed);
     assert!(req.error.unwrap().contains("restarted"));
     assert_eq!(other.calls(), 0);
@@ -281,23 +288,21 @@ async fn a_crash_fails_what_cannot_be_resumed_safely() {
 /// Two replicas on one database: every request runs exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_share_the_queue_without_running_anything_twice() {
-    let tdb = test_db().await;
     let driver = FakeDriver {
         delay: Duration::from_millis(150),
         ..FakeDriver::default()
     };
-    let a = EngineHarness::new(
-        tdb.db.clone(),
-        Arc::new(driver.clone()),
-        fast(Duration::from_secs(10)),
-    )
-    .await;
-    let b = EngineHarness::new(
-        tdb.db.clone(),
-        Arc::new(driver.clone()),
-        fast(Duration::from_secs(10)),
-    )
-    .await;
+    let a = TestPaver::builder()
+        .fake_driver(driver.clone())
+        .settings(fast(Duration::from_secs(10)))
+        .start()
+        .await;
+    let b = TestPaver::builder()
+        .replica_of(&a)
+        .fake_driver(driver.clone())
+        .settings(fast(Duration::from_secs(10)))
+        .start()
+        .await;
     b.engine.start_workers();
     let services = [
         "cart-service",
@@ -319,7 +324,7 @@ async fn replicas_share_the_queue_without_running_anything_twice() {
     b.idle().await;
     for id in &ids {
         assert_eq!(
-            tdb.db.requests().get(id).await.unwrap().state,
+            a.db().requests().get(id).await.unwrap().state,
             RequestState::Succeeded
         );
     }
@@ -332,17 +337,15 @@ async fn replicas_share_the_queue_without_running_anything_twice() {
 
 #[tokio::test]
 async fn recovery_queues_approved_requests_that_never_got_a_job() {
-    let tdb = test_db().await;
     let driver = FakeDriver::default();
-    let h = EngineHarness::new(
-        tdb.db.clone(),
-        Arc::new(driver.clone()),
-        fast(Duration::from_secs(10)),
-    )
-    .await;
+    let h = TestPaver::builder()
+        .fake_driver(driver.clone())
+        .settings(fast(Duration::from_secs(10)))
+        .start()
+        .await;
     let id = h.propose("alice", "restart cart-service in dev").await;
     // A crash between the approval and the queueing.
-    let store = tdb.db.requests();
+    let store = h.db().requests();
     for t in [
         paver::domain::Transition::Confirm,
         paver::domain::Transition::AutoApprove,
@@ -359,11 +362,11 @@ async fn recovery_queues_approved_requests_that_never_got_a_job() {
             .await
             .unwrap();
     }
-    assert!(tdb.db.jobs().live_for(&id).await.unwrap().is_none());
+    assert!(h.db().jobs().live_for(&id).await.unwrap().is_none());
     h.engine.recover().await.unwrap();
     h.idle().await;
     assert_eq!(
-        tdb.db.requests().get(&id).await.unwrap().state,
+        h.db().requests().get(&id).await.unwrap().state,
         RequestState::Succeeded
     );
     assert_eq!(driver.calls(), 1);
@@ -373,19 +376,16 @@ async fn recovery_queues_approved_requests_that_never_got_a_job() {
 /// Claims are exclusive even when many workers race for one job.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_is_claimed_by_exactly_one_worker() {
-    let tdb = test_db().await;
-    let h = EngineHarness::new(
-        tdb.db.clone(),
-        Arc::new(FakeDriver::default()),
-        fast(Duration::from_secs(10)),
-    )
-    .await;
+    let h = TestPaver::builder()
+        .settings(fast(Duration::from_secs(10)))
+        .start()
+        .await;
     let id = h.propose("alice", "restart cart-service in dev").await;
-    let req = tdb.db.requests().get(&id).await.unwrap();
-    let job = tdb.db.jobs().enqueue(&id, &req.action_hash).await.unwrap();
+    let req = h.db().requests().get(&id).await.unwrap();
+    let job = h.db().jobs().enqueue(&id, &req.action_hash).await.unwrap();
     // Queueing again is a no-op while the job is live.
     assert_eq!(
-        tdb.db
+        h.db()
             .jobs()
             .enqueue(&id, &req.action_hash)
             .await
@@ -395,7 +395,7 @@ async fn a_job_is_claimed_by_exactly_one_worker() {
     );
     let mut tasks = Vec::new();
     for n in 0..8 {
-        let db = tdb.db.clone();
+        let db = h.db().clone();
         tasks.push(tokio::spawn(async move {
             db.jobs().claim(&format!("w{n}"), 10_000).await.unwrap()
         }));
@@ -408,14 +408,10 @@ async fn a_job_is_claimed_by_exactly_one_worker() {
     }
     assert_eq!(won, 1);
     // An expired lease makes it claimable again, as a resumed job.
-    sqlx::query("UPDATE jobs SET lease_until = 1 WHERE id = $1")
-        .bind(&job.id)
-        .execute(tdb.db.pool())
-        .await
-        .unwrap();
-    let again = tdb.db.jobs().claim("w9", 10_000).await.unwrap().unwrap();
+    h.clock().lease_ran_out(&job.id).await;
+    let again = h.db().jobs().claim("w9", 10_000).await.unwrap().unwrap();
     assert!(again.resumed);
     assert_eq!(again.job.attempts, 2);
-    assert!(!tdb.db.jobs().renew(&job.id, "w0", 10_000).await.unwrap());
-    assert!(tdb.db.jobs().renew(&job.id, "w9", 10_000).await.unwrap());
+    assert!(!h.db().jobs().renew(&job.id, "w0", 10_000).await.unwrap());
+    assert!(h.db().jobs().renew(&job.id, "w9", 10_000).await.unwrap());
 }

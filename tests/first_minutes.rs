@@ -9,35 +9,15 @@ use std::path::Path;
 use std::sync::Arc;
 
 use paver::catalog::Catalog;
-use paver::chat::{Conversation, Inbound, Platform};
 use paver::domain::RequestState;
 use paver::domain::{Action, Environment};
 use paver::drivers::DriverError;
 use paver::engine::EngineSettings;
 use paver::engine::Handled;
-use support::fake::{user, EngineHarness};
-use support::{test_db, FakeDriver};
+use support::paver::TestPaver;
+use support::FakeDriver;
 
-async fn say(h: &EngineHarness, who: &str, text: &str, thread: Option<&str>) -> Handled {
-    let handled = h
-        .engine
-        .handle_message(Inbound {
-            event_id: None,
-            user: user(who),
-            conversation: Conversation {
-                platform: Platform::Console,
-                channel: "C1".into(),
-                thread: thread.map(str::to_owned),
-            },
-            text: text.into(),
-        })
-        .await
-        .unwrap();
-    h.idle().await;
-    handled
-}
-
-fn last_text(h: &EngineHarness) -> String {
+fn last_text(h: &TestPaver) -> String {
     h.sink
         .transcript()
         .lines()
@@ -46,39 +26,35 @@ fn last_text(h: &EngineHarness) -> String {
         .to_owned()
 }
 
-async fn shipped(driver: FakeDriver) -> (support::TestDb, EngineHarness) {
-    let tdb = test_db().await;
-    let catalog = Catalog::from_yaml_file(Path::new("config/catalog.yaml")).unwrap();
-    let h = EngineHarness::with_catalog(
-        tdb.db.clone(),
-        Arc::new(driver),
-        EngineSettings::default(),
-        catalog,
-    )
-    .await;
-    (tdb, h)
+/// Paver with the catalog it ships with.
+async fn shipped(driver: FakeDriver) -> TestPaver {
+    TestPaver::builder()
+        .catalog_file("config/catalog.yaml")
+        .fake_driver(driver)
+        .start()
+        .await
 }
 
 #[tokio::test]
 async fn greetings_and_thanks_get_one_line_and_thread_chatter_none() {
-    let (_tdb, h) = shipped(FakeDriver::default()).await;
-    assert_eq!(say(&h, "ada", "hi", None).await, Handled::Replied);
+    let h = shipped(FakeDriver::default()).await;
+    assert_eq!(h.say("ada", "hi").await, Handled::Replied);
     assert!(last_text(&h).contains("say `help`"), "{}", last_text(&h));
-    assert_eq!(say(&h, "ada", "thanks!", None).await, Handled::Replied);
+    assert_eq!(h.say("ada", "thanks!").await, Handled::Replied);
     assert!(last_text(&h).contains("You're welcome"));
     let before = h.sink.all().len();
     assert_eq!(
-        say(&h, "ada", "thanks!", Some("ts-9")).await,
+        h.say_in("ada", "thanks!", Some("ts-9")).await,
         Handled::Ignored
     );
-    assert_eq!(say(&h, "ada", "👍", None).await, Handled::Ignored);
+    assert_eq!(h.say("ada", "👍").await, Handled::Ignored);
     assert_eq!(h.sink.all().len(), before);
 }
 
 #[tokio::test]
 async fn an_unknown_service_gets_the_closest_names() {
-    let (_tdb, h) = shipped(FakeDriver::default()).await;
-    say(&h, "ada", "deploy ordr-api 1.0 to staging", None).await;
+    let h = shipped(FakeDriver::default()).await;
+    h.say("ada", "deploy ordr-api 1.0 to staging").await;
     let text = last_text(&h);
     assert!(
         text.contains("order-service") && text.contains("order-worker"),
@@ -88,9 +64,9 @@ async fn an_unknown_service_gets_the_closest_names() {
 
 #[tokio::test]
 async fn what_runs_in_an_environment_lists_every_service() {
-    let (_tdb, h) = shipped(FakeDriver::default()).await;
+    let h = shipped(FakeDriver::default()).await;
     assert_eq!(
-        say(&h, "ada", "what's deployed in staging?", None).await,
+        h.say("ada", "what's deployed in staging?").await,
         Handled::Replied
     );
     let t = h.sink.transcript();
@@ -106,7 +82,7 @@ async fn a_missing_environment_is_on_the_card_with_its_fix() {
         absent: vec![Environment::Production, Environment::Preview],
         ..FakeDriver::default()
     };
-    let (tdb, h) = shipped(driver.clone()).await;
+    let h = shipped(driver.clone()).await;
     let id = h.propose("ada", "deploy order-service 1.4.0 to prod").await;
     h.idle().await;
     let card = h.latest_card(&id);
@@ -120,12 +96,12 @@ async fn a_missing_environment_is_on_the_card_with_its_fix() {
 
     h.press("ada", &id, "Create it first").await;
     assert_eq!(
-        tdb.db.requests().get(&id).await.unwrap().state,
+        h.db().requests().get(&id).await.unwrap().state,
         RequestState::Cancelled
     );
     // The fix is proposed in its place, for ada to confirm (and an approver to approve).
-    let proposed = tdb
-        .db
+    let proposed = h
+        .db()
         .requests()
         .in_state(RequestState::Proposed)
         .await
@@ -149,7 +125,7 @@ async fn retry_is_offered_only_where_a_retry_can_help() {
         "order-service staging has no earlier version than 1.0.0 to roll back to".into(),
     )));
     driver.then(Err(DriverError::Permanent("quota exceeded".into())));
-    let (_tdb, h) = shipped(driver.clone()).await;
+    let h = shipped(driver.clone()).await;
     let id = h.propose("ada", "roll back order-service in staging").await;
     h.press("ada", &id, "Roll back").await;
     assert!(h.latest_card(&id).buttons.is_empty());
@@ -199,18 +175,15 @@ async fn the_golden_path_on_the_card_is_what_the_driver_receives() {
     .await
     .unwrap()
     .with_golden_path(golden.clone());
-    let tdb = test_db().await;
-    let catalog = Catalog::from_yaml_file(Path::new("config/catalog.yaml")).unwrap();
-    let h = EngineHarness::with_catalog(
-        tdb.db.clone(),
-        Arc::new(gitops),
-        EngineSettings {
+    let h = TestPaver::builder()
+        .catalog_file("config/catalog.yaml")
+        .driver(Arc::new(gitops))
+        .settings(EngineSettings {
             golden_path: golden,
             ..EngineSettings::default()
-        },
-        catalog,
-    )
-    .await;
+        })
+        .start()
+        .await;
     let id = h
         .propose("ada", "create staging for order-service with Postgres")
         .await;
@@ -238,26 +211,14 @@ async fn an_amendment_to_a_missing_environment_offers_the_fix() {
         absent: vec![Environment::Production, Environment::Preview],
         ..FakeDriver::default()
     };
-    let (_tdb, h) = shipped(driver.clone()).await;
+    let h = shipped(driver.clone()).await;
     let id = h
         .propose("ada", "deploy order-service 1.4.0 to staging")
         .await;
     h.idle().await;
     assert_eq!(h.latest_card(&id).buttons[0].label, "Deploy");
-    let card_ref = h
-        .sink
-        .all()
-        .iter()
-        .find_map(|s| match s {
-            support::Sent::Post { message, r#ref, .. }
-                if message.context.as_deref().is_some_and(|c| c.contains(&id)) =>
-            {
-                Some(r#ref.clone())
-            }
-            _ => None,
-        })
-        .unwrap();
-    say(&h, "ada", "make it production instead", Some(&card_ref)).await;
+    h.reply_in_thread("ada", &id, "make it production instead")
+        .await;
     let labels: Vec<String> = h
         .latest_card(&id)
         .buttons

@@ -4,169 +4,31 @@
 
 mod support;
 
-use std::collections::HashMap;
-use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use paver::catalog::{Catalog, SharedCatalog};
-use paver::chat::dispatcher::Dispatcher;
-use paver::chat::{
-    ButtonPayload, ChatSink, ChatUser, Conversation, Inbound, Message, Platform, SendError,
-};
+use paver::chat::{ButtonPayload, Inbound, SendError};
 use paver::domain::RequestState;
-use paver::domain::UserName;
 use paver::drivers::DriverError;
 use paver::engine::Handled;
-use paver::engine::{Engine, EngineSettings};
-use paver::policy::PolicyConfig;
-use paver::storage::{Request, Updates};
-use support::{test_db, FakeDriver, RecordingSink, Sent, TestDb, SAMPLE_CATALOG};
+use paver::storage::Updates;
+use support::paver::{conv, user, TestPaver};
+use support::{FakeDriver, Sent, SAMPLE_CATALOG};
 
-struct Harness {
-    engine: Engine,
-    sink: RecordingSink,
-    driver: FakeDriver,
-    tdb: TestDb,
-    n: std::sync::atomic::AtomicUsize,
+async fn harness_with(driver: FakeDriver) -> TestPaver {
+    TestPaver::builder().fake_driver(driver).start().await
 }
 
-async fn harness_with(driver: FakeDriver) -> Harness {
-    let catalog = Catalog::from_yaml_file(Path::new(SAMPLE_CATALOG)).unwrap();
-    harness_on(catalog, driver).await
+async fn harness_on(catalog: Catalog, driver: FakeDriver) -> TestPaver {
+    TestPaver::builder()
+        .catalog(catalog)
+        .fake_driver(driver)
+        .start()
+        .await
 }
 
-async fn harness_on(catalog: Catalog, driver: FakeDriver) -> Harness {
-    let tdb = test_db().await;
-    let sink = RecordingSink::default();
-    let mut sinks: HashMap<String, Arc<dyn ChatSink>> = HashMap::new();
-    sinks.insert("console".into(), Arc::new(sink.clone()));
-    let dispatcher = Dispatcher::new(tdb.db.clone(), sinks);
-    dispatcher.spawn();
-    let engine = Engine::new(
-        tdb.db.clone(),
-        SharedCatalog::new(catalog),
-        PolicyConfig::default(),
-        Arc::new(driver.clone()),
-        dispatcher,
-        EngineSettings::default(),
-    );
-    Harness {
-        engine,
-        sink,
-        driver,
-        tdb,
-        n: Default::default(),
-    }
-}
-
-async fn harness() -> Harness {
-    harness_with(FakeDriver::default()).await
-}
-
-fn user(name: &str) -> ChatUser {
-    ChatUser {
-        platform: Platform::Console,
-        id: name.into(),
-        catalog: UserName::parse(name).ok().filter(|_| name != "mallory"),
-    }
-}
-
-fn conv() -> Conversation {
-    Conversation {
-        platform: Platform::Console,
-        channel: "C1".into(),
-        thread: None,
-    }
-}
-
-impl Harness {
-    async fn idle(&self) {
-        assert!(
-            self.engine
-                .wait_idle(Duration::from_secs(20))
-                .await
-                .unwrap(),
-            "engine never went idle"
-        );
-    }
-
-    async fn say(&self, who: &str, text: &str) -> Handled {
-        let n = self.n.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let h = self
-            .engine
-            .handle_message(Inbound {
-                event_id: Some(format!("ev-{n}")),
-                user: user(who),
-                conversation: conv(),
-                text: text.into(),
-            })
-            .await
-            .unwrap();
-        self.idle().await;
-        h
-    }
-
-    async fn propose(&self, who: &str, text: &str) -> String {
-        match self.say(who, text).await {
-            Handled::Proposed(id) => id,
-            other => panic!("{text:?} was not proposed: {other:?}"),
-        }
-    }
-
-    /// The payload of `label` on the latest rendering of the request's card.
-    fn button(&self, id: &str, label: &str) -> Option<String> {
-        self.sink.all().iter().rev().find_map(|s| match s {
-            Sent::Post { message, .. } | Sent::Update { message, .. } => message
-                .buttons
-                .iter()
-                .find(|b| b.label == label && b.payload.contains(id))
-                .map(|b| b.payload.clone()),
-            _ => None,
-        })
-    }
-
-    fn latest_card(&self, id: &str) -> Message {
-        self.sink
-            .all()
-            .iter()
-            .rev()
-            .find_map(|s| match s {
-                Sent::Post { message, .. } | Sent::Update { message, .. }
-                    if message.context.as_deref().is_some_and(|c| c.contains(id)) =>
-                {
-                    Some(message.clone())
-                }
-                _ => None,
-            })
-            .expect("a card for the request")
-    }
-
-    async fn press(&self, who: &str, id: &str, label: &str) {
-        let payload = self
-            .button(id, label)
-            .unwrap_or_else(|| panic!("no {label} button for {id}"));
-        self.engine
-            .handle_button(&user(who), &conv(), &payload)
-            .await
-            .unwrap();
-        self.idle().await;
-    }
-
-    async fn request(&self, id: &str) -> Request {
-        self.tdb.db.requests().get(id).await.unwrap()
-    }
-
-    fn whispers_to(&self, who: &str) -> Vec<String> {
-        self.sink
-            .all()
-            .iter()
-            .filter_map(|s| match s {
-                Sent::Ephemeral { user, message, .. } if user == who => Some(message.text.clone()),
-                _ => None,
-            })
-            .collect()
-    }
+async fn harness() -> TestPaver {
+    TestPaver::start().await
 }
 
 #[tokio::test]
@@ -230,7 +92,7 @@ async fn a_staging_request_runs_on_the_requesters_confirmation() {
         .any(|(k, v)| k == "Status" && v == "Done"));
 
     // The audit log: who did what, from which chat, in order.
-    let events = h.tdb.db.requests().events(&id).await.unwrap();
+    let events = h.db().requests().events(&id).await.unwrap();
     let trail: Vec<(&str, &str)> = events
         .iter()
         .map(|e| (e.transition.as_str(), e.actor.as_str()))
@@ -312,25 +174,23 @@ async fn production_needs_another_member_of_the_owning_team() {
         h.driver.jobs.lock().unwrap()[0].approver.as_deref(),
         Some("dave")
     );
-    let approvals = h.tdb.db.requests().approvals(&id).await.unwrap();
+    let approvals = h.db().requests().approvals(&id).await.unwrap();
     assert_eq!(approvals.len(), 1);
     assert_eq!(approvals[0].approver, "dave");
     assert_eq!(approvals[0].action_hash, req.action_hash);
     // Approving again is a no-op.
     h.engine
-        .handle_button(&user("carol"), &conv(), &h.replay(&id, "approve").await)
+        .handle_button(&user("carol"), &conv(), &replay(&h, &id, "approve").await)
         .await
         .unwrap();
     h.idle().await;
     assert_eq!(h.driver.calls(), 1);
 }
 
-impl Harness {
-    /// A payload as a replayed (old) click would carry it.
-    async fn replay(&self, id: &str, op: &str) -> String {
-        let req = self.tdb.db.requests().get(id).await.unwrap();
-        format!("{op}:{id}:{}", req.nonce)
-    }
+/// A payload as a replayed (old) click would carry it.
+async fn replay(h: &TestPaver, id: &str, op: &str) -> String {
+    let req = h.db().requests().get(id).await.unwrap();
+    format!("{op}:{id}:{}", req.nonce)
 }
 
 #[tokio::test]
@@ -351,7 +211,7 @@ async fn platform_team_approves_and_denials_stop_everything() {
     assert_eq!(h.driver.calls(), 0);
     // A replayed approve after the denial does nothing.
     h.engine
-        .handle_button(&user("omar"), &conv(), &h.replay(&id, "approve").await)
+        .handle_button(&user("omar"), &conv(), &replay(&h, &id, "approve").await)
         .await
         .unwrap();
     h.idle().await;
@@ -506,7 +366,7 @@ async fn a_restart_resumes_what_was_executing() {
     let h = harness().await;
     let id = h.propose("alice", "restart cart-service in dev").await;
     // Simulate a crash after the executor took the job.
-    let store = h.tdb.db.requests();
+    let store = h.db().requests();
     for t in [
         paver::domain::Transition::Confirm,
         paver::domain::Transition::AutoApprove,
@@ -536,7 +396,7 @@ async fn a_restart_fails_what_cannot_be_resumed_safely() {
     })
     .await;
     let id = h.propose("alice", "restart cart-service in dev").await;
-    let store = h.tdb.db.requests();
+    let store = h.db().requests();
     for t in [
         paver::domain::Transition::Confirm,
         paver::domain::Transition::AutoApprove,
@@ -563,17 +423,13 @@ async fn unanswered_approvals_expire() {
         .await;
     h.press("alice", &id, "Restart").await;
     assert_eq!(h.request(&id).await.state, RequestState::AwaitingApproval);
-    sqlx::query("UPDATE requests SET approval_expires_at = 1 WHERE id = $1")
-        .bind(&id)
-        .execute(h.tdb.db.pool())
-        .await
-        .unwrap();
-    h.engine.sweep().await.unwrap();
+    h.clock().approval_window_closed(&id).await;
+    h.sweep().await;
     h.idle().await;
     assert_eq!(h.request(&id).await.state, RequestState::Expired);
     assert!(h.button(&id, "Approve").is_none() || h.latest_card(&id).buttons.is_empty());
     h.engine
-        .handle_button(&user("dave"), &conv(), &h.replay(&id, "approve").await)
+        .handle_button(&user("dave"), &conv(), &replay(&h, &id, "approve").await)
         .await
         .unwrap();
     h.idle().await;
@@ -602,7 +458,7 @@ async fn the_outbox_survives_a_flaky_chat_platform() {
     assert_eq!(posts, 1, "the card was posted exactly once");
     assert!(h.sink.attempts.load(std::sync::atomic::Ordering::SeqCst) >= 3);
     assert_eq!(h.request(&id).await.state, RequestState::Succeeded);
-    assert_eq!(h.tdb.db.outbox().pending_count().await.unwrap(), 0);
+    assert_eq!(h.db().outbox().pending_count().await.unwrap(), 0);
 }
 
 /// Four-eyes is about people: a second catalog user sharing the requester's

@@ -4,7 +4,6 @@
 mod support;
 
 use std::collections::{HashMap, VecDeque};
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -18,15 +17,13 @@ use futures_util::{SinkExt, StreamExt};
 use secrecy::SecretString;
 use serde_json::{json, Value};
 
-use paver::catalog::{Catalog, SharedCatalog};
-use paver::chat::dispatcher::Dispatcher;
-use paver::chat::ChatSink;
 use paver::config::SlackConfig;
 use paver::domain::RequestState;
 use paver::engine::{Engine, EngineSettings};
 use paver::policy::{PolicyConfig, UnknownUsers};
 use paver::slack::{self, SlackApi, SlackState};
-use support::{test_db, FakeDriver, TestDb, SAMPLE_CATALOG};
+use support::paver::TestPaver;
+use support::{test_db, FakeDriver, TestDb};
 
 const SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
 const CORPUS: &str = "../shared/corpus/slack";
@@ -225,20 +222,14 @@ async fn rig_full(
         .unwrap(),
     );
     let tdb = test_db().await;
-    let catalog = SharedCatalog::new(Catalog::from_yaml_file(Path::new(SAMPLE_CATALOG)).unwrap());
-    let mut sinks: HashMap<String, Arc<dyn ChatSink>> = HashMap::new();
-    sinks.insert("slack".into(), api.clone());
-    let dispatcher = Dispatcher::new(tdb.db.clone(), sinks);
-    dispatcher.spawn();
-    let driver = FakeDriver::default();
-    let engine = Engine::new(
-        tdb.db.clone(),
-        catalog.clone(),
-        policy,
-        Arc::new(driver.clone()),
-        dispatcher,
-        settings,
-    );
+    let paver = TestPaver::builder()
+        .on_db(tdb.db.clone())
+        .policy(policy)
+        .settings(settings)
+        .sink("slack", api.clone())
+        .start()
+        .await;
+    let (engine, driver, catalog) = (paver.engine, paver.driver, paver.catalog);
     let config = SlackConfig {
         signing_secret: Some(SecretString::from(SECRET.to_owned())),
         ..config
@@ -1292,20 +1283,14 @@ impl paver::drivers::Driver for Chatty {
 async fn a_hundred_progress_lines_make_few_card_updates_and_the_last_word_wins() {
     let r = rig().await;
     // The same rig, with the chatty driver.
-    let engine = Engine::new(
-        r.tdb.db.clone(),
-        r.state.catalog.clone(),
-        PolicyConfig::default(),
-        Arc::new(Chatty),
-        {
-            let mut sinks: HashMap<String, Arc<dyn ChatSink>> = HashMap::new();
-            sinks.insert("slack".into(), r.state.api.clone());
-            let d = Dispatcher::new(r.tdb.db.clone(), sinks);
-            d.spawn();
-            d
-        },
-        EngineSettings::default(),
-    );
+    let engine = TestPaver::builder()
+        .on_db(r.tdb.db.clone())
+        .shared_catalog(r.state.catalog.clone())
+        .driver(Arc::new(Chatty))
+        .sink("slack", r.state.api.clone())
+        .start()
+        .await
+        .engine;
     let mut state = r.state.clone();
     state.engine = engine.clone();
     let base = serve(slack::routes(state)).await;

@@ -1,10 +1,12 @@
 //! Shared test fixtures: a fresh database per test (SQLite by default, or
 //! PostgreSQL when PAVER_TEST_DATABASE_URL names one), a recording chat
-//! sink and a scriptable driver.
+//! sink, a scriptable driver, and [`paver::TestPaver`], the one way tests
+//! start Paver.
 #![allow(dead_code)]
 
 pub mod fake;
 pub mod openapi;
+pub mod paver;
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -14,10 +16,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use rand::Rng;
 
-use paver::chat::{ChatSink, Message, SendError};
-use paver::domain::{Environment, ServiceName};
-use paver::drivers::{Driver, DriverError, EnvStatus, Job, Outcome, Progress};
-use paver::storage::Db;
+use ::paver::chat::{ChatSink, Message, SendError};
+use ::paver::domain::{Environment, ServiceName};
+use ::paver::drivers::{Driver, DriverError, EnvStatus, Job, Outcome, Progress};
+use ::paver::storage::Db;
 
 pub const SAMPLE_CATALOG: &str = "../shared/fixtures/catalog.yaml";
 
