@@ -171,7 +171,7 @@ impl Engine {
 
     async fn reply(&self, conv: &Conversation, message: &Message) -> Result<(), EngineError> {
         self.enqueue(OutboxItem {
-            platform: conv.platform.as_str().into(),
+            platform: conv.platform,
             channel: conv.channel.clone(),
             kind: OutboxKind::Post,
             user_id: None,
@@ -190,7 +190,7 @@ impl Engine {
         message: &Message,
     ) -> Result<(), EngineError> {
         self.enqueue(OutboxItem {
-            platform: conv.platform.as_str().into(),
+            platform: conv.platform,
             channel: conv.channel.clone(),
             kind: OutboxKind::Ephemeral,
             user_id: Some(user.id.clone()),
@@ -205,7 +205,7 @@ impl Engine {
     /// A message in the request's thread (under its card).
     async fn in_thread(&self, req: &Request, message: &Message) -> Result<(), EngineError> {
         self.enqueue(OutboxItem {
-            platform: req.platform.clone(),
+            platform: req.platform,
             channel: req.channel.clone(),
             kind: OutboxKind::Post,
             user_id: None,
@@ -220,7 +220,7 @@ impl Engine {
     async fn post_card(&self, req: &Request) -> Result<(), EngineError> {
         let catalog = self.inner.catalog.current();
         self.enqueue(OutboxItem {
-            platform: req.platform.clone(),
+            platform: req.platform,
             channel: req.channel.clone(),
             kind: OutboxKind::Post,
             user_id: None,
@@ -241,7 +241,7 @@ impl Engine {
     async fn update_card(&self, req: &Request, progress: Option<&str>) -> Result<(), EngineError> {
         let catalog = self.inner.catalog.current();
         self.enqueue(OutboxItem {
-            platform: req.platform.clone(),
+            platform: req.platform,
             channel: req.channel.clone(),
             kind: OutboxKind::Update,
             user_id: None,
@@ -276,7 +276,7 @@ impl Engine {
                 .inner
                 .db
                 .requests()
-                .proposal_in_thread(conv.platform.as_str(), &conv.channel, thread)
+                .proposal_in_thread(conv.platform, &conv.channel, thread)
                 .await?;
             if let Some(req) = proposal {
                 if let Some(handled) = self.follow_up(&msg, req, &catalog, &parser).await? {
@@ -607,7 +607,7 @@ impl Engine {
                     action,
                     requester: user.audit_name(),
                     requester_chat_id: user.id.clone(),
-                    platform: msg.conversation.platform.as_str().into(),
+                    platform: msg.conversation.platform,
                     channel: msg.conversation.channel.clone(),
                     thread: msg.conversation.thread.clone(),
                     notes,
