@@ -17,9 +17,9 @@ use crate::drivers::gitops::GitOpsDriver;
 use crate::drivers::http::OrchestratorDriver;
 use crate::drivers::router::Router;
 use crate::drivers::{Driver, DriverError};
+use crate::engine::{Engine, EngineError, EngineSettings};
 use crate::nlu::llm::LlmError;
 use crate::nlu::Understander;
-use crate::requests::{Engine, EngineError, EngineSettings};
 use crate::storage::{Db, StorageError};
 use crate::util::redact_url;
 

@@ -3,6 +3,7 @@
 //! The library holds everything the `paver` binary does, so integration tests
 //! and benchmarks drive the same code the binary runs.
 
+pub mod answers;
 pub mod app;
 pub mod catalog;
 pub mod chat;
@@ -10,6 +11,7 @@ pub mod config;
 pub mod discord;
 pub mod domain;
 pub mod drivers;
+pub mod engine;
 pub mod nlu;
 pub mod policy;
 pub mod requests;

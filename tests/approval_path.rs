@@ -10,11 +10,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use paver::chat::{Conversation, Inbound, Platform};
+use paver::domain::RequestState;
+use paver::domain::Transition;
 use paver::domain::{Action, Environment};
 use paver::drivers::DriverError;
+use paver::engine::EngineSettings;
 use paver::policy::action_hash;
-use paver::requests::state::Transition;
-use paver::requests::{EngineSettings, ExecutorSettings, RequestState};
+use paver::requests::ExecutorSettings;
 use paver::storage::{JobStatus, Updates};
 use support::fake::{user, EngineHarness};
 use support::{test_db, FakeDriver, Sent};

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use paver::chat::console::os_user;
-use paver::requests::RequestState;
+use paver::domain::RequestState;
 use support::SAMPLE_CATALOG;
 
 struct Run {

@@ -26,9 +26,10 @@ use paver::chat::dispatcher::Dispatcher;
 use paver::chat::{ButtonPayload, Message, SendError};
 use paver::config::Config;
 use paver::discord::gateway::{Gateway, GatewayMessage};
+use paver::domain::RequestState;
+use paver::engine::Handled;
+use paver::engine::{Engine, EngineSettings};
 use paver::policy::{PolicyConfig, UnknownUsers};
-use paver::requests::engine::Handled;
-use paver::requests::{Engine, EngineSettings, RequestState};
 use support::{test_db, FakeDriver, TestDb, SAMPLE_CATALOG};
 
 const SLASH: &str = "../shared/corpus/discord/interaction_slash_command.json";

@@ -12,11 +12,13 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use paver::domain::RequestState;
 use paver::domain::{Action, Environment, ResourceKind, ServiceName};
 use paver::drivers::http::{sign_callback, verify, OrchestratorConfig, OrchestratorDriver, SCHEMA};
 use paver::drivers::router::{DriversConfig, Router};
 use paver::drivers::{Driver, DriverError, Job, Outcome};
-use paver::requests::{EngineSettings, ExecutorSettings, RequestState};
+use paver::engine::EngineSettings;
+use paver::requests::ExecutorSettings;
 use paver::storage::Db;
 use support::fake::{json as reply, serve, EngineHarness, FakeServer};
 use support::openapi::Recorded;

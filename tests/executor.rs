@@ -8,8 +8,10 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
+use paver::domain::RequestState;
 use paver::drivers::{DriverError, Outcome};
-use paver::requests::{EngineSettings, ExecutorSettings, RequestState};
+use paver::engine::EngineSettings;
+use paver::requests::ExecutorSettings;
 use paver::storage::JobStatus;
 use support::fake::EngineHarness;
 use support::{test_db, FakeDriver};
@@ -342,8 +344,8 @@ async fn recovery_queues_approved_requests_that_never_got_a_job() {
     // A crash between the approval and the queueing.
     let store = tdb.db.requests();
     for t in [
-        paver::requests::Transition::Confirm,
-        paver::requests::Transition::AutoApprove,
+        paver::domain::Transition::Confirm,
+        paver::domain::Transition::AutoApprove,
     ] {
         store
             .transition(

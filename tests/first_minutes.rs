@@ -10,10 +10,11 @@ use std::sync::Arc;
 
 use paver::catalog::Catalog;
 use paver::chat::{Conversation, Inbound, Platform};
+use paver::domain::RequestState;
 use paver::domain::{Action, Environment};
 use paver::drivers::DriverError;
-use paver::requests::engine::Handled;
-use paver::requests::{EngineSettings, RequestState};
+use paver::engine::EngineSettings;
+use paver::engine::Handled;
 use support::fake::{user, EngineHarness};
 use support::{test_db, FakeDriver};
 

@@ -23,12 +23,13 @@ use paver::catalog::{Catalog, SharedCatalog};
 use paver::chat::dispatcher::Dispatcher;
 use paver::chat::{ChatSink, ChatUser, Conversation, Inbound, Message, Platform};
 use paver::config::LlmMode;
+use paver::domain::RequestState;
 use paver::domain::{Action, Environment, Field, ResourceKind, ServiceName, UserName, Version};
+use paver::engine::Handled;
+use paver::engine::{Engine, EngineSettings};
 use paver::nlu::llm::{proposal_schema, LlmSettings, Prompts, Routing};
 use paver::nlu::{NluPath, RulesParser, Understander, Understanding};
 use paver::policy::PolicyConfig;
-use paver::requests::engine::Handled;
-use paver::requests::{Engine, EngineSettings, RequestState};
 use support::{test_db, FakeDriver, RecordingSink, Sent, TestDb, SAMPLE_CATALOG};
 
 // ----- the fake server ------------------------------------------------------

@@ -14,11 +14,12 @@ use paver::chat::dispatcher::Dispatcher;
 use paver::chat::{
     ButtonPayload, ChatSink, ChatUser, Conversation, Inbound, Message, Platform, SendError,
 };
+use paver::domain::RequestState;
 use paver::domain::UserName;
 use paver::drivers::DriverError;
+use paver::engine::Handled;
+use paver::engine::{Engine, EngineSettings};
 use paver::policy::PolicyConfig;
-use paver::requests::engine::Handled;
-use paver::requests::{Engine, EngineSettings, RequestState};
 use paver::storage::{Request, Updates};
 use support::{test_db, FakeDriver, RecordingSink, Sent, TestDb, SAMPLE_CATALOG};
 
@@ -507,9 +508,9 @@ async fn a_restart_resumes_what_was_executing() {
     // Simulate a crash after the executor took the job.
     let store = h.tdb.db.requests();
     for t in [
-        paver::requests::Transition::Confirm,
-        paver::requests::Transition::AutoApprove,
-        paver::requests::Transition::Start,
+        paver::domain::Transition::Confirm,
+        paver::domain::Transition::AutoApprove,
+        paver::domain::Transition::Start,
     ] {
         assert!(store
             .transition(&id, t, "test", "test", "", Updates::default())
@@ -537,9 +538,9 @@ async fn a_restart_fails_what_cannot_be_resumed_safely() {
     let id = h.propose("alice", "restart cart-service in dev").await;
     let store = h.tdb.db.requests();
     for t in [
-        paver::requests::Transition::Confirm,
-        paver::requests::Transition::AutoApprove,
-        paver::requests::Transition::Start,
+        paver::domain::Transition::Confirm,
+        paver::domain::Transition::AutoApprove,
+        paver::domain::Transition::Start,
     ] {
         store
             .transition(&id, t, "test", "test", "", Updates::default())

@@ -22,8 +22,9 @@ use paver::catalog::{Catalog, SharedCatalog};
 use paver::chat::dispatcher::Dispatcher;
 use paver::chat::ChatSink;
 use paver::config::SlackConfig;
+use paver::domain::RequestState;
+use paver::engine::{Engine, EngineSettings};
 use paver::policy::{PolicyConfig, UnknownUsers};
-use paver::requests::{Engine, EngineSettings, RequestState};
 use paver::slack::{self, SlackApi, SlackState};
 use support::{test_db, FakeDriver, TestDb, SAMPLE_CATALOG};
 

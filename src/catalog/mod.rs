@@ -6,9 +6,10 @@ mod entity;
 mod model;
 mod shared;
 
+pub use crate::domain::same_identity;
 pub use backstage::{BackstageClient, BackstageError};
 pub use entity::{parse_entities, parse_yaml_documents, EntityRef};
-pub use model::{same_identity, Catalog, Component, Group, Template, User, UserMatch};
+pub use model::{Catalog, Component, Group, Template, User, UserMatch};
 pub use shared::{CatalogSource, SharedCatalog};
 
 /// Annotation naming a team's Slack channel (Backstage's own convention).

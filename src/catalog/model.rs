@@ -10,7 +10,9 @@ use super::{
     CatalogError, DISCORD_CHANNEL_ANNOTATION, DISCORD_USER_ANNOTATION, SLACK_CHANNEL_ANNOTATION,
     SLACK_USER_ANNOTATION,
 };
-use crate::domain::{ServiceName, TeamName, TemplateName, UserName};
+use crate::domain::{
+    same_identity, Directory, NameError, ServiceName, TeamName, TemplateName, UserName,
+};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Component {
@@ -103,13 +105,6 @@ impl<'a> UserMatch<'a> {
             UserMatch::Nobody | UserMatch::Ambiguous(_) => None,
         }
     }
-}
-
-/// Whether two written identities (email, chat id, catalog name) name the
-/// same thing: emails are case-insensitive, and ids differing only in case
-/// are treated alike so a typo cannot split one person in two.
-pub fn same_identity(a: &str, b: &str) -> bool {
-    a.trim().eq_ignore_ascii_case(b.trim())
 }
 
 fn join_and(items: &[String]) -> String {
@@ -397,6 +392,32 @@ impl Catalog {
     }
 }
 
+/// The catalog is where Paver learns who people are, for the approval rules.
+impl Directory for Catalog {
+    fn knows(&self, user: &UserName) -> bool {
+        self.users.contains_key(user)
+    }
+
+    fn is_member(&self, user: &UserName, team: &TeamName) -> bool {
+        Catalog::is_member(self, user, team)
+    }
+
+    fn members(&self, team: &TeamName) -> &[UserName] {
+        self.groups.get(team).map_or(&[], |g| &g.members)
+    }
+
+    fn aliases(&self, name: &str) -> Vec<&str> {
+        self.user(name)
+            .map(|u| {
+                [&u.slack_user_id, &u.discord_user_id, &u.email]
+                    .into_iter()
+                    .filter_map(|v| v.as_deref())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
 fn str_at(v: &Value, key: &str) -> Option<String> {
     v.get(key).and_then(Value::as_str).map(str::to_owned)
 }
@@ -432,8 +453,8 @@ fn owner_team(e: &RawEntity) -> Option<TeamName> {
         .and_then(|r| TeamName::parse(r.name).ok())
 }
 
-fn component(e: &RawEntity) -> Result<Component, String> {
-    let name = ServiceName::parse(e.metadata.name.clone()).map_err(|e| e.to_string())?;
+fn component(e: &RawEntity) -> Result<Component, NameError> {
+    let name = ServiceName::parse(e.metadata.name.clone())?;
     let owner = owner_ref(e);
     let owner_user = owner
         .as_ref()
@@ -454,8 +475,8 @@ fn component(e: &RawEntity) -> Result<Component, String> {
     })
 }
 
-fn group(e: &RawEntity) -> Result<Group, String> {
-    let name = TeamName::parse(e.metadata.name.clone()).map_err(|e| e.to_string())?;
+fn group(e: &RawEntity) -> Result<Group, NameError> {
+    let name = TeamName::parse(e.metadata.name.clone())?;
     let mut members: Vec<UserName> = strings_at(&e.spec, "members")
         .iter()
         .filter_map(|m| EntityRef::parse(m, "user"))
@@ -489,8 +510,8 @@ fn group(e: &RawEntity) -> Result<Group, String> {
     })
 }
 
-fn user(e: &RawEntity) -> Result<User, String> {
-    let name = UserName::parse(e.metadata.name.clone()).map_err(|e| e.to_string())?;
+fn user(e: &RawEntity) -> Result<User, NameError> {
+    let name = UserName::parse(e.metadata.name.clone())?;
     let profile = e.spec.get("profile").cloned().unwrap_or(Value::Null);
     let mut member_of: Vec<TeamName> = strings_at(&e.spec, "memberOf")
         .iter()
@@ -514,8 +535,8 @@ fn user(e: &RawEntity) -> Result<User, String> {
     })
 }
 
-fn template(e: &RawEntity) -> Result<Template, String> {
-    let name = TemplateName::parse(e.metadata.name.clone()).map_err(|e| e.to_string())?;
+fn template(e: &RawEntity) -> Result<Template, NameError> {
+    let name = TemplateName::parse(e.metadata.name.clone())?;
     Ok(Template {
         name,
         title: e.metadata.title.clone(),

@@ -16,8 +16,8 @@ use serde::Serialize;
 use tokio::sync::oneshot;
 
 use super::Platform;
-use crate::requests::engine::{EngineError, Overloaded};
-use crate::requests::Engine;
+use crate::engine::Engine;
+use crate::engine::{EngineError, Overloaded};
 use crate::storage::{InboxRow, StorageError};
 
 #[derive(Debug, Clone)]

@@ -4,104 +4,16 @@ use chrono::{TimeZone, Utc};
 
 use super::{Button, ButtonOp, ButtonPayload, ButtonStyle, Message, Tone};
 use crate::catalog::Catalog;
+use crate::domain::wording::{self, confirm_label, count, lowercase_first};
 use crate::domain::{
-    Action, ActionKind, Environment, Field, GoldenPath, ResourceKind, ScorecardTarget, ServiceName,
+    Action, ActionKind, Environment, Field, GoldenPath, RequestState, ScorecardTarget, ServiceName,
 };
 use crate::drivers::{DriverError, EnvStatus, Outcome};
 use crate::nlu::chatter::SmallTalk;
-use crate::requests::state::RequestState;
 use crate::storage::Request;
 
-/// One line saying what an action does.
-pub fn describe(action: &Action) -> String {
-    let list = |r: &[ResourceKind]| r.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(", ");
-    match action {
-        Action::CreateEnvironment {
-            service,
-            environment,
-            resources,
-        } if resources.is_empty() => format!("Create {environment} for {service}"),
-        Action::CreateEnvironment {
-            service,
-            environment,
-            resources,
-        } => format!(
-            "Create {environment} for {service} with {}",
-            list(resources)
-        ),
-        Action::DestroyEnvironment {
-            service,
-            environment,
-        } => format!("Destroy {environment} of {service}"),
-        Action::AddResource {
-            service,
-            environment,
-            resources,
-        } => format!("Add {} to {service} in {environment}", list(resources)),
-        Action::Deploy {
-            service,
-            environment,
-            version,
-        } => match version {
-            Some(v) => format!("Deploy {service} {v} to {environment}"),
-            None => format!("Redeploy {service} in {environment}"),
-        },
-        Action::Rollback {
-            service,
-            environment,
-            version,
-        } => match version {
-            Some(v) => format!("Roll back {service} in {environment} to {v}"),
-            None => format!("Roll back {service} in {environment} to the previous version"),
-        },
-        Action::Promote { service, from, to } => {
-            format!("Promote {service} from {from} to {to}")
-        }
-        Action::Scale {
-            service,
-            environment,
-            replicas,
-        } => format!(
-            "Scale {service} in {environment} to {}",
-            count(u64::from(*replicas), "replica")
-        ),
-        Action::Restart {
-            service,
-            environment,
-        } => format!("Restart {service} in {environment}"),
-        Action::ScaffoldService { name, template, .. } => {
-            format!("Scaffold a new service {name} from {template}")
-        }
-        Action::Status { service, .. } => format!("Status of {service}"),
-        Action::WhoOwns { service } => format!("Owner of {service}"),
-        Action::Scorecard { .. } => "Scorecard".into(),
-        Action::Ask { .. } => "Question".into(),
-        Action::Help => "Help".into(),
-        Action::Nothing => "Nothing".into(),
-        Action::Clarify { .. } => "Clarification".into(),
-    }
-}
-
-fn confirm_label(kind: ActionKind) -> &'static str {
-    match kind {
-        ActionKind::CreateEnvironment => "Create",
-        ActionKind::DestroyEnvironment => "Destroy",
-        ActionKind::AddResource => "Add",
-        ActionKind::Deploy => "Deploy",
-        ActionKind::Rollback => "Roll back",
-        ActionKind::Promote => "Promote",
-        ActionKind::Scale => "Scale",
-        ActionKind::Restart => "Restart",
-        ActionKind::ScaffoldService => "Scaffold",
-        ActionKind::Status
-        | ActionKind::WhoOwns
-        | ActionKind::Scorecard
-        | ActionKind::Ask
-        | ActionKind::Help
-        | ActionKind::Nothing
-        | ActionKind::Clarify => "OK",
-    }
-}
+/// One line saying what an action does: the card's title.
+pub use crate::domain::wording::summary as describe;
 
 fn button(req: &Request, op: ButtonOp, label: &str, style: ButtonStyle) -> Button {
     Button {
@@ -298,9 +210,11 @@ pub fn card(
     }
 }
 
-pub fn notice(text: impl Into<String>) -> Message {
+/// Plain text; anything that reads as text will do (a typed refusal
+/// included: its `Display` is what the user sees).
+pub fn notice(text: impl std::fmt::Display) -> Message {
     Message {
-        text: text.into(),
+        text: text.to_string(),
         ..Message::default()
     }
 }
@@ -385,14 +299,6 @@ pub fn first_proposed(action: &Action, first: &Action) -> Message {
     ))
 }
 
-fn lowercase_first(s: &str) -> String {
-    let mut c = s.chars();
-    match c.next() {
-        Some(f) => f.to_lowercase().collect::<String>() + c.as_str(),
-        None => String::new(),
-    }
-}
-
 pub fn unknown_user(user: &str) -> Message {
     notice(format!(
         "I don't know {user} in the catalog, so I can't take change requests from you. \
@@ -456,28 +362,9 @@ pub fn help() -> Message {
     notice(lines.join("\n"))
 }
 
-/// "create an environment", "roll back": what a clarification is for.
-fn intent_phrase(kind: ActionKind) -> &'static str {
-    match kind {
-        ActionKind::CreateEnvironment => "create an environment",
-        ActionKind::DestroyEnvironment => "tear down an environment",
-        ActionKind::AddResource => "add a resource",
-        ActionKind::Deploy => "deploy",
-        ActionKind::Rollback => "roll back",
-        ActionKind::Promote => "promote",
-        ActionKind::Scale => "scale",
-        ActionKind::Restart => "restart",
-        ActionKind::ScaffoldService => "create a new service",
-        ActionKind::Status => "show the status",
-        ActionKind::WhoOwns => "find the owner",
-        ActionKind::Scorecard => "show the scorecard",
-        ActionKind::Ask | ActionKind::Help | ActionKind::Nothing | ActionKind::Clarify => "help",
-    }
-}
-
 pub fn clarify(missing: &[Field], candidates: &[String], intent: Option<ActionKind>) -> Message {
     let what = intent
-        .map(|k| format!(" to {}", intent_phrase(k)))
+        .map(|k| format!(" to {}", wording::intent(k)))
         .unwrap_or_default();
     let mut asks = Vec::new();
     for m in missing {
@@ -591,15 +478,6 @@ fn env_line(e: &EnvStatus) -> String {
         parts.push(format!("expires {}", when(x * 1000)));
     }
     parts.join(" · ")
-}
-
-/// "1 replica", "3 replicas".
-fn count(n: u64, word: &str) -> String {
-    if n == 1 {
-        format!("1 {word}")
-    } else {
-        format!("{n} {word}s")
-    }
 }
 
 /// What runs in one environment, a line per service that has it; services

@@ -6,11 +6,24 @@ pub mod dispatcher;
 pub mod inbox;
 pub mod learned;
 pub mod messages;
+pub mod notices;
+pub mod send;
 
 use std::fmt;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
+
+/// What became of an inbound message (for adapters and tests).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Handled {
+    /// A redelivered event: acknowledged, not processed again.
+    Duplicate,
+    Replied,
+    Ignored,
+    /// A request was proposed (or amended): its id.
+    Proposed(String),
+}
 
 /// One message or card.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -174,6 +187,13 @@ impl ChatUser {
     }
     pub fn chat_label(&self) -> String {
         format!("{}:{}", self.platform, self.id)
+    }
+    /// This user as the author of a transition.
+    pub fn actor(&self) -> crate::domain::Actor {
+        crate::domain::Actor::Person {
+            name: self.audit_name(),
+            chat: self.chat_label(),
+        }
     }
 }
 

@@ -16,7 +16,8 @@ use paver::chat::console::{os_user, ConsoleSink};
 use paver::chat::messages;
 use paver::chat::{ChatSink, ChatUser, Conversation, Inbound, Platform};
 use paver::config::Config;
-use paver::requests::{Engine, RequestState};
+use paver::domain::RequestState;
+use paver::engine::Engine;
 use paver::util::redact_url;
 
 /// How long, at the end of piped input, to wait for running work.

@@ -39,7 +39,7 @@ use crate::chat::inbox::{self, Accepted, Refused};
 use crate::chat::learned::Origin;
 use crate::chat::Platform;
 use crate::config::Config;
-use crate::requests::engine::Handled;
+use crate::engine::Handled;
 use crate::storage::Db;
 use crate::util::Backoff;
 

@@ -31,8 +31,8 @@ use crate::catalog::SharedCatalog;
 use crate::chat::inbox::{self, Accepted, InboxHandler, InboxSettings, Refused};
 use crate::chat::learned::Origin;
 use crate::chat::{Conversation, Inbound, Platform};
-use crate::requests::engine::{EngineError, Handled};
-use crate::requests::Engine;
+use crate::engine::Engine;
+use crate::engine::{EngineError, Handled};
 
 /// The slash command Paver registers, and its one option.
 pub const COMMAND: &str = "paver";

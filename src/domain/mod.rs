@@ -4,13 +4,20 @@
 //! so nothing past the parser re-checks a service name or an environment.
 
 mod action;
+mod actor;
+pub mod approvers;
 mod golden_path;
 mod names;
+mod request_state;
 mod resource;
 mod version;
+pub mod wording;
 
 pub use action::{Action, ActionKind, Field, ScorecardTarget};
+pub use actor::Actor;
+pub use approvers::{same_identity, ApprovalRefused, Approvers, Directory};
 pub use golden_path::{GoldenPath, ResourceSize};
 pub use names::{Environment, NameError, ServiceName, TeamName, TemplateName, UserName};
+pub use request_state::{RequestState, Transition};
 pub use resource::ResourceKind;
 pub use version::Version;

@@ -28,8 +28,8 @@ use crate::chat::inbox::{self, InboxHandler, InboxSettings, Refused};
 use crate::chat::learned::{Learned, Origin};
 use crate::chat::{messages, ChatUser, Conversation, Inbound, Platform};
 use crate::config::SlackConfig;
-use crate::requests::engine::EngineError;
-use crate::requests::Engine;
+use crate::engine::Engine;
+use crate::engine::EngineError;
 
 /// How long an event waits for `auth.test` at start before it is refused.
 const LEARN_WAIT: Duration = Duration::from_secs(5);
@@ -219,7 +219,7 @@ pub enum BadPayload {
     Malformed(#[from] Malformed),
     /// Not malformed: Paver is saturated and wants it delivered again.
     #[error("busy: {0}")]
-    Busy(#[from] crate::requests::engine::Overloaded),
+    Busy(#[from] crate::engine::Overloaded),
     /// Not malformed: it cannot be stored (or its workspace checked) now,
     /// and is not acknowledged, so Slack delivers it again.
     #[error("cannot take events right now")]

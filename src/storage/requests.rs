@@ -7,8 +7,8 @@ use sqlx::FromRow;
 use super::{get_opt_i64, get_opt_str, now_ms, Db, StorageError};
 use crate::chat::Platform;
 use crate::domain::Action;
+use crate::domain::{RequestState, Transition};
 use crate::policy::Approvers;
-use crate::requests::state::{RequestState, Transition};
 
 /// A stored request. The action is read back from here, never from a button.
 #[derive(Debug, Clone, PartialEq)]

@@ -3,6 +3,7 @@
 
 pub mod backoff;
 pub mod redact;
+pub mod tasks;
 pub mod template;
 
 pub use backoff::Backoff;

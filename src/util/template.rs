@@ -55,7 +55,35 @@ pub fn render(name: &str, template: &str, vars: &[(&str, &str)]) -> Result<Strin
 /// time, with the names filled by placeholders.
 pub fn check(name: &str, template: &str, allowed: &[&str]) -> Result<(), TemplateError> {
     let vars: Vec<(&str, &str)> = allowed.iter().map(|k| (*k, "x")).collect();
-    render(name, template, &vars).map(|_| ())
+    render(name, template, &vars).map(|_| ()).map_err(|mut e| {
+        // minijinja says "undefined value" without the name: say which.
+        let unknown = unknown_names(template, allowed);
+        if !unknown.is_empty() {
+            e.detail = format!(
+                "{} (not known here: {}; known: {})",
+                e.detail,
+                unknown.join(", "),
+                allowed.join(", ")
+            );
+        }
+        e
+    })
+}
+
+/// The names `template` uses that are not in `allowed`, sorted; none when
+/// it does not parse.
+fn unknown_names(template: &str, allowed: &[&str]) -> Vec<String> {
+    let env = environment();
+    let Ok(t) = env.template_from_str(template) else {
+        return Vec::new();
+    };
+    let mut out: Vec<String> = t
+        .undeclared_variables(false)
+        .into_iter()
+        .filter(|v| !allowed.contains(&v.as_str()))
+        .collect();
+    out.sort();
+    out
 }
 
 #[cfg(test)]
@@ -94,6 +122,7 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("drivers.url_template"), "{e}");
+        assert!(e.to_string().contains("not known here: servce"), "{e}");
         assert!(check("t", "{{ unclosed", &[]).is_err());
         assert_eq!(render("t", "<&>\n", &[]).unwrap(), "<&>\n");
     }

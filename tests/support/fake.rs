@@ -16,9 +16,9 @@ use paver::chat::dispatcher::Dispatcher;
 use paver::chat::{ChatSink, ChatUser, Conversation, Inbound, Message, Platform};
 use paver::domain::UserName;
 use paver::drivers::Driver;
+use paver::engine::Handled;
+use paver::engine::{Engine, EngineSettings};
 use paver::policy::PolicyConfig;
-use paver::requests::engine::Handled;
-use paver::requests::{Engine, EngineSettings};
 use paver::storage::Db;
 
 use super::openapi::Recorded;

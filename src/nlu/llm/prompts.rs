@@ -10,10 +10,27 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::util::template::{self, TemplateError};
+
 /// The folder tried when none is configured.
 pub const DEFAULT_DIR: &str = "prompts";
 
 const FILES: [&str; 3] = ["understand.md", "amend.md", "repair.md"];
+
+/// What the understand and amend prompts may name: everything
+/// [`super::Understander`] fills in for one message.
+pub const MESSAGE_VARS: [&str; 7] = [
+    "today",
+    "services",
+    "templates",
+    "teams",
+    "schema",
+    "proposal",
+    "message",
+];
+
+/// What the repair prompt may name: why the answer could not be used.
+pub const REPAIR_VARS: [&str; 1] = ["error"];
 
 const EMBEDDED: [(&str, &str); 3] = [
     (
@@ -34,6 +51,10 @@ pub enum PromptError {
     },
     #[error("prompt {path}: the first line must be `version: NAME`")]
     NoVersion { path: String },
+    /// A template that does not parse or names a variable Paver does not
+    /// fill: found when prompts load, not when a user is waiting.
+    #[error("prompt {0}")]
+    Template(#[from] TemplateError),
 }
 
 /// The line between a prompt's system and user templates.
@@ -49,8 +70,15 @@ pub struct Prompt {
     pub user: String,
 }
 
+/// Which part of a prompt a template error is about.
+fn part(path: &str, which: &str) -> String {
+    format!("{path} ({which} message)")
+}
+
 impl Prompt {
-    pub fn parse(path: &str, text: &str) -> Result<Prompt, PromptError> {
+    /// Reads a prompt file's text and checks both its templates against
+    /// `vars`, the names Paver fills for it.
+    pub fn parse(path: &str, text: &str, vars: &[&str]) -> Result<Prompt, PromptError> {
         let text = text.trim_start_matches('\u{feff}');
         let (first, rest) = text.split_once('\n').unwrap_or((text, ""));
         let version = first
@@ -68,49 +96,26 @@ impl Prompt {
                 None => (rest, "{{message}}"),
             },
         };
-        Ok(Prompt {
+        let prompt = Prompt {
             version: version.to_owned(),
             body: system.trim().to_owned(),
             user: user.trim().to_owned(),
-        })
+        };
+        template::check(&part(path, "system"), &prompt.body, vars)?;
+        template::check(&part(path, "user"), &prompt.user, vars)?;
+        Ok(prompt)
     }
 
-    /// The system message with each `{{key}}` replaced.
-    pub fn render(&self, vars: &[(&str, &str)]) -> String {
-        fill(&self.body, vars)
+    /// The system message, filled. Values are inserted as text, so user
+    /// text holding `{{ … }}` is never expanded.
+    pub fn render(&self, vars: &[(&str, &str)]) -> Result<String, TemplateError> {
+        template::render(&part(&self.version, "system"), &self.body, vars)
     }
 
-    /// The user message with each `{{key}}` replaced.
-    pub fn render_user(&self, vars: &[(&str, &str)]) -> String {
-        fill(&self.user, vars)
+    /// The user message, filled (values as text, as for [`Prompt::render`]).
+    pub fn render_user(&self, vars: &[(&str, &str)]) -> Result<String, TemplateError> {
+        template::render(&part(&self.version, "user"), &self.user, vars)
     }
-}
-
-/// `template` with each `{{key}}` replaced. Values are inserted once, so a
-/// value that itself holds `{{…}}` (user text) is never expanded.
-fn fill(template: &str, vars: &[(&str, &str)]) -> String {
-    let mut out = String::with_capacity(template.len() + 256);
-    let mut rest = template;
-    while let Some(start) = rest.find("{{") {
-        out.push_str(&rest[..start]);
-        let after = &rest[start + 2..];
-        match after.find("}}") {
-            Some(end) => {
-                let key = after[..end].trim();
-                match vars.iter().find(|(k, _)| *k == key) {
-                    Some((_, v)) => out.push_str(v),
-                    None => out.push_str(&rest[start..start + 2 + end + 2]),
-                }
-                rest = &after[end + 2..];
-            }
-            None => {
-                out.push_str(&rest[start..]);
-                rest = "";
-            }
-        }
-    }
-    out.push_str(rest);
-    out
 }
 
 /// The prompts Paver uses and where they came from.
@@ -126,36 +131,37 @@ pub struct Prompts {
 impl Prompts {
     /// The copies built into the binary (the repository's `prompts/`).
     pub fn embedded() -> Prompts {
-        let get = |name: &str| {
+        let get = |name: &str, vars: &[&str]| {
             let (_, text) = EMBEDDED
                 .iter()
                 .find(|(n, _)| *n == name)
                 .expect("embedded prompt");
-            Prompt::parse(name, text).expect("embedded prompts have a version line")
+            // The test below checks every embedded prompt loads.
+            Prompt::parse(name, text, vars).expect("embedded prompts are valid")
         };
         Prompts {
-            understand: get("understand.md"),
-            amend: get("amend.md"),
-            repair: get("repair.md"),
+            understand: get("understand.md", &MESSAGE_VARS),
+            amend: get("amend.md", &MESSAGE_VARS),
+            repair: get("repair.md", &REPAIR_VARS),
             source: None,
         }
     }
 
     /// Reads the prompts from `dir`; every file must be there.
     pub fn from_dir(dir: &Path) -> Result<Prompts, PromptError> {
-        let read = |name: &str| {
+        let read = |name: &str, vars: &[&str]| {
             let path = dir.join(name);
             let shown = path.display().to_string();
             let text = std::fs::read_to_string(&path).map_err(|source| PromptError::Read {
                 path: shown.clone(),
                 source,
             })?;
-            Prompt::parse(&shown, &text)
+            Prompt::parse(&shown, &text, vars)
         };
         Ok(Prompts {
-            understand: read(FILES[0])?,
-            amend: read(FILES[1])?,
-            repair: read(FILES[2])?,
+            understand: read(FILES[0], &MESSAGE_VARS)?,
+            amend: read(FILES[1], &MESSAGE_VARS)?,
+            repair: read(FILES[2], &REPAIR_VARS)?,
             source: Some(dir.to_path_buf()),
         })
     }
@@ -180,18 +186,24 @@ mod tests {
 
     #[test]
     fn versions_and_rendering() {
+        let vars = ["name", "other", "message"];
         let p = Prompt::parse(
             "x",
-            "version: v7\n\nHello {{name}}, {{ other }} {{unknown}}\n=== user ===\nSaid: {{message}}",
+            "version: v7\n\nHello {{name}}, {{ other }}\n=== user ===\nSaid: {{message}}",
+            &vars,
         )
         .unwrap();
-        assert_eq!(p.render_user(&[("message", "{{name}}")]), "Said: {{name}}");
+        // User text holding `{{ … }}` is inserted, never expanded.
+        assert_eq!(
+            p.render_user(&[("message", "{{name}}")]).unwrap(),
+            "Said: {{name}}"
+        );
         assert_eq!(p.version, "v7");
         assert_eq!(
-            p.render(&[("name", "{{other}}"), ("other", "b")]),
-            "Hello {{other}}, b {{unknown}}"
+            p.render(&[("name", "{{other}}"), ("other", "b")]).unwrap(),
+            "Hello {{other}}, b"
         );
-        assert!(Prompt::parse("x", "no version here").is_err());
+        assert!(Prompt::parse("x", "no version here", &vars).is_err());
         let e = Prompts::embedded();
         assert_eq!(e.understand.version, "understand-1");
         assert!(e.understand.user.contains("{{services}}"));
@@ -200,5 +212,43 @@ mod tests {
             "the system part never changes"
         );
         assert_eq!(e.repair.body, "");
+        // The repository's prompts are the embedded ones, and they load.
+        assert_eq!(
+            Prompts::from_dir(Path::new(DEFAULT_DIR))
+                .unwrap()
+                .understand,
+            e.understand
+        );
+    }
+
+    /// A prompt naming a variable Paver does not fill is refused when the
+    /// prompts load, naming the file and the part.
+    #[test]
+    fn unknown_variables_are_refused_at_load() {
+        let dir = tempfile::tempdir().unwrap();
+        for f in FILES {
+            std::fs::copy(Path::new(DEFAULT_DIR).join(f), dir.path().join(f)).unwrap();
+        }
+        assert!(Prompts::from_dir(dir.path()).is_ok());
+        let repair = dir.path().join("repair.md");
+        std::fs::write(
+            &repair,
+            "version: repair-x\n=== user ===\nThat failed: {{ error }}. Services: {{ services }}",
+        )
+        .unwrap();
+        let err = Prompts::load(Some(dir.path())).unwrap_err().to_string();
+        assert!(
+            err.contains("repair.md (user message)") && err.contains("services"),
+            "{err}"
+        );
+        let err = Prompt::parse(
+            "p.md",
+            "version: 1\n{{ todya }}\n=== user ===\n{{message}}",
+            &MESSAGE_VARS,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("p.md (system message)"), "{err}");
+        assert!(Prompt::parse("p.md", "version: 1\n{{ unclosed", &MESSAGE_VARS).is_err());
     }
 }

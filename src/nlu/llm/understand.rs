@@ -175,6 +175,9 @@ enum Failure {
     Empty,
     #[error("invalid answer after one repair: {0}")]
     Invalid(String),
+    /// Prompts are checked when they load, so this is a bug, not a typo.
+    #[error("the prompt did not render: {0}")]
+    Prompt(String),
 }
 
 /// The LLM side of understanding; shared by the CLI and the engine.
@@ -336,14 +339,14 @@ impl Understander {
                 }
         );
         let prompt = &self.prompts.understand;
-        let (sys, usr) = self.render(prompt, rules, catalog, &mentions, None, scaffoldish, text);
+        let rendered = self.render(prompt, rules, catalog, &mentions, None, scaffoldish, text);
         let ground = Ground {
             index: rules.index(),
             mentions: &mentions,
             context: None,
             text,
         };
-        let (result, usage, calls) = self.ask(sys, usr, &ground).await;
+        let (result, usage, calls) = self.ask_rendered(rendered, &ground).await;
         u.llm_calls = calls;
         u.usage = usage;
         u.prompt_version = Some(prompt.version.clone());
@@ -389,7 +392,7 @@ impl Understander {
         let t0 = Instant::now();
         let mentions = rules.mentions(text);
         let prompt = &self.prompts.amend;
-        let (sys, usr) = self.render(
+        let rendered = self.render(
             prompt,
             rules,
             catalog,
@@ -404,7 +407,7 @@ impl Understander {
             context: Some(base),
             text,
         };
-        let (result, usage, calls) = self.ask(sys, usr, &ground).await;
+        let (result, usage, calls) = self.ask_rendered(rendered, &ground).await;
         let mut u = Understanding::rules(Action::Nothing, Duration::ZERO);
         u.llm_calls = calls;
         u.usage = usage;
@@ -436,7 +439,7 @@ impl Understander {
         context: Option<&Action>,
         scaffoldish: bool,
         text: &str,
-    ) -> (String, String) {
+    ) -> Result<(String, String), Failure> {
         let today = self
             .today
             .unwrap_or_else(|| chrono::Utc::now().date_naive())
@@ -559,7 +562,23 @@ impl Understander {
             ("proposal", &proposal),
             ("message", text),
         ];
-        (prompt.render(&vars), prompt.render_user(&vars))
+        let filled = prompt
+            .render(&vars)
+            .and_then(|sys| Ok((sys, prompt.render_user(&vars)?)));
+        filled.map_err(|e| Failure::Prompt(e.to_string()))
+    }
+
+    /// [`Self::ask`] with the rendered prompt; a prompt that did not render
+    /// is a failure without a call.
+    async fn ask_rendered(
+        &self,
+        rendered: Result<(String, String), Failure>,
+        ground: &Ground<'_>,
+    ) -> (Result<Action, Failure>, Usage, u32) {
+        match rendered {
+            Ok((system_prompt, user_prompt)) => self.ask(system_prompt, user_prompt, ground).await,
+            Err(f) => (Err(f), Usage::default(), 0),
+        }
     }
 
     /// Asks the model, repairs once, honours a short Retry-After once, all
@@ -652,7 +671,7 @@ impl Understander {
                     Checked::Valid(action) => return (Ok(action), usage, calls),
                     Checked::Violation(p) => p,
                 },
-                Err(p) => p,
+                Err(e) => e.to_string(),
             };
             if repaired {
                 return (Err(Failure::Invalid(problem)), usage, calls);
@@ -660,12 +679,15 @@ impl Understander {
             repaired = true;
             tracing::debug!(problem = %problem, "asking the model to repair its answer");
             messages.push(assistant(&raw));
-            messages.push(user(
-                &self
-                    .prompts
-                    .repair
-                    .render_user(&[("error", problem.as_str())]),
-            ));
+            let repair = match self
+                .prompts
+                .repair
+                .render_user(&[("error", problem.as_str())])
+            {
+                Ok(r) => r,
+                Err(e) => return (Err(Failure::Prompt(e.to_string())), usage, calls),
+            };
+            messages.push(user(&repair));
         }
     }
 }

@@ -36,18 +36,29 @@ pub(crate) struct Ground<'a> {
     pub text: &'a str,
 }
 
+/// Why a model's answer holds no JSON to check; the text goes back to the
+/// model in the repair prompt.
+#[derive(Debug, thiserror::Error)]
+pub enum NotJson {
+    #[error("the answer is not valid JSON ({0})")]
+    Invalid(serde_json::Error),
+    #[error("the answer is not a JSON object")]
+    NoObject,
+}
+
 /// Pulls the JSON object out of a model's text: bare, fenced in ``` or
 /// surrounded by prose.
-pub fn extract_json(text: &str) -> Result<Value, String> {
+pub fn extract_json(text: &str) -> Result<Value, NotJson> {
     let t = text.trim();
     if let Ok(v) = serde_json::from_str::<Value>(t) {
         return Ok(v);
     }
     let (start, end) = (t.find('{'), t.rfind('}'));
     match (start, end) {
-        (Some(s), Some(e)) if e > s => serde_json::from_str::<Value>(&t[s..=e])
-            .map_err(|err| format!("the answer is not valid JSON ({err})")),
-        _ => Err("the answer is not a JSON object".into()),
+        (Some(s), Some(e)) if e > s => {
+            serde_json::from_str::<Value>(&t[s..=e]).map_err(NotJson::Invalid)
+        }
+        _ => Err(NotJson::NoObject),
     }
 }
 

@@ -1,0 +1,140 @@
+//! Everything Paver says goes through here into the outbox: replies,
+//! private notes, messages in a request's thread, and its card, posted once
+//! and then updated in place. The dispatcher sends them, paced, in order.
+
+use super::dispatcher::Dispatcher;
+use super::{messages, ChatUser, Conversation, Message};
+use crate::catalog::SharedCatalog;
+use crate::domain::GoldenPath;
+use crate::storage::outbox::{OutboxItem, OutboxKind};
+use crate::storage::{Db, Request, StorageError};
+
+/// Cheap to clone.
+#[derive(Clone)]
+pub struct Sender {
+    db: Db,
+    dispatcher: Dispatcher,
+    catalog: SharedCatalog,
+    golden_path: GoldenPath,
+}
+
+impl Sender {
+    /// Cards show resource sizes from `golden_path` and names from `catalog`.
+    pub fn new(
+        db: Db,
+        dispatcher: Dispatcher,
+        catalog: SharedCatalog,
+        golden_path: GoldenPath,
+    ) -> Self {
+        Sender {
+            db,
+            dispatcher,
+            catalog,
+            golden_path,
+        }
+    }
+
+    /// The resource sizes cards show and drivers receive.
+    pub fn golden_path(&self) -> &GoldenPath {
+        &self.golden_path
+    }
+
+    async fn enqueue(&self, item: OutboxItem) -> Result<(), StorageError> {
+        self.db.outbox().enqueue(&item).await?;
+        self.dispatcher.notify();
+        Ok(())
+    }
+
+    /// A message in the conversation (in its thread, if it has one).
+    pub async fn reply(&self, conv: &Conversation, message: &Message) -> Result<(), StorageError> {
+        self.enqueue(OutboxItem {
+            platform: conv.platform,
+            channel: conv.channel.clone(),
+            kind: OutboxKind::Post,
+            user_id: None,
+            card_key: None,
+            thread_key: None,
+            thread_ref: conv.thread.clone(),
+            body: body(message),
+        })
+        .await
+    }
+
+    /// A message only `user` sees.
+    pub async fn whisper(
+        &self,
+        user: &ChatUser,
+        conv: &Conversation,
+        message: &Message,
+    ) -> Result<(), StorageError> {
+        self.enqueue(OutboxItem {
+            platform: conv.platform,
+            channel: conv.channel.clone(),
+            kind: OutboxKind::Ephemeral,
+            user_id: Some(user.id.clone()),
+            card_key: None,
+            thread_key: None,
+            thread_ref: conv.thread.clone(),
+            body: body(message),
+        })
+        .await
+    }
+
+    /// A message in the request's thread (under its card).
+    pub async fn in_thread(&self, req: &Request, message: &Message) -> Result<(), StorageError> {
+        self.enqueue(OutboxItem {
+            platform: req.platform,
+            channel: req.channel.clone(),
+            kind: OutboxKind::Post,
+            user_id: None,
+            card_key: None,
+            thread_key: Some(req.id.clone()),
+            thread_ref: req.thread.clone(),
+            body: body(message),
+        })
+        .await
+    }
+
+    /// The request's card, posted for the first time.
+    pub async fn post_card(&self, req: &Request) -> Result<(), StorageError> {
+        self.enqueue(OutboxItem {
+            platform: req.platform,
+            channel: req.channel.clone(),
+            kind: OutboxKind::Post,
+            user_id: None,
+            card_key: Some(req.id.clone()),
+            thread_key: None,
+            thread_ref: req.thread.clone(),
+            body: body(&self.card(req, None)),
+        })
+        .await
+    }
+
+    /// The request's card, edited in place to show `req` as it is now (and
+    /// a line of progress while it runs).
+    pub async fn update_card(
+        &self,
+        req: &Request,
+        progress: Option<&str>,
+    ) -> Result<(), StorageError> {
+        self.enqueue(OutboxItem {
+            platform: req.platform,
+            channel: req.channel.clone(),
+            kind: OutboxKind::Update,
+            user_id: None,
+            card_key: Some(req.id.clone()),
+            thread_key: None,
+            thread_ref: None,
+            body: body(&self.card(req, progress)),
+        })
+        .await
+    }
+
+    fn card(&self, req: &Request, progress: Option<&str>) -> Message {
+        messages::card(req, &self.catalog.current(), &self.golden_path, progress)
+    }
+}
+
+fn body(message: &Message) -> String {
+    serde_json::to_string(message).expect("messages serialize")
+}

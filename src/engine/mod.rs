@@ -1,0 +1,289 @@
+//! The dispatcher: every chat event comes in here, is understood once, and
+//! goes to the flow that owns it — a reply in a proposal's thread and every
+//! mutating action to the request flow ([`crate::requests`]), everything
+//! read-only to the answers ([`crate::answers`]). It holds no flow logic of
+//! its own: deduplication, the parser for the current catalog, and the
+//! count of work in flight.
+
+mod parser;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::answers::{Answer, Answers};
+use crate::catalog::SharedCatalog;
+use crate::chat::dispatcher::Dispatcher;
+use crate::chat::send::Sender;
+use crate::chat::{ChatUser, Conversation, Inbound};
+use crate::domain::GoldenPath;
+use crate::drivers::Driver;
+use crate::nlu::{Understander, Understanding};
+use crate::policy::PolicyConfig;
+use crate::requests::{ExecutorSettings, RequestSettings, Requests};
+use crate::storage::{Db, StorageError};
+use crate::util::tasks::Tracker;
+
+pub use crate::chat::Handled;
+pub use crate::util::tasks::Overloaded;
+
+use parser::ParserCache;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+#[derive(Debug, Clone)]
+pub struct EngineSettings {
+    /// Whether chat users unknown to the catalog may request changes.
+    pub unknown_users_may_request: bool,
+    /// How long a proposal waits for its requester's confirmation.
+    pub proposal_ttl: Duration,
+    /// Attempts of a job that fails with a transient error (a crashed
+    /// run counts as one).
+    pub attempts: u32,
+    /// The durable executor's workers, leases and backoff.
+    pub executor: ExecutorSettings,
+    /// The LLM side of understanding (`auto`/`llm`); `None`: rules only.
+    pub understander: Option<Arc<Understander>>,
+    /// Acknowledged chat events handled at once, at most; past it adapters
+    /// answer "busy" so the platform redelivers later, instead of Paver
+    /// queueing without bound.
+    pub max_in_flight: usize,
+    /// Resource sizes: shown on cards as the drivers receive them.
+    pub golden_path: GoldenPath,
+}
+
+impl Default for EngineSettings {
+    fn default() -> Self {
+        EngineSettings {
+            unknown_users_may_request: false,
+            proposal_ttl: Duration::from_secs(24 * 3600),
+            attempts: 6,
+            executor: ExecutorSettings::default(),
+            understander: None,
+            max_in_flight: 1024,
+            golden_path: GoldenPath::default(),
+        }
+    }
+}
+
+/// Cheap to clone; all clones share one engine.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: Db,
+    parser: ParserCache,
+    understander: Option<Arc<Understander>>,
+    requests: Requests,
+    answers: Answers,
+    send: Sender,
+    tasks: Tracker,
+}
+
+impl Engine {
+    pub fn new(
+        db: Db,
+        catalog: SharedCatalog,
+        policy: PolicyConfig,
+        driver: Arc<dyn Driver>,
+        dispatcher: Dispatcher,
+        settings: EngineSettings,
+    ) -> Self {
+        let tasks = Tracker::new(settings.max_in_flight);
+        let send = Sender::new(
+            db.clone(),
+            dispatcher,
+            catalog.clone(),
+            settings.golden_path.clone(),
+        );
+        let executor = crate::requests::Executor::new(db.clone(), settings.executor.clone());
+        let answers = Answers::new(driver.clone(), policy.unknown_users);
+        let requests = Requests::new(
+            db.clone(),
+            catalog.clone(),
+            policy,
+            driver,
+            send.clone(),
+            RequestSettings {
+                unknown_users_may_request: settings.unknown_users_may_request,
+                proposal_ttl: settings.proposal_ttl,
+                attempts: settings.attempts,
+                understander: settings.understander.clone(),
+            },
+            executor,
+            tasks.clone(),
+        );
+        Engine {
+            inner: Arc::new(Inner {
+                db,
+                parser: ParserCache::new(catalog),
+                understander: settings.understander,
+                requests,
+                answers,
+                send,
+                tasks,
+            }),
+        }
+    }
+
+    /// The resource sizes cards show and drivers receive.
+    pub fn golden_path(&self) -> &GoldenPath {
+        self.inner.send.golden_path()
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.inner.db
+    }
+
+    /// The request flow (recovery, sweeping, the executor).
+    pub fn requests(&self) -> &Requests {
+        &self.inner.requests
+    }
+
+    /// A chat message: understood once, then handled by the flow that owns
+    /// it. A redelivered event is acknowledged and dropped.
+    pub async fn handle_message(&self, msg: Inbound) -> Result<Handled, EngineError> {
+        let inner = &self.inner;
+        if let Some(event_id) = &msg.event_id {
+            let platform = msg.conversation.platform.as_str();
+            if !inner.db.first_delivery(platform, event_id).await? {
+                tracing::debug!(platform, event_id, "duplicate event ignored");
+                return Ok(Handled::Duplicate);
+            }
+        }
+        let (catalog, parser) = inner.parser.current();
+        if let Some(handled) = inner
+            .requests
+            .follow_up_in_thread(&msg, &catalog, &parser)
+            .await?
+        {
+            return Ok(handled);
+        }
+        let understood = match &inner.understander {
+            Some(u) => u.understand(&parser, &catalog, &msg.text).await,
+            None => Understanding::by_rules(&parser, &msg.text),
+        };
+        tracing::debug!(
+            path = understood.path.as_str(),
+            latency_ms = understood.latency.as_millis() as u64,
+            llm_calls = understood.llm_calls,
+            action = %understood.action.kind(),
+            "understood a message"
+        );
+        let conv = &msg.conversation;
+        let in_thread = conv.thread.is_some();
+        match inner
+            .answers
+            .answer(
+                &msg.user,
+                &msg.text,
+                in_thread,
+                &understood.action,
+                &catalog,
+            )
+            .await
+        {
+            Some(Answer::Reply(reply)) => {
+                inner.send.reply(conv, &reply).await?;
+                Ok(Handled::Replied)
+            }
+            Some(Answer::Silence) => Ok(Handled::Ignored),
+            None => {
+                let handled = inner
+                    .requests
+                    .propose(&msg, understood.action.clone(), &catalog)
+                    .await?;
+                if let Handled::Proposed(id) = &handled {
+                    inner.requests.record_nlu(id, &understood).await?;
+                }
+                Ok(handled)
+            }
+        }
+    }
+
+    /// A button press: the request flow's.
+    pub async fn handle_button(
+        &self,
+        user: &ChatUser,
+        conv: &Conversation,
+        payload: &str,
+    ) -> Result<(), EngineError> {
+        Ok(self
+            .inner
+            .requests
+            .handle_button(user, conv, payload)
+            .await?)
+    }
+
+    /// Queues an approved request as a durable job.
+    pub fn execute(&self, id: String) {
+        self.inner.requests.execute(id)
+    }
+
+    /// Starts this process's executor workers (once). `App::start` calls it;
+    /// `execute` and `recover` do too, so an engine always has workers.
+    pub fn start_workers(&self) {
+        self.inner.requests.start_workers()
+    }
+
+    /// The executor (for shutdown, and for tests that simulate a crash).
+    pub fn executor(&self) -> &crate::requests::Executor {
+        self.inner.requests.executor()
+    }
+
+    /// At start: picks up what a previous run left half-way.
+    pub async fn recover(&self) -> Result<(), EngineError> {
+        Ok(self.inner.requests.recover().await?)
+    }
+
+    /// Expires what nobody acted on.
+    pub async fn sweep(&self) -> Result<(), EngineError> {
+        Ok(self.inner.requests.sweep().await?)
+    }
+
+    pub fn spawn_sweeper(&self, every: Duration) -> tokio::task::JoinHandle<()> {
+        self.inner.requests.spawn_sweeper(every)
+    }
+
+    /// Runs work an adapter acknowledged before doing it, counted as running
+    /// so [`Engine::wait_idle`] waits for it too. Refuses (before the adapter
+    /// acknowledges) when `max_in_flight` events are already being handled.
+    pub fn track<F>(&self, work: F) -> Result<(), Overloaded>
+    where
+        F: std::future::Future<Output = Result<(), EngineError>> + Send + 'static,
+    {
+        self.inner.tasks.admit("chat event", work)
+    }
+
+    /// Acknowledged events (and queueing work) being handled right now.
+    pub fn in_flight(&self) -> usize {
+        self.inner.tasks.count()
+    }
+
+    /// Whether nothing is running, no job is queued or running (a retry
+    /// waiting for its backoff counts), and nothing waits to be sent.
+    pub async fn is_idle(&self) -> Result<bool, EngineError> {
+        Ok(self.inner.tasks.count() == 0
+            && self.inner.db.jobs().live_count().await? == 0
+            && self.inner.db.outbox().pending_count().await? == 0)
+    }
+
+    /// Waits until idle, at most `limit`; true when it got there.
+    pub async fn wait_idle(&self, limit: Duration) -> Result<bool, EngineError> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            if self.is_idle().await? {
+                return Ok(true);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Ok(false);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}

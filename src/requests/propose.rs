@@ -1,0 +1,223 @@
+//! A new request: policy's first look, what the target lacks, the card.
+
+use crate::catalog::Catalog;
+use crate::chat::notices::{self, RequesterOnly};
+use crate::chat::{messages, ChatUser, Conversation, Handled, Inbound};
+use crate::domain::{Action, Actor, Environment, Transition};
+use crate::nlu::Understanding;
+use crate::policy::{self, Decision, PolicyContext};
+use crate::storage::{NewRequest, NluRecord, Request, StorageError};
+
+use super::{Requests, Step};
+
+impl Requests {
+    /// Proposes `action` for the sender of `msg`: stored, decided by policy
+    /// (a denial is shown at once), and shown on a card to confirm.
+    pub async fn propose(
+        &self,
+        msg: &Inbound,
+        action: Action,
+        catalog: &Catalog,
+    ) -> Result<Handled, StorageError> {
+        let ctx = &self.ctx;
+        let user = &msg.user;
+        if user.catalog.is_none() && !ctx.settings.unknown_users_may_request {
+            ctx.send
+                .reply(&msg.conversation, &messages::unknown_user(&user.id))
+                .await?;
+            return Ok(Handled::Replied);
+        }
+        let decision = self.evaluate(user, &action, catalog).await;
+        let (notes, first) = self.card_notes(&action, &decision).await;
+        let req = ctx
+            .db
+            .requests()
+            .insert(
+                NewRequest {
+                    action_hash: policy::action_hash(&action),
+                    action,
+                    requester: user.audit_name(),
+                    requester_chat_id: user.id.clone(),
+                    platform: msg.conversation.platform,
+                    channel: msg.conversation.channel.clone(),
+                    thread: msg.conversation.thread.clone(),
+                    notes,
+                    first,
+                },
+                &user.audit_name(),
+                &user.chat_label(),
+            )
+            .await?;
+        if let Decision::Deny { rule, reason } = decision {
+            // Denied at once: the card is posted showing the denial.
+            self.settle_with(
+                &req.id,
+                Transition::Deny,
+                &Actor::Policy,
+                &format!("{rule}: {reason}"),
+                Step {
+                    post: true,
+                    say: Some(messages::denied(&reason)),
+                    ..Step::default()
+                },
+            )
+            .await?;
+            return Ok(Handled::Proposed(req.id));
+        }
+        ctx.send.post_card(&req).await?;
+        Ok(Handled::Proposed(req.id))
+    }
+
+    /// Policy's decision on `action` asked by `user`, with the facts it
+    /// needs from the target.
+    pub(super) async fn evaluate(
+        &self,
+        user: &ChatUser,
+        action: &Action,
+        catalog: &Catalog,
+    ) -> Decision {
+        let ctx = self.policy_context(action, catalog).await;
+        policy::evaluate(
+            &self.ctx.policy,
+            catalog,
+            user.catalog.as_ref(),
+            action,
+            &ctx,
+        )
+    }
+
+    /// Records how a request's action was understood.
+    pub async fn record_nlu(&self, id: &str, u: &Understanding) -> Result<(), StorageError> {
+        let asked = u.llm_calls > 0;
+        let record = NluRecord {
+            path: u.path.as_str().to_owned(),
+            latency_ms: u.latency.as_millis() as i64,
+            llm_calls: u.llm_calls as i64,
+            prompt_tokens: asked.then_some(u.usage.prompt_tokens as i64),
+            completion_tokens: asked.then_some(u.usage.completion_tokens as i64),
+            model: u.model.clone(),
+            prompt_version: u.prompt_version.clone(),
+        };
+        self.ctx.db.requests().record_nlu(id, &record).await
+    }
+
+    /// What the target must have before `action` can succeed, when the
+    /// driver says it lacks it: an environment that does not exist yet is
+    /// created first. `None` when all is there, or the driver cannot tell.
+    async fn precondition(&self, action: &Action) -> Option<Action> {
+        let resources = match action {
+            Action::Deploy { .. }
+            | Action::Rollback { .. }
+            | Action::Scale { .. }
+            | Action::Restart { .. } => Vec::new(),
+            // Adding to an environment that does not exist: create it with them.
+            Action::AddResource { resources, .. } => resources.clone(),
+            _ => return None,
+        };
+        let (service, environment) = (action.service()?, action.environment()?);
+        match self.ctx.driver.status(service, Some(environment)).await {
+            Ok(envs) if !envs.iter().any(|e| e.environment == environment) => {
+                Some(Action::CreateEnvironment {
+                    service: service.clone(),
+                    environment,
+                    resources,
+                })
+            }
+            _ => None,
+        }
+    }
+
+    /// The card's notes for `action` under policy's `decision`, led by what
+    /// the target lacks (checked now, not after an approval), and that
+    /// missing action itself.
+    pub(super) async fn card_notes(
+        &self,
+        action: &Action,
+        decision: &Decision,
+    ) -> (Vec<String>, Option<Action>) {
+        let (mut notes, first) = match decision {
+            Decision::Allow { notes } | Decision::NeedsApproval { notes, .. } => {
+                (notes.clone(), self.precondition(action).await)
+            }
+            Decision::Deny { .. } => (Vec::new(), None),
+        };
+        if let Some(f) = &first {
+            notes.insert(0, messages::first_note(action, f));
+        }
+        (notes, first)
+    }
+
+    /// "Create it first": proposes what the request needs first, in the same
+    /// thread, and cancels the request it was for (ask again once done).
+    pub(super) async fn create_first(
+        &self,
+        user: &ChatUser,
+        conv: &Conversation,
+        req: Request,
+    ) -> Result<(), StorageError> {
+        let send = &self.ctx.send;
+        if !Self::is_requester(user, &req) {
+            return send
+                .whisper(
+                    user,
+                    conv,
+                    &notices::only_requester(&req.requester, RequesterOnly::Change),
+                )
+                .await;
+        }
+        let Some(first) = req.first.clone() else {
+            return send.whisper(user, conv, &notices::nothing_first()).await;
+        };
+        let Some(cancelled) = self
+            .cancel_as(user, conv, &req, "replaced by what it needs first")
+            .await?
+        else {
+            return Ok(());
+        };
+        let catalog = self.ctx.catalog.current();
+        let msg = Inbound {
+            event_id: None,
+            user: user.clone(),
+            conversation: Conversation {
+                platform: conv.platform,
+                channel: req.channel.clone(),
+                thread: req.thread.clone(),
+            },
+            text: String::new(),
+        };
+        send.in_thread(&cancelled, &messages::first_proposed(&req.action, &first))
+            .await?;
+        self.propose(&msg, first, &catalog).await.map(|_| ())
+    }
+
+    /// Facts for policy that live outside the action.
+    pub(super) async fn policy_context(&self, action: &Action, catalog: &Catalog) -> PolicyContext {
+        let mut ctx = PolicyContext::default();
+        if let Action::CreateEnvironment {
+            service,
+            environment: Environment::Preview,
+            ..
+        } = action
+        {
+            if let Some(team) = catalog
+                .component(service.as_str())
+                .and_then(|c| c.owner.clone())
+            {
+                for c in catalog
+                    .components()
+                    .filter(|c| c.owner.as_ref() == Some(&team))
+                {
+                    if let Ok(envs) = self
+                        .ctx
+                        .driver
+                        .status(&c.name, Some(Environment::Preview))
+                        .await
+                    {
+                        ctx.active_previews_for_team += envs.len() as u32;
+                    }
+                }
+            }
+        }
+        ctx
+    }
+}
