@@ -469,7 +469,7 @@ impl Config {
             }
         }
         if let Err(e) = crate::discord::api::proxy_base(&self.discord.api_url) {
-            out.push(e);
+            out.push(e.to_string());
         }
         out.extend(self.policy.problems());
         out.extend(self.gitops.problems());

@@ -17,19 +17,19 @@ use crate::config::Config;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
-    #[error("{0}")]
-    Platform(String),
+    #[error("slack: {0}")]
+    Slack(#[from] crate::slack::api::SlackSetupError),
+    #[error(transparent)]
+    Discord(#[from] crate::discord::SetupError),
 }
 
 /// The sending side of every configured platform, keyed by platform name.
 pub fn sinks(config: &Config) -> Result<HashMap<String, Arc<dyn ChatSink>>, ServerError> {
     let mut sinks: HashMap<String, Arc<dyn ChatSink>> = HashMap::new();
-    if let Some(api) =
-        crate::slack::api(config).map_err(|e| ServerError::Platform(format!("slack: {e}")))?
-    {
+    if let Some(api) = crate::slack::api(config)? {
         sinks.insert(crate::chat::Platform::Slack.as_str().into(), api);
     }
-    if let Some(discord) = crate::discord::sink(config).map_err(ServerError::Platform)? {
+    if let Some(discord) = crate::discord::sink(config)? {
         sinks.insert("discord".into(), discord);
     }
     Ok(sinks)
@@ -45,13 +45,11 @@ pub fn router(app: &App, config: &Config) -> Result<Router, ServerError> {
             &config.orchestrator,
         ));
     if config.slack.signing_secret.is_some() {
-        if let Some(api) =
-            crate::slack::api(config).map_err(|e| ServerError::Platform(format!("slack: {e}")))?
-        {
+        if let Some(api) = crate::slack::api(config)? {
             router = router.merge(crate::slack::routes(crate::slack::state(app, config, api)));
         }
     }
-    if let Some(discord) = crate::discord::routes(app, config).map_err(ServerError::Platform)? {
+    if let Some(discord) = crate::discord::routes(app, config)? {
         router = router.merge(discord);
     }
     Ok(router)
@@ -63,10 +61,9 @@ pub fn start_connections(
     config: &Config,
 ) -> Result<Vec<tokio::task::JoinHandle<()>>, ServerError> {
     let mut tasks = Vec::new();
-    if let (Some(app_token), Some(api)) = (
-        config.slack.app_token.clone(),
-        crate::slack::api(config).map_err(|e| ServerError::Platform(format!("slack: {e}")))?,
-    ) {
+    if let (Some(app_token), Some(api)) =
+        (config.slack.app_token.clone(), crate::slack::api(config)?)
+    {
         let state = crate::slack::state(app, config, api);
         tasks.push(tokio::spawn(crate::slack::socket::run(state, app_token)));
     }
@@ -75,7 +72,7 @@ pub fn start_connections(
 
 /// Healthy when the database answers.
 async fn health(State(app): State<App>) -> (StatusCode, &'static str) {
-    match sqlx::query("SELECT 1").execute(app.db.pool()).await {
+    match app.db.ping().await {
         Ok(_) => (StatusCode::OK, "ok\n"),
         Err(e) => {
             tracing::warn!(error = %e, "health check: database unreachable");

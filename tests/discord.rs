@@ -749,7 +749,7 @@ async fn request_confirm_and_approve_by_someone_else() {
     let id = ButtonPayload::parse(&approve).unwrap().request_id;
     let req = h.app.db.requests().get(&id).await.unwrap();
     assert_eq!(req.state, RequestState::Succeeded);
-    assert_eq!(req.platform, "discord");
+    assert_eq!(req.platform, paver::chat::Platform::Discord);
     assert_eq!(req.channel, CHANNEL);
     let events = h.app.db.requests().events(&id).await.unwrap();
     assert!(events
@@ -1233,6 +1233,7 @@ async fn register_commands_creates_the_slash_command() {
     assert!(paver::discord::commands::register(&config, None)
         .await
         .unwrap_err()
+        .to_string()
         .contains("application_id"));
 }
 
@@ -1372,7 +1373,10 @@ async fn interactions_and_messages_from_other_servers_are_acknowledged_not_handl
         h.app
             .db
             .inbox()
-            .state("discord", "interaction-900000000000000060")
+            .state(
+                paver::chat::Platform::Discord,
+                "interaction-900000000000000060"
+            )
             .await
             .unwrap(),
         None
@@ -1492,7 +1496,10 @@ async fn after_an_outage_an_interaction_sent_again_is_handled_once() {
         .app
         .db
         .inbox()
-        .state("discord", "interaction-900000000000000090")
+        .state(
+            paver::chat::Platform::Discord,
+            "interaction-900000000000000090",
+        )
         .await
         .unwrap()
         .unwrap();
@@ -1514,7 +1521,7 @@ async fn a_stored_interaction_left_by_a_crash_is_handled_by_recovery() {
         .db
         .inbox()
         .insert(
-            "discord",
+            paver::chat::Platform::Discord,
             &work.key(),
             &serde_json::to_string(&work).unwrap(),
             0,
@@ -1542,7 +1549,7 @@ async fn a_stored_interaction_left_by_a_crash_is_handled_by_recovery() {
             .app
             .db
             .inbox()
-            .state("discord", &work.key())
+            .state(paver::chat::Platform::Discord, &work.key())
             .await
             .unwrap()
             .unwrap();
@@ -1606,14 +1613,17 @@ async fn discord_interactions_and_gateway_events_are_bounded_by_max_in_flight() 
     let inbox = h.app.db.inbox();
     assert_eq!(
         inbox
-            .state("discord", "interaction-900000000000000110")
+            .state(
+                paver::chat::Platform::Discord,
+                "interaction-900000000000000110"
+            )
             .await
             .unwrap(),
         None
     );
     assert_eq!(
         inbox
-            .state("discord", "message-3001")
+            .state(paver::chat::Platform::Discord, "message-3001")
             .await
             .unwrap()
             .map(|s| s.status),

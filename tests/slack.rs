@@ -847,7 +847,12 @@ async fn a_saturated_paver_asks_slack_to_redeliver_instead_of_queueing() {
     assert!(r.fake.calls("chat.postMessage").is_empty());
     // Nothing was stored: the redelivery will be handled.
     assert_eq!(
-        r.tdb.db.inbox().state("slack", "EvBusy").await.unwrap(),
+        r.tdb
+            .db
+            .inbox()
+            .state(paver::chat::Platform::Slack, "EvBusy")
+            .await
+            .unwrap(),
         None
     );
 }
@@ -911,7 +916,12 @@ async fn events_from_other_workspaces_are_acknowledged_and_ignored() {
     assert!(r.fake.calls("chat.postMessage").is_empty());
     assert!(r.fake.calls("chat.postEphemeral").is_empty());
     assert_eq!(
-        r.tdb.db.inbox().state("slack", "EvForeign").await.unwrap(),
+        r.tdb
+            .db
+            .inbox()
+            .state(paver::chat::Platform::Slack, "EvForeign")
+            .await
+            .unwrap(),
         None,
         "nothing stored"
     );
@@ -975,7 +985,12 @@ async fn until_auth_test_answers_events_are_refused_unacknowledged() {
     // The first auth.test failed: not acknowledged, so Slack retries.
     assert_eq!(r.event(&p, &[]).await.status(), 503);
     assert_eq!(
-        r.tdb.db.inbox().state("slack", "EvEarly").await.unwrap(),
+        r.tdb
+            .db
+            .inbox()
+            .state(paver::chat::Platform::Slack, "EvEarly")
+            .await
+            .unwrap(),
         None
     );
     // Paver asks again (after a second); Slack's redelivery is then handled.
@@ -1074,10 +1089,14 @@ async fn a_closed_database_gets_503_and_nothing_is_acknowledged() {
     // Socket Mode: the envelope is left unacknowledged.
     let mut env = corpus("socket_mode_envelope_events_api_app_mention.json");
     env["payload"] = mention("restart cart-service in dev", "U0ALICE", "EvDownSocket");
-    assert_eq!(
-        paver::slack::socket::handle_envelope(&r.state, &env).await,
-        None
-    );
+    assert_eq!(envelope(&r.state, &env).await, None);
+}
+
+/// A Socket Mode frame through the adapter; its acknowledgement as JSON.
+async fn envelope(state: &paver::slack::SlackState, env: &Value) -> Option<Value> {
+    paver::slack::socket::handle_envelope(state, &env.to_string())
+        .await
+        .map(|ack| serde_json::to_value(ack).unwrap())
 }
 
 async fn set_inbox_online(db: &paver::storage::Db, online: bool) {
@@ -1100,7 +1119,7 @@ async fn after_an_outage_the_redelivered_event_is_handled_exactly_once() {
     let mut env = corpus("socket_mode_envelope_events_api_app_mention.json");
     env["payload"] = p.clone();
     assert_eq!(
-        paver::slack::socket::handle_envelope(&r.state, &env).await,
+        envelope(&r.state, &env).await,
         None,
         "unacknowledged envelope"
     );
@@ -1114,13 +1133,19 @@ async fn after_an_outage_the_redelivered_event_is_handled_exactly_once() {
     ];
     assert_eq!(r.event(&p, &retry).await.status(), 200);
     assert_eq!(
-        paver::slack::socket::handle_envelope(&r.state, &env).await,
+        envelope(&r.state, &env).await,
         Some(json!({"envelope_id": env["envelope_id"]}))
     );
     assert_eq!(r.event(&p, &retry).await.status(), 200);
     r.idle().await;
     assert_eq!(r.fake.calls("chat.postMessage").len(), 1);
-    let stored = r.tdb.db.inbox().state("slack", "EvOutage").await.unwrap();
+    let stored = r
+        .tdb
+        .db
+        .inbox()
+        .state(paver::chat::Platform::Slack, "EvOutage")
+        .await
+        .unwrap();
     assert_eq!(
         stored.map(|s| (s.status, s.attempts)),
         Some(("done".into(), 1))
@@ -1133,21 +1158,26 @@ async fn an_event_left_pending_by_a_crash_is_handled_by_recovery() {
     let inbox = r.tdb.db.inbox();
     // A replica stored this one, acknowledged it, and died (its lease is over).
     let work = paver::slack::inbound::SlackWork::Event {
-        event: mention("restart cart-service in dev", "U0ALICE", "x")["event"].clone(),
+        event: serde_json::from_value(
+            mention("restart cart-service in dev", "U0ALICE", "x")["event"].clone(),
+        )
+        .unwrap(),
     };
     let payload = serde_json::to_string(&work).unwrap();
     inbox
-        .insert("slack", "EvCrash", &payload, 0)
+        .insert(paver::chat::Platform::Slack, "EvCrash", &payload, 0)
         .await
         .unwrap()
         .unwrap();
     // Another is still being handled by a live replica: left alone.
     let mut other = mention("create staging for order-service", "U0ALICE", "y")["event"].clone();
     other["ts"] = json!("1678252299.000009");
-    let live =
-        serde_json::to_string(&paver::slack::inbound::SlackWork::Event { event: other }).unwrap();
+    let live = serde_json::to_string(&paver::slack::inbound::SlackWork::Event {
+        event: serde_json::from_value(other).unwrap(),
+    })
+    .unwrap();
     inbox
-        .insert("slack", "EvLive", &live, 60_000)
+        .insert(paver::chat::Platform::Slack, "EvLive", &live, 60_000)
         .await
         .unwrap()
         .unwrap();
@@ -1155,7 +1185,7 @@ async fn an_event_left_pending_by_a_crash_is_handled_by_recovery() {
     paver::chat::inbox::recover_once(&r.state).await.unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while inbox
-        .state("slack", "EvCrash")
+        .state(paver::chat::Platform::Slack, "EvCrash")
         .await
         .unwrap()
         .unwrap()
@@ -1169,7 +1199,11 @@ async fn an_event_left_pending_by_a_crash_is_handled_by_recovery() {
     let posts = r.fake.calls("chat.postMessage");
     assert_eq!(posts.len(), 1, "{posts:?}");
     assert!(posts[0].to_string().contains("Restart cart-service"));
-    let live = inbox.state("slack", "EvLive").await.unwrap().unwrap();
+    let live = inbox
+        .state(paver::chat::Platform::Slack, "EvLive")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!((live.status.as_str(), live.attempts), ("pending", 1));
     // Done is done: recovery does not take it again.
     assert_eq!(paver::chat::inbox::recover_once(&r.state).await.unwrap(), 0);
@@ -1178,15 +1212,25 @@ async fn an_event_left_pending_by_a_crash_is_handled_by_recovery() {
     // Handled events are forgotten in time; pending ones never are.
     let later = paver::storage::now_ms() + 1;
     assert_eq!(inbox.purge_done(later).await.unwrap(), 1);
-    assert_eq!(inbox.state("slack", "EvCrash").await.unwrap(), None);
-    assert!(inbox.state("slack", "EvLive").await.unwrap().is_some());
+    assert_eq!(
+        inbox
+            .state(paver::chat::Platform::Slack, "EvCrash")
+            .await
+            .unwrap(),
+        None
+    );
+    assert!(inbox
+        .state(paver::chat::Platform::Slack, "EvLive")
+        .await
+        .unwrap()
+        .is_some());
 }
 
 // ----- bounded everywhere (issue 10, item 9) -----------------------------------
 
 fn post_item(platform: &str, channel: &str, text: &str) -> paver::storage::outbox::OutboxItem {
     paver::storage::outbox::OutboxItem {
-        platform: platform.into(),
+        platform: paver::chat::Platform::parse(platform).unwrap(),
         channel: channel.into(),
         kind: paver::storage::outbox::OutboxKind::Post,
         user_id: None,

@@ -106,7 +106,7 @@ fn request(action: Action, state: RequestState) -> Request {
         action,
         requester: "ada".into(),
         requester_chat_id: "U0ADA".into(),
-        platform: "slack".into(),
+        platform: paver::chat::Platform::Slack,
         channel: "C0COMMERCE".into(),
         thread: None,
         notes: decision.notes(),

@@ -62,7 +62,7 @@ impl Dispatcher {
     async fn deliver(&self, row: OutboxRow) -> Result<(), StorageError> {
         let outbox = self.db.outbox();
         let item = &row.item;
-        let Some(sink) = self.sinks.get(&item.platform) else {
+        let Some(sink) = self.sinks.get(item.platform.as_str()) else {
             return outbox.defer(row.id, 1_000).await;
         };
         let message: Message = match serde_json::from_str(&item.body) {
@@ -116,7 +116,7 @@ impl Dispatcher {
                 if let (Some(r), Some(key)) = (sent_ref, &item.card_key) {
                     if item.kind == OutboxKind::Post {
                         outbox
-                            .save_card(key, &item.platform, &item.channel, &r)
+                            .save_card(key, item.platform, &item.channel, &r)
                             .await?;
                     }
                 }

@@ -111,7 +111,7 @@ pub async fn accept<H: InboxHandler>(
         }
         Ok(())
     })?;
-    let platform = h.platform().as_str();
+    let platform = h.platform();
     let lease = h.inbox_settings().lease_ms();
     match h
         .engine()
@@ -125,11 +125,15 @@ pub async fn accept<H: InboxHandler>(
             Ok(Accepted::Stored)
         }
         Ok(None) => {
-            tracing::debug!(platform, event_id, "redelivered event acknowledged again");
+            tracing::debug!(
+                platform = platform.as_str(),
+                event_id,
+                "redelivered event acknowledged again"
+            );
             Ok(Accepted::Duplicate)
         }
         Err(e) => {
-            tracing::warn!(platform, event_id, error = %e, "could not store an inbound event; not acknowledging it");
+            tracing::warn!(platform = platform.as_str(), event_id, error = %e, "could not store an inbound event; not acknowledging it");
             Err(Refused::Unavailable(e))
         }
     }
@@ -145,7 +149,7 @@ pub async fn accept_or_defer<H: InboxHandler>(
 ) -> Result<Accepted, Refused> {
     match accept(h, event_id, work).await {
         Err(Refused::Busy(_)) => {
-            let platform = h.platform().as_str();
+            let platform = h.platform();
             let stored = h
                 .engine()
                 .db()
@@ -216,7 +220,7 @@ pub async fn recover_once<H: InboxHandler>(h: &H) -> Result<usize, StorageError>
     let db = h.engine().db().clone();
     let inbox = db.inbox();
     let rows = inbox
-        .claim_stale(h.platform().as_str(), 50, settings.lease_ms())
+        .claim_stale(h.platform(), 50, settings.lease_ms())
         .await?;
     let mut started = 0;
     let mut rows = rows.into_iter();

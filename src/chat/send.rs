@@ -48,7 +48,7 @@ impl Sender {
     /// A message in the conversation (in its thread, if it has one).
     pub async fn reply(&self, conv: &Conversation, message: &Message) -> Result<(), StorageError> {
         self.enqueue(OutboxItem {
-            platform: conv.platform.as_str().into(),
+            platform: conv.platform,
             channel: conv.channel.clone(),
             kind: OutboxKind::Post,
             user_id: None,
@@ -68,7 +68,7 @@ impl Sender {
         message: &Message,
     ) -> Result<(), StorageError> {
         self.enqueue(OutboxItem {
-            platform: conv.platform.as_str().into(),
+            platform: conv.platform,
             channel: conv.channel.clone(),
             kind: OutboxKind::Ephemeral,
             user_id: Some(user.id.clone()),
@@ -83,7 +83,7 @@ impl Sender {
     /// A message in the request's thread (under its card).
     pub async fn in_thread(&self, req: &Request, message: &Message) -> Result<(), StorageError> {
         self.enqueue(OutboxItem {
-            platform: req.platform.clone(),
+            platform: req.platform,
             channel: req.channel.clone(),
             kind: OutboxKind::Post,
             user_id: None,
@@ -98,7 +98,7 @@ impl Sender {
     /// The request's card, posted for the first time.
     pub async fn post_card(&self, req: &Request) -> Result<(), StorageError> {
         self.enqueue(OutboxItem {
-            platform: req.platform.clone(),
+            platform: req.platform,
             channel: req.channel.clone(),
             kind: OutboxKind::Post,
             user_id: None,
@@ -118,7 +118,7 @@ impl Sender {
         progress: Option<&str>,
     ) -> Result<(), StorageError> {
         self.enqueue(OutboxItem {
-            platform: req.platform.clone(),
+            platform: req.platform,
             channel: req.channel.clone(),
             kind: OutboxKind::Update,
             user_id: None,

@@ -190,7 +190,7 @@ async fn reshow_open_cards(
                 .in_state(state)
                 .await?
                 .into_iter()
-                .filter(|r| r.platform == Platform::Console.as_str()),
+                .filter(|r| r.platform == Platform::Console),
         );
     }
     if open.is_empty() {
@@ -204,7 +204,7 @@ async fn reshow_open_cards(
             engine
                 .db()
                 .outbox()
-                .save_card(&req.id, &req.platform, &req.channel, &r)
+                .save_card(&req.id, req.platform, &req.channel, &r)
                 .await?;
         }
     }

@@ -114,24 +114,47 @@ struct ErrorBody {
     global: Option<bool>,
 }
 
+/// Why the Discord adapter cannot be set up from the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("discord.api_url must end in /api/v10 (Paver speaks Discord API v10), not `{0}`")]
+    ApiVersion(Url),
+    #[error("discord.api_url: `{0}` is not an http(s) URL")]
+    NotHttp(Url),
+    #[error("discord.application_id: `{0}` is not a Discord application id")]
+    ApplicationId(String),
+    #[error("building the Discord HTTP client: {0}")]
+    Client(#[source] reqwest::Error),
+    #[error(transparent)]
+    PublicKey(#[from] super::verify::BadPublicKey),
+    #[error("discord.public_key is set but discord.token is not: Paver answers interactions with the bot's token (set PAVER_DISCORD__TOKEN or discord.token_file)")]
+    PublicKeyWithoutToken,
+    #[error("discord.token is not set (PAVER_DISCORD__TOKEN or discord.token_file)")]
+    NoToken,
+    #[error("discord.application_id is not set (the developer portal's Application ID)")]
+    NoApplicationId,
+    #[error("registering /{command}: {source}")]
+    Register {
+        command: &'static str,
+        #[source]
+        source: ApiError,
+    },
+}
+
 /// The base serenity's proxy rewrite needs: `discord.api_url` without its
 /// `/api/v10` (serenity's routes carry that part).
-pub fn proxy_base(api_url: &Url) -> Result<String, String> {
+pub fn proxy_base(api_url: &Url) -> Result<String, SetupError> {
     let path = api_url.path().trim_end_matches('/');
     let prefix = if let Some(p) = path.strip_suffix("/api/v10") {
         p
     } else if path.is_empty() {
         ""
     } else {
-        return Err(format!(
-            "discord.api_url must end in /api/v10 (Paver speaks Discord API v10), not `{api_url}`"
-        ));
+        return Err(SetupError::ApiVersion(api_url.clone()));
     };
     let origin = api_url.origin();
     if !origin.is_tuple() {
-        return Err(format!(
-            "discord.api_url: `{api_url}` is not an http(s) URL"
-        ));
+        return Err(SetupError::NotHttp(api_url.clone()));
     }
     Ok(format!("{}{prefix}", origin.ascii_serialization()))
 }
@@ -185,20 +208,23 @@ impl std::fmt::Debug for DiscordApi {
 
 impl DiscordApi {
     /// `token`: the bot token; `api_url`: `discord.api_url`.
-    pub fn new(token: &str, api_url: &Url, application_id: Option<&str>) -> Result<Self, String> {
+    pub fn new(
+        token: &str,
+        api_url: &Url,
+        application_id: Option<&str>,
+    ) -> Result<Self, SetupError> {
         let base = proxy_base(api_url)?;
         let application_id = application_id
             .map(|a| {
-                snowflake::<ApplicationId>(a, "application").map_err(|_| {
-                    format!("discord.application_id: `{a}` is not a Discord application id")
-                })
+                snowflake::<ApplicationId>(a, "application")
+                    .map_err(|_| SetupError::ApplicationId(a.to_owned()))
             })
             .transpose()?;
         let client = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(15))
             .build()
-            .map_err(|e| format!("building the Discord HTTP client: {e}"))?;
+            .map_err(SetupError::Client)?;
         Ok(DiscordApi {
             client,
             token: bot_token(token),

@@ -4,6 +4,7 @@
 
 use serde_json::{json, Value};
 
+use super::api::SetupError;
 use super::interactions::{COMMAND, OPTION};
 use crate::config::Config;
 
@@ -28,19 +29,18 @@ pub fn definition() -> Value {
 }
 
 /// Creates (or replaces) the command; returns its id.
-pub async fn register(config: &Config, guild: Option<&str>) -> Result<String, String> {
-    let api = super::api(config)?.ok_or(
-        "discord.token is not set (PAVER_DISCORD__TOKEN or discord.token_file)".to_owned(),
-    )?;
+pub async fn register(config: &Config, guild: Option<&str>) -> Result<String, SetupError> {
+    let api = super::api(config)?.ok_or(SetupError::NoToken)?;
     if api.application_id().is_none() {
-        return Err(
-            "discord.application_id is not set (the developer portal's Application ID)".into(),
-        );
+        return Err(SetupError::NoApplicationId);
     }
     api.create_command(guild, &definition())
         .await
         .map(|c| c.id)
-        .map_err(|e| format!("registering /{COMMAND}: {e}"))
+        .map_err(|source| SetupError::Register {
+            command: COMMAND,
+            source,
+        })
 }
 
 #[cfg(test)]

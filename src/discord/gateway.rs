@@ -41,6 +41,7 @@ use crate::chat::Platform;
 use crate::config::Config;
 use crate::engine::Handled;
 use crate::storage::Db;
+use crate::util::Backoff;
 
 /// What Paver asks the gateway for.
 pub const INTENTS: GatewayIntents = GatewayIntents::GUILD_MESSAGES
@@ -117,8 +118,8 @@ impl Gateway {
         }
     }
 
-    /// Whether `channel` is a request's thread: one started under a card
-    /// (its id is the card's) or one a card was posted in.
+    /// Whether `channel` is a request's thread (storage decides; answers
+    /// are cached here, a "no" only briefly).
     async fn is_request_thread(&self, channel: &str) -> bool {
         if channel.is_empty() || !channel.bytes().all(|b| b.is_ascii_digit()) {
             return false;
@@ -133,16 +134,13 @@ impl Gateway {
                 return *known;
             }
         }
-        let found = sqlx::query(
-            "SELECT card_key FROM cards WHERE platform = $1 AND (message_ref = $2 OR message_ref LIKE $3) LIMIT 1",
-        )
-        .bind(Platform::Discord.as_str())
-        .bind(channel)
-        .bind(format!("{channel}/%"))
-        .fetch_optional(self.db.pool())
-        .await;
-        let known = match found {
-            Ok(row) => row.is_some(),
+        let known = match self
+            .db
+            .threads()
+            .belongs_to_request(Platform::Discord, channel, None)
+            .await
+        {
+            Ok(known) => known,
             Err(e) => {
                 tracing::warn!(error = %e, "looking up request threads failed");
                 return false;
@@ -307,10 +305,17 @@ impl EventHandler for Gateway {
     }
 }
 
+/// Between gateway sessions: from 5 s, doubling, up to 5 minutes (a
+/// refused login must not hammer Discord).
+const RECONNECT: Backoff = Backoff::new(Duration::from_secs(5), Duration::from_secs(300));
+
 /// Starts the gateway connection when `discord.token` is set (and
 /// `discord.gateway` is not false). It reconnects on its own; a refused
 /// login (bad token, intents not enabled) is logged and retried with backoff.
-pub fn spawn(app: &App, config: &Config) -> Result<Option<tokio::task::JoinHandle<()>>, String> {
+pub fn spawn(
+    app: &App,
+    config: &Config,
+) -> Result<Option<tokio::task::JoinHandle<()>>, super::SetupError> {
     if !config.discord.gateway {
         return Ok(None);
     }
@@ -322,7 +327,7 @@ pub fn spawn(app: &App, config: &Config) -> Result<Option<tokio::task::JoinHandl
     let gateway = Gateway::new(app, api.clone(), guilds);
     gateway.interactions.start();
     Ok(Some(tokio::spawn(async move {
-        let mut backoff = Duration::from_secs(5);
+        let mut delays = RECONNECT.delays();
         loop {
             let client = ClientBuilder::new_with_http(api.serenity_http(), INTENTS)
                 .event_handler(gateway.clone())
@@ -331,6 +336,7 @@ pub fn spawn(app: &App, config: &Config) -> Result<Option<tokio::task::JoinHandl
                 Ok(mut client) => client.start().await,
                 Err(e) => Err(e),
             };
+            let backoff = delays.next().unwrap_or(RECONNECT.max);
             match outcome {
                 Ok(()) => tracing::warn!("Discord gateway closed; reconnecting"),
                 Err(e) => tracing::error!(
@@ -340,7 +346,6 @@ pub fn spawn(app: &App, config: &Config) -> Result<Option<tokio::task::JoinHandl
                 ),
             }
             tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_secs(300));
         }
     })))
 }

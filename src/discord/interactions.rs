@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{FromRequest, Request, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
@@ -132,13 +132,39 @@ struct WireData {
 struct WireOption {
     name: String,
     #[serde(default)]
-    value: Value,
+    value: OptionValue,
+}
+
+/// An option's value: Paver's one option is text; numbers, booleans and
+/// ids of other commands' options are read and set aside.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OptionValue {
+    Text(String),
+    Other(serde::de::IgnoredAny),
+}
+
+impl Default for OptionValue {
+    fn default() -> Self {
+        OptionValue::Other(serde::de::IgnoredAny)
+    }
+}
+
+/// What is wrong with an interaction body.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Malformed {
+    #[error("not an interaction: {0}")]
+    NotAnInteraction(String),
+    #[error("interaction type {kind} without {what}")]
+    Missing { kind: u8, what: &'static str },
 }
 
 /// Reads an interaction body; the error says what is wrong with it.
-pub fn parse(body: &[u8]) -> Result<Incoming, String> {
-    let w: Wire = serde_json::from_slice(body).map_err(|e| format!("not an interaction: {e}"))?;
-    let missing = |what: &str| format!("interaction type {} without {what}", w.kind);
+pub fn parse(body: &[u8]) -> Result<Incoming, Malformed> {
+    let w: Wire =
+        serde_json::from_slice(body).map_err(|e| Malformed::NotAnInteraction(e.to_string()))?;
+    let kind = w.kind;
+    let missing = |what: &'static str| Malformed::Missing { kind, what };
     if w.kind == 1 {
         return Ok(Incoming::Ping);
     }
@@ -167,10 +193,12 @@ pub fn parse(body: &[u8]) -> Result<Incoming, String> {
         let name = data.name.ok_or_else(|| missing("a command name"))?;
         let request = data
             .options
-            .iter()
+            .into_iter()
             .find(|o| o.name == OPTION)
-            .and_then(|o| o.value.as_str())
-            .map(|s| s.trim().to_owned())
+            .and_then(|o| match o.value {
+                OptionValue::Text(s) => Some(s.trim().to_owned()),
+                OptionValue::Other(_) => None,
+            })
             .filter(|s| !s.is_empty());
         Ok(Incoming::Command(Command {
             id,
@@ -513,29 +541,45 @@ pub fn router(verifier: Verifier, interactions: Interactions) -> Router {
         }))
 }
 
-async fn endpoint(State(ep): State<Arc<Endpoint>>, headers: HeaderMap, body: Bytes) -> Response {
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let now = chrono::Utc::now().timestamp();
-    if let Err(e) = ep.verifier.verify(
-        header("x-signature-ed25519"),
-        header("x-signature-timestamp"),
-        &body,
-        now,
-    ) {
-        tracing::warn!(error = %e, "Discord interaction refused");
-        return (StatusCode::UNAUTHORIZED, "invalid request signature\n").into_response();
-    }
-    let incoming = match parse(&body) {
-        Ok(i) => i,
-        Err(e) => {
-            tracing::warn!(error = %e, "malformed Discord interaction");
-            return (
-                StatusCode::BAD_REQUEST,
-                format!("malformed interaction: {e}\n"),
-            )
-                .into_response();
+/// An interaction whose Ed25519 signature checked out, parsed. Refusals:
+/// a bad, missing or stale signature is a 401 (and a warning in the log);
+/// a malformed body a 400 naming the problem.
+struct Signed(Incoming);
+
+impl FromRequest<Arc<Endpoint>> for Signed {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, ep: &Arc<Endpoint>) -> Result<Self, Response> {
+        let headers = req.headers().clone();
+        let body = Bytes::from_request(req, ep)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        let now = chrono::Utc::now().timestamp();
+        if let Err(e) = ep.verifier.verify(
+            header("x-signature-ed25519"),
+            header("x-signature-timestamp"),
+            &body,
+            now,
+        ) {
+            tracing::warn!(error = %e, "Discord interaction refused");
+            return Err((StatusCode::UNAUTHORIZED, "invalid request signature\n").into_response());
         }
-    };
+        match parse(&body) {
+            Ok(i) => Ok(Signed(i)),
+            Err(e) => {
+                tracing::warn!(error = %e, "malformed Discord interaction");
+                Err((
+                    StatusCode::BAD_REQUEST,
+                    format!("malformed interaction: {e}\n"),
+                )
+                    .into_response())
+            }
+        }
+    }
+}
+
+async fn endpoint(State(ep): State<Arc<Endpoint>>, Signed(incoming): Signed) -> Response {
     let Some((answer, work)) = Interactions::answer(&incoming) else {
         tracing::warn!(?incoming, "unsupported Discord interaction type");
         return (StatusCode::BAD_REQUEST, "unsupported interaction type\n").into_response();
@@ -620,9 +664,11 @@ mod tests {
         assert!(parse(b"{}").is_err());
         assert!(parse(br#"{"type": 2, "id": "1", "token": "t"}"#)
             .unwrap_err()
+            .to_string()
             .contains("user"));
         assert!(parse(br#"{"type": 3, "id": "1", "token": "t", "user": {"id": "5"}, "channel_id": "6", "data": {}}"#)
             .unwrap_err()
+            .to_string()
             .contains("custom_id"));
         assert_eq!(parse(br#"{"type": 1}"#), Ok(Incoming::Ping));
     }

@@ -38,11 +38,11 @@ use crate::chat::{ChatSink, ChatUser, Platform};
 use crate::config::{Config, DiscordConfig};
 use crate::storage::now_ms;
 
-pub use api::DiscordApi;
+pub use api::{DiscordApi, SetupError};
 pub use sink::DiscordSink;
 
 /// The REST client for the configured bot, when a token is configured.
-pub fn api(config: &Config) -> Result<Option<Arc<DiscordApi>>, String> {
+pub fn api(config: &Config) -> Result<Option<Arc<DiscordApi>>, SetupError> {
     let Some(token) = &config.discord.token else {
         return Ok(None);
     };
@@ -55,20 +55,18 @@ pub fn api(config: &Config) -> Result<Option<Arc<DiscordApi>>, String> {
 }
 
 /// The outbox sink, when `discord.token` is set.
-pub fn sink(config: &Config) -> Result<Option<Arc<dyn ChatSink>>, String> {
+pub fn sink(config: &Config) -> Result<Option<Arc<dyn ChatSink>>, SetupError> {
     Ok(api(config)?.map(|api| Arc::new(DiscordSink::new(api)) as Arc<dyn ChatSink>))
 }
 
 /// `POST /discord/interactions`, when `discord.public_key` is set.
-pub fn routes(app: &App, config: &Config) -> Result<Option<Router>, String> {
+pub fn routes(app: &App, config: &Config) -> Result<Option<Router>, SetupError> {
     let Some(key) = &config.discord.public_key else {
         return Ok(None);
     };
-    let verifier = verify::Verifier::new(key).map_err(|e| e.to_string())?;
+    let verifier = verify::Verifier::new(key)?;
     let Some(api) = api(config)? else {
-        return Err("discord.public_key is set but discord.token is not: Paver answers \
-                    interactions with the bot's token (set PAVER_DISCORD__TOKEN or discord.token_file)"
-            .into());
+        return Err(SetupError::PublicKeyWithoutToken);
     };
     let guilds = Guilds::new(&config.discord);
     guilds.start(api.clone());

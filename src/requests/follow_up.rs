@@ -29,7 +29,7 @@ impl Requests {
             .ctx
             .db
             .requests()
-            .proposal_in_thread(conv.platform.as_str(), &conv.channel, thread)
+            .proposal_in_thread(conv.platform, &conv.channel, thread)
             .await?;
         match proposal {
             Some(req) => self.follow_up(msg, req, catalog, parser).await,

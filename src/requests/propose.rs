@@ -38,7 +38,7 @@ impl Requests {
                     action,
                     requester: user.audit_name(),
                     requester_chat_id: user.id.clone(),
-                    platform: msg.conversation.platform.as_str().into(),
+                    platform: msg.conversation.platform,
                     channel: msg.conversation.channel.clone(),
                     thread: msg.conversation.thread.clone(),
                     notes,

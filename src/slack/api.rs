@@ -1,12 +1,18 @@
 //! The one Slack Web API client: slack-morphism over a hyper connector that
 //! speaks HTTPS and plain HTTP (so tests can run a fake Slack on loopback),
 //! with per-channel pacing. It is the Slack adapter's [`ChatSink`].
+//!
+//! Pacing is per process (a `governor` limiter keyed by channel): each
+//! replica paces its own sends. Messages that must wait stay in the
+//! outbox, deferred by the time the limiter names.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use secrecy::{ExposeSecret, SecretString};
@@ -27,9 +33,9 @@ const IDENTITY_TTL: Duration = Duration::from_secs(600);
 pub struct SlackApi {
     client: SlackClient<Connector>,
     token: SlackApiToken,
-    /// Slack allows about one message a second per channel.
-    min_interval: Duration,
-    next_send: Mutex<HashMap<String, Instant>>,
+    /// Slack allows about one message a second per channel: one send per
+    /// `slack.min_interval_ms` in each channel (none when it is 0).
+    pacing: Option<DefaultKeyedRateLimiter<String>>,
     identities: Mutex<HashMap<String, (Instant, Option<UserName>)>>,
 }
 
@@ -64,8 +70,7 @@ impl SlackApi {
         Ok(SlackApi {
             client: SlackClient::new(connector),
             token: SlackApiToken::new(SlackApiTokenValue(bot_token.expose_secret().to_owned())),
-            min_interval,
-            next_send: Mutex::new(HashMap::new()),
+            pacing: Quota::with_period(min_interval).map(DefaultKeyedRateLimiter::keyed),
             identities: Mutex::new(HashMap::new()),
         })
     }
@@ -73,15 +78,12 @@ impl SlackApi {
     /// Reserves a send slot in `channel`, or says how long to wait. Messages
     /// that must wait stay queued in the outbox; none is dropped.
     fn pace(&self, channel: &str) -> Result<(), SendError> {
-        let now = Instant::now();
-        let mut next = self.next_send.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(t) = next.get(channel) {
-            if *t > now {
-                return Err(SendError::RateLimited(*t - now));
-            }
-        }
-        next.insert(channel.to_owned(), now + self.min_interval);
-        Ok(())
+        let Some(pacing) = &self.pacing else {
+            return Ok(());
+        };
+        pacing.check_key(&channel.to_owned()).map_err(|later| {
+            SendError::RateLimited(later.wait_time_from(DefaultClock::default().now()))
+        })
     }
 
     fn content(message: &Message) -> Result<SlackMessageContent, SendError> {

@@ -1,25 +1,27 @@
 //! What Slack sends Paver, by HTTP (Events API, interactivity, slash
-//! commands) or Socket Mode: verified, checked to come from a workspace
-//! Paver serves, stored in the inbox, and only then acknowledged; the work
-//! runs from the stored event ([`crate::chat::inbox`]).
+//! commands) or Socket Mode: verified (a layer on the routes, [`verify`]),
+//! typed ([`super::wire`]), checked to come from a workspace Paver serves,
+//! stored in the inbox, and only then acknowledged; the work runs from the
+//! stored event ([`crate::chat::inbox`]).
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 
 use super::api::SlackApi;
+use super::wire::{
+    ChannelType, EventsPayload, Interaction, InteractionKind, Malformed, SlackEvent, SlashCommand,
+    Source,
+};
 use super::{blocks, verify};
 use crate::catalog::SharedCatalog;
 use crate::chat::inbox::{self, InboxHandler, InboxSettings, Refused};
@@ -95,8 +97,8 @@ impl Workspace {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum SlackWork {
-    /// An Events API event (the `event` object).
-    Event { event: Value },
+    /// An Events API event (the `event` object, in Slack's field names).
+    Event { event: SlackEvent },
     /// Button presses (block_actions).
     Buttons {
         user: String,
@@ -171,7 +173,7 @@ impl InboxHandler for SlackState {
 
     async fn handle(&self, work: SlackWork) -> Result<(), EngineError> {
         match work {
-            SlackWork::Event { event } => self.on_event(&event).await,
+            SlackWork::Event { event } => self.on_event(event).await,
             SlackWork::Buttons {
                 user,
                 channel,
@@ -214,7 +216,7 @@ impl InboxHandler for SlackState {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BadPayload {
     #[error("malformed Slack payload: {0}")]
-    Malformed(String),
+    Malformed(#[from] Malformed),
     /// Not malformed: Paver is saturated and wants it delivered again.
     #[error("busy: {0}")]
     Busy(#[from] crate::engine::Overloaded),
@@ -224,41 +226,49 @@ pub enum BadPayload {
     Unavailable,
 }
 
+/// The answer to `url_verification`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Challenge {
+    pub challenge: String,
+}
+
+/// The immediate answer to a slash command, seen only by its author.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CommandReply {
+    response_type: &'static str,
+    text: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    blocks: Option<Vec<serde_json::Value>>,
+}
+
+impl CommandReply {
+    fn ephemeral(text: String, blocks: Option<Vec<serde_json::Value>>) -> Self {
+        CommandReply {
+            response_type: "ephemeral",
+            text,
+            blocks,
+        }
+    }
+}
+
+/// The Slack routes, every one behind the signature check.
 pub fn routes(state: SlackState) -> Router {
     Router::new()
         .route("/slack/events", post(events))
         .route("/slack/interactions", post(interactions))
         .route("/slack/commands", post(commands))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.signing_secret.clone(),
+            verify::signed,
+        ))
         .with_state(state)
-}
-
-/// Every HTTP request must carry a valid signature; anything else is a 401,
-/// a warning in the log, and nothing more.
-fn check(state: &SlackState, headers: &HeaderMap, body: &[u8]) -> Result<(), StatusCode> {
-    let Some(secret) = &state.signing_secret else {
-        tracing::warn!("Slack HTTP request refused: no signing secret is configured");
-        return Err(StatusCode::UNAUTHORIZED);
-    };
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let now = chrono::Utc::now().timestamp();
-    verify::verify(
-        secret.expose_secret().as_bytes(),
-        header("x-slack-request-timestamp"),
-        header("x-slack-signature"),
-        body,
-        now,
-    )
-    .map_err(|e| {
-        tracing::warn!(error = %e, "Slack request with a bad signature refused");
-        StatusCode::UNAUTHORIZED
-    })
 }
 
 fn bad_request(e: BadPayload) -> Response {
     match e {
         BadPayload::Malformed(m) => {
             tracing::info!(error = %m, "Slack payload refused");
-            (StatusCode::BAD_REQUEST, m).into_response()
+            (StatusCode::BAD_REQUEST, m.to_string()).into_response()
         }
         // Slack retries a delivery that did not get a 2xx.
         BadPayload::Busy(_) => (StatusCode::SERVICE_UNAVAILABLE, "busy").into_response(),
@@ -266,13 +276,10 @@ fn bad_request(e: BadPayload) -> Response {
     }
 }
 
-async fn events(State(state): State<SlackState>, headers: HeaderMap, body: Bytes) -> Response {
-    if let Err(status) = check(&state, &headers, &body) {
-        return (status, "bad signature").into_response();
-    }
-    let payload: Value = match serde_json::from_slice(&body) {
-        Ok(v) => v,
-        Err(e) => return bad_request(BadPayload::Malformed(format!("not JSON: {e}"))),
+async fn events(State(state): State<SlackState>, body: Bytes) -> Response {
+    let payload = match EventsPayload::parse(&body) {
+        Ok(p) => p,
+        Err(e) => return bad_request(e.into()),
     };
     match handle_event_payload(&state, payload).await {
         Ok(Some(reply)) => Json(reply).into_response(),
@@ -281,61 +288,27 @@ async fn events(State(state): State<SlackState>, headers: HeaderMap, body: Bytes
     }
 }
 
-fn form(body: &[u8]) -> Result<HashMap<String, String>, BadPayload> {
-    let text = std::str::from_utf8(body)
-        .map_err(|_| BadPayload::Malformed("form body is not UTF-8".into()))?;
-    if !text.contains('=') {
-        return Err(BadPayload::Malformed("not a form body".into()));
-    }
-    Ok(url::form_urlencoded::parse(text.as_bytes())
-        .into_owned()
-        .collect())
-}
-
-async fn interactions(
-    State(state): State<SlackState>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    if let Err(status) = check(&state, &headers, &body) {
-        return (status, "bad signature").into_response();
-    }
-    let payload = form(&body).and_then(|f| {
-        let raw = f
-            .get("payload")
-            .ok_or_else(|| BadPayload::Malformed("no payload field".into()))?;
-        serde_json::from_str::<Value>(raw)
-            .map_err(|e| BadPayload::Malformed(format!("payload is not JSON: {e}")))
-    });
-    match payload {
-        Ok(p) => match handle_interaction(&state, p).await {
-            Ok(()) => StatusCode::OK.into_response(),
-            Err(e) => bad_request(e),
-        },
+async fn interactions(State(state): State<SlackState>, body: Bytes) -> Response {
+    let payload = match Interaction::parse_form(&body) {
+        Ok(p) => p,
+        Err(e) => return bad_request(e.into()),
+    };
+    match handle_interaction(&state, payload).await {
+        Ok(()) => StatusCode::OK.into_response(),
         Err(e) => bad_request(e),
     }
 }
 
-async fn commands(State(state): State<SlackState>, headers: HeaderMap, body: Bytes) -> Response {
-    if let Err(status) = check(&state, &headers, &body) {
-        return (status, "bad signature").into_response();
-    }
-    match form(&body) {
-        Ok(f) => match handle_command(&state, &f).await {
-            Ok(Value::Null) => StatusCode::OK.into_response(),
-            Ok(reply) => Json(reply).into_response(),
-            Err(e) => bad_request(e),
-        },
+async fn commands(State(state): State<SlackState>, body: Bytes) -> Response {
+    let command = match SlashCommand::parse_form(&body) {
+        Ok(c) => c,
+        Err(e) => return bad_request(e.into()),
+    };
+    match handle_command(&state, command).await {
+        Ok(None) => StatusCode::OK.into_response(),
+        Ok(Some(reply)) => Json(reply).into_response(),
         Err(e) => bad_request(e),
     }
-}
-
-fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
-    let mut cur = v;
-    for p in path {
-        cur = cur.get(*p)?;
-    }
-    cur.as_str()
 }
 
 async fn chat_user(state: &SlackState, id: &str) -> ChatUser {
@@ -356,14 +329,10 @@ async fn store(state: &SlackState, key: &str, work: SlackWork) -> Result<(), Bad
     }
 }
 
-/// Whether a payload from `team`/`app` is for Paver: `Ok(false)` for
+/// Whether a payload from `source` is for Paver: `Ok(false)` for
 /// another workspace (acknowledged and ignored, so Slack does not retry).
-async fn admit(
-    state: &SlackState,
-    what: &str,
-    team: Option<&str>,
-    app: Option<&str>,
-) -> Result<bool, BadPayload> {
+async fn admit(state: &SlackState, what: &str, source: &Source) -> Result<bool, BadPayload> {
+    let (team, app) = (source.team.as_deref(), source.app.as_deref());
     match state.workspace.check(team, app).await {
         Origin::Ours => Ok(true),
         Origin::Elsewhere(why) => {
@@ -383,83 +352,50 @@ async fn admit(
     }
 }
 
-/// A stable key for a payload that carries no id of its own: the same
-/// delivery gives the same key.
-fn digest(prefix: &str, text: &str) -> String {
-    let hash = Sha256::digest(text.as_bytes());
-    format!("{prefix}-{}", hex::encode(&hash[..16]))
-}
-
 /// An Events API payload (HTTP body or Socket Mode `events_api` payload).
 /// Returns the body to answer with, if the payload needs one.
 pub async fn handle_event_payload(
     state: &SlackState,
-    payload: Value,
-) -> Result<Option<Value>, BadPayload> {
-    match payload.get("type").and_then(Value::as_str) {
-        Some("url_verification") => {
-            let challenge = payload
-                .get("challenge")
-                .and_then(Value::as_str)
-                .ok_or_else(|| {
-                    BadPayload::Malformed("url_verification without a challenge".into())
-                })?;
-            Ok(Some(json!({"challenge": challenge})))
-        }
-        Some("event_callback") => {
-            let event = payload
-                .get("event")
-                .filter(|e| e.is_object())
-                .ok_or_else(|| BadPayload::Malformed("event_callback without an event".into()))?;
-            let event_id = payload
-                .get("event_id")
-                .and_then(Value::as_str)
-                .ok_or_else(|| {
-                    BadPayload::Malformed("event_callback without an event_id".into())
-                })?;
-            if !admit(
-                state,
-                "event",
-                str_at(&payload, &["team_id"]),
-                str_at(&payload, &["api_app_id"]),
-            )
-            .await?
-            {
+    payload: EventsPayload,
+) -> Result<Option<Challenge>, BadPayload> {
+    match payload {
+        EventsPayload::UrlVerification { challenge } => Ok(Some(Challenge { challenge })),
+        EventsPayload::Callback(callback) => {
+            if !admit(state, "event", &callback.origin).await? {
                 return Ok(None);
             }
-            if let Some(auth) = payload.get("authorizations").and_then(|a| a.get(0)) {
-                if auth.get("is_bot").and_then(Value::as_bool) == Some(true) {
-                    if let Some(uid) = auth.get("user_id").and_then(Value::as_str) {
-                        *state.bot_user_id.lock().unwrap_or_else(|p| p.into_inner()) =
-                            Some(uid.to_owned());
-                    }
-                }
+            if let Some(uid) = callback.bot_user {
+                *state.bot_user_id.lock().unwrap_or_else(|p| p.into_inner()) = Some(uid);
             }
             store(
                 state,
-                event_id,
+                &callback.event_id,
                 SlackWork::Event {
-                    event: event.clone(),
+                    event: callback.event,
                 },
             )
             .await?;
             Ok(None)
         }
-        Some(other) => {
-            tracing::debug!(kind = other, "Slack payload type ignored");
+        EventsPayload::Other(kind) => {
+            tracing::debug!(kind, "Slack payload type ignored");
             Ok(None)
         }
-        None => Err(BadPayload::Malformed("no type".into())),
     }
 }
 
 impl SlackState {
-    async fn on_event(&self, event: &Value) -> Result<(), EngineError> {
+    async fn on_event(&self, event: SlackEvent) -> Result<(), EngineError> {
+        let (mention, m) = match event {
+            SlackEvent::AppMention(m) => (true, m),
+            SlackEvent::Message(m) => (false, m),
+            SlackEvent::Other => return Ok(()),
+        };
         // Bots, Paver included, are never listened to; nor are edits and deletions.
-        if event.get("bot_id").is_some() || event.get("subtype").is_some() {
+        if m.bot_id.is_some() || m.subtype.is_some() {
             return Ok(());
         }
-        let Some(user) = event.get("user").and_then(Value::as_str) else {
+        let Some(user) = m.user else {
             return Ok(());
         };
         let bot = self
@@ -467,175 +403,116 @@ impl SlackState {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
-        if bot.as_deref() == Some(user) {
+        if bot.as_deref() == Some(user.as_str()) {
             return Ok(());
         }
-        let (Some(channel), Some(text)) = (
-            event.get("channel").and_then(Value::as_str),
-            event.get("text").and_then(Value::as_str),
-        ) else {
+        let (Some(channel), Some(text)) = (m.channel, m.text) else {
             return Ok(());
         };
-        let ts = event.get("ts").and_then(Value::as_str);
-        let thread_ts = event.get("thread_ts").and_then(Value::as_str);
-        let thread = match event.get("type").and_then(Value::as_str) {
+        let thread = if mention {
             // A mention starts (or continues) a thread under the message.
-            Some("app_mention") => thread_ts.or(ts).map(str::to_owned),
-            Some("message") if event.get("channel_type").and_then(Value::as_str) == Some("im") => {
-                thread_ts.map(str::to_owned)
+            m.thread_ts.or(m.ts)
+        } else if m.channel_type == Some(ChannelType::Im) {
+            m.thread_ts
+        } else {
+            // In channels Paver hears mentions through app_mention; a
+            // plain message counts only as a reply in a request's thread.
+            let mentions_bot = bot
+                .as_ref()
+                .is_some_and(|b| text.contains(&format!("<@{b}>")));
+            let Some(t) = m.thread_ts else { return Ok(()) };
+            if mentions_bot {
+                return Ok(());
             }
-            Some("message") => {
-                // In channels Paver hears mentions through app_mention; a
-                // plain message counts only as a reply in a request's thread.
-                let mentions_bot = bot
-                    .as_ref()
-                    .is_some_and(|b| text.contains(&format!("<@{b}>")));
-                let Some(t) = thread_ts else { return Ok(()) };
-                if mentions_bot {
-                    return Ok(());
-                }
-                let ours = self
-                    .engine
-                    .db()
-                    .requests()
-                    .any_in_thread(Platform::Slack.as_str(), channel, t)
-                    .await?;
-                if !ours {
-                    return Ok(());
-                }
-                Some(t.to_owned())
+            let ours = self
+                .engine
+                .db()
+                .threads()
+                .belongs_to_request(Platform::Slack, &channel, Some(&t))
+                .await?;
+            if !ours {
+                return Ok(());
             }
-            _ => return Ok(()),
+            Some(t)
         };
         let inbound = Inbound {
             // The inbox already dropped redeliveries; a retry after a crash
             // must not be taken for one.
             event_id: None,
-            user: chat_user(self, user).await,
+            user: chat_user(self, &user).await,
             conversation: Conversation {
                 platform: Platform::Slack,
-                channel: channel.to_owned(),
+                channel,
                 thread,
             },
-            text: text.to_owned(),
+            text,
         };
         self.engine.handle_message(inbound).await.map(drop)
     }
 }
 
-fn team_of_interaction(payload: &Value) -> Option<&str> {
-    str_at(payload, &["team", "id"])
-        .or_else(|| str_at(payload, &["user", "team_id"]))
-        .or_else(|| str_at(payload, &["team_id"]))
-}
-
 /// An interactivity payload: button presses (block_actions), modal submits.
-pub async fn handle_interaction(state: &SlackState, payload: Value) -> Result<(), BadPayload> {
-    let kind = payload.get("type").and_then(Value::as_str);
-    if kind.is_none() {
-        return Err(BadPayload::Malformed("interaction without a type".into()));
-    }
-    if !admit(
-        state,
-        "interaction",
-        team_of_interaction(&payload),
-        str_at(&payload, &["api_app_id"]),
-    )
-    .await?
-    {
+pub async fn handle_interaction(
+    state: &SlackState,
+    interaction: Interaction,
+) -> Result<(), BadPayload> {
+    if !admit(state, "interaction", &interaction.origin).await? {
         return Ok(());
     }
-    match kind {
-        Some("block_actions") => {
-            let user = str_at(&payload, &["user", "id"])
-                .ok_or_else(|| BadPayload::Malformed("block_actions without a user".into()))?
-                .to_owned();
-            let channel = str_at(&payload, &["channel", "id"])
-                .or_else(|| str_at(&payload, &["container", "channel_id"]))
-                .ok_or_else(|| BadPayload::Malformed("block_actions without a channel".into()))?
-                .to_owned();
-            let thread = str_at(&payload, &["message", "thread_ts"]).map(str::to_owned);
-            let values: Vec<String> = payload
-                .get("actions")
-                .and_then(Value::as_array)
-                .ok_or_else(|| BadPayload::Malformed("block_actions without actions".into()))?
-                .iter()
-                .filter_map(|a| a.get("value").and_then(Value::as_str).map(str::to_owned))
-                .collect();
-            // Interactions carry no event id: the delivery itself is the key.
-            let key = digest("interaction", &payload.to_string());
+    match interaction.kind {
+        InteractionKind::BlockActions(p) => {
             store(
                 state,
-                &key,
+                &p.delivery,
                 SlackWork::Buttons {
-                    user,
-                    channel,
-                    thread,
-                    values,
+                    user: p.user,
+                    channel: p.channel,
+                    thread: p.thread,
+                    values: p.values,
                 },
             )
             .await
         }
         // Paver opens no modals of its own yet; a submission is acknowledged.
-        Some("view_submission")
-        | Some("view_closed")
-        | Some("shortcut")
-        | Some("message_action") => Ok(()),
-        Some(other) => {
-            tracing::debug!(kind = other, "Slack interaction ignored");
+        InteractionKind::Other(kind) => {
+            if !matches!(
+                kind.as_str(),
+                "view_submission" | "view_closed" | "shortcut" | "message_action"
+            ) {
+                tracing::debug!(kind, "Slack interaction ignored");
+            }
             Ok(())
         }
-        None => Err(BadPayload::Malformed("interaction without a type".into())),
     }
 }
 
 /// `/paver <request>` and `/paver help`. Returns the immediate answer
-/// (`Null`: none, for a command from another workspace).
+/// (`None`: none, for a command from another workspace).
 pub async fn handle_command(
     state: &SlackState,
-    f: &HashMap<String, String>,
-) -> Result<Value, BadPayload> {
-    let get = |k: &str| {
-        f.get(k)
-            .map(String::as_str)
-            .ok_or_else(|| BadPayload::Malformed(format!("slash command without {k}")))
-    };
-    let text = f.get("text").map(|t| t.trim()).unwrap_or("");
-    let user = get("user_id")?.to_owned();
-    let channel = get("channel_id")?.to_owned();
-    if !admit(
-        state,
-        "slash command",
-        f.get("team_id").map(String::as_str),
-        f.get("api_app_id").map(String::as_str),
-    )
-    .await?
-    {
-        return Ok(Value::Null);
+    command: SlashCommand,
+) -> Result<Option<CommandReply>, BadPayload> {
+    if !admit(state, "slash command", &command.origin).await? {
+        return Ok(None);
     }
+    let text = command.text;
     if text.is_empty() || text.eq_ignore_ascii_case("help") {
         let help = messages::help();
-        return Ok(
-            json!({"response_type": "ephemeral", "text": blocks::fallback(&help), "blocks": blocks::render(&help)}),
-        );
+        return Ok(Some(CommandReply::ephemeral(
+            blocks::fallback(&help),
+            Some(blocks::render(&help)),
+        )));
     }
-    let key = match f.get("trigger_id") {
-        Some(t) => format!("command-{t}"),
-        None => {
-            let mut fields: Vec<_> = f.iter().collect();
-            fields.sort();
-            digest("command", &format!("{fields:?}"))
-        }
-    };
+    let reply = CommandReply::ephemeral(format!("On it: {}", blocks::escape(&text)), None);
     store(
         state,
-        &key,
+        &command.delivery,
         SlackWork::Command {
-            user,
-            channel,
-            text: text.to_owned(),
+            user: command.user,
+            channel: command.channel,
+            text,
         },
     )
     .await?;
-    Ok(json!({"response_type": "ephemeral", "text": format!("On it: {}", blocks::escape(text))}))
+    Ok(Some(reply))
 }

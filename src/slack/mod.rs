@@ -6,6 +6,7 @@ pub mod blocks;
 pub mod inbound;
 pub mod socket;
 pub mod verify;
+pub mod wire;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,120 +1,148 @@
 //! Socket Mode: the same handlers as HTTP, over a WebSocket that Paver
-//! opens to Slack (no public URL needed). An envelope is acknowledged once
+//! opens to Slack (no public URL needed). Each frame goes through the same
+//! typed parse as HTTP ([`super::wire`]). An envelope is acknowledged once
 //! its event is stored; one that cannot be stored is left unacknowledged,
 //! and Slack sends it again.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use secrecy::SecretString;
-use serde_json::{json, Value};
+use serde::Serialize;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 use super::inbound::{
-    handle_command, handle_event_payload, handle_interaction, BadPayload, SlackState,
+    handle_command, handle_event_payload, handle_interaction, BadPayload, CommandReply, SlackState,
 };
+use super::wire::{Envelope, EnvelopeBody};
+use crate::util::Backoff;
+
+/// Between failed connections: from 1 s, doubling, up to a minute.
+const RECONNECT: Backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
+
+/// Why a Socket Mode connection ended other than by Slack closing it.
+#[derive(Debug, thiserror::Error)]
+pub enum SocketError {
+    #[error("apps.connections.open: {0}")]
+    Open(#[source] crate::chat::SendError),
+    #[error("{0}: {1}")]
+    Socket(
+        &'static str,
+        #[source] tokio_tungstenite::tungstenite::Error,
+    ),
+}
+
+/// What Paver sends back for an envelope.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Ack {
+    pub envelope_id: String,
+    /// A slash command's immediate answer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payload: Option<CommandReply>,
+}
 
 /// Connects, serves until Slack asks to reconnect or the socket drops, and
 /// reconnects with backoff, forever.
 pub async fn run(state: SlackState, app_token: SecretString) {
-    let mut backoff = Duration::from_secs(1);
+    let mut delays = RECONNECT.delays();
     loop {
         match connect_once(&state, &app_token).await {
-            Ok(()) => backoff = Duration::from_secs(1),
+            // A connection that served until Slack closed it starts over.
+            Ok(()) => delays = RECONNECT.delays(),
             Err(e) => {
+                let backoff = delays.next().unwrap_or(RECONNECT.max);
                 tracing::warn!(error = %e, retry_in = ?backoff, "Slack Socket Mode connection failed");
                 tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(60));
             }
         }
     }
 }
 
-async fn connect_once(state: &SlackState, app_token: &SecretString) -> Result<(), String> {
+async fn connect_once(state: &SlackState, app_token: &SecretString) -> Result<(), SocketError> {
     let url = state
         .api
         .open_socket_url(app_token)
         .await
-        .map_err(|e| format!("apps.connections.open: {e}"))?;
+        .map_err(SocketError::Open)?;
     let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str())
         .await
-        .map_err(|e| format!("connecting: {e}"))?;
+        .map_err(|e| SocketError::Socket("connecting", e))?;
     tracing::info!("Slack Socket Mode connected");
     while let Some(frame) = ws.next().await {
-        let frame = frame.map_err(|e| format!("reading: {e}"))?;
+        let frame = frame.map_err(|e| SocketError::Socket("reading", e))?;
         let text = match frame {
-            WsMessage::Text(t) => t.to_string(),
+            WsMessage::Text(t) => t,
             WsMessage::Ping(p) => {
                 ws.send(WsMessage::Pong(p))
                     .await
-                    .map_err(|e| format!("pong: {e}"))?;
+                    .map_err(|e| SocketError::Socket("pong", e))?;
                 continue;
             }
             WsMessage::Close(_) => return Ok(()),
             _ => continue,
         };
-        let envelope: Value = match serde_json::from_str(&text) {
-            Ok(v) => v,
-            Err(e) => {
-                tracing::warn!(error = %e, "Socket Mode frame is not JSON; ignored");
-                continue;
-            }
+        let Some(envelope) = Envelope::parse(text.as_str()) else {
+            continue;
         };
-        if let Some(ack) = handle_envelope(state, &envelope).await {
-            ws.send(WsMessage::Text(ack.to_string().into()))
+        let disconnect = matches!(envelope.body, EnvelopeBody::Disconnect);
+        if let Some(ack) = answer(state, envelope).await {
+            let ack = serde_json::to_string(&ack).expect("acknowledgements serialize");
+            ws.send(WsMessage::Text(ack.into()))
                 .await
-                .map_err(|e| format!("acknowledging: {e}"))?;
+                .map_err(|e| SocketError::Socket("acknowledging", e))?;
         }
-        if envelope.get("type").and_then(Value::as_str) == Some("disconnect") {
+        if disconnect {
             return Ok(());
         }
     }
     Ok(())
 }
 
-/// One envelope in, its acknowledgement out (None for hello/disconnect).
-pub async fn handle_envelope(state: &SlackState, envelope: &Value) -> Option<Value> {
-    let kind = envelope.get("type").and_then(Value::as_str)?;
-    let id = envelope.get("envelope_id").and_then(Value::as_str)?;
-    let payload = envelope.get("payload").cloned().unwrap_or(Value::Null);
-    match kind {
-        "events_api" => match handle_event_payload(state, payload).await {
-            // Unacknowledged, Slack sends the envelope again.
-            Err(BadPayload::Busy(_) | BadPayload::Unavailable) => None,
-            Err(e) => {
-                tracing::info!(error = %e, "Socket Mode event refused");
-                Some(json!({"envelope_id": id}))
-            }
-            Ok(_) => Some(json!({"envelope_id": id})),
-        },
-        "interactive" => match handle_interaction(state, payload).await {
-            Err(BadPayload::Busy(_) | BadPayload::Unavailable) => None,
-            Err(e) => {
-                tracing::info!(error = %e, "Socket Mode interaction refused");
-                Some(json!({"envelope_id": id}))
-            }
-            Ok(()) => Some(json!({"envelope_id": id})),
-        },
-        "slash_commands" => {
-            let fields: HashMap<String, String> = payload
-                .as_object()
-                .map(|o| {
-                    o.iter()
-                        .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_owned())))
-                        .collect()
-                })
-                .unwrap_or_default();
-            match handle_command(state, &fields).await {
-                Ok(Value::Null) => Some(json!({"envelope_id": id})),
-                Ok(reply) => Some(json!({"envelope_id": id, "payload": reply})),
-                Err(BadPayload::Busy(_) | BadPayload::Unavailable) => None,
-                Err(e) => {
-                    tracing::info!(error = %e, "Socket Mode command refused");
-                    Some(json!({"envelope_id": id}))
-                }
-            }
+/// One frame in, its acknowledgement out (None for hello/disconnect, and
+/// for an envelope left unacknowledged so that Slack sends it again).
+pub async fn handle_envelope(state: &SlackState, frame: &str) -> Option<Ack> {
+    answer(state, Envelope::parse(frame)?).await
+}
+
+async fn answer(state: &SlackState, envelope: Envelope) -> Option<Ack> {
+    let envelope_id = envelope.id?;
+    // Unacknowledged, Slack sends the envelope again; anything else that
+    // went wrong is said in the log and acknowledged.
+    let acknowledged = |what: &str, result: Result<Option<CommandReply>, BadPayload>| match result {
+        Ok(reply) => Some(reply),
+        Err(BadPayload::Busy(_) | BadPayload::Unavailable) => None,
+        Err(e) => {
+            tracing::info!(error = %e, "Socket Mode {what} refused");
+            Some(None)
         }
-        _ => Some(json!({"envelope_id": id})),
-    }
+    };
+    let payload = match envelope.body {
+        EnvelopeBody::Hello | EnvelopeBody::Disconnect => return None,
+        EnvelopeBody::Events(payload) => {
+            let result = match payload {
+                Ok(p) => handle_event_payload(state, p).await.map(|_| None),
+                Err(e) => Err(e.into()),
+            };
+            acknowledged("event", result)?
+        }
+        EnvelopeBody::Interactive(payload) => {
+            let result = match payload {
+                Ok(p) => handle_interaction(state, p).await.map(|()| None),
+                Err(e) => Err(e.into()),
+            };
+            acknowledged("interaction", result)?
+        }
+        EnvelopeBody::SlashCommand(payload) => {
+            let result = match payload {
+                Ok(c) => handle_command(state, c).await,
+                Err(e) => Err(e.into()),
+            };
+            acknowledged("command", result)?
+        }
+        EnvelopeBody::Other => None,
+    };
+    Some(Ack {
+        envelope_id,
+        payload,
+    })
 }

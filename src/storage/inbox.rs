@@ -4,13 +4,17 @@
 //! at once; a pending row whose lease ran out was left by a crash and is
 //! taken again by recovery.
 
-use super::{get_i64, get_str, now_ms, Db, StorageError};
+use sqlx::FromRow;
+
+use super::{get_i64, now_ms, Db, StorageError};
+use crate::chat::Platform;
 
 /// A stored inbound event.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, FromRow)]
 pub struct InboxRow {
     pub id: i64,
-    pub platform: String,
+    #[sqlx(try_from = "String")]
+    pub platform: Platform,
     pub event_id: String,
     /// The adapter's own JSON for the work (typed by the adapter).
     pub payload: String,
@@ -20,7 +24,7 @@ pub struct InboxRow {
 }
 
 /// What an inbox row looks like now (for checks and tests).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, FromRow)]
 pub struct InboxState {
     pub status: String,
     pub attempts: i64,
@@ -32,24 +36,13 @@ pub struct InboxStore<'a> {
 
 const COLUMNS: &str = "id, platform, event_id, payload, attempts, received_at";
 
-fn row(r: &sqlx::any::AnyRow) -> Result<InboxRow, StorageError> {
-    Ok(InboxRow {
-        id: get_i64(r, "id")?,
-        platform: get_str(r, "platform")?,
-        event_id: get_str(r, "event_id")?,
-        payload: get_str(r, "payload")?,
-        attempts: get_i64(r, "attempts")?,
-        received_at: get_i64(r, "received_at")?,
-    })
-}
-
 impl InboxStore<'_> {
     /// Stores an event, held by the caller for `lease_ms` (the caller
     /// handles it at once). `None`: the event is already stored, so this is
     /// a redelivery, to be acknowledged and not handled again.
     pub async fn insert(
         &self,
-        platform: &str,
+        platform: Platform,
         event_id: &str,
         payload: &str,
         lease_ms: i64,
@@ -59,14 +52,14 @@ impl InboxStore<'_> {
             "INSERT INTO inbox (platform, event_id, payload, attempts, lease_until, received_at) \
              VALUES ($1, $2, $3, 1, $4, $5) ON CONFLICT (platform, event_id) DO NOTHING RETURNING {COLUMNS}"
         ))
-        .bind(platform)
+        .bind(platform.as_str())
         .bind(event_id)
         .bind(payload)
         .bind(now + lease_ms)
         .bind(now)
         .fetch_optional(&self.db.pool)
         .await?;
-        found.as_ref().map(row).transpose()
+        Ok(found.as_ref().map(InboxRow::from_row).transpose()?)
     }
 
     /// Takes up to `limit` pending rows of `platform` whose lease ran out,
@@ -75,7 +68,7 @@ impl InboxStore<'_> {
     /// same row.
     pub async fn claim_stale(
         &self,
-        platform: &str,
+        platform: Platform,
         limit: i64,
         lease_ms: i64,
     ) -> Result<Vec<InboxRow>, StorageError> {
@@ -86,13 +79,16 @@ impl InboxStore<'_> {
              AND status = 'pending' AND lease_until <= $5 RETURNING {COLUMNS}"
         ))
         .bind(now + lease_ms)
-        .bind(platform)
+        .bind(platform.as_str())
         .bind(now)
         .bind(limit)
         .bind(now)
         .fetch_all(&self.db.pool)
         .await?;
-        let mut out = rows.iter().map(row).collect::<Result<Vec<_>, _>>()?;
+        let mut out = rows
+            .iter()
+            .map(InboxRow::from_row)
+            .collect::<Result<Vec<_>, _>>()?;
         out.sort_by_key(|r| r.id);
         Ok(out)
     }
@@ -164,23 +160,16 @@ impl InboxStore<'_> {
 
     pub async fn state(
         &self,
-        platform: &str,
+        platform: Platform,
         event_id: &str,
     ) -> Result<Option<InboxState>, StorageError> {
         let found =
             sqlx::query("SELECT status, attempts FROM inbox WHERE platform = $1 AND event_id = $2")
-                .bind(platform)
+                .bind(platform.as_str())
                 .bind(event_id)
                 .fetch_optional(&self.db.pool)
                 .await?;
-        found
-            .map(|r| {
-                Ok(InboxState {
-                    status: get_str(&r, "status")?,
-                    attempts: get_i64(&r, "attempts")?,
-                })
-            })
-            .transpose()
+        Ok(found.as_ref().map(InboxState::from_row).transpose()?)
     }
 
     pub async fn pending_count(&self) -> Result<i64, StorageError> {

@@ -11,9 +11,9 @@
 
 use rand::Rng;
 use sqlx::any::AnyRow;
-use sqlx::AnyConnection;
+use sqlx::{AnyConnection, FromRow};
 
-use super::{get_i64, get_opt_i64, get_opt_str, get_str, now_ms, Backend, Db, StorageError};
+use super::{get_i64, get_opt_i64, get_str, now_ms, Backend, Db, StorageError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JobStatus {
@@ -48,12 +48,26 @@ impl JobStatus {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
+/// The `state` column holds something this code does not know.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown job state `{0}`")]
+pub struct UnknownJobStatus(pub String);
+
+impl TryFrom<String> for JobStatus {
+    type Error = UnknownJobStatus;
+
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        JobStatus::parse(&s).ok_or(UnknownJobStatus(s))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, FromRow)]
 pub struct JobRow {
     pub id: String,
     pub request_id: String,
     pub generation: i64,
     pub idempotency_key: String,
+    #[sqlx(rename = "state", try_from = "String")]
     pub status: JobStatus,
     /// Claims so far (a crashed run counts).
     pub attempts: i64,
@@ -101,26 +115,7 @@ fn due(n: usize) -> String {
 }
 
 fn decode(row: &AnyRow) -> Result<JobRow, StorageError> {
-    let id = get_str(row, "id")?;
-    let s = get_str(row, "state")?;
-    let status = JobStatus::parse(&s)
-        .ok_or_else(|| StorageError::Corrupt(format!("job {id}: state {s}")))?;
-    Ok(JobRow {
-        request_id: get_str(row, "request_id")?,
-        generation: get_i64(row, "generation")?,
-        idempotency_key: get_str(row, "idempotency_key")?,
-        status,
-        attempts: get_i64(row, "attempts")?,
-        run_at: get_i64(row, "run_at")?,
-        lease_until: get_opt_i64(row, "lease_until")?,
-        owner: get_opt_str(row, "owner")?,
-        last_error: get_opt_str(row, "last_error")?,
-        checkpoint: get_opt_str(row, "checkpoint")?,
-        callback: get_opt_str(row, "callback")?,
-        created_at: get_i64(row, "created_at")?,
-        updated_at: get_i64(row, "updated_at")?,
-        id,
-    })
+    Ok(JobRow::from_row(row)?)
 }
 
 fn job_id() -> String {

@@ -9,8 +9,10 @@
 pub mod inbox;
 pub mod jobs;
 pub mod outbox;
+pub mod platform;
 pub mod replay;
 pub mod requests;
+pub mod threads;
 
 use std::path::Path;
 use std::time::Duration;
@@ -168,6 +170,16 @@ impl Db {
 
     pub fn callback_replay(&self) -> replay::ReplayStore<'_> {
         replay::ReplayStore { db: self }
+    }
+
+    /// Whether the database answers (the health check).
+    pub async fn ping(&self) -> Result<(), StorageError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    pub fn threads(&self) -> threads::ThreadStore<'_> {
+        threads::ThreadStore { db: self }
     }
 
     /// Records a chat event id; false when it was already recorded (a retry).

@@ -1,7 +1,10 @@
 //! The outbox: every message Paver sends is first a row here, so nothing
 //! is lost to a crash or a chat outage, and sends are retried from here.
 
-use super::{get_i64, get_opt_str, get_str, now_ms, Db, StorageError};
+use sqlx::FromRow;
+
+use super::{get_i64, get_str, now_ms, Db, StorageError};
+use crate::chat::Platform;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OutboxKind {
@@ -31,7 +34,7 @@ impl OutboxKind {
 /// A message to send.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OutboxItem {
-    pub platform: String,
+    pub platform: Platform,
     pub channel: String,
     pub kind: OutboxKind,
     /// For ephemeral messages: who sees it.
@@ -52,6 +55,45 @@ pub struct OutboxRow {
     pub id: i64,
     pub item: OutboxItem,
     pub attempts: i64,
+}
+
+/// An outbox row as claimed: the kind still its database spelling.
+#[derive(FromRow)]
+struct ClaimedRow {
+    id: i64,
+    #[sqlx(try_from = "String")]
+    platform: Platform,
+    channel: String,
+    kind: String,
+    user_id: Option<String>,
+    card_key: Option<String>,
+    thread_key: Option<String>,
+    thread_ref: Option<String>,
+    body: String,
+    attempts: i64,
+}
+
+impl TryFrom<ClaimedRow> for OutboxRow {
+    type Error = StorageError;
+
+    fn try_from(r: ClaimedRow) -> Result<Self, StorageError> {
+        let kind = OutboxKind::parse(&r.kind)
+            .ok_or_else(|| StorageError::Corrupt(format!("outbox {}: kind {}", r.id, r.kind)))?;
+        Ok(OutboxRow {
+            id: r.id,
+            attempts: r.attempts,
+            item: OutboxItem {
+                platform: r.platform,
+                channel: r.channel,
+                kind,
+                user_id: r.user_id,
+                card_key: r.card_key,
+                thread_key: r.thread_key,
+                thread_ref: r.thread_ref,
+                body: r.body,
+            },
+        })
+    }
 }
 
 pub struct OutboxStore<'a> {
@@ -78,7 +120,7 @@ impl OutboxStore<'_> {
             .bind(&item.body)
             .bind(&item.channel)
             .bind(key)
-            .bind(&item.platform)
+            .bind(item.platform.as_str())
             .bind(now)
             .fetch_all(&self.db.pool)
             .await?;
@@ -90,7 +132,7 @@ impl OutboxStore<'_> {
             "INSERT INTO outbox (platform, channel, kind, user_id, card_key, thread_key, thread_ref, body, next_attempt_at, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
         )
-        .bind(&item.platform)
+        .bind(item.platform.as_str())
         .bind(&item.channel)
         .bind(item.kind.as_str())
         .bind(item.user_id.clone())
@@ -141,27 +183,10 @@ impl OutboxStore<'_> {
             q = q.bind(p);
         }
         let rows = q.bind(limit).bind(now).fetch_all(&self.db.pool).await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for r in rows {
-            let id = get_i64(&r, "id")?;
-            let kind_s = get_str(&r, "kind")?;
-            out.push(OutboxRow {
-                id,
-                attempts: get_i64(&r, "attempts")?,
-                item: OutboxItem {
-                    platform: get_str(&r, "platform")?,
-                    channel: get_str(&r, "channel")?,
-                    kind: OutboxKind::parse(&kind_s).ok_or_else(|| {
-                        StorageError::Corrupt(format!("outbox {id}: kind {kind_s}"))
-                    })?,
-                    user_id: get_opt_str(&r, "user_id")?,
-                    card_key: get_opt_str(&r, "card_key")?,
-                    thread_key: get_opt_str(&r, "thread_key")?,
-                    thread_ref: get_opt_str(&r, "thread_ref")?,
-                    body: get_str(&r, "body")?,
-                },
-            });
-        }
+        let mut out = rows
+            .iter()
+            .map(|r| OutboxRow::try_from(ClaimedRow::from_row(r)?))
+            .collect::<Result<Vec<_>, StorageError>>()?;
         // RETURNING promises no order; sends go oldest first.
         out.sort_by_key(|r| r.id);
         Ok(out)
@@ -266,7 +291,7 @@ impl OutboxStore<'_> {
     pub async fn save_card(
         &self,
         key: &str,
-        platform: &str,
+        platform: Platform,
         channel: &str,
         message_ref: &str,
     ) -> Result<(), StorageError> {
@@ -275,7 +300,7 @@ impl OutboxStore<'_> {
              ON CONFLICT (card_key) DO UPDATE SET message_ref = excluded.message_ref",
         )
         .bind(key)
-        .bind(platform)
+        .bind(platform.as_str())
         .bind(channel)
         .bind(message_ref)
         .execute(&self.db.pool)

@@ -2,8 +2,10 @@
 
 use rand::Rng;
 use sqlx::any::AnyRow;
+use sqlx::FromRow;
 
-use super::{get_i64, get_opt_i64, get_opt_str, get_str, now_ms, Db, StorageError};
+use super::{get_opt_i64, get_opt_str, now_ms, Db, StorageError};
+use crate::chat::Platform;
 use crate::domain::Action;
 use crate::domain::Approvers;
 use crate::domain::{RequestState, Transition};
@@ -19,7 +21,7 @@ pub struct Request {
     /// Catalog user name of who asked (or their chat id when unknown).
     pub requester: String,
     pub requester_chat_id: String,
-    pub platform: String,
+    pub platform: Platform,
     pub channel: String,
     /// The chat thread the request came from, if it came from one.
     pub thread: Option<String>,
@@ -48,7 +50,7 @@ pub struct NewRequest {
     pub action_hash: String,
     pub requester: String,
     pub requester_chat_id: String,
-    pub platform: String,
+    pub platform: Platform,
     pub channel: String,
     pub thread: Option<String>,
     pub notes: Vec<String>,
@@ -158,7 +160,7 @@ impl TransitionOutcome {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, FromRow)]
 pub struct Event {
     pub at: i64,
     pub actor: String,
@@ -169,7 +171,7 @@ pub struct Event {
     pub detail: String,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, FromRow)]
 pub struct Approval {
     pub approver: String,
     pub decision: String,
@@ -191,46 +193,75 @@ fn random_token(len: usize) -> String {
 
 const COLUMNS: &str = "id, nonce, state, action_json, action_hash, requester, requester_chat_id, platform, channel, thread, notes_json, approvers_json, approver, approval_expires_at, expires_at, result_url, error, confirmed_hash, retryable, first_action_json, created_at, updated_at";
 
+/// A `requests` row as stored: JSON columns still text, the state and
+/// platform still their database spelling.
+#[derive(FromRow)]
+struct RequestRow {
+    id: String,
+    nonce: String,
+    state: String,
+    action_json: String,
+    action_hash: String,
+    requester: String,
+    requester_chat_id: String,
+    #[sqlx(try_from = "String")]
+    platform: Platform,
+    channel: String,
+    thread: Option<String>,
+    notes_json: String,
+    approvers_json: Option<String>,
+    approver: Option<String>,
+    approval_expires_at: Option<i64>,
+    expires_at: Option<i64>,
+    result_url: Option<String>,
+    error: Option<String>,
+    confirmed_hash: Option<String>,
+    retryable: Option<i64>,
+    first_action_json: Option<String>,
+    created_at: i64,
+    updated_at: i64,
+}
+
 fn decode(row: &AnyRow) -> Result<Request, StorageError> {
-    let id = get_str(row, "id")?;
+    let r = RequestRow::from_row(row)?;
+    let id = r.id;
     let corrupt = |what: &str, e: &dyn std::fmt::Display| {
         StorageError::Corrupt(format!("request {id}: {what}: {e}"))
     };
-    let state_s = get_str(row, "state")?;
-    let state = RequestState::parse(&state_s).ok_or_else(|| corrupt("state", &state_s))?;
-    let action: Action =
-        serde_json::from_str(&get_str(row, "action_json")?).map_err(|e| corrupt("action", &e))?;
+    let state = RequestState::parse(&r.state).ok_or_else(|| corrupt("state", &r.state))?;
+    let action: Action = serde_json::from_str(&r.action_json).map_err(|e| corrupt("action", &e))?;
     let notes: Vec<String> =
-        serde_json::from_str(&get_str(row, "notes_json")?).map_err(|e| corrupt("notes", &e))?;
-    let approvers = match get_opt_str(row, "approvers_json")? {
+        serde_json::from_str(&r.notes_json).map_err(|e| corrupt("notes", &e))?;
+    let approvers = match r.approvers_json {
         Some(j) => Some(serde_json::from_str(&j).map_err(|e| corrupt("approvers", &e))?),
         None => None,
     };
+    let first = match r.first_action_json {
+        Some(j) => Some(serde_json::from_str(&j).map_err(|e| corrupt("first action", &e))?),
+        None => None,
+    };
     Ok(Request {
-        nonce: get_str(row, "nonce")?,
+        nonce: r.nonce,
         state,
         action,
-        action_hash: get_str(row, "action_hash")?,
-        requester: get_str(row, "requester")?,
-        requester_chat_id: get_str(row, "requester_chat_id")?,
-        platform: get_str(row, "platform")?,
-        channel: get_str(row, "channel")?,
-        thread: get_opt_str(row, "thread")?,
+        action_hash: r.action_hash,
+        requester: r.requester,
+        requester_chat_id: r.requester_chat_id,
+        platform: r.platform,
+        channel: r.channel,
+        thread: r.thread,
         notes,
         approvers,
-        approver: get_opt_str(row, "approver")?,
-        approval_expires_at: get_opt_i64(row, "approval_expires_at")?,
-        expires_at: get_opt_i64(row, "expires_at")?,
-        result_url: get_opt_str(row, "result_url")?,
-        error: get_opt_str(row, "error")?,
-        confirmed_hash: get_opt_str(row, "confirmed_hash")?,
-        retryable: get_opt_i64(row, "retryable")?.is_none_or(|r| r != 0),
-        first: match get_opt_str(row, "first_action_json")? {
-            Some(j) => Some(serde_json::from_str(&j).map_err(|e| corrupt("first action", &e))?),
-            None => None,
-        },
-        created_at: get_i64(row, "created_at")?,
-        updated_at: get_i64(row, "updated_at")?,
+        approver: r.approver,
+        approval_expires_at: r.approval_expires_at,
+        expires_at: r.expires_at,
+        result_url: r.result_url,
+        error: r.error,
+        confirmed_hash: r.confirmed_hash,
+        retryable: r.retryable.is_none_or(|r| r != 0),
+        first,
+        created_at: r.created_at,
+        updated_at: r.updated_at,
         id,
     })
 }
@@ -263,7 +294,7 @@ impl RequestStore<'_> {
         .bind(new.action.environment().map(|e| e.as_str().to_owned()))
         .bind(&new.requester)
         .bind(&new.requester_chat_id)
-        .bind(&new.platform)
+        .bind(new.platform.as_str())
         .bind(&new.channel)
         .bind(new.thread.clone())
         .bind(&notes_json)
@@ -304,24 +335,6 @@ impl RequestStore<'_> {
             .fetch_optional(&self.db.pool)
             .await?;
         row.as_ref().map(decode).transpose()
-    }
-
-    /// Whether a request was made in this chat thread (so replies there are for Paver).
-    pub async fn any_in_thread(
-        &self,
-        platform: &str,
-        channel: &str,
-        thread: &str,
-    ) -> Result<bool, StorageError> {
-        let row = sqlx::query(
-            "SELECT COUNT(*) AS n FROM requests WHERE platform = $1 AND channel = $2 AND thread = $3",
-        )
-        .bind(platform)
-        .bind(channel)
-        .bind(thread)
-        .fetch_one(&self.db.pool)
-        .await?;
-        Ok(get_i64(&row, "n")? > 0)
     }
 
     pub async fn in_state(&self, state: RequestState) -> Result<Vec<Request>, StorageError> {
@@ -464,19 +477,7 @@ impl RequestStore<'_> {
         .bind(id)
         .fetch_all(&self.db.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(Event {
-                    at: get_i64(r, "at")?,
-                    actor: get_str(r, "actor")?,
-                    chat: get_str(r, "chat")?,
-                    transition: get_str(r, "transition")?,
-                    from_state: get_opt_str(r, "from_state")?,
-                    to_state: get_str(r, "to_state")?,
-                    detail: get_str(r, "detail")?,
-                })
-            })
-            .collect()
+        Ok(rows.iter().map(Event::from_row).collect::<Result<_, _>>()?)
     }
 
     pub async fn record_approval(
@@ -506,16 +507,10 @@ impl RequestStore<'_> {
         .bind(id)
         .fetch_all(&self.db.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(Approval {
-                    approver: get_str(r, "approver")?,
-                    decision: get_str(r, "decision")?,
-                    action_hash: get_str(r, "action_hash")?,
-                    at: get_i64(r, "at")?,
-                })
-            })
-            .collect()
+        Ok(rows
+            .iter()
+            .map(Approval::from_row)
+            .collect::<Result<_, _>>()?)
     }
 }
 
@@ -609,7 +604,7 @@ impl RequestStore<'_> {
     /// Only requests still `proposed` count.
     pub async fn proposal_in_thread(
         &self,
-        platform: &str,
+        platform: Platform,
         channel: &str,
         thread: &str,
     ) -> Result<Option<Request>, StorageError> {
@@ -623,7 +618,7 @@ impl RequestStore<'_> {
              WHERE c.platform = $1 AND c.channel = $2 AND c.message_ref = $3 AND r.state = $4 \
              ORDER BY r.created_at DESC LIMIT 1"
         ))
-        .bind(platform)
+        .bind(platform.as_str())
         .bind(channel)
         .bind(thread)
         .bind(RequestState::Proposed.as_str())
@@ -636,7 +631,7 @@ impl RequestStore<'_> {
             "SELECT {COLUMNS} FROM requests WHERE platform = $1 AND channel = $2 AND thread = $3 AND state = $4 \
              ORDER BY created_at DESC LIMIT 1"
         ))
-        .bind(platform)
+        .bind(platform.as_str())
         .bind(channel)
         .bind(thread)
         .bind(RequestState::Proposed.as_str())
