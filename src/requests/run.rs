@@ -150,7 +150,12 @@ impl Requests {
             let send = ctx.send.clone();
             let req = req.clone();
             tokio::spawn(async move {
-                while let Some(line) = rx.recv().await {
+                while let Some(mut line) = rx.recv().await {
+                    // Lines that came while the last one was being stored
+                    // are superseded: only the newest is worth a write.
+                    while let Ok(newer) = rx.try_recv() {
+                        line = newer;
+                    }
                     if let Err(e) = send.update_card(&req, Some(&line)).await {
                         tracing::warn!(error = %e, "progress update lost");
                     }
