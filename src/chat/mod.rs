@@ -9,7 +9,6 @@ pub mod messages;
 pub mod notices;
 pub mod send;
 
-use std::fmt;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -139,35 +138,7 @@ impl ButtonPayload {
     }
 }
 
-/// The chat platforms Paver speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Platform {
-    Console,
-    Slack,
-    Discord,
-}
-
-impl Platform {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Platform::Console => "console",
-            Platform::Slack => "slack",
-            Platform::Discord => "discord",
-        }
-    }
-    pub fn parse(s: &str) -> Option<Self> {
-        [Platform::Console, Platform::Slack, Platform::Discord]
-            .into_iter()
-            .find(|p| p.as_str() == s)
-    }
-}
-
-impl fmt::Display for Platform {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use crate::domain::Platform;
 
 /// Someone in a chat, and who they are in the catalog (if anyone).
 #[derive(Debug, Clone, PartialEq)]

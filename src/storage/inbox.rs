@@ -7,7 +7,7 @@
 use sqlx::FromRow;
 
 use super::{get_i64, now_ms, Db, StorageError};
-use crate::chat::Platform;
+use crate::domain::Platform;
 
 /// A stored inbound event.
 #[derive(Debug, Clone, PartialEq, FromRow)]

@@ -4,7 +4,7 @@
 use sqlx::FromRow;
 
 use super::{get_i64, get_str, now_ms, Db, StorageError};
-use crate::chat::Platform;
+use crate::domain::Platform;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OutboxKind {

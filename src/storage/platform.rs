@@ -2,7 +2,7 @@
 //! carry [`Platform`], and a value the code does not know is an error when
 //! the row is read, not a panic later.
 
-use crate::chat::Platform;
+use crate::domain::Platform;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("unknown platform `{0}` in the database")]

@@ -5,7 +5,7 @@ use sqlx::any::AnyRow;
 use sqlx::FromRow;
 
 use super::{get_opt_i64, get_opt_str, now_ms, Db, StorageError};
-use crate::chat::Platform;
+use crate::domain::Platform;
 use crate::domain::Action;
 use crate::domain::Approvers;
 use crate::domain::{RequestState, Transition};

@@ -3,7 +3,7 @@
 //! may cache the answer.
 
 use super::{Db, StorageError};
-use crate::chat::Platform;
+use crate::domain::Platform;
 
 pub struct ThreadStore<'a> {
     pub(super) db: &'a Db,
