@@ -15,6 +15,7 @@ use secrecy::SecretString;
 use serde::Deserialize;
 use url::Url;
 
+use crate::drivers::DriverKind;
 use crate::util::{redact_url, url_has_password};
 
 /// The file used when neither `--config` nor `PAVER_CONFIG` names one.
@@ -582,20 +583,19 @@ impl Config {
         out.extend(self.gitops.problems());
         out.extend(self.drivers.problems());
         out.extend(self.executor.problems());
-        let used = self.drivers.used();
-        let uses = |d: &str| used.iter().any(|u| u == d);
-        if uses("backstage") {
+        let uses = |d: DriverKind| self.drivers.uses(d);
+        if uses(DriverKind::Backstage) {
             out.extend(self.backstage.problems());
             if self.backstage.base_url.is_none() && self.catalog.backstage_url.is_none() {
                 out.push("backstage.base_url: the backstage driver is used but neither backstage.base_url nor catalog.backstage_url is set".into());
             }
-            if self.drivers.create_environment == "backstage"
+            if self.drivers.create_environment == DriverKind::Backstage
                 && self.backstage.environment_template.is_none()
             {
                 out.push("backstage.environment_template: drivers.create_environment is \"backstage\", so name the template to run".into());
             }
         }
-        if uses("argocd") {
+        if uses(DriverKind::Argocd) {
             out.extend(self.argocd.problems());
             if self.argocd.base_url.is_none() {
                 out.push("argocd.base_url: the argocd driver is used but has no base_url".into());
@@ -604,7 +604,7 @@ impl Config {
                 out.push("argocd.token: the argocd driver is used but has no token (PAVER_ARGOCD__TOKEN or token_file) nor username/password".into());
             }
         }
-        if uses("orchestrator") {
+        if uses(DriverKind::Orchestrator) {
             out.extend(self.orchestrator.problems());
             if self.orchestrator.url.is_none() {
                 out.push("orchestrator.url: the orchestrator driver is used but has no url".into());
@@ -908,8 +908,11 @@ mod tests {
     fn driver_sections_parse_and_keep_their_secrets_out() {
         let f = write("[drivers]\ndeploy = \"argocd\"\nstatus = [\"gitops\", \"argocd\"]\n[argocd]\nbase_url = \"https://argocd.example.internal\"\n[executor]\nworkers = 4\n");
         let c = Config::load(Some(f.path())).unwrap();
-        assert_eq!(c.drivers.deploy, "argocd");
-        assert_eq!(c.drivers.status.names(), ["gitops", "argocd"]);
+        assert_eq!(c.drivers.deploy, DriverKind::Argocd);
+        assert_eq!(
+            c.drivers.status.kinds(),
+            [DriverKind::Gitops, DriverKind::Argocd]
+        );
         assert_eq!(c.executor.workers, 4);
         // No token: check-config says so.
         assert!(c.problems().iter().any(|p| p.starts_with("argocd.token")));
@@ -1015,6 +1018,9 @@ mod tests {
         assert_eq!(c.catalog.refresh_secs, 60);
         assert!(!c.discord.gateway);
         assert_eq!(c.llm.temperature, 0.5);
-        assert_eq!(c.drivers.status.names(), ["gitops", "argocd"]);
+        assert_eq!(
+            c.drivers.status.kinds(),
+            [DriverKind::Gitops, DriverKind::Argocd]
+        );
     }
 }

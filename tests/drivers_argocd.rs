@@ -16,7 +16,7 @@ use paver::catalog::{Catalog, SharedCatalog};
 use paver::domain::{Action, Environment, ResourceKind, ServiceName, Version};
 use paver::drivers::argocd::{ArgoCdConfig, ArgoCdDriver};
 use paver::drivers::router::{DriversConfig, Router};
-use paver::drivers::{Driver, DriverError, Job, JobState, Outcome};
+use paver::drivers::{Driver, DriverError, DriverKind, Job, JobState, Outcome};
 use support::fake::{json as reply, serve, FakeServer};
 use support::openapi::{assert_conform, Spec};
 use support::{FakeDriver, SAMPLE_CATALOG};
@@ -665,15 +665,15 @@ async fn the_url_of_a_new_environment_comes_from_argo_cd() {
     let argocd: Arc<dyn Driver> = Arc::new(driver(&server, ArgoCdConfig::default()));
     let gitops = FakeDriver::default();
     let config = DriversConfig {
-        deploy: "argocd".into(),
-        environment_url: Some("argocd".into()),
-        status: paver::drivers::router::OneOrMany::Many(vec!["gitops".into(), "argocd".into()]),
+        deploy: DriverKind::Argocd,
+        environment_url: Some(DriverKind::Argocd),
+        status: paver::drivers::router::OneOrMany::Many(vec![DriverKind::Gitops, DriverKind::Argocd]),
         ..DriversConfig::default()
     };
     let drivers = BTreeMap::from([
-        ("argocd".to_owned(), argocd),
+        (DriverKind::Argocd, argocd),
         (
-            "gitops".to_owned(),
+            DriverKind::Gitops,
             Arc::new(gitops.clone()) as Arc<dyn Driver>,
         ),
     ]);

@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 use paver::domain::{Action, Environment, ResourceKind, ServiceName, TeamName, TemplateName};
 use paver::drivers::backstage::{BackstageConfig, BackstageDriver};
 use paver::drivers::router::{DriversConfig, Router};
-use paver::drivers::{Driver, DriverError, Job, JobState, Outcome};
+use paver::drivers::{Driver, DriverError, DriverKind, Job, JobState, Outcome};
 use paver::requests::{EngineSettings, ExecutorSettings, RequestState};
 use support::fake::{json as reply, serve, EngineHarness, FakeServer};
 use support::openapi::{assert_conform, Spec};
@@ -476,12 +476,12 @@ async fn a_scaffold_request_posts_the_repository_and_catalog_links() {
     let backstage: Arc<dyn Driver> = Arc::new(driver(&server, BackstageConfig::default()));
     let gitops: Arc<dyn Driver> = Arc::new(support::FakeDriver::default());
     let config = DriversConfig {
-        scaffold_service: "backstage".into(),
+        scaffold_service: DriverKind::Backstage,
         ..DriversConfig::default()
     };
     let drivers = BTreeMap::from([
-        ("backstage".to_owned(), backstage),
-        ("gitops".to_owned(), gitops),
+        (DriverKind::Backstage, backstage),
+        (DriverKind::Gitops, gitops),
     ]);
     let router = Router::new(&config, &drivers).unwrap();
     let settings = EngineSettings {

@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 use paver::domain::{Action, Environment, ResourceKind, ServiceName};
 use paver::drivers::http::{sign_callback, verify, OrchestratorConfig, OrchestratorDriver, SCHEMA};
 use paver::drivers::router::{DriversConfig, Router};
-use paver::drivers::{Driver, DriverError, Job, Outcome};
+use paver::drivers::{Driver, DriverError, DriverKind, Job, Outcome};
 use paver::requests::{EngineSettings, ExecutorSettings, RequestState};
 use paver::storage::Db;
 use support::fake::{json as reply, serve, EngineHarness, FakeServer};
@@ -300,14 +300,14 @@ fn settings() -> EngineSettings {
 
 fn routed(d: OrchestratorDriver) -> Arc<dyn Driver> {
     let config = DriversConfig {
-        create_environment: "orchestrator".into(),
-        restart: "orchestrator".into(),
+        create_environment: DriverKind::Orchestrator,
+        restart: DriverKind::Orchestrator,
         ..DriversConfig::default()
     };
     let drivers = BTreeMap::from([
-        ("orchestrator".to_owned(), Arc::new(d) as Arc<dyn Driver>),
+        (DriverKind::Orchestrator, Arc::new(d) as Arc<dyn Driver>),
         (
-            "gitops".to_owned(),
+            DriverKind::Gitops,
             Arc::new(support::FakeDriver::default()) as Arc<dyn Driver>,
         ),
     ]);

@@ -5,6 +5,7 @@ pub mod argocd;
 pub mod backstage;
 pub mod gitops;
 pub mod http;
+pub mod kind;
 pub mod router;
 pub(crate) mod web;
 
@@ -14,6 +15,8 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 
 use crate::domain::{Action, Environment, ResourceKind, ServiceName};
+
+pub use kind::DriverKind;
 
 /// One approved action to carry out.
 #[derive(Debug, Clone)]
