@@ -434,10 +434,20 @@ impl Config {
             .find_metadata("database.url")
             .is_some_and(|m| m.name.to_lowercase().contains("environment"));
         config.read_secret_files()?;
+        config.upgrade_templates();
         if !url_from_env {
             config.read_database_url_file()?;
         }
         Ok(config)
+    }
+
+    /// Templates of the driver sections written in the old single-brace
+    /// syntax (`{service}`), read as `{{ service }}` with a warning:
+    /// deployed configurations keep working.
+    fn upgrade_templates(&mut self) {
+        self.gitops.upgrade_templates();
+        self.argocd.upgrade_templates();
+        self.backstage.upgrade_templates();
     }
 
     /// `database.url_file`, when set and the environment did not give the URL.
@@ -1021,6 +1031,42 @@ mod tests {
         assert_eq!(
             c.drivers.status.kinds(),
             [DriverKind::Gitops, DriverKind::Argocd]
+        );
+    }
+
+    #[test]
+    fn old_single_brace_templates_are_read_as_templates() {
+        let f = write(concat!(
+            "[gitops]\nurl_template = \"https://{service}.{environment}.example.internal\"\n",
+            "[argocd]\napp_name_template = \"{app}-{environment}\"\nrevision_template = \"v{version}\"\n",
+            "[backstage.scaffold_values]\nname = \"{name}\"\nowner = \"{owner_ref}\"\nother = \"{kept}\"\n",
+        ));
+        let c = Config::load(Some(f.path())).unwrap();
+        assert_eq!(
+            c.gitops.url_template,
+            "https://{{ service }}.{{ environment }}.example.internal"
+        );
+        assert_eq!(c.argocd.app_name_template, "{{ app }}-{{ environment }}");
+        assert_eq!(c.argocd.revision_template, "v{{ version }}");
+        assert_eq!(c.backstage.scaffold_values["name"], "{{ name }}");
+        assert_eq!(c.backstage.scaffold_values["owner"], "{{ owner_ref }}");
+        // Not a placeholder it knows: left as text, as before.
+        assert_eq!(c.backstage.scaffold_values["other"], "{kept}");
+        assert!(c.problems().is_empty(), "{:?}", c.problems());
+    }
+
+    #[test]
+    fn a_template_that_cannot_fill_is_a_problem() {
+        let f = write("[gitops]\nurl_template = \"https://{{ servce }}.example.internal\"\n[drivers]\nscaffold_service = \"backstage\"\n[backstage]\nbase_url = \"https://backstage.example.internal\"\n[backstage.scaffold_values]\nname = \"{{ environment }}\"\n");
+        let c = Config::load(Some(f.path())).unwrap();
+        let p = c.problems().join("\n");
+        assert!(p.contains("gitops.url_template:"), "{p}");
+        assert!(p.contains("backstage.scaffold_values.name:"), "{p}");
+        let f = write("[gitops]\nurl_template = \"https://{{ environment }}.example.internal\"\n");
+        let p = Config::load(Some(f.path())).unwrap().problems().join("\n");
+        assert!(
+            p.contains("gitops.url_template: must contain {{ service }}"),
+            "{p}"
         );
     }
 }

@@ -279,7 +279,7 @@ async fn deploys_a_version_by_syncing_and_waits_for_health() {
     let d = driver(
         &server,
         ArgoCdConfig {
-            revision_template: "v{version}".into(),
+            revision_template: "v{{ version }}".into(),
             ..ArgoCdConfig::default()
         },
     );
@@ -335,7 +335,7 @@ async fn rolls_back_to_the_previous_or_the_named_version() {
     let d = driver(
         &server,
         ArgoCdConfig {
-            revision_template: "v{version}".into(),
+            revision_template: "v{{ version }}".into(),
             app_namespace: Some("argocd".into()),
             project: Some("shop".into()),
             ..ArgoCdConfig::default()
@@ -928,7 +928,7 @@ async fn slow_and_oversized_answers_are_clean_errors() {
         ArgoCdConfig {
             token: Some(TOKEN.to_owned().into()),
             timeout_secs: 1,
-            app_name_template: "{service}-{environment}".into(),
+            app_name_template: "{{ service }}-{{ environment }}".into(),
             ..ArgoCdConfig::default()
         },
         url::Url::parse(&server.url).unwrap(),
@@ -946,7 +946,7 @@ async fn slow_and_oversized_answers_are_clean_errors() {
     let d = ArgoCdDriver::new(
         ArgoCdConfig {
             token: Some(TOKEN.to_owned().into()),
-            app_name_template: "{service}-{environment}".into(),
+            app_name_template: "{{ service }}-{{ environment }}".into(),
             ..ArgoCdConfig::default()
         },
         url::Url::parse(&server.url).unwrap(),
@@ -977,7 +977,7 @@ async fn remote_error_text_is_trimmed_and_escaped() {
     let d = ArgoCdDriver::new(
         ArgoCdConfig {
             token: Some(TOKEN.to_owned().into()),
-            app_name_template: "{service}-{environment}".into(),
+            app_name_template: "{{ service }}-{{ environment }}".into(),
             ..ArgoCdConfig::default()
         },
         url::Url::parse(&server.url).unwrap(),

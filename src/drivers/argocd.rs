@@ -10,10 +10,11 @@
 //! | `promote` | the revision synced in `from` is synced in `to` |
 //! | `status` | `GET` the app of each environment: health, sync, revision, images, external URL |
 //!
-//! Application names come from `app_name_template` (`{app}-{environment}`),
-//! where `{app}` is the catalog annotation `argocd/app-name` (else the
+//! Application names come from `app_name_template` (`{{ app }}-{{ environment }}`),
+//! where `app` is the catalog annotation `argocd/app-name` (else the
 //! service name); an annotation may also name every environment's app
-//! itself: a template with `{environment}`, or `staging=a,production=b`.
+//! itself: a template with `{{ environment }}` (the old `{environment}` is
+//! still read), or `staging=a,production=b`.
 //! Authentication is an API token, or a session token from
 //! `POST /api/v1/session` with a username and password (renewed on 401).
 //!
@@ -36,12 +37,15 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use url::Url;
 
-use super::web::{self, fill, shorten};
+use super::templates;
+use super::web::{self, shorten};
 use super::{Driver, DriverError, EnvStatus, Job, Outcome, Progress};
 use crate::catalog::SharedCatalog;
 use crate::domain::{Action, Environment, ServiceName};
 
 const SYSTEM: &str = "Argo CD";
+const APP_NAME_TEMPLATE: &str = "argocd.app_name_template";
+const REVISION_TEMPLATE: &str = "argocd.revision_template";
 /// The catalog annotation naming a component's Argo CD application(s).
 pub const APP_NAME_ANNOTATION: &str = "argocd/app-name";
 
@@ -58,14 +62,15 @@ pub struct ArgoCdConfig {
     pub username: Option<String>,
     pub password: Option<SecretString>,
     pub password_file: Option<PathBuf>,
-    /// Application name: `{app}` (the catalog's `argocd/app-name`, else the
-    /// service name), `{service}`, `{environment}`.
+    /// Application name: a template with `{{ app }}` (the catalog's
+    /// `argocd/app-name`, else the service name), `{{ service }}`,
+    /// `{{ environment }}`.
     pub app_name_template: String,
     /// Namespace of the Application resources (apps in any namespace).
     pub app_namespace: Option<String>,
     /// Restrict to this Argo CD project.
     pub project: Option<String>,
-    /// The sync revision of a version: `{version}`, `v{version}`, …
+    /// The sync revision of a version: `{{ version }}`, `v{{ version }}`, …
     pub revision_template: String,
     /// Prune resources that are no longer in Git when syncing.
     pub prune: bool,
@@ -99,10 +104,10 @@ impl Default for ArgoCdConfig {
             username: None,
             password: None,
             password_file: None,
-            app_name_template: "{app}-{environment}".into(),
+            app_name_template: "{{ app }}-{{ environment }}".into(),
             app_namespace: None,
             project: None,
-            revision_template: "{version}".into(),
+            revision_template: "{{ version }}".into(),
             prune: false,
             timeout_secs: 30,
             sync_timeout_secs: 600,
@@ -147,15 +152,36 @@ impl std::fmt::Debug for ArgoCdConfig {
 }
 
 impl ArgoCdConfig {
+    /// Reads templates written in the old `{app}` syntax (see
+    /// [`templates::upgrade`]); done when the configuration is loaded.
+    pub fn upgrade_templates(&mut self) {
+        templates::upgrade(
+            APP_NAME_TEMPLATE,
+            &mut self.app_name_template,
+            templates::APP_NAME,
+        );
+        templates::upgrade(
+            REVISION_TEMPLATE,
+            &mut self.revision_template,
+            templates::REVISION,
+        );
+    }
+
     pub fn problems(&self) -> Vec<String> {
         let mut out = Vec::new();
-        if !self.app_name_template.contains("{service}")
-            && !self.app_name_template.contains("{app}")
-        {
-            out.push("argocd.app_name_template: must contain {app} or {service}".into());
+        let app_name = &self.app_name_template;
+        if let Some(p) = templates::problem(APP_NAME_TEMPLATE, app_name, templates::APP_NAME) {
+            out.push(p);
+        } else if !templates::uses_any(app_name, &["app", "service"], templates::APP_NAME) {
+            out.push(
+                "argocd.app_name_template: must contain {{ app }} or {{ service }}".into(),
+            );
         }
-        if !self.revision_template.contains("{version}") {
-            out.push("argocd.revision_template: must contain {version}".into());
+        let revision = &self.revision_template;
+        if let Some(p) = templates::problem(REVISION_TEMPLATE, revision, templates::REVISION) {
+            out.push(p);
+        } else if !templates::uses_any(revision, &["version"], templates::REVISION) {
+            out.push("argocd.revision_template: must contain {{ version }}".into());
         }
         if !matches!(self.resource_actions.as_str(), "v1" | "v2") {
             out.push("argocd.resource_actions: \"v1\" or \"v2\"".into());
@@ -214,9 +240,9 @@ impl ArgoCdDriver {
 
     /// The application of one environment of a service: the catalog's
     /// `argocd/app-name` when it names one per environment (a template with
-    /// `{environment}`, or `staging=a,production=b`); else
-    /// `app_name_template` with `{app}` (the annotation's plain name, or the
-    /// service name), `{service}` and `{environment}`. A name that is not a
+    /// `{{ environment }}`, or `staging=a,production=b`); else
+    /// `app_name_template` with `{{ app }}` (the annotation's plain name, or
+    /// the service name), `{{ service }}` and `{{ environment }}`. A name that is not a
     /// valid Argo CD application name is refused (see [`valid_app_name`]).
     pub fn app_name(&self, service: &ServiceName, env: Environment) -> Result<String, DriverError> {
         let name = self.raw_app_name(service, env);
@@ -255,11 +281,23 @@ impl ArgoCdDriver {
                     let (k, v) = pair.split_once('=')?;
                     (Environment::from_word(k.trim()) == Some(env)).then(|| v.trim().to_owned())
                 });
-                found.unwrap_or_else(|| fill(&self.config.app_name_template, &vars))
+                found.unwrap_or_else(|| self.configured_app_name(&vars))
             }
-            Some(a) if a.contains('{') => fill(&a, &vars),
-            _ => fill(&self.config.app_name_template, &vars),
+            Some(a) if a.contains('{') => {
+                // The team's own template, in either syntax; one that does
+                // not fill is refused as a name (see `app_name`).
+                let a = templates::template::upgrade_legacy(&a, templates::APP_NAME).unwrap_or(a);
+                templates::fill(APP_NAME_ANNOTATION, &a, &vars).unwrap_or(a)
+            }
+            _ => self.configured_app_name(&vars),
         }
+    }
+
+    /// `app_name_template` filled (it was checked when the configuration
+    /// was loaded; unfilled, it is refused as a name).
+    fn configured_app_name(&self, vars: &[(&str, &str)]) -> String {
+        let t = &self.config.app_name_template;
+        templates::fill(APP_NAME_TEMPLATE, t, vars).unwrap_or_else(|_| t.clone())
     }
 
     fn app_query(&self) -> Vec<(&'static str, String)> {
@@ -408,7 +446,10 @@ impl ArgoCdDriver {
     }
 
     fn revision_for(&self, version: &str) -> String {
-        fill(&self.config.revision_template, &[("version", version)])
+        let t = &self.config.revision_template;
+        // Checked when the configuration was loaded.
+        templates::fill(REVISION_TEMPLATE, t, &[("version", version)])
+            .unwrap_or_else(|_| t.clone())
     }
 
     fn started_at(app: &Value) -> Option<String> {
@@ -1140,7 +1181,7 @@ mod tests {
     #[test]
     fn picks_rollback_targets_from_history() {
         let d = driver(ArgoCdConfig {
-            revision_template: "v{version}".into(),
+            revision_template: "v{{ version }}".into(),
             ..ArgoCdConfig::default()
         });
         let app = json!({"status": {

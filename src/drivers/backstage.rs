@@ -28,7 +28,8 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use url::Url;
 
-use super::web::{self, fill, shorten};
+use super::templates;
+use super::web::{self, shorten};
 use super::{Driver, DriverError, EnvStatus, Job, Outcome, Progress};
 use crate::domain::{Action, Environment, ServiceName};
 
@@ -76,14 +77,14 @@ impl Default for BackstageConfig {
             frontend_url: None,
             template_namespace: "default".into(),
             scaffold_values: BTreeMap::from([
-                ("name".to_owned(), "{name}".to_owned()),
-                ("owner".to_owned(), "{owner_ref}".to_owned()),
+                ("name".to_owned(), "{{ name }}".to_owned()),
+                ("owner".to_owned(), "{{ owner_ref }}".to_owned()),
             ]),
             environment_template: None,
             environment_values: BTreeMap::from([
-                ("service".to_owned(), "{service}".to_owned()),
-                ("environment".to_owned(), "{environment}".to_owned()),
-                ("resources".to_owned(), "{resources}".to_owned()),
+                ("service".to_owned(), "{{ service }}".to_owned()),
+                ("environment".to_owned(), "{{ environment }}".to_owned()),
+                ("resources".to_owned(), "{{ resources }}".to_owned()),
             ]),
             timeout_secs: 30,
             task_timeout_secs: 3600,
@@ -114,8 +115,29 @@ impl std::fmt::Debug for BackstageConfig {
 }
 
 impl BackstageConfig {
+    /// Reads value templates written in the old `{name}` syntax (see
+    /// [`templates::upgrade`]); done when the configuration is loaded.
+    pub fn upgrade_templates(&mut self) {
+        for (key, value) in &mut self.scaffold_values {
+            let key = format!("backstage.scaffold_values.{key}");
+            templates::upgrade(&key, value, templates::SCAFFOLD_VALUES);
+        }
+        for (key, value) in &mut self.environment_values {
+            let key = format!("backstage.environment_values.{key}");
+            templates::upgrade(&key, value, templates::ENVIRONMENT_VALUES);
+        }
+    }
+
     pub fn problems(&self) -> Vec<String> {
         let mut out = Vec::new();
+        for (key, value) in &self.scaffold_values {
+            let key = format!("backstage.scaffold_values.{key}");
+            out.extend(templates::problem(&key, value, templates::SCAFFOLD_VALUES));
+        }
+        for (key, value) in &self.environment_values {
+            let key = format!("backstage.environment_values.{key}");
+            out.extend(templates::problem(&key, value, templates::ENVIRONMENT_VALUES));
+        }
         if self.timeout_secs == 0 || self.task_timeout_secs == 0 {
             out.push(
                 "backstage.timeout_secs, backstage.task_timeout_secs: must be at least 1".into(),
@@ -138,11 +160,11 @@ impl BackstageConfig {
     }
 }
 
-/// The placeholders of a job: `{name}`, `{template}`, `{owner}` (the team,
-/// else the requester), `{owner_ref}` (`group:default/<team>` or
-/// `user:default/<requester>`), `{service}`, `{environment}`,
-/// `{resources}` (a list when it is the whole value, else comma-separated),
-/// `{requester}`, `{request_id}`, `{idempotency_key}`, `{expires_at}`
+/// The names a value template of a job may use (`{{ name }}`): `name`,
+/// `template`, `owner` (the team, else the requester), `owner_ref`
+/// (`group:default/<team>` or `user:default/<requester>`), `service`,
+/// `environment`, `resources` (a list when it is the whole value, else
+/// comma-separated), `requester`, `request_id`, `idempotency_key`, `expires_at`
 /// (Unix seconds, or empty).
 pub fn vars(job: &Job) -> Vec<(&'static str, String)> {
     let mut v: Vec<(&'static str, String)> = vec![
@@ -193,6 +215,15 @@ pub fn vars(job: &Job) -> Vec<(&'static str, String)> {
         _ => {}
     }
     v
+}
+
+/// Whether a value template is `name` alone (`{{ name }}`).
+fn is_only(template: &str, name: &str) -> bool {
+    template
+        .trim()
+        .strip_prefix("{{")
+        .and_then(|t| t.strip_suffix("}}"))
+        .is_some_and(|t| t.trim() == name)
 }
 
 /// The Backstage scaffolder client and driver.
@@ -281,7 +312,7 @@ impl BackstageDriver {
         let pairs: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let mut out = Map::new();
         for (key, template) in values {
-            let value = if template.trim() == "{resources}" {
+            let value = if is_only(template, "resources") {
                 match &job.action {
                     Action::CreateEnvironment { resources, .. } => {
                         json!(resources.iter().map(|r| r.as_str()).collect::<Vec<_>>())
@@ -289,7 +320,10 @@ impl BackstageDriver {
                     _ => json!([]),
                 }
             } else {
-                Value::String(fill(template, &pairs))
+                let name = format!("backstage values.{key}");
+                let filled = templates::fill(&name, template, &pairs)
+                    .map_err(|e| DriverError::Permanent(e.to_string()))?;
+                Value::String(filled)
             };
             out.insert(key.clone(), value);
         }

@@ -7,6 +7,7 @@ pub mod gitops;
 pub mod http;
 pub mod kind;
 pub mod router;
+pub mod templates;
 pub(crate) mod web;
 
 use std::fmt;

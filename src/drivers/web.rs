@@ -255,15 +255,6 @@ pub async fn json_capped(
     })
 }
 
-/// Replaces `{key}` placeholders.
-pub fn fill(template: &str, vars: &[(&str, &str)]) -> String {
-    let mut out = template.to_owned();
-    for (k, v) in vars {
-        out = out.replace(&format!("{{{k}}}"), v);
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -315,7 +306,7 @@ mod tests {
     }
 
     #[test]
-    fn encodes_each_segment_and_fills() {
+    fn encodes_each_segment() {
         let base = url::Url::parse("http://127.0.0.1:7007/portal/").unwrap();
         assert_eq!(
             endpoint(&base, &["api", "scaffolder", "v2", "tasks"])
@@ -336,12 +327,5 @@ mod tests {
                 Err(DriverError::Permanent(_))
             ));
         }
-        assert_eq!(
-            fill(
-                "{service}-{environment}",
-                &[("service", "a"), ("environment", "dev")]
-            ),
-            "a-dev"
-        );
     }
 }

@@ -6,6 +6,9 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 use crate::domain::{Environment, ServiceName};
+use crate::drivers::templates;
+
+const URL_TEMPLATE: &str = "gitops.url_template";
 
 /// The `[gitops]` section.
 #[derive(Clone, Deserialize)]
@@ -18,7 +21,8 @@ pub struct GitOpsConfig {
     pub remote: Option<String>,
     /// The branch to commit to (and push to).
     pub branch: String,
-    /// The URL of an environment: `{service}` and `{environment}` are replaced.
+    /// The URL of an environment: a template with `{{ service }}` and
+    /// `{{ environment }}` (see [`crate::util::template`]).
     pub url_template: String,
     /// Author and committer of Paver's commits.
     pub author_name: String,
@@ -37,7 +41,7 @@ impl Default for GitOpsConfig {
             repo: PathBuf::from("var/gitops"),
             remote: None,
             branch: "main".into(),
-            url_template: "https://{service}.{environment}.example.internal".into(),
+            url_template: "https://{{ service }}.{{ environment }}.example.internal".into(),
             author_name: "Paver".into(),
             author_email: "paver@localhost".into(),
             timeout_secs: 60,
@@ -93,8 +97,10 @@ impl GitOpsConfig {
             ),
             _ => {}
         }
-        if !self.url_template.contains("{service}") {
-            out.push("gitops.url_template: must contain {service}".into());
+        if let Some(p) = templates::problem(URL_TEMPLATE, &self.url_template, templates::URL) {
+            out.push(p);
+        } else if !templates::uses_any(&self.url_template, &["service"], templates::URL) {
+            out.push("gitops.url_template: must contain {{ service }}".into());
         }
         if self.author_name.trim().is_empty() || self.author_email.trim().is_empty() {
             out.push("gitops.author_name, gitops.author_email: must not be empty".into());
@@ -105,10 +111,23 @@ impl GitOpsConfig {
         out
     }
 
+    /// Reads templates written in the old `{service}` syntax (see
+    /// [`templates::upgrade`]); done when the configuration is loaded.
+    pub fn upgrade_templates(&mut self) {
+        templates::upgrade(URL_TEMPLATE, &mut self.url_template, templates::URL);
+    }
+
     /// The URL of one environment of one service.
     pub fn url_for(&self, service: &ServiceName, environment: Environment) -> String {
-        self.url_template
-            .replace("{service}", service.as_str())
-            .replace("{environment}", environment.as_str())
+        let vars = [
+            ("service", service.as_str()),
+            ("environment", environment.as_str()),
+        ];
+        templates::fill(URL_TEMPLATE, &self.url_template, &vars).unwrap_or_else(|e| {
+            // Checked when the driver was opened; a URL is never worth
+            // failing an action that already happened.
+            tracing::warn!(error = %e, "no environment URL");
+            self.url_template.clone()
+        })
     }
 }

@@ -843,7 +843,7 @@ async fn malformed_files_are_named_not_panicked_on() {
 async fn status_reads_every_environment() {
     let dir = tempfile::tempdir().unwrap();
     let d = GitOpsDriver::open(GitOpsConfig {
-        url_template: "https://{environment}.example.test/{service}".into(),
+        url_template: "https://{{ environment }}.example.test/{{ service }}".into(),
         ..config(dir.path())
     })
     .await
