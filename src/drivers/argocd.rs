@@ -216,6 +216,17 @@ pub struct ArgoCdDriver {
 /// Query parameters of a request.
 pub type Query = Vec<(&'static str, String)>;
 
+/// Why a rollback has nowhere to go.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum NoRollback {
+    #[error("its history is empty")]
+    EmptyHistory,
+    #[error("version {version} is not in its history (it has {history})")]
+    NotInHistory { version: String, history: String },
+    #[error("there is no earlier revision in its history")]
+    NothingEarlier,
+}
+
 /// What a rollback picked from the history.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HistoryPick {
@@ -633,7 +644,11 @@ impl ArgoCdDriver {
     }
 
     /// The history entry a rollback goes to.
-    pub fn pick_rollback(&self, app: &Value, version: Option<&str>) -> Result<HistoryPick, String> {
+    pub fn pick_rollback(
+        &self,
+        app: &Value,
+        version: Option<&str>,
+    ) -> Result<HistoryPick, NoRollback> {
         let mut history: Vec<HistoryPick> = app
             .pointer("/status/history")
             .and_then(Value::as_array)
@@ -653,7 +668,7 @@ impl ArgoCdDriver {
             .collect();
         history.sort_by_key(|h| h.id);
         if history.is_empty() {
-            return Err("its history is empty".into());
+            return Err(NoRollback::EmptyHistory);
         }
         match version {
             Some(v) => {
@@ -663,15 +678,13 @@ impl ArgoCdDriver {
                     .rev()
                     .find(|h| h.revision == wanted || h.revision == v)
                     .cloned()
-                    .ok_or_else(|| {
-                        format!(
-                            "version {v} is not in its history (it has {})",
-                            history
-                                .iter()
-                                .map(|h| short(&h.revision))
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        )
+                    .ok_or_else(|| NoRollback::NotInHistory {
+                        version: v.to_owned(),
+                        history: history
+                            .iter()
+                            .map(|h| short(&h.revision))
+                            .collect::<Vec<_>>()
+                            .join(", "),
                     })
             }
             None => {
@@ -692,7 +705,7 @@ impl ArgoCdDriver {
                     .filter(|h| Some(h.id) != last)
                     .find(|h| h.revision != current)
                     .cloned()
-                    .ok_or_else(|| "there is no earlier revision in its history".into())
+                    .ok_or(NoRollback::NothingEarlier)
             }
         }
     }
@@ -746,7 +759,10 @@ impl ArgoCdDriver {
             None => {
                 let current = self.owned_app(&app, service, env).await?;
                 Some(self.pick_rollback(&current, version).map_err(|why| {
-                    DriverError::Permanent(format!("cannot roll back {app}: {}", shorten(&why)))
+                    DriverError::Permanent(format!(
+                        "cannot roll back {app}: {}",
+                        shorten(&why.to_string())
+                    ))
                 })?)
             }
         };
@@ -1203,6 +1219,7 @@ mod tests {
         assert!(d
             .pick_rollback(&app, Some("0.9.0"))
             .unwrap_err()
+            .to_string()
             .contains("v1.1.0, v1.2.0"));
         assert!(d.pick_rollback(&json!({}), None).is_err());
     }

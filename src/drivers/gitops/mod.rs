@@ -149,7 +149,7 @@ use message::{commit_message, one_line, past_tense};
 
 pub use config::GitOpsConfig;
 pub use score::{
-    CatalogInfo, CatalogInfoMetadata, ComponentSpec, Container, ResourceSpec, Workload,
+    BadAnnotation, CatalogInfo, CatalogInfoMetadata, ComponentSpec, Container, ResourceSpec, Workload,
     WorkloadMetadata, ANNOTATION_DEPLOYED_AT, ANNOTATION_ENVIRONMENT, ANNOTATION_EXPIRES_AT,
     ANNOTATION_REPLICAS, ANNOTATION_REQUEST_ID, ANNOTATION_RESTARTED_AT, ANNOTATION_VERSION,
     SCORE_API_VERSION, UNDEPLOYED_VERSION,

@@ -118,25 +118,25 @@ impl Workload {
         container.image = format!("{repository}:{version}");
     }
 
-    pub fn replicas(&self) -> Result<Option<u32>, String> {
+    pub fn replicas(&self) -> Result<Option<u32>, BadAnnotation> {
         self.annotation(ANNOTATION_REPLICAS)
             .map(|r| {
-                r.trim().parse().map_err(|_| {
-                    format!("{ANNOTATION_REPLICAS} is `{r}`, not a number of replicas")
-                })
+                r.trim()
+                    .parse()
+                    .map_err(|_| BadAnnotation::Replicas(r.to_owned()))
             })
             .transpose()
     }
 
     /// `expiresAt` as Unix seconds.
-    pub fn expires_at(&self) -> Result<Option<i64>, String> {
+    pub fn expires_at(&self) -> Result<Option<i64>, BadAnnotation> {
         self.annotation(ANNOTATION_EXPIRES_AT)
             .map(|t| {
                 let t = t.trim();
                 DateTime::parse_from_rfc3339(t)
                     .map(|d| d.timestamp())
                     .or_else(|_| t.parse::<i64>())
-                    .map_err(|_| format!("{ANNOTATION_EXPIRES_AT} is `{t}`, not an RFC 3339 time"))
+                    .map_err(|_| BadAnnotation::ExpiresAt(t.to_owned()))
             })
             .transpose()
     }
@@ -207,8 +207,8 @@ impl Workload {
                 w.metadata.name
             )));
         }
-        w.replicas().map_err(bad)?;
-        w.expires_at().map_err(bad)?;
+        w.replicas().map_err(|e| bad(e.to_string()))?;
+        w.expires_at().map_err(|e| bad(e.to_string()))?;
         Ok(w)
     }
 
@@ -218,6 +218,15 @@ impl Workload {
         })?;
         Ok(format!("{FILE_HEADER}{body}"))
     }
+}
+
+/// An annotation of an environment file that does not hold what it should.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum BadAnnotation {
+    #[error("paver.dev/replicas is `{0}`, not a number of replicas")]
+    Replicas(String),
+    #[error("paver.dev/expiresAt is `{0}`, not an RFC 3339 time")]
+    ExpiresAt(String),
 }
 
 /// Splits `registry:5000/team/app:1.2` into the repository and the tag.
