@@ -99,8 +99,7 @@ impl<T: Clone + Send + Sync + 'static> Learned<T> {
     {
         let me = self.clone();
         tokio::spawn(async move {
-            let mut delays =
-                Backoff::new(Duration::from_secs(1), Duration::from_secs(60)).delays();
+            let mut delays = Backoff::new(Duration::from_secs(1), Duration::from_secs(60)).delays();
             loop {
                 match ask().await {
                     Ok(v) => {

@@ -70,6 +70,10 @@ pub fn uses_any(value: &str, wanted: &[&str], names: &[&str]) -> bool {
 }
 
 /// `value` filled with `vars`; `key` names the template in the error.
-pub fn fill(key: &str, value: &str, vars: &[(&str, &str)]) -> Result<String, template::TemplateError> {
+pub fn fill(
+    key: &str,
+    value: &str,
+    vars: &[(&str, &str)],
+) -> Result<String, template::TemplateError> {
     template::render(key, value, vars)
 }

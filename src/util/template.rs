@@ -81,9 +81,9 @@ pub fn upgrade_legacy(template: &str, names: &[&str]) -> Option<String> {
             rest = &at[end..];
             continue;
         }
-        let name = names.iter().find(|n| {
-            at[1..].starts_with(**n) && at[1 + n.len()..].starts_with('}')
-        });
+        let name = names
+            .iter()
+            .find(|n| at[1..].starts_with(**n) && at[1 + n.len()..].starts_with('}'));
         match name {
             Some(name) => {
                 out.push_str(&format!("{{{{ {name} }}}}"));
