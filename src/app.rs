@@ -105,7 +105,7 @@ pub async fn load_catalog(
 /// action to the driver `[drivers]` names for it (GitOps for everything by
 /// default). Only the drivers in use are opened.
 pub async fn driver(config: &Config, catalog: &SharedCatalog) -> Result<Arc<dyn Driver>, AppError> {
-    let missing = |what: &str| AppError::Driver(DriverError::Permanent(what.to_owned()));
+    let missing = |what: &str| AppError::Driver(DriverError::Config(what.to_owned()));
     let mut drivers: std::collections::BTreeMap<DriverKind, Arc<dyn Driver>> = Default::default();
     for kind in config.drivers.used() {
         let d: Arc<dyn Driver> = match kind {

@@ -158,7 +158,7 @@ async fn setup() -> (support::TestDb, FakeDriver, EngineHarness) {
 
 /// A production deploy approved by dave fails; alice retries it.
 async fn failed_production_deploy(h: &EngineHarness, driver: &FakeDriver) -> String {
-    driver.then(Err(DriverError::Permanent("argo said no".into())));
+    driver.then(Err(DriverError::failed("argo said no".into())));
     let id = h
         .propose("alice", "deploy order-service 1.2.0 to production")
         .await;

@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 use paver::domain::{Action, Environment, ResourceKind, ServiceName, TeamName, TemplateName};
 use paver::drivers::backstage::{BackstageConfig, BackstageDriver};
 use paver::drivers::router::{DriversConfig, Router};
-use paver::drivers::{Driver, DriverError, DriverKind, Job, JobState, Outcome};
+use paver::drivers::{Driver, DriverError, DriverKind, Job, JobState, Outcome, Recovery};
 use paver::requests::{EngineSettings, ExecutorSettings, RequestState};
 use support::fake::{json as reply, serve, EngineHarness, FakeServer};
 use support::openapi::{assert_conform, Spec};
@@ -339,10 +339,14 @@ async fn a_failed_task_is_a_permanent_failure_with_backstages_message() {
     let d = driver(&server, BackstageConfig::default());
     let (r, _) = run(&d, &scaffold("pricing-service")).await;
     assert_eq!(
-        r.unwrap_err(),
-        DriverError::Permanent(
+        {
+            let e = r.unwrap_err();
+            (e.recovery(), e.to_string())
+        },
+        (
+            Recovery::RetryButton,
             "the Backstage task task-1 failed: Repository example/pricing-service already exists"
-                .into()
+                .to_owned()
         )
     );
     check_contract(&server);
@@ -353,8 +357,8 @@ async fn validation_errors_and_bad_tokens_are_permanent() {
     let (server, _) = fake_backstage(Script::default()).await;
     let d = driver(&server, BackstageConfig::default());
     let (r, _) = run(&d, &scaffold("bad-name")).await;
-    match r.unwrap_err() {
-        DriverError::Permanent(m) => {
+    match r.map_err(|e| (e.recovery(), e.to_string())).unwrap_err() {
+        (Recovery::RetryButton, m) => {
             assert!(
                 m.contains("400") && m.contains("instance.name does not match pattern"),
                 "{m}"
@@ -370,7 +374,7 @@ async fn validation_errors_and_bad_tokens_are_permanent() {
     .unwrap();
     let (r, _) = run(&anonymous, &scaffold("pricing-service")).await;
     assert!(
-        matches!(r, Err(DriverError::Permanent(m)) if m.contains("401") && m.contains("Missing credentials"))
+        matches!(r.as_ref().map_err(|e| (e.recovery(), e.to_string())), Err((Recovery::RetryButton, m)) if m.contains("401") && m.contains("Missing credentials"))
     );
 }
 
@@ -392,11 +396,13 @@ async fn transient_failures_never_start_a_second_task() {
         ..scaffold("pricing-service")
     };
     let (r1, _) = run(&d, &job).await;
-    assert!(matches!(r1, Err(DriverError::Transient(m)) if m.contains("503")));
+    assert!(
+        matches!(r1.as_ref().map_err(|e| (e.recovery(), e.to_string())), Err((Recovery::Backoff, m)) if m.contains("503"))
+    );
     assert_eq!(state.tasks.lock().unwrap().len(), 0);
     let (r2, _) = run(&d, &job).await;
     assert!(
-        matches!(r2, Err(DriverError::Transient(m)) if m.contains("502")),
+        matches!(r2.as_ref().map_err(|e| (e.recovery(), e.to_string())), Err((Recovery::Backoff, m)) if m.contains("502")),
         "the task was started, then polling failed"
     );
     assert_eq!(state.tasks.lock().unwrap().len(), 1);
@@ -461,7 +467,13 @@ async fn environments_run_the_configured_template() {
         ..job
     };
     let r = run(&plain, &fresh).await.0;
-    assert!(matches!(r, Err(DriverError::Permanent(_))), "{r:?}");
+    assert!(
+        matches!(
+            r.as_ref().map_err(|e| (e.recovery(), e.to_string())),
+            Err((Recovery::RetryButton, _))
+        ),
+        "{r:?}"
+    );
 }
 
 /// End to end: chat words → card → Create → the scaffolder → links in the thread.
@@ -536,7 +548,13 @@ async fn task_ids_are_percent_encoded_in_paths() {
     .await;
     let d = driver(&server, BackstageConfig::default());
     let (r, progress) = run(&d, &scaffold("pricing-service")).await;
-    assert!(matches!(r, Err(DriverError::Permanent(_))), "{r:?}");
+    assert!(
+        matches!(
+            r.as_ref().map_err(|e| (e.recovery(), e.to_string())),
+            Err((Recovery::RetryButton, _))
+        ),
+        "{r:?}"
+    );
     assert_eq!(
         progress[0],
         "Backstage task t/../../admin?x=1%2F#frag started"
@@ -562,7 +580,7 @@ async fn task_ids_are_percent_encoded_in_paths() {
     let d = driver(&server, BackstageConfig::default());
     let (r, _) = run(&d, &scaffold("pricing-service")).await;
     assert!(
-        matches!(&r, Err(DriverError::Permanent(m)) if m.contains("unusable task id")),
+        matches!(r.as_ref().map_err(|e| (e.recovery(), e.to_string())), Err((Recovery::RetryButton, m)) if m.contains("unusable task id")),
         "{r:?}"
     );
     assert_eq!(server.all().len(), 1);
@@ -594,9 +612,13 @@ async fn huge_slow_and_marked_up_answers_are_clean_errors() {
     let d = driver(&server, BackstageConfig::default());
     let (r, _) = run(&d, &scaffold("huge-service")).await;
     assert_eq!(
-        r.unwrap_err(),
-        DriverError::Permanent(
-            "Backstage answered with a body larger than 1048576 bytes; refused".into()
+        {
+            let e = r.unwrap_err();
+            (e.recovery(), e.to_string())
+        },
+        (
+            Recovery::RetryButton,
+            "Backstage answered with a body larger than 1048576 bytes; refused".to_owned()
         )
     );
     let d = driver(
@@ -608,7 +630,7 @@ async fn huge_slow_and_marked_up_answers_are_clean_errors() {
     );
     let (r, _) = run(&d, &scaffold("slow-service")).await;
     assert!(
-        matches!(&r, Err(DriverError::Transient(m)) if m.contains("timed out")),
+        matches!(r.as_ref().map_err(|e| (e.recovery(), e.to_string())), Err((Recovery::Backoff, m)) if m.contains("timed out")),
         "{r:?}"
     );
     let (r, _) = run(&d, &scaffold("other-service")).await;

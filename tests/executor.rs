@@ -86,10 +86,10 @@ async fn transient_failures_back_off_and_retry_without_duplicates() {
     let tdb = test_db().await;
     let driver = FakeDriver::default();
     driver
-        .then(Err(DriverError::Transient(
+        .then(Err(DriverError::Unreachable(
             "503 from the orchestrator".into(),
         )))
-        .then(Err(DriverError::Transient("timed out".into())));
+        .then(Err(DriverError::Unreachable("timed out".into())));
     let h = EngineHarness::new(
         tdb.db.clone(),
         Arc::new(driver.clone()),
@@ -133,7 +133,9 @@ async fn exhausted_retries_fail_with_the_message_and_a_retry_button() {
     let tdb = test_db().await;
     let driver = FakeDriver::default();
     for _ in 0..3 {
-        driver.then(Err(DriverError::Transient("429 Too Many Requests".into())));
+        driver.then(Err(DriverError::Unreachable(
+            "429 Too Many Requests".into(),
+        )));
     }
     let h = EngineHarness::new(
         tdb.db.clone(),
@@ -163,7 +165,7 @@ async fn exhausted_retries_fail_with_the_message_and_a_retry_button() {
 async fn permanent_errors_fail_at_once_and_retry_makes_a_new_job() {
     let tdb = test_db().await;
     let driver = FakeDriver::default();
-    driver.then(Err(DriverError::Permanent(
+    driver.then(Err(DriverError::failed(
         "422: values.name must match ^[a-z-]+$".into(),
     )));
     let h = EngineHarness::new(

@@ -173,9 +173,7 @@ impl ArgoCdConfig {
         if let Some(p) = templates::problem(APP_NAME_TEMPLATE, app_name, templates::APP_NAME) {
             out.push(p);
         } else if !templates::uses_any(app_name, &["app", "service"], templates::APP_NAME) {
-            out.push(
-                "argocd.app_name_template: must contain {{ app }} or {{ service }}".into(),
-            );
+            out.push("argocd.app_name_template: must contain {{ app }} or {{ service }}".into());
         }
         let revision = &self.revision_template;
         if let Some(p) = templates::problem(REVISION_TEMPLATE, revision, templates::REVISION) {
@@ -258,7 +256,7 @@ impl ArgoCdDriver {
     pub fn app_name(&self, service: &ServiceName, env: Environment) -> Result<String, DriverError> {
         let name = self.raw_app_name(service, env);
         valid_app_name(&name).map_err(|why| {
-            DriverError::Permanent(format!(
+            DriverError::Config(format!(
                 "the Argo CD application name {:?} for {service} in {env} (catalog annotation {APP_NAME_ANNOTATION} or argocd.app_name_template) is not valid: {why}",
                 shorten(&name)
             ))
@@ -334,7 +332,7 @@ impl ArgoCdDriver {
 
     async fn login(&self) -> Result<String, DriverError> {
         let (Some(user), Some(pw)) = (&self.config.username, &self.config.password) else {
-            return Err(DriverError::Permanent(
+            return Err(DriverError::Config(
                 "Argo CD: no token and no username/password configured".into(),
             ));
         };
@@ -350,7 +348,7 @@ impl ArgoCdDriver {
         v.get("token")
             .and_then(Value::as_str)
             .map(str::to_owned)
-            .ok_or_else(|| DriverError::Permanent("Argo CD: the session has no token".into()))
+            .ok_or_else(|| DriverError::Malformed("Argo CD: the session has no token".into()))
     }
 
     async fn bearer(&self, renew: bool) -> Result<Option<String>, DriverError> {
@@ -413,10 +411,10 @@ impl ArgoCdDriver {
                 .await
                 .map_err(|e| match e {
                     // gRPC FailedPrecondition, surfaced as 400: wait and retry.
-                    DriverError::Permanent(m)
-                        if m.contains("another operation is already in progress") =>
+                    DriverError::Status { ref message, .. }
+                        if message.contains("another operation is already in progress") =>
                     {
-                        DriverError::Transient(m)
+                        DriverError::Busy(e.to_string())
                     }
                     other => other,
                 });
@@ -432,9 +430,10 @@ impl ArgoCdDriver {
         )
         .await
         .map_err(|e| match e {
-            DriverError::Permanent(m) if m.contains("404") => {
-                DriverError::Permanent(format!("Argo CD has no application {app} ({m})"))
-            }
+            DriverError::Status {
+                status: reqwest::StatusCode::NOT_FOUND,
+                ..
+            } => DriverError::NotFound(format!("Argo CD has no application {app} ({e})")),
             other => other,
         })
     }
@@ -459,8 +458,7 @@ impl ArgoCdDriver {
     fn revision_for(&self, version: &str) -> String {
         let t = &self.config.revision_template;
         // Checked when the configuration was loaded.
-        templates::fill(REVISION_TEMPLATE, t, &[("version", version)])
-            .unwrap_or_else(|_| t.clone())
+        templates::fill(REVISION_TEMPLATE, t, &[("version", version)]).unwrap_or_else(|_| t.clone())
     }
 
     fn started_at(app: &Value) -> Option<String> {
@@ -514,7 +512,7 @@ impl ArgoCdDriver {
             if ours {
                 match phase {
                     "Failed" | "Error" => {
-                        return Err(DriverError::Permanent(format!(
+                        return Err(DriverError::failed(format!(
                             "Argo CD sync of {app} {}: {}",
                             phase.to_lowercase(),
                             shorten(op_message)
@@ -530,7 +528,7 @@ impl ArgoCdDriver {
                     .and_then(Value::as_str)
                     .map(|m| format!(": {}", shorten(m)))
                     .unwrap_or_default();
-                return Err(DriverError::Permanent(format!(
+                return Err(DriverError::failed(format!(
                     "Argo CD application {app} is not Healthy after {} s (operation {}, health {health}, sync {sync}){why}",
                     self.config.sync_timeout_secs,
                     if phase.is_empty() { "not started" } else { phase },
@@ -573,7 +571,7 @@ impl ArgoCdDriver {
         if wrong.is_empty() {
             return Ok(());
         }
-        Err(DriverError::Permanent(format!(
+        Err(DriverError::Refused(format!(
             "refusing to change Argo CD application {name}: it does not belong to {service} in {env}: {}. The platform team sets these labels on the application",
             wrong.join(", ")
         )))
@@ -759,7 +757,7 @@ impl ArgoCdDriver {
             None => {
                 let current = self.owned_app(&app, service, env).await?;
                 Some(self.pick_rollback(&current, version).map_err(|why| {
-                    DriverError::Permanent(format!(
+                    DriverError::Refused(format!(
                         "cannot roll back {app}: {}",
                         shorten(&why.to_string())
                     ))
@@ -855,7 +853,7 @@ impl ArgoCdDriver {
             .cloned()
             .collect();
         if targets.is_empty() {
-            return Err(DriverError::Permanent(format!(
+            return Err(DriverError::NotFound(format!(
                 "Argo CD application {app} has no {} to restart",
                 self.config.restart_kinds.join(", ")
             )));
@@ -917,7 +915,7 @@ impl ArgoCdDriver {
             .and_then(Value::as_str)
             .map(str::to_owned)
             .ok_or_else(|| {
-                DriverError::Permanent(format!(
+                DriverError::NotFound(format!(
                     "Argo CD application {source} has no synced revision"
                 ))
             })?;
@@ -1094,7 +1092,7 @@ impl Driver for ArgoCdDriver {
             Action::Promote { service, from, to } => {
                 self.promote(job, service, *from, *to, progress).await
             }
-            other => Err(DriverError::Permanent(format!(
+            other => Err(DriverError::Unsupported(format!(
                 "the Argo CD driver cannot {}",
                 other.kind()
             ))),
@@ -1115,7 +1113,7 @@ impl Driver for ArgoCdDriver {
             let app = self.app_name(service, env)?;
             match self.get_app(&app).await {
                 Ok(a) => out.push(Self::env_status(service, env, &a)),
-                Err(DriverError::Permanent(m)) if m.contains("has no application") => {}
+                Err(DriverError::NotFound(_)) => {}
                 Err(e) => return Err(e),
             }
         }
@@ -1150,12 +1148,12 @@ impl Driver for ArgoCdDriver {
                     }
                 }
                 // The application may not exist yet (an ApplicationSet makes it).
-                Err(DriverError::Permanent(m)) if m.contains("404") => {}
-                Err(DriverError::Transient(_)) => {}
+                Err(DriverError::NotFound(_)) => {}
+                Err(e) if e.is_transient() => {}
                 Err(e) => return Err(e),
             }
             if tokio::time::Instant::now() >= deadline {
-                return Err(DriverError::Transient(format!(
+                return Err(DriverError::NotYet(format!(
                     "Argo CD shows no external URL for {app} after {} s",
                     self.config.url_timeout_secs
                 )));

@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use eventsource_stream::{EventStreamError, Eventsource};
+use eventsource_stream::Eventsource;
 use futures_util::StreamExt;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
@@ -140,7 +140,11 @@ impl BackstageConfig {
         }
         for (key, value) in &self.environment_values {
             let key = format!("backstage.environment_values.{key}");
-            out.extend(templates::problem(&key, value, templates::ENVIRONMENT_VALUES));
+            out.extend(templates::problem(
+                &key,
+                value,
+                templates::ENVIRONMENT_VALUES,
+            ));
         }
         if self.timeout_secs == 0 || self.task_timeout_secs == 0 {
             out.push(
@@ -300,13 +304,13 @@ impl BackstageDriver {
             Action::CreateEnvironment { .. } => match &self.config.environment_template {
                 Some(t) => (t.clone(), &self.config.environment_values),
                 None => {
-                    return Err(DriverError::Permanent(
+                    return Err(DriverError::Config(
                         "the Backstage driver needs backstage.environment_template to create environments".into(),
                     ))
                 }
             },
             other => {
-                return Err(DriverError::Permanent(format!(
+                return Err(DriverError::Unsupported(format!(
                     "the Backstage driver cannot {}",
                     other.kind()
                 )))
@@ -326,7 +330,7 @@ impl BackstageDriver {
             } else {
                 let name = format!("backstage values.{key}");
                 let filled = templates::fill(&name, template, &pairs)
-                    .map_err(|e| DriverError::Permanent(e.to_string()))?;
+                    .map_err(|e| DriverError::Config(e.to_string()))?;
                 Value::String(filled)
             };
             out.insert(key.clone(), value);
@@ -345,7 +349,7 @@ impl BackstageDriver {
             .map_err(|e| web::transport(SYSTEM, e))?;
         let v = web::json_capped(SYSTEM, resp, self.config.max_response_bytes).await?;
         let id = v.get("id").and_then(Value::as_str).ok_or_else(|| {
-            DriverError::Permanent(format!(
+            DriverError::Malformed(format!(
                 "{SYSTEM}: no task id in {}",
                 shorten(&v.to_string())
             ))
@@ -359,7 +363,7 @@ impl BackstageDriver {
             && id != "."
             && id != "..";
         if !plain {
-            return Err(DriverError::Permanent(format!(
+            return Err(DriverError::Malformed(format!(
                 "{SYSTEM} gave an unusable task id {:?}",
                 shorten(id)
             )));
@@ -453,7 +457,7 @@ impl BackstageDriver {
         }
         let resp = tokio::time::timeout(self.timeout(), rb.send())
             .await
-            .map_err(|_| DriverError::Transient(format!("{SYSTEM} event stream timed out")))?
+            .map_err(|_| DriverError::Unreachable(format!("{SYSTEM} event stream timed out")))?
             .map_err(|e| web::transport(SYSTEM, e))?;
         let status = resp.status();
         let is_sse = resp
@@ -479,11 +483,8 @@ impl BackstageDriver {
         while let Some(ev) = events.next().await {
             let ev = match ev {
                 Ok(ev) => ev,
-                Err(EventStreamError::Transport(StreamBreak::TooLarge(max))) => {
-                    return Err(DriverError::Transient(format!(
-                        "{SYSTEM} sent an event larger than {max} bytes; polling instead"
-                    )));
-                }
+                // Too large an event, like a broken stream: polling
+                // follows the task (and the stream is tried again).
                 Err(e) => {
                     tracing::debug!(error = %e, "Backstage event stream broke");
                     return Ok(Stream::Interrupted);
@@ -540,7 +541,7 @@ impl BackstageDriver {
         let mut use_stream = self.config.eventstream;
         loop {
             if tokio::time::Instant::now() >= deadline {
-                return Err(DriverError::Permanent(format!(
+                return Err(DriverError::failed(format!(
                     "Backstage task {} did not finish within {} s; see it in Backstage",
                     shorten(task),
                     self.config.task_timeout_secs
@@ -570,7 +571,7 @@ impl BackstageDriver {
                         use_stream = false;
                     }
                     Ok(Stream::Interrupted) => {}
-                    Err(DriverError::Transient(e)) => {
+                    Err(e) if e.is_transient() => {
                         tracing::debug!(error = %e, "Backstage event stream failed; polling");
                     }
                     Err(e) => return Err(e),
@@ -602,7 +603,7 @@ impl BackstageDriver {
         match c.status.as_str() {
             "completed" => {}
             "cancelled" => {
-                return Err(DriverError::Permanent(format!(
+                return Err(DriverError::failed(format!(
                     "the Backstage task {task} was cancelled"
                 )))
             }
@@ -614,7 +615,7 @@ impl BackstageDriver {
                     .map(shorten)
                     .or(c.last_log)
                     .unwrap_or_else(|| "no message".into());
-                return Err(DriverError::Permanent(format!(
+                return Err(DriverError::failed(format!(
                     "the Backstage task {task} failed: {why}"
                 )));
             }

@@ -117,7 +117,10 @@ impl DriversConfig {
                 "drivers.status: the {d} driver has no status (use gitops and/or argocd)"
             ));
         }
-        if let Some(d) = self.environment_url.filter(|d| !d.reports_environment_urls()) {
+        if let Some(d) = self
+            .environment_url
+            .filter(|d| !d.reports_environment_urls())
+        {
             out.push(format!(
                 "drivers.environment_url: the {d} driver does not report environment URLs (use \"argocd\")"
             ));
@@ -142,7 +145,7 @@ impl Router {
     ) -> Result<Router, DriverError> {
         let get = |name: DriverKind, key: &str| {
             drivers.get(&name).cloned().ok_or_else(|| {
-                DriverError::Permanent(format!(
+                DriverError::Config(format!(
                     "drivers.{key}: the {name} driver is not configured"
                 ))
             })
@@ -170,7 +173,7 @@ impl Router {
 
     fn route(&self, kind: ActionKind) -> Result<&Arc<dyn Driver>, DriverError> {
         self.routes.get(&kind).ok_or_else(|| {
-            DriverError::Permanent(format!(
+            DriverError::Unsupported(format!(
                 "`{kind}` changes nothing; Paver answers it without a driver"
             ))
         })

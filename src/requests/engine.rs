@@ -1405,20 +1405,22 @@ impl Engine {
         // Why not to run at all; a retry helps with the first two (the
         // target was checked, the trouble passed), never with the others.
         let give_up = if resumed && !self.inner.driver.resumable() {
-            Some(DriverError::Permanent(
+            Some(DriverError::Abandoned(
                 "Paver restarted while this was running; check the target system, then press Retry"
                     .to_owned(),
             ))
         } else if attempt > max {
-            Some(DriverError::Permanent(format!(
+            Some(DriverError::Abandoned(format!(
                 "gave up after {max} attempts: {}",
                 row.last_error.as_deref().unwrap_or("interrupted")
             )))
         } else if let Some(why) = Self::action_mismatch(&req, &row) {
             tracing::error!(request = %req.id, job = %row.id, "{why}; refusing to run");
-            Some(DriverError::Invalid(why))
+            Some(DriverError::InvalidRequest(why))
         } else {
-            self.approval_missing(&req).await?.map(DriverError::Invalid)
+            self.approval_missing(&req)
+                .await?
+                .map(DriverError::InvalidRequest)
         };
         if let Some(e) = give_up {
             return self.fail_job(&req, &row.id, &e, false).await;
@@ -1487,7 +1489,7 @@ impl Engine {
                     .await?;
                 Ok(())
             }
-            Err(DriverError::Transient(e)) if attempt < max => {
+            Err(e) if e.is_transient() && attempt < max => {
                 let delay = self.inner.executor.backoff(attempt);
                 tracing::warn!(request = %req.id, job = %row.id, attempt, error = %e, ?delay, "transient driver failure; retrying");
                 self.update_card(
@@ -1498,12 +1500,12 @@ impl Engine {
                     )),
                 )
                 .await?;
-                jobs.reschedule(&row.id, &owner, delay.as_millis() as i64, &e)
+                jobs.reschedule(&row.id, &owner, delay.as_millis() as i64, &e.to_string())
                     .await?;
                 Ok(())
             }
             Err(e) => {
-                let exhausted = matches!(e, DriverError::Transient(_));
+                let exhausted = e.is_transient();
                 self.fail_job(&req, &row.id, &e, exhausted).await
             }
         }

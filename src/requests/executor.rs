@@ -312,7 +312,7 @@ pub struct DbJobState {
 }
 
 fn storage(e: crate::storage::StorageError) -> DriverError {
-    DriverError::Transient(format!("job storage: {e}"))
+    DriverError::Storage(format!("job storage: {e}"))
 }
 
 #[async_trait]

@@ -46,7 +46,10 @@ impl GitOpsDriver {
                 service,
                 environment,
                 resources,
-            } => step.create_environment(service, *environment, resources).await,
+            } => {
+                step.create_environment(service, *environment, resources)
+                    .await
+            }
             Action::DestroyEnvironment {
                 service,
                 environment,
@@ -81,7 +84,7 @@ impl GitOpsDriver {
                 template,
                 owner,
             } => step.scaffold_service(name, template, owner.as_ref()).await,
-            other => Err(DriverError::Permanent(format!(
+            other => Err(DriverError::Unsupported(format!(
                 "`{}` changes nothing; Paver answers it without a driver",
                 other.kind()
             ))),
@@ -125,7 +128,7 @@ impl Step<'_> {
                     "{service} already has a {environment} environment (no change)"
                 )));
             }
-            return Err(DriverError::Invalid(format!(
+            return Err(DriverError::InvalidRequest(format!(
                 "{service} already has a {environment} environment{}; add {} with add_resource",
                 with_resources(&existing.resource_kinds()),
                 missing.join(", ")
@@ -136,9 +139,8 @@ impl Step<'_> {
             w.add_resource(*r, self.driver.golden.size(*r));
         }
         if let Some(t) = self.job.expires_at {
-            let t = DateTime::<Utc>::from_timestamp(t, 0).ok_or_else(|| {
-                DriverError::Permanent(format!("expiry {t} is not a valid time"))
-            })?;
+            let t = DateTime::<Utc>::from_timestamp(t, 0)
+                .ok_or_else(|| DriverError::Malformed(format!("expiry {t} is not a valid time")))?;
             w.annotate(
                 ANNOTATION_EXPIRES_AT,
                 t.to_rfc3339_opts(SecondsFormat::Secs, true),
@@ -221,10 +223,7 @@ impl Step<'_> {
         let mut w = self.driver.require_env(service, environment).await?;
         let (redeploy, version) = match version {
             Some(v) => (false, v.as_str().to_owned()),
-            None => (
-                true,
-                w.version().unwrap_or(UNDEPLOYED_VERSION).to_owned(),
-            ),
+            None => (true, w.version().unwrap_or(UNDEPLOYED_VERSION).to_owned()),
         };
         w.set_version(&version);
         w.annotate(ANNOTATION_DEPLOYED_AT, now());
@@ -255,7 +254,7 @@ impl Step<'_> {
                 .previous_version(service, environment, &current)
                 .await?
                 .ok_or_else(|| {
-                    DriverError::Invalid(format!(
+                    DriverError::InvalidRequest(format!(
                         "{service} {environment} has no earlier version than {current} \
                          to roll back to; name the version"
                     ))
@@ -291,7 +290,7 @@ impl Step<'_> {
         let version = match source.version() {
             Some(v) if v != UNDEPLOYED_VERSION => v.to_owned(),
             _ => {
-                return Err(DriverError::Permanent(format!(
+                return Err(DriverError::Refused(format!(
                     "{service} {from} has no deployed version to promote; deploy one first"
                 )))
             }
@@ -365,7 +364,7 @@ impl Step<'_> {
     ) -> Result<Change, DriverError> {
         let dir = format!("{SERVICES_DIR}/{name}");
         if self.driver.root.join(&dir).exists() {
-            return Err(DriverError::Permanent(format!(
+            return Err(DriverError::Refused(format!(
                 "a service named {name} already exists in the GitOps repository ({dir}/); pick another name"
             )));
         }
@@ -392,7 +391,7 @@ impl Step<'_> {
             Some(team) => Ok(team.as_str().to_owned()),
             None => match UserName::parse(self.job.requester.as_str()) {
                 Ok(user) => Ok(format!("user:{user}")),
-                Err(_) => Err(DriverError::Permanent(format!(
+                Err(_) => Err(DriverError::Refused(format!(
                     "scaffold_service needs an owner team: none was given, and the requester \
                      `{}` is not a catalog user name",
                     self.job.requester
@@ -431,9 +430,8 @@ fn scaffold_files(
             owner: owner.to_owned(),
         },
     };
-    let yaml = serde_norway::to_string(&info).map_err(|e| {
-        DriverError::Permanent(format!("cannot write catalog-info for {name}: {e}"))
-    })?;
+    let yaml = serde_norway::to_string(&info)
+        .map_err(|e| DriverError::Io(format!("cannot write catalog-info for {name}: {e}")))?;
     Ok([
         ("catalog-info.yaml", yaml),
         (
@@ -488,7 +486,7 @@ impl GitOpsDriver {
             return Err(self.git.failure(&args, &out));
         }
         let unexpected = || {
-            DriverError::Permanent(format!(
+            DriverError::Malformed(format!(
                 "unexpected output from git cat-file while reading the history of {rel}"
             ))
         };

@@ -57,7 +57,11 @@ impl Git {
     }
 
     /// Runs git and returns what it did, whatever its exit code.
-    pub async fn output(&self, args: &[&str], input: Option<&[u8]>) -> Result<GitOutput, DriverError> {
+    pub async fn output(
+        &self,
+        args: &[&str],
+        input: Option<&[u8]>,
+    ) -> Result<GitOutput, DriverError> {
         let mut cmd = self.command(args);
         cmd.stdin(if input.is_some() {
             Stdio::piped()
@@ -78,13 +82,13 @@ impl Git {
         let out = match tokio::time::timeout(self.timeout, child.wait_with_output()).await {
             Ok(Ok(out)) => out,
             Ok(Err(e)) => {
-                return Err(DriverError::Transient(format!(
+                return Err(DriverError::Busy(format!(
                     "git {} failed to run: {e}",
                     args[0]
                 )))
             }
             Err(_) => {
-                return Err(DriverError::Transient(format!(
+                return Err(DriverError::Unreachable(format!(
                     "git {} timed out after {}s",
                     args[0],
                     self.timeout.as_secs()
@@ -137,27 +141,29 @@ impl Git {
         }
         let network = matches!(args[0], "fetch" | "push" | "ls-remote");
         let busy = detail.contains(".lock") || detail.contains("cannot lock ref");
-        if network || busy {
-            DriverError::Transient(message)
+        if network {
+            DriverError::Unreachable(message)
+        } else if busy {
+            DriverError::Busy(message)
         } else {
-            DriverError::Permanent(message)
+            DriverError::Git(message)
         }
     }
 }
 
 pub(super) fn spawn_error(program: &OsString, e: std::io::Error) -> DriverError {
     if e.kind() == std::io::ErrorKind::NotFound {
-        DriverError::Permanent(format!(
+        DriverError::Config(format!(
             "the gitops driver runs the `{}` command, which was not found on PATH: install git \
              (apt-get install git, apk add git, brew install git) or configure another driver",
             program.to_string_lossy()
         ))
     } else {
-        DriverError::Permanent(format!("cannot run `{}`: {e}", program.to_string_lossy()))
+        DriverError::Config(format!("cannot run `{}`: {e}", program.to_string_lossy()))
     }
 }
 
 /// A local file operation that failed.
 pub(super) fn io_error(what: &str, e: std::io::Error) -> DriverError {
-    DriverError::Permanent(format!("{what}: {e}"))
+    DriverError::Io(format!("{what}: {e}"))
 }

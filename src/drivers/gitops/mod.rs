@@ -118,7 +118,7 @@
 //! has since moved on are dropped, and their jobs, which failed, redo the work
 //! when retried). After each commit, or whenever the branch is ahead of
 //! `origin/<branch>`, it pushes. A failed fetch or push is
-//! [`DriverError::Transient`]; the commit stays local and is pushed by the
+//! retried ([`DriverError::Unreachable`]); the commit stays local and is pushed by the
 //! next job or the retry. A new clone whose remote already has the branch
 //! starts from it instead of making its own initial commit.
 
@@ -149,10 +149,10 @@ use message::{commit_message, one_line, past_tense};
 
 pub use config::GitOpsConfig;
 pub use score::{
-    BadAnnotation, CatalogInfo, CatalogInfoMetadata, ComponentSpec, Container, ResourceSpec, Workload,
-    WorkloadMetadata, ANNOTATION_DEPLOYED_AT, ANNOTATION_ENVIRONMENT, ANNOTATION_EXPIRES_AT,
-    ANNOTATION_REPLICAS, ANNOTATION_REQUEST_ID, ANNOTATION_RESTARTED_AT, ANNOTATION_VERSION,
-    SCORE_API_VERSION, UNDEPLOYED_VERSION,
+    BadAnnotation, CatalogInfo, CatalogInfoMetadata, ComponentSpec, Container, ResourceSpec,
+    Workload, WorkloadMetadata, ANNOTATION_DEPLOYED_AT, ANNOTATION_ENVIRONMENT,
+    ANNOTATION_EXPIRES_AT, ANNOTATION_REPLICAS, ANNOTATION_REQUEST_ID, ANNOTATION_RESTARTED_AT,
+    ANNOTATION_VERSION, SCORE_API_VERSION, UNDEPLOYED_VERSION,
 };
 
 /// The name of the remote Paver pushes to.
@@ -191,8 +191,8 @@ struct Done {
 impl GitOpsDriver {
     /// Opens the repository, creating it (with an initial commit) when absent,
     /// and checks that `git` is installed. Configuration problems and a
-    /// missing `git` are [`DriverError::Permanent`]; an unreachable remote,
-    /// when the clone is new, is [`DriverError::Transient`].
+    /// missing `git` are [`DriverError::Config`]; an unreachable remote,
+    /// when the clone is new, is [`DriverError::Unreachable`].
     pub async fn open(config: GitOpsConfig) -> Result<Self, DriverError> {
         Self::open_with_program(config, "git").await
     }
@@ -204,7 +204,7 @@ impl GitOpsDriver {
         let program = program.into();
         let problems = config.problems();
         if !problems.is_empty() {
-            return Err(DriverError::Permanent(problems.join("; ")));
+            return Err(DriverError::Config(problems.join("; ")));
         }
         let version = Command::new(&program)
             .arg("--version")
@@ -215,7 +215,7 @@ impl GitOpsDriver {
             .await
             .map_err(|e| spawn_error(&program, e))?;
         if !version.success() {
-            return Err(DriverError::Permanent(format!(
+            return Err(DriverError::Config(format!(
                 "`{} --version` failed ({version}): is git installed correctly?",
                 program.to_string_lossy()
             )));
@@ -273,7 +273,7 @@ impl GitOpsDriver {
         self.git
             .run(&["check-ref-format", "--branch", branch])
             .await
-            .map_err(|e| DriverError::Permanent(format!("gitops.branch: {e}")))?;
+            .map_err(|e| DriverError::Config(format!("gitops.branch: {e}")))?;
         if !self.root.join(".git").exists() {
             tracing::info!(target: "paver::gitops", "creating GitOps repository {}", self.root.display());
             self.git.run(&["init", "-q"]).await?;
@@ -543,7 +543,7 @@ impl GitOpsDriver {
         environment: Environment,
     ) -> Result<Workload, DriverError> {
         self.read_env(service, environment).await?.ok_or_else(|| {
-            DriverError::Invalid(format!(
+            DriverError::InvalidRequest(format!(
                 "{service} has no {environment} environment; create it first"
             ))
         })
@@ -559,7 +559,7 @@ impl GitOpsDriver {
         progress(&format!("writing {rel}"));
         let path = self.root.join(rel);
         let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
-            return Err(DriverError::Permanent(format!("bad path {rel}")));
+            return Err(DriverError::Io(format!("bad path {rel}")));
         };
         tokio::fs::create_dir_all(dir)
             .await
@@ -714,7 +714,7 @@ impl Driver for GitOpsDriver {
 
     async fn execute(&self, job: &Job, progress: Progress<'_>) -> Result<Outcome, DriverError> {
         if !job.action.kind().is_mutating() {
-            return Err(DriverError::Permanent(format!(
+            return Err(DriverError::Unsupported(format!(
                 "`{}` changes nothing; Paver answers it without a driver",
                 job.action.kind()
             )));
@@ -751,7 +751,6 @@ impl Driver for GitOpsDriver {
         Ok(out)
     }
 }
-
 
 const REPO_README: &str = "\
 # Platform GitOps repository

@@ -188,10 +188,10 @@ impl Workload {
     /// Parses and checks a file's text; `path` names it in errors.
     pub fn parse(path: &str, text: &str, service: &ServiceName) -> Result<Self, DriverError> {
         let w: Workload = serde_norway::from_str(text).map_err(|e| {
-            DriverError::Permanent(format!("{path} is malformed and needs fixing by hand: {e}"))
+            DriverError::Malformed(format!("{path} is malformed and needs fixing by hand: {e}"))
         })?;
         let bad = |what: String| {
-            DriverError::Permanent(format!(
+            DriverError::Malformed(format!(
                 "{path} is malformed and needs fixing by hand: {what}"
             ))
         };
@@ -214,7 +214,7 @@ impl Workload {
 
     pub fn render(&self) -> Result<String, DriverError> {
         let body = serde_norway::to_string(self).map_err(|e| {
-            DriverError::Permanent(format!("cannot write workload {}: {e}", self.metadata.name))
+            DriverError::Io(format!("cannot write workload {}: {e}", self.metadata.name))
         })?;
         Ok(format!("{FILE_HEADER}{body}"))
     }

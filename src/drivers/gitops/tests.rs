@@ -77,7 +77,7 @@ async fn ok(d: &GitOpsDriver, job: &Job) -> Outcome {
 async fn permanent(d: &GitOpsDriver, job: &Job) -> String {
     match run(d, job).await.0 {
         // What fails for good: a broken target or an impossible action.
-        Err(DriverError::Permanent(m) | DriverError::Invalid(m)) => m,
+        Err(e) if !e.is_transient() => e.to_string(),
         other => panic!("expected a permanent error, got {other:?}"),
     }
 }
@@ -154,7 +154,7 @@ async fn a_missing_git_or_bad_config_is_said_clearly() {
     let err = GitOpsDriver::open_with_program(config(dir.path()), "paver-no-such-git")
         .await
         .unwrap_err();
-    let DriverError::Permanent(m) = err else {
+    let DriverError::Config(m) = err else {
         panic!("{err:?}")
     };
     assert!(
@@ -742,8 +742,8 @@ async fn scaffold_writes_a_backstage_component() {
         out.summary
     );
     assert_eq!(out.url, None);
-    let text = std::fs::read_to_string(d.repo().join("services/payment-api/catalog-info.yaml"))
-        .unwrap();
+    let text =
+        std::fs::read_to_string(d.repo().join("services/payment-api/catalog-info.yaml")).unwrap();
     let info: CatalogInfo = serde_norway::from_str(&text).unwrap();
     assert_eq!(info.kind, "Component");
     assert_eq!(info.api_version, "backstage.io/v1alpha1");
@@ -789,8 +789,7 @@ async fn scaffold_writes_a_backstage_component() {
     assert!(m.contains("needs an owner"), "{m}");
     by_chat_id.requester = "alice".into();
     ok(&d, &by_chat_id).await;
-    let text =
-        std::fs::read_to_string(d.repo().join("services/ledger/catalog-info.yaml")).unwrap();
+    let text = std::fs::read_to_string(d.repo().join("services/ledger/catalog-info.yaml")).unwrap();
     assert!(text.contains("owner: user:alice"), "{text}");
 }
 
@@ -989,7 +988,7 @@ async fn a_rejected_push_is_transient_and_the_retry_pushes() {
     assert!(m.contains("create it first"), "{m}");
     let j = job("r-2", create("order-service", Staging, &[Postgres]));
     match run(&d, &j).await.0 {
-        Err(DriverError::Transient(m)) => {
+        Err(DriverError::Unreachable(m)) => {
             assert!(m.starts_with("git push failed:"), "{m}");
             assert!(m.contains("protected branch: denied"), "git's stderr: {m}");
         }
@@ -1018,7 +1017,7 @@ async fn an_unreachable_remote_is_transient() {
         .await
         .unwrap_err();
     assert!(
-        matches!(err, DriverError::Transient(ref m) if m.starts_with("git fetch failed")),
+        matches!(err, DriverError::Unreachable(ref m) if m.starts_with("git fetch failed")),
         "{err:?}"
     );
     // An existing one opens, and each job says what failed.
@@ -1030,7 +1029,7 @@ async fn an_unreachable_remote_is_transient() {
         .await
         .0
     {
-        Err(DriverError::Transient(m)) => {
+        Err(DriverError::Unreachable(m)) => {
             assert!(
                 m.starts_with("git fetch failed:") && m.contains("gone.git"),
                 "{m}"
@@ -1108,7 +1107,7 @@ async fn replicas_sharing_a_remote_build_on_each_other() {
     );
     assert!(matches!(
         run(&a, &scale).await.0,
-        Err(DriverError::Transient(_))
+        Err(DriverError::Unreachable(_))
     ));
     std::fs::remove_file(remote.join("deny")).unwrap();
     ok(&b, &job("r-6", create("order-service", Dev, &[]))).await;
