@@ -589,8 +589,8 @@ impl GitOpsDriver {
             .await
     }
 
-    /// Makes the action's change in the working tree and stages it.
-
+    /// Commits what is staged, with the job's trailers; `None` when
+    /// nothing is (the change left the files as they were).
     async fn commit(&self, subject: &str, job: &Job) -> Result<Option<String>, DriverError> {
         if self.git.check(&["diff", "--cached", "--quiet"]).await? {
             return Ok(None);
