@@ -318,3 +318,66 @@ pub trait Driver: Send + Sync {
         Ok(None)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What is retried, what offers Retry, and the text, per cause.
+    #[test]
+    fn each_cause_has_its_recovery_and_its_text() {
+        use reqwest::StatusCode as S;
+        use DriverError as E;
+        let status = |status| E::Status {
+            system: "Argo CD".into(),
+            status,
+            message: "spec is invalid".into(),
+        };
+        let text = |s: &str| s.to_owned();
+        let cases = [
+            (status(S::SERVICE_UNAVAILABLE), Recovery::Backoff),
+            (status(S::TOO_MANY_REQUESTS), Recovery::Backoff),
+            (status(S::BAD_REQUEST), Recovery::RetryButton),
+            (E::Unreachable(text("x timed out")), Recovery::Backoff),
+            (E::Busy(text("a lock")), Recovery::Backoff),
+            (E::NotYet(text("no URL yet")), Recovery::Backoff),
+            (E::Storage(text("job storage: gone")), Recovery::Backoff),
+            (
+                E::Failed {
+                    message: text("try later"),
+                    retry: true,
+                },
+                Recovery::Backoff,
+            ),
+            (E::failed(text("sync failed")), Recovery::RetryButton),
+            (E::Malformed(text("not JSON")), Recovery::RetryButton),
+            (E::NotFound(text("no app")), Recovery::RetryButton),
+            (E::Refused(text("labels")), Recovery::RetryButton),
+            (E::Git(text("git commit failed")), Recovery::RetryButton),
+            (E::Io(text("disk")), Recovery::RetryButton),
+            (E::Config(text("no git")), Recovery::RetryButton),
+            (E::Unsupported(text("cannot")), Recovery::RetryButton),
+            (E::Abandoned(text("restarted")), Recovery::RetryButton),
+            (
+                E::InvalidRequest(text("create it first")),
+                Recovery::NoRetry,
+            ),
+        ];
+        for (e, recovery) in cases {
+            assert_eq!(e.recovery(), recovery, "{e:?}");
+            assert_eq!(e.is_transient(), recovery == Recovery::Backoff, "{e:?}");
+            assert_eq!(e.retryable(), recovery != Recovery::NoRetry, "{e:?}");
+        }
+        assert_eq!(
+            status(S::BAD_REQUEST).to_string(),
+            "Argo CD answered 400 Bad Request: spec is invalid"
+        );
+        let bare = E::Status {
+            system: "x".into(),
+            status: S::BAD_GATEWAY,
+            message: String::new(),
+        };
+        assert_eq!(bare.to_string(), "x answered 502 Bad Gateway");
+        assert_eq!(E::failed(text("sync failed")).to_string(), "sync failed");
+    }
+}
