@@ -5,9 +5,10 @@ use std::sync::{Arc, Mutex as StdMutex};
 
 use chrono::DateTime;
 
+use super::message::one_line;
 use super::score::split_tag;
 use super::*;
-use crate::domain::{TeamName, TemplateName, Version};
+use crate::domain::{ResourceKind, TeamName, TemplateName, Version};
 
 fn svc(s: &str) -> ServiceName {
     ServiceName::parse(s).unwrap()
