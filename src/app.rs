@@ -16,7 +16,7 @@ use crate::drivers::backstage::BackstageDriver;
 use crate::drivers::gitops::GitOpsDriver;
 use crate::drivers::http::OrchestratorDriver;
 use crate::drivers::router::Router;
-use crate::drivers::{Driver, DriverError};
+use crate::drivers::{Driver, DriverError, DriverKind};
 use crate::engine::{Engine, EngineError, EngineSettings};
 use crate::nlu::llm::LlmError;
 use crate::nlu::Understander;
@@ -105,11 +105,11 @@ pub async fn load_catalog(
 /// action to the driver `[drivers]` names for it (GitOps for everything by
 /// default). Only the drivers in use are opened.
 pub async fn driver(config: &Config, catalog: &SharedCatalog) -> Result<Arc<dyn Driver>, AppError> {
-    let missing = |what: &str| AppError::Driver(DriverError::Permanent(what.to_owned()));
-    let mut drivers: std::collections::BTreeMap<String, Arc<dyn Driver>> = Default::default();
-    for name in config.drivers.used() {
-        let d: Arc<dyn Driver> = match name.as_str() {
-            "gitops" => {
+    let missing = |what: &str| AppError::Driver(DriverError::Config(what.to_owned()));
+    let mut drivers: std::collections::BTreeMap<DriverKind, Arc<dyn Driver>> = Default::default();
+    for kind in config.drivers.used() {
+        let d: Arc<dyn Driver> = match kind {
+            DriverKind::Gitops => {
                 let d = GitOpsDriver::open(config.gitops.clone())
                     .await
                     .map_err(AppError::Driver)?
@@ -121,7 +121,7 @@ pub async fn driver(config: &Config, catalog: &SharedCatalog) -> Result<Arc<dyn 
                 }
                 Arc::new(d)
             }
-            "backstage" => {
+            DriverKind::Backstage => {
                 let base = config
                     .backstage
                     .base_url
@@ -140,7 +140,7 @@ pub async fn driver(config: &Config, catalog: &SharedCatalog) -> Result<Arc<dyn 
                         .map_err(AppError::Driver)?,
                 )
             }
-            "argocd" => {
+            DriverKind::Argocd => {
                 let base = config
                     .argocd
                     .base_url
@@ -151,7 +151,7 @@ pub async fn driver(config: &Config, catalog: &SharedCatalog) -> Result<Arc<dyn 
                         .map_err(AppError::Driver)?,
                 )
             }
-            "orchestrator" => {
+            DriverKind::Orchestrator => {
                 let url = config
                     .orchestrator
                     .url
@@ -168,9 +168,8 @@ pub async fn driver(config: &Config, catalog: &SharedCatalog) -> Result<Arc<dyn 
                         .with_golden_path(config.golden_path()),
                 )
             }
-            other => return Err(missing(&format!("unknown driver `{other}` in [drivers]"))),
         };
-        drivers.insert(name, d);
+        drivers.insert(kind, d);
     }
     Ok(Arc::new(
         Router::new(&config.drivers, &drivers).map_err(AppError::Driver)?,

@@ -15,6 +15,7 @@ use secrecy::SecretString;
 use serde::Deserialize;
 use url::Url;
 
+use crate::drivers::DriverKind;
 pub use crate::nlu::config::{LlmConfig, LlmMode, NluConfig, NluMode};
 use crate::util::{redact_url, url_has_password};
 
@@ -326,10 +327,20 @@ impl Config {
             .find_metadata("database.url")
             .is_some_and(|m| m.name.to_lowercase().contains("environment"));
         config.read_secret_files()?;
+        config.upgrade_templates();
         if !url_from_env {
             config.read_database_url_file()?;
         }
         Ok(config)
+    }
+
+    /// Templates of the driver sections written in the old single-brace
+    /// syntax (`{service}`), read as `{{ service }}` with a warning:
+    /// deployed configurations keep working.
+    fn upgrade_templates(&mut self) {
+        self.gitops.upgrade_templates();
+        self.argocd.upgrade_templates();
+        self.backstage.upgrade_templates();
     }
 
     /// `database.url_file`, when set and the environment did not give the URL.
@@ -475,20 +486,19 @@ impl Config {
         out.extend(self.gitops.problems());
         out.extend(self.drivers.problems());
         out.extend(self.executor.problems());
-        let used = self.drivers.used();
-        let uses = |d: &str| used.iter().any(|u| u == d);
-        if uses("backstage") {
+        let uses = |d: DriverKind| self.drivers.uses(d);
+        if uses(DriverKind::Backstage) {
             out.extend(self.backstage.problems());
             if self.backstage.base_url.is_none() && self.catalog.backstage_url.is_none() {
                 out.push("backstage.base_url: the backstage driver is used but neither backstage.base_url nor catalog.backstage_url is set".into());
             }
-            if self.drivers.create_environment == "backstage"
+            if self.drivers.create_environment == DriverKind::Backstage
                 && self.backstage.environment_template.is_none()
             {
                 out.push("backstage.environment_template: drivers.create_environment is \"backstage\", so name the template to run".into());
             }
         }
-        if uses("argocd") {
+        if uses(DriverKind::Argocd) {
             out.extend(self.argocd.problems());
             if self.argocd.base_url.is_none() {
                 out.push("argocd.base_url: the argocd driver is used but has no base_url".into());
@@ -497,7 +507,7 @@ impl Config {
                 out.push("argocd.token: the argocd driver is used but has no token (PAVER_ARGOCD__TOKEN or token_file) nor username/password".into());
             }
         }
-        if uses("orchestrator") {
+        if uses(DriverKind::Orchestrator) {
             out.extend(self.orchestrator.problems());
             if self.orchestrator.url.is_none() {
                 out.push("orchestrator.url: the orchestrator driver is used but has no url".into());
@@ -801,8 +811,11 @@ mod tests {
     fn driver_sections_parse_and_keep_their_secrets_out() {
         let f = write("[drivers]\ndeploy = \"argocd\"\nstatus = [\"gitops\", \"argocd\"]\n[argocd]\nbase_url = \"https://argocd.example.internal\"\n[executor]\nworkers = 4\n");
         let c = Config::load(Some(f.path())).unwrap();
-        assert_eq!(c.drivers.deploy, "argocd");
-        assert_eq!(c.drivers.status.names(), ["gitops", "argocd"]);
+        assert_eq!(c.drivers.deploy, DriverKind::Argocd);
+        assert_eq!(
+            c.drivers.status.kinds(),
+            [DriverKind::Gitops, DriverKind::Argocd]
+        );
         assert_eq!(c.executor.workers, 4);
         // No token: check-config says so.
         assert!(c.problems().iter().any(|p| p.starts_with("argocd.token")));
@@ -908,6 +921,45 @@ mod tests {
         assert_eq!(c.catalog.refresh_secs, 60);
         assert!(!c.discord.gateway);
         assert_eq!(c.llm.temperature, 0.5);
-        assert_eq!(c.drivers.status.names(), ["gitops", "argocd"]);
+        assert_eq!(
+            c.drivers.status.kinds(),
+            [DriverKind::Gitops, DriverKind::Argocd]
+        );
+    }
+
+    #[test]
+    fn old_single_brace_templates_are_read_as_templates() {
+        let f = write(concat!(
+            "[gitops]\nurl_template = \"https://{service}.{environment}.example.internal\"\n",
+            "[argocd]\napp_name_template = \"{app}-{environment}\"\nrevision_template = \"v{version}\"\n",
+            "[backstage.scaffold_values]\nname = \"{name}\"\nowner = \"{owner_ref}\"\nother = \"{kept}\"\n",
+        ));
+        let c = Config::load(Some(f.path())).unwrap();
+        assert_eq!(
+            c.gitops.url_template,
+            "https://{{ service }}.{{ environment }}.example.internal"
+        );
+        assert_eq!(c.argocd.app_name_template, "{{ app }}-{{ environment }}");
+        assert_eq!(c.argocd.revision_template, "v{{ version }}");
+        assert_eq!(c.backstage.scaffold_values["name"], "{{ name }}");
+        assert_eq!(c.backstage.scaffold_values["owner"], "{{ owner_ref }}");
+        // Not a placeholder it knows: left as text, as before.
+        assert_eq!(c.backstage.scaffold_values["other"], "{kept}");
+        assert!(c.problems().is_empty(), "{:?}", c.problems());
+    }
+
+    #[test]
+    fn a_template_that_cannot_fill_is_a_problem() {
+        let f = write("[gitops]\nurl_template = \"https://{{ servce }}.example.internal\"\n[drivers]\nscaffold_service = \"backstage\"\n[backstage]\nbase_url = \"https://backstage.example.internal\"\n[backstage.scaffold_values]\nname = \"{{ environment }}\"\n");
+        let c = Config::load(Some(f.path())).unwrap();
+        let p = c.problems().join("\n");
+        assert!(p.contains("gitops.url_template:"), "{p}");
+        assert!(p.contains("backstage.scaffold_values.name:"), "{p}");
+        let f = write("[gitops]\nurl_template = \"https://{{ environment }}.example.internal\"\n");
+        let p = Config::load(Some(f.path())).unwrap().problems().join("\n");
+        assert!(
+            p.contains("gitops.url_template: must contain {{ service }}"),
+            "{p}"
+        );
     }
 }

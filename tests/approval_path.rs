@@ -152,7 +152,7 @@ async fn setup() -> (FakeDriver, TestPaver) {
 
 /// A production deploy approved by dave fails; alice retries it.
 async fn failed_production_deploy(h: &TestPaver, driver: &FakeDriver) -> String {
-    driver.then(Err(DriverError::Permanent("argo said no".into())));
+    driver.then(Err(DriverError::failed("argo said no".into())));
     let id = h
         .propose("alice", "deploy order-service 1.2.0 to production")
         .await;

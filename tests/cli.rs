@@ -189,6 +189,45 @@ fn check_config_accepts_the_example_and_points_at_mistakes() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("database.url"));
 }
 
+/// Driver templates: the old `{service}` syntax of deployed configurations
+/// still passes; a template that does not parse, or names what it may not
+/// use, is a problem check-config reports.
+#[test]
+fn check_config_reads_old_templates_and_reports_bad_ones() {
+    let mut old = tempfile::NamedTempFile::new().unwrap();
+    writeln!(
+        old,
+        "[gitops]\nurl_template = \"https://{{service}}.{{environment}}.example.internal\"\n\n[backstage.environment_values]\nservice = \"{{service}}\"\nresources = \"{{resources}}\""
+    )
+    .unwrap();
+    let out = paver(
+        &["check-config", "--config", old.path().to_str().unwrap()],
+        "",
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let mut bad = tempfile::NamedTempFile::new().unwrap();
+    writeln!(
+        bad,
+        "[gitops]\nurl_template = \"https://{{{{ servce }}}}.example.internal\"\n\n[drivers]\ndeploy = \"argocd\"\n\n[argocd]\nbase_url = \"https://argocd.example.internal\"\nrevision_template = \"v{{{{ version \""
+    )
+    .unwrap();
+    let out = paver(
+        &["check-config", "--config", bad.path().to_str().unwrap()],
+        "",
+        &[("PAVER_ARGOCD__TOKEN", "t")],
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("problem: gitops.url_template"), "{err}");
+    assert!(err.contains("problem: argocd.revision_template"), "{err}");
+}
+
 #[test]
 fn secrets_from_the_environment_are_used_but_never_printed() {
     let out = paver(

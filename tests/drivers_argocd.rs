@@ -16,7 +16,7 @@ use paver::catalog::{Catalog, SharedCatalog};
 use paver::domain::{Action, Environment, ResourceKind, ServiceName, Version};
 use paver::drivers::argocd::{ArgoCdConfig, ArgoCdDriver};
 use paver::drivers::router::{DriversConfig, Router};
-use paver::drivers::{Driver, DriverError, Job, JobState, Outcome};
+use paver::drivers::{Driver, DriverError, DriverKind, Job, JobState, Outcome, Recovery};
 use support::fake::{json as reply, serve, FakeServer};
 use support::openapi::{assert_conform, Spec};
 use support::{FakeDriver, SAMPLE_CATALOG};
@@ -279,7 +279,7 @@ async fn deploys_a_version_by_syncing_and_waits_for_health() {
     let d = driver(
         &server,
         ArgoCdConfig {
-            revision_template: "v{version}".into(),
+            revision_template: "v{{ version }}".into(),
             ..ArgoCdConfig::default()
         },
     );
@@ -335,7 +335,7 @@ async fn rolls_back_to_the_previous_or_the_named_version() {
     let d = driver(
         &server,
         ArgoCdConfig {
-            revision_template: "v{version}".into(),
+            revision_template: "v{{ version }}".into(),
             app_namespace: Some("argocd".into()),
             project: Some("shop".into()),
             ..ArgoCdConfig::default()
@@ -373,7 +373,7 @@ async fn rolls_back_to_the_previous_or_the_named_version() {
     assert_eq!(bodies[1]["id"], 1);
     let (r, _) = run(&d, &job(Some("0.9.0"))).await;
     assert!(
-        matches!(r, Err(DriverError::Permanent(m)) if m.contains("0.9.0 is not in its history"))
+        matches!(r.as_ref().map_err(|e| (e.recovery(), e.to_string())), Err((Recovery::RetryButton, m)) if m.contains("0.9.0 is not in its history"))
     );
     let ops = contract(&server);
     assert!(ops.contains(&"ApplicationService_Rollback".to_owned()));
@@ -485,7 +485,7 @@ async fn a_failed_sync_is_permanent_and_a_5xx_is_transient_without_a_second_sync
     };
     let (r, _) = run(&d, &job).await;
     assert!(
-        matches!(r, Err(DriverError::Transient(m)) if m.contains("503") && m.contains("upstream connect error"))
+        matches!(r.as_ref().map_err(|e| (e.recovery(), e.to_string())), Err((Recovery::Backoff, m)) if m.contains("503") && m.contains("upstream connect error"))
     );
     let (r, _) = run(&d, &job).await;
     r.unwrap();
@@ -499,8 +499,8 @@ async fn a_failed_sync_is_permanent_and_a_5xx_is_transient_without_a_second_sync
     );
     let (r, _) = run(&d, &deploy(Some("1.6.0"))).await;
     assert_eq!(
-        r.unwrap_err(),
-        DriverError::Permanent("Argo CD sync of order-service-staging failed: one or more objects failed to apply: Deployment.apps \"order-service\" is invalid".into())
+        { let e = r.unwrap_err(); (e.recovery(), e.to_string()) },
+        (Recovery::RetryButton, "Argo CD sync of order-service-staging failed: one or more objects failed to apply: Deployment.apps \"order-service\" is invalid".to_owned())
     );
     let (r, _) = run(
         &d,
@@ -517,7 +517,7 @@ async fn a_failed_sync_is_permanent_and_a_5xx_is_transient_without_a_second_sync
     )
     .await;
     assert!(
-        matches!(r, Err(DriverError::Permanent(m)) if m.contains("has no application cart-service-staging"))
+        matches!(r.as_ref().map_err(|e| (e.recovery(), e.to_string())), Err((Recovery::RetryButton, m)) if m.contains("has no application cart-service-staging"))
     );
     contract(&server);
 }
@@ -665,15 +665,18 @@ async fn the_url_of_a_new_environment_comes_from_argo_cd() {
     let argocd: Arc<dyn Driver> = Arc::new(driver(&server, ArgoCdConfig::default()));
     let gitops = FakeDriver::default();
     let config = DriversConfig {
-        deploy: "argocd".into(),
-        environment_url: Some("argocd".into()),
-        status: paver::drivers::router::OneOrMany::Many(vec!["gitops".into(), "argocd".into()]),
+        deploy: DriverKind::Argocd,
+        environment_url: Some(DriverKind::Argocd),
+        status: paver::drivers::router::OneOrMany::Many(vec![
+            DriverKind::Gitops,
+            DriverKind::Argocd,
+        ]),
         ..DriversConfig::default()
     };
     let drivers = BTreeMap::from([
-        ("argocd".to_owned(), argocd),
+        (DriverKind::Argocd, argocd),
         (
-            "gitops".to_owned(),
+            DriverKind::Gitops,
             Arc::new(gitops.clone()) as Arc<dyn Driver>,
         ),
     ]);
@@ -791,7 +794,9 @@ async fn an_annotation_naming_another_teams_application_is_refused() {
         for action in every_action(service, Environment::Production) {
             let kind = action.kind();
             let (r, _) = run(&d, &Job::new("r-x", "r-x:h", action, "mallory")).await;
-            let Err(DriverError::Permanent(m)) = r else {
+            let Err((Recovery::RetryButton, m)) =
+                r.as_ref().map_err(|e| (e.recovery(), e.to_string()))
+            else {
                 panic!("{service} {kind}: {r:?}")
             };
             assert!(
@@ -833,8 +838,8 @@ async fn an_application_without_ownership_labels_is_refused() {
     let d = driver(&server, ArgoCdConfig::default());
     let (r, _) = run(&d, &deploy(Some("1.5.0"))).await;
     assert_eq!(
-        r.unwrap_err(),
-        DriverError::Permanent("refusing to change Argo CD application order-service-staging: it does not belong to order-service in staging: no label paver.dev/service (expected order-service), no label paver.dev/environment (expected staging). The platform team sets these labels on the application".into())
+        { let e = r.unwrap_err(); (e.recovery(), e.to_string()) },
+        (Recovery::RetryButton, "refusing to change Argo CD application order-service-staging: it does not belong to order-service in staging: no label paver.dev/service (expected order-service), no label paver.dev/environment (expected staging). The platform team sets these labels on the application".to_owned())
     );
     assert_eq!(mutations(&server), 0);
 
@@ -895,7 +900,9 @@ async fn application_names_with_path_characters_are_rejected_before_any_request(
         for action in every_action(service, Environment::Staging) {
             let kind = action.kind();
             let (r, _) = run(&d, &Job::new("r-x", "r-x:h", action, "mallory")).await;
-            let Err(DriverError::Permanent(m)) = r else {
+            let Err((Recovery::RetryButton, m)) =
+                r.as_ref().map_err(|e| (e.recovery(), e.to_string()))
+            else {
                 panic!("{annotation} {kind}: {r:?}")
             };
             assert!(
@@ -904,7 +911,9 @@ async fn application_names_with_path_characters_are_rejected_before_any_request(
             );
         }
         let status = d.status(&svc(service), Some(Environment::Staging)).await;
-        let Err(DriverError::Permanent(m)) = status else {
+        let Err((Recovery::RetryButton, m)) =
+            status.as_ref().map_err(|e| (e.recovery(), e.to_string()))
+        else {
             panic!("status of {annotation}")
         };
         assert!(m.contains("argocd/app-name"), "{m}");
@@ -928,7 +937,7 @@ async fn slow_and_oversized_answers_are_clean_errors() {
         ArgoCdConfig {
             token: Some(TOKEN.to_owned().into()),
             timeout_secs: 1,
-            app_name_template: "{service}-{environment}".into(),
+            app_name_template: "{{ service }}-{{ environment }}".into(),
             ..ArgoCdConfig::default()
         },
         url::Url::parse(&server.url).unwrap(),
@@ -938,7 +947,7 @@ async fn slow_and_oversized_answers_are_clean_errors() {
     let started = std::time::Instant::now();
     let r = d.status(&svc("slow"), Some(Environment::Staging)).await;
     assert!(
-        matches!(&r, Err(DriverError::Transient(m)) if m.contains("timed out")),
+        matches!(r.as_ref().map_err(|e| (e.recovery(), e.to_string())), Err((Recovery::Backoff, m)) if m.contains("timed out")),
         "{r:?}"
     );
     assert!(started.elapsed() < Duration::from_secs(4));
@@ -946,7 +955,7 @@ async fn slow_and_oversized_answers_are_clean_errors() {
     let d = ArgoCdDriver::new(
         ArgoCdConfig {
             token: Some(TOKEN.to_owned().into()),
-            app_name_template: "{service}-{environment}".into(),
+            app_name_template: "{{ service }}-{{ environment }}".into(),
             ..ArgoCdConfig::default()
         },
         url::Url::parse(&server.url).unwrap(),
@@ -955,9 +964,13 @@ async fn slow_and_oversized_answers_are_clean_errors() {
     .unwrap();
     let r = d.status(&svc("big"), Some(Environment::Staging)).await;
     assert_eq!(
-        r.unwrap_err(),
-        DriverError::Permanent(
-            "Argo CD answered with a body larger than 1048576 bytes; refused".into()
+        {
+            let e = r.unwrap_err();
+            (e.recovery(), e.to_string())
+        },
+        (
+            Recovery::RetryButton,
+            "Argo CD answered with a body larger than 1048576 bytes; refused".to_owned()
         )
     );
 }
@@ -977,7 +990,7 @@ async fn remote_error_text_is_trimmed_and_escaped() {
     let d = ArgoCdDriver::new(
         ArgoCdConfig {
             token: Some(TOKEN.to_owned().into()),
-            app_name_template: "{service}-{environment}".into(),
+            app_name_template: "{{ service }}-{{ environment }}".into(),
             ..ArgoCdConfig::default()
         },
         url::Url::parse(&server.url).unwrap(),

@@ -18,7 +18,7 @@ use paver::domain::RequestState;
 use paver::domain::{Action, Environment, ResourceKind, ServiceName, TeamName, TemplateName};
 use paver::drivers::backstage::{BackstageConfig, BackstageDriver};
 use paver::drivers::router::{DriversConfig, Router};
-use paver::drivers::{Driver, DriverError, Job, JobState, Outcome};
+use paver::drivers::{Driver, DriverError, DriverKind, Job, JobState, Outcome, Recovery};
 use paver::engine::EngineSettings;
 use paver::requests::ExecutorSettings;
 use support::fake::{json as reply, serve, FakeServer};
@@ -342,10 +342,14 @@ async fn a_failed_task_is_a_permanent_failure_with_backstages_message() {
     let d = driver(&server, BackstageConfig::default());
     let (r, _) = run(&d, &scaffold("pricing-service")).await;
     assert_eq!(
-        r.unwrap_err(),
-        DriverError::Permanent(
+        {
+            let e = r.unwrap_err();
+            (e.recovery(), e.to_string())
+        },
+        (
+            Recovery::RetryButton,
             "the Backstage task task-1 failed: Repository example/pricing-service already exists"
-                .into()
+                .to_owned()
         )
     );
     check_contract(&server);
@@ -356,8 +360,8 @@ async fn validation_errors_and_bad_tokens_are_permanent() {
     let (server, _) = fake_backstage(Script::default()).await;
     let d = driver(&server, BackstageConfig::default());
     let (r, _) = run(&d, &scaffold("bad-name")).await;
-    match r.unwrap_err() {
-        DriverError::Permanent(m) => {
+    match r.map_err(|e| (e.recovery(), e.to_string())).unwrap_err() {
+        (Recovery::RetryButton, m) => {
             assert!(
                 m.contains("400") && m.contains("instance.name does not match pattern"),
                 "{m}"
@@ -373,7 +377,7 @@ async fn validation_errors_and_bad_tokens_are_permanent() {
     .unwrap();
     let (r, _) = run(&anonymous, &scaffold("pricing-service")).await;
     assert!(
-        matches!(r, Err(DriverError::Permanent(m)) if m.contains("401") && m.contains("Missing credentials"))
+        matches!(r.as_ref().map_err(|e| (e.recovery(), e.to_string())), Err((Recovery::RetryButton, m)) if m.contains("401") && m.contains("Missing credentials"))
     );
 }
 
@@ -395,11 +399,13 @@ async fn transient_failures_never_start_a_second_task() {
         ..scaffold("pricing-service")
     };
     let (r1, _) = run(&d, &job).await;
-    assert!(matches!(r1, Err(DriverError::Transient(m)) if m.contains("503")));
+    assert!(
+        matches!(r1.as_ref().map_err(|e| (e.recovery(), e.to_string())), Err((Recovery::Backoff, m)) if m.contains("503"))
+    );
     assert_eq!(state.tasks.lock().unwrap().len(), 0);
     let (r2, _) = run(&d, &job).await;
     assert!(
-        matches!(r2, Err(DriverError::Transient(m)) if m.contains("502")),
+        matches!(r2.as_ref().map_err(|e| (e.recovery(), e.to_string())), Err((Recovery::Backoff, m)) if m.contains("502")),
         "the task was started, then polling failed"
     );
     assert_eq!(state.tasks.lock().unwrap().len(), 1);
@@ -464,7 +470,13 @@ async fn environments_run_the_configured_template() {
         ..job
     };
     let r = run(&plain, &fresh).await.0;
-    assert!(matches!(r, Err(DriverError::Permanent(_))), "{r:?}");
+    assert!(
+        matches!(
+            r.as_ref().map_err(|e| (e.recovery(), e.to_string())),
+            Err((Recovery::RetryButton, _))
+        ),
+        "{r:?}"
+    );
 }
 
 /// End to end: chat words → card → Create → the scaffolder → links in the thread.
@@ -478,12 +490,12 @@ async fn a_scaffold_request_posts_the_repository_and_catalog_links() {
     let backstage: Arc<dyn Driver> = Arc::new(driver(&server, BackstageConfig::default()));
     let gitops: Arc<dyn Driver> = Arc::new(support::FakeDriver::default());
     let config = DriversConfig {
-        scaffold_service: "backstage".into(),
+        scaffold_service: DriverKind::Backstage,
         ..DriversConfig::default()
     };
     let drivers = BTreeMap::from([
-        ("backstage".to_owned(), backstage),
-        ("gitops".to_owned(), gitops),
+        (DriverKind::Backstage, backstage),
+        (DriverKind::Gitops, gitops),
     ]);
     let router = Router::new(&config, &drivers).unwrap();
     let settings = EngineSettings {
@@ -547,7 +559,13 @@ async fn task_ids_are_percent_encoded_in_paths() {
     .await;
     let d = driver(&server, BackstageConfig::default());
     let (r, progress) = run(&d, &scaffold("pricing-service")).await;
-    assert!(matches!(r, Err(DriverError::Permanent(_))), "{r:?}");
+    assert!(
+        matches!(
+            r.as_ref().map_err(|e| (e.recovery(), e.to_string())),
+            Err((Recovery::RetryButton, _))
+        ),
+        "{r:?}"
+    );
     assert_eq!(
         progress[0],
         "Backstage task t/../../admin?x=1%2F#frag started"
@@ -573,7 +591,7 @@ async fn task_ids_are_percent_encoded_in_paths() {
     let d = driver(&server, BackstageConfig::default());
     let (r, _) = run(&d, &scaffold("pricing-service")).await;
     assert!(
-        matches!(&r, Err(DriverError::Permanent(m)) if m.contains("unusable task id")),
+        matches!(r.as_ref().map_err(|e| (e.recovery(), e.to_string())), Err((Recovery::RetryButton, m)) if m.contains("unusable task id")),
         "{r:?}"
     );
     assert_eq!(server.all().len(), 1);
@@ -605,9 +623,13 @@ async fn huge_slow_and_marked_up_answers_are_clean_errors() {
     let d = driver(&server, BackstageConfig::default());
     let (r, _) = run(&d, &scaffold("huge-service")).await;
     assert_eq!(
-        r.unwrap_err(),
-        DriverError::Permanent(
-            "Backstage answered with a body larger than 1048576 bytes; refused".into()
+        {
+            let e = r.unwrap_err();
+            (e.recovery(), e.to_string())
+        },
+        (
+            Recovery::RetryButton,
+            "Backstage answered with a body larger than 1048576 bytes; refused".to_owned()
         )
     );
     let d = driver(
@@ -619,7 +641,7 @@ async fn huge_slow_and_marked_up_answers_are_clean_errors() {
     );
     let (r, _) = run(&d, &scaffold("slow-service")).await;
     assert!(
-        matches!(&r, Err(DriverError::Transient(m)) if m.contains("timed out")),
+        matches!(r.as_ref().map_err(|e| (e.recovery(), e.to_string())), Err((Recovery::Backoff, m)) if m.contains("timed out")),
         "{r:?}"
     );
     let (r, _) = run(&d, &scaffold("other-service")).await;

@@ -16,7 +16,7 @@ use paver::domain::RequestState;
 use paver::domain::{Action, Environment, ResourceKind, ServiceName};
 use paver::drivers::http::{sign_callback, verify, OrchestratorConfig, OrchestratorDriver, SCHEMA};
 use paver::drivers::router::{DriversConfig, Router};
-use paver::drivers::{Driver, DriverError, Job, Outcome};
+use paver::drivers::{Driver, DriverError, DriverKind, Job, Outcome, Recovery};
 use paver::engine::EngineSettings;
 use paver::requests::ExecutorSettings;
 use paver::storage::Db;
@@ -260,10 +260,8 @@ async fn refusals_and_failures_are_permanent_with_the_orchestrators_message() {
     let d = driver(&server, None);
     let (r, _) = run(&d, &create_job()).await;
     assert_eq!(
-        r.unwrap_err(),
-        DriverError::Permanent(
-            "the orchestrator answered 422 Unprocessable Entity: environment quota exceeded for team-commerce".into()
-        )
+        { let e = r.unwrap_err(); (e.recovery(), e.to_string()) },
+        (Recovery::RetryButton, "the orchestrator answered 422 Unprocessable Entity: environment quota exceeded for team-commerce".to_owned())
     );
     {
         let mut o = state.lock().unwrap();
@@ -280,9 +278,13 @@ async fn refusals_and_failures_are_permanent_with_the_orchestrators_message() {
     )
     .await;
     assert_eq!(
-        r.unwrap_err(),
-        DriverError::Permanent(
-            "the orchestrator failed: terraform apply failed: bucket name taken".into()
+        {
+            let e = r.unwrap_err();
+            (e.recovery(), e.to_string())
+        },
+        (
+            Recovery::RetryButton,
+            "the orchestrator failed: terraform apply failed: bucket name taken".to_owned()
         )
     );
 }
@@ -303,14 +305,14 @@ fn settings() -> EngineSettings {
 
 fn routed(d: OrchestratorDriver) -> Arc<dyn Driver> {
     let config = DriversConfig {
-        create_environment: "orchestrator".into(),
-        restart: "orchestrator".into(),
+        create_environment: DriverKind::Orchestrator,
+        restart: DriverKind::Orchestrator,
         ..DriversConfig::default()
     };
     let drivers = BTreeMap::from([
-        ("orchestrator".to_owned(), Arc::new(d) as Arc<dyn Driver>),
+        (DriverKind::Orchestrator, Arc::new(d) as Arc<dyn Driver>),
         (
-            "gitops".to_owned(),
+            DriverKind::Gitops,
             Arc::new(support::FakeDriver::default()) as Arc<dyn Driver>,
         ),
     ]);
@@ -766,7 +768,8 @@ async fn a_status_url_on_another_origin_is_not_fetched() {
         })
         .await;
         let (r, _) = run(&driver(&server, None), &create_job()).await;
-        let Err(DriverError::Permanent(m)) = r else {
+        let Err((Recovery::RetryButton, m)) = r.as_ref().map_err(|e| (e.recovery(), e.to_string()))
+        else {
             panic!("{how}: {r:?}")
         };
         assert!(m.contains("status_url on another origin"), "{how}: {m}");
@@ -833,9 +836,13 @@ async fn huge_and_slow_answers_are_clean_errors() {
     let big = driver(&server, None);
     let (r, _) = run(&big, &create_job()).await;
     assert_eq!(
-        r.unwrap_err(),
-        DriverError::Permanent(
-            "the orchestrator answered with a body larger than 1048576 bytes; refused".into()
+        {
+            let e = r.unwrap_err();
+            (e.recovery(), e.to_string())
+        },
+        (
+            Recovery::RetryButton,
+            "the orchestrator answered with a body larger than 1048576 bytes; refused".to_owned()
         )
     );
     let started = std::time::Instant::now();
@@ -848,7 +855,7 @@ async fn huge_and_slow_answers_are_clean_errors() {
     )
     .await;
     assert!(
-        matches!(&r, Err(DriverError::Transient(m)) if m.starts_with("the orchestrator timed out")),
+        matches!(r.as_ref().map_err(|e| (e.recovery(), e.to_string())), Err((Recovery::Backoff, m)) if m.starts_with("the orchestrator timed out")),
         "{r:?}"
     );
     assert!(started.elapsed() < Duration::from_secs(4));

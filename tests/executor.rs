@@ -84,10 +84,10 @@ async fn an_approved_request_becomes_a_job_that_runs_once() {
 async fn transient_failures_back_off_and_retry_without_duplicates() {
     let driver = FakeDriver::default();
     driver
-        .then(Err(DriverError::Transient(
+        .then(Err(DriverError::Unreachable(
             "503 from the orchestrator".into(),
         )))
-        .then(Err(DriverError::Transient("timed out".into())));
+        .then(Err(DriverError::Unreachable("timed out".into())));
     let h = TestPaver::builder()
         .fake_driver(driver.clone())
         .settings(fast(Duration::from_secs(10)))
@@ -129,7 +129,9 @@ async fn transient_failures_back_off_and_retry_without_duplicates() {
 async fn exhausted_retries_fail_with_the_message_and_a_retry_button() {
     let driver = FakeDriver::default();
     for _ in 0..3 {
-        driver.then(Err(DriverError::Transient("429 Too Many Requests".into())));
+        driver.then(Err(DriverError::Unreachable(
+            "429 Too Many Requests".into(),
+        )));
     }
     let h = TestPaver::builder()
         .fake_driver(driver.clone())
@@ -157,7 +159,7 @@ async fn exhausted_retries_fail_with_the_message_and_a_retry_button() {
 #[tokio::test]
 async fn permanent_errors_fail_at_once_and_retry_makes_a_new_job() {
     let driver = FakeDriver::default();
-    driver.then(Err(DriverError::Permanent(
+    driver.then(Err(DriverError::failed(
         "422: values.name must match ^[a-z-]+$".into(),
     )));
     let h = TestPaver::builder()

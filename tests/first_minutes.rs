@@ -121,10 +121,10 @@ async fn a_missing_environment_is_on_the_card_with_its_fix() {
 #[tokio::test]
 async fn retry_is_offered_only_where_a_retry_can_help() {
     let driver = FakeDriver::default();
-    driver.then(Err(DriverError::Invalid(
+    driver.then(Err(DriverError::InvalidRequest(
         "order-service staging has no earlier version than 1.0.0 to roll back to".into(),
     )));
-    driver.then(Err(DriverError::Permanent("quota exceeded".into())));
+    driver.then(Err(DriverError::failed("quota exceeded".into())));
     let h = shipped(driver.clone()).await;
     let id = h.propose("ada", "roll back order-service in staging").await;
     h.press("ada", &id, "Roll back").await;

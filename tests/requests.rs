@@ -270,7 +270,7 @@ async fn only_the_requester_confirms_and_forged_buttons_fail() {
 async fn a_failure_is_kept_and_retried_by_a_button() {
     let h = harness().await;
     h.driver
-        .then(Err(DriverError::Permanent("the cluster said no".into())));
+        .then(Err(DriverError::failed("the cluster said no".into())));
     let id = h
         .propose("alice", "create a dev env for cart-service with redis")
         .await;
@@ -290,7 +290,7 @@ async fn a_failure_is_kept_and_retried_by_a_button() {
 #[tokio::test]
 async fn transient_failures_are_retried_within_the_job() {
     let h = harness().await;
-    h.driver.then(Err(DriverError::Transient(
+    h.driver.then(Err(DriverError::Unreachable(
         "503 from the orchestrator".into(),
     )));
     let id = h.propose("alice", "restart cart-service in dev").await;

@@ -1317,7 +1317,7 @@ impl paver::drivers::Driver for Chatty {
         _env: Option<paver::domain::Environment>,
     ) -> Result<Vec<paver::drivers::EnvStatus>, paver::drivers::DriverError> {
         // It cannot tell, so nothing is asked to be created first.
-        Err(paver::drivers::DriverError::Transient(
+        Err(paver::drivers::DriverError::Unreachable(
             "chatty does not know".into(),
         ))
     }

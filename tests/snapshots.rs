@@ -671,7 +671,7 @@ fn status_answers() {
         "status_unreadable",
         &messages::status(
             &svc("order-service"),
-            Err(DriverError::Transient(
+            Err(DriverError::Unreachable(
                 "argocd answered 503 Service Unavailable".into(),
             )),
         ),
@@ -696,7 +696,7 @@ fn status_answers() {
                 ),
                 (
                     svc("cart-service"),
-                    Err(DriverError::Transient("timed out".into())),
+                    Err(DriverError::Unreachable("timed out".into())),
                 ),
                 (svc("storefront"), Ok(vec![])),
             ],
@@ -1059,7 +1059,7 @@ async fn scenario_amended_then_a_stale_press() {
 #[tokio::test]
 async fn scenario_failure_then_retry() {
     let driver = FakeDriver::default();
-    driver.then(Err(DriverError::Permanent(
+    driver.then(Err(DriverError::failed(
         "the GitOps remote rejected the push: protected branch".into(),
     )));
     let s = session(driver).await;

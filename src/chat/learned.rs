@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
+use crate::util::Backoff;
+
 /// Where an event came from, as far as serving it goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Origin {
@@ -83,7 +85,7 @@ impl<T: Clone + Send + Sync + 'static> Learned<T> {
         }
     }
 
-    /// Asks `ask` until it answers (backoff 1 s, doubling to a minute),
+    /// Asks `ask` until it answers ([`Backoff`] from 1 s, doubling to a minute),
     /// logging each failure; the answer is kept.
     pub fn learn<F, Fut, E>(
         self: &Arc<Self>,
@@ -97,7 +99,7 @@ impl<T: Clone + Send + Sync + 'static> Learned<T> {
     {
         let me = self.clone();
         tokio::spawn(async move {
-            let mut backoff = Duration::from_secs(1);
+            let mut delays = Backoff::new(Duration::from_secs(1), Duration::from_secs(60)).delays();
             loop {
                 match ask().await {
                     Ok(v) => {
@@ -106,9 +108,10 @@ impl<T: Clone + Send + Sync + 'static> Learned<T> {
                     }
                     Err(e) => {
                         me.failed();
+                        // The iterator has no end: the fallback is never used.
+                        let backoff = delays.next().unwrap_or(Duration::from_secs(60));
                         tracing::error!(error = %e, retry_in = ?backoff, "could not learn {what}; refusing events until it is known");
                         tokio::time::sleep(backoff).await;
-                        backoff = (backoff * 2).min(Duration::from_secs(60));
                     }
                 }
             }

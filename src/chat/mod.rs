@@ -9,7 +9,6 @@ pub mod messages;
 pub mod notices;
 pub mod send;
 
-
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 

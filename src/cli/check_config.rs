@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use paver::catalog::Catalog;
 use paver::config::Config;
+use paver::drivers::DriverKind;
 use paver::util::redact_url;
 
 /// `catalog` (`--catalog`) is checked instead of `catalog.file`.
@@ -126,7 +127,7 @@ pub fn run(path: Option<&Path>, catalog: Option<&Path>) -> ExitCode {
 fn drivers_line(config: &Config) -> String {
     let set = |s: bool| if s { "set" } else { "not set" };
     let d = &config.drivers;
-    let mut by_driver: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
+    let mut by_driver: std::collections::BTreeMap<DriverKind, Vec<&str>> = Default::default();
     for (kind, name) in d.routes() {
         by_driver.entry(name).or_default().push(kind.as_str());
     }
@@ -134,7 +135,7 @@ fn drivers_line(config: &Config) -> String {
         .iter()
         .map(|(name, kinds)| {
             let how = match *name {
-                "backstage" => format!(
+                DriverKind::Backstage => format!(
                     " at {} (token {})",
                     config
                         .backstage
@@ -146,7 +147,7 @@ fn drivers_line(config: &Config) -> String {
                     set(config.backstage.token.is_some()
                         || config.catalog.backstage_token.is_some())
                 ),
-                "argocd" => format!(
+                DriverKind::Argocd => format!(
                     " at {} (token {})",
                     config
                         .argocd
@@ -156,7 +157,7 @@ fn drivers_line(config: &Config) -> String {
                         .unwrap_or_else(|| "?".into()),
                     set(config.argocd.token.is_some() || config.argocd.password.is_some())
                 ),
-                "orchestrator" => format!(
+                DriverKind::Orchestrator => format!(
                     " at {} (signing secret {})",
                     config
                         .orchestrator
@@ -166,12 +167,13 @@ fn drivers_line(config: &Config) -> String {
                         .unwrap_or_else(|| "?".into()),
                     set(config.orchestrator.signing_secret.is_some())
                 ),
-                _ => String::new(),
+                DriverKind::Gitops => String::new(),
             };
             format!("{name}{how}: {}", kinds.join(", "))
         })
         .collect();
-    parts.push(format!("status: {}", d.status.names().join("+")));
+    let status: Vec<&str> = d.status.kinds().iter().map(|k| k.as_str()).collect();
+    parts.push(format!("status: {}", status.join("+")));
     if let Some(u) = &d.environment_url {
         parts.push(format!("environment URLs: {u}"));
     }

@@ -10,10 +10,11 @@
 //! | `promote` | the revision synced in `from` is synced in `to` |
 //! | `status` | `GET` the app of each environment: health, sync, revision, images, external URL |
 //!
-//! Application names come from `app_name_template` (`{app}-{environment}`),
-//! where `{app}` is the catalog annotation `argocd/app-name` (else the
+//! Application names come from `app_name_template` (`{{ app }}-{{ environment }}`),
+//! where `app` is the catalog annotation `argocd/app-name` (else the
 //! service name); an annotation may also name every environment's app
-//! itself: a template with `{environment}`, or `staging=a,production=b`.
+//! itself: a template with `{{ environment }}` (the old `{environment}` is
+//! still read), or `staging=a,production=b`.
 //! Authentication is an API token, or a session token from
 //! `POST /api/v1/session` with a username and password (renewed on 401).
 //!
@@ -36,12 +37,15 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use url::Url;
 
-use super::web::{self, fill, shorten};
+use super::templates;
+use super::web::{self, shorten};
 use super::{Driver, DriverError, EnvStatus, Job, Outcome, Progress};
 use crate::catalog::SharedCatalog;
 use crate::domain::{Action, Environment, ServiceName};
 
 const SYSTEM: &str = "Argo CD";
+const APP_NAME_TEMPLATE: &str = "argocd.app_name_template";
+const REVISION_TEMPLATE: &str = "argocd.revision_template";
 /// The catalog annotation naming a component's Argo CD application(s).
 pub const APP_NAME_ANNOTATION: &str = "argocd/app-name";
 
@@ -58,14 +62,15 @@ pub struct ArgoCdConfig {
     pub username: Option<String>,
     pub password: Option<SecretString>,
     pub password_file: Option<PathBuf>,
-    /// Application name: `{app}` (the catalog's `argocd/app-name`, else the
-    /// service name), `{service}`, `{environment}`.
+    /// Application name: a template with `{{ app }}` (the catalog's
+    /// `argocd/app-name`, else the service name), `{{ service }}`,
+    /// `{{ environment }}`.
     pub app_name_template: String,
     /// Namespace of the Application resources (apps in any namespace).
     pub app_namespace: Option<String>,
     /// Restrict to this Argo CD project.
     pub project: Option<String>,
-    /// The sync revision of a version: `{version}`, `v{version}`, …
+    /// The sync revision of a version: `{{ version }}`, `v{{ version }}`, …
     pub revision_template: String,
     /// Prune resources that are no longer in Git when syncing.
     pub prune: bool,
@@ -99,10 +104,10 @@ impl Default for ArgoCdConfig {
             username: None,
             password: None,
             password_file: None,
-            app_name_template: "{app}-{environment}".into(),
+            app_name_template: "{{ app }}-{{ environment }}".into(),
             app_namespace: None,
             project: None,
-            revision_template: "{version}".into(),
+            revision_template: "{{ version }}".into(),
             prune: false,
             timeout_secs: 30,
             sync_timeout_secs: 600,
@@ -147,15 +152,34 @@ impl std::fmt::Debug for ArgoCdConfig {
 }
 
 impl ArgoCdConfig {
+    /// Reads templates written in the old `{app}` syntax (see
+    /// [`templates::upgrade`]); done when the configuration is loaded.
+    pub fn upgrade_templates(&mut self) {
+        templates::upgrade(
+            APP_NAME_TEMPLATE,
+            &mut self.app_name_template,
+            templates::APP_NAME,
+        );
+        templates::upgrade(
+            REVISION_TEMPLATE,
+            &mut self.revision_template,
+            templates::REVISION,
+        );
+    }
+
     pub fn problems(&self) -> Vec<String> {
         let mut out = Vec::new();
-        if !self.app_name_template.contains("{service}")
-            && !self.app_name_template.contains("{app}")
-        {
-            out.push("argocd.app_name_template: must contain {app} or {service}".into());
+        let app_name = &self.app_name_template;
+        if let Some(p) = templates::problem(APP_NAME_TEMPLATE, app_name, templates::APP_NAME) {
+            out.push(p);
+        } else if !templates::uses_any(app_name, &["app", "service"], templates::APP_NAME) {
+            out.push("argocd.app_name_template: must contain {{ app }} or {{ service }}".into());
         }
-        if !self.revision_template.contains("{version}") {
-            out.push("argocd.revision_template: must contain {version}".into());
+        let revision = &self.revision_template;
+        if let Some(p) = templates::problem(REVISION_TEMPLATE, revision, templates::REVISION) {
+            out.push(p);
+        } else if !templates::uses_any(revision, &["version"], templates::REVISION) {
+            out.push("argocd.revision_template: must contain {{ version }}".into());
         }
         if !matches!(self.resource_actions.as_str(), "v1" | "v2") {
             out.push("argocd.resource_actions: \"v1\" or \"v2\"".into());
@@ -190,6 +214,17 @@ pub struct ArgoCdDriver {
 /// Query parameters of a request.
 pub type Query = Vec<(&'static str, String)>;
 
+/// Why a rollback has nowhere to go.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum NoRollback {
+    #[error("its history is empty")]
+    EmptyHistory,
+    #[error("version {version} is not in its history (it has {history})")]
+    NotInHistory { version: String, history: String },
+    #[error("there is no earlier revision in its history")]
+    NothingEarlier,
+}
+
 /// What a rollback picked from the history.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HistoryPick {
@@ -214,14 +249,14 @@ impl ArgoCdDriver {
 
     /// The application of one environment of a service: the catalog's
     /// `argocd/app-name` when it names one per environment (a template with
-    /// `{environment}`, or `staging=a,production=b`); else
-    /// `app_name_template` with `{app}` (the annotation's plain name, or the
-    /// service name), `{service}` and `{environment}`. A name that is not a
+    /// `{{ environment }}`, or `staging=a,production=b`); else
+    /// `app_name_template` with `{{ app }}` (the annotation's plain name, or
+    /// the service name), `{{ service }}` and `{{ environment }}`. A name that is not a
     /// valid Argo CD application name is refused (see [`valid_app_name`]).
     pub fn app_name(&self, service: &ServiceName, env: Environment) -> Result<String, DriverError> {
         let name = self.raw_app_name(service, env);
         valid_app_name(&name).map_err(|why| {
-            DriverError::Permanent(format!(
+            DriverError::Config(format!(
                 "the Argo CD application name {:?} for {service} in {env} (catalog annotation {APP_NAME_ANNOTATION} or argocd.app_name_template) is not valid: {why}",
                 shorten(&name)
             ))
@@ -255,11 +290,23 @@ impl ArgoCdDriver {
                     let (k, v) = pair.split_once('=')?;
                     (Environment::from_word(k.trim()) == Some(env)).then(|| v.trim().to_owned())
                 });
-                found.unwrap_or_else(|| fill(&self.config.app_name_template, &vars))
+                found.unwrap_or_else(|| self.configured_app_name(&vars))
             }
-            Some(a) if a.contains('{') => fill(&a, &vars),
-            _ => fill(&self.config.app_name_template, &vars),
+            Some(a) if a.contains('{') => {
+                // The team's own template, in either syntax; one that does
+                // not fill is refused as a name (see `app_name`).
+                let a = templates::template::upgrade_legacy(&a, templates::APP_NAME).unwrap_or(a);
+                templates::fill(APP_NAME_ANNOTATION, &a, &vars).unwrap_or(a)
+            }
+            _ => self.configured_app_name(&vars),
         }
+    }
+
+    /// `app_name_template` filled (it was checked when the configuration
+    /// was loaded; unfilled, it is refused as a name).
+    fn configured_app_name(&self, vars: &[(&str, &str)]) -> String {
+        let t = &self.config.app_name_template;
+        templates::fill(APP_NAME_TEMPLATE, t, vars).unwrap_or_else(|_| t.clone())
     }
 
     fn app_query(&self) -> Vec<(&'static str, String)> {
@@ -285,7 +332,7 @@ impl ArgoCdDriver {
 
     async fn login(&self) -> Result<String, DriverError> {
         let (Some(user), Some(pw)) = (&self.config.username, &self.config.password) else {
-            return Err(DriverError::Permanent(
+            return Err(DriverError::Config(
                 "Argo CD: no token and no username/password configured".into(),
             ));
         };
@@ -301,7 +348,7 @@ impl ArgoCdDriver {
         v.get("token")
             .and_then(Value::as_str)
             .map(str::to_owned)
-            .ok_or_else(|| DriverError::Permanent("Argo CD: the session has no token".into()))
+            .ok_or_else(|| DriverError::Malformed("Argo CD: the session has no token".into()))
     }
 
     async fn bearer(&self, renew: bool) -> Result<Option<String>, DriverError> {
@@ -364,10 +411,10 @@ impl ArgoCdDriver {
                 .await
                 .map_err(|e| match e {
                     // gRPC FailedPrecondition, surfaced as 400: wait and retry.
-                    DriverError::Permanent(m)
-                        if m.contains("another operation is already in progress") =>
+                    DriverError::Status { ref message, .. }
+                        if message.contains("another operation is already in progress") =>
                     {
-                        DriverError::Transient(m)
+                        DriverError::Busy(e.to_string())
                     }
                     other => other,
                 });
@@ -383,9 +430,10 @@ impl ArgoCdDriver {
         )
         .await
         .map_err(|e| match e {
-            DriverError::Permanent(m) if m.contains("404") => {
-                DriverError::Permanent(format!("Argo CD has no application {app} ({m})"))
-            }
+            DriverError::Status {
+                status: reqwest::StatusCode::NOT_FOUND,
+                ..
+            } => DriverError::NotFound(format!("Argo CD has no application {app} ({e})")),
             other => other,
         })
     }
@@ -408,7 +456,9 @@ impl ArgoCdDriver {
     }
 
     fn revision_for(&self, version: &str) -> String {
-        fill(&self.config.revision_template, &[("version", version)])
+        let t = &self.config.revision_template;
+        // Checked when the configuration was loaded.
+        templates::fill(REVISION_TEMPLATE, t, &[("version", version)]).unwrap_or_else(|_| t.clone())
     }
 
     fn started_at(app: &Value) -> Option<String> {
@@ -462,7 +512,7 @@ impl ArgoCdDriver {
             if ours {
                 match phase {
                     "Failed" | "Error" => {
-                        return Err(DriverError::Permanent(format!(
+                        return Err(DriverError::failed(format!(
                             "Argo CD sync of {app} {}: {}",
                             phase.to_lowercase(),
                             shorten(op_message)
@@ -478,7 +528,7 @@ impl ArgoCdDriver {
                     .and_then(Value::as_str)
                     .map(|m| format!(": {}", shorten(m)))
                     .unwrap_or_default();
-                return Err(DriverError::Permanent(format!(
+                return Err(DriverError::failed(format!(
                     "Argo CD application {app} is not Healthy after {} s (operation {}, health {health}, sync {sync}){why}",
                     self.config.sync_timeout_secs,
                     if phase.is_empty() { "not started" } else { phase },
@@ -521,7 +571,7 @@ impl ArgoCdDriver {
         if wrong.is_empty() {
             return Ok(());
         }
-        Err(DriverError::Permanent(format!(
+        Err(DriverError::Refused(format!(
             "refusing to change Argo CD application {name}: it does not belong to {service} in {env}: {}. The platform team sets these labels on the application",
             wrong.join(", ")
         )))
@@ -592,7 +642,11 @@ impl ArgoCdDriver {
     }
 
     /// The history entry a rollback goes to.
-    pub fn pick_rollback(&self, app: &Value, version: Option<&str>) -> Result<HistoryPick, String> {
+    pub fn pick_rollback(
+        &self,
+        app: &Value,
+        version: Option<&str>,
+    ) -> Result<HistoryPick, NoRollback> {
         let mut history: Vec<HistoryPick> = app
             .pointer("/status/history")
             .and_then(Value::as_array)
@@ -612,7 +666,7 @@ impl ArgoCdDriver {
             .collect();
         history.sort_by_key(|h| h.id);
         if history.is_empty() {
-            return Err("its history is empty".into());
+            return Err(NoRollback::EmptyHistory);
         }
         match version {
             Some(v) => {
@@ -622,15 +676,13 @@ impl ArgoCdDriver {
                     .rev()
                     .find(|h| h.revision == wanted || h.revision == v)
                     .cloned()
-                    .ok_or_else(|| {
-                        format!(
-                            "version {v} is not in its history (it has {})",
-                            history
-                                .iter()
-                                .map(|h| short(&h.revision))
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        )
+                    .ok_or_else(|| NoRollback::NotInHistory {
+                        version: v.to_owned(),
+                        history: history
+                            .iter()
+                            .map(|h| short(&h.revision))
+                            .collect::<Vec<_>>()
+                            .join(", "),
                     })
             }
             None => {
@@ -651,7 +703,7 @@ impl ArgoCdDriver {
                     .filter(|h| Some(h.id) != last)
                     .find(|h| h.revision != current)
                     .cloned()
-                    .ok_or_else(|| "there is no earlier revision in its history".into())
+                    .ok_or(NoRollback::NothingEarlier)
             }
         }
     }
@@ -705,7 +757,10 @@ impl ArgoCdDriver {
             None => {
                 let current = self.owned_app(&app, service, env).await?;
                 Some(self.pick_rollback(&current, version).map_err(|why| {
-                    DriverError::Permanent(format!("cannot roll back {app}: {}", shorten(&why)))
+                    DriverError::Refused(format!(
+                        "cannot roll back {app}: {}",
+                        shorten(&why.to_string())
+                    ))
                 })?)
             }
         };
@@ -798,7 +853,7 @@ impl ArgoCdDriver {
             .cloned()
             .collect();
         if targets.is_empty() {
-            return Err(DriverError::Permanent(format!(
+            return Err(DriverError::NotFound(format!(
                 "Argo CD application {app} has no {} to restart",
                 self.config.restart_kinds.join(", ")
             )));
@@ -860,7 +915,7 @@ impl ArgoCdDriver {
             .and_then(Value::as_str)
             .map(str::to_owned)
             .ok_or_else(|| {
-                DriverError::Permanent(format!(
+                DriverError::NotFound(format!(
                     "Argo CD application {source} has no synced revision"
                 ))
             })?;
@@ -1037,7 +1092,7 @@ impl Driver for ArgoCdDriver {
             Action::Promote { service, from, to } => {
                 self.promote(job, service, *from, *to, progress).await
             }
-            other => Err(DriverError::Permanent(format!(
+            other => Err(DriverError::Unsupported(format!(
                 "the Argo CD driver cannot {}",
                 other.kind()
             ))),
@@ -1058,7 +1113,7 @@ impl Driver for ArgoCdDriver {
             let app = self.app_name(service, env)?;
             match self.get_app(&app).await {
                 Ok(a) => out.push(Self::env_status(service, env, &a)),
-                Err(DriverError::Permanent(m)) if m.contains("has no application") => {}
+                Err(DriverError::NotFound(_)) => {}
                 Err(e) => return Err(e),
             }
         }
@@ -1093,12 +1148,12 @@ impl Driver for ArgoCdDriver {
                     }
                 }
                 // The application may not exist yet (an ApplicationSet makes it).
-                Err(DriverError::Permanent(m)) if m.contains("404") => {}
-                Err(DriverError::Transient(_)) => {}
+                Err(DriverError::NotFound(_)) => {}
+                Err(e) if e.is_transient() => {}
                 Err(e) => return Err(e),
             }
             if tokio::time::Instant::now() >= deadline {
-                return Err(DriverError::Transient(format!(
+                return Err(DriverError::NotYet(format!(
                     "Argo CD shows no external URL for {app} after {} s",
                     self.config.url_timeout_secs
                 )));
@@ -1140,7 +1195,7 @@ mod tests {
     #[test]
     fn picks_rollback_targets_from_history() {
         let d = driver(ArgoCdConfig {
-            revision_template: "v{version}".into(),
+            revision_template: "v{{ version }}".into(),
             ..ArgoCdConfig::default()
         });
         let app = json!({"status": {
@@ -1162,6 +1217,7 @@ mod tests {
         assert!(d
             .pick_rollback(&app, Some("0.9.0"))
             .unwrap_err()
+            .to_string()
             .contains("v1.1.0, v1.2.0"));
         assert!(d.pick_rollback(&json!({}), None).is_err());
     }

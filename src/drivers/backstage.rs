@@ -20,15 +20,20 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use eventsource_stream::Eventsource;
+use futures_util::StreamExt;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use url::Url;
 
-use super::web::{self, fill, shorten};
+use super::templates;
+use super::web::{self, shorten};
 use super::{Driver, DriverError, EnvStatus, Job, Outcome, Progress};
 use crate::domain::{Action, Environment, ServiceName};
 
@@ -76,14 +81,14 @@ impl Default for BackstageConfig {
             frontend_url: None,
             template_namespace: "default".into(),
             scaffold_values: BTreeMap::from([
-                ("name".to_owned(), "{name}".to_owned()),
-                ("owner".to_owned(), "{owner_ref}".to_owned()),
+                ("name".to_owned(), "{{ name }}".to_owned()),
+                ("owner".to_owned(), "{{ owner_ref }}".to_owned()),
             ]),
             environment_template: None,
             environment_values: BTreeMap::from([
-                ("service".to_owned(), "{service}".to_owned()),
-                ("environment".to_owned(), "{environment}".to_owned()),
-                ("resources".to_owned(), "{resources}".to_owned()),
+                ("service".to_owned(), "{{ service }}".to_owned()),
+                ("environment".to_owned(), "{{ environment }}".to_owned()),
+                ("resources".to_owned(), "{{ resources }}".to_owned()),
             ]),
             timeout_secs: 30,
             task_timeout_secs: 3600,
@@ -114,8 +119,33 @@ impl std::fmt::Debug for BackstageConfig {
 }
 
 impl BackstageConfig {
+    /// Reads value templates written in the old `{name}` syntax (see
+    /// [`templates::upgrade`]); done when the configuration is loaded.
+    pub fn upgrade_templates(&mut self) {
+        for (key, value) in &mut self.scaffold_values {
+            let key = format!("backstage.scaffold_values.{key}");
+            templates::upgrade(&key, value, templates::SCAFFOLD_VALUES);
+        }
+        for (key, value) in &mut self.environment_values {
+            let key = format!("backstage.environment_values.{key}");
+            templates::upgrade(&key, value, templates::ENVIRONMENT_VALUES);
+        }
+    }
+
     pub fn problems(&self) -> Vec<String> {
         let mut out = Vec::new();
+        for (key, value) in &self.scaffold_values {
+            let key = format!("backstage.scaffold_values.{key}");
+            out.extend(templates::problem(&key, value, templates::SCAFFOLD_VALUES));
+        }
+        for (key, value) in &self.environment_values {
+            let key = format!("backstage.environment_values.{key}");
+            out.extend(templates::problem(
+                &key,
+                value,
+                templates::ENVIRONMENT_VALUES,
+            ));
+        }
         if self.timeout_secs == 0 || self.task_timeout_secs == 0 {
             out.push(
                 "backstage.timeout_secs, backstage.task_timeout_secs: must be at least 1".into(),
@@ -138,11 +168,11 @@ impl BackstageConfig {
     }
 }
 
-/// The placeholders of a job: `{name}`, `{template}`, `{owner}` (the team,
-/// else the requester), `{owner_ref}` (`group:default/<team>` or
-/// `user:default/<requester>`), `{service}`, `{environment}`,
-/// `{resources}` (a list when it is the whole value, else comma-separated),
-/// `{requester}`, `{request_id}`, `{idempotency_key}`, `{expires_at}`
+/// The names a value template of a job may use (`{{ name }}`): `name`,
+/// `template`, `owner` (the team, else the requester), `owner_ref`
+/// (`group:default/<team>` or `user:default/<requester>`), `service`,
+/// `environment`, `resources` (a list when it is the whole value, else
+/// comma-separated), `requester`, `request_id`, `idempotency_key`, `expires_at`
 /// (Unix seconds, or empty).
 pub fn vars(job: &Job) -> Vec<(&'static str, String)> {
     let mut v: Vec<(&'static str, String)> = vec![
@@ -193,6 +223,15 @@ pub fn vars(job: &Job) -> Vec<(&'static str, String)> {
         _ => {}
     }
     v
+}
+
+/// Whether a value template is `name` alone (`{{ name }}`).
+fn is_only(template: &str, name: &str) -> bool {
+    template
+        .trim()
+        .strip_prefix("{{")
+        .and_then(|t| t.strip_suffix("}}"))
+        .is_some_and(|t| t.trim() == name)
 }
 
 /// The Backstage scaffolder client and driver.
@@ -265,13 +304,13 @@ impl BackstageDriver {
             Action::CreateEnvironment { .. } => match &self.config.environment_template {
                 Some(t) => (t.clone(), &self.config.environment_values),
                 None => {
-                    return Err(DriverError::Permanent(
+                    return Err(DriverError::Config(
                         "the Backstage driver needs backstage.environment_template to create environments".into(),
                     ))
                 }
             },
             other => {
-                return Err(DriverError::Permanent(format!(
+                return Err(DriverError::Unsupported(format!(
                     "the Backstage driver cannot {}",
                     other.kind()
                 )))
@@ -281,7 +320,7 @@ impl BackstageDriver {
         let pairs: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let mut out = Map::new();
         for (key, template) in values {
-            let value = if template.trim() == "{resources}" {
+            let value = if is_only(template, "resources") {
                 match &job.action {
                     Action::CreateEnvironment { resources, .. } => {
                         json!(resources.iter().map(|r| r.as_str()).collect::<Vec<_>>())
@@ -289,7 +328,10 @@ impl BackstageDriver {
                     _ => json!([]),
                 }
             } else {
-                Value::String(fill(template, &pairs))
+                let name = format!("backstage values.{key}");
+                let filled = templates::fill(&name, template, &pairs)
+                    .map_err(|e| DriverError::Config(e.to_string()))?;
+                Value::String(filled)
             };
             out.insert(key.clone(), value);
         }
@@ -307,7 +349,7 @@ impl BackstageDriver {
             .map_err(|e| web::transport(SYSTEM, e))?;
         let v = web::json_capped(SYSTEM, resp, self.config.max_response_bytes).await?;
         let id = v.get("id").and_then(Value::as_str).ok_or_else(|| {
-            DriverError::Permanent(format!(
+            DriverError::Malformed(format!(
                 "{SYSTEM}: no task id in {}",
                 shorten(&v.to_string())
             ))
@@ -321,7 +363,7 @@ impl BackstageDriver {
             && id != "."
             && id != "..";
         if !plain {
-            return Err(DriverError::Permanent(format!(
+            return Err(DriverError::Malformed(format!(
                 "{SYSTEM} gave an unusable task id {:?}",
                 shorten(id)
             )));
@@ -413,9 +455,9 @@ impl BackstageDriver {
         if let Some(a) = after {
             rb = rb.query(&[("after", a.to_string())]);
         }
-        let mut resp = tokio::time::timeout(self.timeout(), rb.send())
+        let resp = tokio::time::timeout(self.timeout(), rb.send())
             .await
-            .map_err(|_| DriverError::Transient(format!("{SYSTEM} event stream timed out")))?
+            .map_err(|_| DriverError::Unreachable(format!("{SYSTEM} event stream timed out")))?
             .map_err(|e| web::transport(SYSTEM, e))?;
         let status = resp.status();
         let is_sse = resp
@@ -434,39 +476,33 @@ impl BackstageDriver {
         }
         let idle = Duration::from_millis(self.config.poll_interval_ms.max(100) * 15)
             .max(Duration::from_secs(10));
-        let mut parser = SseParser::default();
-        loop {
-            let chunk = match tokio::time::timeout(idle, resp.chunk()).await {
-                Err(_) => return Ok(Stream::Interrupted),
-                Ok(Err(e)) => {
+        let since_event = Arc::new(AtomicUsize::new(0));
+        let max = self.config.max_response_bytes;
+        let mut events =
+            std::pin::pin!(event_bytes(resp, idle, max, since_event.clone()).eventsource());
+        while let Some(ev) = events.next().await {
+            let ev = match ev {
+                Ok(ev) => ev,
+                // Too large an event, like a broken stream: polling
+                // follows the task (and the stream is tried again).
+                Err(e) => {
                     tracing::debug!(error = %e, "Backstage event stream broke");
                     return Ok(Stream::Interrupted);
                 }
-                Ok(Ok(None)) => return Ok(Stream::Interrupted),
-                Ok(Ok(Some(c))) => c,
             };
-            let events = parser.push(&chunk);
-            // A stream is long by nature; one event is not: a line that
-            // never ends must not grow the buffer without bound.
-            if parser.pending() > self.config.max_response_bytes {
-                return Err(DriverError::Transient(format!(
-                    "{SYSTEM} sent an event larger than {} bytes; polling instead",
-                    self.config.max_response_bytes
-                )));
+            since_event.store(0, Ordering::SeqCst);
+            let Ok(mut v) = serde_json::from_str::<Value>(&ev.data) else {
+                continue;
+            };
+            // eventsource-stream names an event without `event:` "message".
+            if v.get("type").is_none() && !ev.event.is_empty() && ev.event != "message" {
+                v["type"] = Value::String(ev.event.clone());
             }
-            for ev in events {
-                let Ok(v) = serde_json::from_str::<Value>(&ev.data) else {
-                    continue;
-                };
-                let mut v = v;
-                if v.get("type").is_none() && !ev.event.is_empty() {
-                    v["type"] = Value::String(ev.event.clone());
-                }
-                if let Some(done) = Self::on_event(&v, after, last_log, progress) {
-                    return Ok(Stream::Done(done));
-                }
+            if let Some(done) = Self::on_event(&v, after, last_log, progress) {
+                return Ok(Stream::Done(done));
             }
         }
+        Ok(Stream::Interrupted)
     }
 
     /// One polling round: new events, then the task's status.
@@ -505,7 +541,7 @@ impl BackstageDriver {
         let mut use_stream = self.config.eventstream;
         loop {
             if tokio::time::Instant::now() >= deadline {
-                return Err(DriverError::Permanent(format!(
+                return Err(DriverError::failed(format!(
                     "Backstage task {} did not finish within {} s; see it in Backstage",
                     shorten(task),
                     self.config.task_timeout_secs
@@ -535,7 +571,7 @@ impl BackstageDriver {
                         use_stream = false;
                     }
                     Ok(Stream::Interrupted) => {}
-                    Err(DriverError::Transient(e)) => {
+                    Err(e) if e.is_transient() => {
                         tracing::debug!(error = %e, "Backstage event stream failed; polling");
                     }
                     Err(e) => return Err(e),
@@ -567,7 +603,7 @@ impl BackstageDriver {
         match c.status.as_str() {
             "completed" => {}
             "cancelled" => {
-                return Err(DriverError::Permanent(format!(
+                return Err(DriverError::failed(format!(
                     "the Backstage task {task} was cancelled"
                 )))
             }
@@ -579,7 +615,7 @@ impl BackstageDriver {
                     .map(shorten)
                     .or(c.last_log)
                     .unwrap_or_else(|| "no message".into());
-                return Err(DriverError::Permanent(format!(
+                return Err(DriverError::failed(format!(
                     "the Backstage task {task} failed: {why}"
                 )));
             }
@@ -720,78 +756,69 @@ impl Driver for BackstageDriver {
     }
 }
 
-/// One server-sent event.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct SseEvent {
-    pub event: String,
-    pub data: String,
-    pub id: Option<String>,
+/// Why the bytes of an event stream stopped coming.
+#[derive(Debug, thiserror::Error)]
+enum StreamBreak {
+    #[error("no bytes for {0:?}")]
+    Idle(Duration),
+    #[error(transparent)]
+    Transport(reqwest::Error),
+    #[error("an event larger than {0} bytes")]
+    TooLarge(usize),
 }
 
-/// An incremental `text/event-stream` parser.
-#[derive(Debug, Default)]
-pub struct SseParser {
-    buf: String,
-    current: SseEvent,
-    has_data: bool,
-}
-
-impl SseParser {
-    /// Bytes held for events not complete yet: the unfinished line and
-    /// the data of the event being read.
-    pub fn pending(&self) -> usize {
-        self.buf.len() + self.current.data.len()
-    }
-
-    /// Feeds bytes; returns the events they complete.
-    pub fn push(&mut self, bytes: &[u8]) -> Vec<SseEvent> {
-        self.buf.push_str(&String::from_utf8_lossy(bytes));
-        let mut out = Vec::new();
-        while let Some(pos) = self.buf.find('\n') {
-            let line: String = self.buf.drain(..=pos).collect();
-            let line = line.trim_end_matches(['\n', '\r']);
-            if line.is_empty() {
-                if self.has_data {
-                    out.push(std::mem::take(&mut self.current));
-                } else {
-                    self.current = SseEvent::default();
-                }
-                self.has_data = false;
-                continue;
-            }
-            if line.starts_with(':') {
-                continue;
-            }
-            let (field, value) = match line.split_once(':') {
-                Some((f, v)) => (f, v.strip_prefix(' ').unwrap_or(v)),
-                None => (line, ""),
-            };
-            match field {
-                "event" => self.current.event = value.to_owned(),
-                "data" => {
-                    if self.has_data {
-                        self.current.data.push('\n');
+/// The body of an event-stream response as bytes for `eventsource-stream`,
+/// ending with [`StreamBreak::Idle`] after `idle` without a byte, and with
+/// [`StreamBreak::TooLarge`] once more than `max` bytes came since the last
+/// event (`since_event`, reset by the reader at each event): a stream is
+/// long by nature, one event is not, and a line that never ends must not
+/// grow the parser's buffer without bound.
+fn event_bytes(
+    resp: reqwest::Response,
+    idle: Duration,
+    max: usize,
+    since_event: Arc<AtomicUsize>,
+) -> impl futures_util::Stream<Item = Result<impl AsRef<[u8]>, StreamBreak>> + Send {
+    futures_util::stream::unfold(Some(resp), move |resp| {
+        let since_event = since_event.clone();
+        async move {
+            let mut resp = resp?;
+            match tokio::time::timeout(idle, resp.chunk()).await {
+                Err(_) => Some((Err(StreamBreak::Idle(idle)), None)),
+                Ok(Err(e)) => Some((Err(StreamBreak::Transport(e)), None)),
+                Ok(Ok(None)) => None,
+                Ok(Ok(Some(chunk))) => {
+                    let held = since_event.fetch_add(chunk.len(), Ordering::SeqCst) + chunk.len();
+                    if held > max {
+                        Some((Err(StreamBreak::TooLarge(max)), None))
+                    } else {
+                        Some((Ok(chunk), Some(resp)))
                     }
-                    self.current.data.push_str(value);
-                    self.has_data = true;
                 }
-                "id" => self.current.id = Some(value.to_owned()),
-                _ => {}
             }
         }
-        out
-    }
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn parses_server_sent_events_across_chunks() {
-        let mut p = SseParser::default();
-        assert!(p.push(b"event: log\ndata: {\"a\":").is_empty());
-        let evs = p.push(b"1}\n\n: comment\r\nevent: completion\r\ndata: x\r\ndata: y\r\n\r\n");
+    #[tokio::test]
+    async fn reads_server_sent_events_across_chunks() {
+        // What the driver gets from eventsource-stream: events split across
+        // chunks, comments skipped, CRLF lines, multi-line data.
+        let chunks: Vec<Result<&[u8], std::convert::Infallible>> = vec![
+            Ok(b"event: log\ndata: {\"a\":"),
+            Ok(b"1}\n\n: comment\r\nevent: completion\r\ndata: x\r\ndata: y\r\n\r\n"),
+        ];
+        let evs: Vec<_> = futures_util::stream::iter(chunks)
+            .eventsource()
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
         assert_eq!(evs.len(), 2);
         assert_eq!(evs[0].event, "log");
         assert_eq!(evs[0].data, "{\"a\":1}");

@@ -393,10 +393,9 @@ impl StatusDoc {
                     "the orchestrator failed: {}",
                     shorten(self.message.as_deref().unwrap_or("no message"))
                 );
-                Err(if self.retryable {
-                    DriverError::Transient(m)
-                } else {
-                    DriverError::Permanent(m)
+                Err(DriverError::Failed {
+                    message: m,
+                    retry: self.retryable,
                 })
             }
         }
@@ -513,7 +512,8 @@ impl OrchestratorDriver {
         if !status.is_success() {
             let e = web::status_error(SYSTEM, status, &body);
             return Err(match (status.as_u16(), e) {
-                (409, DriverError::Permanent(m)) => DriverError::Transient(m),
+                // The orchestrator is still busy with this job's key.
+                (409, e) => DriverError::Busy(e.to_string()),
                 (_, e) => e,
             });
         }
@@ -524,7 +524,7 @@ impl OrchestratorDriver {
             }
         } else {
             serde_json::from_str(&body).map_err(|e| {
-                DriverError::Permanent(format!(
+                DriverError::Malformed(format!(
                     "{SYSTEM} answered something that is not a status document ({e}): {}",
                     shorten(&body)
                 ))
@@ -557,13 +557,13 @@ impl OrchestratorDriver {
     /// service), so it is refused, never fetched.
     pub fn status_target(&self, status_url: &str) -> Result<Url, DriverError> {
         let url = self.url.join(status_url).map_err(|e| {
-            DriverError::Permanent(format!(
+            DriverError::Malformed(format!(
                 "{SYSTEM} gave a bad status_url {:?}: {e}",
                 shorten(status_url)
             ))
         })?;
         if url.origin() != self.url.origin() {
-            return Err(DriverError::Permanent(format!(
+            return Err(DriverError::Refused(format!(
                 "{SYSTEM} gave a status_url on another origin ({}); only {} is polled",
                 shorten(&url.origin().ascii_serialization()),
                 self.url.origin().ascii_serialization()
@@ -631,7 +631,7 @@ impl Driver for OrchestratorDriver {
         };
         let callbacks = self.config.callback_base_url.is_some() && !job.job_id.is_empty();
         if status_url.is_none() && !callbacks {
-            return Err(DriverError::Permanent(
+            return Err(DriverError::Config(
                 "the orchestrator gave no status_url, and no orchestrator.callback_base_url is configured for it to call back".into(),
             ));
         }
@@ -663,7 +663,7 @@ impl Driver for OrchestratorDriver {
                 }
             }
             if tokio::time::Instant::now() >= deadline {
-                return Err(DriverError::Permanent(format!(
+                return Err(DriverError::failed(format!(
                     "the orchestrator did not finish within {} s",
                     self.config.job_timeout_secs
                 )));

@@ -5,7 +5,9 @@ pub mod argocd;
 pub mod backstage;
 pub mod gitops;
 pub mod http;
+pub mod kind;
 pub mod router;
+pub mod templates;
 pub(crate) mod web;
 
 use std::fmt;
@@ -14,6 +16,8 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 
 use crate::domain::{Action, Environment, ResourceKind, ServiceName};
+
+pub use kind::DriverKind;
 
 /// One approved action to carry out.
 #[derive(Debug, Clone)]
@@ -149,27 +153,120 @@ pub struct Outcome {
     pub links: Vec<(String, String)>,
 }
 
+/// Why a driver did not carry out a job, by cause. The executor asks
+/// [`DriverError::recovery`] what to do about it; the text is what the
+/// requester reads in the thread.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum DriverError {
-    /// Worth retrying: timeouts, 5xx, 429, a busy lock.
+    /// The remote system answered with a non-success HTTP status (and its
+    /// own message, fit for chat). 5xx, 408, 425 and 429 are retried.
+    #[error("{system} answered {status}{}", if message.is_empty() { String::new() } else { format!(": {message}") })]
+    Status {
+        system: String,
+        status: reqwest::StatusCode,
+        message: String,
+    },
+    /// The remote system could not be reached, or did not answer in time.
     #[error("{0}")]
-    Transient(String),
-    /// Failed, and will fail again until someone changes something outside
-    /// Paver (a quota, a token, a broken target): a human may press Retry
-    /// once it is fixed.
+    Unreachable(String),
+    /// The target is busy with something else (an operation in progress, a
+    /// held lock, a conflicting job); it will not be for long.
     #[error("{0}")]
-    Permanent(String),
-    /// The action itself cannot succeed as it stands (nothing earlier to
-    /// roll back to, an environment that does not exist yet): retrying the
-    /// same action is pointless, so no Retry is offered; ask differently.
+    Busy(String),
+    /// What was made is not ready yet (an environment without its URL).
     #[error("{0}")]
-    Invalid(String),
+    NotYet(String),
+    /// Paver's job storage failed around the run.
+    #[error("{0}")]
+    Storage(String),
+    /// The answer could not be read (not JSON, too large, missing fields).
+    #[error("{0}")]
+    Malformed(String),
+    /// The target has no such thing (an application, a template).
+    #[error("{0}")]
+    NotFound(String),
+    /// The target refuses this change (ownership labels, a name taken, a
+    /// URL that would leave its origin).
+    #[error("{0}")]
+    Refused(String),
+    /// The target ran the change and it failed, or did not finish in time;
+    /// `retry` when the target says trying again may help.
+    #[error("{message}")]
+    Failed { message: String, retry: bool },
+    /// A git command failed (other than reaching the remote or a held lock).
+    #[error("{0}")]
+    Git(String),
+    /// A local file could not be read or written.
+    #[error("{0}")]
+    Io(String),
+    /// Paver's configuration or setup cannot work (a missing git, a driver
+    /// not configured, no token).
+    #[error("{0}")]
+    Config(String),
+    /// This driver does not do this kind of action.
+    #[error("{0}")]
+    Unsupported(String),
+    /// Paver stopped trying (it restarted mid-run, or used up the attempts):
+    /// a human checks the target, then may press Retry.
+    #[error("{0}")]
+    Abandoned(String),
+    /// The request itself cannot succeed as it stands (nothing earlier to
+    /// roll back to, an environment that does not exist yet): ask
+    /// differently; retrying the same request is pointless.
+    #[error("{0}")]
+    InvalidRequest(String),
+}
+
+/// What to do about a failed job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recovery {
+    /// Try again by itself, after a backoff (timeouts, 5xx, 429, a busy lock).
+    Backoff,
+    /// Fail, with a Retry button: it fails until someone fixes something
+    /// outside Paver (a quota, a token, a broken target).
+    RetryButton,
+    /// Fail without Retry: the request must change.
+    NoRetry,
 }
 
 impl DriverError {
+    /// The target ran the change and it failed; retrying will not help.
+    pub fn failed(message: String) -> Self {
+        DriverError::Failed {
+            message,
+            retry: false,
+        }
+    }
+
+    /// What the executor does about this failure.
+    pub fn recovery(&self) -> Recovery {
+        use DriverError as E;
+        match self {
+            E::Status { status, .. } if web::is_transient(*status) => Recovery::Backoff,
+            E::Failed { retry: true, .. } => Recovery::Backoff,
+            E::Unreachable(_) | E::Busy(_) | E::NotYet(_) | E::Storage(_) => Recovery::Backoff,
+            E::InvalidRequest(_) => Recovery::NoRetry,
+            E::Status { .. }
+            | E::Failed { .. }
+            | E::Malformed(_)
+            | E::NotFound(_)
+            | E::Refused(_)
+            | E::Git(_)
+            | E::Io(_)
+            | E::Config(_)
+            | E::Unsupported(_)
+            | E::Abandoned(_) => Recovery::RetryButton,
+        }
+    }
+
+    /// Whether the executor retries by itself, after a backoff.
+    pub fn is_transient(&self) -> bool {
+        self.recovery() == Recovery::Backoff
+    }
+
     /// Whether pressing Retry on the failed request can help.
     pub fn retryable(&self) -> bool {
-        !matches!(self, DriverError::Invalid(_))
+        self.recovery() != Recovery::NoRetry
     }
 }
 
@@ -219,5 +316,68 @@ pub trait Driver: Send + Sync {
     ) -> Result<Option<String>, DriverError> {
         let _ = (service, environment, progress);
         Ok(None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What is retried, what offers Retry, and the text, per cause.
+    #[test]
+    fn each_cause_has_its_recovery_and_its_text() {
+        use reqwest::StatusCode as S;
+        use DriverError as E;
+        let status = |status| E::Status {
+            system: "Argo CD".into(),
+            status,
+            message: "spec is invalid".into(),
+        };
+        let text = |s: &str| s.to_owned();
+        let cases = [
+            (status(S::SERVICE_UNAVAILABLE), Recovery::Backoff),
+            (status(S::TOO_MANY_REQUESTS), Recovery::Backoff),
+            (status(S::BAD_REQUEST), Recovery::RetryButton),
+            (E::Unreachable(text("x timed out")), Recovery::Backoff),
+            (E::Busy(text("a lock")), Recovery::Backoff),
+            (E::NotYet(text("no URL yet")), Recovery::Backoff),
+            (E::Storage(text("job storage: gone")), Recovery::Backoff),
+            (
+                E::Failed {
+                    message: text("try later"),
+                    retry: true,
+                },
+                Recovery::Backoff,
+            ),
+            (E::failed(text("sync failed")), Recovery::RetryButton),
+            (E::Malformed(text("not JSON")), Recovery::RetryButton),
+            (E::NotFound(text("no app")), Recovery::RetryButton),
+            (E::Refused(text("labels")), Recovery::RetryButton),
+            (E::Git(text("git commit failed")), Recovery::RetryButton),
+            (E::Io(text("disk")), Recovery::RetryButton),
+            (E::Config(text("no git")), Recovery::RetryButton),
+            (E::Unsupported(text("cannot")), Recovery::RetryButton),
+            (E::Abandoned(text("restarted")), Recovery::RetryButton),
+            (
+                E::InvalidRequest(text("create it first")),
+                Recovery::NoRetry,
+            ),
+        ];
+        for (e, recovery) in cases {
+            assert_eq!(e.recovery(), recovery, "{e:?}");
+            assert_eq!(e.is_transient(), recovery == Recovery::Backoff, "{e:?}");
+            assert_eq!(e.retryable(), recovery != Recovery::NoRetry, "{e:?}");
+        }
+        assert_eq!(
+            status(S::BAD_REQUEST).to_string(),
+            "Argo CD answered 400 Bad Request: spec is invalid"
+        );
+        let bare = E::Status {
+            system: "x".into(),
+            status: S::BAD_GATEWAY,
+            message: String::new(),
+        };
+        assert_eq!(bare.to_string(), "x answered 502 Bad Gateway");
+        assert_eq!(E::failed(text("sync failed")).to_string(), "sync failed");
     }
 }

@@ -9,35 +9,21 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde::Deserialize;
 
-use super::{Driver, DriverError, EnvStatus, Job, Outcome, Progress};
+use super::{Driver, DriverError, DriverKind, EnvStatus, Job, Outcome, Progress};
 use crate::domain::{ActionKind, Environment, ServiceName};
 
-/// The driver names `[drivers]` may use.
-pub const DRIVER_NAMES: [&str; 4] = ["gitops", "backstage", "argocd", "orchestrator"];
-
-/// What each driver can do; checked by `paver check-config`.
-pub fn supports(driver: &str, kind: ActionKind) -> bool {
-    use ActionKind as K;
-    match driver {
-        "gitops" | "orchestrator" => kind.is_mutating(),
-        "backstage" => matches!(kind, K::ScaffoldService | K::CreateEnvironment),
-        "argocd" => matches!(kind, K::Deploy | K::Rollback | K::Restart | K::Promote),
-        _ => false,
-    }
-}
-
-/// One driver name, or several (for `status`, whose answers are merged).
+/// One driver, or several (for `status`, whose answers are merged).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(untagged)]
 pub enum OneOrMany {
-    One(String),
-    Many(Vec<String>),
+    One(DriverKind),
+    Many(Vec<DriverKind>),
 }
 
 impl OneOrMany {
-    pub fn names(&self) -> Vec<String> {
+    pub fn kinds(&self) -> Vec<DriverKind> {
         match self {
-            OneOrMany::One(s) => vec![s.clone()],
+            OneOrMany::One(k) => vec![*k],
             OneOrMany::Many(v) => v.clone(),
         }
     }
@@ -47,37 +33,37 @@ impl OneOrMany {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DriversConfig {
-    pub create_environment: String,
-    pub destroy_environment: String,
-    pub add_resource: String,
-    pub deploy: String,
-    pub rollback: String,
-    pub promote: String,
-    pub scale: String,
-    pub restart: String,
-    pub scaffold_service: String,
+    pub create_environment: DriverKind,
+    pub destroy_environment: DriverKind,
+    pub add_resource: DriverKind,
+    pub deploy: DriverKind,
+    pub rollback: DriverKind,
+    pub promote: DriverKind,
+    pub scale: DriverKind,
+    pub restart: DriverKind,
+    pub scaffold_service: DriverKind,
     /// Who answers `status`: one driver, or a list whose answers are merged
     /// (the first that knows a field wins).
     pub status: OneOrMany,
     /// A driver asked for the URL of a freshly created environment
     /// (`"argocd"`: the application's external URL); none by default.
-    pub environment_url: Option<String>,
+    pub environment_url: Option<DriverKind>,
 }
 
 impl Default for DriversConfig {
     fn default() -> Self {
-        let g = || "gitops".to_owned();
+        let g = DriverKind::Gitops;
         DriversConfig {
-            create_environment: g(),
-            destroy_environment: g(),
-            add_resource: g(),
-            deploy: g(),
-            rollback: g(),
-            promote: g(),
-            scale: g(),
-            restart: g(),
-            scaffold_service: g(),
-            status: OneOrMany::One(g()),
+            create_environment: g,
+            destroy_environment: g,
+            add_resource: g,
+            deploy: g,
+            rollback: g,
+            promote: g,
+            scale: g,
+            restart: g,
+            scaffold_service: g,
+            status: OneOrMany::One(g),
             environment_url: None,
         }
     }
@@ -85,65 +71,59 @@ impl Default for DriversConfig {
 
 impl DriversConfig {
     /// The driver of each mutating action.
-    pub fn routes(&self) -> Vec<(ActionKind, &str)> {
+    pub fn routes(&self) -> Vec<(ActionKind, DriverKind)> {
         use ActionKind as K;
         vec![
-            (K::CreateEnvironment, self.create_environment.as_str()),
-            (K::DestroyEnvironment, self.destroy_environment.as_str()),
-            (K::AddResource, self.add_resource.as_str()),
-            (K::Deploy, self.deploy.as_str()),
-            (K::Rollback, self.rollback.as_str()),
-            (K::Promote, self.promote.as_str()),
-            (K::Scale, self.scale.as_str()),
-            (K::Restart, self.restart.as_str()),
-            (K::ScaffoldService, self.scaffold_service.as_str()),
+            (K::CreateEnvironment, self.create_environment),
+            (K::DestroyEnvironment, self.destroy_environment),
+            (K::AddResource, self.add_resource),
+            (K::Deploy, self.deploy),
+            (K::Rollback, self.rollback),
+            (K::Promote, self.promote),
+            (K::Scale, self.scale),
+            (K::Restart, self.restart),
+            (K::ScaffoldService, self.scaffold_service),
         ]
     }
 
     /// Every driver the configuration uses.
-    pub fn used(&self) -> Vec<String> {
-        let mut out: Vec<String> = self.routes().iter().map(|(_, d)| d.to_string()).collect();
-        out.extend(self.status.names());
-        out.extend(self.environment_url.clone());
+    pub fn used(&self) -> Vec<DriverKind> {
+        let mut out: Vec<DriverKind> = self.routes().iter().map(|(_, d)| *d).collect();
+        out.extend(self.status.kinds());
+        out.extend(self.environment_url);
         out.sort();
         out.dedup();
         out
     }
 
+    /// Whether the configuration uses driver `kind` anywhere.
+    pub fn uses(&self, kind: DriverKind) -> bool {
+        self.used().contains(&kind)
+    }
+
     pub fn problems(&self) -> Vec<String> {
         let mut out = Vec::new();
-        let known = |d: &str| DRIVER_NAMES.contains(&d);
         for (kind, d) in self.routes() {
-            if !known(d) {
-                out.push(format!(
-                    "drivers.{kind}: unknown driver `{d}` (expected one of {})",
-                    DRIVER_NAMES.join(", ")
-                ));
-            } else if !supports(d, kind) {
+            if !d.supports(kind) {
                 out.push(format!("drivers.{kind}: the {d} driver cannot {kind}"));
             }
         }
-        let status = self.status.names();
+        let status = self.status.kinds();
         if status.is_empty() {
             out.push("drivers.status: name at least one driver".into());
         }
-        for d in &status {
-            if !known(d) {
-                out.push(format!("drivers.status: unknown driver `{d}`"));
-            } else if d == "backstage" || d == "orchestrator" {
-                out.push(format!(
-                    "drivers.status: the {d} driver has no status (use gitops and/or argocd)"
-                ));
-            }
+        for d in status.iter().filter(|d| !d.has_status()) {
+            out.push(format!(
+                "drivers.status: the {d} driver has no status (use gitops and/or argocd)"
+            ));
         }
-        if let Some(d) = &self.environment_url {
-            if d != "argocd" && known(d) {
-                out.push(format!(
-                    "drivers.environment_url: the {d} driver does not report environment URLs (use \"argocd\")"
-                ));
-            } else if !known(d) {
-                out.push(format!("drivers.environment_url: unknown driver `{d}`"));
-            }
+        if let Some(d) = self
+            .environment_url
+            .filter(|d| !d.reports_environment_urls())
+        {
+            out.push(format!(
+                "drivers.environment_url: the {d} driver does not report environment URLs (use \"argocd\")"
+            ));
         }
         out
     }
@@ -157,15 +137,15 @@ pub struct Router {
 }
 
 impl Router {
-    /// `drivers` maps names to opened drivers; every name `config` uses
+    /// `drivers` holds the opened drivers; every driver `config` uses
     /// must be there.
     pub fn new(
         config: &DriversConfig,
-        drivers: &BTreeMap<String, Arc<dyn Driver>>,
+        drivers: &BTreeMap<DriverKind, Arc<dyn Driver>>,
     ) -> Result<Router, DriverError> {
-        let get = |name: &str, key: &str| {
-            drivers.get(name).cloned().ok_or_else(|| {
-                DriverError::Permanent(format!(
+        let get = |name: DriverKind, key: &str| {
+            drivers.get(&name).cloned().ok_or_else(|| {
+                DriverError::Config(format!(
                     "drivers.{key}: the {name} driver is not configured"
                 ))
             })
@@ -176,13 +156,12 @@ impl Router {
         }
         let status = config
             .status
-            .names()
-            .iter()
+            .kinds()
+            .into_iter()
             .map(|n| get(n, "status"))
             .collect::<Result<Vec<_>, _>>()?;
         let environment_url = config
             .environment_url
-            .as_deref()
             .map(|n| get(n, "environment_url"))
             .transpose()?;
         Ok(Router {
@@ -194,7 +173,7 @@ impl Router {
 
     fn route(&self, kind: ActionKind) -> Result<&Arc<dyn Driver>, DriverError> {
         self.routes.get(&kind).ok_or_else(|| {
-            DriverError::Permanent(format!(
+            DriverError::Unsupported(format!(
                 "`{kind}` changes nothing; Paver answers it without a driver"
             ))
         })
@@ -345,15 +324,18 @@ mod tests {
     fn checks_which_driver_can_do_what() {
         let mut c = DriversConfig::default();
         assert!(c.problems().is_empty());
-        c.scale = "argocd".into();
-        c.deploy = "flux".into();
-        c.environment_url = Some("gitops".into());
+        c.scale = DriverKind::Argocd;
+        c.environment_url = Some(DriverKind::Gitops);
         let p = c.problems().join("\n");
         assert!(
             p.contains("drivers.scale: the argocd driver cannot scale"),
             "{p}"
         );
-        assert!(p.contains("unknown driver `flux`"), "{p}");
         assert!(p.contains("drivers.environment_url"), "{p}");
+        // An unknown driver is refused when the section is read.
+        let e = serde_json::from_str::<DriversConfig>(r#"{"deploy": "flux"}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown variant `flux`"), "{e}");
     }
 }

@@ -10,6 +10,8 @@ use reqwest::StatusCode;
 use serde_json::Value;
 
 use super::DriverError;
+#[cfg(test)]
+use super::Recovery;
 
 /// The longest remote message shown in a thread.
 const MAX_MESSAGE: usize = 300;
@@ -38,7 +40,7 @@ pub fn client(connect_timeout: Duration) -> Result<reqwest::Client, DriverError>
         .redirect(policy)
         .user_agent(concat!("paver/", env!("CARGO_PKG_VERSION")))
         .build()
-        .map_err(|e| DriverError::Permanent(format!("cannot build an HTTP client: {e}")))
+        .map_err(|e| DriverError::Config(format!("cannot build an HTTP client: {e}")))
 }
 
 /// `base` with `segments` appended, each percent-encoded as one path
@@ -52,7 +54,7 @@ pub fn endpoint(base: &url::Url, segments: &[&str]) -> Result<url::Url, DriverEr
         .iter()
         .find(|s| s.is_empty() || **s == "." || **s == "..")
     {
-        return Err(DriverError::Permanent(format!(
+        return Err(DriverError::Refused(format!(
             "refusing a URL with the path segment {:?}",
             clean(bad)
         )));
@@ -61,9 +63,7 @@ pub fn endpoint(base: &url::Url, segments: &[&str]) -> Result<url::Url, DriverEr
     url.set_query(None);
     url.set_fragment(None);
     url.path_segments_mut()
-        .map_err(|_| {
-            DriverError::Permanent(format!("{} cannot be a base URL", clean(base.as_str())))
-        })?
+        .map_err(|_| DriverError::Config(format!("{} cannot be a base URL", clean(base.as_str()))))?
         .pop_if_empty()
         .extend(segments);
     Ok(url)
@@ -78,7 +78,7 @@ pub async fn body(
     max: usize,
 ) -> Result<Vec<u8>, DriverError> {
     let too_big = || {
-        DriverError::Permanent(format!(
+        DriverError::Malformed(format!(
             "{system} answered with a body larger than {max} bytes; refused"
         ))
     };
@@ -110,10 +110,10 @@ pub async fn text(
 /// worth retrying; a request that could not even be built is not.
 pub fn transport(system: &str, e: reqwest::Error) -> DriverError {
     if e.is_builder() {
-        return DriverError::Permanent(format!("{system}: bad request: {e}"));
+        return DriverError::Config(format!("{system}: bad request: {e}"));
     }
     if e.is_decode() {
-        return DriverError::Permanent(format!("{system}: unreadable answer: {e}"));
+        return DriverError::Malformed(format!("{system}: unreadable answer: {e}"));
     }
     let what = if e.is_timeout() {
         "timed out"
@@ -122,7 +122,7 @@ pub fn transport(system: &str, e: reqwest::Error) -> DriverError {
     } else {
         "connection failed"
     };
-    DriverError::Transient(format!("{system} {what}: {}", shorten(&root_cause(&e))))
+    DriverError::Unreachable(format!("{system} {what}: {}", shorten(&root_cause(&e))))
 }
 
 fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
@@ -143,16 +143,10 @@ pub fn is_transient(status: StatusCode) -> bool {
 
 /// The error for a non-success answer, with the remote message.
 pub fn status_error(system: &str, status: StatusCode, body: &str) -> DriverError {
-    let message = remote_message(body);
-    let text = if message.is_empty() {
-        format!("{system} answered {status}")
-    } else {
-        format!("{system} answered {status}: {message}")
-    };
-    if is_transient(status) {
-        DriverError::Transient(text)
-    } else {
-        DriverError::Permanent(text)
+    DriverError::Status {
+        system: system.to_owned(),
+        status,
+        message: remote_message(body),
     }
 }
 
@@ -248,20 +242,11 @@ pub async fn json_capped(
         return Ok(Value::Null);
     }
     serde_json::from_str(&body).map_err(|e| {
-        DriverError::Permanent(format!(
+        DriverError::Malformed(format!(
             "{system}: answer is not JSON ({e}): {}",
             shorten(&body)
         ))
     })
-}
-
-/// Replaces `{key}` placeholders.
-pub fn fill(template: &str, vars: &[(&str, &str)]) -> String {
-    let mut out = template.to_owned();
-    for (k, v) in vars {
-        out = out.replace(&format!("{{{k}}}"), v);
-    }
-    out
 }
 
 #[cfg(test)]
@@ -276,19 +261,15 @@ mod tests {
             r#"{"error":"x","code":3,"message":"application spec is invalid"}"#,
         );
         assert_eq!(
-            e,
-            DriverError::Permanent(
-                "Argo CD answered 400 Bad Request: application spec is invalid".into()
-            )
+            e.to_string(),
+            "Argo CD answered 400 Bad Request: application spec is invalid"
         );
-        assert!(matches!(
-            status_error("x", StatusCode::SERVICE_UNAVAILABLE, ""),
-            DriverError::Transient(_)
-        ));
-        assert!(matches!(
-            status_error("x", StatusCode::TOO_MANY_REQUESTS, "slow down"),
-            DriverError::Transient(m) if m.ends_with("slow down")
-        ));
+        assert_eq!(e.recovery(), Recovery::RetryButton);
+        let e = status_error("x", StatusCode::SERVICE_UNAVAILABLE, "");
+        assert_eq!(e.to_string(), "x answered 503 Service Unavailable");
+        assert!(e.is_transient());
+        let e = status_error("x", StatusCode::TOO_MANY_REQUESTS, "slow down");
+        assert!(e.is_transient() && e.to_string().ends_with("slow down"));
         assert_eq!(
             remote_message(
                 r#"{"errors":[{"property":"instance.values","message":"requires property \"name\""}]}"#
@@ -315,7 +296,7 @@ mod tests {
     }
 
     #[test]
-    fn encodes_each_segment_and_fills() {
+    fn encodes_each_segment() {
         let base = url::Url::parse("http://127.0.0.1:7007/portal/").unwrap();
         assert_eq!(
             endpoint(&base, &["api", "scaffolder", "v2", "tasks"])
@@ -333,15 +314,8 @@ mod tests {
         for bad in ["..", ".", ""] {
             assert!(matches!(
                 endpoint(&bare, &["api", bad]),
-                Err(DriverError::Permanent(_))
+                Err(DriverError::Refused(_))
             ));
         }
-        assert_eq!(
-            fill(
-                "{service}-{environment}",
-                &[("service", "a"), ("environment", "dev")]
-            ),
-            "a-dev"
-        );
     }
 }

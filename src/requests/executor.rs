@@ -8,8 +8,8 @@
 //!   driver gets the same idempotency key, so the work is not done twice.
 //! - A worker that finds its lease taken over (it stalled past the lease)
 //!   abandons the run: the new holder finishes it.
-//! - Transient failures are rescheduled with exponential backoff and full
-//!   jitter ([`Executor::backoff`]).
+//! - Transient failures are rescheduled with exponential backoff and
+//!   jitter ([`Executor::backoff`], on [`Backoff`]).
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -23,6 +23,7 @@ use tokio::task::JoinHandle;
 
 use crate::drivers::{DriverError, JobStateStore};
 use crate::storage::{now_ms, Claimed, Db};
+use crate::util::Backoff;
 
 /// How the workers behave.
 #[derive(Debug, Clone)]
@@ -217,18 +218,10 @@ impl Executor {
     }
 
     /// The delay before retry number `attempt` (1 = after the first
-    /// failure): exponential, capped, with full jitter in its upper half.
+    /// failure): [`Backoff`] from the settings.
     pub fn backoff(&self, attempt: u32) -> Duration {
         let s = &self.inner.settings;
-        let exp = s
-            .backoff_base
-            .saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1).min(20)));
-        let cap = exp.min(s.backoff_max).as_millis() as u64;
-        if cap == 0 {
-            return Duration::ZERO;
-        }
-        let half = cap / 2;
-        Duration::from_millis(half + rand::thread_rng().gen_range(0..=cap - half))
+        Backoff::new(s.backoff_base, s.backoff_max).delay(attempt)
     }
 
     async fn work(&self, n: usize, runner: Arc<dyn JobRunner>) {
@@ -319,7 +312,7 @@ pub struct DbJobState {
 }
 
 fn storage(e: crate::storage::StorageError) -> DriverError {
-    DriverError::Transient(format!("job storage: {e}"))
+    DriverError::Storage(format!("job storage: {e}"))
 }
 
 #[async_trait]

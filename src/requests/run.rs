@@ -101,20 +101,22 @@ impl Requests {
         // Why not to run at all; a retry helps with the first two (the
         // target was checked, the trouble passed), never with the others.
         let give_up = if resumed && !ctx.driver.resumable() {
-            Some(DriverError::Permanent(
+            Some(DriverError::Abandoned(
                 "Paver restarted while this was running; check the target system, then press Retry"
                     .to_owned(),
             ))
         } else if attempt > max {
-            Some(DriverError::Permanent(format!(
+            Some(DriverError::Abandoned(format!(
                 "gave up after {max} attempts: {}",
                 row.last_error.as_deref().unwrap_or("interrupted")
             )))
         } else if let Some(why) = action_mismatch(&req, &row) {
             tracing::error!(request = %req.id, job = %row.id, "{why}; refusing to run");
-            Some(DriverError::Invalid(why))
+            Some(DriverError::InvalidRequest(why))
         } else {
-            self.approval_missing(&req).await?.map(DriverError::Invalid)
+            self.approval_missing(&req)
+                .await?
+                .map(DriverError::InvalidRequest)
         };
         if let Some(e) = give_up {
             return self.fail_job(&req, &row.id, &e, false).await;
@@ -192,17 +194,17 @@ impl Requests {
                     .await?;
                 Ok(())
             }
-            Err(DriverError::Transient(e)) if attempt < max => {
+            Err(e) if e.is_transient() && attempt < max => {
                 let delay = ctx.executor.backoff(attempt);
                 tracing::warn!(request = %req.id, job = %row.id, attempt, error = %e, ?delay, "transient driver failure; retrying");
-                let line = notices::retrying(attempt, max, &e, delay);
+                let line = notices::retrying(attempt, max, &e.to_string(), delay);
                 ctx.send.update_card(&req, Some(&line)).await?;
-                jobs.reschedule(&row.id, &owner, delay.as_millis() as i64, &e)
+                jobs.reschedule(&row.id, &owner, delay.as_millis() as i64, &e.to_string())
                     .await?;
                 Ok(())
             }
             Err(e) => {
-                let exhausted = matches!(e, DriverError::Transient(_));
+                let exhausted = e.is_transient();
                 self.fail_job(&req, &row.id, &e, exhausted).await
             }
         }

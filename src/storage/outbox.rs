@@ -152,7 +152,10 @@ impl OutboxStore<'_> {
     /// process does not serve never fill the batch and starve the others.
     /// Rows are claimed and read in one conditional update, so two
     /// dispatchers never send the same row, and the body sent is the one
-    /// claimed (a coalesced update cannot change it after the claim).
+    /// claimed (a coalesced update cannot change it after the claim). A
+    /// card's update waits while an older one of the same card is pending:
+    /// with several dispatchers (replicas), a newer state could otherwise
+    /// reach the card first and be overwritten by an older one in flight.
     pub async fn claim_due(
         &self,
         platforms: &[String],
@@ -171,8 +174,12 @@ impl OutboxStore<'_> {
         let n = platforms.len();
         let sql = format!(
             "UPDATE outbox SET claimed_until = $1 WHERE id IN (\
-               SELECT id FROM outbox WHERE status = 'pending' AND next_attempt_at <= $2 AND claimed_until <= $3 \
-               AND platform IN ({list}) ORDER BY id LIMIT ${limit_at}) \
+               SELECT id FROM outbox AS o WHERE status = 'pending' AND next_attempt_at <= $2 AND claimed_until <= $3 \
+               AND platform IN ({list}) \
+               AND NOT (kind = 'update' AND EXISTS (SELECT 1 FROM outbox AS earlier \
+                 WHERE earlier.kind = 'update' AND earlier.card_key = o.card_key \
+                 AND earlier.status = 'pending' AND earlier.id < o.id)) \
+               ORDER BY id LIMIT ${limit_at}) \
              AND status = 'pending' AND claimed_until <= ${recheck_at} \
              RETURNING id, platform, channel, kind, user_id, card_key, thread_key, thread_ref, body, attempts",
             limit_at = n + 4,
@@ -314,5 +321,48 @@ impl OutboxStore<'_> {
             .fetch_optional(&self.db.pool)
             .await?;
         row.map(|r| get_str(&r, "message_ref")).transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::Platform;
+
+    fn update(card: &str, body: &str) -> OutboxItem {
+        OutboxItem {
+            platform: Platform::Slack,
+            channel: "C1".into(),
+            kind: OutboxKind::Update,
+            user_id: None,
+            card_key: Some(card.into()),
+            thread_key: None,
+            thread_ref: None,
+            body: body.into(),
+        }
+    }
+
+    /// Two dispatchers (replicas): the newer update of a card is not sent
+    /// while the older one is in flight, so the card ends on the newest.
+    #[tokio::test]
+    async fn a_cards_updates_go_out_one_at_a_time_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::connect(&format!("sqlite://{}/o.db", dir.path().display()))
+            .await
+            .unwrap();
+        let outbox = db.outbox();
+        let platforms = vec!["slack".to_owned()];
+        let older = outbox.enqueue(&update("r1", "running")).await.unwrap();
+        let first = outbox.claim_due(&platforms, 50).await.unwrap();
+        assert_eq!(first.iter().map(|r| r.id).collect::<Vec<_>>(), [older]);
+        // Claimed, so not coalesced: the final state is a row of its own.
+        let newer = outbox.enqueue(&update("r1", "done")).await.unwrap();
+        let other = outbox.enqueue(&update("r2", "x")).await.unwrap();
+        assert_ne!(older, newer);
+        let second = outbox.claim_due(&platforms, 50).await.unwrap();
+        assert_eq!(second.iter().map(|r| r.id).collect::<Vec<_>>(), [other]);
+        outbox.mark_sent(older).await.unwrap();
+        let third = outbox.claim_due(&platforms, 50).await.unwrap();
+        assert_eq!(third.iter().map(|r| r.id).collect::<Vec<_>>(), [newer]);
     }
 }

@@ -5,9 +5,9 @@ use sqlx::any::AnyRow;
 use sqlx::FromRow;
 
 use super::{get_opt_i64, get_opt_str, now_ms, Db, StorageError};
-use crate::domain::Platform;
 use crate::domain::Action;
 use crate::domain::Approvers;
+use crate::domain::Platform;
 use crate::domain::{RequestState, Transition};
 
 /// A stored request. The action is read back from here, never from a button.

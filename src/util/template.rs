@@ -86,6 +86,60 @@ fn unknown_names(template: &str, allowed: &[&str]) -> Vec<String> {
     out
 }
 
+/// `template` with the old single-brace placeholders (`{service}`) of
+/// `names` rewritten into this syntax (`{{ service }}`), or `None` when it
+/// has none. Minijinja's own tags and braces around other words are kept
+/// as they are. For configurations written before templates were minijinja.
+pub fn upgrade_legacy(template: &str, names: &[&str]) -> Option<String> {
+    let mut out = String::with_capacity(template.len() + 8);
+    let mut rest = template;
+    let mut changed = false;
+    while let Some(i) = rest.find('{') {
+        let (before, at) = rest.split_at(i);
+        out.push_str(before);
+        let close = match at.get(..2) {
+            Some("{{") => Some("}}"),
+            Some("{%") => Some("%}"),
+            Some("{#") => Some("#}"),
+            _ => None,
+        };
+        if let Some(close) = close {
+            let end = at[2..].find(close).map_or(at.len(), |j| j + 4);
+            out.push_str(&at[..end]);
+            rest = &at[end..];
+            continue;
+        }
+        let name = names
+            .iter()
+            .find(|n| at[1..].starts_with(**n) && at[1 + n.len()..].starts_with('}'));
+        match name {
+            Some(name) => {
+                out.push_str(&format!("{{{{ {name} }}}}"));
+                rest = &at[name.len() + 2..];
+                changed = true;
+            }
+            None => {
+                out.push('{');
+                rest = &at[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    changed.then_some(out)
+}
+
+/// Whether `template` uses `name` (its output changes with the value).
+pub fn uses(template: &str, name: &str, allowed: &[&str]) -> bool {
+    let with = |value: &str| {
+        let vars: Vec<(&str, &str)> = allowed
+            .iter()
+            .map(|k| (*k, if *k == name { value } else { "x" }))
+            .collect();
+        render("", template, &vars).ok()
+    };
+    with("a") != with("b")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -125,5 +179,26 @@ mod tests {
         assert!(e.to_string().contains("not known here: servce"), "{e}");
         assert!(check("t", "{{ unclosed", &[]).is_err());
         assert_eq!(render("t", "<&>\n", &[]).unwrap(), "<&>\n");
+    }
+
+    #[test]
+    fn upgrades_single_brace_placeholders() {
+        let names = ["service", "environment", "owner", "owner_ref"];
+        assert_eq!(
+            upgrade_legacy("https://{service}.{environment}.x/{other}", &names).as_deref(),
+            Some("https://{{ service }}.{{ environment }}.x/{other}")
+        );
+        assert_eq!(
+            upgrade_legacy("{owner_ref}/{owner}", &names).as_deref(),
+            Some("{{ owner_ref }}/{{ owner }}")
+        );
+        assert_eq!(
+            upgrade_legacy("{{ service }}-{environment}", &names).as_deref(),
+            Some("{{ service }}-{{ environment }}")
+        );
+        assert_eq!(upgrade_legacy("{{ service | segment }}", &names), None);
+        assert_eq!(upgrade_legacy("plain {", &names), None);
+        assert!(uses("{{ service }}-x", "service", &names));
+        assert!(!uses("{{ environment }}", "service", &names));
     }
 }
