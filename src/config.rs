@@ -245,6 +245,34 @@ impl Default for DiscordConfig {
     }
 }
 
+/// `discord.api_url` that Paver cannot use.
+#[derive(Debug, thiserror::Error)]
+pub enum DiscordUrlError {
+    #[error("discord.api_url must end in /api/v10 (Paver speaks Discord API v10), not `{0}`")]
+    ApiVersion(Url),
+    #[error("discord.api_url: `{0}` is not an http(s) URL")]
+    NotHttp(Url),
+}
+
+/// The base serenity's proxy rewrite needs: `discord.api_url` without its
+/// `/api/v10` (serenity's routes carry that part). Here, not in `discord`,
+/// so the config is checked without the config importing an adapter.
+pub fn discord_proxy_base(api_url: &Url) -> Result<String, DiscordUrlError> {
+    let path = api_url.path().trim_end_matches('/');
+    let prefix = if let Some(p) = path.strip_suffix("/api/v10") {
+        p
+    } else if path.is_empty() {
+        ""
+    } else {
+        return Err(DiscordUrlError::ApiVersion(api_url.clone()));
+    };
+    let origin = api_url.origin();
+    if !origin.is_tuple() {
+        return Err(DiscordUrlError::NotHttp(api_url.clone()));
+    }
+    Ok(format!("{}{prefix}", origin.ascii_serialization()))
+}
+
 /// What is wrong with a configuration, with enough context to fix it.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -479,7 +507,7 @@ impl Config {
                 out.push("discord.public_key: expected 64 hex characters".into());
             }
         }
-        if let Err(e) = crate::discord::api::proxy_base(&self.discord.api_url) {
+        if let Err(e) = discord_proxy_base(&self.discord.api_url) {
             out.push(e.to_string());
         }
         out.extend(self.policy.problems());

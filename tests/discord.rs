@@ -1389,7 +1389,7 @@ async fn interactions_and_messages_from_other_servers_are_acknowledged_not_handl
     };
     assert_eq!(
         gateway.receive(home).await,
-        Some(paver::chat::inbox::Accepted::Stored)
+        Some(paver::engine::inbox::Accepted::Stored)
     );
     h.fake
         .wait_for("the card", |_| h.card("Restart cart-service").is_some())
@@ -1529,7 +1529,7 @@ async fn a_stored_interaction_left_by_a_crash_is_handled_by_recovery() {
         .await
         .unwrap()
         .unwrap();
-    paver::chat::inbox::recover_once(gateway.interactions())
+    paver::engine::inbox::recover_once(gateway.interactions())
         .await
         .unwrap();
     h.fake
@@ -1605,7 +1605,7 @@ async fn discord_interactions_and_gateway_events_are_bounded_by_max_in_flight() 
     };
     assert_eq!(
         gateway.receive(msg).await,
-        Some(paver::chat::inbox::Accepted::Deferred)
+        Some(paver::engine::inbox::Accepted::Deferred)
     );
     tokio::time::sleep(Duration::from_millis(200)).await;
     h.idle().await;

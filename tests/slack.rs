@@ -1182,7 +1182,7 @@ async fn an_event_left_pending_by_a_crash_is_handled_by_recovery() {
         .unwrap()
         .unwrap();
 
-    paver::chat::inbox::recover_once(&r.state).await.unwrap();
+    paver::engine::inbox::recover_once(&r.state).await.unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while inbox
         .state(paver::chat::Platform::Slack, "EvCrash")
@@ -1206,7 +1206,10 @@ async fn an_event_left_pending_by_a_crash_is_handled_by_recovery() {
         .unwrap();
     assert_eq!((live.status.as_str(), live.attempts), ("pending", 1));
     // Done is done: recovery does not take it again.
-    assert_eq!(paver::chat::inbox::recover_once(&r.state).await.unwrap(), 0);
+    assert_eq!(
+        paver::engine::inbox::recover_once(&r.state).await.unwrap(),
+        0
+    );
     r.idle().await;
     assert_eq!(r.fake.calls("chat.postMessage").len(), 1);
     // Handled events are forgotten in time; pending ones never are.

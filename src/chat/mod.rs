@@ -3,7 +3,6 @@
 
 pub mod console;
 pub mod dispatcher;
-pub mod inbox;
 pub mod learned;
 pub mod messages;
 pub mod notices;

@@ -117,10 +117,8 @@ struct ErrorBody {
 /// Why the Discord adapter cannot be set up from the configuration.
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
-    #[error("discord.api_url must end in /api/v10 (Paver speaks Discord API v10), not `{0}`")]
-    ApiVersion(Url),
-    #[error("discord.api_url: `{0}` is not an http(s) URL")]
-    NotHttp(Url),
+    #[error(transparent)]
+    ApiUrl(#[from] crate::config::DiscordUrlError),
     #[error("discord.application_id: `{0}` is not a Discord application id")]
     ApplicationId(String),
     #[error("building the Discord HTTP client: {0}")]
@@ -141,23 +139,7 @@ pub enum SetupError {
     },
 }
 
-/// The base serenity's proxy rewrite needs: `discord.api_url` without its
-/// `/api/v10` (serenity's routes carry that part).
-pub fn proxy_base(api_url: &Url) -> Result<String, SetupError> {
-    let path = api_url.path().trim_end_matches('/');
-    let prefix = if let Some(p) = path.strip_suffix("/api/v10") {
-        p
-    } else if path.is_empty() {
-        ""
-    } else {
-        return Err(SetupError::ApiVersion(api_url.clone()));
-    };
-    let origin = api_url.origin();
-    if !origin.is_tuple() {
-        return Err(SetupError::NotHttp(api_url.clone()));
-    }
-    Ok(format!("{}{prefix}", origin.ascii_serialization()))
-}
+pub use crate::config::discord_proxy_base as proxy_base;
 
 /// A snowflake id from its string form.
 pub fn snowflake<T: From<NonZeroU64>>(s: &str, what: &str) -> Result<T, ApiError> {

@@ -28,9 +28,9 @@ use super::verify::Verifier;
 use super::{chat_user, Guilds, InteractionHandle};
 use crate::app::App;
 use crate::catalog::SharedCatalog;
-use crate::chat::inbox::{self, Accepted, InboxHandler, InboxSettings, Refused};
 use crate::chat::learned::Origin;
 use crate::chat::{Conversation, Inbound, Platform};
+use crate::engine::inbox::{self, Accepted, InboxHandler, InboxSettings, Refused};
 use crate::engine::Engine;
 use crate::engine::{EngineError, Handled};
 

@@ -5,6 +5,7 @@
 //! its own: deduplication, the parser for the current catalog, and the
 //! count of work in flight.
 
+pub mod inbox;
 mod parser;
 
 use std::sync::Arc;

@@ -336,17 +336,6 @@ impl JobStateStore for DbJobState {
     }
 }
 
-/// "2 s", "1 min 5 s": a delay for a card.
-pub fn human(d: Duration) -> String {
-    let s = d.as_secs_f64().round() as u64;
-    match s {
-        0 => format!("{} ms", d.as_millis()),
-        1..=59 => format!("{s} s"),
-        _ if s % 60 == 0 => format!("{} min", s / 60),
-        _ => format!("{} min {} s", s / 60, s % 60),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -379,7 +368,5 @@ mod tests {
             let d9 = ex.backoff(9).as_millis();
             assert!((500..=1000).contains(&d9), "{d9}");
         }
-        assert_eq!(human(Duration::from_secs(2)), "2 s");
-        assert_eq!(human(Duration::from_secs(65)), "1 min 5 s");
     }
 }

@@ -2,7 +2,7 @@
 //! commands) or Socket Mode: verified (a layer on the routes, [`verify`]),
 //! typed ([`super::wire`]), checked to come from a workspace Paver serves,
 //! stored in the inbox, and only then acknowledged; the work runs from the
-//! stored event ([`crate::chat::inbox`]).
+//! stored event ([`crate::engine::inbox`]).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -24,10 +24,10 @@ use super::wire::{
 };
 use super::{blocks, verify};
 use crate::catalog::SharedCatalog;
-use crate::chat::inbox::{self, InboxHandler, InboxSettings, Refused};
 use crate::chat::learned::{Learned, Origin};
 use crate::chat::{messages, ChatUser, Conversation, Inbound, Platform};
 use crate::config::SlackConfig;
+use crate::engine::inbox::{self, InboxHandler, InboxSettings, Refused};
 use crate::engine::Engine;
 use crate::engine::EngineError;
 

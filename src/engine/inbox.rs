@@ -15,9 +15,9 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::sync::oneshot;
 
-use super::Platform;
-use crate::engine::Engine;
-use crate::engine::{EngineError, Overloaded};
+use crate::domain::Platform;
+
+use super::{Engine, EngineError, Overloaded};
 use crate::storage::{InboxRow, StorageError};
 
 #[derive(Debug, Clone)]
