@@ -11,7 +11,6 @@
 
 mod support;
 
-use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -21,9 +20,8 @@ use chrono::{TimeZone, Utc};
 use insta::assert_snapshot;
 use serde_json::{json, Value};
 
-use paver::catalog::{Catalog, SharedCatalog};
+use paver::catalog::Catalog;
 use paver::chat::console::ConsoleSink;
-use paver::chat::dispatcher::Dispatcher;
 use paver::chat::{messages, ChatSink, ChatUser, Conversation, Inbound, Message, Platform};
 use paver::config::Config;
 use paver::discord::render as discord;
@@ -39,7 +37,8 @@ use paver::nlu::chatter::SmallTalk;
 use paver::policy::{self, Decision, PolicyContext};
 use paver::slack::blocks as slack;
 use paver::storage::Request;
-use support::{test_db, FakeDriver, TestDb};
+use support::paver::TestPaver;
+use support::FakeDriver;
 
 // ----- the example configuration -----------------------------------------
 
@@ -767,37 +766,32 @@ impl Write for Screen {
 /// The engine on the example catalog and policy, a fake driver, and the
 /// console adapter printing to a [`Screen`]: a `paver chat` session.
 struct Session {
+    paver: TestPaver,
     engine: Engine,
     sink: ConsoleSink,
     screen: Screen,
-    tdb: TestDb,
     events: std::sync::atomic::AtomicUsize,
 }
 
 async fn session(driver: FakeDriver) -> Session {
-    let tdb = test_db().await;
     let catalog = catalog();
     let config = config();
     let screen = Screen::default();
     let sink = ConsoleSink::new(Box::new(screen.clone()));
     sink.learn_names(&catalog);
-    let mut sinks: HashMap<String, Arc<dyn ChatSink>> = HashMap::new();
-    sinks.insert("console".into(), Arc::new(sink.clone()));
-    let dispatcher = Dispatcher::new(tdb.db.clone(), sinks);
-    dispatcher.spawn();
-    let engine = Engine::new(
-        tdb.db.clone(),
-        SharedCatalog::new(catalog),
-        config.policy.clone(),
-        Arc::new(driver),
-        dispatcher,
-        paver::app::engine_settings(&config),
-    );
+    let paver = TestPaver::builder()
+        .catalog(catalog)
+        .policy(config.policy.clone())
+        .settings(paver::app::engine_settings(&config))
+        .fake_driver(driver)
+        .sink("console", Arc::new(sink.clone()))
+        .start()
+        .await;
     Session {
-        engine,
+        engine: paver.engine.clone(),
+        paver,
         sink,
         screen,
-        tdb,
         events: Default::default(),
     }
 }
@@ -1026,8 +1020,8 @@ async fn scenario_amended_then_a_stale_press() {
     s.echo("grace (in the thread)> also add redis");
     let n = s.events.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     let thread = s
-        .tdb
-        .db
+        .paver
+        .db()
         .outbox()
         .card_ref(&id)
         .await

@@ -157,7 +157,11 @@ impl TestPaverBuilder {
         };
         let sink = RecordingSink::default();
         let mut sinks = self.sinks;
-        sinks.insert("console".into(), Arc::new(sink.clone()));
+        // A test's own console sink (a real `ConsoleSink`) replaces the
+        // recording one, which then records nothing.
+        sinks
+            .entry("console".into())
+            .or_insert_with(|| Arc::new(sink.clone()));
         let dispatcher = Dispatcher::new(db.clone(), sinks);
         dispatcher.spawn();
         let catalog = self.catalog.unwrap_or_else(|| {
