@@ -6,13 +6,14 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 
-use super::message::{list, plural, with_resources, Subject};
+use super::message::{with_resources, Subject};
 use super::score::{
     CatalogInfo, CatalogInfoMetadata, ComponentSpec, Workload, ANNOTATION_DEPLOYED_AT,
     ANNOTATION_EXPIRES_AT, ANNOTATION_REPLICAS, ANNOTATION_REQUEST_ID, ANNOTATION_RESTARTED_AT,
     UNDEPLOYED_VERSION,
 };
 use super::{GitOpsDriver, SERVICES_DIR};
+use crate::domain::wording::{count, list};
 use crate::domain::{
     Action, Environment, ResourceKind, ServiceName, TeamName, TemplateName, UserName, Version,
 };
@@ -324,7 +325,7 @@ impl Step<'_> {
         if w.replicas().ok().flatten() == Some(replicas) {
             return Ok(Change::Nothing(format!(
                 "{service} {environment} already runs {} (no change)",
-                plural(replicas, "replica")
+                count(u64::from(replicas), "replica")
             )));
         }
         w.annotate(ANNOTATION_REPLICAS, replicas.to_string());

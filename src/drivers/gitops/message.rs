@@ -2,10 +2,14 @@
 //! order-service 1.2.3 to staging`), the commit message with its trailers,
 //! and the summary a thread shows for a commit (`Deployed order-service
 //! 1.2.3 to staging`). Every sentence the driver makes out of an action is
-//! here, so that one module of wording for people can take them over.
+//! here. The words it shares with cards (lists, counts, the past tense of
+//! a subject) come from [`crate::domain::wording`]; the subjects keep facts
+//! only the driver knows (the version it resolved, where it rolled back
+//! from), so they are worded here.
 
 use std::fmt;
 
+use crate::domain::wording::{count, list};
 use crate::domain::{Environment, ResourceKind, ServiceName, TemplateName};
 use crate::drivers::Job;
 
@@ -110,7 +114,7 @@ impl fmt::Display for Subject<'_> {
             } => write!(
                 f,
                 "scale {service} {environment} to {}",
-                plural(*replicas, "replica")
+                count(u64::from(*replicas), "replica")
             ),
             Subject::Restart {
                 service,
@@ -150,58 +154,11 @@ pub(super) fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-/// "deploy order-service 1.2.3 to staging" → "Deployed order-service 1.2.3 to staging".
-pub(super) fn past_tense(subject: &str) -> String {
-    let (verb, rest) = subject.split_once(' ').unwrap_or((subject, ""));
-    let done = match verb {
-        "create" => "Created",
-        "destroy" => "Destroyed",
-        "add" => "Added",
-        "deploy" => "Deployed",
-        "redeploy" => "Redeployed",
-        "roll" => "Rolled",
-        "promote" => "Promoted",
-        "scale" => "Scaled",
-        "restart" => "Restarted",
-        "scaffold" => "Scaffolded",
-        _ => {
-            let mut chars = subject.chars();
-            return match chars.next() {
-                Some(c) => c.to_uppercase().chain(chars).collect(),
-                None => String::new(),
-            };
-        }
-    };
-    if rest.is_empty() {
-        done.to_owned()
-    } else {
-        format!("{done} {rest}")
-    }
-}
-
-/// `postgres, redis`.
-pub(super) fn list(kinds: &[ResourceKind]) -> String {
-    kinds
-        .iter()
-        .map(|k| k.as_str())
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 /// ` with postgres, redis`, or nothing.
 pub(super) fn with_resources(kinds: &[ResourceKind]) -> String {
     if kinds.is_empty() {
         String::new()
     } else {
         format!(" with {}", list(kinds))
-    }
-}
-
-/// `1 replica`, `2 replicas`.
-pub(super) fn plural(n: u32, word: &str) -> String {
-    if n == 1 {
-        format!("{n} {word}")
-    } else {
-        format!("{n} {word}s")
     }
 }

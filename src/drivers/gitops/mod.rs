@@ -142,10 +142,10 @@ use tokio::process::Command;
 use tokio::sync::Mutex;
 
 use super::{Driver, DriverError, EnvStatus, Job, Outcome, Progress};
+use crate::domain::wording::past_tense;
 use crate::domain::{Action, Environment, GoldenPath, ServiceName};
 use apply::Change;
 use git::{io_error, spawn_error, Git};
-use message::past_tense;
 
 pub use config::GitOpsConfig;
 pub use score::{

@@ -8,6 +8,7 @@ use chrono::DateTime;
 use super::message::one_line;
 use super::score::split_tag;
 use super::*;
+use crate::domain::wording::past_tense;
 use crate::domain::{ResourceKind, TeamName, TemplateName, Version};
 
 fn svc(s: &str) -> ServiceName {
