@@ -27,13 +27,17 @@ pub fn run(config: &Config, catalog: Option<&Path>) -> anyhow::Result<ExitCode> 
         let _connections = server::start_connections(&app, config)?;
         // Discord's gateway (messages, and interactions without an endpoint URL).
         paver::discord::gateway::spawn(&app, config).map_err(anyhow::Error::msg)?;
+        // The handlers are installed before Paver says it is listening: a
+        // SIGTERM that comes right after (a fast rollout) must stop it
+        // gracefully, not kill it with the default action.
+        let stop = shutdown().context("installing the signal handlers")?;
         let listener = tokio::net::TcpListener::bind(config.server.listen)
             .await
             .with_context(|| format!("listening on {}", config.server.listen))?;
         tracing::info!(listen = %config.server.listen, "paver serving");
         eprintln!("paver listening on http://{}", listener.local_addr()?);
         axum::serve(listener, router)
-            .with_graceful_shutdown(shutdown())
+            .with_graceful_shutdown(stop)
             .await
             .context("serving HTTP")?;
         // No longer accepting: finish or hand back what is in flight.
@@ -45,21 +49,20 @@ pub fn run(config: &Config, catalog: Option<&Path>) -> anyhow::Result<ExitCode> 
     })
 }
 
-async fn shutdown() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Resolves on SIGINT or SIGTERM; the handlers are installed when this is
+/// called, not when the future is first polled.
+fn shutdown() -> std::io::Result<impl std::future::Future<Output = ()>> {
     #[cfg(unix)]
-    let term = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        {
-            s.recv().await;
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    #[cfg(unix)]
+    let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+    Ok(async move {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = int.recv() => {},
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
-    }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+    })
 }
