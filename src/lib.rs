@@ -13,6 +13,7 @@ pub mod domain;
 pub mod drivers;
 pub mod engine;
 pub mod nlu;
+pub mod notify;
 pub mod policy;
 pub mod requests;
 pub mod server;

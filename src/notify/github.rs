@@ -1,0 +1,324 @@
+//! GitHub webhooks at the edge: the `X-Hub-Signature-256` check and the
+//! deliveries Paver reads (`deployment`, `deployment_status`,
+//! `workflow_run`) as typed values. Nothing past here sees GitHub's JSON.
+//!
+//! Only the fields Paver uses are declared; GitHub sends many more, and
+//! adds fields over time, so unknown fields are ignored (not denied).
+
+use hmac::{Hmac, Mac};
+use serde::Deserialize;
+use sha2::Sha256;
+
+/// A delivery that does not verify.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadSignature {
+    #[error("no X-Hub-Signature-256 header")]
+    Missing,
+    #[error("X-Hub-Signature-256 is not `sha256=<64 hex digits>`")]
+    Malformed,
+    #[error("X-Hub-Signature-256 does not match the body")]
+    Mismatch,
+}
+
+/// Checks `header` (`sha256=…`) against the HMAC-SHA256 of `body` under
+/// `secret`, in constant time.
+pub fn verify(secret: &[u8], body: &[u8], header: Option<&str>) -> Result<(), BadSignature> {
+    let header = header.ok_or(BadSignature::Missing)?;
+    let hex_sig = header
+        .strip_prefix("sha256=")
+        .ok_or(BadSignature::Malformed)?;
+    let given = hex::decode(hex_sig).map_err(|_| BadSignature::Malformed)?;
+    if given.len() != 32 {
+        return Err(BadSignature::Malformed);
+    }
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes any key length");
+    mac.update(body);
+    mac.verify_slice(&given).map_err(|_| BadSignature::Mismatch)
+}
+
+/// A delivery Paver cannot read.
+#[derive(Debug, thiserror::Error)]
+#[error("{event}: {detail}")]
+pub struct Malformed {
+    pub event: String,
+    /// serde's words, which name the missing or mistyped field.
+    pub detail: String,
+}
+
+/// What a delivery says, for the kinds Paver reads.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// A deployment was created (it has no outcome yet).
+    Deployment {
+        repo: String,
+        deployment: Deployment,
+    },
+    /// A deployment moved on: queued, in progress, succeeded, failed.
+    DeploymentStatus {
+        repo: String,
+        deployment: Deployment,
+        status: DeploymentStatus,
+    },
+    /// A workflow run was requested, started or finished.
+    WorkflowRun { repo: String, run: WorkflowRun },
+    /// Another event (`ping`, `push`, …): acknowledged and ignored.
+    Other(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Deployment {
+    pub id: u64,
+    pub sha: String,
+    #[serde(rename = "ref")]
+    pub git_ref: String,
+    pub environment: String,
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct DeploymentStatus {
+    pub state: DeployState,
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Where the deployed thing is (GitHub's `environment_url`, else the
+    /// older `target_url`); empty strings count as none.
+    #[serde(default)]
+    pub environment_url: Option<String>,
+    #[serde(default)]
+    pub target_url: Option<String>,
+}
+
+impl DeploymentStatus {
+    /// The deployed environment's URL, if GitHub was told one.
+    pub fn url(&self) -> Option<&str> {
+        [&self.environment_url, &self.target_url]
+            .into_iter()
+            .flatten()
+            .map(String::as_str)
+            .find(|u| !u.is_empty())
+    }
+}
+
+/// GitHub's deployment states.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeployState {
+    Pending,
+    Queued,
+    InProgress,
+    Success,
+    Failure,
+    Error,
+    Inactive,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct WorkflowRun {
+    pub id: u64,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub head_branch: Option<String>,
+    pub head_sha: String,
+    pub status: RunStatus,
+    #[serde(default)]
+    pub conclusion: Option<Conclusion>,
+    pub html_url: String,
+    pub run_number: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    Requested,
+    Queued,
+    InProgress,
+    Completed,
+    Waiting,
+    Pending,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Conclusion {
+    Success,
+    Failure,
+    Cancelled,
+    Skipped,
+    TimedOut,
+    ActionRequired,
+    Neutral,
+    Stale,
+    StartupFailure,
+}
+
+#[derive(Deserialize)]
+struct Repository {
+    full_name: String,
+}
+
+#[derive(Deserialize)]
+struct DeploymentBody {
+    repository: Repository,
+    deployment: Deployment,
+}
+
+#[derive(Deserialize)]
+struct DeploymentStatusBody {
+    repository: Repository,
+    deployment: Deployment,
+    deployment_status: DeploymentStatus,
+}
+
+#[derive(Deserialize)]
+struct WorkflowRunBody {
+    repository: Repository,
+    workflow_run: WorkflowRun,
+}
+
+/// Reads a delivery of kind `event` (the `X-GitHub-Event` header).
+pub fn parse(event: &str, body: &[u8]) -> Result<Event, Malformed> {
+    let bad = |e: serde_json::Error| Malformed {
+        event: event.to_owned(),
+        detail: e.to_string(),
+    };
+    Ok(match event {
+        "deployment" => {
+            let b: DeploymentBody = serde_json::from_slice(body).map_err(bad)?;
+            Event::Deployment {
+                repo: b.repository.full_name,
+                deployment: b.deployment,
+            }
+        }
+        "deployment_status" => {
+            let b: DeploymentStatusBody = serde_json::from_slice(body).map_err(bad)?;
+            Event::DeploymentStatus {
+                repo: b.repository.full_name,
+                deployment: b.deployment,
+                status: b.deployment_status,
+            }
+        }
+        "workflow_run" => {
+            let b: WorkflowRunBody = serde_json::from_slice(body).map_err(bad)?;
+            Event::WorkflowRun {
+                repo: b.repository.full_name,
+                run: b.workflow_run,
+            }
+        }
+        other => Event::Other(other.to_owned()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CORPUS: &str = "../shared/corpus/github";
+
+    #[test]
+    fn githubs_own_test_vector_verifies() {
+        #[derive(Deserialize)]
+        struct Vector {
+            secret: String,
+            payload: String,
+            x_hub_signature_256: String,
+        }
+        let v: Vector = serde_json::from_str(
+            &std::fs::read_to_string(format!("{CORPUS}/x_hub_signature_256_test_vector.json"))
+                .unwrap(),
+        )
+        .unwrap();
+        let (secret, body) = (v.secret.as_bytes(), v.payload.as_bytes());
+        assert_eq!(verify(secret, body, Some(&v.x_hub_signature_256)), Ok(()));
+        assert_eq!(
+            verify(b"another secret", body, Some(&v.x_hub_signature_256)),
+            Err(BadSignature::Mismatch)
+        );
+        assert_eq!(
+            verify(secret, b"Hello, World?", Some(&v.x_hub_signature_256)),
+            Err(BadSignature::Mismatch)
+        );
+        assert_eq!(verify(secret, body, None), Err(BadSignature::Missing));
+        for bad in ["757107ea", "sha1=757107ea", "sha256=zz", "sha256=7571"] {
+            assert_eq!(
+                verify(secret, body, Some(bad)),
+                Err(BadSignature::Malformed),
+                "{bad}"
+            );
+        }
+    }
+
+    fn example(path: &str) -> Vec<u8> {
+        std::fs::read(format!("{CORPUS}/payload-examples/{path}")).unwrap()
+    }
+
+    #[test]
+    fn every_corpus_example_of_the_kinds_paver_reads_parses() {
+        let mut seen = 0;
+        for kind in ["deployment", "deployment_status", "workflow_run"] {
+            for entry in std::fs::read_dir(format!("{CORPUS}/payload-examples/{kind}")).unwrap() {
+                let path = entry.unwrap().path();
+                let body = std::fs::read(&path).unwrap();
+                let e = parse(kind, &body).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                assert!(!matches!(e, Event::Other(_)), "{}", path.display());
+                seen += 1;
+            }
+        }
+        assert!(seen >= 9, "{seen} examples");
+    }
+
+    #[test]
+    fn deployments_and_runs_read_as_they_are_sent() {
+        let e = parse(
+            "deployment_status",
+            &example("deployment_status/payload.json"),
+        )
+        .unwrap();
+        let Event::DeploymentStatus {
+            repo,
+            deployment,
+            status,
+        } = e
+        else {
+            panic!("{e:?}")
+        };
+        assert_eq!(repo, "Codertocat/Hello-World");
+        assert_eq!(deployment.environment, "production");
+        assert_eq!(deployment.sha, "f95f852bd8fca8fcc58a9a2d6c842781e32a215e");
+        assert_eq!(status.state, DeployState::Success);
+        // GitHub sends `target_url: ""`: no URL, not an empty link.
+        assert_eq!(status.url(), None);
+
+        let e = parse(
+            "workflow_run",
+            &example("workflow_run/completed.payload.json"),
+        )
+        .unwrap();
+        let Event::WorkflowRun { run, .. } = e else {
+            panic!("{e:?}")
+        };
+        assert_eq!(run.status, RunStatus::Completed);
+        assert_eq!(run.conclusion, Some(Conclusion::Success));
+        assert_eq!(run.run_number, 163);
+    }
+
+    #[test]
+    fn other_events_are_ignored_and_broken_ones_name_the_field() {
+        assert_eq!(parse("ping", b"{}").unwrap(), Event::Other("ping".into()));
+        let e = parse(
+            "deployment_status",
+            br#"{"repository":{"full_name":"a/b"}}"#,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("deployment"), "{e}");
+        let e = parse("workflow_run", b"not json").unwrap_err();
+        assert!(e.to_string().starts_with("workflow_run:"), "{e}");
+        // An unknown state is an error, not a guess.
+        let mut v: serde_json::Value =
+            serde_json::from_slice(&example("deployment_status/payload.json")).unwrap();
+        v["deployment_status"]["state"] = "exploded".into();
+        let e = parse("deployment_status", v.to_string().as_bytes()).unwrap_err();
+        assert!(e.to_string().contains("exploded"), "{e}");
+    }
+}
