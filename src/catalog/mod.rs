@@ -21,6 +21,8 @@ pub const DISCORD_CHANNEL_ANNOTATION: &str = "discord.com/channel-id";
 pub const SLACK_USER_ANNOTATION: &str = "slack.com/user-id";
 /// Annotation mapping a catalog user to a Discord user id.
 pub const DISCORD_USER_ANNOTATION: &str = "discord.com/user-id";
+/// Annotation naming a component's GitHub repository (`owner/repo`).
+pub const GITHUB_SLUG_ANNOTATION: &str = "github.com/project-slug";
 /// Annotation naming the Argo CD application of a component.
 pub const ARGOCD_APP_ANNOTATION: &str = "argocd/app-name";
 

@@ -247,6 +247,19 @@ impl Catalog {
         self.components.values()
     }
 
+    /// The components whose `github.com/project-slug` is `slug` (GitHub's
+    /// `owner/repo`, compared without case, as GitHub compares them).
+    /// Several components may share one repository (a monorepo).
+    pub fn components_in_repo(&self, slug: &str) -> Vec<&Component> {
+        self.components()
+            .filter(|c| {
+                c.annotations
+                    .get(super::GITHUB_SLUG_ANNOTATION)
+                    .is_some_and(|s| s.trim().eq_ignore_ascii_case(slug.trim()))
+            })
+            .collect()
+    }
+
     pub fn group(&self, name: &str) -> Option<&Group> {
         TeamName::parse(name).ok().and_then(|n| self.groups.get(&n))
     }
@@ -552,6 +565,21 @@ mod tests {
     use super::*;
 
     const SAMPLE: &str = "../shared/fixtures/catalog.yaml";
+
+    #[test]
+    fn a_github_repository_names_its_components() {
+        let c = Catalog::from_yaml_file(Path::new(SAMPLE)).unwrap();
+        let names = |slug: &str| {
+            c.components_in_repo(slug)
+                .iter()
+                .map(|c| c.name.to_string())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(names("acme/order-service"), ["order-service"]);
+        assert_eq!(names("ACME/Order-Service"), ["order-service"]);
+        assert!(names("acme/nothing-here").is_empty());
+        assert!(names("").is_empty());
+    }
 
     #[test]
     fn loads_the_sample_catalog() {
