@@ -127,16 +127,9 @@ fn exact(action: &Action) -> Option<Phrase> {
             service,
             environment,
             resources,
-        } if resources.is_empty() => {
-            Phrase::new(Verb::Create, format!("{environment} for {service}"))
-        }
-        Action::CreateEnvironment {
-            service,
-            environment,
-            resources,
         } => Phrase::new(
             Verb::Create,
-            format!("{environment} for {service} with {}", list(resources)),
+            format!("{environment} for {service}{}", with_resources(resources)),
         ),
         Action::DestroyEnvironment {
             service,
@@ -346,6 +339,15 @@ pub fn list(resources: &[ResourceKind]) -> String {
         .map(|k| k.as_str())
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// " with postgres, redis", or nothing.
+pub fn with_resources(resources: &[ResourceKind]) -> String {
+    if resources.is_empty() {
+        String::new()
+    } else {
+        format!(" with {}", list(resources))
+    }
 }
 
 /// "1 replica", "3 replicas".

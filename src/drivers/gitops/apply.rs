@@ -6,14 +6,14 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 
-use super::message::{with_resources, Subject};
+use super::message::Subject;
 use super::score::{
     CatalogInfo, CatalogInfoMetadata, ComponentSpec, Workload, ANNOTATION_DEPLOYED_AT,
     ANNOTATION_EXPIRES_AT, ANNOTATION_REPLICAS, ANNOTATION_REQUEST_ID, ANNOTATION_RESTARTED_AT,
     UNDEPLOYED_VERSION,
 };
 use super::{GitOpsDriver, SERVICES_DIR};
-use crate::domain::wording::{count, list};
+use crate::domain::wording::{count, list, with_resources};
 use crate::domain::{
     Action, Environment, ResourceKind, ServiceName, TeamName, TemplateName, UserName, Version,
 };
@@ -110,6 +110,20 @@ impl Step<'_> {
         self.driver
             .write_env(service, environment, workload, self.job, self.progress)
             .await
+    }
+
+    /// Sets the workload of `service` in `environment` to `version`, stamps
+    /// when it was deployed, and writes it (deploy, roll back, promote).
+    async fn roll_out(
+        &self,
+        service: &ServiceName,
+        environment: Environment,
+        workload: &mut Workload,
+        version: &str,
+    ) -> Result<(), DriverError> {
+        workload.set_version(version);
+        workload.annotate(ANNOTATION_DEPLOYED_AT, now());
+        self.write_env(service, environment, workload).await
     }
 
     async fn create_environment(
@@ -226,9 +240,8 @@ impl Step<'_> {
             Some(v) => (false, v.as_str().to_owned()),
             None => (true, w.version().unwrap_or(UNDEPLOYED_VERSION).to_owned()),
         };
-        w.set_version(&version);
-        w.annotate(ANNOTATION_DEPLOYED_AT, now());
-        self.write_env(service, environment, &mut w).await?;
+        self.roll_out(service, environment, &mut w, &version)
+            .await?;
         Ok(Change::Staged(
             Subject::Deploy {
                 redeploy,
@@ -266,9 +279,7 @@ impl Step<'_> {
                 "{service} {environment} already runs {current} (no change)"
             )));
         }
-        w.set_version(&target);
-        w.annotate(ANNOTATION_DEPLOYED_AT, now());
-        self.write_env(service, environment, &mut w).await?;
+        self.roll_out(service, environment, &mut w, &target).await?;
         Ok(Change::Staged(
             Subject::RollBack {
                 service,
@@ -301,9 +312,7 @@ impl Step<'_> {
                 "{service} {to} already runs {version} (no change)"
             )));
         }
-        w.set_version(&version);
-        w.annotate(ANNOTATION_DEPLOYED_AT, now());
-        self.write_env(service, to, &mut w).await?;
+        self.roll_out(service, to, &mut w, &version).await?;
         Ok(Change::Staged(
             Subject::Promote {
                 service,

@@ -9,7 +9,7 @@
 
 use std::fmt;
 
-use crate::domain::wording::{count, list};
+use crate::domain::wording::{count, list, with_resources};
 use crate::domain::{Environment, ResourceKind, ServiceName, TemplateName};
 use crate::drivers::Job;
 
@@ -152,13 +152,4 @@ pub(super) fn commit_message(subject: &str, job: &Job) -> String {
 /// Keeps a value on its trailer's line.
 pub(super) fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
-/// ` with postgres, redis`, or nothing.
-pub(super) fn with_resources(kinds: &[ResourceKind]) -> String {
-    if kinds.is_empty() {
-        String::new()
-    } else {
-        format!(" with {}", list(kinds))
-    }
 }
