@@ -28,7 +28,7 @@ pub const DEFAULT_DATABASE_URL: &str = "sqlite://var/paver.db";
 
 /// Keys whose values are secrets: allowed from the environment, or as
 /// `<key>_file` in the config file, never inline.
-pub const SECRET_KEYS: [(&str, &str); 11] = [
+pub const SECRET_KEYS: [(&str, &str); 14] = [
     ("catalog", "backstage_token"),
     ("slack", "bot_token"),
     ("slack", "signing_secret"),
@@ -40,6 +40,9 @@ pub const SECRET_KEYS: [(&str, &str); 11] = [
     ("argocd", "password"),
     ("orchestrator", "signing_secret"),
     ("orchestrator", "inbound_signing_secret"),
+    ("hooks", "github_secret"),
+    ("hooks", "argocd_secret"),
+    ("hooks", "generic_secret"),
 ];
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -75,6 +78,10 @@ pub struct Config {
     pub orchestrator: crate::drivers::http::OrchestratorConfig,
     #[serde(default)]
     pub console: ConsoleConfig,
+    #[serde(default)]
+    pub hooks: HooksConfig,
+    #[serde(default)]
+    pub notify: crate::notify::NotifyConfig,
     /// The standard size of each resource type (over the built-in ones).
     #[serde(default)]
     pub golden_path:
@@ -85,6 +92,52 @@ impl Config {
     /// The golden path: the configured sizes over the built-in defaults.
     pub fn golden_path(&self) -> crate::domain::GoldenPath {
         crate::domain::GoldenPath::merged(self.golden_path.clone())
+    }
+}
+
+/// Inbound deploy hooks on `paver serve`: each route is on exactly when
+/// its secret is set (`PAVER_HOOKS__GITHUB_SECRET=…` turns `/hooks/github`
+/// on); without one it does not exist.
+#[derive(Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HooksConfig {
+    /// The GitHub webhook's secret (`X-Hub-Signature-256`).
+    pub github_secret: Option<SecretString>,
+    pub github_secret_file: Option<PathBuf>,
+    /// What Argo CD's webhook service sends as `Authorization: Bearer …`
+    /// (or as the basic-auth password): Argo CD does not sign.
+    pub argocd_secret: Option<SecretString>,
+    pub argocd_secret_file: Option<PathBuf>,
+    /// The generic hook's HMAC key (signed like orchestrator callbacks).
+    pub generic_secret: Option<SecretString>,
+    pub generic_secret_file: Option<PathBuf>,
+    /// How far a generic hook's signature timestamp may be from now.
+    pub tolerance_secs: u64,
+}
+
+impl Default for HooksConfig {
+    fn default() -> Self {
+        HooksConfig {
+            github_secret: None,
+            github_secret_file: None,
+            argocd_secret: None,
+            argocd_secret_file: None,
+            generic_secret: None,
+            generic_secret_file: None,
+            tolerance_secs: 300,
+        }
+    }
+}
+
+impl std::fmt::Debug for HooksConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let set = |s: &Option<SecretString>| if s.is_some() { "set" } else { "unset" };
+        f.debug_struct("HooksConfig")
+            .field("github_secret", &set(&self.github_secret))
+            .field("argocd_secret", &set(&self.argocd_secret))
+            .field("generic_secret", &set(&self.generic_secret))
+            .field("tolerance_secs", &self.tolerance_secs)
+            .finish()
     }
 }
 
@@ -455,6 +508,21 @@ impl Config {
             "orchestrator.inbound_signing_secret",
             &mut self.orchestrator.inbound_signing_secret,
             &self.orchestrator.inbound_signing_secret_file,
+        )?;
+        fill(
+            "hooks.github_secret",
+            &mut self.hooks.github_secret,
+            &self.hooks.github_secret_file,
+        )?;
+        fill(
+            "hooks.argocd_secret",
+            &mut self.hooks.argocd_secret,
+            &self.hooks.argocd_secret_file,
+        )?;
+        fill(
+            "hooks.generic_secret",
+            &mut self.hooks.generic_secret,
+            &self.hooks.generic_secret_file,
         )?;
         Ok(())
     }

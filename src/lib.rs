@@ -12,6 +12,7 @@ pub mod discord;
 pub mod domain;
 pub mod drivers;
 pub mod engine;
+pub mod hooks;
 pub mod nlu;
 pub mod notify;
 pub mod policy;

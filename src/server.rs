@@ -44,6 +44,11 @@ pub fn router(app: &App, config: &Config) -> Result<Router, ServerError> {
             app.db.clone(),
             &config.orchestrator,
         ));
+    router = router.merge(crate::hooks::router(
+        app.db.clone(),
+        notifications(app, config),
+        &config.hooks,
+    ));
     if config.slack.signing_secret.is_some() {
         if let Some(api) = crate::slack::api(config)? {
             router = router.merge(crate::slack::routes(crate::slack::state(app, config, api)));
@@ -53,6 +58,18 @@ pub fn router(app: &App, config: &Config) -> Result<Router, ServerError> {
         router = router.merge(discord);
     }
     Ok(router)
+}
+
+/// The deploy notification flow, on the app's outbox and catalog.
+pub fn notifications(app: &App, config: &Config) -> crate::notify::Notifications {
+    crate::notify::Notifications::new(
+        app.db.clone(),
+        app.catalog.clone(),
+        app.engine.sender().clone(),
+        config.notify.clone(),
+        config.argocd.clone(),
+        app.dispatcher.platforms(),
+    )
 }
 
 /// Long-lived outbound connections: Slack Socket Mode when an app token is set.

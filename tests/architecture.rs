@@ -19,7 +19,7 @@ const LAYERS: &[&[&str]] = &[
     // The config gathers every module's own section type.
     &["config"],
     // Edges and wiring may import anything (but not in a loop).
-    &["slack", "discord", "server", "app", "cli"],
+    &["slack", "discord", "hooks", "server", "app", "cli"],
 ];
 
 fn layer(module: &str) -> Option<usize> {

@@ -29,6 +29,14 @@ impl Dispatcher {
         }
     }
 
+    /// The platforms it can send to.
+    pub fn platforms(&self) -> Vec<crate::domain::Platform> {
+        self.sinks
+            .keys()
+            .filter_map(|k| crate::domain::Platform::parse(k))
+            .collect()
+    }
+
     /// Call after enqueueing, so delivery starts at once instead of at the next tick.
     pub fn notify(&self) {
         self.wake.notify_one();

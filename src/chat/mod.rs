@@ -2,6 +2,7 @@
 //! renders it as Block Kit, a Discord embed or console text.
 
 pub mod console;
+pub mod deploys;
 pub mod dispatcher;
 pub mod learned;
 pub mod messages;

@@ -5,7 +5,7 @@
 use super::dispatcher::Dispatcher;
 use super::{messages, ChatUser, Conversation, Message};
 use crate::catalog::SharedCatalog;
-use crate::domain::GoldenPath;
+use crate::domain::{GoldenPath, Platform};
 use crate::storage::outbox::{OutboxItem, OutboxKind};
 use crate::storage::{Db, Request, StorageError};
 
@@ -126,6 +126,72 @@ impl Sender {
             thread_key: None,
             thread_ref: None,
             body: body(&self.card(req, progress)),
+        })
+        .await
+    }
+
+    /// A message of its own kind kept under `key` (a deploy notice):
+    /// posted once in `channel`, in the thread under the card `thread_key`
+    /// when given, then edited with [`Sender::update_keyed`].
+    pub async fn post_keyed(
+        &self,
+        platform: Platform,
+        channel: &str,
+        key: &str,
+        thread_key: Option<&str>,
+        message: &Message,
+    ) -> Result<(), StorageError> {
+        self.enqueue(OutboxItem {
+            platform,
+            channel: channel.to_owned(),
+            kind: OutboxKind::Post,
+            user_id: None,
+            card_key: Some(key.to_owned()),
+            thread_key: thread_key.map(str::to_owned),
+            thread_ref: None,
+            body: body(message),
+        })
+        .await
+    }
+
+    /// Edits the message posted under `key` (coalesced with an edit, or the
+    /// post, still waiting to go out).
+    pub async fn update_keyed(
+        &self,
+        platform: Platform,
+        channel: &str,
+        key: &str,
+        message: &Message,
+    ) -> Result<(), StorageError> {
+        self.enqueue(OutboxItem {
+            platform,
+            channel: channel.to_owned(),
+            kind: OutboxKind::Update,
+            user_id: None,
+            card_key: Some(key.to_owned()),
+            thread_key: None,
+            thread_ref: None,
+            body: body(message),
+        })
+        .await
+    }
+
+    /// A plain message in a channel (not in any thread).
+    pub async fn post_to(
+        &self,
+        platform: Platform,
+        channel: &str,
+        message: &Message,
+    ) -> Result<(), StorageError> {
+        self.enqueue(OutboxItem {
+            platform,
+            channel: channel.to_owned(),
+            kind: OutboxKind::Post,
+            user_id: None,
+            card_key: None,
+            thread_key: None,
+            thread_ref: None,
+            body: body(message),
         })
         .await
     }

@@ -275,6 +275,14 @@ impl Action {
     }
 
     /// The environment the action changes or reads; for `promote`, the target.
+    /// The version a deploy or rollback names, if it names one.
+    pub fn version(&self) -> Option<&Version> {
+        match self {
+            Action::Deploy { version, .. } | Action::Rollback { version, .. } => version.as_ref(),
+            _ => None,
+        }
+    }
+
     pub fn environment(&self) -> Option<Environment> {
         match self {
             Action::CreateEnvironment { environment, .. }

@@ -6,6 +6,7 @@
 mod action;
 mod actor;
 pub mod approvers;
+mod deploy;
 mod golden_path;
 mod names;
 mod platform;
@@ -16,6 +17,7 @@ pub mod wording;
 
 pub use action::{Action, ActionKind, Field, ScorecardTarget};
 pub use actor::Actor;
+pub use deploy::{DeployNotice, DeployStatus, DeployStep};
 pub use approvers::{same_identity, ApprovalRefused, Approvers, Directory};
 pub use golden_path::{GoldenPath, ResourceSize};
 pub use names::{Environment, NameError, ServiceName, TeamName, TemplateName, UserName};

@@ -152,6 +152,75 @@ impl std::fmt::Debug for ArgoCdConfig {
 }
 
 impl ArgoCdConfig {
+    /// The application of one environment of a service: the catalog's
+    /// `argocd/app-name` when it names one per environment (a template with
+    /// `{{ environment }}`, or `staging=a,production=b`); else
+    /// `app_name_template` with `{{ app }}` (the annotation's plain name, or
+    /// the service name), `{{ service }}` and `{{ environment }}`. A name that is not a
+    /// valid Argo CD application name is refused (see [`valid_app_name`]).
+    pub fn app_name(
+        &self,
+        catalog: Option<&crate::catalog::Catalog>,
+        service: &ServiceName,
+        env: Environment,
+    ) -> Result<String, DriverError> {
+        let name = self.raw_app_name(catalog, service, env);
+        valid_app_name(&name).map_err(|why| {
+            DriverError::Config(format!(
+                "the Argo CD application name {:?} for {service} in {env} (catalog annotation {APP_NAME_ANNOTATION} or argocd.app_name_template) is not valid: {why}",
+                shorten(&name)
+            ))
+        })?;
+        Ok(name)
+    }
+
+    fn raw_app_name(
+        &self,
+        catalog: Option<&crate::catalog::Catalog>,
+        service: &ServiceName,
+        env: Environment,
+    ) -> String {
+        let annotation = catalog
+            .and_then(|c| {
+                c.component(service.as_str())
+                    .and_then(|c| c.annotations.get(APP_NAME_ANNOTATION).cloned())
+            })
+            .map(|a| a.trim().to_owned())
+            .filter(|a| !a.is_empty());
+        let app = annotation
+            .clone()
+            .filter(|a| !a.contains('{') && !a.contains('='))
+            .unwrap_or_else(|| service.to_string());
+        let vars = [
+            ("app", app.as_str()),
+            ("service", service.as_str()),
+            ("environment", env.as_str()),
+        ];
+        match annotation {
+            Some(a) if a.contains('=') => {
+                let found = a.split(',').find_map(|pair| {
+                    let (k, v) = pair.split_once('=')?;
+                    (Environment::from_word(k.trim()) == Some(env)).then(|| v.trim().to_owned())
+                });
+                found.unwrap_or_else(|| self.configured_app_name(&vars))
+            }
+            Some(a) if a.contains('{') => {
+                // The team's own template, in either syntax; one that does
+                // not fill is refused as a name (see `app_name`).
+                let a = templates::template::upgrade_legacy(&a, templates::APP_NAME).unwrap_or(a);
+                templates::fill(APP_NAME_ANNOTATION, &a, &vars).unwrap_or(a)
+            }
+            _ => self.configured_app_name(&vars),
+        }
+    }
+
+    /// `app_name_template` filled (it was checked when the configuration
+    /// was loaded; unfilled, it is refused as a name).
+    fn configured_app_name(&self, vars: &[(&str, &str)]) -> String {
+        let t = &self.app_name_template;
+        templates::fill(APP_NAME_TEMPLATE, t, vars).unwrap_or_else(|_| t.clone())
+    }
+
     /// Reads templates written in the old `{app}` syntax (see
     /// [`templates::upgrade`]); done when the configuration is loaded.
     pub fn upgrade_templates(&mut self) {
@@ -247,66 +316,11 @@ impl ArgoCdDriver {
         })
     }
 
-    /// The application of one environment of a service: the catalog's
-    /// `argocd/app-name` when it names one per environment (a template with
-    /// `{{ environment }}`, or `staging=a,production=b`); else
-    /// `app_name_template` with `{{ app }}` (the annotation's plain name, or
-    /// the service name), `{{ service }}` and `{{ environment }}`. A name that is not a
-    /// valid Argo CD application name is refused (see [`valid_app_name`]).
+    /// The application of one environment of a service (see
+    /// [`ArgoCdConfig::app_name`]).
     pub fn app_name(&self, service: &ServiceName, env: Environment) -> Result<String, DriverError> {
-        let name = self.raw_app_name(service, env);
-        valid_app_name(&name).map_err(|why| {
-            DriverError::Config(format!(
-                "the Argo CD application name {:?} for {service} in {env} (catalog annotation {APP_NAME_ANNOTATION} or argocd.app_name_template) is not valid: {why}",
-                shorten(&name)
-            ))
-        })?;
-        Ok(name)
-    }
-
-    fn raw_app_name(&self, service: &ServiceName, env: Environment) -> String {
-        let annotation = self
-            .catalog
-            .as_ref()
-            .and_then(|c| {
-                c.current()
-                    .component(service.as_str())
-                    .and_then(|c| c.annotations.get(APP_NAME_ANNOTATION).cloned())
-            })
-            .map(|a| a.trim().to_owned())
-            .filter(|a| !a.is_empty());
-        let app = annotation
-            .clone()
-            .filter(|a| !a.contains('{') && !a.contains('='))
-            .unwrap_or_else(|| service.to_string());
-        let vars = [
-            ("app", app.as_str()),
-            ("service", service.as_str()),
-            ("environment", env.as_str()),
-        ];
-        match annotation {
-            Some(a) if a.contains('=') => {
-                let found = a.split(',').find_map(|pair| {
-                    let (k, v) = pair.split_once('=')?;
-                    (Environment::from_word(k.trim()) == Some(env)).then(|| v.trim().to_owned())
-                });
-                found.unwrap_or_else(|| self.configured_app_name(&vars))
-            }
-            Some(a) if a.contains('{') => {
-                // The team's own template, in either syntax; one that does
-                // not fill is refused as a name (see `app_name`).
-                let a = templates::template::upgrade_legacy(&a, templates::APP_NAME).unwrap_or(a);
-                templates::fill(APP_NAME_ANNOTATION, &a, &vars).unwrap_or(a)
-            }
-            _ => self.configured_app_name(&vars),
-        }
-    }
-
-    /// `app_name_template` filled (it was checked when the configuration
-    /// was loaded; unfilled, it is refused as a name).
-    fn configured_app_name(&self, vars: &[(&str, &str)]) -> String {
-        let t = &self.config.app_name_template;
-        templates::fill(APP_NAME_TEMPLATE, t, vars).unwrap_or_else(|_| t.clone())
+        let catalog = self.catalog.as_ref().map(|c| c.current());
+        self.config.app_name(catalog.as_deref(), service, env)
     }
 
     fn app_query(&self) -> Vec<(&'static str, String)> {

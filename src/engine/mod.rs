@@ -137,6 +137,12 @@ impl Engine {
         self.inner.send.golden_path()
     }
 
+    /// The way into the outbox, for flows the engine does not route to
+    /// (deploy notifications arrive by HTTP hook, not by chat).
+    pub fn sender(&self) -> &Sender {
+        &self.inner.send
+    }
+
     pub fn db(&self) -> &Db {
         &self.inner.db
     }

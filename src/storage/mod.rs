@@ -6,6 +6,7 @@
 //! one backend's dialect. Each backend has its own migrations folder
 //! because DDL differs (AUTOINCREMENT vs BIGSERIAL).
 
+pub mod deploys;
 pub mod inbox;
 pub mod jobs;
 pub mod outbox;
@@ -156,6 +157,10 @@ impl Db {
         RequestStore { db: self }
     }
 
+    pub fn deploys(&self) -> deploys::DeployStore<'_> {
+        deploys::DeployStore { db: self }
+    }
+
     pub fn outbox(&self) -> OutboxStore<'_> {
         OutboxStore { db: self }
     }
@@ -197,6 +202,17 @@ impl Db {
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)
+    }
+
+    /// Forgets a recorded event id, so its redelivery is handled (after
+    /// handling it the first time failed).
+    pub async fn forget_delivery(&self, platform: &str, event_id: &str) -> Result<(), StorageError> {
+        sqlx::query("DELETE FROM processed_events WHERE platform = $1 AND event_id = $2")
+            .bind(platform)
+            .bind(event_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 }
 

@@ -108,13 +108,15 @@ impl OutboxStore<'_> {
     /// update still waiting to be sent (and not being sent right now), in
     /// one statement, so progress lines coalesce into one row instead of
     /// one row (and one API call) each; only when there is none is a row
-    /// added.
+    /// added. A card whose first post is still waiting takes the new body
+    /// into that post (it goes out as it is now, with no update behind it:
+    /// a paced channel would otherwise see the post and then every edit).
     pub async fn enqueue(&self, item: &OutboxItem) -> Result<i64, StorageError> {
         let now = now_ms();
         if let (OutboxKind::Update, Some(key)) = (item.kind, &item.card_key) {
             let replaced = sqlx::query(
                 "UPDATE outbox SET body = $1, channel = $2 \
-                 WHERE kind = 'update' AND card_key = $3 AND platform = $4 AND status = 'pending' AND claimed_until <= $5 \
+                 WHERE kind IN ('update', 'post') AND card_key = $3 AND platform = $4 AND status = 'pending' AND claimed_until <= $5 \
                  RETURNING id",
             )
             .bind(&item.body)

@@ -183,7 +183,7 @@ pub struct RequestStore<'a> {
     pub(super) db: &'a Db,
 }
 
-fn random_token(len: usize) -> String {
+pub(super) fn random_token(len: usize) -> String {
     const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyz23456789";
     let mut rng = rand::thread_rng();
     (0..len)
@@ -335,6 +335,28 @@ impl RequestStore<'_> {
             .fetch_optional(&self.db.pool)
             .await?;
         row.as_ref().map(decode).transpose()
+    }
+
+    /// Requests for `service` in `environment` that are running or ran
+    /// since `since` (Unix ms), newest first: the ones a deploy Paver hears
+    /// about may be carrying out.
+    pub async fn running_or_done_since(
+        &self,
+        service: &str,
+        environment: &str,
+        since: i64,
+    ) -> Result<Vec<Request>, StorageError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM requests WHERE service = $1 AND environment = $2 \
+             AND state IN ('approved', 'executing', 'succeeded') AND updated_at >= $3 \
+             ORDER BY updated_at DESC, id"
+        ))
+        .bind(service)
+        .bind(environment)
+        .bind(since)
+        .fetch_all(&self.db.pool)
+        .await?;
+        rows.iter().map(decode).collect()
     }
 
     pub async fn in_state(&self, state: RequestState) -> Result<Vec<Request>, StorageError> {

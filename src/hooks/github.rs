@@ -9,6 +9,10 @@ use hmac::{Hmac, Mac};
 use serde::Deserialize;
 use sha2::Sha256;
 
+use super::{text, web_url};
+use crate::domain::{DeployStatus, Version};
+use crate::notify::{Delivery, Source, Subject};
+
 /// A delivery that does not verify.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BadSignature {
@@ -74,6 +78,26 @@ pub struct Deployment {
     pub environment: String,
     #[serde(default)]
     pub description: Option<String>,
+    /// `payload.paver_request`: the Paver request a deploy carries out, when
+    /// whoever created the deployment said so. Any other payload is fine.
+    #[serde(default, rename = "payload", deserialize_with = "paver_request")]
+    pub paver_request: Option<String>,
+}
+
+fn paver_request<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Payload {
+        Object {
+            #[serde(default)]
+            paver_request: Option<String>,
+        },
+        Other(serde::de::IgnoredAny),
+    }
+    Ok(match Payload::deserialize(d)? {
+        Payload::Object { paver_request } => paver_request,
+        Payload::Other(_) => None,
+    })
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -87,6 +111,9 @@ pub struct DeploymentStatus {
     pub environment_url: Option<String>,
     #[serde(default)]
     pub target_url: Option<String>,
+    /// Where the deploy's log is.
+    #[serde(default)]
+    pub log_url: Option<String>,
 }
 
 impl DeploymentStatus {
@@ -179,20 +206,20 @@ struct WorkflowRunBody {
 
 /// Reads a delivery of kind `event` (the `X-GitHub-Event` header).
 pub fn parse(event: &str, body: &[u8]) -> Result<Event, Malformed> {
-    let bad = |e: serde_json::Error| Malformed {
+    let bad = |detail: String| Malformed {
         event: event.to_owned(),
-        detail: e.to_string(),
+        detail,
     };
     Ok(match event {
         "deployment" => {
-            let b: DeploymentBody = serde_json::from_slice(body).map_err(bad)?;
+            let b: DeploymentBody = super::from_json(body).map_err(bad)?;
             Event::Deployment {
                 repo: b.repository.full_name,
                 deployment: b.deployment,
             }
         }
         "deployment_status" => {
-            let b: DeploymentStatusBody = serde_json::from_slice(body).map_err(bad)?;
+            let b: DeploymentStatusBody = super::from_json(body).map_err(bad)?;
             Event::DeploymentStatus {
                 repo: b.repository.full_name,
                 deployment: b.deployment,
@@ -200,7 +227,7 @@ pub fn parse(event: &str, body: &[u8]) -> Result<Event, Malformed> {
             }
         }
         "workflow_run" => {
-            let b: WorkflowRunBody = serde_json::from_slice(body).map_err(bad)?;
+            let b: WorkflowRunBody = super::from_json(body).map_err(bad)?;
             Event::WorkflowRun {
                 repo: b.repository.full_name,
                 run: b.workflow_run,
@@ -208,6 +235,96 @@ pub fn parse(event: &str, body: &[u8]) -> Result<Event, Malformed> {
         }
         other => Event::Other(other.to_owned()),
     })
+}
+
+/// What a delivery means for deploy notifications; `None` for what says
+/// nothing about a deploy (an `inactive` status, a skipped run, a workflow
+/// whose name names no environment).
+pub fn delivery(event: Event, delivery_id: &str) -> Option<Delivery> {
+    let base = |repo: String, environment: String, status: DeployStatus| Delivery {
+        source: Source::GitHub,
+        id: delivery_id.to_owned(),
+        subject: Subject::Repo {
+            slug: repo,
+            environment,
+        },
+        status,
+        version: None,
+        url: None,
+        link: None,
+        message: None,
+        commit: None,
+        request_id: None,
+    };
+    match event {
+        Event::Deployment { repo, deployment } => Some(Delivery {
+            version: version_of(&deployment),
+            message: deployment.description.as_deref().and_then(text),
+            commit: Some(deployment.sha.clone()),
+            request_id: deployment.paver_request.clone(),
+            ..base(repo, deployment.environment.clone(), DeployStatus::Queued)
+        }),
+        Event::DeploymentStatus {
+            repo,
+            deployment,
+            status,
+        } => {
+            let state = match status.state {
+                DeployState::Pending | DeployState::Queued => DeployStatus::Queued,
+                DeployState::InProgress => DeployStatus::InProgress,
+                DeployState::Success => DeployStatus::Deployed,
+                DeployState::Failure | DeployState::Error => DeployStatus::Failed,
+                // A newer deployment replaced this one: nothing happened.
+                DeployState::Inactive => return None,
+            };
+            Some(Delivery {
+                version: version_of(&deployment),
+                url: status.url().and_then(web_url),
+                link: status.log_url.as_deref().and_then(web_url),
+                message: status
+                    .description
+                    .as_deref()
+                    .or(deployment.description.as_deref())
+                    .and_then(text),
+                commit: Some(deployment.sha.clone()),
+                request_id: deployment.paver_request.clone(),
+                ..base(repo, deployment.environment.clone(), state)
+            })
+        }
+        Event::WorkflowRun { repo, run } => {
+            // A run belongs to no environment; a deploy workflow's name
+            // says which ("Deploy to production").
+            let name = run.name.clone().unwrap_or_default();
+            crate::notify::resolve::environment_in(&name)?;
+            let status = match (run.status, run.conclusion) {
+                (RunStatus::Completed, Some(Conclusion::Success)) => DeployStatus::Deployed,
+                (
+                    RunStatus::Completed,
+                    Some(Conclusion::Failure | Conclusion::TimedOut | Conclusion::StartupFailure),
+                ) => DeployStatus::Failed,
+                (RunStatus::Completed, Some(Conclusion::Cancelled)) => DeployStatus::Cancelled,
+                (RunStatus::Completed, _) => return None,
+                (RunStatus::InProgress, _) => DeployStatus::InProgress,
+                _ => DeployStatus::Queued,
+            };
+            Some(Delivery {
+                link: web_url(&run.html_url),
+                commit: Some(run.head_sha.clone()),
+                ..base(repo, name, status)
+            })
+        }
+        Event::Other(_) => None,
+    }
+}
+
+/// The version a deployment is of: its ref when that is a version tag
+/// (`v2.5.0`, `2.5.0`); a branch name is not a version.
+fn version_of(d: &Deployment) -> Option<Version> {
+    let r = d.git_ref.trim_start_matches("refs/tags/");
+    let tag_like = r
+        .trim_start_matches(['v', 'V'])
+        .starts_with(|c: char| c.is_ascii_digit());
+    tag_like.then(|| Version::parse(r).ok()).flatten()
 }
 
 #[cfg(test)]
