@@ -137,6 +137,11 @@ pub fn card(
     if let Some(url) = &req.result_url {
         fields.push(("URL".into(), url.clone()));
     }
+    // After the run, the line is what the deploy did since (a deploy
+    // hook's news: "deployed 2.5.0 to staging — healthy — https://…").
+    if let (RequestState::Succeeded, Some(p)) = (req.state, progress) {
+        fields.push(("Deploy".into(), p.to_owned()));
+    }
     // Policy's notes speak of what is still to happen ("without an
     // approval within 24 h the request expires"): only while it can.
     let mut context: Vec<String> = match req.state {

@@ -94,7 +94,8 @@ pub fn parse(body: &[u8]) -> Result<Option<Delivery>, Unreadable> {
         .iter()
         .flatten()
         .filter_map(|i| i.rsplit_once(':').map(|(_, t)| t))
-        .filter(|t| !t.contains('/'))
+        // `latest` names no release.
+        .filter(|t| !t.contains('/') && *t != "latest")
         .collect();
     tags.sort_unstable();
     tags.dedup();

@@ -51,18 +51,13 @@ pub fn destinations(
     // The request's thread first: a team channel that is also the
     // request's channel becomes that thread.
     if let Some(r) = request {
-        if let Some(p) = [Platform::Slack, Platform::Discord]
-            .into_iter()
-            .find(|p| *p == r.platform)
-        {
-            add(
-                ChannelRef {
-                    platform: p,
-                    channel: r.channel.clone(),
-                },
-                Some(r.id.clone()),
-            );
-        }
+        add(
+            ChannelRef {
+                platform: r.platform,
+                channel: r.channel.clone(),
+            },
+            Some(r.id.clone()),
+        );
     }
     let rule = config.rule(team);
     if rule.wants(target.environment, status) {

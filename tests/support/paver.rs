@@ -441,6 +441,18 @@ impl TestPaver {
         self.db().requests().get(id).await.unwrap()
     }
 
+    // ----- deploy hooks --------------------------------------------------
+
+    /// Serves Paver's HTTP routes as `paver serve` would, with `config`'s
+    /// `[hooks]` and `[notify]`, on a loopback port; returns the base URL.
+    pub async fn serve(&self, config: &paver::config::Config) -> String {
+        let router = paver::server::router(&self.app(), config).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+        format!("http://{addr}")
+    }
+
     // ----- time ----------------------------------------------------------
 
     /// Expires what nobody acted on, as the periodic sweeper would.
