@@ -531,3 +531,187 @@ async fn hooks_without_a_secret_do_not_exist() {
     }
     let _ = Duration::from_secs(0);
 }
+
+/// A Slack stand-in shared by replicas: every send, with when it happened.
+#[derive(Clone, Default)]
+struct TimedSink {
+    log: Arc<std::sync::Mutex<Vec<Timed>>>,
+}
+
+#[derive(Clone, Debug)]
+struct Timed {
+    channel: String,
+    at: std::time::Instant,
+    /// The message's platform id (a post's new one, an edit's target).
+    r#ref: String,
+    post: bool,
+    message: Message,
+}
+
+impl TimedSink {
+    fn record(&self, channel: &str, r: Option<&str>, post: bool, message: &Message) -> String {
+        let mut log = self.log.lock().unwrap();
+        let r = r.map(str::to_owned).unwrap_or_else(|| format!("m-{}", log.len() + 1));
+        log.push(Timed {
+            channel: channel.into(),
+            at: std::time::Instant::now(),
+            r#ref: r.clone(),
+            post,
+            message: message.clone(),
+        });
+        r
+    }
+}
+
+#[async_trait::async_trait]
+impl paver::chat::ChatSink for TimedSink {
+    async fn post(
+        &self,
+        channel: &str,
+        _thread: Option<&str>,
+        message: &Message,
+    ) -> Result<String, paver::chat::SendError> {
+        Ok(self.record(channel, None, true, message))
+    }
+    async fn update(
+        &self,
+        channel: &str,
+        message_ref: &str,
+        message: &Message,
+    ) -> Result<(), paver::chat::SendError> {
+        self.record(channel, Some(message_ref), false, message);
+        Ok(())
+    }
+    async fn ephemeral(
+        &self,
+        channel: &str,
+        _user: &str,
+        _thread: Option<&str>,
+        message: &Message,
+    ) -> Result<(), paver::chat::SendError> {
+        self.record(channel, None, true, message);
+        Ok(())
+    }
+}
+
+/// 1,000 hooks for the catalog's 20 services, sent to two replicas on one
+/// database, each service's events in order (as a deploy's events come),
+/// the services at once: every event is recorded, every notice ends on its
+/// service's last event, each service and environment is posted once per
+/// channel, and the rest are edits (coalesced while they wait).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_burst_of_a_thousand_hooks_for_twenty_services_is_told_completely_and_quietly() {
+    const PER_SERVICE: usize = 50;
+    let sink = TimedSink::default();
+    let a = TestPaver::builder()
+        .sink("slack", Arc::new(sink.clone()))
+        .start()
+        .await;
+    let b = TestPaver::builder()
+        .sink("slack", Arc::new(sink.clone()))
+        .replica_of(&a)
+        .start()
+        .await;
+    let cfg = config(NotifyConfig {
+        default_channels: channels(&["slack:C0PLATFORM"]),
+        production_channels: channels(&["slack:C0DEPLOYS"]),
+        ..NotifyConfig::default()
+    });
+    let bases = [a.serve(&cfg).await, b.serve(&cfg).await];
+    let catalog = a.catalog.current();
+    let services: Vec<String> = catalog.components().map(|c| c.name.to_string()).collect();
+    assert_eq!(services.len(), 20);
+    let event = |svc: &str, k: usize| {
+        let env = ["staging", "production"][k % 2];
+        let status = ["in_progress", "deployed", "healthy"][(k / 2) % 3];
+        let version = format!("1.0.{}", k / 6);
+        (env, status, version, json!({
+            "id": format!("{svc}-{k}"), "service": svc, "environment": env,
+            "status": status, "version": format!("1.0.{}", k / 6),
+        }))
+    };
+    let started = std::time::Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, svc) in services.iter().cloned().enumerate() {
+        let bases = bases.clone();
+        tasks.spawn(async move {
+            let http = reqwest::Client::new();
+            for k in 0..PER_SERVICE {
+                let (_, _, _, body) = event(&svc, k);
+                let body = body.to_string();
+                let ts = chrono::Utc::now().timestamp();
+                let sig = sign_callback(GENERIC_SECRET, ts, "POST", "/hooks/generic", body.as_bytes());
+                let r = http
+                    .post(format!("{}/hooks/generic", bases[(i + k) % 2]))
+                    .header("X-Paver-Timestamp", ts.to_string())
+                    .header("X-Paver-Signature", sig)
+                    .body(body)
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status().as_u16(), 202, "{svc} #{k}: {}", r.text().await.unwrap());
+            }
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.unwrap();
+    }
+    let accepted = started.elapsed();
+    a.idle().await;
+    b.idle().await;
+    let delivered = started.elapsed();
+
+    use sqlx::Row;
+    let n: i64 = sqlx::query("SELECT COUNT(*) AS n FROM deploy_events")
+        .fetch_one(a.db().pool())
+        .await
+        .unwrap()
+        .try_get("n")
+        .unwrap();
+    assert_eq!(n, (services.len() * PER_SERVICE) as i64);
+
+    let log = sink.log.lock().unwrap().clone();
+    // What each message shows at the end: its post, then its last edit.
+    let mut last: std::collections::HashMap<String, (String, Message)> = Default::default();
+    for t in &log {
+        last.insert(t.r#ref.clone(), (t.channel.clone(), t.message.clone()));
+    }
+    for svc in &services {
+        let team = catalog.component(svc).unwrap().owner.as_ref().map(|o| o.to_string());
+        let team_channel = match team.as_deref() {
+            Some(t) => catalog.group(t).unwrap().slack_channel.clone().unwrap(),
+            None => "C0PLATFORM".into(),
+        };
+        for (env, final_k) in [("staging", PER_SERVICE - 2), ("production", PER_SERVICE - 1)] {
+            let (_, status, version, _) = event(svc, final_k);
+            let word = paver::domain::DeployStatus::parse(status).unwrap().word();
+            let title = format!("{svc} {env}: {version} {word}");
+            let mut where_: Vec<&str> = vec![team_channel.as_str()];
+            if env == "production" {
+                where_.push("C0DEPLOYS");
+            }
+            for channel in where_ {
+                let shown: Vec<_> = last
+                    .values()
+                    .filter(|(c, m)| c == channel && m.title.as_deref().is_some_and(|t| t.starts_with(&format!("{svc} {env}:"))))
+                    .collect();
+                assert_eq!(shown.len(), 1, "{svc} {env} in {channel}: one message, not {}", shown.len());
+                assert_eq!(shown[0].1.title.as_deref(), Some(title.as_str()), "{svc} {env} in {channel}");
+            }
+        }
+    }
+    let posts = log.iter().filter(|t| t.post).count();
+    // 20 services × 2 environments in their team's channel, and the 20
+    // production ones in the deploys channel.
+    assert_eq!(posts, 60, "posts");
+    eprintln!(
+        "burst: {} events accepted in {:.2?}, all delivered in {:.2?}; {} messages sent ({} posts, {} edits) = {:.0} per 1,000 events",
+        n,
+        accepted,
+        delivered,
+        log.len(),
+        posts,
+        log.len() - posts,
+        log.len() as f64 * 1000.0 / n as f64
+    );
+}
