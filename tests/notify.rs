@@ -69,7 +69,13 @@ impl Harness {
         }
     }
 
-    async fn github(&self, event: &str, delivery: &str, body: &[u8], secret: &str) -> (u16, String) {
+    async fn github(
+        &self,
+        event: &str,
+        delivery: &str,
+        body: &[u8],
+        secret: &str,
+    ) -> (u16, String) {
         let sig = {
             use hmac::{Hmac, Mac};
             let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
@@ -93,7 +99,13 @@ impl Harness {
     async fn generic(&self, body: &Value) -> (u16, String) {
         let body = body.to_string();
         let ts = chrono::Utc::now().timestamp();
-        let sig = sign_callback(GENERIC_SECRET, ts, "POST", "/hooks/generic", body.as_bytes());
+        let sig = sign_callback(
+            GENERIC_SECRET,
+            ts,
+            "POST",
+            "/hooks/generic",
+            body.as_bytes(),
+        );
         self.generic_signed(&body, ts, &sig).await
     }
 
@@ -183,7 +195,11 @@ fn example(path: &str, slug: &str, environment: Option<&str>) -> Vec<u8> {
 async fn a_github_deployment_reaches_the_owning_team_once_and_is_edited_as_it_goes() {
     let h = Harness::start(notify_config()).await;
     // order-service is team-commerce's; its channel is C0COMMERCE.
-    let created = example("deployment/payload.json", "acme/order-service", Some("staging"));
+    let created = example(
+        "deployment/payload.json",
+        "acme/order-service",
+        Some("staging"),
+    );
     let (code, _) = h.github("deployment", "d-1", &created, GITHUB_SECRET).await;
     assert_eq!(code, 202);
     let mut status: Value = serde_json::from_slice(&example(
@@ -194,13 +210,26 @@ async fn a_github_deployment_reaches_the_owning_team_once_and_is_edited_as_it_go
     .unwrap();
     status["deployment_status"]["environment_url"] = json!("https://order-service.staging.example");
     let (code, body) = h
-        .github("deployment_status", "d-2", status.to_string().as_bytes(), GITHUB_SECRET)
+        .github(
+            "deployment_status",
+            "d-2",
+            status.to_string().as_bytes(),
+            GITHUB_SECRET,
+        )
         .await;
     assert_eq!(code, 202, "{body}");
     h.delivered().await;
-    assert_eq!(h.posts_in("C0COMMERCE").len(), 1, "{}", h.slack.transcript());
+    assert_eq!(
+        h.posts_in("C0COMMERCE").len(),
+        1,
+        "{}",
+        h.slack.transcript()
+    );
     let notice = h.notice_in("C0COMMERCE");
-    assert_eq!(notice.title.as_deref(), Some("order-service staging: deployed"));
+    assert_eq!(
+        notice.title.as_deref(),
+        Some("order-service staging: deployed")
+    );
     assert_eq!(notice.text, "queued → deployed");
     assert!(notice
         .fields
@@ -211,9 +240,18 @@ async fn a_github_deployment_reaches_the_owning_team_once_and_is_edited_as_it_go
     // A redelivery (same X-GitHub-Delivery) is acknowledged and dropped.
     let before = h.slack.all().len();
     let (code, body) = h
-        .github("deployment_status", "d-2", status.to_string().as_bytes(), GITHUB_SECRET)
+        .github(
+            "deployment_status",
+            "d-2",
+            status.to_string().as_bytes(),
+            GITHUB_SECRET,
+        )
         .await;
-    assert_eq!((code, body.contains("already received")), (200, true), "{body}");
+    assert_eq!(
+        (code, body.contains("already received")),
+        (200, true),
+        "{body}"
+    );
     h.delivered().await;
     assert_eq!(h.slack.all().len(), before);
     let events = h
@@ -230,7 +268,9 @@ async fn a_github_deployment_reaches_the_owning_team_once_and_is_edited_as_it_go
 async fn github_hooks_refuse_bad_signatures_and_name_what_is_malformed() {
     let h = Harness::start(notify_config()).await;
     let body = example("deployment_status/payload.json", "acme/order-service", None);
-    let (code, text) = h.github("deployment_status", "x-1", &body, "not the secret").await;
+    let (code, text) = h
+        .github("deployment_status", "x-1", &body, "not the secret")
+        .await;
     assert_eq!(code, 401, "{text}");
     assert!(text.contains("does not match"), "{text}");
     // Unsigned.
@@ -246,19 +286,40 @@ async fn github_hooks_refuse_bad_signatures_and_name_what_is_malformed() {
     assert_eq!(r.status().as_u16(), 401);
     // Signed but broken: 400 naming the field.
     let mut v: Value = serde_json::from_slice(&body).unwrap();
-    v["deployment"].as_object_mut().unwrap().remove("environment");
+    v["deployment"]
+        .as_object_mut()
+        .unwrap()
+        .remove("environment");
     let (code, text) = h
-        .github("deployment_status", "x-3", v.to_string().as_bytes(), GITHUB_SECRET)
+        .github(
+            "deployment_status",
+            "x-3",
+            v.to_string().as_bytes(),
+            GITHUB_SECRET,
+        )
         .await;
     assert_eq!(code, 400, "{text}");
-    assert!(text.contains("deployment") && text.contains("environment"), "{text}");
-    let (code, _) = h.github("deployment_status", "x-4", b"{not json", GITHUB_SECRET).await;
+    assert!(
+        text.contains("deployment") && text.contains("environment"),
+        "{text}"
+    );
+    let (code, _) = h
+        .github("deployment_status", "x-4", b"{not json", GITHUB_SECRET)
+        .await;
     assert_eq!(code, 400);
     // Other events are acknowledged and ignored; so is a Pages deployment.
-    let (code, text) = h.github("ping", "x-5", b"{\"zen\":\"hi\"}", GITHUB_SECRET).await;
+    let (code, text) = h
+        .github("ping", "x-5", b"{\"zen\":\"hi\"}", GITHUB_SECRET)
+        .await;
     assert_eq!(code, 200, "{text}");
-    let pages = example("deployment_status/gh-pages.payload.json", "acme/order-service", None);
-    let (code, text) = h.github("deployment_status", "x-6", &pages, GITHUB_SECRET).await;
+    let pages = example(
+        "deployment_status/gh-pages.payload.json",
+        "acme/order-service",
+        None,
+    );
+    let (code, text) = h
+        .github("deployment_status", "x-6", &pages, GITHUB_SECRET)
+        .await;
     assert!(code == 202 || code == 200, "{code} {text}");
     h.delivered().await;
     assert!(h.slack.all().is_empty(), "{}", h.slack.transcript());
@@ -276,7 +337,9 @@ async fn a_deploy_of_an_unknown_service_is_told_to_the_platform_team_once_a_day(
         assert!(text.contains("no catalog service"), "{text}");
     }
     let (code, _) = h
-        .generic(&json!({"service": "ghost-service", "environment": "staging", "status": "healthy"}))
+        .generic(
+            &json!({"service": "ghost-service", "environment": "staging", "status": "healthy"}),
+        )
         .await;
     assert_eq!(code, 202);
     h.delivered().await;
@@ -298,7 +361,13 @@ async fn the_generic_hook_is_signed_replay_proof_and_names_bad_fields() {
     });
     let body = event.to_string();
     let ts = chrono::Utc::now().timestamp();
-    let sig = sign_callback(GENERIC_SECRET, ts, "POST", "/hooks/generic", body.as_bytes());
+    let sig = sign_callback(
+        GENERIC_SECRET,
+        ts,
+        "POST",
+        "/hooks/generic",
+        body.as_bytes(),
+    );
     let (code, text) = h.generic_signed(&body, ts, &sig).await;
     assert_eq!(code, 202, "{text}");
     // The same signed request again: a replay.
@@ -307,24 +376,46 @@ async fn the_generic_hook_is_signed_replay_proof_and_names_bad_fields() {
     let forged = sign_callback("guess", ts, "POST", "/hooks/generic", body.as_bytes());
     assert_eq!(h.generic_signed(&body, ts, &forged).await.0, 401);
     let stale = ts - 3_600;
-    let old = sign_callback(GENERIC_SECRET, stale, "POST", "/hooks/generic", body.as_bytes());
+    let old = sign_callback(
+        GENERIC_SECRET,
+        stale,
+        "POST",
+        "/hooks/generic",
+        body.as_bytes(),
+    );
     assert_eq!(h.generic_signed(&body, stale, &old).await.0, 401);
     let (code, text) = h
-        .generic(&json!({"service": "order-service", "environment": "staging", "status": "wonderful"}))
+        .generic(
+            &json!({"service": "order-service", "environment": "staging", "status": "wonderful"}),
+        )
         .await;
     assert_eq!(code, 400);
     assert!(text.contains("status"), "{text}");
-    let (code, text) = h.generic(&json!({"service": "order-service", "status": "healthy"})).await;
+    let (code, text) = h
+        .generic(&json!({"service": "order-service", "status": "healthy"}))
+        .await;
     assert_eq!(code, 400);
     assert!(text.contains("environment"), "{text}");
     h.delivered().await;
     // Production: the team and the deploys channel, each once.
     for channel in ["C0COMMERCE", "C0DEPLOYS"] {
-        assert_eq!(h.posts_in(channel).len(), 1, "{channel}: {}", h.slack.transcript());
+        assert_eq!(
+            h.posts_in(channel).len(),
+            1,
+            "{channel}: {}",
+            h.slack.transcript()
+        );
         let n = h.notice_in(channel);
-        assert_eq!(n.title.as_deref(), Some("order-service production: 2.5.0 healthy"));
+        assert_eq!(
+            n.title.as_deref(),
+            Some("order-service production: 2.5.0 healthy")
+        );
         // Someone else's text cannot ping a channel or open a code span.
-        assert!(!n.text.contains("<!channel>") && !n.text.contains('`'), "{}", n.text);
+        assert!(
+            !n.text.contains("<!channel>") && !n.text.contains('`'),
+            "{}",
+            n.text
+        );
     }
 }
 
@@ -333,7 +424,9 @@ async fn the_generic_hook_is_signed_replay_proof_and_names_bad_fields() {
 /// `{{- if .x}}…{{- end}}`), over a real Application from the corpus.
 fn render_readme_template(app: &Value) -> String {
     let readme = std::fs::read_to_string("README.md").unwrap();
-    let start = readme.find("  template.paver: |").expect("the README's template");
+    let start = readme
+        .find("  template.paver: |")
+        .expect("the README's template");
     let body_at = start + readme[start..].find("body: |").unwrap();
     let template: String = readme[body_at..]
         .lines()
@@ -418,18 +511,27 @@ async fn argo_cd_notifications_from_the_readme_template_are_read_and_authenticat
     let mut stranger = app.clone();
     stranger["metadata"]["name"] = json!("checkout-api-staging-copy");
     let (code, text) = h
-        .argocd(&render_readme_template(&stranger), &format!("Bearer {ARGOCD_SECRET}"))
+        .argocd(
+            &render_readme_template(&stranger),
+            &format!("Bearer {ARGOCD_SECRET}"),
+        )
         .await;
     assert_eq!(code, 202);
     assert!(text.contains("no catalog service"), "{text}");
     let (code, text) = h
-        .argocd(r#"{"app": "x", "phase": "Exploded"}"#, &format!("Bearer {ARGOCD_SECRET}"))
+        .argocd(
+            r#"{"app": "x", "phase": "Exploded"}"#,
+            &format!("Bearer {ARGOCD_SECRET}"),
+        )
         .await;
     assert_eq!(code, 400);
     assert!(text.contains("phase"), "{text}");
     h.delivered().await;
     let n = h.notice_in("C0COMMERCE");
-    assert_eq!(n.title.as_deref(), Some("checkout-api staging: 3.1.0 healthy"));
+    assert_eq!(
+        n.title.as_deref(),
+        Some("checkout-api staging: 3.1.0 healthy")
+    );
     assert!(n
         .fields
         .contains(&("URL".into(), "https://checkout-api.staging.example".into())));
@@ -438,7 +540,10 @@ async fn argo_cd_notifications_from_the_readme_template_are_read_and_authenticat
 #[tokio::test]
 async fn a_deploy_paver_ran_is_told_in_its_thread_and_its_card_says_how_it_went() {
     let h = Harness::start(notify_config()).await;
-    let id = h.paver.propose("alice", "deploy order-service 2.5.0 to staging").await;
+    let id = h
+        .paver
+        .propose("alice", "deploy order-service 2.5.0 to staging")
+        .await;
     h.paver.press("alice", &id, "Deploy").await;
     assert_eq!(h.paver.request(&id).await.state, RequestState::Succeeded);
     let card = h.paver.card_ref(&id);
@@ -463,7 +568,12 @@ async fn a_deploy_paver_ran_is_told_in_its_thread_and_its_card_says_how_it_went(
                 thread: Some(t),
                 message,
                 ..
-            } if t == card && message.title.as_deref().is_some_and(|t| t.contains("order-service staging")) => {
+            } if t == card
+                && message
+                    .title
+                    .as_deref()
+                    .is_some_and(|t| t.contains("order-service staging")) =>
+            {
                 Some(message)
             }
             _ => None,
@@ -508,7 +618,10 @@ async fn team_rules_quiet_what_a_team_does_not_want_but_never_a_failure() {
     assert_eq!(code, 202);
     h.delivered().await;
     let n = h.notice_in("C0COMMERCE");
-    assert_eq!(n.title.as_deref(), Some("order-service staging: 1.0.1 failed"));
+    assert_eq!(
+        n.title.as_deref(),
+        Some("order-service staging: 1.0.1 failed")
+    );
     assert!(n.text.contains("readiness probe failed"), "{}", n.text);
 }
 
@@ -551,7 +664,9 @@ struct Timed {
 impl TimedSink {
     fn record(&self, channel: &str, r: Option<&str>, post: bool, message: &Message) -> String {
         let mut log = self.log.lock().unwrap();
-        let r = r.map(str::to_owned).unwrap_or_else(|| format!("m-{}", log.len() + 1));
+        let r = r
+            .map(str::to_owned)
+            .unwrap_or_else(|| format!("m-{}", log.len() + 1));
         log.push(Timed {
             channel: channel.into(),
             at: std::time::Instant::now(),
@@ -625,10 +740,15 @@ async fn a_burst_of_a_thousand_hooks_for_twenty_services_is_told_completely_and_
         let env = ["staging", "production"][k % 2];
         let status = ["in_progress", "deployed", "healthy"][(k / 2) % 3];
         let version = format!("1.0.{}", k / 6);
-        (env, status, version, json!({
-            "id": format!("{svc}-{k}"), "service": svc, "environment": env,
-            "status": status, "version": format!("1.0.{}", k / 6),
-        }))
+        (
+            env,
+            status,
+            version,
+            json!({
+                "id": format!("{svc}-{k}"), "service": svc, "environment": env,
+                "status": status, "version": format!("1.0.{}", k / 6),
+            }),
+        )
     };
     let started = std::time::Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
@@ -640,7 +760,13 @@ async fn a_burst_of_a_thousand_hooks_for_twenty_services_is_told_completely_and_
                 let (_, _, _, body) = event(&svc, k);
                 let body = body.to_string();
                 let ts = chrono::Utc::now().timestamp();
-                let sig = sign_callback(GENERIC_SECRET, ts, "POST", "/hooks/generic", body.as_bytes());
+                let sig = sign_callback(
+                    GENERIC_SECRET,
+                    ts,
+                    "POST",
+                    "/hooks/generic",
+                    body.as_bytes(),
+                );
                 let r = http
                     .post(format!("{}/hooks/generic", bases[(i + k) % 2]))
                     .header("X-Paver-Timestamp", ts.to_string())
@@ -649,7 +775,12 @@ async fn a_burst_of_a_thousand_hooks_for_twenty_services_is_told_completely_and_
                     .send()
                     .await
                     .unwrap();
-                assert_eq!(r.status().as_u16(), 202, "{svc} #{k}: {}", r.text().await.unwrap());
+                assert_eq!(
+                    r.status().as_u16(),
+                    202,
+                    "{svc} #{k}: {}",
+                    r.text().await.unwrap()
+                );
             }
         });
     }
@@ -677,12 +808,20 @@ async fn a_burst_of_a_thousand_hooks_for_twenty_services_is_told_completely_and_
         last.insert(t.r#ref.clone(), (t.channel.clone(), t.message.clone()));
     }
     for svc in &services {
-        let team = catalog.component(svc).unwrap().owner.as_ref().map(|o| o.to_string());
+        let team = catalog
+            .component(svc)
+            .unwrap()
+            .owner
+            .as_ref()
+            .map(|o| o.to_string());
         let team_channel = match team.as_deref() {
             Some(t) => catalog.group(t).unwrap().slack_channel.clone().unwrap(),
             None => "C0PLATFORM".into(),
         };
-        for (env, final_k) in [("staging", PER_SERVICE - 2), ("production", PER_SERVICE - 1)] {
+        for (env, final_k) in [
+            ("staging", PER_SERVICE - 2),
+            ("production", PER_SERVICE - 1),
+        ] {
             let (_, status, version, _) = event(svc, final_k);
             let word = paver::domain::DeployStatus::parse(status).unwrap().word();
             let title = format!("{svc} {env}: {version} {word}");
@@ -693,25 +832,54 @@ async fn a_burst_of_a_thousand_hooks_for_twenty_services_is_told_completely_and_
             for channel in where_ {
                 let shown: Vec<_> = last
                     .values()
-                    .filter(|(c, m)| c == channel && m.title.as_deref().is_some_and(|t| t.starts_with(&format!("{svc} {env}:"))))
+                    .filter(|(c, m)| {
+                        c == channel
+                            && m.title
+                                .as_deref()
+                                .is_some_and(|t| t.starts_with(&format!("{svc} {env}:")))
+                    })
                     .collect();
-                assert_eq!(shown.len(), 1, "{svc} {env} in {channel}: one message, not {}", shown.len());
-                assert_eq!(shown[0].1.title.as_deref(), Some(title.as_str()), "{svc} {env} in {channel}");
+                assert_eq!(
+                    shown.len(),
+                    1,
+                    "{svc} {env} in {channel}: one message, not {}",
+                    shown.len()
+                );
+                assert_eq!(
+                    shown[0].1.title.as_deref(),
+                    Some(title.as_str()),
+                    "{svc} {env} in {channel}"
+                );
             }
         }
     }
+    // The closest two sends to one channel came.
+    let mut by_channel: std::collections::HashMap<&str, Vec<std::time::Instant>> =
+        Default::default();
+    for t in &log {
+        by_channel.entry(&t.channel).or_default().push(t.at);
+    }
+    let closest = by_channel
+        .values_mut()
+        .filter_map(|times| {
+            times.sort();
+            times.windows(2).map(|w| w[1] - w[0]).min()
+        })
+        .min()
+        .unwrap_or_default();
     let posts = log.iter().filter(|t| t.post).count();
     // 20 services × 2 environments in their team's channel, and the 20
     // production ones in the deploys channel.
     assert_eq!(posts, 60, "posts");
     eprintln!(
-        "burst: {} events accepted in {:.2?}, all delivered in {:.2?}; {} messages sent ({} posts, {} edits) = {:.0} per 1,000 events",
+        "burst: {} events accepted in {:.2?}, all delivered in {:.2?}; {} messages sent ({} posts, {} edits) = {:.0} per 1,000 events; closest two sends to one channel {:.2?}",
         n,
         accepted,
         delivered,
         log.len(),
         posts,
         log.len() - posts,
-        log.len() as f64 * 1000.0 / n as f64
+        log.len() as f64 * 1000.0 / n as f64,
+        closest
     );
 }

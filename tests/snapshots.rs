@@ -22,7 +22,9 @@ use serde_json::{json, Value};
 
 use paver::catalog::Catalog;
 use paver::chat::console::ConsoleSink;
-use paver::chat::{messages, ChatSink, ChatUser, Conversation, Inbound, Message, Platform};
+use paver::chat::{
+    deploys, messages, ChatSink, ChatUser, Conversation, Inbound, Message, Platform,
+};
 use paver::config::Config;
 use paver::discord::render as discord;
 use paver::domain::RequestState;
@@ -30,6 +32,7 @@ use paver::domain::{
     Action, ActionKind, Environment, Field, ResourceKind, ScorecardTarget, ServiceName, TeamName,
     UserName,
 };
+use paver::domain::{DeployNotice, DeployStatus, DeployStep, Version};
 use paver::drivers::{DriverError, EnvStatus, Outcome};
 use paver::engine::Engine;
 use paver::engine::Handled;
@@ -771,6 +774,75 @@ struct Session {
     sink: ConsoleSink,
     screen: Screen,
     events: std::sync::atomic::AtomicUsize,
+}
+
+fn deploy_notice(steps: &[(&str, Option<&str>)]) -> DeployNotice {
+    DeployNotice {
+        service: ServiceName::parse("order-service").unwrap(),
+        environment: Environment::Staging,
+        steps: steps
+            .iter()
+            .enumerate()
+            .map(|(i, (status, version))| DeployStep {
+                status: DeployStatus::parse(status).unwrap(),
+                version: version.map(|v| Version::parse(v).unwrap()),
+                at: t0() + i as i64 * 60_000,
+            })
+            .collect(),
+        url: None,
+        link: None,
+        message: None,
+        commit: None,
+        request: None,
+    }
+}
+
+#[test]
+fn deploy_notices() {
+    let n = deploy_notice(&[("queued", Some("2.5.0")), ("in_progress", None)]);
+    three_ways("deploy_in_progress", &deploys::notice(&n, "GitHub"));
+    let mut n = deploy_notice(&[
+        ("in_progress", Some("2.5.0")),
+        ("deployed", Some("2.5.0")),
+        ("healthy", Some("2.5.0")),
+    ]);
+    n.url = Some("https://order-service.staging.example".into());
+    n.link = Some("https://argocd.example/applications/order-service-staging".into());
+    n.commit = Some("4a1b2c3d5e6f7a8b9c0d".into());
+    n.request = Some("r-7f3k2m9q".into());
+    three_ways(
+        "deploy_healthy_for_a_request",
+        &deploys::notice(&n, "Argo CD"),
+    );
+    let mut n = deploy_notice(&[
+        ("healthy", Some("2.4.0")),
+        ("in_progress", Some("2.5.0")),
+        ("failed", Some("2.5.0")),
+    ]);
+    n.message = Some(paver::util::text::shorten(
+        "<!channel> readiness probe failed: `GET /healthz` returned 503",
+    ));
+    three_ways(
+        "deploy_failed_after_a_healthy_one",
+        &deploys::notice(&n, "the deploy hook"),
+    );
+    three_ways(
+        "deploy_of_an_unknown_service",
+        &deploys::unknown_service(
+            "GitHub",
+            "acme/monorepo",
+            &["order-service".into(), "order-worker".into()],
+        ),
+    );
+    let mut req = request(
+        action(
+            json!({"action": "deploy", "service": "order-service", "environment": "staging", "version": "2.5.0"}),
+        ),
+        RequestState::Succeeded,
+    );
+    req.result_url = Some("https://order-service.staging.example.internal".into());
+    let line = deploys::request_line(&n);
+    three_ways("card_with_the_deploy_it_started", &card(&req, Some(&line)));
 }
 
 async fn session(driver: FakeDriver) -> Session {

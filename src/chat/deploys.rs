@@ -97,14 +97,30 @@ pub fn notice(notice: &DeployNotice, source: &str) -> Message {
 /// The line a request's card gains when the deploy it asked for is seen:
 /// "deployed 2.5.0 to staging — healthy — https://…".
 pub fn request_line(notice: &DeployNotice) -> String {
-    let status = notice.latest().map(|s| s.status.word()).unwrap_or("seen");
-    let mut line = match notice.version() {
-        Some(v) => format!("deployed {v} to {}", notice.environment),
-        None => format!("deployed to {}", notice.environment),
+    let status = notice
+        .latest()
+        .map(|s| s.status)
+        .unwrap_or(DeployStatus::Queued);
+    let what = match notice.version() {
+        Some(v) => format!("{v} to {}", notice.environment),
+        None => format!("to {}", notice.environment),
     };
-    line.push_str(&format!(" — {status}"));
-    if let Some(url) = &notice.url {
-        line.push_str(&format!(" — {url}"));
+    let mut line = match status {
+        DeployStatus::Queued | DeployStatus::InProgress => format!("deploying {what}"),
+        DeployStatus::Deployed => format!("deployed {what}"),
+        DeployStatus::Healthy | DeployStatus::Degraded => {
+            format!("deployed {what} — {}", status.word())
+        }
+        DeployStatus::Failed => format!("deploying {what} failed"),
+        DeployStatus::Cancelled => format!("deploying {what} was cancelled"),
+    };
+    if matches!(
+        status,
+        DeployStatus::Deployed | DeployStatus::Healthy | DeployStatus::Degraded
+    ) {
+        if let Some(url) = &notice.url {
+            line.push_str(&format!(" — {url}"));
+        }
     }
     line
 }
@@ -163,7 +179,10 @@ mod tests {
             .map(|i| step(InProgress, Some(&format!("1.0.{i}"))))
             .collect();
         let t = timeline(&many);
-        assert!(t.starts_with("… → 1.0.12 deploying") && t.ends_with("1.0.19 deploying"), "{t}");
+        assert!(
+            t.starts_with("… → 1.0.12 deploying") && t.ends_with("1.0.19 deploying"),
+            "{t}"
+        );
         let n = DeployNotice {
             service: ServiceName::parse("order-service").unwrap(),
             environment: Environment::Staging,

@@ -85,6 +85,31 @@ pub fn run(path: Option<&Path>, catalog: Option<&Path>) -> ExitCode {
         set(config.discord.token.is_some()),
         set(config.discord.public_key.is_some())
     );
+    let hook = |on: bool| if on { "on" } else { "off (no secret)" };
+    println!(
+        "hooks            /hooks/github {} · /hooks/argocd {} · /hooks/generic {}",
+        hook(config.hooks.github_secret.is_some()),
+        hook(config.hooks.argocd_secret.is_some()),
+        hook(config.hooks.generic_secret.is_some())
+    );
+    let list = |l: &[paver::notify::ChannelRef]| {
+        if l.is_empty() {
+            "none".to_owned()
+        } else {
+            l.iter()
+                .map(|c| c.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+    };
+    println!(
+        "notify           default {} · production {} · platform {} · {} team rules · {} muted",
+        list(&config.notify.default_channels),
+        list(&config.notify.production_channels),
+        list(&config.notify.platform_channels),
+        config.notify.teams.len(),
+        config.notify.mute.len()
+    );
     println!(
         "llm              {}",
         match (&config.llm.base_url, &config.llm.model) {

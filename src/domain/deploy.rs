@@ -141,9 +141,15 @@ mod tests {
             assert_eq!(DeployStatus::parse(s.as_str()), Some(s));
         }
         assert_eq!(DeployStatus::parse("Success"), Some(DeployStatus::Deployed));
-        assert_eq!(DeployStatus::parse("syncing"), Some(DeployStatus::InProgress));
+        assert_eq!(
+            DeployStatus::parse("syncing"),
+            Some(DeployStatus::InProgress)
+        );
         assert_eq!(DeployStatus::parse("ERROR"), Some(DeployStatus::Failed));
-        assert_eq!(DeployStatus::parse("canceled"), Some(DeployStatus::Cancelled));
+        assert_eq!(
+            DeployStatus::parse("canceled"),
+            Some(DeployStatus::Cancelled)
+        );
         assert_eq!(DeployStatus::parse("exploded"), None);
         assert!(DeployStatus::Degraded.is_failure() && DeployStatus::Degraded.is_final());
         assert!(!DeployStatus::InProgress.is_final());

@@ -17,8 +17,8 @@ pub mod wording;
 
 pub use action::{Action, ActionKind, Field, ScorecardTarget};
 pub use actor::Actor;
-pub use deploy::{DeployNotice, DeployStatus, DeployStep};
 pub use approvers::{same_identity, ApprovalRefused, Approvers, Directory};
+pub use deploy::{DeployNotice, DeployStatus, DeployStep};
 pub use golden_path::{GoldenPath, ResourceSize};
 pub use names::{Environment, NameError, ServiceName, TeamName, TemplateName, UserName};
 pub use platform::Platform;

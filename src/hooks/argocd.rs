@@ -48,7 +48,12 @@ pub enum Unreadable {
 /// What the application's state means for a deploy. `None`: nothing yet
 /// to tell (no operation and no health to speak of).
 fn status(n: &Notification) -> Result<Option<DeployStatus>, Unreadable> {
-    let health = match n.health_status.as_deref().map(str::trim).filter(|h| !h.is_empty()) {
+    let health = match n
+        .health_status
+        .as_deref()
+        .map(str::trim)
+        .filter(|h| !h.is_empty())
+    {
         None => None,
         Some(h) => Some(match h {
             "Healthy" => Health::Healthy,
@@ -118,7 +123,9 @@ pub fn parse(body: &[u8]) -> Result<Option<Delivery>, Unreadable> {
             .revision
             .as_deref()
             .map(str::trim)
-            .filter(|r| !r.is_empty() && r.len() <= 64 && r.bytes().all(|b| b.is_ascii_alphanumeric()))
+            .filter(|r| {
+                !r.is_empty() && r.len() <= 64 && r.bytes().all(|b| b.is_ascii_alphanumeric())
+            })
             .map(str::to_owned),
         request_id: None,
     }))
@@ -147,8 +154,14 @@ mod tests {
     #[test]
     fn phases_and_health_become_deploy_statuses() {
         let status = |p: &str, h: &str| parse(&body(p, h)).unwrap().map(|d| d.status);
-        assert_eq!(status("Running", "Progressing"), Some(DeployStatus::InProgress));
-        assert_eq!(status("Succeeded", "Progressing"), Some(DeployStatus::Deployed));
+        assert_eq!(
+            status("Running", "Progressing"),
+            Some(DeployStatus::InProgress)
+        );
+        assert_eq!(
+            status("Succeeded", "Progressing"),
+            Some(DeployStatus::Deployed)
+        );
         assert_eq!(status("Succeeded", "Healthy"), Some(DeployStatus::Healthy));
         assert_eq!(status("Failed", "Healthy"), Some(DeployStatus::Failed));
         assert_eq!(status("", "Degraded"), Some(DeployStatus::Degraded));
@@ -158,7 +171,10 @@ mod tests {
         let d = parse(&body("Succeeded", "Healthy")).unwrap().unwrap();
         assert_eq!(d.version.unwrap().as_str(), "2.5.0");
         // Only a web URL is shown.
-        assert_eq!(d.url.as_deref(), Some("https://order-service.staging.example"));
+        assert_eq!(
+            d.url.as_deref(),
+            Some("https://order-service.staging.example")
+        );
         assert_eq!(d.commit.as_deref(), Some("4a1b2c3d"));
         let e = parse(br#"{"revision":"x"}"#).unwrap_err();
         assert!(e.to_string().contains("`app`"), "{e}");

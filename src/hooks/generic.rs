@@ -57,12 +57,16 @@ pub enum Unreadable {
 
 pub fn parse(body: &[u8]) -> Result<Delivery, Unreadable> {
     let b: Body = super::from_json(body).map_err(Unreadable::Json)?;
-    for (field, value) in [("started_at", &b.started_at), ("finished_at", &b.finished_at)] {
+    for (field, value) in [
+        ("started_at", &b.started_at),
+        ("finished_at", &b.finished_at),
+    ] {
         if let Some(v) = value {
             chrono::DateTime::parse_from_rfc3339(v).map_err(|_| Unreadable::Time(field))?;
         }
     }
-    let status = DeployStatus::parse(&b.status).ok_or_else(|| Unreadable::Status(b.status.clone()))?;
+    let status =
+        DeployStatus::parse(&b.status).ok_or_else(|| Unreadable::Status(b.status.clone()))?;
     let version = b
         .version
         .as_deref()
@@ -91,9 +95,9 @@ pub fn parse(body: &[u8]) -> Result<Delivery, Unreadable> {
         url,
         link: b.link.as_deref().and_then(web_url),
         message: b.message.as_deref().and_then(text),
-        commit: b
-            .commit
-            .filter(|c| !c.is_empty() && c.len() <= 64 && c.bytes().all(|b| b.is_ascii_alphanumeric())),
+        commit: b.commit.filter(|c| {
+            !c.is_empty() && c.len() <= 64 && c.bytes().all(|b| b.is_ascii_alphanumeric())
+        }),
         request_id: b.request_id,
     })
 }
@@ -114,10 +118,22 @@ mod tests {
         assert_eq!(d.id.len(), 64);
         for (body, field) in [
             (r#"{"environment":"staging","status":"healthy"}"#, "service"),
-            (r#"{"service":"a","environment":"staging","status":"great"}"#, "status"),
-            (r#"{"service":"a","environment":"staging","status":"healthy","url":"ftp://x"}"#, "url"),
-            (r#"{"service":"a","environment":"staging","status":"healthy","version":"2 5"}"#, "version"),
-            (r#"{"service":"a","environment":"staging","status":"healthy","finished_at":"yesterday"}"#, "finished_at"),
+            (
+                r#"{"service":"a","environment":"staging","status":"great"}"#,
+                "status",
+            ),
+            (
+                r#"{"service":"a","environment":"staging","status":"healthy","url":"ftp://x"}"#,
+                "url",
+            ),
+            (
+                r#"{"service":"a","environment":"staging","status":"healthy","version":"2 5"}"#,
+                "version",
+            ),
+            (
+                r#"{"service":"a","environment":"staging","status":"healthy","finished_at":"yesterday"}"#,
+                "finished_at",
+            ),
         ] {
             let e = parse(body.as_bytes()).unwrap_err().to_string();
             assert!(e.contains(field), "{body}: {e}");

@@ -110,7 +110,10 @@ async fn github_hook(State(s): State<HookState>, headers: HeaderMap, body: Bytes
         Some(d) => take(&s.notify, d).await,
         None => reply(
             StatusCode::OK,
-            format!("{} event acknowledged; it says nothing about a deploy", shorten(event)),
+            format!(
+                "{} event acknowledged; it says nothing about a deploy",
+                shorten(event)
+            ),
         ),
     }
 }
@@ -191,11 +194,17 @@ async fn generic_hook(State(s): State<HookState>, headers: HeaderMap, body: Byte
         Ok(true) => {}
         Ok(false) => {
             tracing::warn!("generic deploy hook: replayed signature refused");
-            return reply(StatusCode::CONFLICT, "this hook was already received (replayed signature)");
+            return reply(
+                StatusCode::CONFLICT,
+                "this hook was already received (replayed signature)",
+            );
         }
         Err(e) => {
             tracing::error!(error = %e, "checking a deploy hook for replay failed");
-            return reply(StatusCode::SERVICE_UNAVAILABLE, "storage unavailable; try again");
+            return reply(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage unavailable; try again",
+            );
         }
     }
     let answer = take(&s.notify, delivery).await;
@@ -221,12 +230,18 @@ async fn take(notify: &Notifications, d: Delivery) -> Reply {
         ),
         Ok(Outcome::UnknownEnvironment(env)) => reply(
             StatusCode::ACCEPTED,
-            format!("ignored; {:?} is not an environment Paver knows", shorten(&env)),
+            format!(
+                "ignored; {:?} is not an environment Paver knows",
+                shorten(&env)
+            ),
         ),
         Ok(Outcome::Duplicate) => reply(StatusCode::OK, "already received"),
         Err(e @ (NotifyError::Storage(_) | NotifyError::Contended(_))) => {
             tracing::error!(source = source.as_str(), error = %e, "a deploy hook could not be handled");
-            reply(StatusCode::SERVICE_UNAVAILABLE, "could not be handled now; try again")
+            reply(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "could not be handled now; try again",
+            )
         }
     }
 }
@@ -282,7 +297,13 @@ mod tests {
             web_url(" https://a.example/x?y=1 ").as_deref(),
             Some("https://a.example/x?y=1")
         );
-        for bad in ["javascript:alert(1)", "/relative", "ftp://a.example", "<!here>", "https://"] {
+        for bad in [
+            "javascript:alert(1)",
+            "/relative",
+            "ftp://a.example",
+            "<!here>",
+            "https://",
+        ] {
             assert_eq!(web_url(bad), None, "{bad}");
         }
     }

@@ -186,11 +186,7 @@ impl Notifications {
         }
         let since = now_ms() - self.inner.config.request_window().as_millis() as i64;
         let candidates = requests
-            .running_or_done_since(
-                target.service.as_str(),
-                target.environment.as_str(),
-                since,
-            )
+            .running_or_done_since(target.service.as_str(), target.environment.as_str(), since)
             .await?;
         Ok(candidates.into_iter().find(|r| {
             matches(r)
@@ -401,9 +397,9 @@ fn merged(
     request: Option<&Request>,
 ) -> DeployNotice {
     let mut n = notice.clone();
-    let repeat = n
-        .latest()
-        .is_some_and(|l| l.status == step.status && (step.version.is_none() || l.version == step.version));
+    let repeat = n.latest().is_some_and(|l| {
+        l.status == step.status && (step.version.is_none() || l.version == step.version)
+    });
     if !repeat {
         n.steps.push(step);
     }

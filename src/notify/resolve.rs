@@ -25,17 +25,26 @@ pub struct Target {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Unresolved {
     /// No catalog service goes by this name (or several do).
-    Service { name: String, candidates: Vec<String> },
+    Service {
+        name: String,
+        candidates: Vec<String>,
+    },
     /// The service is known; the environment is none Paver knows
     /// (`github-pages`, say): nothing to tell.
-    Environment { service: ServiceName, environment: String },
+    Environment {
+        service: ServiceName,
+        environment: String,
+    },
 }
+
+/// Argo CD application name → the service and environment it deploys.
+type AppIndex = Arc<HashMap<String, (ServiceName, Environment)>>;
 
 /// Finds targets; keeps the Argo CD application index of the current
 /// catalog (rebuilt when the catalog is replaced).
 pub struct Resolver {
     argocd: ArgoCdConfig,
-    apps: Mutex<Option<(Arc<Catalog>, Arc<HashMap<String, (ServiceName, Environment)>>)>>,
+    apps: Mutex<Option<(Arc<Catalog>, AppIndex)>>,
 }
 
 impl Resolver {
@@ -55,9 +64,7 @@ impl Resolver {
             Subject::Repo { slug, environment } => {
                 let components = catalog.components_in_repo(slug);
                 let named = |c: &&crate::catalog::Component| {
-                    environment
-                        .to_ascii_lowercase()
-                        .contains(c.name.as_str())
+                    environment.to_ascii_lowercase().contains(c.name.as_str())
                 };
                 let chosen = match components.as_slice() {
                     [one] => Some(*one),
@@ -106,10 +113,7 @@ impl Resolver {
 
     /// Application name → (service, environment) for every service and
     /// environment of `catalog`, as Paver's Argo CD driver names them.
-    fn app_index(
-        &self,
-        catalog: &Arc<Catalog>,
-    ) -> Arc<HashMap<String, (ServiceName, Environment)>> {
+    fn app_index(&self, catalog: &Arc<Catalog>) -> AppIndex {
         let mut cached = self.apps.lock().unwrap_or_else(|p| p.into_inner());
         if let Some((of, index)) = cached.as_ref() {
             if Arc::ptr_eq(of, catalog) {
@@ -209,9 +213,16 @@ spec: { type: service, lifecycle: production, owner: team-payments }
         assert_eq!(t.owner.unwrap().as_str(), "team-payments");
         assert_eq!(t.environment, Environment::Production);
         // A monorepo: the environment says which component.
-        let t = r.resolve(&c, &repo("acme/orders", "order-worker-stg")).unwrap();
-        assert_eq!((t.service.as_str(), t.environment), ("order-worker", Environment::Staging));
-        let t = r.resolve(&c, &repo("acme/orders", "order-service/prod")).unwrap();
+        let t = r
+            .resolve(&c, &repo("acme/orders", "order-worker-stg"))
+            .unwrap();
+        assert_eq!(
+            (t.service.as_str(), t.environment),
+            ("order-worker", Environment::Staging)
+        );
+        let t = r
+            .resolve(&c, &repo("acme/orders", "order-service/prod"))
+            .unwrap();
         assert_eq!(t.service.as_str(), "order-service");
         match r.resolve(&c, &repo("acme/orders", "staging")) {
             Err(Unresolved::Service { candidates, .. }) => {
@@ -221,15 +232,24 @@ spec: { type: service, lifecycle: production, owner: team-payments }
         }
         let app = |name: &str| Subject::ArgoApp { name: name.into() };
         let t = r.resolve(&c, &app("billing-api-staging")).unwrap();
-        assert_eq!((t.service.as_str(), t.environment), ("billing-api", Environment::Staging));
+        assert_eq!(
+            (t.service.as_str(), t.environment),
+            ("billing-api", Environment::Staging)
+        );
         let t = r.resolve(&c, &app("ow-prd")).unwrap();
-        assert_eq!((t.service.as_str(), t.environment), ("order-worker", Environment::Production));
+        assert_eq!(
+            (t.service.as_str(), t.environment),
+            ("order-worker", Environment::Production)
+        );
         assert!(r.resolve(&c, &app("order-worker-staging")).is_err());
         let named = Subject::Service {
             name: "Order-Service".into(),
             environment: "staging".into(),
         };
-        assert_eq!(r.resolve(&c, &named).unwrap().service.as_str(), "order-service");
+        assert_eq!(
+            r.resolve(&c, &named).unwrap().service.as_str(),
+            "order-service"
+        );
         assert!(matches!(
             r.resolve(&c, &repo("acme/billing", "github-pages")),
             Err(Unresolved::Environment { .. })

@@ -172,26 +172,74 @@ environments = ["production"]
         let both = [Platform::Slack, Platform::Discord];
         let prod = target("team-payments", Environment::Production);
         let d = destinations(&config, &catalog, &prod, DeployStatus::Healthy, None, &both);
-        assert_eq!(channels(&d), ["slack:C0PAYMENTS", "discord:1200", "slack:C0DEPLOYS"]);
+        assert_eq!(
+            channels(&d),
+            ["slack:C0PAYMENTS", "discord:1200", "slack:C0DEPLOYS"]
+        );
         // The team hears only of production; failures always.
         let staging = target("team-payments", Environment::Staging);
-        assert!(destinations(&config, &catalog, &staging, DeployStatus::Healthy, None, &slack).is_empty());
-        let d = destinations(&config, &catalog, &staging, DeployStatus::Failed, None, &slack);
+        assert!(destinations(
+            &config,
+            &catalog,
+            &staging,
+            DeployStatus::Healthy,
+            None,
+            &slack
+        )
+        .is_empty());
+        let d = destinations(
+            &config,
+            &catalog,
+            &staging,
+            DeployStatus::Failed,
+            None,
+            &slack,
+        );
         assert_eq!(channels(&d), ["slack:C0PAYMENTS"]);
         // No channel of its own: the default.
         let quiet = target("team-quiet", Environment::Staging);
-        let d = destinations(&config, &catalog, &quiet, DeployStatus::Healthy, None, &slack);
+        let d = destinations(
+            &config,
+            &catalog,
+            &quiet,
+            DeployStatus::Healthy,
+            None,
+            &slack,
+        );
         assert_eq!(channels(&d), ["slack:C0DEFAULT"]);
         // Muted: nothing but failures.
         let mut noisy = quiet.clone();
         noisy.service = ServiceName::parse("noisy-service").unwrap();
-        assert!(destinations(&config, &catalog, &noisy, DeployStatus::Healthy, None, &slack).is_empty());
+        assert!(destinations(
+            &config,
+            &catalog,
+            &noisy,
+            DeployStatus::Healthy,
+            None,
+            &slack
+        )
+        .is_empty());
         assert_eq!(
-            destinations(&config, &catalog, &noisy, DeployStatus::Degraded, None, &slack).len(),
+            destinations(
+                &config,
+                &catalog,
+                &noisy,
+                DeployStatus::Degraded,
+                None,
+                &slack
+            )
+            .len(),
             1
         );
         // Cards: one per channel, keyed by notice and channel.
-        let d = destinations(&config, &catalog, &prod, DeployStatus::Healthy, None, &slack);
+        let d = destinations(
+            &config,
+            &catalog,
+            &prod,
+            DeployStatus::Healthy,
+            None,
+            &slack,
+        );
         let cards = missing(&d, &[], "d-1");
         assert_eq!(cards[0].card_key, "deploy:d-1:slack:C0PAYMENTS");
         assert_eq!(missing(&d, &cards, "d-1"), []);

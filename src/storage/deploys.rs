@@ -74,7 +74,8 @@ fn steps_from_json(id: &str, text: &str) -> Result<Vec<DeployStep>, StorageError
     list.into_iter()
         .map(|s| {
             Ok(DeployStep {
-                status: DeployStatus::parse(&s.s).ok_or_else(|| corrupt(format!("status {}", s.s)))?,
+                status: DeployStatus::parse(&s.s)
+                    .ok_or_else(|| corrupt(format!("status {}", s.s)))?,
                 version: s
                     .v
                     .map(|v| Version::parse(&v).map_err(|e| corrupt(e.to_string())))
@@ -104,7 +105,8 @@ impl TryFrom<NoticeRow> for StoredNotice {
     type Error = StorageError;
 
     fn try_from(r: NoticeRow) -> Result<Self, StorageError> {
-        let corrupt = |what: String| StorageError::Corrupt(format!("deploy notice {}: {what}", r.id));
+        let corrupt =
+            |what: String| StorageError::Corrupt(format!("deploy notice {}: {what}", r.id));
         let service = ServiceName::parse(&r.service).map_err(|e| corrupt(e.to_string()))?;
         let environment = Environment::from_word(&r.environment)
             .ok_or_else(|| corrupt(format!("environment {}", r.environment)))?;
@@ -199,7 +201,8 @@ impl DeployStore<'_> {
                         .version
                         .map(|v| Version::parse(&v).map_err(|e| corrupt(e.to_string())))
                         .transpose()?,
-                    status: DeployStatus::parse(&r.status).ok_or_else(|| corrupt(r.status.clone()))?,
+                    status: DeployStatus::parse(&r.status)
+                        .ok_or_else(|| corrupt(r.status.clone()))?,
                     source: r.source,
                     delivery: r.delivery,
                     notice_id: r.notice_id,
@@ -323,7 +326,11 @@ impl DeployStore<'_> {
 
     /// Records more places a notice was posted (a failure reaching a team
     /// the earlier steps did not). A place already recorded is kept.
-    pub async fn add_cards(&self, notice_id: &str, cards: &[NoticeCard]) -> Result<(), StorageError> {
+    pub async fn add_cards(
+        &self,
+        notice_id: &str,
+        cards: &[NoticeCard],
+    ) -> Result<(), StorageError> {
         for c in cards {
             sqlx::query(
                 "INSERT INTO deploy_notice_cards (card_key, notice_id, platform, channel, thread_key) \

@@ -206,7 +206,11 @@ impl Db {
 
     /// Forgets a recorded event id, so its redelivery is handled (after
     /// handling it the first time failed).
-    pub async fn forget_delivery(&self, platform: &str, event_id: &str) -> Result<(), StorageError> {
+    pub async fn forget_delivery(
+        &self,
+        platform: &str,
+        event_id: &str,
+    ) -> Result<(), StorageError> {
         sqlx::query("DELETE FROM processed_events WHERE platform = $1 AND event_id = $2")
             .bind(platform)
             .bind(event_id)
