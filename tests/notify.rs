@@ -883,3 +883,56 @@ async fn a_burst_of_a_thousand_hooks_for_twenty_services_is_told_completely_and_
         closest
     );
 }
+
+/// Two replicas taking events for the same service and environment at the
+/// same moment open one notice between them, not one each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replicas_racing_on_one_deploy_post_one_notice() {
+    let slack = RecordingSink::default();
+    let a = TestPaver::builder()
+        .sink("slack", Arc::new(slack.clone()))
+        .start()
+        .await;
+    let b = TestPaver::builder()
+        .sink("slack", Arc::new(slack.clone()))
+        .replica_of(&a)
+        .start()
+        .await;
+    let cfg = config(notify_config());
+    let bases = [a.serve(&cfg).await, b.serve(&cfg).await];
+    let http = reqwest::Client::new();
+    let sends = (0..24).map(|i| {
+        let status = ["in_progress", "deployed", "healthy"][i % 3];
+        let body = json!({
+            "id": format!("race-{i}"), "service": "billing-api", "environment": "staging",
+            "status": status, "version": "3.0.0"
+        })
+        .to_string();
+        let ts = chrono::Utc::now().timestamp();
+        let sig = sign_callback(
+            GENERIC_SECRET,
+            ts,
+            "POST",
+            "/hooks/generic",
+            body.as_bytes(),
+        );
+        http.post(format!("{}/hooks/generic", bases[i % 2]))
+            .header("X-Paver-Timestamp", ts.to_string())
+            .header("X-Paver-Signature", sig)
+            .body(body)
+            .send()
+    });
+    for r in futures_util::future::join_all(sends).await {
+        let r = r.unwrap();
+        let code = r.status().as_u16();
+        assert_eq!(code, 202, "{}", r.text().await.unwrap());
+    }
+    a.idle().await;
+    b.idle().await;
+    let posts = slack
+        .all()
+        .into_iter()
+        .filter(|s| matches!(s, Sent::Post { channel, .. } if channel == "C0PAYMENTS"))
+        .count();
+    assert_eq!(posts, 1, "{}", slack.transcript());
+}

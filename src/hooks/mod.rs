@@ -236,7 +236,12 @@ async fn take(notify: &Notifications, d: Delivery) -> Reply {
             ),
         ),
         Ok(Outcome::Duplicate) => reply(StatusCode::OK, "already received"),
-        Err(e @ (NotifyError::Storage(_) | NotifyError::Contended(_))) => {
+        Err(e @ NotifyError::Contended(_)) => {
+            tracing::warn!(source = source.as_str(), error = %e, "a deploy hook could not be handled");
+            reply(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+        }
+        Err(e @ NotifyError::Storage(_)) => {
+            // The database's words stay in the log.
             tracing::error!(source = source.as_str(), error = %e, "a deploy hook could not be handled");
             reply(
                 StatusCode::SERVICE_UNAVAILABLE,

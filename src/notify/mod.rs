@@ -23,12 +23,13 @@ pub mod delivery;
 pub mod resolve;
 pub mod route;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::catalog::SharedCatalog;
 use crate::chat::deploys;
 use crate::chat::send::Sender;
-use crate::domain::{DeployNotice, DeployStep, Platform};
+use crate::domain::{DeployNotice, DeployStep, Environment, Platform};
 use crate::drivers::argocd::ArgoCdConfig;
 use crate::storage::deploys::{DeployEventRow, NoticeCard};
 use crate::storage::{now_ms, Db, Request, StorageError};
@@ -76,6 +77,10 @@ struct Inner {
     resolver: Resolver,
     /// Platforms with a sender: notices go only where they can be sent.
     platforms: Vec<Platform>,
+    /// One deploy's events are taken one at a time in this process, so
+    /// edits race only with other replicas' (the revision check settles
+    /// those), not with each other.
+    turns: std::sync::Mutex<HashMap<(String, Environment), Arc<tokio::sync::Mutex<()>>>>,
 }
 
 /// Attempts at editing a notice other replicas are editing too.
@@ -98,6 +103,7 @@ impl Notifications {
                 config,
                 resolver: Resolver::new(argocd),
                 platforms,
+                turns: Default::default(),
             }),
         }
     }
@@ -138,6 +144,8 @@ impl Notifications {
                 return Ok(Outcome::UnknownEnvironment(environment));
             }
         };
+        let turn = self.turn(&target);
+        let _turn = turn.lock().await;
         let request = self.request_of(d, &target).await?;
         let mut outcome = Outcome::Quiet;
         let mut notice_id = None;
@@ -160,6 +168,14 @@ impl Notifications {
             })
             .await?;
         Ok(outcome)
+    }
+
+    fn turn(&self, target: &Target) -> Arc<tokio::sync::Mutex<()>> {
+        let mut turns = self.inner.turns.lock().unwrap_or_else(|p| p.into_inner());
+        turns
+            .entry((target.service.to_string(), target.environment))
+            .or_default()
+            .clone()
     }
 
     /// The Paver request this deploy carries out, if any: the one the
@@ -221,7 +237,12 @@ impl Notifications {
             at: now_ms(),
         };
         let window = self.inner.config.coalesce_window().as_millis() as i64;
-        for _ in 0..EDIT_ATTEMPTS {
+        for attempt in 0..EDIT_ATTEMPTS {
+            if attempt > 0 {
+                // Another replica edited it: let it finish before reading again.
+                let pause = rand::random::<u64>() % (5 * attempt as u64) + 1;
+                tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+            }
             match store
                 .open_notice(&target.service, target.environment)
                 .await?

@@ -254,6 +254,14 @@ spec: { type: service, lifecycle: production, owner: team-payments }
             r.resolve(&c, &repo("acme/billing", "github-pages")),
             Err(Unresolved::Environment { .. })
         ));
+        // A catalog annotation pointing at another service's application
+        // makes that application nobody's, rather than the wrong one's.
+        let hijack = format!(
+            "{CATALOG}---\napiVersion: backstage.io/v1alpha1\nkind: Component\nmetadata:\n  name: intruder\n  annotations:\n    argocd/app-name: \"staging=billing-api-staging\"\nspec: {{ type: service, owner: team-x }}\n"
+        );
+        let c2 = Arc::new(Catalog::from_yaml_str(&hijack, "test"));
+        assert!(r.resolve(&c2, &app("billing-api-staging")).is_err());
+        assert!(r.resolve(&c2, &app("billing-api-production")).is_ok());
         assert!(matches!(
             r.resolve(&c, &repo("evil/billing", "production")),
             Err(Unresolved::Service { .. })
