@@ -80,8 +80,11 @@ struct Inner {
     /// One deploy's events are taken one at a time in this process, so
     /// edits race only with other replicas' (the revision check settles
     /// those), not with each other.
-    turns: std::sync::Mutex<HashMap<(String, Environment), Arc<tokio::sync::Mutex<()>>>>,
+    turns: std::sync::Mutex<HashMap<(String, Environment), Turn>>,
 }
+
+/// A deploy's turn: held while one of its events is taken.
+type Turn = Arc<tokio::sync::Mutex<()>>;
 
 /// Attempts at editing a notice other replicas are editing too.
 const EDIT_ATTEMPTS: usize = 16;
@@ -170,7 +173,7 @@ impl Notifications {
         Ok(outcome)
     }
 
-    fn turn(&self, target: &Target) -> Arc<tokio::sync::Mutex<()>> {
+    fn turn(&self, target: &Target) -> Turn {
         let mut turns = self.inner.turns.lock().unwrap_or_else(|p| p.into_inner());
         turns
             .entry((target.service.to_string(), target.environment))
