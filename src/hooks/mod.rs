@@ -223,6 +223,10 @@ async fn take(notify: &Notifications, d: Delivery) -> Reply {
             StatusCode::ACCEPTED,
             format!("{} notice {notice}", if new { "posted" } else { "updated" }),
         ),
+        Ok(Outcome::Quiet) if !notify.can_tell() => reply(
+            StatusCode::ACCEPTED,
+            "recorded; no chat platform (Slack, Discord) is configured to tell anyone",
+        ),
         Ok(Outcome::Quiet) => reply(StatusCode::ACCEPTED, "recorded; no channel wants this one"),
         Ok(Outcome::UnknownService(name)) => reply(
             StatusCode::ACCEPTED,

@@ -111,6 +111,11 @@ impl Notifications {
         }
     }
 
+    /// Whether any chat platform is configured to tell people on.
+    pub fn can_tell(&self) -> bool {
+        !self.inner.platforms.is_empty()
+    }
+
     /// Handles one delivery.
     pub async fn handle(&self, delivery: Delivery) -> Result<Outcome, NotifyError> {
         let db = &self.inner.db;
