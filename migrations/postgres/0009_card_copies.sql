@@ -1,0 +1,26 @@
+-- Copies of a request's card posted where its approvers look (the owning
+-- team's channel, their DMs). Each is a card of its own (its message ref
+-- is in `cards` under this key) and is updated with the original, so
+-- every copy shows the same state. `mentions_json`: whom the copy asked.
+CREATE TABLE card_copies (
+    card_key      TEXT PRIMARY KEY,
+    request_id    TEXT NOT NULL REFERENCES requests (id),
+    platform      TEXT NOT NULL,
+    channel       TEXT NOT NULL,
+    audience      TEXT NOT NULL,
+    mentions_json TEXT NOT NULL DEFAULT '[]',
+    created_at    BIGINT NOT NULL
+);
+CREATE INDEX card_copies_request ON card_copies (request_id);
+
+-- What approvers were told about one approval round (`round`: the id of
+-- the request_events row that asked for approval), once each: the first
+-- insert wins, on any replica, and the messages are queued in its
+-- transaction.
+CREATE TABLE approval_notices (
+    request_id TEXT NOT NULL REFERENCES requests (id),
+    round      BIGINT NOT NULL,
+    kind       TEXT NOT NULL,
+    at         BIGINT NOT NULL,
+    PRIMARY KEY (request_id, round, kind)
+);
