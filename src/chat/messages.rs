@@ -208,6 +208,7 @@ pub fn card(
         context: Some(context.join(" · ")),
         buttons,
         tone,
+        mentions: Vec::new(),
     }
 }
 
@@ -244,8 +245,19 @@ pub fn approval_needed_mentioning(req: &Request, rule: &str, mentions: &[String]
     let mut m = approval_needed(req, rule);
     if !mentions.is_empty() {
         m.text = format!("{}: {}", wording::join_or(mentions), m.text);
+        m.mentions = pinged(mentions);
     }
     m
+}
+
+/// The chat ids of the `<@id>` mentions among `mentions` (the rest are
+/// names of people without a chat id here), to notify them.
+fn pinged(mentions: &[String]) -> Vec<String> {
+    mentions
+        .iter()
+        .filter_map(|m| m.strip_prefix("<@")?.strip_suffix('>'))
+        .map(str::to_owned)
+        .collect()
 }
 
 /// A copy of the request's card where its approvers look: the card itself
@@ -277,7 +289,18 @@ pub fn approval_copy(
             format!("{who} asked in {place} for an approval you could give.")
         }
     };
-    Message { text, ..card }
+    // In a channel, the people asked are mentioned (a DM notifies by
+    // itself). The updates keep the same mentions, so they still read as
+    // names; an edit adds no one and notifies no one again.
+    let mentions = match audience {
+        Audience::Channel => pinged(mentions),
+        Audience::Direct => Vec::new(),
+    };
+    Message {
+        text,
+        mentions,
+        ..card
+    }
 }
 
 /// Said under a copy (or in the request's thread) when its approval
@@ -299,6 +322,10 @@ pub fn approval_reminder(req: &Request, audience: Audience, mentions: &[String])
     Message {
         text,
         tone: Tone::Warning,
+        mentions: match audience {
+            Audience::Channel => pinged(mentions),
+            Audience::Direct => Vec::new(),
+        },
         ..Message::default()
     }
 }
@@ -319,6 +346,10 @@ pub fn approval_asked_again(audience: Audience, mentions: &[String]) -> Message 
     Message {
         text,
         tone: Tone::Warning,
+        mentions: match audience {
+            Audience::Channel => pinged(mentions),
+            Audience::Direct => Vec::new(),
+        },
         ..Message::default()
     }
 }
