@@ -12,6 +12,7 @@ use paver::domain::RequestState;
 use paver::drivers::DriverError;
 use paver::engine::EngineSettings;
 use paver::requests::approvals::{ApprovalNoticeConfig, NoticeTo};
+use paver::storage::cards::Notice;
 use support::paver::TestPaver;
 use support::Sent;
 
@@ -188,13 +189,24 @@ async fn the_owning_teams_channel_gets_a_copy_and_every_copy_shows_the_decision(
         );
     }
 
-    // Decided: no reminder, however close the old expiry.
+    // Decided: no reminder, however close the old expiry; and storage
+    // records no notice for a request that no longer waits (one racing a
+    // decision would otherwise post a copy nobody updates).
     h.clock()
         .approval_expires_in(&id, Duration::from_secs(60))
         .await;
     h.sweep().await;
     h.idle().await;
     assert!(reminders(&h.sink.all()).is_empty());
+    let cards = h.db().cards();
+    let round = cards.approval_round(&id).await.unwrap().unwrap();
+    assert_eq!(round.rule, "production changes");
+    assert!(!cards
+        .tell_once(&id, round.id, Notice::Reminded, &[], &[])
+        .await
+        .unwrap());
+    assert_eq!(cards.notices(&id, Notice::Reminded).await.unwrap(), 0);
+    assert_eq!(cards.notices(&id, Notice::Asked).await.unwrap(), 1);
 }
 
 #[tokio::test]

@@ -24,3 +24,13 @@ CREATE TABLE approval_notices (
     at         BIGINT NOT NULL,
     PRIMARY KEY (request_id, round, kind)
 );
+
+-- Requests already waiting when this arrives were asked the old way (in
+-- their thread): that round counts as told, so an upgrade posts nothing
+-- twice; they still get their reminder.
+INSERT INTO approval_notices (request_id, round, kind, at)
+SELECT r.id, MAX(e.id), 'asked', 0
+FROM requests r
+JOIN request_events e ON e.request_id = r.id AND e.transition = 'need_approval'
+WHERE r.state = 'awaiting_approval'
+GROUP BY r.id;

@@ -133,7 +133,8 @@ impl CardStore<'_> {
     /// Records `notice` for `round` of the request, the `copies` new to it,
     /// and queues `items`, in one transaction. Returns false, recording and
     /// queueing nothing, when the notice was already given (by this process
-    /// before, or by another replica).
+    /// before, or by another replica) or the request no longer waits for
+    /// approval.
     pub async fn tell_once(
         &self,
         request_id: &str,
@@ -144,13 +145,20 @@ impl CardStore<'_> {
     ) -> Result<bool, StorageError> {
         let now = now_ms();
         let mut tx = self.db.pool.begin().await?;
+        // Only while the request still waits: a decision that got in first
+        // has updated every recorded copy, and a copy recorded after it
+        // would keep buttons nobody may press any more.
         let first = sqlx::query(
-            "INSERT INTO approval_notices (request_id, round, kind, at) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+            "INSERT INTO approval_notices (request_id, round, kind, at) \
+             SELECT $1, $2, $3, $4 WHERE EXISTS \
+               (SELECT 1 FROM requests WHERE id = $5 AND state = 'awaiting_approval') \
+             ON CONFLICT DO NOTHING",
         )
         .bind(request_id)
         .bind(round)
         .bind(notice.as_str())
         .bind(now)
+        .bind(request_id)
         .execute(&mut *tx)
         .await?;
         if first.rows_affected() != 1 {
