@@ -182,6 +182,7 @@ pub fn engine_settings(config: &Config) -> EngineSettings {
         attempts: config.executor.attempts.max(1),
         executor: config.executor.settings(),
         golden_path: config.golden_path(),
+        approval_notices: config.approval_notices.clone(),
         ..EngineSettings::default()
     }
 }

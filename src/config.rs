@@ -86,6 +86,9 @@ pub struct Config {
     #[serde(default)]
     pub golden_path:
         std::collections::BTreeMap<crate::domain::ResourceKind, crate::domain::ResourceSize>,
+    /// Where approvers are told a request waits for them, and the reminder.
+    #[serde(default)]
+    pub approval_notices: crate::requests::approvals::ApprovalNoticeConfig,
 }
 
 impl Config {

@@ -1630,3 +1630,85 @@ async fn discord_interactions_and_gateway_events_are_bounded_by_max_in_flight() 
         Some("pending".into())
     );
 }
+
+/// `approval_notices.to = "dm"` on Discord: the one eligible approver with
+/// a Discord id (dave) gets the card in a DM, pinged by nothing but the DM
+/// itself; his press there runs the request, and the DM copy is edited in
+/// its DM channel like the card in the channel.
+#[tokio::test]
+async fn approvers_get_the_card_in_a_dm_that_follows_the_decision() {
+    use paver::requests::approvals::{ApprovalNoticeConfig, NoticeTo};
+    let h = harness_with(
+        EngineSettings {
+            approval_notices: ApprovalNoticeConfig {
+                to: NoticeTo::Dm,
+                ..ApprovalNoticeConfig::default()
+            },
+            ..EngineSettings::default()
+        },
+        PolicyConfig::default(),
+        0,
+    )
+    .await;
+    h.send(&slash(
+        "900000000000000310",
+        ALICE,
+        "deploy order-service 1.4.0 to production",
+    ))
+    .await;
+    h.fake
+        .wait_for("the card", |_| h.card("Deploy order-service").is_some())
+        .await;
+    h.send(&click(
+        "900000000000000311",
+        ALICE,
+        &h.button("Deploy order-service", "Deploy"),
+    ))
+    .await;
+    // The fake opens every DM as channel 424242424242.
+    let dm_messages = "/api/v10/channels/424242424242/messages";
+    let calls = h
+        .fake
+        .wait_for("the copy in dave's DM", |calls| {
+            calls
+                .iter()
+                .any(|c| c.method == "POST" && c.path == dm_messages)
+        })
+        .await;
+    h.idle().await;
+    let opened = h.fake.matching("POST", "/users/@me/channels");
+    assert_eq!(
+        opened.len(),
+        1,
+        "one DM: dave is the only one with a Discord id"
+    );
+    assert_eq!(opened[0].body["recipient_id"], DAVE);
+    let copy = calls
+        .iter()
+        .find(|c| c.method == "POST" && c.path == dm_messages)
+        .unwrap();
+    let copy_id = copy.response["id"].as_str().unwrap().to_owned();
+    let approve = Harness::buttons(&copy.body)
+        .into_iter()
+        .find(|(l, _)| l == "Approve")
+        .unwrap()
+        .1;
+    assert_eq!(approve, h.button("Deploy order-service", "Approve"));
+
+    h.send(&click("900000000000000312", DAVE, &approve)).await;
+    let edited = format!("{dm_messages}/{copy_id}");
+    h.fake
+        .wait_for("the DM copy edited to Done", |calls| {
+            calls.iter().any(|c| {
+                c.method == "PATCH"
+                    && c.path == edited
+                    && c.body["components"] == json!([])
+                    && Harness::status_of(&c.body) == "Done"
+            })
+        })
+        .await;
+    h.idle().await;
+    assert_eq!(h.driver.calls(), 1);
+    let (_, card) = h.card("Deploy order-service").unwrap();
+    assert_eq!(card["components"], json!([]));
+}

@@ -1374,3 +1374,47 @@ async fn a_hundred_progress_lines_make_few_card_updates_and_the_last_word_wins()
         "{last}"
     );
 }
+
+/// The approvers' copy on Slack: posted in the owning team's channel with
+/// real mentions of the eligible approvers (not the requester), and edited
+/// there with the card when one of them decides.
+#[tokio::test]
+async fn approvers_get_a_copy_in_the_owning_teams_channel() {
+    let r = rig().await;
+    r.event(
+        &mention(
+            "deploy order-service 1.4.0 to production",
+            "U0ALICE",
+            "Ev900",
+        ),
+        &[],
+    )
+    .await;
+    r.idle().await;
+    r.press("U0ALICE", &r.button("Deploy")).await;
+    r.idle().await;
+    let in_team_channel = |method: &str| -> Vec<Value> {
+        r.fake
+            .calls(method)
+            .into_iter()
+            .filter(|b| b["channel"] == "C0COMMERCE")
+            .collect()
+    };
+    let copies = in_team_channel("chat.postMessage");
+    assert_eq!(copies.len(), 1, "{copies:#?}");
+    let text = blocks_of(&copies[0]).to_string();
+    for approver in ["<@U0CAROL>", "<@U0DAVE>", "<@U0OMAR>"] {
+        assert!(text.contains(approver), "{text}");
+    }
+    assert!(!text.contains("U0ALICE"), "{text}");
+
+    r.press("U0DAVE", &r.button("Approve")).await;
+    r.idle().await;
+    assert_eq!(r.driver.calls(), 1);
+    let last = in_team_channel("chat.update")
+        .pop()
+        .expect("the copy edited");
+    let blocks = blocks_of(&last).to_string();
+    assert!(blocks.contains("Done"), "{blocks}");
+    assert!(!blocks.contains("\"actions\""), "buttons gone: {blocks}");
+}

@@ -1166,3 +1166,49 @@ async fn scenario_questions_and_answers() {
     }
     assert_snapshot!("scenario_questions_and_answers__console", s.transcript());
 }
+
+/// What approvers are told where they look: the copy of the card in the
+/// owning team's channel and in a DM (while it waits, and once decided),
+/// the thread line mentioning them when no copy is posted, the reminder and
+/// the line asking again after a retry.
+#[test]
+fn approvers_told_where_they_look() {
+    use paver::storage::cards::Audience;
+    let mut awaiting = request(deploy_production(), RequestState::AwaitingApproval);
+    awaiting.confirmed_hash = Some(awaiting.action_hash.clone());
+    let mentions = ["<@U0GRACE>".to_owned(), "<@U0LINUS>".to_owned()];
+    let copy = |req: &Request, audience, mentions: &[String]| {
+        messages::approval_copy(card(req, None), req, audience, mentions)
+    };
+    three_ways(
+        "approval_copy_in_channel",
+        &copy(&awaiting, Audience::Channel, &mentions),
+    );
+    three_ways(
+        "approval_copy_direct",
+        &copy(&awaiting, Audience::Direct, &mentions[..1]),
+    );
+    let mut approved = awaiting.clone();
+    approved.state = RequestState::Approved;
+    approved.approver = Some("grace".into());
+    three_ways(
+        "approval_copy_after_the_decision",
+        &copy(&approved, Audience::Channel, &mentions),
+    );
+    three_ways(
+        "approval_needed_mentioning",
+        &messages::approval_needed_mentioning(&awaiting, "production changes", &mentions),
+    );
+    three_ways(
+        "approval_reminder",
+        &messages::approval_reminder(&awaiting, Audience::Channel, &mentions),
+    );
+    three_ways(
+        "approval_reminder_direct",
+        &messages::approval_reminder(&awaiting, Audience::Direct, &mentions[..1]),
+    );
+    three_ways(
+        "approval_asked_again",
+        &messages::approval_asked_again(Audience::Channel, &mentions),
+    );
+}

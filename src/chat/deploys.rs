@@ -89,8 +89,8 @@ pub fn notice(notice: &DeployNotice, source: &str) -> Message {
         text,
         fields,
         context: Some(context),
-        buttons: Vec::new(),
         tone: tone(status),
+        ..Message::default()
     }
 }
 

@@ -10,6 +10,7 @@ use crate::domain::{
 };
 use crate::drivers::{DriverError, EnvStatus, Outcome};
 use crate::nlu::chatter::SmallTalk;
+use crate::storage::cards::Audience;
 use crate::storage::Request;
 
 /// One line saying what an action does: the card's title.
@@ -212,6 +213,7 @@ pub fn card(
         context: Some(context.join(" · ")),
         buttons,
         tone,
+        mentions: Vec::new(),
     }
 }
 
@@ -237,6 +239,122 @@ pub fn approval_needed(req: &Request, rule: &str) -> Message {
             lowercase_first(&describe(&req.action))
         ),
         tone: Tone::Warning,
+        ..Message::default()
+    }
+}
+
+/// [`approval_needed`] in the request's thread, mentioning the approvers
+/// when no copy of the card is posted where they look (the owning team
+/// has no channel on this platform, or it is the request's own channel).
+pub fn approval_needed_mentioning(req: &Request, rule: &str, mentions: &[String]) -> Message {
+    let mut m = approval_needed(req, rule);
+    if !mentions.is_empty() {
+        m.text = format!("{}: {}", wording::join_or(mentions), m.text);
+        m.mentions = pinged(mentions);
+    }
+    m
+}
+
+/// The chat ids of the `<@id>` mentions among `mentions` (the rest are
+/// names of people without a chat id here), to notify them.
+fn pinged(mentions: &[String]) -> Vec<String> {
+    mentions
+        .iter()
+        .filter_map(|m| m.strip_prefix("<@")?.strip_suffix('>'))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// A copy of the request's card where its approvers look: the card itself
+/// (same buttons, same ids, so a press on it is a press on the request)
+/// with a line saying who is asked and where the request was made. Built
+/// from the card every time, so the copy cannot drift from the original.
+pub fn approval_copy(
+    card: Message,
+    req: &Request,
+    audience: Audience,
+    mentions: &[String],
+) -> Message {
+    let asking = req.state == RequestState::AwaitingApproval;
+    let who = &req.requester;
+    let place = format!("<#{}>", req.channel);
+    let text = match (audience, asking) {
+        (Audience::Channel, true) => format!(
+            "Approval needed from {}: {who} asked in {place}. One approval is enough; press Approve or Deny here.",
+            wording::join_or(mentions)
+        ),
+        (Audience::Channel, false) => format!(
+            "Approval was asked of {} ({who} asked in {place}).",
+            wording::join_or(mentions)
+        ),
+        (Audience::Direct, true) => format!(
+            "{who} asked in {place}, and you are one of the approvers. One approval is enough; press Approve or Deny here."
+        ),
+        (Audience::Direct, false) => {
+            format!("{who} asked in {place} for an approval you could give.")
+        }
+    };
+    // In a channel, the people asked are mentioned (a DM notifies by
+    // itself). The updates keep the same mentions, so they still read as
+    // names; an edit adds no one and notifies no one again.
+    let mentions = match audience {
+        Audience::Channel => pinged(mentions),
+        Audience::Direct => Vec::new(),
+    };
+    Message {
+        text,
+        mentions,
+        ..card
+    }
+}
+
+/// Said under a copy (or in the request's thread) when its approval
+/// expires soon and nobody has decided.
+pub fn approval_reminder(req: &Request, audience: Audience, mentions: &[String]) -> Message {
+    let expires = req
+        .approval_expires_at
+        .map(|t| format!(" at {}", when(t)))
+        .unwrap_or_default();
+    let text = match audience {
+        Audience::Channel => format!(
+            "Reminder for {}: this request still needs an approval, and it expires{expires} without one. Press Approve or Deny on the card.",
+            wording::join_or(mentions)
+        ),
+        Audience::Direct => format!(
+            "Reminder: this request still needs an approval, and it expires{expires} without one. Press Approve or Deny on the card."
+        ),
+    };
+    Message {
+        text,
+        tone: Tone::Warning,
+        mentions: match audience {
+            Audience::Channel => pinged(mentions),
+            Audience::Direct => Vec::new(),
+        },
+        ..Message::default()
+    }
+}
+
+/// Said under a copy an earlier approval round left, when the request
+/// (retried) needs approval again: the copy is updated in place, and this
+/// line is what tells the approvers.
+pub fn approval_asked_again(audience: Audience, mentions: &[String]) -> Message {
+    let text = match audience {
+        Audience::Channel => format!(
+            "{}: this request needs an approval again. Press Approve or Deny on the card.",
+            wording::join_or(mentions)
+        ),
+        Audience::Direct => {
+            "This request needs an approval again. Press Approve or Deny on the card.".to_owned()
+        }
+    };
+    Message {
+        text,
+        tone: Tone::Warning,
+        mentions: match audience {
+            Audience::Channel => pinged(mentions),
+            Audience::Direct => Vec::new(),
+        },
         ..Message::default()
     }
 }

@@ -35,6 +35,11 @@ pub struct Message {
     /// The first button is always the primary, confirming one.
     pub buttons: Vec<Button>,
     pub tone: Tone,
+    /// Chat user ids Paver means to notify: their `<@id>` in the text is a
+    /// mention that pings. Any other `<@…>` (in words a user wrote, say) is
+    /// shown as text, so nobody can make Paver ping people.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mentions: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]

@@ -6,8 +6,20 @@ use super::dispatcher::Dispatcher;
 use super::{messages, ChatUser, Conversation, Message};
 use crate::catalog::SharedCatalog;
 use crate::domain::{GoldenPath, Platform};
+use crate::storage::cards::{CardCopy, Notice};
 use crate::storage::outbox::{OutboxItem, OutboxKind};
 use crate::storage::{Db, Request, StorageError};
+
+/// One thing approvers are told (see [`Sender::tell_approvers`]).
+#[derive(Debug, Clone)]
+pub enum Told {
+    /// A new copy of the request's card, posted where the copy says.
+    Copy(CardCopy),
+    /// A message in the thread under a copy already posted.
+    UnderCopy(CardCopy, Message),
+    /// A message in the request's own thread.
+    InThread(Message),
+}
 
 /// Cheap to clone.
 #[derive(Clone)]
@@ -111,12 +123,16 @@ impl Sender {
     }
 
     /// The request's card, edited in place to show `req` as it is now (and
-    /// a line of progress while it runs).
+    /// a line of progress while it runs), and every copy of it where
+    /// approvers look, so a decision shows (and its buttons go) everywhere.
+    /// Progress lines go to the original only: the copies already say the
+    /// request runs, and the final state reaches them as it does the card.
     pub async fn update_card(
         &self,
         req: &Request,
         progress: Option<&str>,
     ) -> Result<(), StorageError> {
+        let card = self.card(req, progress);
         self.enqueue(OutboxItem {
             platform: req.platform,
             channel: req.channel.clone(),
@@ -125,9 +141,96 @@ impl Sender {
             card_key: Some(req.id.clone()),
             thread_key: None,
             thread_ref: None,
-            body: body(&self.card(req, progress)),
+            body: body(&card),
         })
-        .await
+        .await?;
+        if progress.is_some() {
+            return Ok(());
+        }
+        for copy in self.db.cards().copies_of(&req.id).await? {
+            let message = messages::approval_copy(card.clone(), req, copy.audience, &copy.mentions);
+            self.enqueue(OutboxItem {
+                platform: copy.platform,
+                channel: copy.channel.clone(),
+                kind: OutboxKind::Update,
+                user_id: None,
+                card_key: Some(copy.card_key.clone()),
+                thread_key: None,
+                thread_ref: None,
+                body: body(&message),
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Tells the approvers of `req` about approval round `round`, once per
+    /// `notice`: the new copies of its card are recorded and posted, and
+    /// the lines said, all queued in the transaction that records the
+    /// notice. Returns false, sending nothing, when the notice was given
+    /// already (a retry, a recovery, another replica).
+    pub async fn tell_approvers(
+        &self,
+        req: &Request,
+        round: i64,
+        notice: Notice,
+        told: &[Told],
+    ) -> Result<bool, StorageError> {
+        let card = self.card(req, None);
+        let mut copies = Vec::new();
+        let mut items = Vec::new();
+        for t in told {
+            let item = match t {
+                Told::Copy(copy) => {
+                    copies.push(copy.clone());
+                    OutboxItem {
+                        platform: copy.platform,
+                        channel: copy.channel.clone(),
+                        kind: OutboxKind::Post,
+                        user_id: None,
+                        card_key: Some(copy.card_key.clone()),
+                        thread_key: None,
+                        thread_ref: None,
+                        body: body(&messages::approval_copy(
+                            card.clone(),
+                            req,
+                            copy.audience,
+                            &copy.mentions,
+                        )),
+                    }
+                }
+                Told::UnderCopy(copy, message) => OutboxItem {
+                    platform: copy.platform,
+                    channel: copy.channel.clone(),
+                    kind: OutboxKind::Post,
+                    user_id: None,
+                    card_key: None,
+                    thread_key: Some(copy.card_key.clone()),
+                    thread_ref: None,
+                    body: body(message),
+                },
+                Told::InThread(message) => OutboxItem {
+                    platform: req.platform,
+                    channel: req.channel.clone(),
+                    kind: OutboxKind::Post,
+                    user_id: None,
+                    card_key: None,
+                    thread_key: Some(req.id.clone()),
+                    thread_ref: req.thread.clone(),
+                    body: body(message),
+                },
+            };
+            items.push(item);
+        }
+        let told = self
+            .db
+            .cards()
+            .tell_once(&req.id, round, notice, &copies, &items)
+            .await?;
+        if told {
+            self.dispatcher.notify();
+        }
+        Ok(told)
     }
 
     /// A message of its own kind kept under `key` (a deploy notice):

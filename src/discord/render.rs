@@ -219,6 +219,20 @@ pub fn message_body(message: &Message) -> Value {
             embeds.push(Value::Object(embed(&plain)));
         }
     }
+    // A mention in an embed never pings: the people a card asks are named
+    // in the content too, and allowed by id (and nobody else).
+    let mut allowed = no_mentions();
+    if !message.mentions.is_empty() {
+        if is_card {
+            content = message
+                .mentions
+                .iter()
+                .map(|id| format!("<@{id}>"))
+                .collect::<Vec<_>>()
+                .join(" ");
+        }
+        allowed["users"] = json!(message.mentions.iter().take(100).collect::<Vec<_>>());
+    }
     if content.is_empty() && embeds.is_empty() {
         content = "\u{200B}".into();
     }
@@ -226,7 +240,7 @@ pub fn message_body(message: &Message) -> Value {
         "content": content,
         "embeds": embeds,
         "components": components(message),
-        "allowed_mentions": no_mentions(),
+        "allowed_mentions": allowed,
     })
 }
 

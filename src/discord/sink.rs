@@ -3,7 +3,8 @@
 //!
 //! Message references: a message posted in the outbox row's channel is
 //! referred to by its id; one posted elsewhere (in a thread, which is a
-//! channel of its own) as `thread_id/message_id`. A "thread" to post in
+//! channel of its own, or a DM: the row's channel `@user_id`) as
+//! `channel_id/message_id`. A "thread" to post in
 //! is such a reference: Paver starts a thread on that message (a thread
 //! started from a message has the message's id) where the channel allows
 //! threads, and otherwise answers the message with a reply.
@@ -158,6 +159,15 @@ impl ChatSink for DiscordSink {
         message: &Message,
     ) -> Result<String, SendError> {
         let mut body = render::message_body(message);
+        // `@user`: to that user directly (a copy of a card for an
+        // approver). The reference names the DM channel, so updates and
+        // messages under it find it again.
+        if let Some(user) = channel.strip_prefix('@') {
+            let dm = self.dm(user).await?;
+            let created = self.api.create_message(&dm, &body).await?;
+            self.remember_title(&created.id, message);
+            return Ok(format!("{dm}/{}", created.id));
+        }
         // An interaction handle only routes replies to the presser; posts
         // go to the channel.
         let thread = thread.filter(|t| InteractionHandle::parse(t).is_none());

@@ -20,6 +20,7 @@ use crate::domain::GoldenPath;
 use crate::drivers::Driver;
 use crate::nlu::{Understander, Understanding};
 use crate::policy::PolicyConfig;
+use crate::requests::approvals::ApprovalNoticeConfig;
 use crate::requests::{ExecutorSettings, RequestSettings, Requests};
 use crate::storage::{Db, StorageError};
 use crate::util::tasks::Tracker;
@@ -54,6 +55,8 @@ pub struct EngineSettings {
     pub max_in_flight: usize,
     /// Resource sizes: shown on cards as the drivers receive them.
     pub golden_path: GoldenPath,
+    /// Where approvers are told, and when they are reminded.
+    pub approval_notices: ApprovalNoticeConfig,
 }
 
 impl Default for EngineSettings {
@@ -66,6 +69,7 @@ impl Default for EngineSettings {
             understander: None,
             max_in_flight: 1024,
             golden_path: GoldenPath::default(),
+            approval_notices: ApprovalNoticeConfig::default(),
         }
     }
 }
@@ -115,6 +119,7 @@ impl Engine {
                 proposal_ttl: settings.proposal_ttl,
                 attempts: settings.attempts,
                 understander: settings.understander.clone(),
+                approval_notices: settings.approval_notices.clone(),
             },
             executor,
             tasks.clone(),

@@ -43,8 +43,8 @@ use crate::domain::{Action, UserName};
 pub use crate::domain::{ApprovalRefused, Approvers};
 pub use evaluate::evaluate;
 pub use rules::{
-    ActionPattern, ApproverSource, EnvPattern, PolicyConfig, PolicyRule, PolicyValueError,
-    Requesters, RuleDecision, UnknownUsers,
+    owning_team, ActionPattern, ApproverSource, EnvPattern, PolicyConfig, PolicyRule,
+    PolicyValueError, Requesters, RuleDecision, UnknownUsers,
 };
 
 /// `Decision::Deny::rule` when the requester may not ask for changes.

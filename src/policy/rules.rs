@@ -459,7 +459,7 @@ fn covers(earlier: &PolicyRule, later: &PolicyRule) -> bool {
 
 /// The team that owns what the action changes: the service's owner in the
 /// catalog, or for `scaffold_service` the team that will own the new service.
-pub(super) fn owning_team(catalog: &Catalog, action: &Action) -> Option<TeamName> {
+pub fn owning_team(catalog: &Catalog, action: &Action) -> Option<TeamName> {
     match action {
         Action::ScaffoldService { owner, .. } => owner.clone(),
         _ => action

@@ -113,13 +113,9 @@ impl Requests {
                     )
                     .await?;
                 if out.applied() {
-                    self.ctx
-                        .send
-                        .in_thread(
-                            out.request(),
-                            &messages::approval_needed(out.request(), &rule),
-                        )
-                        .await?;
+                    // The sweep tells them too if this is cut short: the
+                    // round is told once either way.
+                    self.tell_approvers(out.request()).await?;
                 }
             }
             Decision::Allow { .. } => {

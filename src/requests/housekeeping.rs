@@ -66,20 +66,25 @@ impl Requests {
         let now = now_ms();
         let by = Actor::Housekeeping;
         for req in store.in_state(RequestState::AwaitingApproval).await? {
-            if req.approval_expires_at.is_some_and(|t| t < now) {
-                let step = Step {
-                    say: Some(notices::approval_expired()),
-                    ..Step::default()
-                };
-                self.settle_with(
-                    &req.id,
-                    Transition::Expire,
-                    &by,
-                    "approval window passed",
-                    step,
-                )
-                .await?;
+            if req.approval_expires_at.is_none_or(|t| t >= now) {
+                // Approvers told even if a crash cut the asking short (a
+                // no-op for a round already told), and reminded in time.
+                self.tell_approvers(&req).await?;
+                self.remind_approvers(&req).await?;
+                continue;
             }
+            let step = Step {
+                say: Some(notices::approval_expired()),
+                ..Step::default()
+            };
+            self.settle_with(
+                &req.id,
+                Transition::Expire,
+                &by,
+                "approval window passed",
+                step,
+            )
+            .await?;
         }
         // Left `confirmed` by an error between the press and policy's
         // decision (the process lived on): decide now.

@@ -6,12 +6,14 @@
 //! - [`follow_up`]: replies in a proposal's thread (amend, cancel).
 //! - [`buttons`]: presses on a card (confirm, cancel, approve, deny, retry).
 //! - [`decide`]: policy's decision once a request is confirmed.
+//! - [`approvals`]: approvers told where they look, and reminded.
 //! - [`run`]: the job: driver, progress, success or failure.
 //! - [`housekeeping`]: recovery after a restart and the periodic sweep.
 //!
 //! Every move of a request goes through [`Requests::settle`]: the
 //! transition, its card updated in place, and what is said in its thread.
 
+pub mod approvals;
 pub mod buttons;
 pub mod decide;
 pub mod executor;
@@ -46,6 +48,8 @@ pub struct RequestSettings {
     pub attempts: u32,
     /// The LLM side of understanding, for amendments it can read.
     pub understander: Option<Arc<Understander>>,
+    /// Where approvers are told, and when they are reminded.
+    pub approval_notices: approvals::ApprovalNoticeConfig,
 }
 
 /// The request flow's context, shared by its handlers. Cheap to clone.

@@ -26,6 +26,16 @@ pub fn escape(text: &str) -> String {
     restore_channel_refs(&escaped)
 }
 
+/// [`escape`], keeping the mentions of `users` (ids Paver itself
+/// mentions, see [`Message::mentions`]) as mentions.
+pub fn escape_mentioning(text: &str, users: &[String]) -> String {
+    let mut out = escape(text);
+    for id in users {
+        out = out.replace(&format!("&lt;@{id}&gt;"), &format!("<@{id}>"));
+    }
+    out
+}
+
 fn restore_channel_refs(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
@@ -70,7 +80,7 @@ pub fn fallback(message: &Message) -> String {
         Some(t) => t.clone(),
         None => message.text.lines().next().unwrap_or("").to_owned(),
     };
-    truncate(&escape(&base), MAX_TEXT)
+    truncate(&escape_mentioning(&base, &message.mentions), MAX_TEXT)
 }
 
 pub fn render(message: &Message) -> Vec<Value> {
@@ -93,7 +103,8 @@ pub fn render(message: &Message) -> Vec<Value> {
         } else {
             message.text.clone()
         };
-        blocks.push(json!({"type": "section", "text": mrkdwn(&text, MAX_TEXT)}));
+        let text = truncate(&escape_mentioning(&text, &message.mentions), MAX_TEXT);
+        blocks.push(json!({"type": "section", "text": {"type": "mrkdwn", "text": text}}));
     }
     for chunk in message.fields.chunks(MAX_FIELDS) {
         let fields: Vec<Value> = chunk
@@ -162,6 +173,11 @@ mod tests {
         );
         assert_eq!(escape("ask in <#C0PLATFORM>"), "ask in <#C0PLATFORM>");
         assert_eq!(escape("<#c0lower> <#C1"), "&lt;#c0lower&gt; &lt;#C1");
+        let asked = vec!["U0GRACE".to_owned()];
+        assert_eq!(
+            escape_mentioning("<@U0GRACE> or <@U0EVIL>", &asked),
+            "<@U0GRACE> or &lt;@U0EVIL&gt;"
+        );
     }
 
     #[test]
@@ -180,6 +196,7 @@ mod tests {
                 confirm: Some("sure?".into()),
             }],
             tone: Tone::Warning,
+            mentions: Vec::new(),
         };
         let blocks = render(&m);
         assert!(blocks.len() <= MAX_BLOCKS);

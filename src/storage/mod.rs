@@ -6,6 +6,7 @@
 //! one backend's dialect. Each backend has its own migrations folder
 //! because DDL differs (AUTOINCREMENT vs BIGSERIAL).
 
+pub mod cards;
 pub mod deploys;
 pub mod inbox;
 pub mod jobs;
@@ -163,6 +164,11 @@ impl Db {
 
     pub fn outbox(&self) -> OutboxStore<'_> {
         OutboxStore { db: self }
+    }
+
+    /// Copies of cards where approvers look, and what they were told.
+    pub fn cards(&self) -> cards::CardStore<'_> {
+        cards::CardStore { db: self }
     }
 
     pub fn inbox(&self) -> InboxStore<'_> {

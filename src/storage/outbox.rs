@@ -14,7 +14,7 @@ pub enum OutboxKind {
 }
 
 impl OutboxKind {
-    fn as_str(self) -> &'static str {
+    pub(super) fn as_str(self) -> &'static str {
         match self {
             OutboxKind::Post => "post",
             OutboxKind::Update => "update",

@@ -508,6 +508,16 @@ impl Clock<'_> {
             .await;
     }
 
+    /// The request's approval window closes `left` from now.
+    pub async fn approval_expires_in(&self, id: &str, left: Duration) {
+        let at = paver::storage::now_ms() + left.as_millis() as i64;
+        self.run(
+            &format!("UPDATE requests SET approval_expires_at = {at} WHERE id = $1"),
+            id,
+        )
+        .await;
+    }
+
     /// The request's approval window closed long ago.
     pub async fn approval_window_closed(&self, id: &str) {
         self.run(
