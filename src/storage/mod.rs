@@ -9,6 +9,7 @@
 pub mod inbox;
 pub mod jobs;
 pub mod outbox;
+pub mod pace;
 pub mod platform;
 pub mod replay;
 pub mod requests;
@@ -23,6 +24,7 @@ use sqlx::{AnyPool, Row};
 pub use inbox::{InboxRow, InboxState, InboxStore};
 pub use jobs::{Claimed, JobRow, JobStatus, JobStore};
 pub use outbox::{OutboxRow, OutboxStore};
+pub use pace::{PaceStore, Slot};
 pub use requests::{
     ApprovalDecision, Guard, NewDecision, NewRequest, NluRecord, Request, RequestStore,
     TransitionOutcome, Updates,
@@ -158,6 +160,10 @@ impl Db {
 
     pub fn outbox(&self) -> OutboxStore<'_> {
         OutboxStore { db: self }
+    }
+
+    pub fn pace(&self) -> PaceStore<'_> {
+        PaceStore { db: self }
     }
 
     pub fn inbox(&self) -> InboxStore<'_> {
