@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use paver::app::App;
 use paver::catalog::{Catalog, SharedCatalog};
-use paver::chat::dispatcher::Dispatcher;
+use paver::chat::dispatcher::{Dispatcher, Pace};
 use paver::chat::{ChatSink, ChatUser, Conversation, Inbound, Message, Platform};
 use paver::domain::UserName;
 use paver::drivers::Driver;
@@ -162,7 +162,7 @@ impl TestPaverBuilder {
         sinks
             .entry("console".into())
             .or_insert_with(|| Arc::new(sink.clone()));
-        let dispatcher = Dispatcher::new(db.clone(), sinks);
+        let dispatcher = Dispatcher::new(db.clone(), sinks, Pace::none());
         dispatcher.spawn();
         let catalog = self.catalog.unwrap_or_else(|| {
             SharedCatalog::new(Catalog::from_yaml_file(Path::new(SAMPLE_CATALOG)).unwrap())
