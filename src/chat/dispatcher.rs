@@ -15,7 +15,7 @@ use tokio::sync::Notify;
 
 use super::{ChatSink, Message, SendError};
 use crate::domain::Platform;
-use crate::storage::outbox::{OutboxItem, OutboxKind};
+use crate::storage::outbox::OutboxKind;
 use crate::storage::{now_ms, Db, OutboxRow, Slot, StorageError};
 
 /// Attempts before a message is given up on (and logged).
@@ -236,7 +236,7 @@ impl Dispatcher {
     /// until the channel opens; being its channel's oldest pending row, it
     /// keeps the rows behind it waiting too, so none overtakes it.
     async fn take_slot(&self, row: &OutboxRow) -> Result<Option<Granted>, StorageError> {
-        let item: &OutboxItem = &row.item;
+        let item = &row.item;
         let interval = self.pace.interval_ms(item.platform);
         let now = now_ms();
         if interval == 0 {
