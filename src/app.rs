@@ -8,9 +8,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::catalog::{BackstageClient, Catalog, CatalogError, CatalogSource, SharedCatalog};
-use crate::chat::dispatcher::Dispatcher;
+use crate::chat::dispatcher::{Dispatcher, Pace};
 use crate::chat::ChatSink;
 use crate::config::Config;
+use crate::domain::Platform;
 use crate::drivers::argocd::ArgoCdDriver;
 use crate::drivers::backstage::BackstageDriver;
 use crate::drivers::gitops::GitOpsDriver;
@@ -177,6 +178,20 @@ pub async fn driver(config: &Config, catalog: &SharedCatalog) -> Result<Arc<dyn 
 }
 
 /// The engine's settings from the configuration.
+/// Each platform's pace per channel, from `slack.min_interval_ms` and
+/// `discord.min_interval_ms`; the console is not paced.
+pub fn pace(config: &Config) -> Pace {
+    Pace::none()
+        .every(
+            Platform::Slack,
+            Duration::from_millis(config.slack.min_interval_ms),
+        )
+        .every(
+            Platform::Discord,
+            Duration::from_millis(config.discord.min_interval_ms),
+        )
+}
+
 pub fn engine_settings(config: &Config) -> EngineSettings {
     EngineSettings {
         attempts: config.executor.attempts.max(1),
@@ -204,7 +219,7 @@ impl App {
             })?;
         let driver = driver(config, &catalog).await?;
         let understander = understander(config)?;
-        let dispatcher = Dispatcher::new(db.clone(), sinks);
+        let dispatcher = Dispatcher::new(db.clone(), sinks, pace(config));
         dispatcher.spawn();
         let engine = Engine::new(
             db.clone(),

@@ -285,6 +285,9 @@ pub struct DiscordConfig {
     /// the application's own server (its `guild_id`, asked of Discord at
     /// start). Direct messages are not from a server and are handled.
     pub guild_ids: Vec<String>,
+    /// Minimum time between two messages to one channel (Discord allows
+    /// five per five seconds).
+    pub min_interval_ms: u64,
 }
 
 impl Default for DiscordConfig {
@@ -297,6 +300,7 @@ impl Default for DiscordConfig {
             api_url: Url::parse("https://discord.com/api/v10").expect("valid default URL"),
             gateway: true,
             guild_ids: Vec::new(),
+            min_interval_ms: 1000,
         }
     }
 }

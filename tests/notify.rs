@@ -9,6 +9,7 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
+use paver::chat::dispatcher::Pace;
 use paver::chat::Message;
 use paver::config::Config;
 use paver::domain::{RequestState, ServiceName};
@@ -642,7 +643,6 @@ async fn hooks_without_a_secret_do_not_exist() {
             .unwrap();
         assert_eq!(r.status().as_u16(), 404, "{hook}");
     }
-    let _ = Duration::from_secs(0);
 }
 
 /// A Slack stand-in shared by replicas: every send, with when it happened.
@@ -718,12 +718,22 @@ impl paver::chat::ChatSink for TimedSink {
 async fn a_burst_of_a_thousand_hooks_for_twenty_services_is_told_completely_and_quietly() {
     const PER_SERVICE: usize = 50;
     let sink = TimedSink::default();
+    // Each channel at most one send per PACE, kept across both replicas.
+    // PAVER_BURST_PACE_MS=1000 measures it at Slack's real pace.
+    let pace_ms = std::env::var("PAVER_BURST_PACE_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
+    let pace_every = Duration::from_millis(pace_ms);
+    let pace = || Pace::none().every(paver::chat::Platform::Slack, pace_every);
     let a = TestPaver::builder()
         .sink("slack", Arc::new(sink.clone()))
+        .pace(pace())
         .start()
         .await;
     let b = TestPaver::builder()
         .sink("slack", Arc::new(sink.clone()))
+        .pace(pace())
         .replica_of(&a)
         .start()
         .await;
@@ -788,8 +798,9 @@ async fn a_burst_of_a_thousand_hooks_for_twenty_services_is_told_completely_and_
         done.unwrap();
     }
     let accepted = started.elapsed();
-    a.idle().await;
-    b.idle().await;
+    for p in [&a, &b] {
+        assert!(p.engine.wait_idle(Duration::from_secs(600)).await.unwrap());
+    }
     let delivered = started.elapsed();
 
     use sqlx::Row;
@@ -867,6 +878,11 @@ async fn a_burst_of_a_thousand_hooks_for_twenty_services_is_told_completely_and_
         })
         .min()
         .unwrap_or_default();
+    // A few ms for the clock reads around a send.
+    assert!(
+        closest + Duration::from_millis(8) >= pace_every,
+        "two sends to one channel {closest:?} apart (pace {pace_every:?})"
+    );
     let posts = log.iter().filter(|t| t.post).count();
     // 20 services × 2 environments in their team's channel, and the 20
     // production ones in the deploys channel.

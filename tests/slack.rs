@@ -217,7 +217,6 @@ async fn rig_full(
         SlackApi::new(
             &url::Url::parse(&format!("{api_base}/api/")).unwrap(),
             &SecretString::from("xoxb-test-token".to_owned()),
-            Duration::from_millis(20),
         )
         .unwrap(),
     );

@@ -1,31 +1,91 @@
-//! Delivers outbox rows to the chat adapters, in order, with retries.
+//! Delivers outbox rows to the chat adapters, in order, with retries, at
+//! each channel's pace.
+//!
+//! The pace lives in the database (`storage::pace`), not in this process:
+//! before each send the dispatcher reserves the channel's slot there, and
+//! a 429 holds the channel there, so replicas sharing a database together
+//! keep every channel to its pace instead of each keeping it alone.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::Notify;
 
 use super::{ChatSink, Message, SendError};
+use crate::domain::Platform;
 use crate::storage::outbox::OutboxKind;
-use crate::storage::{Db, OutboxRow, StorageError};
+use crate::storage::{now_ms, Db, OutboxRow, Slot, StorageError};
 
 /// Attempts before a message is given up on (and logged).
 const MAX_ATTEMPTS: i64 = 8;
+
+/// The longest nap between two looks at the outbox (rows queued by another
+/// replica, or retries, are found within this).
+const TICK_MS: i64 = 250;
+
+/// How far apart two sends to one channel must start, per platform. Every
+/// send counts (posts, updates, ephemerals): Slack's limit of about one a
+/// second per channel is for posts, but one rule for all is the safe side.
+#[derive(Debug, Clone, Default)]
+pub struct Pace {
+    intervals: HashMap<Platform, Duration>,
+}
+
+impl Pace {
+    /// No pacing: sends go out as fast as they come; a 429 still holds the
+    /// channel for every replica.
+    pub fn none() -> Self {
+        Pace::default()
+    }
+
+    /// Sends to one channel of `platform` start at least `interval` apart.
+    pub fn every(mut self, platform: Platform, interval: Duration) -> Self {
+        self.intervals.insert(platform, interval);
+        self
+    }
+
+    fn interval_ms(&self, platform: Platform) -> i64 {
+        self.intervals
+            .get(&platform)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 2))
+    }
+}
+
+/// A send slot: reserved at `at` (Unix ms) in a channel paced `interval` apart.
+#[derive(Clone, Copy)]
+struct Granted {
+    at: i64,
+    interval: i64,
+}
+
+/// The sink call a row makes; an update carries the card's message ref.
+enum Call {
+    Post,
+    Update(String),
+    Ephemeral,
+}
 
 #[derive(Clone)]
 pub struct Dispatcher {
     db: Db,
     sinks: Arc<HashMap<String, Arc<dyn ChatSink>>>,
+    pace: Arc<Pace>,
     wake: Arc<Notify>,
+    /// The soonest time (Unix ms) a channel this process paced or held
+    /// opens again, so the loop naps until then rather than a whole tick.
+    soonest: Arc<AtomicI64>,
 }
 
 impl Dispatcher {
-    pub fn new(db: Db, sinks: HashMap<String, Arc<dyn ChatSink>>) -> Self {
+    pub fn new(db: Db, sinks: HashMap<String, Arc<dyn ChatSink>>, pace: Pace) -> Self {
         Dispatcher {
             db,
             sinks: Arc::new(sinks),
+            pace: Arc::new(pace),
             wake: Arc::new(Notify::new()),
+            soonest: Arc::new(AtomicI64::new(i64::MAX)),
         }
     }
 
@@ -51,7 +111,12 @@ impl Dispatcher {
                     Ok(_) => {}
                     Err(e) => tracing::warn!(error = %e, "outbox dispatch failed"),
                 }
-                let _ = tokio::time::timeout(Duration::from_millis(250), me.wake.notified()).await;
+                let soonest = me.soonest.swap(i64::MAX, Ordering::Relaxed);
+                let nap = (soonest.saturating_sub(now_ms())).clamp(0, TICK_MS);
+                if nap > 0 {
+                    let nap = Duration::from_millis(nap as u64);
+                    let _ = tokio::time::timeout(nap, me.wake.notified()).await;
+                }
             }
         })
     }
@@ -91,33 +156,51 @@ impl Dispatcher {
             },
             (None, None) => None,
         };
-        let result = match item.kind {
-            OutboxKind::Post => sink
-                .post(&item.channel, thread.as_deref(), &message)
-                .await
-                .map(Some),
+        // What to call is settled (the card looked up) before the channel's
+        // slot is reserved, so the slot is taken right before the send.
+        let call = match item.kind {
+            OutboxKind::Post => Ok(Call::Post),
+            OutboxKind::Ephemeral => Ok(Call::Ephemeral),
             OutboxKind::Update => {
                 let key = item.card_key.as_deref().unwrap_or_default();
                 if outbox.superseded(row.id, key).await? {
                     return outbox.mark_superseded(row.id).await;
                 }
                 match outbox.card_ref(key).await? {
-                    Some(r) => sink.update(&item.channel, &r, &message).await.map(|_| None),
+                    Some(r) => Ok(Call::Update(r)),
                     None if row.attempts < MAX_ATTEMPTS => {
                         return outbox.retry_later(row.id, "card not posted yet", 200).await
                     }
                     None => Err(SendError::Permanent(format!("card {key} was never posted"))),
                 }
             }
-            OutboxKind::Ephemeral => sink
-                .ephemeral(
-                    &item.channel,
-                    item.user_id.as_deref().unwrap_or_default(),
-                    thread.as_deref(),
-                    &message,
-                )
-                .await
-                .map(|_| None),
+        };
+        let result = match call {
+            Err(e) => Err(e),
+            Ok(call) => {
+                let Some(slot) = self.take_slot(&row).await? else {
+                    return Ok(());
+                };
+                let started = now_ms();
+                let sent = match call {
+                    Call::Update(r) => sink.update(&item.channel, &r, &message).await.map(|_| None),
+                    Call::Ephemeral => sink
+                        .ephemeral(
+                            &item.channel,
+                            item.user_id.as_deref().unwrap_or_default(),
+                            thread.as_deref(),
+                            &message,
+                        )
+                        .await
+                        .map(|_| None),
+                    Call::Post => sink
+                        .post(&item.channel, thread.as_deref(), &message)
+                        .await
+                        .map(Some),
+                };
+                self.paced_from(&row, slot, started).await;
+                sent
+            }
         };
         match result {
             Ok(sent_ref) => {
@@ -131,7 +214,17 @@ impl Dispatcher {
                 outbox.mark_sent(row.id).await
             }
             Err(SendError::RateLimited(wait)) => {
-                outbox.defer(row.id, wait.as_millis() as i64).await
+                // Held in the database, so no replica sends to the channel
+                // before the platform said it may; the row waits as long.
+                let wait_ms = i64::try_from(wait.as_millis()).unwrap_or(i64::MAX / 4);
+                let until = now_ms().saturating_add(wait_ms);
+                tracing::info!(outbox = row.id, channel = %item.channel, ?wait, "rate limited; holding the channel");
+                self.db
+                    .pace()
+                    .hold(item.platform, &item.channel, until)
+                    .await?;
+                self.wake_by(until);
+                outbox.defer_until(row.id, until).await
             }
             Err(SendError::Transient(e)) if row.attempts + 1 < MAX_ATTEMPTS => {
                 // 0.5 s, 1 s, 2 s, … capped at a minute.
@@ -144,5 +237,66 @@ impl Dispatcher {
                 outbox.mark_failed(row.id, &e.to_string()).await
             }
         }
+    }
+
+    /// Reserves the row's channel for a send now. `None` when the
+    /// channel's pace (or a 429) says to wait: the row is then deferred
+    /// until the channel opens; being its channel's oldest pending row, it
+    /// keeps the rows behind it waiting too, so none overtakes it.
+    async fn take_slot(&self, row: &OutboxRow) -> Result<Option<Granted>, StorageError> {
+        let item = &row.item;
+        let interval = self.pace.interval_ms(item.platform);
+        let now = now_ms();
+        if interval == 0 {
+            // Unpaced: claim_due already skipped the channel if it is held.
+            return Ok(Some(Granted { at: now, interval }));
+        }
+        match self
+            .db
+            .pace()
+            .reserve(item.platform, &item.channel, now, interval)
+            .await?
+        {
+            Slot::Granted => {
+                self.wake_by(now + interval);
+                Ok(Some(Granted { at: now, interval }))
+            }
+            Slot::Wait { until } => {
+                self.wake_by(until);
+                self.db.outbox().defer_until(row.id, until).await?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// The pace counts from when a send really started. The slot was
+    /// granted for the time read before the reservation; a slow database
+    /// (SQLite's busy wait) or a busy process can start the send later, and
+    /// the next send, granted at slot + interval, would then follow it too
+    /// closely. So the channel's next slot moves to start + interval (never
+    /// earlier). Its channel's next row is claimed only after this one is
+    /// marked sent, so this lands before anyone reserves again. A failure
+    /// here is only logged: the message is out, and must be marked sent.
+    async fn paced_from(&self, row: &OutboxRow, slot: Granted, started: i64) {
+        if slot.interval == 0 || started <= slot.at {
+            return;
+        }
+        let item = &row.item;
+        let next = started + slot.interval;
+        match self
+            .db
+            .pace()
+            .hold(item.platform, &item.channel, next)
+            .await
+        {
+            Ok(()) => self.wake_by(next),
+            Err(e) => {
+                tracing::warn!(outbox = row.id, error = %e, "could not move the channel's pace")
+            }
+        }
+    }
+
+    fn wake_by(&self, at: i64) {
+        self.soonest.fetch_min(at, Ordering::Relaxed);
     }
 }

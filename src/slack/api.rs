@@ -1,18 +1,16 @@
 //! The one Slack Web API client: slack-morphism over a hyper connector that
-//! speaks HTTPS and plain HTTP (so tests can run a fake Slack on loopback),
-//! with per-channel pacing. It is the Slack adapter's [`ChatSink`].
+//! speaks HTTPS and plain HTTP (so tests can run a fake Slack on loopback).
+//! It is the Slack adapter's [`ChatSink`].
 //!
-//! Pacing is per process (a `governor` limiter keyed by channel): each
-//! replica paces its own sends. Messages that must wait stay in the
-//! outbox, deferred by the time the limiter names.
+//! It does not pace: the outbox dispatcher reserves each send's slot in the
+//! channel's pace in the database (`slack.min_interval_ms`), which holds
+//! across replicas; a limiter here would only pace this process.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultKeyedRateLimiter, Quota};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use secrecy::{ExposeSecret, SecretString};
@@ -33,9 +31,6 @@ const IDENTITY_TTL: Duration = Duration::from_secs(600);
 pub struct SlackApi {
     client: SlackClient<Connector>,
     token: SlackApiToken,
-    /// Slack allows about one message a second per channel: one send per
-    /// `slack.min_interval_ms` in each channel (none when it is 0).
-    pacing: Option<DefaultKeyedRateLimiter<String>>,
     identities: Mutex<HashMap<String, (Instant, Option<UserName>)>>,
 }
 
@@ -53,11 +48,7 @@ pub enum SlackSetupError {
 }
 
 impl SlackApi {
-    pub fn new(
-        api_url: &Url,
-        bot_token: &SecretString,
-        min_interval: Duration,
-    ) -> Result<Self, SlackSetupError> {
+    pub fn new(api_url: &Url, bot_token: &SecretString) -> Result<Self, SlackSetupError> {
         let https = hyper_rustls::HttpsConnectorBuilder::new()
             .with_native_roots()
             .map_err(SlackSetupError::Tls)?
@@ -70,19 +61,7 @@ impl SlackApi {
         Ok(SlackApi {
             client: SlackClient::new(connector),
             token: SlackApiToken::new(SlackApiTokenValue(bot_token.expose_secret().to_owned())),
-            pacing: Quota::with_period(min_interval).map(DefaultKeyedRateLimiter::keyed),
             identities: Mutex::new(HashMap::new()),
-        })
-    }
-
-    /// Reserves a send slot in `channel`, or says how long to wait. Messages
-    /// that must wait stay queued in the outbox; none is dropped.
-    fn pace(&self, channel: &str) -> Result<(), SendError> {
-        let Some(pacing) = &self.pacing else {
-            return Ok(());
-        };
-        pacing.check_key(&channel.to_owned()).map_err(|later| {
-            SendError::RateLimited(later.wait_time_from(DefaultClock::default().now()))
         })
     }
 
@@ -223,7 +202,6 @@ impl ChatSink for SlackApi {
         thread: Option<&str>,
         message: &Message,
     ) -> Result<String, SendError> {
-        self.pace(channel)?;
         let mut req = SlackApiChatPostMessageRequest::new(
             SlackChannelId(channel.to_owned()),
             Self::content(message)?,
@@ -243,7 +221,6 @@ impl ChatSink for SlackApi {
         message_ref: &str,
         message: &Message,
     ) -> Result<(), SendError> {
-        self.pace(channel)?;
         let req = SlackApiChatUpdateRequest::new(
             SlackChannelId(channel.to_owned()),
             Self::content(message)?,
@@ -264,7 +241,6 @@ impl ChatSink for SlackApi {
         thread: Option<&str>,
         message: &Message,
     ) -> Result<(), SendError> {
-        self.pace(channel)?;
         let mut req = SlackApiChatPostEphemeralRequest::new(
             SlackChannelId(channel.to_owned()),
             SlackUserId(user.to_owned()),
@@ -314,7 +290,6 @@ mod tests {
         let api = SlackApi::new(
             &Url::parse(&format!("http://{addr}/api/")).unwrap(),
             &SecretString::from("xoxb-test".to_owned()),
-            Duration::from_millis(1),
         )
         .unwrap();
         let twins = "

@@ -9,7 +9,6 @@ pub mod verify;
 pub mod wire;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use crate::app::App;
 use crate::config::Config;
@@ -19,11 +18,7 @@ pub use inbound::{routes, SlackState};
 /// The Web API client, when a bot token is configured.
 pub fn api(config: &Config) -> Result<Option<Arc<SlackApi>>, api::SlackSetupError> {
     match &config.slack.bot_token {
-        Some(token) => Ok(Some(Arc::new(SlackApi::new(
-            &config.slack.api_url,
-            token,
-            Duration::from_millis(config.slack.min_interval_ms),
-        )?))),
+        Some(token) => Ok(Some(Arc::new(SlackApi::new(&config.slack.api_url, token)?))),
         None => Ok(None),
     }
 }

@@ -11,6 +11,7 @@ pub mod deploys;
 pub mod inbox;
 pub mod jobs;
 pub mod outbox;
+pub mod pace;
 pub mod platform;
 pub mod replay;
 pub mod requests;
@@ -25,6 +26,7 @@ use sqlx::{AnyPool, Row};
 pub use inbox::{InboxRow, InboxState, InboxStore};
 pub use jobs::{Claimed, JobRow, JobStatus, JobStore};
 pub use outbox::{OutboxRow, OutboxStore};
+pub use pace::{PaceStore, Slot};
 pub use requests::{
     ApprovalDecision, Guard, NewDecision, NewRequest, NluRecord, Request, RequestStore,
     TransitionOutcome, Updates,
@@ -169,6 +171,10 @@ impl Db {
     /// Copies of cards where approvers look, and what they were told.
     pub fn cards(&self) -> cards::CardStore<'_> {
         cards::CardStore { db: self }
+    }
+
+    pub fn pace(&self) -> PaceStore<'_> {
+        PaceStore { db: self }
     }
 
     pub fn inbox(&self) -> InboxStore<'_> {

@@ -158,6 +158,14 @@ impl OutboxStore<'_> {
     /// card's update waits while an older one of the same card is pending:
     /// with several dispatchers (replicas), a newer state could otherwise
     /// reach the card first and be overwritten by an older one in flight.
+    ///
+    /// Only the oldest pending row of each channel is claimed, so a
+    /// channel's messages go out in the order they were queued, across
+    /// replicas too (a reply never lands before the message it follows, and
+    /// one being retried holds those behind it). It also means a paced
+    /// channel costs one row per claim, not a batch claimed only to be
+    /// deferred. Channels whose pace (`channel_pace`) has not come yet are
+    /// skipped for the same reason.
     pub async fn claim_due(
         &self,
         platforms: &[String],
@@ -167,8 +175,8 @@ impl OutboxStore<'_> {
             return Ok(Vec::new());
         }
         let now = now_ms();
-        // $1 … $3 come first; the platforms follow, then the limit, then
-        // the re-check, keeping placeholders in ascending order.
+        // $1 … $3 come first; the platforms follow, then the pace's now,
+        // the limit and the re-check, keeping placeholders in ascending order.
         let list = (0..platforms.len())
             .map(|i| format!("${}", i + 4))
             .collect::<Vec<_>>()
@@ -178,20 +186,32 @@ impl OutboxStore<'_> {
             "UPDATE outbox SET claimed_until = $1 WHERE id IN (\
                SELECT id FROM outbox AS o WHERE status = 'pending' AND next_attempt_at <= $2 AND claimed_until <= $3 \
                AND platform IN ({list}) \
+               AND NOT EXISTS (SELECT 1 FROM outbox AS ahead \
+                 WHERE ahead.platform = o.platform AND ahead.channel = o.channel \
+                 AND ahead.status = 'pending' AND ahead.id < o.id) \
+               AND NOT EXISTS (SELECT 1 FROM channel_pace AS pace \
+                 WHERE pace.platform = o.platform AND pace.channel = o.channel \
+                 AND pace.next_at > ${pace_at}) \
                AND NOT (kind = 'update' AND EXISTS (SELECT 1 FROM outbox AS earlier \
                  WHERE earlier.kind = 'update' AND earlier.card_key = o.card_key \
                  AND earlier.status = 'pending' AND earlier.id < o.id)) \
                ORDER BY id LIMIT ${limit_at}) \
              AND status = 'pending' AND claimed_until <= ${recheck_at} \
              RETURNING id, platform, channel, kind, user_id, card_key, thread_key, thread_ref, body, attempts",
-            limit_at = n + 4,
-            recheck_at = n + 5,
+            pace_at = n + 4,
+            limit_at = n + 5,
+            recheck_at = n + 6,
         );
         let mut q = sqlx::query(&sql).bind(now + CLAIM_MS).bind(now).bind(now);
         for p in platforms {
             q = q.bind(p);
         }
-        let rows = q.bind(limit).bind(now).fetch_all(&self.db.pool).await?;
+        let rows = q
+            .bind(now)
+            .bind(limit)
+            .bind(now)
+            .fetch_all(&self.db.pool)
+            .await?;
         let mut out = rows
             .iter()
             .map(|r| OutboxRow::try_from(ClaimedRow::from_row(r)?))
@@ -234,6 +254,17 @@ impl OutboxStore<'_> {
     pub async fn defer(&self, id: i64, delay_ms: i64) -> Result<(), StorageError> {
         sqlx::query("UPDATE outbox SET next_attempt_at = $1, claimed_until = 0 WHERE id = $2")
             .bind(now_ms() + delay_ms)
+            .bind(id)
+            .execute(&self.db.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Waits, without counting an attempt, until `at` (Unix ms): when the
+    /// channel's pace, or a 429's hold, lets the next send start.
+    pub async fn defer_until(&self, id: i64, at: i64) -> Result<(), StorageError> {
+        sqlx::query("UPDATE outbox SET next_attempt_at = $1, claimed_until = 0 WHERE id = $2")
+            .bind(at)
             .bind(id)
             .execute(&self.db.pool)
             .await?;
@@ -331,10 +362,10 @@ mod tests {
     use super::*;
     use crate::domain::Platform;
 
-    fn update(card: &str, body: &str) -> OutboxItem {
+    fn update(card: &str, channel: &str, body: &str) -> OutboxItem {
         OutboxItem {
             platform: Platform::Slack,
-            channel: "C1".into(),
+            channel: channel.into(),
             kind: OutboxKind::Update,
             user_id: None,
             card_key: Some(card.into()),
@@ -354,12 +385,17 @@ mod tests {
             .unwrap();
         let outbox = db.outbox();
         let platforms = vec!["slack".to_owned()];
-        let older = outbox.enqueue(&update("r1", "running")).await.unwrap();
+        let older = outbox
+            .enqueue(&update("r1", "C1", "running"))
+            .await
+            .unwrap();
         let first = outbox.claim_due(&platforms, 50).await.unwrap();
         assert_eq!(first.iter().map(|r| r.id).collect::<Vec<_>>(), [older]);
         // Claimed, so not coalesced: the final state is a row of its own.
-        let newer = outbox.enqueue(&update("r1", "done")).await.unwrap();
-        let other = outbox.enqueue(&update("r2", "x")).await.unwrap();
+        // (Queued for another channel, so only the card's rule holds it
+        // back, not the channel's order.)
+        let newer = outbox.enqueue(&update("r1", "C2", "done")).await.unwrap();
+        let other = outbox.enqueue(&update("r2", "C3", "x")).await.unwrap();
         assert_ne!(older, newer);
         let second = outbox.claim_due(&platforms, 50).await.unwrap();
         assert_eq!(second.iter().map(|r| r.id).collect::<Vec<_>>(), [other]);

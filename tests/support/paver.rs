@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use paver::app::App;
 use paver::catalog::{Catalog, SharedCatalog};
-use paver::chat::dispatcher::Dispatcher;
+use paver::chat::dispatcher::{Dispatcher, Pace};
 use paver::chat::{ChatSink, ChatUser, Conversation, Inbound, Message, Platform};
 use paver::domain::UserName;
 use paver::drivers::Driver;
@@ -62,6 +62,7 @@ pub struct TestPaverBuilder {
     policy: PolicyConfig,
     sinks: HashMap<String, Arc<dyn ChatSink>>,
     db: Option<Database>,
+    pace: Pace,
 }
 
 /// The database a Paver runs on: its own (dropped with the last replica)
@@ -120,6 +121,12 @@ impl TestPaverBuilder {
         self
     }
 
+    /// How far apart sends to one channel go (default: unpaced).
+    pub fn pace(mut self, pace: Pace) -> Self {
+        self.pace = pace;
+        self
+    }
+
     /// Several sinks, as `paver::server::sinks` builds them from a config.
     pub fn sinks(mut self, sinks: HashMap<String, Arc<dyn ChatSink>>) -> Self {
         self.sinks.extend(sinks);
@@ -162,7 +169,7 @@ impl TestPaverBuilder {
         sinks
             .entry("console".into())
             .or_insert_with(|| Arc::new(sink.clone()));
-        let dispatcher = Dispatcher::new(db.clone(), sinks);
+        let dispatcher = Dispatcher::new(db.clone(), sinks, self.pace);
         dispatcher.spawn();
         let catalog = self.catalog.unwrap_or_else(|| {
             SharedCatalog::new(Catalog::from_yaml_file(Path::new(SAMPLE_CATALOG)).unwrap())
@@ -211,6 +218,7 @@ impl TestPaver {
             policy: PolicyConfig::default(),
             sinks: HashMap::new(),
             db: None,
+            pace: Pace::none(),
         }
     }
 
