@@ -139,9 +139,17 @@ async fn fake_api(
         .and_then(Value::as_str)
         .unwrap_or("C1")
         .to_owned();
+    // As Slack does: a post to a user id lands in their DM (D…), and only
+    // the DM's id edits it.
+    let dm = |c: &str| c.strip_prefix('U').map(|rest| format!("D{rest}"));
     let reply = match method.as_str() {
-        "chat.postMessage" => json!({"ok": true, "channel": channel, "ts": ts,
-            "message": {"type": "message", "text": "x", "ts": ts, "user": "U0BOT", "bot_id": "B1"}}),
+        "chat.update" if channel.starts_with('U') => {
+            json!({"ok": false, "error": "channel_not_found"})
+        }
+        "chat.postMessage" => {
+            json!({"ok": true, "channel": dm(&channel).unwrap_or(channel.clone()), "ts": ts,
+            "message": {"type": "message", "text": "x", "ts": ts, "user": "U0BOT", "bot_id": "B1"}})
+        }
         "chat.update" => {
             let updated = body.get("ts").cloned().unwrap_or(json!(ts));
             json!({"ok": true, "channel": channel, "ts": updated, "text": "x",
@@ -1416,4 +1424,59 @@ async fn approvers_get_a_copy_in_the_owning_teams_channel() {
     let blocks = blocks_of(&last).to_string();
     assert!(blocks.contains("Done"), "{blocks}");
     assert!(!blocks.contains("\"actions\""), "buttons gone: {blocks}");
+}
+
+/// `approval_notices.to = "dm"` on Slack: each eligible approver gets the
+/// card in their DM (posted to their user id, where Slack opens the DM),
+/// and the copy there is edited through the DM's own id when one decides.
+#[tokio::test]
+async fn approvers_get_the_card_in_a_slack_dm_that_follows_the_decision() {
+    let r = rig_with(EngineSettings {
+        approval_notices: paver::requests::approvals::ApprovalNoticeConfig {
+            to: paver::requests::approvals::NoticeTo::Dm,
+            ..Default::default()
+        },
+        ..EngineSettings::default()
+    })
+    .await;
+    r.event(
+        &mention(
+            "deploy order-service 1.4.0 to production",
+            "U0ALICE",
+            "Ev901",
+        ),
+        &[],
+    )
+    .await;
+    r.idle().await;
+    r.press("U0ALICE", &r.button("Deploy")).await;
+    r.idle().await;
+    let dms: Vec<Value> = r
+        .fake
+        .calls("chat.postMessage")
+        .into_iter()
+        .filter(|b| b["channel"].as_str().is_some_and(|c| c.starts_with('U')))
+        .collect();
+    let to: Vec<&str> = dms.iter().filter_map(|b| b["channel"].as_str()).collect();
+    assert_eq!(to.len(), 3, "{to:?}");
+    assert!(!to.contains(&"U0ALICE"), "{to:?}");
+    r.press("U0DAVE", &r.button("Approve")).await;
+    r.idle().await;
+    assert_eq!(r.driver.calls(), 1);
+    // Every DM copy was edited, through its DM (D…), none through a user id.
+    let updates = r.fake.calls("chat.update");
+    let dm_edits: Vec<&str> = updates
+        .iter()
+        .filter_map(|b| b["channel"].as_str())
+        .filter(|c| c.starts_with('D'))
+        .collect();
+    for approver in ["D0CAROL", "D0DAVE", "D0OMAR"] {
+        assert!(dm_edits.contains(&approver), "{approver}: {dm_edits:?}");
+    }
+    assert!(
+        !updates
+            .iter()
+            .any(|b| b["channel"].as_str().is_some_and(|c| c.starts_with('U'))),
+        "an edit through a user id fails on Slack"
+    );
 }

@@ -13,10 +13,9 @@
 //!   (the card is already there), no copy: the approvers are mentioned in
 //!   the "approval needed" line of the request's thread instead.
 //! - `dm`: one copy to each eligible approver with a chat id on the
-//!   platform. Discord and the console only: a Slack message posted to a
-//!   user id cannot be edited with that id (chat.update needs the DM's own
-//!   conversation id, which the Slack sink does not record yet), so on
-//!   Slack `dm` acts as `channel`. With nobody to DM, as `channel`.
+//!   platform (on Slack the sink keeps the DM's conversation id in the
+//!   copy's reference, so it can be edited). With nobody to DM, as
+//!   `channel`.
 //! - `both`: the two.
 //! - `off`: only the thread line, as before; no copies, no reminder.
 //!
@@ -109,9 +108,13 @@ fn mention(user: &User, platform: Platform) -> String {
         .unwrap_or_else(|| user.name.to_string())
 }
 
-/// Whether a card sent to a person directly can be edited later.
+/// Whether a card sent to a person directly can be edited later (every
+/// platform's sink records where a DM landed).
 fn dms_editable(platform: Platform) -> bool {
-    matches!(platform, Platform::Discord | Platform::Console)
+    matches!(
+        platform,
+        Platform::Slack | Platform::Discord | Platform::Console
+    )
 }
 
 /// The owning team's channel on `platform` (the console has one per team,
@@ -169,7 +172,12 @@ impl Requests {
                         card_key: format!("{}#dm:{}", req.id, u.name),
                         request_id: req.id.clone(),
                         platform,
-                        channel: format!("@{id}"),
+                        // Slack opens the DM when posted to a user id;
+                        // Discord's sink opens it for a channel `@<id>`.
+                        channel: match platform {
+                            Platform::Slack => id,
+                            _ => format!("@{id}"),
+                        },
                         audience: Audience::Direct,
                         mentions: vec![mention(u, platform)],
                     });

@@ -194,6 +194,15 @@ fn classify(e: SlackClientError) -> SendError {
     }
 }
 
+/// Where a message Paver sent is: a plain `ts` is in `channel`; a
+/// `D…/ts` (a DM opened by posting to a user id) names its conversation.
+/// Slack's timestamps never hold a `/`.
+fn locate<'a>(channel: &'a str, message_ref: &'a str) -> (&'a str, &'a str) {
+    message_ref
+        .split_once('/')
+        .unwrap_or((channel, message_ref))
+}
+
 #[async_trait]
 impl ChatSink for SlackApi {
     async fn post(
@@ -202,6 +211,14 @@ impl ChatSink for SlackApi {
         thread: Option<&str>,
         message: &Message,
     ) -> Result<String, SendError> {
+        // Under a message in a DM, the DM is where to post.
+        let (channel, thread) = match thread {
+            Some(t) => {
+                let (c, ts) = locate(channel, t);
+                (c, Some(ts))
+            }
+            None => (channel, None),
+        };
         let mut req = SlackApiChatPostMessageRequest::new(
             SlackChannelId(channel.to_owned()),
             Self::content(message)?,
@@ -212,6 +229,11 @@ impl ChatSink for SlackApi {
         req = req.with_unfurl_links(false);
         let session = self.client.open_session(&self.token);
         let resp = session.chat_post_message(&req).await.map_err(classify)?;
+        // Posted to a user id, the message lands in the DM Slack opens
+        // (D…), and only that id edits it: the reference carries it.
+        if resp.channel.0 != channel {
+            return Ok(format!("{}/{}", resp.channel.0, resp.ts.0));
+        }
         Ok(resp.ts.0)
     }
 
@@ -221,10 +243,11 @@ impl ChatSink for SlackApi {
         message_ref: &str,
         message: &Message,
     ) -> Result<(), SendError> {
+        let (channel, ts) = locate(channel, message_ref);
         let req = SlackApiChatUpdateRequest::new(
             SlackChannelId(channel.to_owned()),
             Self::content(message)?,
-            SlackTs(message_ref.to_owned()),
+            SlackTs(ts.to_owned()),
         );
         let session = self.client.open_session(&self.token);
         session
@@ -241,6 +264,13 @@ impl ChatSink for SlackApi {
         thread: Option<&str>,
         message: &Message,
     ) -> Result<(), SendError> {
+        let (channel, thread) = match thread {
+            Some(t) => {
+                let (c, ts) = locate(channel, t);
+                (c, Some(ts))
+            }
+            None => (channel, None),
+        };
         let mut req = SlackApiChatPostEphemeralRequest::new(
             SlackChannelId(channel.to_owned()),
             SlackUserId(user.to_owned()),
