@@ -82,6 +82,8 @@ pub struct Config {
     pub hooks: HooksConfig,
     #[serde(default)]
     pub notify: crate::notify::NotifyConfig,
+    #[serde(default)]
+    pub scorecards: crate::scorecards::ScorecardsConfig,
     /// The standard size of each resource type (over the built-in ones).
     #[serde(default)]
     pub golden_path:
@@ -589,6 +591,7 @@ impl Config {
         out.extend(self.gitops.problems());
         out.extend(self.drivers.problems());
         out.extend(self.executor.problems());
+        out.extend(self.scorecards.problems());
         let uses = |d: DriverKind| self.drivers.uses(d);
         if uses(DriverKind::Backstage) {
             out.extend(self.backstage.problems());

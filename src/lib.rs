@@ -17,6 +17,7 @@ pub mod nlu;
 pub mod notify;
 pub mod policy;
 pub mod requests;
+pub mod scorecards;
 pub mod server;
 pub mod slack;
 pub mod storage;

@@ -23,14 +23,15 @@ use serde_json::{json, Value};
 use paver::catalog::Catalog;
 use paver::chat::console::ConsoleSink;
 use paver::chat::{
-    deploys, messages, ChatSink, ChatUser, Conversation, Inbound, Message, Platform,
+    deploys, messages, scorecards as say_scorecard, ChatSink, ChatUser, Conversation, Inbound,
+    Message, Platform,
 };
 use paver::config::Config;
 use paver::discord::render as discord;
+use paver::domain::scorecard::ServiceScore;
 use paver::domain::RequestState;
 use paver::domain::{
-    Action, ActionKind, Environment, Field, ResourceKind, ScorecardTarget, ServiceName, TeamName,
-    UserName,
+    Action, ActionKind, Environment, Field, ResourceKind, ServiceName, TeamName, UserName,
 };
 use paver::domain::{DeployNotice, DeployStatus, DeployStep, Version};
 use paver::drivers::{DriverError, EnvStatus, Outcome};
@@ -726,28 +727,51 @@ fn status_answers() {
 #[test]
 fn scorecards() {
     let catalog = catalog_with_orphan();
-    let team = |t: &str| ScorecardTarget::Team {
-        team: TeamName::parse(t).unwrap(),
+    let config = paver::scorecards::ScorecardsConfig::default();
+    let http = reqwest::Client::new();
+    // CI reported green for order-service a day ago.
+    let pushed = vec![paver::storage::scorecards::PushedResult {
+        service: ServiceName::parse("order-service").unwrap(),
+        check: "ci-passing".into(),
+        passed: true,
+        detail: None,
+        source: "hook".into(),
+        at: t0() - 24 * HOUR_MS,
+    }];
+    let score = |name: &str| {
+        let ctx = paver::scorecards::checks::Context {
+            config: &config,
+            catalog: &catalog,
+            http: &http,
+            pushed: &pushed,
+            now: t0(),
+        };
+        let c = catalog.component(name).unwrap();
+        ServiceScore::new(
+            c.name.clone(),
+            c.owner.clone(),
+            paver::scorecards::checks::builtin(&ctx, c),
+        )
     };
-    let service = |s: &str| ScorecardTarget::Service {
-        service: ServiceName::parse(s).unwrap(),
+    let team = |t: &str| {
+        let team = TeamName::parse(t).unwrap();
+        let scores: Vec<ServiceScore> = catalog
+            .components()
+            .filter(|c| c.owner.as_ref() == Some(&team))
+            .map(|c| score(c.name.as_str()))
+            .collect();
+        say_scorecard::team(&team, &scores)
     };
-    three_ways(
-        "scorecard_team",
-        &messages::scorecard(&catalog, &team("team-commerce")),
-    );
+    three_ways("scorecard_team", &team("team-commerce"));
     three_ways(
         "scorecard_service",
-        &messages::scorecard(&catalog, &service("order-service")),
+        &say_scorecard::service(&score("order-service")),
     );
     three_ways(
         "scorecard_service_failing",
-        &messages::scorecard(&catalog, &service("legacy-reports")),
+        &say_scorecard::service(&score("legacy-reports")),
     );
-    three_ways(
-        "scorecard_nothing_to_score",
-        &messages::scorecard(&catalog, &team("team-data")),
-    );
+    three_ways("scorecard_nothing_to_score", &team("team-data"));
 }
 
 // ----- conversations through the engine -----------------------------------

@@ -89,7 +89,6 @@ impl Answers {
                 messages::unknown_user_reads(&user.id, catalog)
             }
             Action::WhoOwns { service } => messages::who_owns(catalog, service),
-            Action::Scorecard { target } => messages::scorecard(catalog, target),
             Action::Status {
                 service,
                 environment,
@@ -101,7 +100,7 @@ impl Answers {
 
     /// Ownership and status data are for people the catalog knows, unless
     /// `policy.unknown_users = "read"`.
-    fn may_read(&self, user: &ChatUser) -> bool {
+    pub fn may_read(&self, user: &ChatUser) -> bool {
         user.catalog.is_some() || self.unknown_users == UnknownUsers::Read
     }
 

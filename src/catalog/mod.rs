@@ -9,7 +9,7 @@ mod shared;
 pub use crate::domain::same_identity;
 pub use backstage::{BackstageClient, BackstageError};
 pub use entity::{parse_entities, parse_yaml_documents, EntityRef};
-pub use model::{Catalog, Component, Group, Template, User, UserMatch};
+pub use model::{Backup, Catalog, CatalogResource, Component, Group, Template, User, UserMatch};
 pub use shared::{CatalogSource, SharedCatalog};
 
 /// Annotation naming a team's Slack channel (Backstage's own convention).

@@ -69,6 +69,15 @@ pub struct CatalogResource {
     pub name: String,
     pub resource_type: Option<String>,
     pub owner: Option<TeamName>,
+    /// `spec.backup`: whether backups are on, and how long they are kept
+    /// (`enabled`, `retentionDays`); `None` when the entity says nothing.
+    pub backup: Option<Backup>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backup {
+    pub enabled: bool,
+    pub retention_days: Option<u32>,
 }
 
 /// Everything Paver knows about the organisation. Immutable once built;
@@ -196,6 +205,14 @@ impl Catalog {
                     name: e.metadata.name.clone(),
                     resource_type: str_at(&e.spec, "type"),
                     owner: owner_team(&e),
+                    backup: e.spec.get("backup").map(|b| Backup {
+                        // `backup:` with settings but no `enabled` means on.
+                        enabled: b.get("enabled").and_then(Value::as_bool).unwrap_or(true),
+                        retention_days: b
+                            .get("retentionDays")
+                            .and_then(Value::as_u64)
+                            .and_then(|d| u32::try_from(d).ok()),
+                    }),
                 });
                 Ok(None)
             }

@@ -6,7 +6,7 @@ use super::{Button, ButtonOp, ButtonPayload, ButtonStyle, Message, Tone};
 use crate::catalog::Catalog;
 use crate::domain::wording::{self, confirm_label, count, lowercase_first};
 use crate::domain::{
-    Action, ActionKind, Environment, Field, GoldenPath, RequestState, ScorecardTarget, ServiceName,
+    Action, ActionKind, Environment, Field, GoldenPath, RequestState, ServiceName,
 };
 use crate::drivers::{DriverError, EnvStatus, Outcome};
 use crate::nlu::chatter::SmallTalk;
@@ -651,71 +651,5 @@ pub fn small_talk(talk: SmallTalk, catalog: &Catalog) -> Message {
                 "Hi! Tell me what you need in plain words, for example {example}, or say `help` to see what I can do."
             ))
         }
-    }
-}
-
-/// Catalog hygiene checks, weighted by how much they hurt.
-fn checks(c: &crate::catalog::Component) -> Vec<(&'static str, bool, &'static str)> {
-    vec![
-        (
-            "has-owner (critical)",
-            c.owner.is_some(),
-            "set spec.owner to a team",
-        ),
-        (
-            "has-oncall (high)",
-            c.annotations.contains_key("pagerduty.com/service-id"),
-            "add the pagerduty.com/service-id annotation",
-        ),
-        (
-            "has-techdocs (medium)",
-            c.annotations.contains_key("backstage.io/techdocs-ref"),
-            "add docs and the backstage.io/techdocs-ref annotation",
-        ),
-        (
-            "lifecycle-set (low)",
-            c.lifecycle.as_deref().is_some_and(|l| l != "deprecated"),
-            "set spec.lifecycle (and retire deprecated services)",
-        ),
-    ]
-}
-
-pub fn scorecard(catalog: &Catalog, target: &ScorecardTarget) -> Message {
-    let components: Vec<&crate::catalog::Component> = match target {
-        ScorecardTarget::Service { service } => {
-            catalog.component(service.as_str()).into_iter().collect()
-        }
-        ScorecardTarget::Team { team } => catalog
-            .components()
-            .filter(|c| c.owner.as_ref() == Some(team))
-            .collect(),
-    };
-    let title = match target {
-        ScorecardTarget::Service { service } => format!("Scorecard for {service}"),
-        ScorecardTarget::Team { team } => format!("Scorecard for {team}"),
-    };
-    if components.is_empty() {
-        return notice(format!("{title}: nothing in the catalog to score."));
-    }
-    let mut fields = Vec::new();
-    for c in components {
-        let results = checks(c);
-        let passed = results.iter().filter(|(_, ok, _)| *ok).count();
-        let failing: Vec<String> = results
-            .iter()
-            .filter(|(_, ok, _)| !ok)
-            .map(|(name, _, fix)| format!("✗ {name}: {fix}"))
-            .collect();
-        let value = if failing.is_empty() {
-            format!("{passed}/{} checks pass", results.len())
-        } else {
-            format!("{passed}/{} · {}", results.len(), failing.join("; "))
-        };
-        fields.push((c.name.to_string(), value));
-    }
-    Message {
-        title: Some(title),
-        fields,
-        ..Message::default()
     }
 }

@@ -7,6 +7,7 @@ pub mod dispatcher;
 pub mod learned;
 pub mod messages;
 pub mod notices;
+pub mod scorecards;
 pub mod send;
 
 use async_trait::async_trait;

@@ -12,6 +12,7 @@ mod names;
 mod platform;
 mod request_state;
 mod resource;
+pub mod scorecard;
 mod version;
 pub mod wording;
 

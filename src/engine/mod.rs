@@ -16,12 +16,13 @@ use crate::catalog::SharedCatalog;
 use crate::chat::dispatcher::Dispatcher;
 use crate::chat::send::Sender;
 use crate::chat::{ChatUser, Conversation, Inbound};
-use crate::domain::GoldenPath;
+use crate::domain::{Action, GoldenPath};
 use crate::drivers::Driver;
 use crate::nlu::{Understander, Understanding};
 use crate::policy::PolicyConfig;
 use crate::requests::approvals::ApprovalNoticeConfig;
 use crate::requests::{ExecutorSettings, RequestSettings, Requests};
+use crate::scorecards::{Scorecards, ScorecardsConfig};
 use crate::storage::{Db, StorageError};
 use crate::util::tasks::Tracker;
 
@@ -57,6 +58,8 @@ pub struct EngineSettings {
     pub golden_path: GoldenPath,
     /// Where approvers are told, and when they are reminded.
     pub approval_notices: ApprovalNoticeConfig,
+    /// The scorecards' checks and links.
+    pub scorecards: ScorecardsConfig,
 }
 
 impl Default for EngineSettings {
@@ -70,6 +73,7 @@ impl Default for EngineSettings {
             max_in_flight: 1024,
             golden_path: GoldenPath::default(),
             approval_notices: ApprovalNoticeConfig::default(),
+            scorecards: ScorecardsConfig::default(),
         }
     }
 }
@@ -86,6 +90,7 @@ struct Inner {
     understander: Option<Arc<Understander>>,
     requests: Requests,
     answers: Answers,
+    scorecards: Scorecards,
     send: Sender,
     tasks: Tracker,
 }
@@ -108,6 +113,7 @@ impl Engine {
         );
         let executor = crate::requests::Executor::new(db.clone(), settings.executor.clone());
         let answers = Answers::new(driver.clone(), policy.unknown_users);
+        let scorecards = Scorecards::new(db.clone(), catalog.clone(), settings.scorecards.clone());
         let requests = Requests::new(
             db.clone(),
             catalog.clone(),
@@ -131,6 +137,7 @@ impl Engine {
                 understander: settings.understander,
                 requests,
                 answers,
+                scorecards,
                 send,
                 tasks,
             }),
@@ -150,6 +157,11 @@ impl Engine {
 
     pub fn db(&self) -> &Db {
         &self.inner.db
+    }
+
+    /// The scorecard flow (for hooks, the CLI and the nag scheduler).
+    pub fn scorecards(&self) -> &Scorecards {
+        &self.inner.scorecards
     }
 
     /// The request flow (recovery, sweeping, the executor).
@@ -189,6 +201,13 @@ impl Engine {
         );
         let conv = &msg.conversation;
         let in_thread = conv.thread.is_some();
+        if let Action::Scorecard { target } = &understood.action {
+            if inner.answers.may_read(&msg.user) {
+                let reply = inner.scorecards.answer(target).await;
+                inner.send.reply(conv, &reply).await?;
+                return Ok(Handled::Replied);
+            }
+        }
         match inner
             .answers
             .answer(

@@ -15,6 +15,7 @@ pub mod pace;
 pub mod platform;
 pub mod replay;
 pub mod requests;
+pub mod scorecards;
 pub mod threads;
 
 use std::path::Path;
@@ -171,6 +172,10 @@ impl Db {
     /// Copies of cards where approvers look, and what they were told.
     pub fn cards(&self) -> cards::CardStore<'_> {
         cards::CardStore { db: self }
+    }
+
+    pub fn scorecards(&self) -> scorecards::ScorecardStore<'_> {
+        scorecards::ScorecardStore { db: self }
     }
 
     pub fn pace(&self) -> PaceStore<'_> {
