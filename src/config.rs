@@ -28,7 +28,7 @@ pub const DEFAULT_DATABASE_URL: &str = "sqlite://var/paver.db";
 
 /// Keys whose values are secrets: allowed from the environment, or as
 /// `<key>_file` in the config file, never inline.
-pub const SECRET_KEYS: [(&str, &str); 14] = [
+pub const SECRET_KEYS: [(&str, &str); 15] = [
     ("catalog", "backstage_token"),
     ("slack", "bot_token"),
     ("slack", "signing_secret"),
@@ -43,6 +43,7 @@ pub const SECRET_KEYS: [(&str, &str); 14] = [
     ("hooks", "github_secret"),
     ("hooks", "argocd_secret"),
     ("hooks", "generic_secret"),
+    ("hooks", "checks_secret"),
 ];
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -116,6 +117,9 @@ pub struct HooksConfig {
     /// The generic hook's HMAC key (signed like orchestrator callbacks).
     pub generic_secret: Option<SecretString>,
     pub generic_secret_file: Option<PathBuf>,
+    /// `/hooks/checks`' HMAC key: CI reports scorecard checks only it knows.
+    pub checks_secret: Option<SecretString>,
+    pub checks_secret_file: Option<PathBuf>,
     /// How far a generic hook's signature timestamp may be from now.
     pub tolerance_secs: u64,
 }
@@ -129,6 +133,8 @@ impl Default for HooksConfig {
             argocd_secret_file: None,
             generic_secret: None,
             generic_secret_file: None,
+            checks_secret: None,
+            checks_secret_file: None,
             tolerance_secs: 300,
         }
     }
@@ -141,6 +147,7 @@ impl std::fmt::Debug for HooksConfig {
             .field("github_secret", &set(&self.github_secret))
             .field("argocd_secret", &set(&self.argocd_secret))
             .field("generic_secret", &set(&self.generic_secret))
+            .field("checks_secret", &set(&self.checks_secret))
             .field("tolerance_secs", &self.tolerance_secs)
             .finish()
     }
@@ -532,6 +539,11 @@ impl Config {
             "hooks.generic_secret",
             &mut self.hooks.generic_secret,
             &self.hooks.generic_secret_file,
+        )?;
+        fill(
+            "hooks.checks_secret",
+            &mut self.hooks.checks_secret,
+            &self.hooks.checks_secret_file,
         )?;
         Ok(())
     }

@@ -47,6 +47,7 @@ pub fn router(app: &App, config: &Config) -> Result<Router, ServerError> {
     router = router.merge(crate::hooks::router(
         app.db.clone(),
         notifications(app, config),
+        app.engine.scorecards().clone(),
         &config.hooks,
     ));
     if config.slack.signing_secret.is_some() {

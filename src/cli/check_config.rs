@@ -87,10 +87,11 @@ pub fn run(path: Option<&Path>, catalog: Option<&Path>) -> ExitCode {
     );
     let hook = |on: bool| if on { "on" } else { "off (no secret)" };
     println!(
-        "hooks            /hooks/github {} · /hooks/argocd {} · /hooks/generic {}",
+        "hooks            /hooks/github {} · /hooks/argocd {} · /hooks/generic {} · /hooks/checks {}",
         hook(config.hooks.github_secret.is_some()),
         hook(config.hooks.argocd_secret.is_some()),
-        hook(config.hooks.generic_secret.is_some())
+        hook(config.hooks.generic_secret.is_some()),
+        hook(config.hooks.checks_secret.is_some())
     );
     let list = |l: &[paver::notify::ChannelRef]| {
         if l.is_empty() {

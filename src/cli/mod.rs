@@ -5,6 +5,7 @@ mod check_config;
 mod discord;
 mod nlu;
 mod parse;
+mod scorecard;
 mod serve;
 
 use std::path::{Path, PathBuf};
@@ -70,6 +71,18 @@ enum Command {
         #[arg(long, value_name = "PATH")]
         catalog: Option<PathBuf>,
     },
+    /// Scorecards now: every service's, one service's or one team's.
+    Scorecard {
+        #[arg(long, value_name = "SERVICE", conflicts_with = "team")]
+        service: Option<String>,
+        #[arg(long, value_name = "TEAM")]
+        team: Option<String>,
+        #[arg(long, value_enum, default_value = "text")]
+        format: scorecard::Format,
+        /// Backstage catalog YAML; overrides the configured catalog.
+        #[arg(long, value_name = "PATH")]
+        catalog: Option<PathBuf>,
+    },
     /// Discord tools.
     Discord {
         #[command(subcommand)]
@@ -128,6 +141,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Command::Serve { catalog } => {
             let config = load_config(config_path.as_deref())?;
             serve::run(&config, catalog.as_deref())
+        }
+        Command::Scorecard {
+            service,
+            team,
+            format,
+            catalog,
+        } => {
+            let config = load_config(config_path.as_deref())?;
+            scorecard::run(&config, catalog.as_deref(), service, team, format)
         }
         Command::Discord { command } => {
             let config = load_config(config_path.as_deref())?;

@@ -114,6 +114,7 @@ impl Engine {
         let executor = crate::requests::Executor::new(db.clone(), settings.executor.clone());
         let answers = Answers::new(driver.clone(), policy.unknown_users);
         let scorecards = Scorecards::new(db.clone(), catalog.clone(), settings.scorecards.clone());
+        let scores: Arc<dyn crate::policy::Scores> = Arc::new(scorecards.clone());
         let requests = Requests::new(
             db.clone(),
             catalog.clone(),
@@ -126,6 +127,7 @@ impl Engine {
                 attempts: settings.attempts,
                 understander: settings.understander.clone(),
                 approval_notices: settings.approval_notices.clone(),
+                scores: Some(scores),
             },
             executor,
             tasks.clone(),

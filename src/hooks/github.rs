@@ -64,7 +64,12 @@ pub enum Event {
         status: DeploymentStatus,
     },
     /// A workflow run was requested, started or finished.
-    WorkflowRun { repo: String, run: WorkflowRun },
+    WorkflowRun {
+        repo: String,
+        /// The repository's default branch, when GitHub said.
+        default_branch: Option<String>,
+        run: WorkflowRun,
+    },
     /// Another event (`ping`, `push`, …): acknowledged and ignored.
     Other(String),
 }
@@ -183,6 +188,8 @@ pub enum Conclusion {
 #[derive(Deserialize)]
 struct Repository {
     full_name: String,
+    #[serde(default)]
+    default_branch: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -230,6 +237,7 @@ pub fn parse(event: &str, body: &[u8]) -> Result<Event, Malformed> {
             let b: WorkflowRunBody = super::from_json(body).map_err(bad)?;
             Event::WorkflowRun {
                 repo: b.repository.full_name,
+                default_branch: b.repository.default_branch,
                 run: b.workflow_run,
             }
         }
@@ -291,7 +299,7 @@ pub fn delivery(event: Event, delivery_id: &str) -> Option<Delivery> {
                 ..base(repo, deployment.environment.clone(), state)
             })
         }
-        Event::WorkflowRun { repo, run } => {
+        Event::WorkflowRun { repo, run, .. } => {
             // A run belongs to no environment; a deploy workflow's name
             // says which ("Deploy to production").
             let name = run.name.clone().unwrap_or_default();
@@ -315,6 +323,40 @@ pub fn delivery(event: Event, delivery_id: &str) -> Option<Delivery> {
         }
         Event::Other(_) => None,
     }
+}
+
+/// A finished run of the CI workflow (`ci_workflow`, by name) on the
+/// default branch: `ci-passing` for the repository's components. Its
+/// repository, whether it passed, and a line saying which run.
+pub fn ci_result(event: &Event, ci_workflow: &str) -> Option<(String, bool, String)> {
+    let Event::WorkflowRun {
+        repo,
+        default_branch,
+        run,
+    } = event
+    else {
+        return None;
+    };
+    let name = run.name.as_deref()?;
+    let default = default_branch.as_deref().unwrap_or("main");
+    if !name.eq_ignore_ascii_case(ci_workflow)
+        || run.head_branch.as_deref() != Some(default)
+        || run.status != RunStatus::Completed
+    {
+        return None;
+    }
+    let passed = match run.conclusion? {
+        Conclusion::Success => true,
+        Conclusion::Failure | Conclusion::TimedOut | Conclusion::StartupFailure => false,
+        // Cancelled, skipped, …: says nothing about the code.
+        _ => return None,
+    };
+    let detail = format!(
+        "{name} run #{} on {default} {}",
+        run.run_number,
+        if passed { "passed" } else { "failed" }
+    );
+    Some((repo.clone(), passed, detail))
 }
 
 /// The version a deployment is of: its ref when that is a version tag

@@ -10,6 +10,7 @@
 //! redelivery), 503 when it could not be taken now (the sender retries).
 
 pub mod argocd;
+pub mod checks;
 pub mod generic;
 pub mod github;
 
@@ -25,27 +26,36 @@ use subtle::ConstantTimeEq;
 use crate::config::HooksConfig;
 use crate::drivers::http::{verify_callback, CallbackRequest, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 use crate::notify::{Delivery, Notifications, NotifyError, Outcome};
+use crate::scorecards::{ScorecardError, Scorecards};
 use crate::storage::Db;
 use crate::util::text::shorten;
 
 pub const GITHUB_PATH: &str = "/hooks/github";
 pub const ARGOCD_PATH: &str = "/hooks/argocd";
 pub const GENERIC_PATH: &str = "/hooks/generic";
+pub const CHECKS_PATH: &str = "/hooks/checks";
 
 #[derive(Clone)]
 struct HookState {
     db: Db,
     notify: Notifications,
+    scorecards: Scorecards,
     secret: SecretString,
     tolerance_secs: u64,
 }
 
 /// The routes of the hooks whose secrets are set.
-pub fn router(db: Db, notify: Notifications, config: &HooksConfig) -> Router {
+pub fn router(
+    db: Db,
+    notify: Notifications,
+    scorecards: Scorecards,
+    config: &HooksConfig,
+) -> Router {
     let mut router = Router::new();
     let state = |secret: &SecretString| HookState {
         db: db.clone(),
         notify: notify.clone(),
+        scorecards: scorecards.clone(),
         secret: secret.clone(),
         tolerance_secs: config.tolerance_secs,
     };
@@ -60,6 +70,13 @@ pub fn router(db: Db, notify: Notifications, config: &HooksConfig) -> Router {
         router = router.merge(
             Router::new()
                 .route(ARGOCD_PATH, post(argocd_hook))
+                .with_state(state(s)),
+        );
+    }
+    if let Some(s) = &config.checks_secret {
+        router = router.merge(
+            Router::new()
+                .route(CHECKS_PATH, post(checks_hook))
                 .with_state(state(s)),
         );
     }
@@ -106,6 +123,22 @@ async fn github_hook(State(s): State<HookState>, headers: HeaderMap, body: Bytes
             return reply(StatusCode::BAD_REQUEST, e.to_string());
         }
     };
+    // A CI run on the default branch is the `ci-passing` check's news.
+    if let Some((repo, passed, detail)) =
+        github::ci_result(&parsed, &s.scorecards.config().ci_workflow)
+    {
+        if let Err(e) = s
+            .scorecards
+            .record_ci(&repo, passed, &detail, "github")
+            .await
+        {
+            tracing::error!(error = %e, "recording a CI result failed");
+            return reply(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "could not be handled now; try again",
+            );
+        }
+    }
     match github::delivery(parsed, &delivery_id) {
         Some(d) => take(&s.notify, d).await,
         None => reply(
@@ -162,51 +195,88 @@ fn argocd_authorized(headers: &HeaderMap, secret: &SecretString) -> bool {
     bool::from(given.as_slice().ct_eq(want))
 }
 
-async fn generic_hook(State(s): State<HookState>, headers: HeaderMap, body: Bytes) -> Reply {
+/// A signed hook (`X-Paver-Timestamp`, `X-Paver-Signature`) for `path`:
+/// the signature, refused when it does not verify or was used before.
+async fn signed(
+    s: &HookState,
+    path: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<String, Reply> {
     let req = CallbackRequest {
-        timestamp: header(&headers, TIMESTAMP_HEADER).unwrap_or(""),
-        signature: header(&headers, SIGNATURE_HEADER).unwrap_or(""),
+        timestamp: header(headers, TIMESTAMP_HEADER).unwrap_or(""),
+        signature: header(headers, SIGNATURE_HEADER).unwrap_or(""),
         method: "POST",
-        body: &body,
+        body,
     };
     let now = chrono::Utc::now().timestamp();
-    let signature = match verify_callback(
+    let signature = verify_callback(
         s.secret.expose_secret(),
         &req,
-        &[GENERIC_PATH],
+        &[path],
         now,
         s.tolerance_secs,
-    ) {
-        Ok(sig) => sig,
-        Err(why) => {
-            tracing::warn!(%why, "generic deploy hook refused: bad signature");
-            return reply(StatusCode::UNAUTHORIZED, why.to_string());
+    )
+    .map_err(|why| {
+        tracing::warn!(%path, %why, "hook refused: bad signature");
+        reply(StatusCode::UNAUTHORIZED, why.to_string())
+    })?;
+    let keep_ms = (s.tolerance_secs as i64) * 2 * 1000 + 60_000;
+    match s.db.callback_replay().first_use(&signature, keep_ms).await {
+        Ok(true) => Ok(signature),
+        Ok(false) => {
+            tracing::warn!(%path, "hook refused: replayed signature");
+            Err(reply(
+                StatusCode::CONFLICT,
+                "this hook was already received (replayed signature)",
+            ))
         }
+        Err(e) => {
+            tracing::error!(error = %e, "checking a hook for replay failed");
+            Err(reply(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage unavailable; try again",
+            ))
+        }
+    }
+}
+
+/// CI reports a scorecard check only it knows (`ci-passing`, a configured
+/// `pushed` check).
+async fn checks_hook(State(s): State<HookState>, headers: HeaderMap, body: Bytes) -> Reply {
+    let signature = match signed(&s, CHECKS_PATH, &headers, &body).await {
+        Ok(sig) => sig,
+        Err(refused) => return refused,
+    };
+    let result = match checks::parse(&body) {
+        Ok(r) => r,
+        Err(e) => return reply(StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    match s.scorecards.push(result).await {
+        Ok(()) => reply(StatusCode::ACCEPTED, "recorded"),
+        Err(e @ (ScorecardError::UnknownService(_) | ScorecardError::UnknownCheck(_))) => {
+            reply(StatusCode::BAD_REQUEST, e.to_string())
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "recording a pushed check failed");
+            let _ = s.db.callback_replay().forget(&signature).await;
+            reply(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "could not be handled now; try again",
+            )
+        }
+    }
+}
+
+async fn generic_hook(State(s): State<HookState>, headers: HeaderMap, body: Bytes) -> Reply {
+    let signature = match signed(&s, GENERIC_PATH, &headers, &body).await {
+        Ok(sig) => sig,
+        Err(refused) => return refused,
     };
     let delivery = match generic::parse(&body) {
         Ok(d) => d,
         Err(e) => return reply(StatusCode::BAD_REQUEST, e.to_string()),
     };
-    // A signature is good for its tolerance; kept a little longer than
-    // that, a replay of it is refused (past that, its timestamp is).
-    let keep_ms = (s.tolerance_secs as i64) * 2 * 1000 + 60_000;
-    match s.db.callback_replay().first_use(&signature, keep_ms).await {
-        Ok(true) => {}
-        Ok(false) => {
-            tracing::warn!("generic deploy hook: replayed signature refused");
-            return reply(
-                StatusCode::CONFLICT,
-                "this hook was already received (replayed signature)",
-            );
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "checking a deploy hook for replay failed");
-            return reply(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "storage unavailable; try again",
-            );
-        }
-    }
     let answer = take(&s.notify, delivery).await;
     if answer.0 == StatusCode::SERVICE_UNAVAILABLE {
         // Not taken: the sender's retry (same signature, while fresh) must be.

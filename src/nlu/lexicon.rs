@@ -62,6 +62,9 @@ pub fn cue_at(words: &[&str], i: usize) -> Option<(Cue, usize)> {
         ("responsible", "for") => Some(Cue::Owner),
         ("on", "call") => Some(Cue::Owner),
         ("what", "can") if next2 == "you" => Some(Cue::Help),
+        // "is it production ready?": the scorecard's question, not a status
+        // of production.
+        ("production" | "prod", "ready" | "readiness") => Some(Cue::Scorecard),
         _ => None,
     };
     if let Some(c) = phrasal {
@@ -94,7 +97,7 @@ pub fn cue_at(words: &[&str], i: usize) -> Option<(Cue, usize)> {
             "owns" | "owner" | "owners" | "ownership" | "maintains" | "maintainer"
             | "maintainers" | "whose" => Cue::Owner,
             "scorecard" | "scorecards" | "score" | "scores" | "scoring" | "checks" | "maturity"
-            | "compliance" => Cue::Scorecard,
+            | "compliance" | "compliant" | "standards" | "readiness" => Cue::Scorecard,
             "help" | "commands" | "usage" => Cue::Help,
             "need" | "needs" | "want" | "wants" | "give" | "get" | "like" => Cue::Need,
             _ => return None,

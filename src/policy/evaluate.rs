@@ -2,8 +2,11 @@
 //! (see the order in [`super`]), with the notes and reasons people read.
 
 use super::rules::{owning_team, PolicyConfig, Requesters, RuleDecision};
-use super::{Decision, PolicyContext, RULE_MAX_PREVIEWS, RULE_MAX_REPLICAS, RULE_REQUESTERS};
+use super::{
+    Decision, PolicyContext, RULE_MAX_PREVIEWS, RULE_MAX_REPLICAS, RULE_MIN_LEVEL, RULE_REQUESTERS,
+};
 use crate::catalog::Catalog;
+use crate::domain::scorecard::{Level, Weight};
 use crate::domain::wording::{activity, capitalize, join_or};
 use crate::domain::{Action, Approvers, Environment, TeamName, UserName};
 
@@ -254,6 +257,37 @@ fn check_limits(
             };
             Some(Decision::Deny {
                 rule: RULE_MAX_PREVIEWS.into(),
+                reason,
+            })
+        }
+        _ if policy.gates_on_score(action) => {
+            let min = policy.production_min_level?.0;
+            let service = action.service()?;
+            let reason = match &ctx.score {
+                None => format!(
+                    "{service}'s scorecard cannot be read right now, and production needs it at {min} at least ({RULE_MIN_LEVEL}); try again in a minute."
+                ),
+                Some(s) if s.level.is_some_and(|l| l >= min) => return None,
+                Some(s) => {
+                    let blocking: Vec<String> = s
+                        .failing()
+                        .iter()
+                        .filter(|c| match min {
+                            Level::Bronze => c.weight == Weight::Critical,
+                            Level::Silver => c.weight >= Weight::High,
+                            Level::Gold => true,
+                        })
+                        .map(|c| format!("{} ({})", c.name, c.reason().unwrap_or("failing")))
+                        .collect();
+                    format!(
+                        "{service} is {} on its scorecard; production needs {min} at least ({RULE_MIN_LEVEL}). Fix first: {}. Ask \"scorecard for {service}\" for how.",
+                        s.level.map(|l| l.title().to_owned()).unwrap_or_else(|| "below Bronze".into()),
+                        blocking.join("; ")
+                    )
+                }
+            };
+            Some(Decision::Deny {
+                rule: RULE_MIN_LEVEL.into(),
                 reason,
             })
         }

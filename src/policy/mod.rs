@@ -43,7 +43,7 @@ use crate::domain::{Action, UserName};
 pub use crate::domain::{ApprovalRefused, Approvers};
 pub use evaluate::evaluate;
 pub use rules::{
-    owning_team, ActionPattern, ApproverSource, EnvPattern, PolicyConfig, PolicyRule,
+    owning_team, ActionPattern, ApproverSource, EnvPattern, LevelName, PolicyConfig, PolicyRule,
     PolicyValueError, Requesters, RuleDecision, UnknownUsers,
 };
 
@@ -53,12 +53,29 @@ pub const RULE_REQUESTERS: &str = "requesters";
 pub const RULE_MAX_REPLICAS: &str = "max_replicas";
 /// `Decision::Deny::rule` when a team has all the preview environments it may have.
 pub const RULE_MAX_PREVIEWS: &str = "max_preview_envs_per_team";
+/// The gate on production: `production_min_level`.
+pub const RULE_MIN_LEVEL: &str = "production_min_level";
+
+/// A service's scorecard, for the production gate. The scorecard flow
+/// implements it; policy only reads what it says.
+#[async_trait::async_trait]
+pub trait Scores: Send + Sync {
+    /// `None` when it cannot be read now.
+    async fn score(
+        &self,
+        service: &crate::domain::ServiceName,
+    ) -> Option<crate::domain::scorecard::ServiceScore>;
+}
 
 /// Facts the policy needs that live outside the action.
 #[derive(Debug, Clone, Default)]
 pub struct PolicyContext {
     /// Preview environments the owning team of the action's service has now.
     pub active_previews_for_team: u32,
+    /// For a deploy or promotion to production under
+    /// `production_min_level`: the service's scorecard (`None`: unreadable,
+    /// and the gate stays shut).
+    pub score: Option<crate::domain::scorecard::ServiceScore>,
 }
 
 /// What policy says about one request.

@@ -254,6 +254,24 @@ pub struct PolicyConfig {
     pub rules: Vec<PolicyRule>,
     /// What chat users unknown to the catalog may read.
     pub unknown_users: UnknownUsers,
+    /// A deploy or promotion to production needs the service at this
+    /// scorecard level at least (the docs: "a service that is not at least
+    /// Bronze cannot be promoted to production"). Unset: no gate.
+    pub production_min_level: Option<LevelName>,
+}
+
+/// A scorecard level as configured (`bronze`, `silver`, `gold`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct LevelName(pub crate::domain::scorecard::Level);
+
+impl TryFrom<String> for LevelName {
+    type Error = String;
+    fn try_from(value: String) -> Result<Self, String> {
+        crate::domain::scorecard::Level::parse(&value)
+            .map(LevelName)
+            .ok_or_else(|| format!("`{value}` is not a level (bronze, silver, gold)"))
+    }
 }
 
 /// `policy.unknown_users`: whether chat users the catalog does not know get
@@ -281,6 +299,7 @@ impl Default for PolicyConfig {
             max_preview_envs_per_team: 5,
             preview_ttl_hours: 72,
             unknown_users: UnknownUsers::None,
+            production_min_level: None,
             rules: vec![
                 PolicyRule::new(
                     "production changes",
@@ -305,6 +324,22 @@ impl Default for PolicyConfig {
 const HOUR: u64 = 3600;
 
 impl PolicyConfig {
+    /// Whether `action` is gated on the service's scorecard: a deploy or
+    /// promotion to production while `production_min_level` is set.
+    pub fn gates_on_score(&self, action: &Action) -> bool {
+        self.production_min_level.is_some()
+            && matches!(
+                action,
+                Action::Deploy {
+                    environment: Environment::Production,
+                    ..
+                } | Action::Promote {
+                    to: Environment::Production,
+                    ..
+                }
+            )
+    }
+
     /// How long a preview environment lives before it is destroyed.
     pub fn preview_ttl(&self) -> Duration {
         Duration::from_secs(self.preview_ttl_hours.saturating_mul(HOUR))

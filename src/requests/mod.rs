@@ -50,6 +50,8 @@ pub struct RequestSettings {
     pub understander: Option<Arc<Understander>>,
     /// Where approvers are told, and when they are reminded.
     pub approval_notices: approvals::ApprovalNoticeConfig,
+    /// Scorecards, for policy's production gate (`production_min_level`).
+    pub scores: Option<Arc<dyn crate::policy::Scores>>,
 }
 
 /// The request flow's context, shared by its handlers. Cheap to clone.

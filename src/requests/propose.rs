@@ -193,6 +193,11 @@ impl Requests {
     /// Facts for policy that live outside the action.
     pub(super) async fn policy_context(&self, action: &Action, catalog: &Catalog) -> PolicyContext {
         let mut ctx = PolicyContext::default();
+        if self.ctx.policy.gates_on_score(action) {
+            if let (Some(scores), Some(service)) = (&self.ctx.settings.scores, action.service()) {
+                ctx.score = scores.score(service).await;
+            }
+        }
         if let Action::CreateEnvironment {
             service,
             environment: Environment::Preview,

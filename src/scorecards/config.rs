@@ -108,6 +108,9 @@ pub struct ScorecardsConfig {
     pub fix_url: String,
     /// `ci-passing` needs a CI result this recent.
     pub ci_max_age_days: u64,
+    /// The GitHub workflow whose runs on the default branch are
+    /// `ci-passing` (by name, any case); CI may also push the result.
+    pub ci_workflow: String,
     /// `has-cost-tags` looks for this annotation.
     pub cost_center_annotation: String,
     /// `has-backups`: the least retention a database's backups may have.
@@ -122,6 +125,7 @@ impl Default for ScorecardsConfig {
         ScorecardsConfig {
             fix_url: "https://docs.example.internal/governance/scorecards/#{{ check }}".into(),
             ci_max_age_days: 30,
+            ci_workflow: "CI".into(),
             cost_center_annotation: "acme.example.com/cost-center".into(),
             min_backup_retention_days: 7,
             http_timeout_secs: 5,

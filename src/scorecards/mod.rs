@@ -151,6 +151,35 @@ impl Scorecards {
         })
     }
 
+    /// A CI run on a repository's default branch: `ci-passing` for every
+    /// component the repository holds. Returns how many it counted for.
+    pub async fn record_ci(
+        &self,
+        repo: &str,
+        passed: bool,
+        detail: &str,
+        source: &str,
+    ) -> Result<usize, ScorecardError> {
+        let catalog = self.inner.catalog.current();
+        let services: Vec<ServiceName> = catalog
+            .components_in_repo(repo)
+            .iter()
+            .map(|c| c.name.clone())
+            .collect();
+        for service in &services {
+            self.push(PushedResult {
+                service: service.clone(),
+                check: "ci-passing".into(),
+                passed,
+                detail: Some(detail.to_owned()),
+                source: source.to_owned(),
+                at: now_ms(),
+            })
+            .await?;
+        }
+        Ok(services.len())
+    }
+
     /// A result CI (or another system) reports for a check only it knows.
     pub async fn push(&self, result: PushedResult) -> Result<(), ScorecardError> {
         let catalog = self.inner.catalog.current();
@@ -169,11 +198,18 @@ impl Scorecards {
         }
         Ok(self.inner.db.scorecards().push(&result).await?)
     }
+}
 
-    /// Whether `service` reaches `level` now (for policy): `Err` with the
-    /// failing checks that keep it below.
-    pub async fn level_of(&self, service: &ServiceName) -> Result<ServiceScore, ScorecardError> {
-        self.service(service.as_str()).await
+#[async_trait::async_trait]
+impl crate::policy::Scores for Scorecards {
+    async fn score(&self, service: &ServiceName) -> Option<ServiceScore> {
+        match self.service(service.as_str()).await {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::warn!(%service, error = %e, "scorecard unreadable for policy");
+                None
+            }
+        }
     }
 }
 
