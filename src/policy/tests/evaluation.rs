@@ -149,6 +149,7 @@ fn previews_have_a_ttl_note_and_a_per_team_limit() {
             a,
             &PolicyContext {
                 active_previews_for_team: n,
+                ..PolicyContext::default()
             },
         )
     };
