@@ -206,7 +206,8 @@ async fn platform_team_approves_and_denials_stop_everything() {
     );
     h.press("bob", &id, "Destroy").await;
     assert_eq!(h.request(&id).await.state, RequestState::AwaitingApproval);
-    h.press("carol", &id, "Deny").await;
+    h.press_with_reason("carol", &id, "Deny", "not before the freeze ends")
+        .await;
     assert_eq!(h.request(&id).await.state, RequestState::Denied);
     assert_eq!(h.driver.calls(), 0);
     // A replayed approve after the denial does nothing.

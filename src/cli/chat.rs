@@ -102,7 +102,7 @@ async fn session(
     };
     let interactive = std::io::stdin().is_terminal();
     let greet = format!(
-        "Paver console. You are {user} (OS user {}). Type a request (\"help\" for ideas), /press LABEL, /as USER, /quit.\n",
+        "Paver console. You are {user} (OS user {}). Type a request (\"help\" for ideas), /press LABEL [REASON], /as USER, /quit.\n",
         identity.os_user
     );
     eprint!("{greet}");
