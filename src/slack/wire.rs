@@ -682,6 +682,53 @@ mod tests {
     }
 
     #[test]
+    fn reason_forms_submitted() {
+        let submit = |callback: &str, metadata: &str, value: Option<&str>| {
+            let mut p = serde_json::json!({
+                "type": "view_submission",
+                "team": {"id": "T1"},
+                "user": {"id": "U1", "team_id": "T1"},
+                "view": {"callback_id": callback, "private_metadata": metadata,
+                         "state": {"values": {"reason": {"reason": {"type": "plain_text_input"}}}}},
+            });
+            if let Some(v) = value {
+                p["view"]["state"]["values"]["reason"]["reason"]["value"] = v.into();
+            }
+            Interaction::parse_json(&p.to_string())
+        };
+        let InteractionKind::ReasonGiven(g) = submit(REASON_VIEW, "deny:r-1:n1", Some(" why \n"))
+            .unwrap()
+            .kind
+        else {
+            panic!()
+        };
+        assert_eq!(
+            (g.user.as_str(), g.payload.encode()),
+            ("U1", "deny:r-1:n1".into())
+        );
+        assert_eq!(g.reason.unwrap().as_str(), "why");
+        assert!(g.delivery.starts_with("view-"));
+        let InteractionKind::ReasonGiven(g) =
+            submit(REASON_VIEW, "deny:r-1:n1", None).unwrap().kind
+        else {
+            panic!()
+        };
+        assert_eq!(
+            g.reason,
+            Err(BadReason::Empty),
+            "a field left empty has no value"
+        );
+        assert!(matches!(
+            submit(REASON_VIEW, "launch:r-1", Some("x")),
+            Err(Malformed::NotAPayload(_))
+        ));
+        assert_eq!(
+            submit("someone_elses", "x", Some("x")).unwrap().kind,
+            InteractionKind::Other("view_submission".into())
+        );
+    }
+
+    #[test]
     fn slash_command_samples() {
         for name in [
             "slash_command_bolt_python.form.txt",
