@@ -1671,3 +1671,37 @@ async fn a_reason_submitted_after_another_approval_is_refused() {
     // Slack does not say where the form was opened: the request's channel.
     assert_eq!(told.last().unwrap()["channel"], "C111");
 }
+
+/// Under Socket Mode a reason form is refused in its acknowledgement (the
+/// same errors as over HTTP), and accepted with a bare one.
+#[tokio::test]
+async fn socket_mode_refuses_an_empty_reason_in_the_acknowledgement() {
+    let r = rig().await;
+    let id = r.awaiting_approval().await;
+    let deny = r.button("Deny");
+    let form = |envelope_id: &str, reason: &str| {
+        json!({
+            "type": "interactive",
+            "envelope_id": envelope_id,
+            "payload": {
+                "type": "view_submission",
+                "team": {"id": TEAM},
+                "user": {"id": "U0DAVE", "team_id": TEAM},
+                "view": {"callback_id": "paver_reason", "private_metadata": deny,
+                         "state": {"values": {"reason": {"reason": {"value": reason}}}}},
+            },
+        })
+    };
+    let ack = envelope(&r.state, &form("env-empty", "")).await.unwrap();
+    assert_eq!(ack["envelope_id"], "env-empty");
+    assert_eq!(ack["payload"]["response_action"], "errors");
+    assert!(ack["payload"]["errors"]["reason"].is_string(), "{ack}");
+    let ack = envelope(&r.state, &form("env-why", "no rollback plan"))
+        .await
+        .unwrap();
+    assert_eq!(ack, json!({"envelope_id": "env-why"}));
+    r.idle().await;
+    let req = r.tdb.db.requests().get(&id).await.unwrap();
+    assert_eq!(req.state, RequestState::Denied);
+    assert_eq!(req.denial_reason.as_deref(), Some("no rollback plan"));
+}
