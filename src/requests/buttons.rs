@@ -288,7 +288,7 @@ impl Requests {
             Verdict::Approve => (Transition::Approve, ApprovalDecision::Approved, None),
             Verdict::Deny(why) => (Transition::Deny, ApprovalDecision::Denied, Some(why)),
         };
-        let approve = reason.is_none();
+        let approve = matches!(verdict, Verdict::Approve);
         // The audit log keeps the reason as the approver wrote it.
         let detail = match reason {
             Some(why) => format!("{}: {why}", decision.as_str()),
