@@ -175,7 +175,8 @@ async fn the_owning_teams_channel_gets_a_copy_and_every_copy_shows_the_decision(
     // carol, late, presses the original's Approve, omar the copy's Deny:
     // both refused, nothing runs twice.
     h.click("carol", &payload(&shown, "Approve")).await;
-    h.click("omar", &payload(&copy.message, "Deny")).await;
+    h.click_with_reason("omar", &payload(&copy.message, "Deny"), "too late")
+        .await;
     h.idle().await;
     assert_eq!(h.driver.calls(), 1);
     assert_eq!(h.request(&id).await.state, RequestState::Succeeded);
@@ -221,7 +222,8 @@ async fn dm_mode_sends_each_eligible_approver_a_copy() {
 
     // omar denies on his own copy; every copy shows it.
     let omar = posts.iter().find(|p| p.channel == "@omar").unwrap();
-    h.click("omar", &payload(&omar.message, "Deny")).await;
+    h.click_with_reason("omar", &payload(&omar.message, "Deny"), "no rollback plan")
+        .await;
     h.idle().await;
     assert_eq!(h.request(&id).await.state, RequestState::Denied);
     assert_eq!(h.driver.calls(), 0);
@@ -229,7 +231,12 @@ async fn dm_mode_sends_each_eligible_approver_a_copy() {
     for card in &posts {
         let last = updates_of(&sent, &card.r#ref).pop().unwrap();
         assert!(last.buttons.is_empty(), "{}", card.channel);
-        assert_eq!(status(&last), "Denied", "{}", card.channel);
+        assert_eq!(
+            status(&last),
+            "Denied by omar: no rollback plan",
+            "{}",
+            card.channel
+        );
     }
 }
 

@@ -306,3 +306,63 @@ async fn the_audit_log_names_the_os_user_behind_the_console() {
         assert_eq!(e.chat, label, "{e:?}");
     }
 }
+
+/// Deny asks why at the console too: `/press Deny` alone asks for the
+/// reason on the next line (an empty one does nothing), and words after
+/// the label are the reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deny_at_the_console_asks_why() {
+    let (tdb, url) = database().await;
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("gitops");
+    let script = "tear down staging for checkout-api\n/press Destroy\n\
+                  /as dave\n/press Deny\n   \n/press Deny not before the freeze ends\n";
+    let run = tokio::task::spawn_blocking({
+        let (url, repo) = (url.clone(), repo.clone());
+        move || chat(&url, &repo, "alice", script)
+    })
+    .await
+    .unwrap();
+    assert!(run.ok, "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout
+            .contains("(Why deny it? Type it on the next line.)"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .contains("(Say why, in a few words. Nothing was done.)"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .contains("Status: Denied by dave: not before the freeze ends"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .contains("dave denied this request: not before the freeze ends"),
+        "{}",
+        run.stdout
+    );
+    let denied = tdb
+        .db
+        .requests()
+        .in_state(RequestState::Denied)
+        .await
+        .unwrap();
+    assert_eq!(denied.len(), 1, "{}", run.stdout);
+    assert_eq!(
+        denied[0].denial_reason.as_deref(),
+        Some("not before the freeze ends")
+    );
+    let events = tdb.db.requests().events(&denied[0].id).await.unwrap();
+    assert_eq!(
+        events.iter().filter(|e| e.transition == "deny").count(),
+        1,
+        "the empty reason did nothing: {events:?}"
+    );
+}

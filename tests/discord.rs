@@ -336,6 +336,22 @@ fn click(id: &str, user: &str, custom_id: &str) -> Vec<u8> {
     serde_json::to_vec(&v).unwrap()
 }
 
+/// A reason form submitted (MODAL_SUBMIT) as `user` in [`CHANNEL`]: Discord
+/// sends back the modal's custom_id and what was typed in its field.
+fn submit(id: &str, user: &str, custom_id: &str, reason: &str) -> Vec<u8> {
+    let mut v = sample(BUTTON);
+    v["type"] = json!(5);
+    v["id"] = json!(id);
+    v["token"] = json!(format!("token-{id}"));
+    v["member"]["user"]["id"] = json!(user);
+    v["channel_id"] = json!(CHANNEL);
+    v["data"] = json!({
+        "custom_id": custom_id,
+        "components": [{"type": 1, "components": [{"type": 4, "custom_id": "reason", "value": reason}]}],
+    });
+    serde_json::to_vec(&v).unwrap()
+}
+
 impl Harness {
     /// A gateway handler, as `discord::gateway::spawn` makes it.
     fn gateway(&self) -> Gateway {
@@ -1711,4 +1727,117 @@ async fn approvers_get_the_card_in_a_dm_that_follows_the_decision() {
     assert_eq!(h.driver.calls(), 1);
     let (_, card) = h.card("Deploy order-service").unwrap();
     assert_eq!(card["components"], json!([]));
+}
+
+/// Deny asks why: the press is answered with a modal (type 9) whose
+/// custom_id is the button's payload alone, and denies nothing; the modal's
+/// submission denies, and the card says who and why. An empty reason is
+/// refused privately and changes nothing.
+#[tokio::test]
+async fn deny_opens_a_modal_and_its_submission_denies_with_the_reason() {
+    let h = harness().await;
+    h.send(&slash(
+        "900000000000000040",
+        ALICE,
+        "deploy order-service 1.4.0 to production",
+    ))
+    .await;
+    h.fake
+        .wait_for("the card", |_| h.card("Deploy order-service").is_some())
+        .await;
+    h.send(&click(
+        "900000000000000041",
+        ALICE,
+        &h.button("Deploy order-service", "Deploy"),
+    ))
+    .await;
+    h.idle().await;
+    let deny = h.button("Deploy order-service", "Deny");
+    let id = ButtonPayload::parse(&deny).unwrap().request_id;
+
+    let (status, modal) = h.send(&click("900000000000000042", DAVE, &deny)).await;
+    assert_eq!(status, 200);
+    assert_eq!(modal["type"], 9, "{modal}");
+    assert_eq!(
+        modal["data"]["custom_id"],
+        json!(deny),
+        "the payload, nothing else"
+    );
+    let input = &modal["data"]["components"][0]["components"][0];
+    assert_eq!(
+        (input["type"].clone(), input["style"].clone()),
+        (json!(4), json!(2))
+    );
+    assert_eq!(input["custom_id"], "reason");
+    assert_eq!(input["required"], true);
+    assert_eq!(input["max_length"], 500);
+    h.idle().await;
+    let req = h.app.db.requests().get(&id).await.unwrap();
+    assert_eq!(
+        req.state,
+        RequestState::AwaitingApproval,
+        "the press alone did nothing"
+    );
+
+    // An empty reason: told privately at once, nothing happens.
+    let (status, answer) = h
+        .send(&submit("900000000000000043", DAVE, &deny, "  "))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(answer["type"], 4);
+    assert_eq!(answer["data"]["flags"], 64);
+    assert!(answer["data"]["content"]
+        .as_str()
+        .unwrap()
+        .contains("Say why"));
+    h.idle().await;
+    assert_eq!(
+        h.app.db.requests().get(&id).await.unwrap().state,
+        RequestState::AwaitingApproval
+    );
+
+    // With a reason: denied; the card says who and why.
+    let (status, answer) = h
+        .send(&submit(
+            "900000000000000044",
+            DAVE,
+            &deny,
+            "not during the @everyone freeze",
+        ))
+        .await;
+    assert_eq!((status, answer), (200, json!({ "type": 6 })));
+    h.idle().await;
+    let req = h.app.db.requests().get(&id).await.unwrap();
+    assert_eq!(req.state, RequestState::Denied);
+    assert_eq!(req.denied_by.as_deref(), Some("dave"));
+    assert_eq!(
+        req.denial_reason.as_deref(),
+        Some("not during the @everyone freeze")
+    );
+    assert_eq!(h.driver.calls(), 0);
+    let (_, card) = h.card("Deploy order-service").unwrap();
+    assert_eq!(
+        Harness::status_of(&card),
+        "Denied by dave: not during the @\u{200B}everyone freeze"
+    );
+    assert_eq!(card["components"], json!([]));
+    let events = h.app.db.requests().events(&id).await.unwrap();
+    assert!(events.iter().any(|e| e.transition == "deny"
+        && e.chat == format!("discord:{DAVE}")
+        && e.detail == "denied: not during the @everyone freeze"));
+
+    // The same submission again (a stale form): refused, nothing changes.
+    h.send(&submit("900000000000000045", DAVE, &deny, "again"))
+        .await;
+    h.fake
+        .wait_for("the stale form answered privately", |calls| {
+            calls
+                .iter()
+                .any(|c| c.path.ends_with("token-900000000000000045"))
+        })
+        .await;
+    h.idle().await;
+    let after = h.app.db.requests().get(&id).await.unwrap();
+    assert_eq!(after.denial_reason, req.denial_reason);
+    assert_eq!(after.updated_at, req.updated_at);
 }

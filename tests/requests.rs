@@ -206,7 +206,19 @@ async fn platform_team_approves_and_denials_stop_everything() {
     );
     h.press("bob", &id, "Destroy").await;
     assert_eq!(h.request(&id).await.state, RequestState::AwaitingApproval);
+    // A Deny without a reason (what every chat opens a form for) denies
+    // nothing: carol is asked why.
     h.press("carol", &id, "Deny").await;
+    assert_eq!(h.request(&id).await.state, RequestState::AwaitingApproval);
+    assert!(
+        h.whispers_to("carol")
+            .iter()
+            .any(|w| w.contains("Deny needs a reason")),
+        "{:?}",
+        h.whispers_to("carol")
+    );
+    h.press_with_reason("carol", &id, "Deny", "not before the freeze ends")
+        .await;
     assert_eq!(h.request(&id).await.state, RequestState::Denied);
     assert_eq!(h.driver.calls(), 0);
     // A replayed approve after the denial does nothing.

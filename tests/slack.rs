@@ -165,6 +165,20 @@ async fn fake_api(
             let email = fake.emails.lock().unwrap().get(&user).cloned();
             json!({"ok": true, "user": {"id": user, "name": "someone", "profile": {"email": email}}})
         }
+        // What Slack answers: the view as opened, with its id.
+        "views.open" => {
+            let mut view = body.get("view").cloned().unwrap_or(json!({}));
+            if let Value::String(s) = &view {
+                view = serde_json::from_str(s).unwrap_or(json!({}));
+            }
+            view["id"] = json!("V0REASON");
+            view["team_id"] = json!(TEAM);
+            view["state"] = json!({"values": {}});
+            view["hash"] = json!("1.abc");
+            view["app_id"] = json!("A111");
+            view["bot_id"] = json!("B1");
+            json!({"ok": true, "view": view})
+        }
         "apps.connections.open" => {
             json!({"ok": true, "url": fake.socket_url.lock().unwrap().clone()})
         }
@@ -314,6 +328,57 @@ impl Rig {
             &[],
         )
         .await
+    }
+
+    /// A reason form submitted (view_submission) by `user`: Slack sends
+    /// back the view's private_metadata and what was typed in its field.
+    async fn submit_reason(&self, user: &str, metadata: &str, reason: &str) -> reqwest::Response {
+        let p = json!({
+            "type": "view_submission",
+            "team": {"id": TEAM, "domain": "example"},
+            "user": {"id": user, "team_id": TEAM},
+            "api_app_id": "A111",
+            "trigger_id": "4916855695380.xxx.submit",
+            "view": {
+                "id": "V0REASON",
+                "type": "modal",
+                "callback_id": "paver_reason",
+                "private_metadata": metadata,
+                "state": {"values": {"reason": {"reason": {"type": "plain_text_input", "value": reason}}}},
+            },
+        });
+        let body = format!(
+            "payload={}",
+            url::form_urlencoded::byte_serialize(p.to_string().as_bytes()).collect::<String>()
+        );
+        self.post(
+            "/slack/interactions",
+            &body,
+            "application/x-www-form-urlencoded",
+            &[],
+        )
+        .await
+    }
+
+    /// The request waiting for approval: restart checkout-api in production,
+    /// asked by alice.
+    async fn awaiting_approval(&self) -> String {
+        self.event(
+            &mention("restart checkout-api in production", "U0ALICE", "EvDeny"),
+            &[],
+        )
+        .await;
+        self.idle().await;
+        self.press("U0ALICE", &self.button("Restart")).await;
+        self.idle().await;
+        let req = self
+            .tdb
+            .db
+            .requests()
+            .in_state(RequestState::AwaitingApproval)
+            .await
+            .unwrap();
+        req[0].id.clone()
     }
 
     async fn idle(&self) {
@@ -1479,4 +1544,164 @@ async fn approvers_get_the_card_in_a_slack_dm_that_follows_the_decision() {
             .any(|b| b["channel"].as_str().is_some_and(|c| c.starts_with('U'))),
         "an edit through a user id fails on Slack"
     );
+}
+
+/// Deny asks why: the press opens a modal (views.open with the press's
+/// trigger, the button's payload alone in private_metadata) and denies
+/// nothing; the form's submission denies, and the card and the thread say
+/// who and why. An empty reason is refused in the form.
+#[tokio::test]
+async fn deny_opens_a_form_and_its_submission_denies_with_the_reason() {
+    let r = rig().await;
+    let id = r.awaiting_approval().await;
+    let deny = r.button("Deny");
+    assert_eq!(r.press("U0DAVE", &deny).await.status(), 200);
+    r.idle().await;
+    let opened = r.fake.calls("views.open");
+    assert_eq!(opened.len(), 1, "{opened:?}");
+    assert_eq!(opened[0]["trigger_id"], "4916855695380.xxx.yyy");
+    let view = match &opened[0]["view"] {
+        Value::String(s) => serde_json::from_str::<Value>(s).unwrap(),
+        v => v.clone(),
+    };
+    assert_eq!(view["type"], "modal");
+    assert_eq!(view["callback_id"], "paver_reason");
+    assert_eq!(
+        view["private_metadata"],
+        json!(deny),
+        "the payload, nothing else"
+    );
+    let input = &view["blocks"][0];
+    assert_eq!(input["type"], "input");
+    assert_eq!(input["element"]["type"], "plain_text_input");
+    assert_eq!(input["element"]["multiline"], true);
+    assert_eq!(input["element"]["max_length"], 500);
+    assert_ne!(input["optional"], true, "a reason is required");
+    let req = r.tdb.db.requests().get(&id).await.unwrap();
+    assert_eq!(
+        req.state,
+        RequestState::AwaitingApproval,
+        "the press alone did nothing"
+    );
+
+    // An empty reason: the form shows why, and nothing happens.
+    let resp = r.submit_reason("U0DAVE", &deny, "   ").await;
+    assert_eq!(resp.status(), 200);
+    let answer: Value = resp.json().await.unwrap();
+    assert_eq!(answer["response_action"], "errors");
+    assert!(answer["errors"]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("Say why"));
+    r.idle().await;
+    assert_eq!(
+        r.tdb.db.requests().get(&id).await.unwrap().state,
+        RequestState::AwaitingApproval
+    );
+
+    // With a reason: denied, and said where people look.
+    let resp = r
+        .submit_reason("U0DAVE", &deny, "  not during the <!channel> freeze \n")
+        .await;
+    assert_eq!(resp.status(), 200);
+    assert!(
+        resp.bytes().await.unwrap().is_empty(),
+        "an empty 200 closes the form"
+    );
+    r.idle().await;
+    let req = r.tdb.db.requests().get(&id).await.unwrap();
+    assert_eq!(req.state, RequestState::Denied);
+    assert_eq!(req.denied_by.as_deref(), Some("dave"));
+    assert_eq!(
+        req.denial_reason.as_deref(),
+        Some("not during the <!channel> freeze")
+    );
+    assert_eq!(r.driver.calls(), 0);
+    let events = r.tdb.db.requests().events(&id).await.unwrap();
+    let deny_event = events.iter().find(|e| e.transition == "deny").unwrap();
+    assert_eq!(deny_event.actor, "dave");
+    assert_eq!(
+        deny_event.detail,
+        "denied: not during the <!channel> freeze"
+    );
+    let card = r.fake.calls("chat.update").pop().unwrap();
+    let card = blocks_of(&card).to_string();
+    assert!(
+        card.contains("Denied by dave: not during the ‹!channel› freeze"),
+        "{card}"
+    );
+    assert!(
+        !card.contains("<!channel>"),
+        "a reason pings nobody: {card}"
+    );
+    assert!(
+        r.fake.calls("chat.postMessage").iter().any(|m| m
+            .to_string()
+            .contains("dave denied this request: not during")),
+        "the thread is told"
+    );
+}
+
+/// A reason form submitted after another approver decided is refused as a
+/// late press is: nothing changes, and the approver is told privately.
+#[tokio::test]
+async fn a_reason_submitted_after_another_approval_is_refused() {
+    let r = rig().await;
+    let id = r.awaiting_approval().await;
+    let deny = r.button("Deny");
+    r.press("U0CAROL", &deny).await;
+    r.press("U0DAVE", &r.button("Approve")).await;
+    r.idle().await;
+    assert_eq!(r.driver.calls(), 1);
+    let before = r.tdb.db.requests().get(&id).await.unwrap();
+    assert_eq!(before.state, RequestState::Succeeded);
+    let ephemerals = r.fake.calls("chat.postEphemeral").len();
+
+    let resp = r.submit_reason("U0CAROL", &deny, "too risky").await;
+    assert_eq!(resp.status(), 200);
+    r.idle().await;
+    let after = r.tdb.db.requests().get(&id).await.unwrap();
+    assert_eq!(after.state, RequestState::Succeeded);
+    assert_eq!((after.denied_by, after.denial_reason), (None, None));
+    assert_eq!(after.updated_at, before.updated_at);
+    assert_eq!(r.driver.calls(), 1);
+    let told = r.fake.calls("chat.postEphemeral");
+    assert_eq!(told.len(), ephemerals + 1, "{told:?}");
+    assert_eq!(told.last().unwrap()["user"], "U0CAROL");
+    // Slack does not say where the form was opened: the request's channel.
+    assert_eq!(told.last().unwrap()["channel"], "C111");
+}
+
+/// Under Socket Mode a reason form is refused in its acknowledgement (the
+/// same errors as over HTTP), and accepted with a bare one.
+#[tokio::test]
+async fn socket_mode_refuses_an_empty_reason_in_the_acknowledgement() {
+    let r = rig().await;
+    let id = r.awaiting_approval().await;
+    let deny = r.button("Deny");
+    let form = |envelope_id: &str, reason: &str| {
+        json!({
+            "type": "interactive",
+            "envelope_id": envelope_id,
+            "payload": {
+                "type": "view_submission",
+                "team": {"id": TEAM},
+                "user": {"id": "U0DAVE", "team_id": TEAM},
+                "view": {"callback_id": "paver_reason", "private_metadata": deny,
+                         "state": {"values": {"reason": {"reason": {"value": reason}}}}},
+            },
+        })
+    };
+    let ack = envelope(&r.state, &form("env-empty", "")).await.unwrap();
+    assert_eq!(ack["envelope_id"], "env-empty");
+    assert_eq!(ack["payload"]["response_action"], "errors");
+    assert!(ack["payload"]["errors"]["reason"].is_string(), "{ack}");
+    let ack = envelope(&r.state, &form("env-why", "no rollback plan"))
+        .await
+        .unwrap();
+    assert_eq!(ack, json!({"envelope_id": "env-why"}));
+    r.idle().await;
+    let req = r.tdb.db.requests().get(&id).await.unwrap();
+    assert_eq!(req.state, RequestState::Denied);
+    assert_eq!(req.denial_reason.as_deref(), Some("no rollback plan"));
 }

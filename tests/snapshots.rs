@@ -122,6 +122,8 @@ fn request(action: Action, state: RequestState) -> Request {
         confirmed_hash: None,
         retryable: false,
         first: None,
+        denied_by: None,
+        denial_reason: None,
         created_at: t0(),
         updated_at: t0(),
     }
@@ -485,6 +487,7 @@ fn refusals() {
             &preview,
             &PolicyContext {
                 active_previews_for_team: 5,
+                ..PolicyContext::default()
             },
         )),
     );
@@ -955,6 +958,21 @@ impl Session {
         self.press_payload(who, &payload).await;
     }
 
+    /// `/press LABEL REASON` as `who`: a button that needs a reason, with it.
+    async fn press_with_reason(&self, who: &str, label: &str, reason: &str) {
+        self.echo(&format!("{who}> /press {label} {reason}"));
+        let payload = self
+            .sink
+            .find_button(label)
+            .unwrap_or_else(|| panic!("no {label} button on screen"));
+        let reason = paver::domain::Reason::parse(reason).unwrap();
+        self.engine
+            .handle_reasoned(&person(who), Some(&console_conv()), &payload, reason)
+            .await
+            .unwrap();
+        self.idle().await;
+    }
+
     async fn press_payload(&self, who: &str, payload: &str) {
         self.engine
             .handle_button(&person(who), &console_conv(), payload)
@@ -1101,7 +1119,8 @@ async fn scenario_denied_by_an_approver() {
     s.say("ada", "scale order-worker to 5 replicas in production")
         .await;
     s.press("ada", "Scale").await;
-    s.press("linus", "Deny").await;
+    s.press_with_reason("linus", "Deny", "not during the <!here> freeze")
+        .await;
     assert_snapshot!("scenario_denied_by_an_approver__console", s.transcript());
 }
 
@@ -1234,5 +1253,26 @@ fn approvers_told_where_they_look() {
     three_ways(
         "approval_asked_again",
         &messages::approval_asked_again(Audience::Channel, &mentions),
+    );
+}
+
+/// Deny asks why: the card once denied (who, and why in their words, with
+/// markup neutralised so a reason cannot ping a channel), the line in the
+/// thread, and the refusal of a Deny that came without a reason.
+#[test]
+fn denied_with_a_reason() {
+    let mut denied = request(deploy_production(), RequestState::Denied);
+    denied.confirmed_hash = Some(denied.action_hash.clone());
+    denied.denied_by = Some("linus".into());
+    denied.denial_reason = Some("not during the freeze; <!channel> see `RFC-12`\nthanks".into());
+    three_ways("card_denied_with_a_reason", &card(&denied, None));
+    let reason = paver::domain::Reason::parse("not during the freeze <@U0ADA>").unwrap();
+    three_ways(
+        "denied_by_with_a_reason",
+        &paver::chat::notices::denied_by(&UserName::parse("linus").unwrap(), &reason),
+    );
+    three_ways(
+        "reason_needed",
+        &paver::chat::notices::reason_needed(paver::chat::ButtonOp::Deny),
     );
 }

@@ -1,5 +1,7 @@
 //! The console adapter: a terminal chat. Cards print with numbered buttons;
-//! `/press` presses one on the latest card that has it.
+//! `/press` presses one on the latest card that has it. A button that needs
+//! a reason takes it after the label (`/press Deny not during the freeze`),
+//! or asks for it on the next line.
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -109,6 +111,19 @@ impl ConsoleSink {
                 .iter()
                 .find(|b| b.label.eq_ignore_ascii_case(which))
                 .map(|b| b.payload.clone()),
+        })
+    }
+
+    /// What `/press` names: the button (a label, or its number, as for
+    /// [`Self::find_button`]) and the words after it, a reason for a button
+    /// that needs one (`/press Deny not during the freeze`). The longest
+    /// run of leading words that names a button wins, so labels of several
+    /// words still work.
+    pub fn find_press(&self, arg: &str) -> Option<(String, String)> {
+        let words: Vec<&str> = arg.split_whitespace().collect();
+        (1..=words.len()).rev().find_map(|n| {
+            let payload = self.find_button(&words[..n].join(" "))?;
+            Some((payload, words[n..].join(" ")))
         })
     }
 

@@ -12,6 +12,7 @@ use crate::drivers::{DriverError, EnvStatus, Outcome};
 use crate::nlu::chatter::SmallTalk;
 use crate::storage::cards::Audience;
 use crate::storage::Request;
+use crate::util::text::clean;
 
 /// One line saying what an action does: the card's title.
 pub use crate::domain::wording::summary as describe;
@@ -53,7 +54,12 @@ fn state_line(req: &Request) -> String {
             req.error.as_deref().unwrap_or("unknown error")
         ),
         RequestState::Cancelled => "Cancelled".into(),
-        RequestState::Denied => "Denied".into(),
+        RequestState::Denied => match (&req.denied_by, &req.denial_reason) {
+            (Some(by), Some(why)) => format!("Denied by {by}: {}", clean(why)),
+            (Some(by), None) => format!("Denied by {by}"),
+            // Denied by policy, or before denials recorded who and why.
+            (None, _) => "Denied".into(),
+        },
         RequestState::Expired if req.error.is_some() => {
             "Failed, and expired without a retry".into()
         }

@@ -82,7 +82,49 @@ pub enum ButtonOp {
     First,
 }
 
+/// What a form asking for a reason says, for one operation: a Slack modal,
+/// a Discord modal, or the console's prompt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReasonAsk {
+    /// The form's title (Slack allows 24 characters, Discord 45).
+    pub title: &'static str,
+    /// The text field's label.
+    pub label: &'static str,
+    /// Greyed-out text in the empty field.
+    pub placeholder: &'static str,
+    /// The submit button's label (Slack's; Discord's is its own).
+    pub submit: &'static str,
+}
+
+/// The text field of a reason form: the same id on every platform, so the
+/// edges read back the field they rendered.
+pub const REASON_FIELD: &str = "reason";
+
 impl ButtonOp {
+    /// Whether a press must come with a reason, and how to ask for it. The
+    /// one place that decides it: the edges open a form instead of acting
+    /// on a press of such a button, and the request flow refuses one that
+    /// comes without a reason. No wildcard, so a new op has to say.
+    pub fn reason_ask(self) -> Option<ReasonAsk> {
+        match self {
+            ButtonOp::Deny => Some(ReasonAsk {
+                title: "Deny this request",
+                label: "Why deny it?",
+                placeholder: "The requester sees this, and the audit log keeps it.",
+                submit: "Deny",
+            }),
+            ButtonOp::Confirm
+            | ButtonOp::Cancel
+            | ButtonOp::Approve
+            | ButtonOp::Retry
+            | ButtonOp::First => None,
+        }
+    }
+
+    pub fn needs_reason(self) -> bool {
+        self.reason_ask().is_some()
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             ButtonOp::Confirm => "confirm",

@@ -3,8 +3,9 @@
 
 use std::time::Duration;
 
-use super::{messages, Message};
-use crate::domain::{Action, RequestState, UserName};
+use super::{messages, ButtonOp, Message};
+use crate::domain::{Action, Reason, RequestState, UserName};
+use crate::util::text::clean;
 
 /// What only the requester may do to a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,8 +115,22 @@ pub fn changed_since_confirmed() -> Message {
     )
 }
 
-pub fn denied_by(approver: &UserName) -> Message {
-    messages::notice(format!("{approver} denied this request."))
+/// In the thread, when an approver denied the request: who, and why in
+/// their own words (markup neutralised, so a reason cannot ping anyone).
+pub fn denied_by(approver: &UserName, reason: &Reason) -> Message {
+    messages::notice(format!(
+        "{approver} denied this request: {}",
+        clean(reason.as_str())
+    ))
+}
+
+/// A press that needs a reason came without one (an old client, or the
+/// console's `/press Deny` with nothing after it).
+pub fn reason_needed(op: ButtonOp) -> Message {
+    let what = op.reason_ask().map_or(op.as_str(), |a| a.submit);
+    messages::notice(format!(
+        "{what} needs a reason: press it again and say why."
+    ))
 }
 
 pub fn approval_expired() -> Message {

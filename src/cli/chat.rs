@@ -14,9 +14,9 @@ use paver::app::App;
 use paver::catalog::SharedCatalog;
 use paver::chat::console::{os_user, ConsoleSink};
 use paver::chat::messages;
-use paver::chat::{ChatSink, ChatUser, Conversation, Inbound, Platform};
+use paver::chat::{ButtonPayload, ChatSink, ChatUser, Conversation, Inbound, Platform};
 use paver::config::Config;
-use paver::domain::RequestState;
+use paver::domain::{Reason, RequestState};
 use paver::engine::Engine;
 use paver::util::redact_url;
 
@@ -102,7 +102,7 @@ async fn session(
     };
     let interactive = std::io::stdin().is_terminal();
     let greet = format!(
-        "Paver console. You are {user} (OS user {}). Type a request (\"help\" for ideas), /press LABEL, /as USER, /quit.\n",
+        "Paver console. You are {user} (OS user {}). Type a request (\"help\" for ideas), /press LABEL [REASON], /as USER, /quit.\n",
         identity.os_user
     );
     eprint!("{greet}");
@@ -140,11 +140,40 @@ async fn session(
                         println!("(you are now {user}, who is not in the catalog)");
                     }
                 }
-                "press" if !arg.trim().is_empty() => match console.find_button(arg) {
-                    Some(payload) => engine.handle_button(&chat_user, &conv, &payload).await?,
-                    None => println!("(no card has a button {:?})", arg.trim()),
-                },
-                _ => println!("(commands: /press LABEL|N, /as USER, /quit)"),
+                "press" if !arg.trim().is_empty() => {
+                    let found = console.find_press(arg).and_then(|(payload, rest)| {
+                        let ask = ButtonPayload::parse(&payload)
+                            .ok()
+                            .and_then(|p| p.op.reason_ask());
+                        // Words after a label are a reason, or a typo.
+                        (ask.is_some() || rest.is_empty()).then_some((payload, rest, ask))
+                    });
+                    match found {
+                        None => println!("(no card has a button {:?})", arg.trim()),
+                        Some((payload, _, None)) => {
+                            engine.handle_button(&chat_user, &conv, &payload).await?
+                        }
+                        Some((payload, mut rest, Some(ask))) => {
+                            // As Slack and Discord open a form, the console asks.
+                            if rest.is_empty() {
+                                println!("({} Type it on the next line.)", ask.label);
+                                rest = lines.recv().await.unwrap_or_default();
+                                if !interactive {
+                                    println!("{user}> {}", rest.trim());
+                                }
+                            }
+                            match Reason::parse(&rest) {
+                                Ok(reason) => {
+                                    engine
+                                        .handle_reasoned(&chat_user, Some(&conv), &payload, reason)
+                                        .await?
+                                }
+                                Err(why) => println!("({why} Nothing was done.)"),
+                            }
+                        }
+                    }
+                }
+                _ => println!("(commands: /press LABEL|N [REASON], /as USER, /quit)"),
             }
         } else {
             n += 1;

@@ -25,19 +25,23 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serenity::all::{
-    ClientBuilder, CommandDataOptionValue, Context, EventHandler, GatewayIntents, Interaction,
-    Ready,
+    ActionRowComponent, ClientBuilder, CommandDataOptionValue, Context, EventHandler,
+    GatewayIntents, Interaction, Ready,
 };
 
 use serde::{Deserialize, Serialize};
 
 use super::api::DiscordApi;
-use super::interactions::{Admission, Command, DiscordWork, Incoming, Interactions, Press, OPTION};
+use super::interactions::{
+    Admission, Command, DiscordWork, Incoming, Interactions, Press, Submit, OPTION,
+};
 use super::Guilds;
 use crate::app::App;
 use crate::chat::learned::Origin;
 use crate::chat::Platform;
+use crate::chat::REASON_FIELD;
 use crate::config::Config;
+use crate::domain::Reason;
 use crate::engine::inbox::{self, Accepted, Refused};
 use crate::engine::Handled;
 use crate::storage::Db;
@@ -234,6 +238,7 @@ impl Gateway {
         let (id, token) = match &incoming {
             Incoming::Command(c) => (c.id.clone(), c.token.clone()),
             Incoming::Press(p) => (p.id.clone(), p.token.clone()),
+            Incoming::Submit(s) => (s.id.clone(), s.token.clone()),
             _ => return,
         };
         let Some((answer, work)) = Interactions::answer(&incoming) else {
@@ -283,6 +288,30 @@ fn incoming(interaction: Interaction) -> Option<Incoming> {
             channel_id: c.channel_id.to_string(),
             custom_id: c.data.custom_id,
         })),
+        Interaction::Modal(m) => {
+            let typed = m
+                .data
+                .components
+                .iter()
+                .flat_map(|row| &row.components)
+                .find_map(|c| match c {
+                    ActionRowComponent::InputText(t) if t.custom_id == REASON_FIELD => {
+                        t.value.clone()
+                    }
+                    _ => None,
+                })
+                .unwrap_or_default();
+            Some(Incoming::Submit(Submit {
+                id: m.id.to_string(),
+                application_id: Some(m.application_id.to_string()),
+                guild_id: m.guild_id.map(|g| g.to_string()),
+                token: m.token,
+                user_id: m.user.id.to_string(),
+                channel_id: m.channel_id.to_string(),
+                custom_id: m.data.custom_id,
+                reason: Reason::parse(&typed),
+            }))
+        }
         _ => None,
     }
 }

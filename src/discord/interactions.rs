@@ -29,7 +29,8 @@ use super::{chat_user, Guilds, InteractionHandle};
 use crate::app::App;
 use crate::catalog::SharedCatalog;
 use crate::chat::learned::Origin;
-use crate::chat::{Conversation, Inbound, Platform};
+use crate::chat::{ButtonPayload, Conversation, Inbound, Platform, ReasonAsk, REASON_FIELD};
+use crate::domain::{BadReason, Reason};
 use crate::engine::inbox::{self, Accepted, InboxHandler, InboxSettings, Refused};
 use crate::engine::Engine;
 use crate::engine::{EngineError, Handled};
@@ -44,6 +45,15 @@ pub mod response {
     pub const CHANNEL_MESSAGE: u8 = 4;
     pub const DEFERRED_CHANNEL_MESSAGE: u8 = 5;
     pub const DEFERRED_UPDATE_MESSAGE: u8 = 6;
+    pub const MODAL: u8 = 9;
+}
+
+/// Interaction types Paver reads.
+mod kind {
+    pub const PING: u8 = 1;
+    pub const COMMAND: u8 = 2;
+    pub const COMPONENT: u8 = 3;
+    pub const MODAL_SUBMIT: u8 = 5;
 }
 
 /// An interaction, reduced to what Paver uses.
@@ -52,8 +62,40 @@ pub enum Incoming {
     Ping,
     Command(Command),
     Press(Press),
-    /// Autocomplete, modal submits, …: Paver registers none of them.
+    /// A reason form submitted (the modal a press of a button that needs a
+    /// reason opened).
+    Submit(Submit),
+    /// Autocomplete, …: Paver registers none of them.
     Unsupported(u8),
+}
+
+/// A submitted reason form: its `custom_id` is the pressed button's
+/// payload, and nothing else.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Submit {
+    pub id: String,
+    pub application_id: Option<String>,
+    pub guild_id: Option<String>,
+    pub token: String,
+    pub user_id: String,
+    pub channel_id: String,
+    pub custom_id: String,
+    /// What was typed, parsed; a refusal is told to its writer.
+    pub reason: Result<Reason, BadReason>,
+}
+
+/// A submitted reason form whose reason was accepted, as stored in the inbox.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Reasoned {
+    pub id: String,
+    pub application_id: Option<String>,
+    #[serde(default)]
+    pub guild_id: Option<String>,
+    pub token: String,
+    pub user_id: String,
+    pub channel_id: String,
+    pub custom_id: String,
+    pub reason: Reason,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -126,6 +168,32 @@ struct WireData {
     options: Vec<WireOption>,
     #[serde(default)]
     custom_id: Option<String>,
+    /// A modal's rows of text inputs.
+    #[serde(default)]
+    components: Vec<WireRow>,
+}
+
+#[derive(Deserialize)]
+struct WireRow {
+    #[serde(default)]
+    components: Vec<WireInput>,
+}
+
+#[derive(Deserialize)]
+struct WireInput {
+    #[serde(default)]
+    custom_id: Option<String>,
+    #[serde(default)]
+    value: Option<String>,
+}
+
+/// What was typed in a reason form's field (empty when it is missing).
+fn typed_reason(rows: Vec<WireRow>) -> String {
+    rows.into_iter()
+        .flat_map(|r| r.components)
+        .find(|i| i.custom_id.as_deref() == Some(REASON_FIELD))
+        .and_then(|i| i.value)
+        .unwrap_or_default()
 }
 
 #[derive(Deserialize)]
@@ -165,10 +233,10 @@ pub fn parse(body: &[u8]) -> Result<Incoming, Malformed> {
         serde_json::from_slice(body).map_err(|e| Malformed::NotAnInteraction(e.to_string()))?;
     let kind = w.kind;
     let missing = |what: &'static str| Malformed::Missing { kind, what };
-    if w.kind == 1 {
+    if w.kind == kind::PING {
         return Ok(Incoming::Ping);
     }
-    if w.kind != 2 && w.kind != 3 {
+    if ![kind::COMMAND, kind::COMPONENT, kind::MODAL_SUBMIT].contains(&w.kind) {
         return Ok(Incoming::Unsupported(w.kind));
     }
     let id = w.id.clone().ok_or_else(|| missing("an id"))?;
@@ -189,7 +257,20 @@ pub fn parse(body: &[u8]) -> Result<Incoming, Malformed> {
         .or_else(|| w.channel.as_ref().map(|c| c.id.clone()))
         .ok_or_else(|| missing("a channel"))?;
     let data = w.data.unwrap_or_default();
-    if w.kind == 2 {
+    if w.kind == kind::MODAL_SUBMIT {
+        let custom_id = data.custom_id.ok_or_else(|| missing("a custom_id"))?;
+        return Ok(Incoming::Submit(Submit {
+            id,
+            application_id: w.application_id,
+            guild_id: w.guild_id,
+            token,
+            user_id,
+            channel_id,
+            custom_id,
+            reason: Reason::parse(&typed_reason(data.components)),
+        }));
+    }
+    if w.kind == kind::COMMAND {
         let name = data.name.ok_or_else(|| missing("a command name"))?;
         let request = data
             .options
@@ -235,12 +316,42 @@ fn ephemeral_answer(text: &str) -> Value {
     })
 }
 
+/// The modal a press of a button that needs a reason opens: one required
+/// paragraph field. Its `custom_id` is the pressed button's payload and
+/// nothing else, so the submission is checked as the press would have
+/// been, against the request as stored then.
+pub fn reason_modal(payload: &ButtonPayload, ask: ReasonAsk) -> Value {
+    json!({
+        "type": response::MODAL,
+        "data": {
+            "custom_id": payload.encode(),
+            "title": render::truncate(ask.title, 45),
+            "components": [{
+                "type": 1,
+                "components": [{
+                    "type": 4,
+                    "custom_id": REASON_FIELD,
+                    "label": render::truncate(ask.label, 45),
+                    // A paragraph.
+                    "style": 2,
+                    "min_length": 1,
+                    "max_length": Reason::MAX_CHARS,
+                    "required": true,
+                    "placeholder": render::truncate(ask.placeholder, 100),
+                }],
+            }],
+        }
+    })
+}
+
 /// An inbound Discord event as stored in the inbox.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum DiscordWork {
     Command(Command),
     Press(Press),
+    /// A reason form submitted, with an accepted reason.
+    Reasoned(Reasoned),
     /// A gateway message already found to be for Paver.
     Message(GatewayMessage),
 }
@@ -252,6 +363,7 @@ impl DiscordWork {
         match self {
             DiscordWork::Command(c) => format!("interaction-{}", c.id),
             DiscordWork::Press(p) => format!("interaction-{}", p.id),
+            DiscordWork::Reasoned(r) => format!("interaction-{}", r.id),
             DiscordWork::Message(m) => format!("message-{}", m.id),
         }
     }
@@ -307,6 +419,10 @@ impl InboxHandler for Interactions {
                 self.press(p).await;
                 Ok(())
             }
+            DiscordWork::Reasoned(r) => {
+                self.reasoned(r).await;
+                Ok(())
+            }
             // The inbox already dropped redeliveries.
             DiscordWork::Message(m) => self.message(m, false).await.map(drop),
         }
@@ -359,7 +475,23 @@ impl Interactions {
                 json!({ "type": response::DEFERRED_CHANNEL_MESSAGE }),
                 true,
             )),
-            Incoming::Press(_) => Some((
+            // A press that needs a reason does not act: it opens the form
+            // asking for one, whose submission is the press.
+            Incoming::Press(p) => match ButtonPayload::parse(&p.custom_id)
+                .ok()
+                .and_then(|b| Some((b.op.reason_ask()?, b)))
+            {
+                Some((ask, payload)) => Some((reason_modal(&payload, ask), false)),
+                None => Some((
+                    json!({ "type": response::DEFERRED_UPDATE_MESSAGE }),
+                    true,
+                )),
+            },
+            Incoming::Submit(Submit { reason: Err(why), .. }) => {
+                Some((ephemeral_answer(&why.to_string()), false))
+            }
+            // The form was opened from a card: the card is updated later.
+            Incoming::Submit(_) => Some((
                 json!({ "type": response::DEFERRED_UPDATE_MESSAGE }),
                 true,
             )),
@@ -376,13 +508,30 @@ impl Interactions {
                 &c.id,
                 c.application_id.as_deref(),
                 c.guild_id.as_deref(),
-                DiscordWork::Command(c.clone()),
+                Some(DiscordWork::Command(c.clone())),
             ),
             Incoming::Press(p) => (
                 &p.id,
                 p.application_id.as_deref(),
                 p.guild_id.as_deref(),
-                DiscordWork::Press(p.clone()),
+                Some(DiscordWork::Press(p.clone())),
+            ),
+            Incoming::Submit(s) => (
+                &s.id,
+                s.application_id.as_deref(),
+                s.guild_id.as_deref(),
+                s.reason.clone().ok().map(|reason| {
+                    DiscordWork::Reasoned(Reasoned {
+                        id: s.id.clone(),
+                        application_id: s.application_id.clone(),
+                        guild_id: s.guild_id.clone(),
+                        token: s.token.clone(),
+                        user_id: s.user_id.clone(),
+                        channel_id: s.channel_id.clone(),
+                        custom_id: s.custom_id.clone(),
+                        reason,
+                    })
+                }),
             ),
             Incoming::Ping | Incoming::Unsupported(_) => {
                 return Admission::Accepted(Accepted::Stored)
@@ -401,9 +550,9 @@ impl Interactions {
                 return Admission::Refused;
             }
         }
-        if !work {
+        let (true, Some(stored)) = (work, stored) else {
             return Admission::Accepted(Accepted::Stored);
-        }
+        };
         match inbox::accept(self, &stored.key(), &stored).await {
             Ok(a) => Admission::Accepted(a),
             Err(Refused::Busy(_)) => {
@@ -494,6 +643,38 @@ impl Interactions {
         }
     }
 
+    /// A reason form submitted: the press it stands for, with its reason,
+    /// in the channel of the card it was opened from.
+    async fn reasoned(&self, r: Reasoned) {
+        let user = chat_user(&self.catalog, &r.user_id);
+        let application_id = r.application_id.clone().or(self.api.application_id());
+        let conversation = Conversation {
+            platform: Platform::Discord,
+            channel: r.channel_id.clone(),
+            thread: Some(InteractionHandle::new(application_id.clone(), r.token.clone()).encode()),
+        };
+        if let Err(e) = self
+            .engine
+            .handle_reasoned(&user, Some(&conversation), &r.custom_id, r.reason)
+            .await
+        {
+            tracing::error!(interaction = %r.id, error = %e, "handling a Discord reason form failed");
+            self.went_wrong(application_id.as_deref(), &r.token).await;
+        }
+    }
+
+    /// Tells the presser privately that their press failed on Paver's side.
+    async fn went_wrong(&self, application_id: Option<&str>, token: &str) {
+        let body = json!({
+            "content": "Something went wrong on my side handling that press; it is logged. Please try again.",
+            "allowed_mentions": render::no_mentions(),
+            "flags": EPHEMERAL,
+        });
+        if let Err(e) = self.api.followup(application_id, token, &body).await {
+            tracing::warn!(error = %e, "could not tell the presser");
+        }
+    }
+
     async fn press(&self, p: Press) {
         // Several replicas may each see a gateway interaction: the inbox
         // lets one of them store (and handle) it.
@@ -510,18 +691,7 @@ impl Interactions {
             .await
         {
             tracing::error!(interaction = %p.id, error = %e, "handling a Discord button press failed");
-            let mut body = json!({
-                "content": "Something went wrong on my side handling that press; it is logged. Please try again.",
-                "allowed_mentions": render::no_mentions(),
-            });
-            body["flags"] = json!(EPHEMERAL);
-            if let Err(e) = self
-                .api
-                .followup(application_id.as_deref(), &p.token, &body)
-                .await
-            {
-                tracing::warn!(error = %e, "could not tell the presser");
-            }
+            self.went_wrong(application_id.as_deref(), &p.token).await;
         }
     }
 }

@@ -16,7 +16,7 @@ use crate::catalog::SharedCatalog;
 use crate::chat::dispatcher::Dispatcher;
 use crate::chat::send::Sender;
 use crate::chat::{ChatUser, Conversation, Inbound};
-use crate::domain::{Action, GoldenPath};
+use crate::domain::{Action, GoldenPath, Reason};
 use crate::drivers::Driver;
 use crate::nlu::{Understander, Understanding};
 use crate::policy::PolicyConfig;
@@ -250,6 +250,23 @@ impl Engine {
             .inner
             .requests
             .handle_button(user, conv, payload)
+            .await?)
+    }
+
+    /// A press that comes with its reason (a submitted reason form): the
+    /// request flow's, checked exactly as a press. `conv`: where it was
+    /// made, when the platform says.
+    pub async fn handle_reasoned(
+        &self,
+        user: &ChatUser,
+        conv: Option<&Conversation>,
+        payload: &str,
+        reason: Reason,
+    ) -> Result<(), EngineError> {
+        Ok(self
+            .inner
+            .requests
+            .handle_reasoned(user, conv, payload, reason)
             .await?)
     }
 

@@ -4,7 +4,7 @@
 
 use crate::chat::notices::{self, RequesterOnly};
 use crate::chat::{messages, ButtonOp, ButtonPayload, ChatUser, Conversation};
-use crate::domain::{Actor, RequestState, Transition};
+use crate::domain::{Actor, Reason, RequestState, Transition};
 use crate::policy;
 use crate::storage::{
     now_ms, ApprovalDecision, Guard, NewDecision, Request, StorageError, TransitionOutcome, Updates,
@@ -12,6 +12,12 @@ use crate::storage::{
 
 use super::decide::Settle;
 use super::{Requests, Step};
+
+/// What an approver decided, with the reason a denial always carries.
+enum Verdict {
+    Approve,
+    Deny(Reason),
+}
 
 impl Requests {
     /// A button press by `user` in `conv`.
@@ -21,32 +27,81 @@ impl Requests {
         conv: &Conversation,
         payload: &str,
     ) -> Result<(), StorageError> {
+        self.press(user, Some(conv), payload, None).await
+    }
+
+    /// A press that comes with its reason: the submission of the form a
+    /// press of a button that needs one opened (see
+    /// [`ButtonOp::reason_ask`]). It is checked exactly as a press is.
+    /// `conv` is where it was made, when the platform says; a Slack
+    /// modal's submission does not, and the request's own conversation
+    /// is used.
+    pub async fn handle_reasoned(
+        &self,
+        user: &ChatUser,
+        conv: Option<&Conversation>,
+        payload: &str,
+        reason: Reason,
+    ) -> Result<(), StorageError> {
+        self.press(user, conv, payload, Some(reason)).await
+    }
+
+    async fn press(
+        &self,
+        user: &ChatUser,
+        conv: Option<&Conversation>,
+        payload: &str,
+        reason: Option<Reason>,
+    ) -> Result<(), StorageError> {
         let send = &self.ctx.send;
+        // Before the request is found, only the conversation the press
+        // names is known; without one the refusal is only logged.
+        let refuse = |notice| async move {
+            match conv {
+                Some(c) => send.whisper(user, c, &notice).await,
+                None => Ok(()),
+            }
+        };
         let payload = match ButtonPayload::parse(payload) {
             Ok(p) => p,
             Err(e) => {
                 tracing::warn!(user = %user.chat_label(), error = %e, "unknown button payload");
-                return send.whisper(user, conv, &notices::unknown_button()).await;
+                return refuse(notices::unknown_button()).await;
             }
         };
         let Some(req) = self.ctx.db.requests().find(&payload.request_id).await? else {
-            return send
-                .whisper(user, conv, &notices::no_such_request(&payload.request_id))
-                .await;
+            return refuse(notices::no_such_request(&payload.request_id)).await;
+        };
+        let conv = match conv {
+            Some(c) => Conversation {
+                thread: c.thread.clone().or(req.thread.clone()),
+                ..c.clone()
+            },
+            None => Conversation {
+                platform: req.platform,
+                channel: req.channel.clone(),
+                thread: req.thread.clone(),
+            },
         };
         if req.nonce != payload.nonce {
             tracing::warn!(user = %user.chat_label(), request = %req.id, "button with a wrong nonce");
-            return send.whisper(user, conv, &notices::button_mismatch()).await;
+            return send.whisper(user, &conv, &notices::button_mismatch()).await;
         }
-        let conv = Conversation {
-            thread: conv.thread.clone().or(req.thread.clone()),
-            ..conv.clone()
-        };
-        match payload.op {
+        let op = payload.op;
+        match op {
             ButtonOp::Confirm => self.confirm(user, &conv, req).await,
             ButtonOp::Cancel => self.cancel(user, &conv, req).await,
-            ButtonOp::Approve => self.approve_or_deny(user, &conv, req, true).await,
-            ButtonOp::Deny => self.approve_or_deny(user, &conv, req, false).await,
+            ButtonOp::Approve => {
+                self.approve_or_deny(user, &conv, req, Verdict::Approve)
+                    .await
+            }
+            ButtonOp::Deny => match reason {
+                Some(why) => {
+                    self.approve_or_deny(user, &conv, req, Verdict::Deny(why))
+                        .await
+                }
+                None => send.whisper(user, &conv, &notices::reason_needed(op)).await,
+            },
             ButtonOp::Retry => self.retry(user, &conv, req).await,
             ButtonOp::First => self.create_first(user, &conv, req).await,
         }
@@ -183,7 +238,7 @@ impl Requests {
         user: &ChatUser,
         conv: &Conversation,
         req: Request,
-        approve: bool,
+        verdict: Verdict,
     ) -> Result<(), StorageError> {
         let send = &self.ctx.send;
         if req.state != RequestState::AwaitingApproval {
@@ -229,10 +284,15 @@ impl Requests {
                 .whisper(user, conv, &notices::changed_since_confirmed())
                 .await;
         }
-        let (t, decision) = if approve {
-            (Transition::Approve, ApprovalDecision::Approved)
-        } else {
-            (Transition::Deny, ApprovalDecision::Denied)
+        let (t, decision, reason) = match &verdict {
+            Verdict::Approve => (Transition::Approve, ApprovalDecision::Approved, None),
+            Verdict::Deny(why) => (Transition::Deny, ApprovalDecision::Denied, Some(why)),
+        };
+        let approve = matches!(verdict, Verdict::Approve);
+        // The audit log keeps the reason as the approver wrote it.
+        let detail = match reason {
+            Some(why) => format!("{}: {why}", decision.as_str()),
+            None => decision.as_str().to_owned(),
         };
         // Conditional on the card's nonce and the action the approver saw;
         // the approval row is written in the same transaction.
@@ -245,7 +305,7 @@ impl Requests {
                 &req.id,
                 t,
                 &by,
-                decision.as_str(),
+                &detail,
                 Step {
                     guard: Guard::nonce(&req.nonce).and_action(&req.action_hash),
                     updates: Updates {
@@ -253,10 +313,11 @@ impl Requests {
                         decision: Some(NewDecision {
                             approver: approver.to_string(),
                             decision,
+                            reason: reason.map(|r| r.as_str().to_owned()),
                         }),
                         ..Updates::default()
                     },
-                    say: (!approve).then(|| notices::denied_by(&approver)),
+                    say: reason.map(|why| notices::denied_by(&approver, why)),
                     ..Step::default()
                 },
             )

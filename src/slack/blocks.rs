@@ -2,7 +2,10 @@
 
 use serde_json::{json, Value};
 
-use crate::chat::{ButtonStyle, Message, Tone};
+use crate::chat::{ButtonPayload, ButtonStyle, Message, ReasonAsk, Tone, REASON_FIELD};
+use crate::domain::Reason;
+
+use super::wire::REASON_VIEW;
 
 /// Slack's limits (https://api.slack.com/reference/block-kit).
 pub const MAX_BLOCKS: usize = 50;
@@ -157,6 +160,33 @@ pub fn render(message: &Message) -> Vec<Value> {
         blocks.extend(actions);
     }
     blocks
+}
+
+/// The modal a press of a button that needs a reason opens (views.open):
+/// one required multi-line field. Its `private_metadata` is the pressed
+/// button's payload and nothing else, so the submission is checked as the
+/// press would have been, against the request as stored then.
+pub fn reason_modal(payload: &ButtonPayload, ask: ReasonAsk) -> Value {
+    json!({
+        "type": "modal",
+        "callback_id": REASON_VIEW,
+        "private_metadata": payload.encode(),
+        "title": {"type": "plain_text", "text": truncate(ask.title, 24)},
+        "submit": {"type": "plain_text", "text": truncate(ask.submit, 24)},
+        "close": {"type": "plain_text", "text": "Cancel"},
+        "blocks": [{
+            "type": "input",
+            "block_id": REASON_FIELD,
+            "label": {"type": "plain_text", "text": ask.label},
+            "element": {
+                "type": "plain_text_input",
+                "action_id": REASON_FIELD,
+                "multiline": true,
+                "max_length": Reason::MAX_CHARS,
+                "placeholder": {"type": "plain_text", "text": ask.placeholder},
+            },
+        }],
+    })
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 //! stored in the inbox, and only then acknowledged; the work runs from the
 //! stored event ([`crate::engine::inbox`]).
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -25,8 +26,11 @@ use super::wire::{
 use super::{blocks, verify};
 use crate::catalog::SharedCatalog;
 use crate::chat::learned::{Learned, Origin};
-use crate::chat::{messages, ChatUser, Conversation, Inbound, Platform};
+use crate::chat::{
+    messages, ButtonPayload, ChatUser, Conversation, Inbound, Platform, REASON_FIELD,
+};
 use crate::config::SlackConfig;
+use crate::domain::{BadReason, Reason};
 use crate::engine::inbox::{self, InboxHandler, InboxSettings, Refused};
 use crate::engine::Engine;
 use crate::engine::EngineError;
@@ -112,6 +116,14 @@ pub enum SlackWork {
         channel: String,
         text: String,
     },
+    /// A reason form submitted: the press it stands for (a button
+    /// payload), with its reason. Slack does not say where the form was
+    /// opened: the request's own conversation is used.
+    Reasoned {
+        user: String,
+        payload: String,
+        reason: Reason,
+    },
 }
 
 impl SlackState {
@@ -191,6 +203,16 @@ impl InboxHandler for SlackState {
                 }
                 Ok(())
             }
+            SlackWork::Reasoned {
+                user,
+                payload,
+                reason,
+            } => {
+                let user = chat_user(self, &user).await;
+                self.engine
+                    .handle_reasoned(&user, None, &payload, reason)
+                    .await
+            }
             SlackWork::Command {
                 user,
                 channel,
@@ -251,6 +273,23 @@ impl CommandReply {
     }
 }
 
+/// The answer to a reason form's submission that Paver refuses: Slack
+/// shows `errors` under the named fields and keeps the form open.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ViewErrors {
+    response_action: &'static str,
+    errors: BTreeMap<&'static str, String>,
+}
+
+impl ViewErrors {
+    fn reason(why: BadReason) -> Self {
+        ViewErrors {
+            response_action: "errors",
+            errors: BTreeMap::from([(REASON_FIELD, why.to_string())]),
+        }
+    }
+}
+
 /// The Slack routes, every one behind the signature check.
 pub fn routes(state: SlackState) -> Router {
     Router::new()
@@ -294,7 +333,8 @@ async fn interactions(State(state): State<SlackState>, body: Bytes) -> Response 
         Err(e) => return bad_request(e.into()),
     };
     match handle_interaction(&state, payload).await {
-        Ok(()) => StatusCode::OK.into_response(),
+        Ok(None) => StatusCode::OK.into_response(),
+        Ok(Some(errors)) => Json(errors).into_response(),
         Err(e) => bad_request(e),
     }
 }
@@ -451,16 +491,30 @@ impl SlackState {
     }
 }
 
-/// An interactivity payload: button presses (block_actions), modal submits.
+/// An interactivity payload: button presses (block_actions), reason forms
+/// submitted. Returns what to answer a refused submission with (the form
+/// stays open and shows it).
 pub async fn handle_interaction(
     state: &SlackState,
     interaction: Interaction,
-) -> Result<(), BadPayload> {
+) -> Result<Option<ViewErrors>, BadPayload> {
     if !admit(state, "interaction", &interaction.origin).await? {
-        return Ok(());
+        return Ok(None);
     }
     match interaction.kind {
         InteractionKind::BlockActions(p) => {
+            // A press that needs a reason does not act: it opens the form
+            // asking for one, whose submission is the press.
+            let (ask, act): (Vec<_>, Vec<_>) = p
+                .values
+                .into_iter()
+                .partition(|v| ButtonPayload::parse(v).is_ok_and(|b| b.op.needs_reason()));
+            for v in &ask {
+                open_reason_form(state, &p.user, p.trigger_id.as_deref(), v).await;
+            }
+            if act.is_empty() {
+                return Ok(None);
+            }
             store(
                 state,
                 &p.delivery,
@@ -468,11 +522,26 @@ pub async fn handle_interaction(
                     user: p.user,
                     channel: p.channel,
                     thread: p.thread,
-                    values: p.values,
+                    values: act,
                 },
             )
             .await
+            .map(|()| None)
         }
+        InteractionKind::ReasonGiven(given) => match given.reason {
+            Err(why) => Ok(Some(ViewErrors::reason(why))),
+            Ok(reason) => store(
+                state,
+                &given.delivery,
+                SlackWork::Reasoned {
+                    user: given.user,
+                    payload: given.payload.encode(),
+                    reason,
+                },
+            )
+            .await
+            .map(|()| None),
+        },
         // Paver opens no modals of its own yet; a submission is acknowledged.
         InteractionKind::Other(kind) => {
             if !matches!(
@@ -481,8 +550,34 @@ pub async fn handle_interaction(
             ) {
                 tracing::debug!(kind, "Slack interaction ignored");
             }
-            Ok(())
+            Ok(None)
         }
+    }
+}
+
+/// Opens the reason form for a press (views.open). The trigger lasts about
+/// 3 s, so this is done now, not from the inbox; should Slack refuse it,
+/// the press did nothing and the user can press again.
+async fn open_reason_form(state: &SlackState, user: &str, trigger: Option<&str>, value: &str) {
+    let Ok(payload) = ButtonPayload::parse(value) else {
+        return;
+    };
+    let Some(ask) = payload.op.reason_ask() else {
+        return;
+    };
+    let Some(trigger) = trigger else {
+        tracing::warn!(
+            user,
+            "a press that needs a reason came without a trigger_id; no form opened"
+        );
+        return;
+    };
+    if let Err(e) = state
+        .api
+        .open_view(trigger, blocks::reason_modal(&payload, ask))
+        .await
+    {
+        tracing::warn!(user, error = %e, "could not open the reason form (views.open)");
     }
 }
 

@@ -13,6 +13,7 @@ use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 use super::inbound::{
     handle_command, handle_event_payload, handle_interaction, BadPayload, CommandReply, SlackState,
+    ViewErrors,
 };
 use super::wire::{Envelope, EnvelopeBody};
 use crate::util::Backoff;
@@ -36,9 +37,17 @@ pub enum SocketError {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Ack {
     pub envelope_id: String,
-    /// A slash command's immediate answer.
+    /// A slash command's immediate answer, or a refused form's errors.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub payload: Option<CommandReply>,
+    pub payload: Option<AckPayload>,
+}
+
+/// What an acknowledgement may carry.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum AckPayload {
+    Command(CommandReply),
+    View(ViewErrors),
 }
 
 /// Connects, serves until Slack asks to reconnect or the socket drops, and
@@ -108,7 +117,7 @@ async fn answer(state: &SlackState, envelope: Envelope) -> Option<Ack> {
     let envelope_id = envelope.id?;
     // Unacknowledged, Slack sends the envelope again; anything else that
     // went wrong is said in the log and acknowledged.
-    let acknowledged = |what: &str, result: Result<Option<CommandReply>, BadPayload>| match result {
+    let acknowledged = |what: &str, result: Result<Option<AckPayload>, BadPayload>| match result {
         Ok(reply) => Some(reply),
         Err(BadPayload::Busy(_) | BadPayload::Unavailable) => None,
         Err(e) => {
@@ -127,14 +136,18 @@ async fn answer(state: &SlackState, envelope: Envelope) -> Option<Ack> {
         }
         EnvelopeBody::Interactive(payload) => {
             let result = match payload {
-                Ok(p) => handle_interaction(state, p).await.map(|()| None),
+                Ok(p) => handle_interaction(state, p)
+                    .await
+                    .map(|e| e.map(AckPayload::View)),
                 Err(e) => Err(e.into()),
             };
             acknowledged("interaction", result)?
         }
         EnvelopeBody::SlashCommand(payload) => {
             let result = match payload {
-                Ok(c) => handle_command(state, c).await,
+                Ok(c) => handle_command(state, c)
+                    .await
+                    .map(|r| r.map(AckPayload::Command)),
                 Err(e) => Err(e.into()),
             };
             acknowledged("command", result)?

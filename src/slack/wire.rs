@@ -28,6 +28,9 @@ use std::collections::{BTreeMap, HashMap};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
+use crate::chat::{BadPayload, ButtonPayload, REASON_FIELD};
+use crate::domain::{BadReason, Reason};
+
 /// What is wrong with a payload; the HTTP answer (400) names it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Malformed {
@@ -53,6 +56,10 @@ pub enum Malformed {
     InteractionWithoutType,
     #[error("block_actions without {0}")]
     BlockActionsWithout(&'static str),
+    #[error("view_submission without {0}")]
+    ViewSubmissionWithout(&'static str),
+    #[error("a reason form's private_metadata is not a button payload: {0}")]
+    NotAPayload(#[from] BadPayload),
     #[error("slash command without {0}")]
     CommandWithout(&'static str),
 }
@@ -199,8 +206,27 @@ pub struct Interaction {
 pub enum InteractionKind {
     /// Button presses.
     BlockActions(Presses),
-    /// Modal submits, shortcuts, …: Paver opens none of its own yet.
+    /// A reason form (the modal a press of a button that needs a reason
+    /// opened) submitted.
+    ReasonGiven(ReasonGiven),
+    /// Other modals' submits, shortcuts, …: Paver has none of them.
     Other(String),
+}
+
+/// The `callback_id` of Paver's reason form: its submissions are the only
+/// ones Paver reads.
+pub const REASON_VIEW: &str = "paver_reason";
+
+/// A submitted reason form: who, the press it stands for (its
+/// `private_metadata`, which holds nothing else), and what they typed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReasonGiven {
+    pub user: String,
+    pub payload: ButtonPayload,
+    /// What was typed, parsed; a refusal is shown in the form.
+    pub reason: Result<Reason, BadReason>,
+    /// Stable for one delivery: the inbox key.
+    pub delivery: String,
 }
 
 /// A `block_actions` payload: who pressed what, where.
@@ -211,6 +237,8 @@ pub struct Presses {
     pub thread: Option<String>,
     /// The pressed buttons' values.
     pub values: Vec<String>,
+    /// Opens a modal in answer to this press, for about 3 s.
+    pub trigger_id: Option<String>,
     /// Stable for one delivery (Slack's retries repeat it), different for
     /// every other: the inbox key.
     pub delivery: String,
@@ -228,6 +256,27 @@ struct InteractionWire {
     container: Option<ContainerWire>,
     message: Option<ThreadWire>,
     actions: Option<Vec<ActionWire>>,
+    trigger_id: Option<String>,
+    view: Option<ViewWire>,
+}
+
+#[derive(Deserialize)]
+struct ViewWire {
+    callback_id: Option<String>,
+    private_metadata: Option<String>,
+    state: Option<ViewStateWire>,
+}
+
+/// `view.state.values`: block id → action id → the input's state.
+#[derive(Deserialize)]
+struct ViewStateWire {
+    #[serde(default)]
+    values: HashMap<String, HashMap<String, InputWire>>,
+}
+
+#[derive(Deserialize)]
+struct InputWire {
+    value: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -279,6 +328,36 @@ impl Interaction {
             team,
             app: w.api_app_id,
         };
+        if kind == "view_submission" {
+            let view = w.view.ok_or(Malformed::ViewSubmissionWithout("a view"))?;
+            if view.callback_id.as_deref() != Some(REASON_VIEW) {
+                return Ok(Interaction {
+                    origin,
+                    kind: InteractionKind::Other(kind),
+                });
+            }
+            let missing = Malformed::ViewSubmissionWithout;
+            let user = w.user.and_then(|u| u.id).ok_or(missing("a user"))?;
+            let metadata = view.private_metadata.ok_or(missing("private_metadata"))?;
+            let payload = ButtonPayload::parse(&metadata)?;
+            // A field left empty comes without a value (and Slack lets a
+            // required one through when it is only spaces).
+            let typed = view
+                .state
+                .and_then(|mut s| s.values.remove(REASON_FIELD))
+                .and_then(|mut inputs| inputs.remove(REASON_FIELD))
+                .and_then(|i| i.value)
+                .unwrap_or_default();
+            return Ok(Interaction {
+                origin,
+                kind: InteractionKind::ReasonGiven(ReasonGiven {
+                    user,
+                    payload,
+                    reason: Reason::parse(&typed),
+                    delivery: digest("view", raw),
+                }),
+            });
+        }
         if kind != "block_actions" {
             return Ok(Interaction {
                 origin,
@@ -305,6 +384,7 @@ impl Interaction {
                 channel,
                 thread: w.message.and_then(|m| m.thread_ts),
                 values,
+                trigger_id: w.trigger_id,
                 // Interactions carry no event id: the delivery itself is the key.
                 delivery: digest("interaction", raw),
             }),
@@ -599,6 +679,53 @@ mod tests {
             Interaction::parse_json(r#"{"type": "interactive_message"}"#).unwrap().kind,
             InteractionKind::Other(k) if k == "interactive_message"
         ));
+    }
+
+    #[test]
+    fn reason_forms_submitted() {
+        let submit = |callback: &str, metadata: &str, value: Option<&str>| {
+            let mut p = serde_json::json!({
+                "type": "view_submission",
+                "team": {"id": "T1"},
+                "user": {"id": "U1", "team_id": "T1"},
+                "view": {"callback_id": callback, "private_metadata": metadata,
+                         "state": {"values": {"reason": {"reason": {"type": "plain_text_input"}}}}},
+            });
+            if let Some(v) = value {
+                p["view"]["state"]["values"]["reason"]["reason"]["value"] = v.into();
+            }
+            Interaction::parse_json(&p.to_string())
+        };
+        let InteractionKind::ReasonGiven(g) = submit(REASON_VIEW, "deny:r-1:n1", Some(" why \n"))
+            .unwrap()
+            .kind
+        else {
+            panic!()
+        };
+        assert_eq!(
+            (g.user.as_str(), g.payload.encode()),
+            ("U1", "deny:r-1:n1".into())
+        );
+        assert_eq!(g.reason.unwrap().as_str(), "why");
+        assert!(g.delivery.starts_with("view-"));
+        let InteractionKind::ReasonGiven(g) =
+            submit(REASON_VIEW, "deny:r-1:n1", None).unwrap().kind
+        else {
+            panic!()
+        };
+        assert_eq!(
+            g.reason,
+            Err(BadReason::Empty),
+            "a field left empty has no value"
+        );
+        assert!(matches!(
+            submit(REASON_VIEW, "launch:r-1", Some("x")),
+            Err(Malformed::NotAPayload(_))
+        ));
+        assert_eq!(
+            submit("someone_elses", "x", Some("x")).unwrap().kind,
+            InteractionKind::Other("view_submission".into())
+        );
     }
 
     #[test]

@@ -39,6 +39,12 @@ pub struct Request {
     /// What must happen before this request can succeed, found when it was
     /// proposed; the card offers it instead of the confirming button.
     pub first: Option<Action>,
+    /// For a denied request: who denied it (their catalog name).
+    pub denied_by: Option<String>,
+    /// For a denied request: why, as its approver said (their own text,
+    /// shown through `util::text::clean`). `None` for denials from before
+    /// Deny asked why.
+    pub denial_reason: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -80,6 +86,9 @@ pub struct Updates {
 pub struct NewDecision {
     pub approver: String,
     pub decision: ApprovalDecision,
+    /// Why, when the approver said (a denial always does); a denial's
+    /// approver and reason are kept on the request for its card.
+    pub reason: Option<String>,
 }
 
 /// What an approver decided.
@@ -191,7 +200,7 @@ pub(super) fn random_token(len: usize) -> String {
         .collect()
 }
 
-const COLUMNS: &str = "id, nonce, state, action_json, action_hash, requester, requester_chat_id, platform, channel, thread, notes_json, approvers_json, approver, approval_expires_at, expires_at, result_url, error, confirmed_hash, retryable, first_action_json, created_at, updated_at";
+const COLUMNS: &str = "id, nonce, state, action_json, action_hash, requester, requester_chat_id, platform, channel, thread, notes_json, approvers_json, approver, approval_expires_at, expires_at, result_url, error, confirmed_hash, retryable, first_action_json, denied_by, denial_reason, created_at, updated_at";
 
 /// A `requests` row as stored: JSON columns still text, the state and
 /// platform still their database spelling.
@@ -218,6 +227,8 @@ struct RequestRow {
     confirmed_hash: Option<String>,
     retryable: Option<i64>,
     first_action_json: Option<String>,
+    denied_by: Option<String>,
+    denial_reason: Option<String>,
     created_at: i64,
     updated_at: i64,
 }
@@ -260,6 +271,8 @@ fn decode(row: &AnyRow) -> Result<Request, StorageError> {
         confirmed_hash: r.confirmed_hash,
         retryable: r.retryable.is_none_or(|r| r != 0),
         first,
+        denied_by: r.denied_by,
+        denial_reason: r.denial_reason,
         created_at: r.created_at,
         updated_at: r.updated_at,
         id,
@@ -420,7 +433,8 @@ impl RequestStore<'_> {
                 "UPDATE requests SET state = $1, updated_at = $2, version = version + 1, \
                  approvers_json = COALESCE($3, approvers_json), approver = COALESCE($4, approver), \
                  approval_expires_at = COALESCE($5, approval_expires_at), expires_at = COALESCE($6, expires_at), \
-                 result_url = COALESCE($7, result_url), error = $8, retryable = $13",
+                 result_url = COALESCE($7, result_url), error = $8, retryable = $13, \
+                 denied_by = COALESCE($14, denied_by), denial_reason = COALESCE($15, denial_reason)",
             );
             if t == Transition::Confirm {
                 sql.push_str(", confirmed_hash = action_hash");
@@ -428,6 +442,10 @@ impl RequestStore<'_> {
             // The guard is re-checked by the statement itself: the read above
             // is only for the error path.
             sql.push_str(" WHERE id = $9 AND state = $10 AND nonce = $11 AND action_hash = $12");
+            let denial = updates
+                .decision
+                .as_ref()
+                .filter(|d| d.decision == ApprovalDecision::Denied);
             let mut tx = self.db.pool.begin().await?;
             let done = sqlx::query(&sql)
                 .bind(next.as_str())
@@ -443,6 +461,8 @@ impl RequestStore<'_> {
                 .bind(guard.nonce.unwrap_or(&current.nonce))
                 .bind(guard.action_hash.unwrap_or(&current.action_hash))
                 .bind(updates.retryable.map(i64::from))
+                .bind(denial.map(|d| d.approver.clone()))
+                .bind(denial.and_then(|d| d.reason.clone()))
                 .execute(&mut *tx)
                 .await?;
             if done.rows_affected() == 0 {

@@ -18,7 +18,7 @@ use paver::app::App;
 use paver::catalog::{Catalog, SharedCatalog};
 use paver::chat::dispatcher::{Dispatcher, Pace};
 use paver::chat::{ChatSink, ChatUser, Conversation, Inbound, Message, Platform};
-use paver::domain::UserName;
+use paver::domain::{Reason, UserName};
 use paver::drivers::Driver;
 use paver::engine::{Engine, EngineSettings, Handled};
 use paver::policy::PolicyConfig;
@@ -336,6 +336,27 @@ impl TestPaver {
     pub async fn click(&self, who: &str, payload: &str) {
         self.engine
             .handle_button(&user(who), &conv(), payload)
+            .await
+            .unwrap();
+    }
+
+    /// Presses a button that needs a reason (Deny), giving it: what
+    /// submitting the form a chat platform opens for the press does. Waits
+    /// until what it caused is done.
+    pub async fn press_with_reason(&self, who: &str, id: &str, label: &str, reason: &str) {
+        let payload = self
+            .button(id, label)
+            .unwrap_or_else(|| panic!("no {label} button for {id}"));
+        self.click_with_reason(who, &payload, reason).await;
+        self.idle().await;
+    }
+
+    /// Submits a reason form for a button payload as `who` (forged,
+    /// replayed or old ones included), without waiting.
+    pub async fn click_with_reason(&self, who: &str, payload: &str, reason: &str) {
+        let reason = Reason::parse(reason).expect("a test reason is a valid one");
+        self.engine
+            .handle_reasoned(&user(who), Some(&conv()), payload, reason)
             .await
             .unwrap();
     }
