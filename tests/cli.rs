@@ -446,3 +446,69 @@ fn every_command_reading_the_catalog_takes_catalog() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("no-such-catalog.yaml"), "{err}");
 }
+
+/// `paver scorecard --format json`: per service its level and checks with
+/// name, weight and passed, over the sample catalog, on a database of its own.
+#[test]
+fn scorecard_prints_levels_and_checks_as_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}/p.db", dir.path().display());
+    let out = paver(
+        &["scorecard", "--format", "json", "--catalog", SAMPLE_CATALOG],
+        "",
+        &[("PAVER_DATABASE__URL", &db)],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let services = v["services"].as_array().unwrap();
+    assert_eq!(services.len(), 20);
+    let legacy = services
+        .iter()
+        .find(|s| s["service"] == "legacy-reports")
+        .unwrap();
+    assert_eq!(legacy["level"], Value::Null);
+    let owner = legacy["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "has-owner")
+        .unwrap();
+    assert_eq!(
+        (owner["weight"].as_str(), owner["passed"].as_bool()),
+        (Some("critical"), Some(false))
+    );
+    assert_eq!(services[0]["checks"].as_array().unwrap().len(), 7);
+    let out = paver(
+        &[
+            "scorecard",
+            "--team",
+            "team-payments",
+            "--catalog",
+            SAMPLE_CATALOG,
+        ],
+        "",
+        &[("PAVER_DATABASE__URL", &db)],
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("billing-api (team-payments): below Bronze"),
+        "{text}"
+    );
+    let out = paver(
+        &[
+            "scorecard",
+            "--service",
+            "nope",
+            "--catalog",
+            SAMPLE_CATALOG,
+        ],
+        "",
+        &[("PAVER_DATABASE__URL", &db)],
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nope is not a service"));
+}
