@@ -53,6 +53,10 @@ pub fn understander(config: &Config) -> Result<Option<Arc<Understander>>, AppErr
     Ok(u.map(Arc::new))
 }
 
+/// How often every service is scored again (the docs: every 6 hours), so
+/// the history a digest reads is fresh without anyone asking.
+const SCORECARD_REFRESH: Duration = Duration::from_secs(6 * 3600);
+
 /// A running Paver's parts.
 #[derive(Clone)]
 pub struct App {
@@ -198,6 +202,7 @@ pub fn engine_settings(config: &Config) -> EngineSettings {
         executor: config.executor.settings(),
         golden_path: config.golden_path(),
         approval_notices: config.approval_notices.clone(),
+        scorecards: config.scorecards.clone(),
         ..EngineSettings::default()
     }
 }
@@ -235,6 +240,7 @@ impl App {
         engine.start_workers();
         engine.recover().await?;
         engine.spawn_sweeper(Duration::from_secs(30));
+        engine.scorecards().spawn_refresh(SCORECARD_REFRESH);
         Ok(App {
             db,
             catalog,

@@ -151,6 +151,21 @@ impl Scorecards {
         })
     }
 
+    /// Scores every service every `every` (the first time after one
+    /// period: a restart does not re-score everything at once).
+    pub fn spawn_refresh(&self, every: Duration) -> tokio::task::JoinHandle<()> {
+        let me = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+            loop {
+                tick.tick().await;
+                if let Err(e) = me.all().await {
+                    tracing::warn!(error = %e, "scoring every service failed; next time");
+                }
+            }
+        })
+    }
+
     /// A CI run on a repository's default branch: `ci-passing` for every
     /// component the repository holds. Returns how many it counted for.
     pub async fn record_ci(
