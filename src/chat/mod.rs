@@ -80,6 +80,12 @@ pub enum ButtonOp {
     Retry,
     /// Propose what the request needs first (an environment to create).
     First,
+    /// A scorecard nag's: hide the check for a week. The id is a nag item's.
+    Snooze,
+    /// A scorecard nag's: the team won't fix the check (with a reason).
+    WontFix,
+    /// A scorecard nag's: evaluate the service again now.
+    Recheck,
 }
 
 impl ButtonOp {
@@ -91,7 +97,19 @@ impl ButtonOp {
             ButtonOp::Deny => "deny",
             ButtonOp::Retry => "retry",
             ButtonOp::First => "first",
+            ButtonOp::Snooze => "snooze",
+            ButtonOp::WontFix => "wontfix",
+            ButtonOp::Recheck => "recheck",
         }
+    }
+
+    /// Whether the button is on a scorecard digest (its id a nag item's)
+    /// rather than on a request's card.
+    pub fn is_nag(self) -> bool {
+        matches!(
+            self,
+            ButtonOp::Snooze | ButtonOp::WontFix | ButtonOp::Recheck
+        )
     }
 }
 
@@ -123,6 +141,9 @@ impl ButtonPayload {
             "deny" => ButtonOp::Deny,
             "retry" => ButtonOp::Retry,
             "first" => ButtonOp::First,
+            "snooze" => ButtonOp::Snooze,
+            "wontfix" => ButtonOp::WontFix,
+            "recheck" => ButtonOp::Recheck,
             _ => return Err(bad()),
         };
         let request_id = it.next().ok_or_else(bad)?;
