@@ -198,13 +198,15 @@ pub fn engine_settings(config: &Config) -> EngineSettings {
         executor: config.executor.settings(),
         golden_path: config.golden_path(),
         approval_notices: config.approval_notices.clone(),
+        scorecards: config.scorecards.clone(),
         ..EngineSettings::default()
     }
 }
 
 impl App {
     /// Builds everything and starts the background work: the outbox
-    /// dispatcher, recovery of interrupted requests, the expiry sweeper.
+    /// dispatcher, recovery of interrupted requests, the expiry sweeper,
+    /// the scorecard nag scheduler (with `[scorecards.nags]`).
     pub async fn start(
         config: &Config,
         catalog_path: Option<&Path>,
@@ -235,6 +237,11 @@ impl App {
         engine.start_workers();
         engine.recover().await?;
         engine.spawn_sweeper(Duration::from_secs(30));
+        // Every replica runs a nag scheduler; the lease and the digest's
+        // record make one of them send each digest.
+        engine
+            .scorecards()
+            .spawn_nag_scheduler(format!("replica-{}", crate::storage::nags::new_token()));
         Ok(App {
             db,
             catalog,

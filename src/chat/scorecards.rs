@@ -187,20 +187,30 @@ pub fn digest(
         .iter()
         .filter(|e| e.wont_fix.is_none())
         .collect();
+    // One line per service, its failing checks most critical first; how
+    // to fix each is in its own line in the thread (with its buttons),
+    // which keeps the digest within a chat message's limits.
     let mut text = String::new();
-    let mut service = "";
-    for e in &listed {
-        if e.service != service {
-            service = &e.service;
-            if !text.is_empty() {
-                text.push('\n');
-            }
-            text.push_str(&format!("*{}* · {}", e.service, e.level));
+    let mut i = 0;
+    while i < listed.len() {
+        let service = &listed[i].service;
+        let mut checks = Vec::new();
+        while i < listed.len() && &listed[i].service == service {
+            let e = listed[i];
+            checks.push(match status(e).suffix() {
+                Some(s) => format!("{} ({}; {s})", e.check, e.weight),
+                None => format!("{} ({})", e.check, e.weight),
+            });
+            i += 1;
         }
-        text.push_str(&format!("\n• {}", e.line));
-        if let Some(s) = status(e).suffix() {
-            text.push_str(&format!(" — _{s}_"));
+        if !text.is_empty() {
+            text.push('\n');
         }
+        text.push_str(&format!(
+            "• *{service}* · {}: {}",
+            listed[i - 1].level,
+            checks.join(", ")
+        ));
     }
     if listed.is_empty() {
         text.push_str("Nothing new fails; only checks the team won't fix are left.");
@@ -241,7 +251,8 @@ pub fn digest(
         fields.push(("Won't fix".to_owned(), wont.join("\n")));
     }
     let mut context = vec![
-        "Snooze 1 week, Won't fix and Re-check now for each check are in the thread".to_owned(),
+        "How to fix each, with Snooze 1 week, Won't fix and Re-check now, is in the thread"
+            .to_owned(),
     ];
     if body.snoozed > 0 {
         context.insert(

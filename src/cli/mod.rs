@@ -3,6 +3,7 @@
 mod chat;
 mod check_config;
 mod discord;
+mod nags;
 mod nlu;
 mod parse;
 mod serve;
@@ -70,6 +71,11 @@ enum Command {
         #[arg(long, value_name = "PATH")]
         catalog: Option<PathBuf>,
     },
+    /// Scorecard nags: the weekly digests.
+    Nags {
+        #[command(subcommand)]
+        command: nags::NagsCommand,
+    },
     /// Discord tools.
     Discord {
         #[command(subcommand)]
@@ -128,6 +134,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Command::Serve { catalog } => {
             let config = load_config(config_path.as_deref())?;
             serve::run(&config, catalog.as_deref())
+        }
+        Command::Nags { command } => {
+            let config = load_config(config_path.as_deref())?;
+            nags::run(&config, command)
         }
         Command::Discord { command } => {
             let config = load_config(config_path.as_deref())?;
