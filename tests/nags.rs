@@ -135,14 +135,14 @@ impl Harness {
 
     /// The latest rendering (post or edit) of a digest line.
     fn line(&self, service: &str, check: &str) -> Message {
-        let head = format!("*{service}* · {check} (");
+        let title = format!("{service} · {check}");
         self.slack
             .all()
             .into_iter()
             .rev()
             .find_map(|s| match s {
                 Sent::Post { message, .. } | Sent::Update { message, .. }
-                    if message.text.starts_with(&head) =>
+                    if message.title.as_deref() == Some(title.as_str()) =>
                 {
                     Some(message)
                 }
@@ -313,7 +313,7 @@ async fn snooze_hides_a_check_until_a_week_has_passed_and_says_who_snoozed_it() 
     assert!(h
         .latest_digest()
         .text
-        .contains("has-backups (medium; snoozed by alice until"));
+        .contains("has-backups (medium) — snoozed by alice until"));
     // The next digest leaves it out and says so.
     h.digest(day(1)).await;
     let d = h.latest_digest();

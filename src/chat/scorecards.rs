@@ -198,7 +198,7 @@ pub fn digest(
         while i < listed.len() && &listed[i].service == service {
             let e = listed[i];
             checks.push(match status(e).suffix() {
-                Some(s) => format!("{} ({}; {s})", e.check, e.weight),
+                Some(s) => format!("{} ({}) — {s}", e.check, e.weight),
                 None => format!("{} ({})", e.check, e.weight),
             });
             i += 1;
@@ -284,7 +284,7 @@ pub fn digest(
 /// One failing check of a digest, in its thread, with its buttons (while
 /// it is open).
 pub fn digest_line(entry: &DigestEntry, nonce: &str, status: &LineStatus) -> Message {
-    let mut text = format!("*{}* · {}", entry.service, entry.line);
+    let mut text = entry.line.clone();
     if let Some(s) = status.suffix() {
         text.push_str(&format!("\n_{s}_"));
     }
@@ -310,6 +310,8 @@ pub fn digest_line(entry: &DigestEntry, nonce: &str, status: &LineStatus) -> Mes
         _ => Vec::new(),
     };
     Message {
+        // A title makes it a card the console can press buttons on too.
+        title: Some(format!("{} · {}", entry.service, entry.check)),
         text,
         buttons,
         tone: match status {

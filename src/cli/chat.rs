@@ -102,7 +102,7 @@ async fn session(
     };
     let interactive = std::io::stdin().is_terminal();
     let greet = format!(
-        "Paver console. You are {user} (OS user {}). Type a request (\"help\" for ideas), /press LABEL, /as USER, /quit.\n",
+        "Paver console. You are {user} (OS user {}). Type a request (\"help\" for ideas), /press LABEL (or /press LABEL: REASON), /as USER, /quit.\n",
         identity.os_user
     );
     eprint!("{greet}");
@@ -140,10 +140,27 @@ async fn session(
                         println!("(you are now {user}, who is not in the catalog)");
                     }
                 }
-                "press" if !arg.trim().is_empty() => match console.find_button(arg) {
-                    Some(payload) => engine.handle_button(&chat_user, &conv, &payload).await?,
-                    None => println!("(no card has a button {:?})", arg.trim()),
-                },
+                "press" if !arg.trim().is_empty() => {
+                    // `/press Won't fix: not worth it` — what follows the
+                    // colon goes with the press (the reason Won't fix needs).
+                    let (which, reason) = match console.find_button(arg) {
+                        Some(p) => (Some(p), None),
+                        None => match arg.split_once(':') {
+                            Some((label, reason)) => {
+                                (console.find_button(label), Some(reason.trim()))
+                            }
+                            None => (None, None),
+                        },
+                    };
+                    match which {
+                        Some(payload) => {
+                            engine
+                                .handle_button_with(&chat_user, &conv, &payload, reason)
+                                .await?
+                        }
+                        None => println!("(no card has a button {:?})", arg.trim()),
+                    }
+                }
                 _ => println!("(commands: /press LABEL|N, /as USER, /quit)"),
             }
         } else {
