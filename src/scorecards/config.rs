@@ -272,3 +272,34 @@ impl ScorecardsConfig {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_nags_section_as_the_example_config_writes_it() {
+        let text = std::fs::read_to_string("config/paver.toml").unwrap();
+        let start = text.find("# [scorecards.nags]").unwrap();
+        // The commented example, uncommented, under a `[scorecards]` root.
+        let section: String = text[start..]
+            .lines()
+            .map(|l| l.strip_prefix("# ").unwrap_or(l.trim_start_matches('#')))
+            .map(|l| l.split("  #").next().unwrap())
+            .collect::<Vec<_>>()
+            .join("\n")
+            .replace("[scorecards.nags", "[nags");
+        let config: ScorecardsConfig = toml::from_str(&section).unwrap();
+        let nags = config.nags.unwrap();
+        let commerce = TeamName::parse("team-commerce").unwrap();
+        let c = nags.cadence(&commerce).unwrap();
+        assert_eq!(c.zone, chrono_tz::America::New_York);
+        assert_eq!(c.max_per_week, 2);
+        assert_eq!(nags.manager(&commerce).unwrap().as_str(), "alice");
+        let other = TeamName::parse("team-data").unwrap();
+        assert_eq!(nags.cadence(&other).unwrap().cron.as_str(), "0 9 * * Mon");
+        assert_eq!(nags.manager(&other).unwrap().as_str(), "grace");
+        assert!(toml::from_str::<ScorecardsConfig>("[nags]\nzone = \"Mars/Olympus\"").is_err());
+        assert!(toml::from_str::<ScorecardsConfig>("[nags]\ncron = \"whenever\"").is_err());
+    }
+}
