@@ -209,7 +209,8 @@ pub fn engine_settings(config: &Config) -> EngineSettings {
 
 impl App {
     /// Builds everything and starts the background work: the outbox
-    /// dispatcher, recovery of interrupted requests, the expiry sweeper.
+    /// dispatcher, recovery of interrupted requests, the expiry sweeper,
+    /// the scorecard nag scheduler (with `[scorecards.nags]`).
     pub async fn start(
         config: &Config,
         catalog_path: Option<&Path>,
@@ -241,6 +242,11 @@ impl App {
         engine.recover().await?;
         engine.spawn_sweeper(Duration::from_secs(30));
         engine.scorecards().spawn_refresh(SCORECARD_REFRESH);
+        // Every replica runs a nag scheduler; the lease and the digest's
+        // record make one of them send each digest.
+        engine
+            .scorecards()
+            .spawn_nag_scheduler(format!("replica-{}", crate::storage::nags::new_token()));
         Ok(App {
             db,
             catalog,

@@ -512,3 +512,43 @@ fn scorecard_prints_levels_and_checks_as_json() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("nope is not a service"));
 }
+
+#[test]
+fn nags_run_once_dry_prints_the_digests_and_sends_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}/nags.db", dir.path().display());
+    let out = paver(
+        &[
+            "nags",
+            "run-once",
+            "--dry-run",
+            "--team",
+            "team-commerce",
+            "--config",
+            "config/paver.toml",
+            "--catalog",
+            "../shared/fixtures/catalog.yaml",
+        ],
+        "",
+        &[("PAVER_DATABASE__URL", &db)],
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("── team-commerce: would send"), "{text}");
+    assert!(
+        text.contains("Scorecard digest for team-commerce: 28 failing checks"),
+        "{text}"
+    );
+    assert!(
+        text.contains("[1 Snooze 1 week] [2 Won't fix] [3 Re-check now]"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("team-data"),
+        "only the team asked for: {text}"
+    );
+}

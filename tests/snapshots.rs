@@ -1276,3 +1276,116 @@ fn denied_with_a_reason() {
         &paver::chat::notices::reason_needed(paver::chat::ButtonOp::Deny),
     );
 }
+
+// ----- scorecard nags ------------------------------------------------------
+
+/// Button payloads carry random ids and nonces: fixed ones for snapshots.
+fn fixed_payloads(mut m: Message) -> Message {
+    for b in &mut m.buttons {
+        let op = b.payload.split(':').next().unwrap_or("").to_owned();
+        b.payload = format!("{op}:n-item:nonce");
+    }
+    m
+}
+
+#[test]
+fn scorecard_digests() {
+    use paver::chat::scorecards::LineStatus;
+    use paver::scorecards::config::NagsConfig;
+    use paver::scorecards::nags::Mode;
+    use paver::storage::nags::{DigestBody, DigestEntry};
+    // team-commerce's first digest over the sample catalog, and the first
+    // line in its thread, as the flow posts them.
+    let slack = support::RecordingSink::default();
+    // One thread: the scenario tests beside this one are timing-sensitive.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (digest, line) = rt.block_on(async {
+        let paver = TestPaver::builder()
+            .settings(paver::engine::EngineSettings {
+                scorecards: paver::scorecards::ScorecardsConfig {
+                    nags: Some(NagsConfig::default()),
+                    ..Default::default()
+                },
+                ..Default::default()
+            })
+            .sink("slack", std::sync::Arc::new(slack.clone()))
+            .start()
+            .await;
+        let team = TeamName::parse("team-commerce").unwrap();
+        paver
+            .engine
+            .scorecards()
+            .run_nags(chrono::Utc::now(), Some(&team), Mode::Now)
+            .await
+            .unwrap();
+        paver.idle().await;
+        let posts: Vec<Message> = slack
+            .all()
+            .into_iter()
+            .filter_map(|s| match s {
+                support::Sent::Post { message, .. } => Some(message),
+                _ => None,
+            })
+            .collect();
+        (posts[0].clone(), fixed_payloads(posts[1].clone()))
+    });
+    drop(rt);
+    three_ways("nag_digest_team_commerce", &digest);
+    three_ways("nag_digest_line", &line);
+    // A later digest: what changed, a won't-fix listed apart, a snoozed
+    // check left out, and lines as people pressed their buttons.
+    let entry = |service: &str, check: &str, weight: &str, item: Option<&str>| DigestEntry {
+        service: service.into(),
+        check: check.into(),
+        weight: weight.into(),
+        line: format!("{check} ({weight}): failing. Fix it."),
+        level: "below Bronze".into(),
+        item: item.map(str::to_owned),
+        wont_fix: None,
+    };
+    let mut wont = entry("order-service", "has-cost-tags", "low", None);
+    wont.wont_fix = Some(("charged to the platform budget".into(), "bob".into()));
+    let body = DigestBody {
+        entries: vec![
+            entry("cart-service", "ci-passing", "critical", Some("n-1")),
+            entry("cart-service", "has-techdocs", "high", Some("n-2")),
+            entry("order-service", "ci-passing", "critical", Some("n-3")),
+            wont,
+        ],
+        newly_failing: vec!["cart-service/has-techdocs".into()],
+        fixed: vec!["cart-service/has-monitoring".into()],
+        first: false,
+        snoozed: 1,
+    };
+    let status = |e: &DigestEntry| match e.item.as_deref() {
+        Some("n-1") => LineStatus::PassingNow { by: "alice".into() },
+        Some("n-2") => LineStatus::Snoozed {
+            by: "alice".into(),
+            until: "7 Dec".into(),
+        },
+        _ => LineStatus::Open,
+    };
+    three_ways(
+        "nag_digest_later",
+        &say_scorecard::digest("team-commerce", &body, &status),
+    );
+    three_ways(
+        "nag_digest_line_still_failing",
+        &say_scorecard::digest_line(
+            &body.entries[2],
+            "nonce",
+            &LineStatus::StillFailing { by: "grace".into() },
+        ),
+    );
+    three_ways(
+        "nag_escalation",
+        &say_scorecard::escalation("team-commerce", &body.entries[2], 3, Some("U0ALICE")),
+    );
+    three_ways(
+        "nag_wont_fix_needs_a_reason",
+        &say_scorecard::wont_fix_needs_reason("has-cost-tags on order-service"),
+    );
+}

@@ -80,6 +80,12 @@ pub enum ButtonOp {
     Retry,
     /// Propose what the request needs first (an environment to create).
     First,
+    /// A scorecard nag's: hide the check for a week. The id is a nag item's.
+    Snooze,
+    /// A scorecard nag's: the team won't fix the check (with a reason).
+    WontFix,
+    /// A scorecard nag's: evaluate the service again now.
+    Recheck,
 }
 
 /// What a form asking for a reason says, for one operation: a Slack modal,
@@ -113,11 +119,19 @@ impl ButtonOp {
                 placeholder: "The requester sees this, and the audit log keeps it.",
                 submit: "Deny",
             }),
+            ButtonOp::WontFix => Some(ReasonAsk {
+                title: "Won't fix this check",
+                label: "Why won't the team fix it?",
+                placeholder: "Shown in every later digest.",
+                submit: "Won't fix",
+            }),
             ButtonOp::Confirm
             | ButtonOp::Cancel
             | ButtonOp::Approve
             | ButtonOp::Retry
-            | ButtonOp::First => None,
+            | ButtonOp::First
+            | ButtonOp::Snooze
+            | ButtonOp::Recheck => None,
         }
     }
 
@@ -133,7 +147,19 @@ impl ButtonOp {
             ButtonOp::Deny => "deny",
             ButtonOp::Retry => "retry",
             ButtonOp::First => "first",
+            ButtonOp::Snooze => "snooze",
+            ButtonOp::WontFix => "wontfix",
+            ButtonOp::Recheck => "recheck",
         }
+    }
+
+    /// Whether the button is on a scorecard digest (its id a nag item's)
+    /// rather than on a request's card.
+    pub fn is_nag(self) -> bool {
+        matches!(
+            self,
+            ButtonOp::Snooze | ButtonOp::WontFix | ButtonOp::Recheck
+        )
     }
 }
 
@@ -165,6 +191,9 @@ impl ButtonPayload {
             "deny" => ButtonOp::Deny,
             "retry" => ButtonOp::Retry,
             "first" => ButtonOp::First,
+            "snooze" => ButtonOp::Snooze,
+            "wontfix" => ButtonOp::WontFix,
+            "recheck" => ButtonOp::Recheck,
             _ => return Err(bad()),
         };
         let request_id = it.next().ok_or_else(bad)?;

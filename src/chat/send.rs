@@ -51,6 +51,12 @@ impl Sender {
         &self.golden_path
     }
 
+    /// Tells the dispatcher that rows were queued outside [`Sender`] (in a
+    /// flow's own transaction, such as a digest's record).
+    pub fn wake(&self) {
+        self.dispatcher.notify();
+    }
+
     async fn enqueue(&self, item: OutboxItem) -> Result<(), StorageError> {
         self.db.outbox().enqueue(&item).await?;
         self.dispatcher.notify();

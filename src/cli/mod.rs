@@ -3,6 +3,7 @@
 mod chat;
 mod check_config;
 mod discord;
+mod nags;
 mod nlu;
 mod parse;
 mod scorecard;
@@ -83,6 +84,11 @@ enum Command {
         #[arg(long, value_name = "PATH")]
         catalog: Option<PathBuf>,
     },
+    /// Scorecard nags: the weekly digests.
+    Nags {
+        #[command(subcommand)]
+        command: nags::NagsCommand,
+    },
     /// Discord tools.
     Discord {
         #[command(subcommand)]
@@ -150,6 +156,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         } => {
             let config = load_config(config_path.as_deref())?;
             scorecard::run(&config, catalog.as_deref(), service, team, format)
+        }
+        Command::Nags { command } => {
+            let config = load_config(config_path.as_deref())?;
+            nags::run(&config, command)
         }
         Command::Discord { command } => {
             let config = load_config(config_path.as_deref())?;

@@ -39,7 +39,19 @@ pub fn run(
                     paver::util::redact_url(&config.database.url)
                 )
             })?;
-        let scorecards = Scorecards::new(db, catalog, config.scorecards.clone());
+        // Scoring says nothing in chat: a sender with no platform to send to.
+        let dispatcher = paver::chat::dispatcher::Dispatcher::new(
+            db.clone(),
+            Default::default(),
+            paver::chat::dispatcher::Pace::none(),
+        );
+        let send = paver::chat::send::Sender::new(
+            db.clone(),
+            dispatcher,
+            catalog.clone(),
+            config.golden_path(),
+        );
+        let scorecards = Scorecards::new(db, catalog, config.scorecards.clone(), send);
         let scores = match (service, team) {
             (Some(s), _) => vec![scorecards.service(&s).await?],
             (None, Some(t)) => {

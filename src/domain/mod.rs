@@ -6,6 +6,7 @@
 mod action;
 mod actor;
 pub mod approvers;
+mod channel;
 mod deploy;
 mod golden_path;
 mod names;
@@ -20,6 +21,7 @@ pub mod wording;
 pub use action::{Action, ActionKind, Field, ScorecardTarget};
 pub use actor::Actor;
 pub use approvers::{same_identity, ApprovalRefused, Approvers, Directory};
+pub use channel::{ChannelRef, ChannelRefError};
 pub use deploy::{DeployNotice, DeployStatus, DeployStep};
 pub use golden_path::{GoldenPath, ResourceSize};
 pub use names::{Environment, NameError, ServiceName, TeamName, TemplateName, UserName};

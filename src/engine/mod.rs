@@ -113,7 +113,12 @@ impl Engine {
         );
         let executor = crate::requests::Executor::new(db.clone(), settings.executor.clone());
         let answers = Answers::new(driver.clone(), policy.unknown_users);
-        let scorecards = Scorecards::new(db.clone(), catalog.clone(), settings.scorecards.clone());
+        let scorecards = Scorecards::new(
+            db.clone(),
+            catalog.clone(),
+            settings.scorecards.clone(),
+            send.clone(),
+        );
         let scores: Arc<dyn crate::policy::Scores> = Arc::new(scorecards.clone());
         let requests = Requests::new(
             db.clone(),
@@ -239,13 +244,35 @@ impl Engine {
         }
     }
 
-    /// A button press: the request flow's.
+    /// A button press: a digest's goes to the scorecards flow, any other
+    /// to the request flow.
     pub async fn handle_button(
         &self,
         user: &ChatUser,
         conv: &Conversation,
         payload: &str,
     ) -> Result<(), EngineError> {
+        self.handle_button_with(user, conv, payload, None).await
+    }
+
+    /// A press with what the user wrote for it: the reason `Won't fix`
+    /// needs (from a modal, or the console's `/press Won't fix: reason`).
+    pub async fn handle_button_with(
+        &self,
+        user: &ChatUser,
+        conv: &Conversation,
+        payload: &str,
+        reason: Option<&str>,
+    ) -> Result<(), EngineError> {
+        if let Ok(p) = crate::chat::ButtonPayload::parse(payload) {
+            if p.op.is_nag() {
+                return Ok(self
+                    .inner
+                    .scorecards
+                    .press(user, Some(conv), &p, reason)
+                    .await?);
+            }
+        }
         Ok(self
             .inner
             .requests
@@ -263,6 +290,15 @@ impl Engine {
         payload: &str,
         reason: Reason,
     ) -> Result<(), EngineError> {
+        if let Ok(p) = crate::chat::ButtonPayload::parse(payload) {
+            if p.op.is_nag() {
+                return Ok(self
+                    .inner
+                    .scorecards
+                    .press(user, conv, &p, Some(reason.as_str()))
+                    .await?);
+            }
+        }
         Ok(self
             .inner
             .requests

@@ -1,9 +1,13 @@
 //! `[scorecards]`: the docs' links, the built-in checks' knobs, and the
 //! checks a platform team adds of its own.
 
+use std::collections::BTreeMap;
+
 use serde::Deserialize;
 
+use super::schedule::{Cadence, CronSpec, QuietHours, Zone};
 use crate::domain::scorecard::Weight;
+use crate::domain::{ChannelRef, TeamName, UserName};
 
 /// A weight as configured (`critical`, `high`, `medium`, `low`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -118,6 +122,8 @@ pub struct ScorecardsConfig {
     /// Time limit of one HTTP check, in seconds.
     pub http_timeout_secs: u64,
     pub checks: Vec<CustomCheck>,
+    /// `[scorecards.nags]`: the weekly digests. Present: on.
+    pub nags: Option<NagsConfig>,
 }
 
 impl Default for ScorecardsConfig {
@@ -130,7 +136,107 @@ impl Default for ScorecardsConfig {
             min_backup_retention_days: 7,
             http_timeout_secs: 5,
             checks: Vec::new(),
+            nags: None,
         }
+    }
+}
+
+/// `[scorecards.nags]`: when each team gets its digest, and where what
+/// no team owns (and escalations) go.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NagsConfig {
+    /// When digests go out, read in `zone` (default: Mondays at 09:00).
+    pub cron: CronSpec,
+    pub zone: Zone,
+    /// No digest in these hours (`22:00-07:00`); a due one waits.
+    pub quiet_hours: Option<QuietHours>,
+    /// Digests per team in any seven days, at most.
+    pub max_per_week: u32,
+    /// Where services without an owner and escalations go.
+    pub platform_channels: Vec<ChannelRef>,
+    /// Who is mentioned in an escalation when the team names nobody
+    /// (a catalog user).
+    pub manager: Option<UserName>,
+    /// Digests in a row a critical check may fail before it is escalated.
+    pub escalate_after: u32,
+    /// How long `Snooze` hides a check, in days.
+    pub snooze_days: u32,
+    /// How often the scheduler looks for due digests, in seconds.
+    pub tick_secs: u64,
+    /// Per team: `[scorecards.nags.teams.team-commerce]`.
+    pub teams: BTreeMap<TeamName, TeamNags>,
+}
+
+impl Default for NagsConfig {
+    fn default() -> Self {
+        NagsConfig {
+            cron: CronSpec::parse("0 9 * * Mon").expect("the default cron parses"),
+            zone: Zone(chrono_tz::Europe::Berlin),
+            quiet_hours: None,
+            max_per_week: 1,
+            platform_channels: Vec::new(),
+            manager: None,
+            escalate_after: 3,
+            snooze_days: 7,
+            tick_secs: 60,
+            teams: BTreeMap::new(),
+        }
+    }
+}
+
+/// One team's own schedule and manager; unset fields take the defaults.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TeamNags {
+    pub cron: Option<CronSpec>,
+    pub zone: Option<Zone>,
+    pub quiet_hours: Option<QuietHours>,
+    pub max_per_week: Option<u32>,
+    /// The team's engineering manager (a catalog user), mentioned when a
+    /// critical check of theirs is escalated.
+    pub manager: Option<UserName>,
+    /// No digests for this team.
+    pub off: bool,
+}
+
+impl NagsConfig {
+    fn team(&self, team: &TeamName) -> Option<&TeamNags> {
+        self.teams.get(team)
+    }
+
+    /// `team`'s schedule; `None` when its digests are off.
+    pub fn cadence(&self, team: &TeamName) -> Option<Cadence> {
+        let t = self.team(team);
+        if t.is_some_and(|t| t.off) {
+            return None;
+        }
+        Some(Cadence {
+            cron: t
+                .and_then(|t| t.cron.clone())
+                .unwrap_or_else(|| self.cron.clone()),
+            zone: t.and_then(|t| t.zone).unwrap_or(self.zone).0,
+            quiet: t.and_then(|t| t.quiet_hours).or(self.quiet_hours),
+            max_per_week: t.and_then(|t| t.max_per_week).unwrap_or(self.max_per_week),
+        })
+    }
+
+    /// The schedule of a team without overrides (and of the digest of
+    /// services nobody owns).
+    pub fn default_cadence(&self) -> Cadence {
+        Cadence {
+            cron: self.cron.clone(),
+            zone: self.zone.0,
+            quiet: self.quiet_hours,
+            max_per_week: self.max_per_week,
+        }
+    }
+
+    /// Whom an escalation of `team`'s check mentions.
+    pub fn manager(&self, team: &TeamName) -> Option<&UserName> {
+        self.team(team)
+            .and_then(|t| t.manager.as_ref())
+            .or(self.manager.as_ref())
     }
 }
 
@@ -168,5 +274,36 @@ impl ScorecardsConfig {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_nags_section_as_the_example_config_writes_it() {
+        let text = std::fs::read_to_string("config/paver.toml").unwrap();
+        let start = text.find("# [scorecards.nags]").unwrap();
+        // The commented example, uncommented, under a `[scorecards]` root.
+        let section: String = text[start..]
+            .lines()
+            .map(|l| l.strip_prefix("# ").unwrap_or(l.trim_start_matches('#')))
+            .map(|l| l.split("  #").next().unwrap())
+            .collect::<Vec<_>>()
+            .join("\n")
+            .replace("[scorecards.nags", "[nags");
+        let config: ScorecardsConfig = toml::from_str(&section).unwrap();
+        let nags = config.nags.unwrap();
+        let commerce = TeamName::parse("team-commerce").unwrap();
+        let c = nags.cadence(&commerce).unwrap();
+        assert_eq!(c.zone, chrono_tz::America::New_York);
+        assert_eq!(c.max_per_week, 2);
+        assert_eq!(nags.manager(&commerce).unwrap().as_str(), "alice");
+        let other = TeamName::parse("team-data").unwrap();
+        assert_eq!(nags.cadence(&other).unwrap().cron.as_str(), "0 9 * * Mon");
+        assert_eq!(nags.manager(&other).unwrap().as_str(), "grace");
+        assert!(toml::from_str::<ScorecardsConfig>("[nags]\nzone = \"Mars/Olympus\"").is_err());
+        assert!(toml::from_str::<ScorecardsConfig>("[nags]\ncron = \"whenever\"").is_err());
     }
 }

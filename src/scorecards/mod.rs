@@ -13,11 +13,14 @@
 
 pub mod checks;
 pub mod config;
+pub mod nags;
+pub mod schedule;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::catalog::{Catalog, Component, SharedCatalog};
+use crate::chat::send::Sender;
 use crate::chat::{scorecards as say, Message};
 use crate::domain::scorecard::{CheckOutcome, ServiceScore};
 use crate::domain::{ScorecardTarget, ServiceName, TeamName};
@@ -47,10 +50,12 @@ struct Inner {
     catalog: SharedCatalog,
     config: ScorecardsConfig,
     http: reqwest::Client,
+    /// Digests, their edits and whispers about presses.
+    send: Sender,
 }
 
 impl Scorecards {
-    pub fn new(db: Db, catalog: SharedCatalog, config: ScorecardsConfig) -> Self {
+    pub fn new(db: Db, catalog: SharedCatalog, config: ScorecardsConfig, send: Sender) -> Self {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(config.http_timeout_secs.clamp(1, 60)))
             .redirect(reqwest::redirect::Policy::limited(3))
@@ -62,6 +67,7 @@ impl Scorecards {
                 catalog,
                 config,
                 http,
+                send,
             }),
         }
     }
@@ -238,10 +244,22 @@ mod tests {
         let db = Db::connect(&format!("sqlite://{}/s.db", dir.path().display()))
             .await
             .unwrap();
-        let catalog =
+        let catalog = SharedCatalog::new(
             Catalog::from_yaml_file(std::path::Path::new("../shared/fixtures/catalog.yaml"))
-                .unwrap();
-        let s = Scorecards::new(db, SharedCatalog::new(catalog), ScorecardsConfig::default());
+                .unwrap(),
+        );
+        let dispatcher = crate::chat::dispatcher::Dispatcher::new(
+            db.clone(),
+            Default::default(),
+            crate::chat::dispatcher::Pace::none(),
+        );
+        let send = Sender::new(
+            db.clone(),
+            dispatcher,
+            catalog.clone(),
+            crate::domain::GoldenPath::default(),
+        );
+        let s = Scorecards::new(db, catalog, ScorecardsConfig::default(), send);
         (dir, s)
     }
 

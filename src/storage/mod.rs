@@ -10,6 +10,7 @@ pub mod cards;
 pub mod deploys;
 pub mod inbox;
 pub mod jobs;
+pub mod nags;
 pub mod outbox;
 pub mod pace;
 pub mod platform;
@@ -176,6 +177,10 @@ impl Db {
 
     pub fn scorecards(&self) -> scorecards::ScorecardStore<'_> {
         scorecards::ScorecardStore { db: self }
+    }
+
+    pub fn nags(&self) -> nags::NagStore<'_> {
+        nags::NagStore { db: self }
     }
 
     pub fn pace(&self) -> PaceStore<'_> {
