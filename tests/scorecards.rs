@@ -244,3 +244,93 @@ async fn production_needs_bronze_when_policy_says_so_and_the_denial_names_the_ch
         .await;
     assert_eq!(p.request(&id).await.state, RequestState::Proposed);
 }
+
+/// A configured HTTP check: GET a URL templated with the service, expect a
+/// status and a value at a JSON pointer; a check limited to some
+/// lifecycles does not apply to the others.
+#[tokio::test]
+async fn configured_http_and_annotation_checks_score_like_the_built_in_ones() {
+    use axum::routing::get;
+    let slo = axum::Router::new().route(
+        "/slos/{service}",
+        get(
+            |axum::extract::Path(service): axum::extract::Path<String>| async move {
+                match service.as_str() {
+                    "checkout-api" => (
+                        axum::http::StatusCode::OK,
+                        axum::Json(json!({"objective": "99.9"})),
+                    ),
+                    "billing-api" => (
+                        axum::http::StatusCode::OK,
+                        axum::Json(json!({"objective": null})),
+                    ),
+                    _ => (axum::http::StatusCode::NOT_FOUND, axum::Json(json!({}))),
+                }
+            },
+        ),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, slo).await.unwrap() });
+    let config: paver::scorecards::ScorecardsConfig = toml::from_str(&format!(
+        r#"
+[[checks]]
+name = "slo-defined"
+weight = "medium"
+help = "Define an SLO."
+rule = {{ kind = "http", url = "http://{addr}/slos/{{{{ service }}}}", pointer = "/objective" }}
+
+[[checks]]
+name = "has-runbook"
+weight = "low"
+help = "Link the runbook."
+lifecycles = ["experimental"]
+rule = {{ kind = "annotation", key = "acme.example.com/runbook", pattern = "^https://" }}
+"#
+    ))
+    .unwrap();
+    assert!(config.problems().is_empty(), "{:?}", config.problems());
+    let p = TestPaver::builder()
+        .settings(paver::engine::EngineSettings {
+            scorecards: config,
+            ..Default::default()
+        })
+        .start()
+        .await;
+    let check = |score: &paver::domain::scorecard::ServiceScore, name: &str| {
+        score
+            .checks
+            .iter()
+            .find(|c| c.name == name)
+            .unwrap()
+            .clone()
+    };
+    let s = p.engine.scorecards();
+    let checkout = s.service("checkout-api").await.unwrap();
+    assert!(check(&checkout, "slo-defined").passes());
+    // Not experimental: the runbook check does not apply.
+    assert_eq!(
+        check(&checkout, "has-runbook").verdict,
+        paver::domain::scorecard::Verdict::NotApplicable
+    );
+    let billing = s.service("billing-api").await.unwrap();
+    assert!(check(&billing, "slo-defined")
+        .reason()
+        .unwrap()
+        .contains("nothing at /objective"));
+    let cart = s.service("cart-service").await.unwrap();
+    assert!(check(&cart, "slo-defined")
+        .reason()
+        .unwrap()
+        .contains("answered 404"));
+    // A check named like a built-in one is refused at load.
+    let bad: paver::scorecards::ScorecardsConfig = toml::from_str(
+        "[[checks]]\nname = \"has-owner\"\nweight = \"low\"\nhelp = \"x\"\nrule = { kind = \"pushed\" }\n",
+    )
+    .unwrap();
+    assert!(bad.problems().iter().any(|p| p.contains("built-in")));
+    assert!(toml::from_str::<paver::scorecards::ScorecardsConfig>(
+        "[[checks]]\nname = \"x\"\nweight = \"urgent\"\nhelp = \"x\"\nrule = { kind = \"pushed\" }\n"
+    )
+    .is_err());
+}

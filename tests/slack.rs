@@ -1705,3 +1705,75 @@ async fn socket_mode_refuses_an_empty_reason_in_the_acknowledgement() {
     assert_eq!(req.state, RequestState::Denied);
     assert_eq!(req.denial_reason.as_deref(), Some("no rollback plan"));
 }
+
+/// A digest's `Won't fix` on Slack opens the same reason form as Deny;
+/// its submission marks the check, and the digest lists it with the
+/// reason. `Snooze 1 week` acts at once (no form).
+#[tokio::test]
+async fn a_digests_wont_fix_asks_why_in_a_modal_and_snooze_needs_none() {
+    use paver::scorecards::nags::Mode;
+    let nags = paver::scorecards::config::NagsConfig {
+        cron: paver::scorecards::schedule::CronSpec::parse("0 9 * * *").unwrap(),
+        ..Default::default()
+    };
+    let r = rig_with(EngineSettings {
+        scorecards: paver::scorecards::ScorecardsConfig {
+            nags: Some(nags),
+            ..Default::default()
+        },
+        ..EngineSettings::default()
+    })
+    .await;
+    let commerce = paver::domain::TeamName::parse("team-commerce").unwrap();
+    r.engine
+        .scorecards()
+        .run_nags(chrono::Utc::now(), Some(&commerce), Mode::Now)
+        .await
+        .unwrap();
+    r.idle().await;
+    let digest = r
+        .fake
+        .calls("chat.postMessage")
+        .into_iter()
+        .find(|b| b["channel"] == "C0COMMERCE")
+        .expect("the digest in the team's channel");
+    assert!(
+        blocks_of(&digest).to_string().contains("team-commerce"),
+        "{digest:#}"
+    );
+    let wont_fix = r.button("Won't fix");
+    assert_eq!(r.press("U0ALICE", &wont_fix).await.status(), 200);
+    r.idle().await;
+    let opened = r.fake.calls("views.open");
+    assert_eq!(opened.len(), 1, "{opened:?}");
+    let view = match &opened[0]["view"] {
+        Value::String(s) => serde_json::from_str::<Value>(s).unwrap(),
+        v => v.clone(),
+    };
+    assert_eq!(
+        view["private_metadata"],
+        json!(wont_fix),
+        "the payload, nothing else"
+    );
+    let resp = r
+        .submit_reason("U0ALICE", &wont_fix, "retired next quarter")
+        .await;
+    assert_eq!(resp.status(), 200);
+    r.idle().await;
+    let said: String = r
+        .fake
+        .calls("chat.update")
+        .iter()
+        .map(|b| blocks_of(b).to_string())
+        .collect();
+    assert!(said.contains("retired next quarter"), "{said}");
+    // Snooze acts on the press: no second form.
+    assert_eq!(
+        r.press("U0ALICE", &r.button("Snooze 1 week"))
+            .await
+            .status(),
+        200
+    );
+    r.idle().await;
+    assert_eq!(r.fake.calls("views.open").len(), 1);
+}
