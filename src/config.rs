@@ -92,6 +92,9 @@ pub struct Config {
     /// Where approvers are told a request waits for them, and the reminder.
     #[serde(default)]
     pub approval_notices: crate::requests::approvals::ApprovalNoticeConfig,
+    /// Office hours: the Markdown docs questions are answered from.
+    #[serde(default)]
+    pub docs: crate::docs::DocsConfig,
 }
 
 impl Config {
@@ -604,6 +607,7 @@ impl Config {
         out.extend(self.drivers.problems());
         out.extend(self.executor.problems());
         out.extend(self.scorecards.problems());
+        out.extend(self.docs.problems());
         let uses = |d: DriverKind| self.drivers.uses(d);
         if uses(DriverKind::Backstage) {
             out.extend(self.backstage.problems());

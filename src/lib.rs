@@ -9,6 +9,7 @@ pub mod catalog;
 pub mod chat;
 pub mod config;
 pub mod discord;
+pub mod docs;
 pub mod domain;
 pub mod drivers;
 pub mod engine;

@@ -14,7 +14,7 @@ const LAYERS: &[&[&str]] = &[
     &["catalog", "storage"],
     &["policy", "nlu", "drivers"],
     &["chat"],
-    &["requests", "answers", "notify", "scorecards"],
+    &["requests", "answers", "notify", "scorecards", "docs"],
     &["engine"],
     // The config gathers every module's own section type.
     &["config"],

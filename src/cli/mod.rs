@@ -3,6 +3,7 @@
 mod chat;
 mod check_config;
 mod discord;
+mod docs;
 mod nags;
 mod nlu;
 mod parse;
@@ -89,6 +90,11 @@ enum Command {
         #[command(subcommand)]
         command: nags::NagsCommand,
     },
+    /// Office hours: search the docs, score retrieval on a question set.
+    Docs {
+        #[command(subcommand)]
+        command: docs::DocsCommand,
+    },
     /// Discord tools.
     Discord {
         #[command(subcommand)]
@@ -161,6 +167,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             let config = load_config(config_path.as_deref())?;
             nags::run(&config, command)
         }
+        Command::Docs { command } => docs::run(|| load_config(config_path.as_deref()), command),
         Command::Discord { command } => {
             let config = load_config(config_path.as_deref())?;
             discord::run(&config, command)

@@ -1,0 +1,215 @@
+//! Office hours' retrieval: Markdown docs in the MkDocs/TechDocs layout,
+//! split by heading into sections and indexed in RAM for full-text search,
+//! with a "don't know" decision for questions the docs do not answer.
+//!
+//! Loaded once from the configured sources (`[[docs.sources]]`); re-reading
+//! when the docs change and git sources are not here yet.
+
+pub mod config;
+pub mod eval;
+mod index;
+pub mod sections;
+pub mod source;
+mod vocab;
+
+use std::path::PathBuf;
+
+pub use config::{DocsConfig, DocsSource};
+
+/// Why the docs could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum DocsError {
+    #[error("reading {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {detail}")]
+    Mkdocs { path: PathBuf, detail: String },
+    #[error("{0}: no docs folder (mkdocs.yml's docs_dir, default docs/)")]
+    NoDocsDir(PathBuf),
+    #[error("{0}")]
+    Template(#[from] crate::util::template::TemplateError),
+    #[error("the search index: {0}")]
+    Index(#[from] tantivy::TantivyError),
+}
+
+/// A section found for a question.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hit {
+    /// The page, relative to its docs root: `docs/databases/postgres.md`.
+    pub path: String,
+    /// The page's title (the nav's).
+    pub title: String,
+    pub heading: String,
+    /// Headings from the page's top down to this one.
+    pub heading_path: Vec<String>,
+    /// The section's link, from its source's `url_template`.
+    pub url: String,
+    /// BM25 with field boosts: comparable within one search only.
+    pub score: f32,
+    /// The share of the question's words (weighed by rarity) the section
+    /// holds, 0–1: what "don't know" is decided on.
+    pub coverage: f32,
+    /// Whether this section is good enough to answer from.
+    pub answerable: bool,
+    pub text: String,
+}
+
+/// What the docs say to a question.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Answer {
+    /// The section to answer from.
+    Answerable(Hit),
+    /// The docs do not answer it; the nearest section, if any, for "you
+    /// could look at …".
+    NotKnown { nearest: Option<Hit> },
+}
+
+/// One indexed section and where it came from.
+struct Entry {
+    path: String,
+    title: String,
+    section: sections::Section,
+    url: String,
+}
+
+/// The "don't know" line: a top section must hold at least this share of
+/// the question's (rarity-weighed) words. Set on the docs' own vocabulary:
+/// a question whose rarest words the docs never use falls below it.
+const MIN_COVERAGE: f32 = 0.55;
+
+/// All configured docs, indexed.
+pub struct Docs {
+    entries: Vec<Entry>,
+    index: index::Index,
+}
+
+impl Docs {
+    /// Reads and indexes every source. A source that cannot be read is an
+    /// error: answering from half the docs without saying so misleads.
+    pub fn load(sources: &[DocsSource]) -> Result<Docs, DocsError> {
+        let mut entries = Vec::new();
+        for s in sources {
+            crate::util::template::check("url_template", &s.url_template, config::URL_NAMES)?;
+            for page in source::read(&s.dir)? {
+                let title = page
+                    .title
+                    .clone()
+                    .or_else(|| first_heading(&page.markdown))
+                    .unwrap_or_else(|| page.doc_path.clone());
+                let url_path = source::page_url(&page.doc_path);
+                for section in sections::split(&title, &page.markdown) {
+                    let url = crate::util::template::render(
+                        "url_template",
+                        &s.url_template,
+                        &[("path", &url_path), ("anchor", &section.anchor)],
+                    )?;
+                    // The top of a page needs no `#`.
+                    let url = url.strip_suffix('#').map(str::to_owned).unwrap_or(url);
+                    entries.push(Entry {
+                        path: page.path.clone(),
+                        title: title.clone(),
+                        section,
+                        url,
+                    });
+                }
+            }
+        }
+        let texts: Vec<(String, String)> = entries
+            .iter()
+            .map(|e| {
+                // Headings above this one, below the page's own (the page
+                // title is a field of its own).
+                let parents = e
+                    .section
+                    .heading_path
+                    .iter()
+                    .take(e.section.heading_path.len().saturating_sub(1))
+                    .skip(1)
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join("\n");
+                let title = match e.section.heading_path.first() {
+                    Some(h1) if *h1 != e.title => format!("{}\n{h1}", e.title),
+                    _ => e.title.clone(),
+                };
+                (title, parents)
+            })
+            .collect();
+        let docs: Vec<index::Doc<'_>> = entries
+            .iter()
+            .zip(&texts)
+            .map(|(e, (title, parents))| index::Doc {
+                title,
+                parents,
+                heading: if e.section.level == 0 {
+                    ""
+                } else {
+                    &e.section.heading
+                },
+                body: &e.section.text,
+            })
+            .collect();
+        let index = index::Index::build(&docs)?;
+        Ok(Docs { entries, index })
+    }
+
+    /// How many sections are indexed.
+    pub fn sections(&self) -> usize {
+        self.index.len()
+    }
+
+    /// The best `k` sections for `query`, best first, each flagged whether
+    /// it is good enough to answer from.
+    pub fn search(&self, query: &str, k: usize) -> Vec<Hit> {
+        let words = self.index.read_question(query);
+        let found = match self.index.search(&words, k) {
+            Ok(f) => f,
+            Err(e) => {
+                // The index is in RAM and built by us: a failure here is a
+                // bug, not a state to answer from.
+                tracing::error!(error = %e, "docs search failed");
+                return Vec::new();
+            }
+        };
+        found
+            .into_iter()
+            .filter_map(|f| {
+                let e = self.entries.get(f.id)?;
+                let coverage = self.index.coverage(&words, f.id);
+                Some(Hit {
+                    path: e.path.clone(),
+                    title: e.title.clone(),
+                    heading: e.section.heading.clone(),
+                    heading_path: e.section.heading_path.clone(),
+                    url: e.url.clone(),
+                    score: f.score,
+                    coverage,
+                    answerable: coverage >= MIN_COVERAGE,
+                    text: e.section.text.clone(),
+                })
+            })
+            .collect()
+    }
+
+    /// The section to answer `question` from, or "don't know".
+    pub fn best(&self, question: &str) -> Answer {
+        // Among the top few, the one covering the question best: BM25 may
+        // rank a long section on one frequent word above the one that
+        // holds every word of the question.
+        let hits = self.search(question, 3);
+        let top = hits.first().cloned();
+        match hits.into_iter().find(|h| h.answerable) {
+            Some(h) => Answer::Answerable(h),
+            None => Answer::NotKnown { nearest: top },
+        }
+    }
+}
+
+fn first_heading(markdown: &str) -> Option<String> {
+    markdown
+        .lines()
+        .find_map(|l| l.strip_prefix("# "))
+        .map(|h| h.trim().to_owned())
+}
