@@ -70,7 +70,6 @@ pub struct Index {
 /// One word of a question and the stems that count as it.
 #[derive(Debug, Clone)]
 pub struct QueryWord {
-    pub word: String,
     /// (stem, weight): the word's own stem first.
     pub alternatives: Vec<(String, f32)>,
 }
@@ -143,9 +142,11 @@ impl Index {
                 *df.entry(s.clone()).or_default() += 1;
             }
             for w in tokens(&plain, &all) {
-                if !words.contains_key(&w) {
-                    let s = tokens(&stem, &w).pop().unwrap_or_else(|| w.clone());
-                    words.insert(w, s);
+                if let std::collections::btree_map::Entry::Vacant(e) = words.entry(w) {
+                    let s = tokens(&stem, e.key())
+                        .pop()
+                        .unwrap_or_else(|| e.key().clone());
+                    e.insert(s);
                 }
             }
             terms.push(set);
@@ -206,7 +207,7 @@ impl Index {
                     }
                 }
             }
-            out.push(QueryWord { word, alternatives });
+            out.push(QueryWord { alternatives });
         }
         out
     }

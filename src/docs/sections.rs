@@ -8,7 +8,7 @@
 use std::collections::BTreeSet;
 
 /// One heading and the text under it up to the next heading (of any level).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Section {
     /// The heading's text (the page title for text before any heading).
     pub heading: String,
@@ -86,18 +86,6 @@ pub fn split(title: &str, markdown: &str) -> Vec<Section> {
         out.push(current);
     }
     out
-}
-
-impl Default for Section {
-    fn default() -> Self {
-        Section {
-            heading: String::new(),
-            heading_path: Vec::new(),
-            anchor: String::new(),
-            level: 0,
-            text: String::new(),
-        }
-    }
 }
 
 fn push_line(text: &mut String, line: &str) {

@@ -1,0 +1,84 @@
+//! Office hours' retrieval measured on question sets over the sample
+//! platform docs (`../shared/fixtures/docs`), and Paver's own docs loaded
+//! from the default config.
+
+use std::path::Path;
+
+use paver::docs::{eval, Answer, Docs, DocsSource};
+
+fn sample() -> Docs {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/docs");
+    Docs::load(&[DocsSource::at(root)]).unwrap()
+}
+
+fn report(file: &str) -> eval::Report {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
+    let cases = eval::parse(&std::fs::read_to_string(path).unwrap()).unwrap();
+    eval::run(&sample(), &cases)
+}
+
+/// The floor measured when this was written (recall@3 0.853, the plain-BM25
+/// reference); the target (0.95) is not reached yet — see the test
+/// below, ignored until it is.
+#[test]
+fn public_questions_are_found_and_unanswerable_ones_get_dont_know() {
+    let r = report("../shared/eval/qa-public.jsonl");
+    assert!(r.recall_at3() >= 0.85, "recall@3 {:.3}", r.recall_at3());
+    assert_eq!(r.dont_know, r.unanswerable, "misses: {:#?}", r.misses);
+    assert_eq!(r.unanswerable, 6);
+}
+
+#[test]
+#[ignore = "the issue's target, not reached yet (recall@3 0.853)"]
+fn public_questions_reach_the_target_recall() {
+    let r = report("../shared/eval/qa-public.jsonl");
+    assert!(r.recall_at3() >= 0.95, "recall@3 {:.3}", r.recall_at3());
+}
+
+#[test]
+fn chat_phrased_questions_are_found() {
+    let r = report("tests/data/docs_questions.jsonl");
+    assert!(r.answerable >= 30);
+    assert!(
+        r.recall_at3() >= 0.9,
+        "recall@3 {:.3}: {:#?}",
+        r.recall_at3(),
+        r.misses
+    );
+    assert_eq!(r.dont_know, r.unanswerable, "misses: {:#?}", r.misses);
+}
+
+#[test]
+fn synonyms_and_typos_find_the_section_with_its_link() {
+    let docs = sample();
+    let hits = docs.search("rotate pg creds", 3);
+    assert_eq!(hits[0].heading, "Rotating credentials");
+    assert_eq!(hits[0].url, "databases/postgres/#rotating-credentials");
+    assert_eq!(hits[0].heading_path, ["PostgreSQL", "Rotating credentials"]);
+    let hits = docs.search("postmortm deadlne", 3);
+    assert_eq!(hits[0].heading, "Postmortems");
+}
+
+#[test]
+fn a_question_the_docs_do_not_answer_is_not_known() {
+    let docs = sample();
+    assert!(matches!(
+        docs.best("do we have GPU nodes for training ML models?"),
+        Answer::NotKnown { .. }
+    ));
+    assert!(matches!(
+        docs.best("how do I rotate the database credentials in production?"),
+        Answer::Answerable(_)
+    ));
+}
+
+#[test]
+fn the_default_config_loads_pavers_own_docs() {
+    let config = paver::config::Config::load(Some(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("config/paver.toml"),
+    ))
+    .unwrap();
+    let docs = Docs::load(&config.docs.sources).unwrap();
+    let hits = docs.search("how do I deny a request with a reason", 3);
+    assert_eq!(hits[0].path, "docs/approvals.md");
+}
