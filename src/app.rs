@@ -203,7 +203,23 @@ pub fn engine_settings(config: &Config) -> EngineSettings {
         golden_path: config.golden_path(),
         approval_notices: config.approval_notices.clone(),
         scorecards: config.scorecards.clone(),
+        docs: docs(config),
         ..EngineSettings::default()
+    }
+}
+
+/// The docs `[[docs.sources]]` name, indexed; `None` (questions get the
+/// "ask the platform team" reply) when there are none or they cannot be read.
+pub fn docs(config: &Config) -> Option<Arc<crate::docs::Docs>> {
+    if config.docs.sources.is_empty() {
+        return None;
+    }
+    match crate::docs::Docs::load(&config.docs.sources) {
+        Ok(d) => Some(Arc::new(d)),
+        Err(e) => {
+            tracing::warn!(error = %e, "the docs could not be indexed; questions go to the platform team");
+            None
+        }
     }
 }
 

@@ -82,3 +82,32 @@ fn the_default_config_loads_pavers_own_docs() {
     let hits = docs.search("how do I deny a request with a reason", 3);
     assert_eq!(hits[0].path, "docs/approvals.md");
 }
+
+mod support;
+
+/// In chat, without an LLM: a how-to question gets the sections that
+/// answer it, quoted with links; one the docs do not answer gets "I don't
+/// know" and where to ask, never a guess.
+#[tokio::test]
+async fn questions_in_chat_are_answered_from_the_docs_or_not_at_all() {
+    let p = support::paver::TestPaver::builder()
+        .settings(paver::engine::EngineSettings {
+            docs: Some(std::sync::Arc::new(sample())),
+            ..Default::default()
+        })
+        .start()
+        .await;
+    p.say(
+        "alice",
+        "how do I rotate the database credentials for order-service?",
+    )
+    .await;
+    let t = p.transcript();
+    assert!(t.contains("From the docs"), "{t}");
+    assert!(t.contains("Rotating credentials"), "{t}");
+    assert!(t.contains("rotate-credentials"), "{t}");
+    p.say("alice", "what is the wifi password in the berlin office?")
+        .await;
+    let t = p.transcript();
+    assert!(t.contains("I don't know"), "{t}");
+}

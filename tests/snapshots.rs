@@ -1389,3 +1389,30 @@ fn scorecard_digests() {
         &say_scorecard::wont_fix_needs_reason("has-cost-tags on order-service"),
     );
 }
+
+/// Office hours without an LLM: sections quoted with links, and "I don't
+/// know" with the nearest section and where to ask.
+#[test]
+fn docs_answers() {
+    use paver::chat::docs::{answer, dont_know, Quoted};
+    let rotate = Quoted {
+        heading_path: "PostgreSQL › Rotating credentials".into(),
+        url: "https://docs.example.internal/databases/postgres/#rotating-credentials".into(),
+        text: "Run `plat db rotate-credentials order-service --env production`. The new password is written to Vault and services pick it up on their next restart; the old one stays valid for 24 hours so nothing breaks mid-deploy. <!channel> never paste credentials in chat.".into(),
+    };
+    three_ways(
+        "docs_answer",
+        &answer(
+            "how do I rotate the db creds for order-service?",
+            std::slice::from_ref(&rotate),
+        ),
+    );
+    three_ways(
+        "docs_dont_know",
+        &dont_know(
+            "what is the wifi password?",
+            Some(&rotate),
+            Some("C0PLATFORM"),
+        ),
+    );
+}

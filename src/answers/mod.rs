@@ -25,6 +25,8 @@ pub enum Answer {
     Reply(Message),
     /// Nothing to say (chatter in a thread, a message for someone else).
     Silence,
+    /// A question for the docs (office hours).
+    Ask(String),
 }
 
 impl Answers {
@@ -67,7 +69,8 @@ impl Answers {
                 _ => return Some(Answer::Silence),
             },
             Action::Help => messages::help(),
-            Action::Ask { question } => messages::ask(question, catalog),
+            // The docs flow's (the engine routes it there).
+            Action::Ask { question } => return Some(Answer::Ask(question.clone())),
             Action::Clarify {
                 missing,
                 candidates,

@@ -4,6 +4,7 @@
 pub mod console;
 pub mod deploys;
 pub mod dispatcher;
+pub mod docs;
 pub mod learned;
 pub mod messages;
 pub mod notices;

@@ -8,6 +8,7 @@
 pub mod config;
 pub mod eval;
 mod index;
+pub mod reply;
 pub mod sections;
 pub mod source;
 mod vocab;
@@ -83,6 +84,13 @@ const MIN_COVERAGE: f32 = 0.5;
 pub struct Docs {
     entries: Vec<Entry>,
     index: index::Index,
+}
+
+impl std::fmt::Debug for Docs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The index itself is not worth printing.
+        f.debug_struct("Docs").finish_non_exhaustive()
+    }
 }
 
 impl Docs {

@@ -60,6 +60,8 @@ pub struct EngineSettings {
     pub approval_notices: ApprovalNoticeConfig,
     /// The scorecards' checks and links.
     pub scorecards: ScorecardsConfig,
+    /// The docs questions are answered from (`None`: none configured).
+    pub docs: Option<Arc<crate::docs::Docs>>,
 }
 
 impl Default for EngineSettings {
@@ -74,6 +76,7 @@ impl Default for EngineSettings {
             golden_path: GoldenPath::default(),
             approval_notices: ApprovalNoticeConfig::default(),
             scorecards: ScorecardsConfig::default(),
+            docs: None,
         }
     }
 }
@@ -93,6 +96,7 @@ struct Inner {
     scorecards: Scorecards,
     send: Sender,
     tasks: Tracker,
+    docs: Option<Arc<crate::docs::Docs>>,
 }
 
 impl Engine {
@@ -145,6 +149,7 @@ impl Engine {
                 requests,
                 answers,
                 scorecards,
+                docs: settings.docs.clone(),
                 send,
                 tasks,
             }),
@@ -231,6 +236,14 @@ impl Engine {
                 Ok(Handled::Replied)
             }
             Some(Answer::Silence) => Ok(Handled::Ignored),
+            Some(Answer::Ask(question)) => {
+                let reply = match &inner.docs {
+                    Some(docs) => crate::docs::reply::answer(docs, &question, &catalog),
+                    None => crate::chat::messages::ask(&question, &catalog),
+                };
+                inner.send.reply(conv, &reply).await?;
+                Ok(Handled::Replied)
+            }
             None => {
                 let handled = inner
                     .requests
