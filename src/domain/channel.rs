@@ -58,3 +58,31 @@ impl fmt::Display for ChannelRef {
         write!(f, "{}:{}", self.platform.as_str(), self.channel)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn channels_are_platform_and_id_and_nothing_else() {
+        let c = ChannelRef::parse("slack:C0PLATFORM").unwrap();
+        assert_eq!(
+            (c.platform, c.channel.as_str()),
+            (Platform::Slack, "C0PLATFORM")
+        );
+        assert_eq!(c.to_string(), "slack:C0PLATFORM");
+        assert_eq!(
+            ChannelRef::parse(" discord:1234567890 ").unwrap().platform,
+            Platform::Discord
+        );
+        for bad in [
+            "C0PLATFORM",
+            "teams:C1",
+            "slack:",
+            "slack:#team-platform",
+            "slack:C1 C2",
+        ] {
+            assert!(ChannelRef::parse(bad).is_err(), "{bad}");
+        }
+    }
+}
