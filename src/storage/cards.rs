@@ -184,22 +184,7 @@ impl CardStore<'_> {
         // The outbox's own insert, inside this transaction: the notice and
         // its messages commit together or not at all.
         for item in items {
-            sqlx::query(
-                "INSERT INTO outbox (platform, channel, kind, user_id, card_key, thread_key, thread_ref, body, next_attempt_at, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-            )
-            .bind(item.platform.as_str())
-            .bind(&item.channel)
-            .bind(item.kind.as_str())
-            .bind(item.user_id.clone())
-            .bind(item.card_key.clone())
-            .bind(item.thread_key.clone())
-            .bind(item.thread_ref.clone())
-            .bind(&item.body)
-            .bind(now)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+            super::outbox::insert(&mut *tx, item, now).await?;
         }
         tx.commit().await?;
         Ok(true)

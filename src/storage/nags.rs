@@ -271,22 +271,7 @@ impl NagStore<'_> {
         // its messages commit together or not at all; the dispatcher then
         // retries a failed send, and nothing sends it twice.
         for m in messages {
-            sqlx::query(
-                "INSERT INTO outbox (platform, channel, kind, user_id, card_key, thread_key, thread_ref, body, next_attempt_at, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-            )
-            .bind(m.platform.as_str())
-            .bind(&m.channel)
-            .bind(m.kind.as_str())
-            .bind(m.user_id.clone())
-            .bind(m.card_key.clone())
-            .bind(m.thread_key.clone())
-            .bind(m.thread_ref.clone())
-            .bind(&m.body)
-            .bind(super::now_ms())
-            .bind(super::now_ms())
-            .execute(&mut *tx)
-            .await?;
+            super::outbox::insert(&mut *tx, m, super::now_ms()).await?;
         }
         tx.commit().await?;
         Ok(Some(id))

@@ -96,6 +96,36 @@ impl TryFrom<ClaimedRow> for OutboxRow {
     }
 }
 
+/// Adds `item` as a row due at `now`; returns its id. Storage that records
+/// something together with the messages it queues (card copies, digests)
+/// calls it inside its own transaction, so both commit or neither does.
+pub(super) async fn insert<'e, E>(
+    executor: E,
+    item: &OutboxItem,
+    now: i64,
+) -> Result<i64, StorageError>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let row = sqlx::query(
+        "INSERT INTO outbox (platform, channel, kind, user_id, card_key, thread_key, thread_ref, body, next_attempt_at, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
+    )
+    .bind(item.platform.as_str())
+    .bind(&item.channel)
+    .bind(item.kind.as_str())
+    .bind(item.user_id.clone())
+    .bind(item.card_key.clone())
+    .bind(item.thread_key.clone())
+    .bind(item.thread_ref.clone())
+    .bind(&item.body)
+    .bind(now)
+    .bind(now)
+    .fetch_one(executor)
+    .await?;
+    get_i64(&row, "id")
+}
+
 pub struct OutboxStore<'a> {
     pub(super) db: &'a Db,
 }
@@ -130,23 +160,7 @@ impl OutboxStore<'_> {
                 return get_i64(last, "id");
             }
         }
-        let row = sqlx::query(
-            "INSERT INTO outbox (platform, channel, kind, user_id, card_key, thread_key, thread_ref, body, next_attempt_at, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
-        )
-        .bind(item.platform.as_str())
-        .bind(&item.channel)
-        .bind(item.kind.as_str())
-        .bind(item.user_id.clone())
-        .bind(item.card_key.clone())
-        .bind(item.thread_key.clone())
-        .bind(item.thread_ref.clone())
-        .bind(&item.body)
-        .bind(now)
-        .bind(now)
-        .fetch_one(&self.db.pool)
-        .await?;
-        get_i64(&row, "id")
+        insert(&self.db.pool, item, now).await
     }
 
     /// Claims up to `limit` due rows of the given platforms, oldest first.
