@@ -208,25 +208,21 @@ pub fn engine_settings(config: &Config) -> EngineSettings {
     }
 }
 
-/// The docs `[[docs.sources]]` name, indexed; `None` (questions get the
-/// "ask the platform team" reply) when there are none or they cannot be read.
-pub fn docs(config: &Config) -> Option<Arc<crate::docs::Docs>> {
+/// The docs `[[docs.sources]]` name, indexed from what is on disk now; no
+/// docs yet (questions get the "ask the platform team" reply) while a
+/// source cannot be read. `None` when there are no sources.
+pub fn docs(config: &Config) -> Option<crate::docs::LiveDocs> {
     if config.docs.sources.is_empty() {
         return None;
     }
-    match crate::docs::Docs::load(&config.docs.sources) {
-        Ok(d) => Some(Arc::new(d)),
-        Err(e) => {
-            tracing::warn!(error = %e, "the docs could not be indexed; questions go to the platform team");
-            None
-        }
-    }
+    Some(crate::docs::LiveDocs::load(&config.docs))
 }
 
 impl App {
     /// Builds everything and starts the background work: the outbox
     /// dispatcher, recovery of interrupted requests, the expiry sweeper,
-    /// the scorecard nag scheduler (with `[scorecards.nags]`).
+    /// the scorecard nag scheduler (with `[scorecards.nags]`), the docs
+    /// watcher.
     pub async fn start(
         config: &Config,
         catalog_path: Option<&Path>,
@@ -258,6 +254,11 @@ impl App {
         engine.recover().await?;
         engine.spawn_sweeper(Duration::from_secs(30));
         engine.scorecards().spawn_refresh(SCORECARD_REFRESH);
+        // Git sources are cloned or pulled at once, then every source is
+        // checked every `docs.refresh_secs`.
+        if let Some(docs) = engine.docs() {
+            docs.spawn_watcher(config.docs.refresh_every());
+        }
         // Every replica runs a nag scheduler; the lease and the digest's
         // record make one of them send each digest.
         engine
@@ -280,6 +281,10 @@ impl App {
     /// the outbox for whoever delivers next.
     pub async fn shutdown(&self, grace: Duration) -> Result<(), AppError> {
         let deadline = tokio::time::Instant::now() + grace;
+        // No pull starts while stopping; one running is killed.
+        if let Some(docs) = self.engine.docs() {
+            docs.stop();
+        }
         while self.engine.in_flight() > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }

@@ -92,7 +92,7 @@ mod support;
 async fn questions_in_chat_are_answered_from_the_docs_or_not_at_all() {
     let p = support::paver::TestPaver::builder()
         .settings(paver::engine::EngineSettings {
-            docs: Some(std::sync::Arc::new(sample())),
+            docs: Some(paver::docs::LiveDocs::fixed(sample())),
             ..Default::default()
         })
         .start()

@@ -4,13 +4,14 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Subcommand;
 use serde_json::json;
 
 use paver::config::Config;
-use paver::docs::{eval, Docs, DocsSource};
+use paver::docs::{eval, Docs, DocsConfig, DocsSource, LiveDocs};
 
 #[derive(Subcommand, Debug)]
 pub enum DocsCommand {
@@ -138,21 +139,42 @@ pub fn run(
     }
 }
 
-fn load(config: impl FnOnce() -> anyhow::Result<Config>, dirs: &[PathBuf]) -> anyhow::Result<Docs> {
-    let sources = if dirs.is_empty() {
-        let sources = config()?.docs.sources;
+/// The configured sources (git ones cloned or pulled now), or `dirs`.
+fn load(
+    config: impl FnOnce() -> anyhow::Result<Config>,
+    dirs: &[PathBuf],
+) -> anyhow::Result<Arc<Docs>> {
+    let docs_config = if dirs.is_empty() {
+        let docs_config = config()?.docs;
         anyhow::ensure!(
-            !sources.is_empty(),
+            !docs_config.sources.is_empty(),
             "no docs: configure [[docs.sources]] or give --docs DIR"
         );
-        sources
+        docs_config
     } else {
-        dirs.iter().map(|d| DocsSource::at(d.as_path())).collect()
+        DocsConfig {
+            sources: dirs.iter().map(|d| DocsSource::at(d.as_path())).collect(),
+            ..DocsConfig::default()
+        }
     };
-    let describe = sources
+    let describe = docs_config
+        .sources
         .iter()
-        .map(|s| s.dir.display().to_string())
+        .map(DocsSource::describe)
         .collect::<Vec<_>>()
         .join(", ");
-    Docs::load(&sources).with_context(|| format!("loading the docs from {describe}"))
+    // The same reading `paver serve` does, once.
+    let live = LiveDocs::new(&docs_config);
+    let refresh = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?
+        .block_on(live.refresh_now());
+    match live.current() {
+        Some(docs) if refresh.failed.is_empty() => Ok(docs),
+        _ => anyhow::bail!(
+            "loading the docs from {describe}: {}",
+            refresh.failed.join("; ")
+        ),
+    }
 }

@@ -2,12 +2,14 @@
 //! split by heading into sections and indexed in RAM for full-text search,
 //! with a "don't know" decision for questions the docs do not answer.
 //!
-//! Loaded once from the configured sources (`[[docs.sources]]`); re-reading
-//! when the docs change and git sources are not here yet.
+//! Loaded from the configured sources (`[[docs.sources]]`: folders, git
+//! repositories); `live` keeps them current, re-reading only changed pages.
 
 pub mod config;
 pub mod eval;
+pub mod git;
 mod index;
+pub mod live;
 pub mod reply;
 pub mod sections;
 pub mod source;
@@ -16,6 +18,7 @@ mod vocab;
 use std::path::PathBuf;
 
 pub use config::{DocsConfig, DocsSource};
+pub use live::LiveDocs;
 
 /// Why the docs could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +36,10 @@ pub enum DocsError {
     Template(#[from] crate::util::template::TemplateError),
     #[error("the search index: {0}")]
     Index(#[from] tantivy::TantivyError),
+    #[error("{0} is a git source: read it through docs::LiveDocs, which clones it")]
+    NotAFolder(String),
+    #[error(transparent)]
+    Git(#[from] git::GitError),
 }
 
 /// A section found for a question.
@@ -68,6 +75,7 @@ pub enum Answer {
 }
 
 /// One indexed section and where it came from.
+#[derive(Debug, Clone)]
 struct Entry {
     path: String,
     title: String,
@@ -94,36 +102,33 @@ impl std::fmt::Debug for Docs {
 }
 
 impl Docs {
-    /// Reads and indexes every source. A source that cannot be read is an
-    /// error: answering from half the docs without saying so misleads.
+    /// Reads and indexes every source (folders only: a git source must be
+    /// cloned first, which [`LiveDocs`] does). A source that cannot be
+    /// read is an error: answering from half the docs without saying so
+    /// misleads.
     pub fn load(sources: &[DocsSource]) -> Result<Docs, DocsError> {
-        let mut entries = Vec::new();
+        let mut pages = Vec::new();
         for s in sources {
             crate::util::template::check("url_template", &s.url_template, config::URL_NAMES)?;
-            for page in source::read(&s.dir)? {
-                let title = page
-                    .title
-                    .clone()
-                    .or_else(|| first_heading(&page.markdown))
-                    .unwrap_or_else(|| page.doc_path.clone());
-                let url_path = source::page_url(&page.doc_path);
-                for section in sections::split(&title, &page.markdown) {
-                    let url = crate::util::template::render(
-                        "url_template",
-                        &s.url_template,
-                        &[("path", &url_path), ("anchor", &section.anchor)],
-                    )?;
-                    // The top of a page needs no `#`.
-                    let url = url.strip_suffix('#').map(str::to_owned).unwrap_or(url);
-                    entries.push(Entry {
-                        path: page.path.clone(),
-                        title: title.clone(),
-                        section,
-                        url,
-                    });
-                }
+            let config::Origin::Dir(dir) = &s.origin else {
+                return Err(DocsError::NotAFolder(s.describe()));
+            };
+            for page in source::read(dir)? {
+                pages.push(SplitPage::new(&s.url_template, &page)?);
             }
         }
+        Docs::from_pages(&pages)
+    }
+
+    /// Indexes pages already split, in the order given: what [`LiveDocs`]
+    /// rebuilds from, re-splitting only the pages that changed.
+    pub fn from_pages<'a>(
+        pages: impl IntoIterator<Item = &'a SplitPage>,
+    ) -> Result<Docs, DocsError> {
+        let entries: Vec<Entry> = pages
+            .into_iter()
+            .flat_map(|p| p.entries.iter().cloned())
+            .collect();
         let texts: Vec<(String, String)> = entries
             .iter()
             .map(|e| {
@@ -212,6 +217,47 @@ impl Docs {
             Some(h) => Answer::Answerable(h),
             None => Answer::NotKnown { nearest: top },
         }
+    }
+}
+
+/// One page split into sections, each with its link: the unit [`Docs`] is
+/// built from and [`LiveDocs`] keeps per page.
+#[derive(Debug, Clone)]
+pub struct SplitPage {
+    entries: Vec<Entry>,
+}
+
+impl SplitPage {
+    /// `page` split by heading, linked with its source's `url_template`.
+    pub fn new(url_template: &str, page: &source::Page) -> Result<SplitPage, DocsError> {
+        let title = page
+            .title
+            .clone()
+            .or_else(|| first_heading(&page.markdown))
+            .unwrap_or_else(|| page.doc_path.clone());
+        let url_path = source::page_url(&page.doc_path);
+        let mut entries = Vec::new();
+        for section in sections::split(&title, &page.markdown) {
+            let url = crate::util::template::render(
+                "url_template",
+                url_template,
+                &[("path", &url_path), ("anchor", &section.anchor)],
+            )?;
+            // The top of a page needs no `#`.
+            let url = url.strip_suffix('#').map(str::to_owned).unwrap_or(url);
+            entries.push(Entry {
+                path: page.path.clone(),
+                title: title.clone(),
+                section,
+                url,
+            });
+        }
+        Ok(SplitPage { entries })
+    }
+
+    /// How many sections the page has.
+    pub fn sections(&self) -> usize {
+        self.entries.len()
     }
 }
 

@@ -20,54 +20,88 @@ pub struct Page {
     pub markdown: String,
 }
 
+/// What `mkdocs.yml` says about a root: where the pages are and their
+/// nav titles.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Layout {
+    /// The docs folder (`docs_dir`, default `docs`), relative to the root.
+    pub docs_dir: String,
+    /// The nav's title of each page, by its path under the docs folder.
+    pub titles: BTreeMap<String, String>,
+}
+
 /// The pages under `root`, sorted by path.
 pub fn read(root: &Path) -> Result<Vec<Page>, DocsError> {
-    let mkdocs = root.join("mkdocs.yml");
-    let (docs_dir, titles) = if mkdocs.is_file() {
-        let text = std::fs::read_to_string(&mkdocs).map_err(|e| DocsError::Read {
-            path: mkdocs.clone(),
-            source: e,
-        })?;
-        parse_mkdocs(&text).map_err(|detail| DocsError::Mkdocs {
-            path: mkdocs.clone(),
-            detail,
-        })?
-    } else {
-        ("docs".to_owned(), BTreeMap::new())
-    };
-    let dir = root.join(&docs_dir);
-    if !dir.is_dir() {
-        return Err(DocsError::NoDocsDir(dir));
-    }
-    let mut files = Vec::new();
-    walk(&dir, &mut files)?;
-    files.sort();
+    let layout = read_layout(root)?;
+    let dir = root.join(&layout.docs_dir);
     let mut pages = Vec::new();
-    for file in files {
-        let markdown = std::fs::read_to_string(&file).map_err(|e| DocsError::Read {
-            path: file.clone(),
-            source: e,
-        })?;
-        let rel = |base: &Path| {
-            file.strip_prefix(base)
-                .unwrap_or(&file)
-                .components()
-                .map(|c| c.as_os_str().to_string_lossy().into_owned())
-                .collect::<Vec<_>>()
-                .join("/")
-        };
-        let doc_path = rel(&dir);
-        pages.push(Page {
-            path: rel(root),
-            title: titles.get(&doc_path).cloned(),
-            doc_path,
-            markdown,
-        });
+    for (file, _) in files(&dir)? {
+        pages.push(read_page(root, &dir, &file, &layout)?);
     }
     Ok(pages)
 }
 
-fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), DocsError> {
+/// `root`'s `mkdocs.yml` read (a root without one has the defaults).
+pub fn read_layout(root: &Path) -> Result<Layout, DocsError> {
+    let mkdocs = mkdocs_file(root);
+    if !mkdocs.is_file() {
+        return Ok(Layout {
+            docs_dir: "docs".to_owned(),
+            titles: BTreeMap::new(),
+        });
+    }
+    let text = std::fs::read_to_string(&mkdocs).map_err(|e| DocsError::Read {
+        path: mkdocs.clone(),
+        source: e,
+    })?;
+    let (docs_dir, titles) = parse_mkdocs(&text).map_err(|detail| DocsError::Mkdocs {
+        path: mkdocs.clone(),
+        detail,
+    })?;
+    Ok(Layout { docs_dir, titles })
+}
+
+/// Where a root's `mkdocs.yml` is.
+pub fn mkdocs_file(root: &Path) -> PathBuf {
+    root.join("mkdocs.yml")
+}
+
+/// Every `.md` file under the docs folder `dir` with its metadata (what
+/// tells a changed file without reading it), sorted by path.
+pub fn files(dir: &Path) -> Result<Vec<(PathBuf, std::fs::Metadata)>, DocsError> {
+    if !dir.is_dir() {
+        return Err(DocsError::NoDocsDir(dir.to_owned()));
+    }
+    let mut files = Vec::new();
+    walk(dir, &mut files)?;
+    files.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(files)
+}
+
+/// One page: `file` under the docs folder `dir` of `root`.
+pub fn read_page(root: &Path, dir: &Path, file: &Path, layout: &Layout) -> Result<Page, DocsError> {
+    let markdown = std::fs::read_to_string(file).map_err(|e| DocsError::Read {
+        path: file.to_owned(),
+        source: e,
+    })?;
+    let rel = |base: &Path| {
+        file.strip_prefix(base)
+            .unwrap_or(file)
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join("/")
+    };
+    let doc_path = rel(dir);
+    Ok(Page {
+        path: rel(root),
+        title: layout.titles.get(&doc_path).cloned(),
+        doc_path,
+        markdown,
+    })
+}
+
+fn walk(dir: &Path, out: &mut Vec<(PathBuf, std::fs::Metadata)>) -> Result<(), DocsError> {
     let entries = std::fs::read_dir(dir).map_err(|e| DocsError::Read {
         path: dir.to_owned(),
         source: e,
@@ -79,10 +113,23 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), DocsError> {
                 source: e,
             })?
             .path();
-        if path.is_dir() {
+        // Followed like `is_dir` follows links: a linked page is a page.
+        let is_md = path.extension().is_some_and(|e| e == "md");
+        let meta = match std::fs::metadata(&path) {
+            Ok(m) => m,
+            Err(e) if is_md => {
+                return Err(DocsError::Read {
+                    path: path.clone(),
+                    source: e,
+                })
+            }
+            // A dangling link to something that is not a page.
+            Err(_) => continue,
+        };
+        if meta.is_dir() {
             walk(&path, out)?;
-        } else if path.extension().is_some_and(|e| e == "md") {
-            out.push(path);
+        } else if is_md {
+            out.push((path, meta));
         }
     }
     Ok(())

@@ -61,7 +61,7 @@ pub struct EngineSettings {
     /// The scorecards' checks and links.
     pub scorecards: ScorecardsConfig,
     /// The docs questions are answered from (`None`: none configured).
-    pub docs: Option<Arc<crate::docs::Docs>>,
+    pub docs: Option<crate::docs::LiveDocs>,
 }
 
 impl Default for EngineSettings {
@@ -96,7 +96,7 @@ struct Inner {
     scorecards: Scorecards,
     send: Sender,
     tasks: Tracker,
-    docs: Option<Arc<crate::docs::Docs>>,
+    docs: Option<crate::docs::LiveDocs>,
 }
 
 impl Engine {
@@ -154,6 +154,11 @@ impl Engine {
                 tasks,
             }),
         }
+    }
+
+    /// The docs questions are answered from, kept current by their watcher.
+    pub fn docs(&self) -> Option<&crate::docs::LiveDocs> {
+        self.inner.docs.as_ref()
     }
 
     /// The resource sizes cards show and drivers receive.
@@ -237,8 +242,10 @@ impl Engine {
             }
             Some(Answer::Silence) => Ok(Handled::Ignored),
             Some(Answer::Ask(question)) => {
-                let reply = match &inner.docs {
-                    Some(docs) => crate::docs::reply::answer(docs, &question, &catalog),
+                // This question's snapshot: a refresh swapping in new docs
+                // meanwhile does not change what it reads.
+                let reply = match inner.docs.as_ref().and_then(|d| d.current()) {
+                    Some(docs) => crate::docs::reply::answer(&docs, &question, &catalog),
                     None => crate::chat::messages::ask(&question, &catalog),
                 };
                 inner.send.reply(conv, &reply).await?;
