@@ -304,3 +304,59 @@ async fn the_watcher_clones_at_once_and_stops() {
     live.stop();
     assert!(ready.is_ok(), "the watcher never cloned");
 }
+
+// ----- cost --------------------------------------------------------------
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), target).unwrap();
+        }
+    }
+}
+
+/// The cost of a refresh on the sample docs (copied to a temp folder, as
+/// the test edits them): `cargo test --release --test docs_live cost --
+/// --ignored --nocapture`.
+#[tokio::test]
+#[ignore = "a measurement, not a check"]
+async fn cost_of_a_refresh_on_the_sample_docs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("docs-site");
+    copy_dir(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/docs"),
+        &root,
+    );
+    let started = std::time::Instant::now();
+    let live = LiveDocs::load(&config(vec![DocsSource::at(&root)], tmp.path()));
+    let first = started.elapsed();
+    let docs = live.current().unwrap();
+    const N: u32 = 50;
+    let mut idle = Duration::ZERO;
+    for _ in 0..N {
+        let r = live.refresh_now().await;
+        assert!(!r.rebuilt);
+        idle += r.took;
+    }
+    let page = root.join("docs/databases/postgres.md");
+    let text = std::fs::read_to_string(&page).unwrap();
+    let mut one = Duration::ZERO;
+    for i in 0..N {
+        std::fs::write(&page, format!("{text}\nEdit {i}.\n")).unwrap();
+        let r = live.refresh_now().await;
+        assert_eq!((r.changed, r.rebuilt), (1, true));
+        one += r.took;
+    }
+    println!(
+        "{} sections; first load {:?}; refresh with nothing changed {:?}; one page changed {:?}",
+        docs.sections(),
+        first,
+        idle / N,
+        one / N
+    );
+}
