@@ -8,6 +8,7 @@
 pub mod config;
 pub mod eval;
 mod index;
+pub mod office_hours;
 pub mod reply;
 pub mod sections;
 pub mod source;
@@ -15,7 +16,7 @@ mod vocab;
 
 use std::path::PathBuf;
 
-pub use config::{DocsConfig, DocsSource};
+pub use config::{DocsConfig, DocsSource, OfficeHoursConfig};
 
 /// Why the docs could not be loaded.
 #[derive(Debug, thiserror::Error)]
