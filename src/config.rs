@@ -686,8 +686,8 @@ fn reject_inline_secrets(path: &str, body: &str, table: &toml::Table) -> Result<
         .and_then(|s| s.as_table())
         .is_some_and(|s| s.contains_key("oncall_token"));
     if on_call_token {
-        let (line, text) = locate(body, &["docs", "office_hours", "oncall_token"])
-            .unwrap_or((0, String::new()));
+        let (line, text) =
+            locate(body, &["docs", "office_hours", "oncall_token"]).unwrap_or((0, String::new()));
         return Err(ConfigError::SecretInFile {
             path: path.to_owned(),
             section: "docs.office_hours".into(),

@@ -69,9 +69,7 @@ pub fn answer_card(
             Some(c) => format!("Asked the platform team in {c}; the answer will be brought here"),
             None => "Asked the platform team; the answer will be brought here".into(),
         }),
-        Some(Handoff::Answered) => {
-            context.push("The platform team answered in this thread".into())
-        }
+        Some(Handoff::Answered) => context.push("The platform team answered in this thread".into()),
         None => {}
     }
     if q.office_hours_at.is_some() {
@@ -104,15 +102,25 @@ pub fn answer_card(
         ));
     }
     // The first button is drawn as the primary one: put it first.
-    m.buttons
-        .sort_by_key(|b| if b.style == ButtonStyle::Primary { 0 } else { 1 });
+    m.buttons.sort_by_key(|b| {
+        if b.style == ButtonStyle::Primary {
+            0
+        } else {
+            1
+        }
+    });
     m
 }
 
 /// The question as handed to the platform team, in their channel: who
 /// asked and where, what Paver answered, the sources. Edited when it is
 /// answered or tagged for office hours.
-pub fn handoff(q: &Question, asked_in: &str, answered: &str, sources: &[(String, String)]) -> Message {
+pub fn handoff(
+    q: &Question,
+    asked_in: &str,
+    answered: &str,
+    sources: &[(String, String)],
+) -> Message {
     let mut text = format!(
         "{} asked in {asked_in}:\n> {}\n\n{answered}",
         shorten(&q.asker_name),

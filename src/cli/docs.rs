@@ -231,8 +231,14 @@ fn agenda(config: &Config, dry_run: bool, catalog: Option<PathBuf>) -> anyhow::R
         let db = open_db(config).await?;
         // No sinks: a dry run sends nothing.
         let dispatcher = Dispatcher::new(db.clone(), Default::default(), paver::app::pace(config));
-        let send = Sender::new(db.clone(), dispatcher, catalog.clone(), config.golden_path());
-        let flow = office_hours::OfficeHours::new(db, catalog, send, config.docs.office_hours.clone());
+        let send = Sender::new(
+            db.clone(),
+            dispatcher,
+            catalog.clone(),
+            config.golden_path(),
+        );
+        let flow =
+            office_hours::OfficeHours::new(db, catalog, send, config.docs.office_hours.clone());
         anyhow::Ok(flow.run_agenda(chrono::Utc::now(), true).await?)
     })?;
     match run.preview {

@@ -72,7 +72,13 @@ impl std::fmt::Debug for OfficeHoursConfig {
         f.debug_struct("OfficeHoursConfig")
             .field("team", &self.team)
             .field("channels", &self.channels)
-            .field("oncall_webhook", &self.oncall_webhook.as_ref().map(|u| crate::util::redact_url(u.as_str())))
+            .field(
+                "oncall_webhook",
+                &self
+                    .oncall_webhook
+                    .as_ref()
+                    .map(|u| crate::util::redact_url(u.as_str())),
+            )
             .field("oncall_token", &self.oncall_token.as_ref().map(|_| "***"))
             .field("agenda_schedule", &self.agenda_schedule)
             .field("zone", &self.zone)
@@ -83,7 +89,11 @@ impl std::fmt::Debug for OfficeHoursConfig {
 impl PartialEq for OfficeHoursConfig {
     fn eq(&self, other: &Self) -> bool {
         use secrecy::ExposeSecret;
-        let token = |c: &Self| c.oncall_token.as_ref().map(|t| t.expose_secret().to_owned());
+        let token = |c: &Self| {
+            c.oncall_token
+                .as_ref()
+                .map(|t| t.expose_secret().to_owned())
+        };
         self.team == other.team
             && self.channels == other.channels
             && self.oncall_webhook == other.oncall_webhook
@@ -126,7 +136,10 @@ impl OfficeHoursConfig {
             }
         }
         if self.oncall_token.is_some() && self.oncall_webhook.is_none() {
-            out.push("docs.office_hours.oncall_token: set, but there is no oncall_webhook to send it to".into());
+            out.push(
+                "docs.office_hours.oncall_token: set, but there is no oncall_webhook to send it to"
+                    .into(),
+            );
         }
         if self.oncall_timeout_secs == 0 {
             out.push("docs.office_hours.oncall_timeout_secs: must be at least 1".into());

@@ -23,7 +23,9 @@ use super::{Answer, Docs, Hit};
 use crate::catalog::{Catalog, SharedCatalog};
 use crate::chat::office_hours::{self as say, AgendaItem};
 use crate::chat::send::Sender;
-use crate::chat::{console, ButtonOp, ButtonPayload, ChatUser, Conversation, Handled, Inbound, Message};
+use crate::chat::{
+    console, ButtonOp, ButtonPayload, ChatUser, Conversation, Handled, Inbound, Message,
+};
 use crate::domain::{ChannelRef, Platform};
 use crate::storage::outbox::{OutboxItem, OutboxKind};
 use crate::storage::questions::{
@@ -200,10 +202,10 @@ pub struct Gap {
 const FILLER: &[&str] = &[
     "a", "an", "the", "i", "we", "you", "my", "our", "me", "us", "is", "are", "was", "be", "do",
     "does", "did", "can", "could", "should", "would", "will", "how", "what", "where", "when",
-    "why", "which", "who", "to", "of", "for", "in", "on", "at", "with", "and", "or", "it",
-    "this", "that", "there", "please", "hi", "hello", "hey", "thanks", "paver", "any", "anyone",
-    "get", "have", "has", "need", "want", "way", "is", "am", "some", "about", "from", "if",
-    "there's", "what's", "how's", "i'm", "know", "does", "tell", "someone",
+    "why", "which", "who", "to", "of", "for", "in", "on", "at", "with", "and", "or", "it", "this",
+    "that", "there", "please", "hi", "hello", "hey", "thanks", "paver", "any", "anyone", "get",
+    "have", "has", "need", "want", "way", "is", "am", "some", "about", "from", "if", "there's",
+    "what's", "how's", "i'm", "know", "does", "tell", "someone",
 ];
 
 /// A question's grouping key: its words lowercased, filler dropped, a
@@ -386,7 +388,10 @@ impl OfficeHours {
         let (tagged, question) = read_tag(question);
         let catalog = self.inner.catalog.current();
         let (answer, said) = match docs {
-            Some(d) => (super::reply::answer(d, &question, &catalog), said(d, &question)),
+            Some(d) => (
+                super::reply::answer(d, &question, &catalog),
+                said(d, &question),
+            ),
             None => (
                 crate::chat::messages::ask(&question, &catalog),
                 Said::default(),
@@ -459,12 +464,7 @@ impl OfficeHours {
         let asked_in = match &q.thread {
             Some(t) => say::thread_link(q.platform, &q.channel, Some(t)),
             None => {
-                let r = self
-                    .inner
-                    .db
-                    .outbox()
-                    .card_ref(&answer_key(&q.id))
-                    .await?;
+                let r = self.inner.db.outbox().card_ref(&answer_key(&q.id)).await?;
                 say::thread_link(q.platform, &q.channel, r.as_deref())
             }
         };
@@ -701,7 +701,10 @@ impl OfficeHours {
             ..q
         };
         let mut messages = vec![
-            in_asker_thread(&answered, &say::relayed(&answered.asker_id, &by, &kept, &link)),
+            in_asker_thread(
+                &answered,
+                &say::relayed(&answered.asker_id, &by, &kept, &link),
+            ),
             update(
                 answered.platform,
                 &answered.channel,
@@ -717,7 +720,10 @@ impl OfficeHours {
                 &self.handoff_post(&answered).await?,
             ));
         }
-        if !store.answer(&answered.id, &by, &kept, at, &messages).await? {
+        if !store
+            .answer(&answered.id, &by, &kept, at, &messages)
+            .await?
+        {
             return Ok(Handled::Ignored);
         }
         self.inner.send.wake();
@@ -730,7 +736,11 @@ impl OfficeHours {
     /// The agenda at `now`: the untreated tagged questions, posted to the
     /// platform channel once per period of `agenda_schedule` (or, `dry`,
     /// only shown — whatever the schedule).
-    pub async fn run_agenda(&self, now: DateTime<Utc>, dry: bool) -> Result<AgendaRun, StorageError> {
+    pub async fn run_agenda(
+        &self,
+        now: DateTime<Utc>,
+        dry: bool,
+    ) -> Result<AgendaRun, StorageError> {
         let c = &self.inner.config;
         let zone = c.zone.0;
         let period = match &c.agenda_schedule {

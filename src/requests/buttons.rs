@@ -113,9 +113,7 @@ impl Requests {
             | ButtonOp::Helpful
             | ButtonOp::NotHelpful
             | ButtonOp::AskHuman
-            | ButtonOp::OfficeHours => {
-                send.whisper(user, &conv, &notices::unknown_button()).await
-            }
+            | ButtonOp::OfficeHours => send.whisper(user, &conv, &notices::unknown_button()).await,
         }
     }
 

@@ -188,7 +188,11 @@ pub struct QuestionStore<'a> {
 impl QuestionStore<'_> {
     /// Records a question and queues its answer (and anything else said
     /// with it) in one transaction.
-    pub async fn record(&self, q: &NewQuestion, messages: &[OutboxItem]) -> Result<(), StorageError> {
+    pub async fn record(
+        &self,
+        q: &NewQuestion,
+        messages: &[OutboxItem],
+    ) -> Result<(), StorageError> {
         let mut tx = self.db.pool().begin().await?;
         let sources = serde_json::to_string(&q.sources).expect("citations serialize");
         sqlx::query(
@@ -476,10 +480,7 @@ impl QuestionStore<'_> {
         };
         r.map(|r| {
             let key = get_str(&r, "card_key")?;
-            Ok(key
-                .strip_prefix(HANDOFF_PREFIX)
-                .unwrap_or(&key)
-                .to_owned())
+            Ok(key.strip_prefix(HANDOFF_PREFIX).unwrap_or(&key).to_owned())
         })
         .transpose()
     }
