@@ -634,10 +634,13 @@ async fn the_agenda_is_posted_once_when_two_schedulers_race() {
     assert!(q.agenda_period.is_some());
 }
 
+/// The pages a webhook received: the Authorization header and the body.
+type Pages = Arc<Mutex<Vec<(Option<String>, serde_json::Value)>>>;
+
 /// A loopback on-call webhook: what it received, and what it answers.
-async fn webhook(status: u16) -> (String, Arc<Mutex<Vec<(Option<String>, serde_json::Value)>>>) {
+async fn webhook(status: u16) -> (String, Pages) {
     use axum::http::{HeaderMap, StatusCode};
-    let got: Arc<Mutex<Vec<(Option<String>, serde_json::Value)>>> = Arc::default();
+    let got: Pages = Arc::default();
     let seen = got.clone();
     let app = axum::Router::new().route(
         "/page",
