@@ -60,6 +60,14 @@ pub fn answer_card(
     platform_channel: Option<&str>,
 ) -> Message {
     let mut m = answer.clone();
+    // Untitled messages are plain lines on the console, without buttons.
+    if m.title.is_none() {
+        m.title = Some(if q.known {
+            "From the docs".into()
+        } else {
+            "Not in the docs".into()
+        });
+    }
     let mut context: Vec<String> = m.context.take().into_iter().collect();
     if let Some(v) = votes_line(votes) {
         context.push(v);
