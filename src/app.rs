@@ -204,6 +204,7 @@ pub fn engine_settings(config: &Config) -> EngineSettings {
         approval_notices: config.approval_notices.clone(),
         scorecards: config.scorecards.clone(),
         docs: docs(config),
+        office_hours: config.docs.office_hours.clone(),
         ..EngineSettings::default()
     }
 }
@@ -222,7 +223,8 @@ impl App {
     /// Builds everything and starts the background work: the outbox
     /// dispatcher, recovery of interrupted requests, the expiry sweeper,
     /// the scorecard nag scheduler (with `[scorecards.nags]`), the docs
-    /// watcher.
+    /// watcher, the office-hours agenda scheduler (with
+    /// `docs.office_hours.agenda_schedule`).
     pub async fn start(
         config: &Config,
         catalog_path: Option<&Path>,
@@ -264,6 +266,10 @@ impl App {
         engine
             .scorecards()
             .spawn_nag_scheduler(format!("replica-{}", crate::storage::nags::new_token()));
+        // Likewise the office-hours agenda (with `agenda_schedule`).
+        engine
+            .office_hours()
+            .spawn_agenda_scheduler(format!("replica-{}", crate::storage::nags::new_token()));
         Ok(App {
             db,
             catalog,

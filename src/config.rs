@@ -362,7 +362,7 @@ pub enum ConfigError {
         line: usize,
         text: String,
     },
-    #[error("{path}:{line}: `{section}.{key}` is a secret and may not be written in the config file; set PAVER_{env} in the environment or `{key}_file` to a file holding it\n  {line} | {text}", env = format!("{}__{}", section.to_uppercase(), key.to_uppercase()))]
+    #[error("{path}:{line}: `{section}.{key}` is a secret and may not be written in the config file; set PAVER_{env} in the environment or `{key}_file` to a file holding it\n  {line} | {text}", env = format!("{}__{}", section.to_uppercase().replace('.', "__"), key.to_uppercase()))]
     SecretInFile {
         path: String,
         section: String,
@@ -543,6 +543,20 @@ impl Config {
             &mut self.hooks.generic_secret,
             &self.hooks.generic_secret_file,
         )?;
+        self.docs
+            .office_hours
+            .read_secret_file()
+            .map_err(|source| ConfigError::SecretFile {
+                key: "docs.office_hours.oncall_token".into(),
+                path: self
+                    .docs
+                    .office_hours
+                    .oncall_token_file
+                    .as_ref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default(),
+                source,
+            })?;
         fill(
             "hooks.checks_secret",
             &mut self.hooks.checks_secret,
@@ -662,6 +676,24 @@ fn reject_inline_secrets(path: &str, body: &str, table: &toml::Table) -> Result<
             path: path.to_owned(),
             line,
             text: text.replace(url, &redact_url(url)),
+        });
+    }
+    // A secret of a nested section (`[docs.office_hours]`).
+    let on_call_token = table
+        .get("docs")
+        .and_then(|s| s.as_table())
+        .and_then(|s| s.get("office_hours"))
+        .and_then(|s| s.as_table())
+        .is_some_and(|s| s.contains_key("oncall_token"));
+    if on_call_token {
+        let (line, text) =
+            locate(body, &["docs", "office_hours", "oncall_token"]).unwrap_or((0, String::new()));
+        return Err(ConfigError::SecretInFile {
+            path: path.to_owned(),
+            section: "docs.office_hours".into(),
+            key: "oncall_token".into(),
+            line,
+            text: masked(&text),
         });
     }
     for (section, key) in SECRET_KEYS {

@@ -1416,3 +1416,156 @@ fn docs_answers() {
         ),
     );
 }
+
+/// Office hours with humans in the loop: the answer with its feedback
+/// buttons as it stands, the handoff to the platform team, the relay, the
+/// agenda, and the refusals.
+#[test]
+fn office_hours_messages() {
+    use paver::chat::docs::{answer, dont_know, Quoted};
+    use paver::chat::office_hours as say;
+    use paver::storage::questions::{Cited, Handoff, Question, Votes};
+    let rotate = Quoted {
+        heading_path: "PostgreSQL › Rotating credentials".into(),
+        url: "https://docs.example.internal/databases/postgres/#rotating-credentials".into(),
+        text: "Run `plat db rotate-credentials order-service --env production`.".into(),
+    };
+    let known = Question {
+        id: "q-abc123".into(),
+        nonce: "n0nce".into(),
+        platform: Platform::Slack,
+        channel: "C0CHECKOUT".into(),
+        thread: Some("1700000000.000100".into()),
+        asker_id: "U0BOB".into(),
+        asker_name: "bob".into(),
+        question: "how do I rotate the db creds for order-service?".into(),
+        known: true,
+        sources: vec![Cited {
+            path: "docs/databases/postgres.md".into(),
+            heading: rotate.heading_path.clone(),
+            url: rotate.url.clone(),
+        }],
+        answer_json: String::new(),
+        office_hours_at: None,
+        agenda_period: None,
+        handoff: None,
+        handoff_by: None,
+        handoff_at: None,
+        handoff_platform: None,
+        handoff_channel: None,
+        answered_by: None,
+        answer_text: None,
+        answered_at: None,
+        created_at: 1_764_300_000_000,
+    };
+    let answered = answer(&known.question, std::slice::from_ref(&rotate));
+    three_ways(
+        "office_hours_answer",
+        &say::answer_card(&answered, &known, Votes::default(), None),
+    );
+    let asked = Question {
+        handoff: Some(Handoff::Asked),
+        handoff_platform: Some(Platform::Slack),
+        handoff_channel: Some("C0PLATFORM".into()),
+        ..known.clone()
+    };
+    three_ways(
+        "office_hours_answer_voted_and_asked",
+        &say::answer_card(
+            &answered,
+            &asked,
+            Votes {
+                helpful: 2,
+                not_helpful: 1,
+            },
+            Some("<#C0PLATFORM>"),
+        ),
+    );
+    let unknown = Question {
+        question: "do we have GPU nodes for training ML models?".into(),
+        known: false,
+        sources: Vec::new(),
+        ..known.clone()
+    };
+    let not_known = dont_know(&unknown.question, None, Some("C0PLATFORM"));
+    three_ways(
+        "office_hours_dont_know",
+        &say::answer_card(&not_known, &unknown, Votes::default(), None),
+    );
+    let tagged_answered = Question {
+        office_hours_at: Some(1),
+        handoff: Some(Handoff::Answered),
+        ..unknown.clone()
+    };
+    three_ways(
+        "office_hours_dont_know_answered_and_tagged",
+        &say::answer_card(&not_known, &tagged_answered, Votes::default(), None),
+    );
+    let link = say::thread_link(Platform::Slack, "C0CHECKOUT", Some("1700000000.000100"));
+    three_ways(
+        "office_hours_handoff",
+        &say::handoff(
+            &asked,
+            &link,
+            &say::what_paver_answered(true),
+            &[(rotate.heading_path.clone(), rotate.url.clone())],
+        ),
+    );
+    let relayed = Question {
+        handoff: Some(Handoff::Answered),
+        answered_by: Some("omar".into()),
+        office_hours_at: Some(1),
+        ..unknown.clone()
+    };
+    three_ways(
+        "office_hours_handoff_answered",
+        &say::handoff(&relayed, &link, &say::what_paver_answered(false), &[]),
+    );
+    three_ways("office_hours_handed_off", &say::handed_off("<#C0PLATFORM>"));
+    three_ways(
+        "office_hours_relayed",
+        &say::relayed(
+            "U0BOB",
+            "omar",
+            "Not yet <!channel> — GPU nodes land next quarter, see `#infra-gpu`.",
+            "https://slack.com/archives/C0PLATFORM/p1700000001000200",
+        ),
+    );
+    three_ways(
+        "office_hours_page_failed",
+        &say::page_failed(
+            "<#C0PLATFORM>",
+            "the on-call webhook answered 500 Internal Server Error",
+        ),
+    );
+    three_ways("office_hours_stale_button", &say::stale_button());
+    three_ways("office_hours_not_the_asker", &say::not_the_asker("bob"));
+    three_ways(
+        "office_hours_no_platform_channel",
+        &say::no_platform_channel(),
+    );
+    three_ways(
+        "office_hours_agenda",
+        &say::agenda(
+            "3 Dec",
+            &[
+                say::AgendaItem {
+                    question: "do we have GPU nodes for training ML models?".into(),
+                    asker: "bob".into(),
+                    asked: "28 Nov".into(),
+                    known: false,
+                    not_helpful: 0,
+                    handoff: Some(Handoff::Asked),
+                },
+                say::AgendaItem {
+                    question: "how do I rotate the db creds for order-service?".into(),
+                    asker: "carol".into(),
+                    asked: "1 Dec".into(),
+                    known: true,
+                    not_helpful: 2,
+                    handoff: Some(Handoff::Answered),
+                },
+            ],
+        ),
+    );
+}

@@ -8,6 +8,7 @@ pub mod docs;
 pub mod learned;
 pub mod messages;
 pub mod notices;
+pub mod office_hours;
 pub mod scorecards;
 pub mod send;
 
@@ -87,6 +88,14 @@ pub enum ButtonOp {
     WontFix,
     /// A scorecard nag's: evaluate the service again now.
     Recheck,
+    /// A docs answer's: it helped. The id is a question's.
+    Helpful,
+    /// A docs answer's: it did not help (recorded as a docs gap).
+    NotHelpful,
+    /// A docs answer's: hand the question to the platform team.
+    AskHuman,
+    /// A docs answer's (or its handoff's): put it on the office-hours agenda.
+    OfficeHours,
 }
 
 /// What a form asking for a reason says, for one operation: a Slack modal,
@@ -132,7 +141,11 @@ impl ButtonOp {
             | ButtonOp::Retry
             | ButtonOp::First
             | ButtonOp::Snooze
-            | ButtonOp::Recheck => None,
+            | ButtonOp::Recheck
+            | ButtonOp::Helpful
+            | ButtonOp::NotHelpful
+            | ButtonOp::AskHuman
+            | ButtonOp::OfficeHours => None,
         }
     }
 
@@ -151,6 +164,10 @@ impl ButtonOp {
             ButtonOp::Snooze => "snooze",
             ButtonOp::WontFix => "wontfix",
             ButtonOp::Recheck => "recheck",
+            ButtonOp::Helpful => "helpful",
+            ButtonOp::NotHelpful => "unhelpful",
+            ButtonOp::AskHuman => "askhuman",
+            ButtonOp::OfficeHours => "officehours",
         }
     }
 
@@ -160,6 +177,15 @@ impl ButtonOp {
         matches!(
             self,
             ButtonOp::Snooze | ButtonOp::WontFix | ButtonOp::Recheck
+        )
+    }
+
+    /// Whether the button is on a docs answer or a handoff (its id a
+    /// question's): the docs flow's.
+    pub fn is_docs(self) -> bool {
+        matches!(
+            self,
+            ButtonOp::Helpful | ButtonOp::NotHelpful | ButtonOp::AskHuman | ButtonOp::OfficeHours
         )
     }
 }
@@ -195,6 +221,10 @@ impl ButtonPayload {
             "snooze" => ButtonOp::Snooze,
             "wontfix" => ButtonOp::WontFix,
             "recheck" => ButtonOp::Recheck,
+            "helpful" => ButtonOp::Helpful,
+            "unhelpful" => ButtonOp::NotHelpful,
+            "askhuman" => ButtonOp::AskHuman,
+            "officehours" => ButtonOp::OfficeHours,
             _ => return Err(bad()),
         };
         let request_id = it.next().ok_or_else(bad)?;

@@ -1,6 +1,7 @@
 //! `paver docs search` and `paver docs eval`: office hours' retrieval from
 //! the terminal — what the index finds for a question, and how well it finds
-//! the answers of a question set.
+//! the answers of a question set. `paver docs gaps` and `paver docs agenda`:
+//! what people asked that the docs miss, and the office-hours agenda.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -10,8 +11,10 @@ use anyhow::Context;
 use clap::Subcommand;
 use serde_json::json;
 
+use paver::chat::dispatcher::Dispatcher;
+use paver::chat::send::Sender;
 use paver::config::Config;
-use paver::docs::{eval, Docs, DocsConfig, DocsSource, LiveDocs};
+use paver::docs::{eval, office_hours, Docs, DocsConfig, DocsSource, LiveDocs};
 
 #[derive(Subcommand, Debug)]
 pub enum DocsCommand {
@@ -39,6 +42,25 @@ pub enum DocsCommand {
         /// Exit non-zero when recall@3 on answerable questions is below this (0–1).
         #[arg(long, value_name = "FRACTION")]
         min_recall: Option<f64>,
+    },
+    /// The questions the docs miss (not known, or voted not helpful),
+    /// most asked first.
+    Gaps {
+        /// Questions of the last N days.
+        #[arg(long, default_value_t = 30)]
+        days: u32,
+        /// An array of {question, count, unanswered, not_helpful, last_asked, nearest}.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The office-hours agenda: the tagged questions no agenda listed yet.
+    Agenda {
+        /// Print it; post and record nothing (the scheduler posts it).
+        #[arg(long, required = true)]
+        dry_run: bool,
+        /// Backstage catalog YAML; overrides the configured catalog.
+        #[arg(long, value_name = "PATH")]
+        catalog: Option<PathBuf>,
     },
 }
 
@@ -136,7 +158,95 @@ pub fn run(
                 _ => Ok(ExitCode::SUCCESS),
             }
         }
+        DocsCommand::Gaps { days, json } => gaps(&config()?, days, json),
+        DocsCommand::Agenda { dry_run, catalog } => agenda(&config()?, dry_run, catalog),
     }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+async fn open_db(config: &Config) -> anyhow::Result<paver::storage::Db> {
+    paver::storage::Db::connect(&config.database.url)
+        .await
+        .with_context(|| format!("opening {}", paver::util::redact_url(&config.database.url)))
+}
+
+/// `paver docs gaps`.
+fn gaps(config: &Config, days: u32, json: bool) -> anyhow::Result<ExitCode> {
+    let gaps = runtime()?.block_on(async {
+        let db = open_db(config).await?;
+        anyhow::Ok(office_hours::gaps(&db, days, paver::storage::now_ms()).await?)
+    })?;
+    let when = |ms: i64| {
+        chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms)
+            .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+            .unwrap_or_default()
+    };
+    if json {
+        let out: Vec<_> = gaps
+            .iter()
+            .map(|g| {
+                json!({
+                    "question": g.question,
+                    "count": g.count,
+                    "unanswered": g.unanswered,
+                    "not_helpful": g.not_helpful,
+                    "last_asked": when(g.last_asked),
+                    "nearest": g.nearest.as_ref().map(|n| json!({"path": n.path, "heading": n.heading, "url": n.url})),
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else if gaps.is_empty() {
+        println!("no gaps in the last {days} days: every question was answered and nobody voted an answer down");
+    } else {
+        println!("asked  unanswered  👎  last asked            question");
+        for g in &gaps {
+            println!(
+                "{:5}  {:10}  {:2}  {}  {}",
+                g.count,
+                g.unanswered,
+                g.not_helpful,
+                when(g.last_asked),
+                g.question
+            );
+            if let Some(n) = &g.nearest {
+                println!("{:46}nearest: {} ({})", "", n.heading, n.url);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `paver docs agenda --dry-run`.
+fn agenda(config: &Config, dry_run: bool, catalog: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(dry_run, "only --dry-run: the scheduler posts the agenda");
+    let run = runtime()?.block_on(async {
+        let catalog = paver::app::load_catalog(config, catalog.as_deref()).await?;
+        let db = open_db(config).await?;
+        // No sinks: a dry run sends nothing.
+        let dispatcher = Dispatcher::new(db.clone(), Default::default(), paver::app::pace(config));
+        let send = Sender::new(
+            db.clone(),
+            dispatcher,
+            catalog.clone(),
+            config.golden_path(),
+        );
+        let flow =
+            office_hours::OfficeHours::new(db, catalog, send, config.docs.office_hours.clone());
+        anyhow::Ok(flow.run_agenda(chrono::Utc::now(), true).await?)
+    })?;
+    match run.preview {
+        Some(p) => println!("{p}"),
+        None => println!("(no question is tagged for office hours)"),
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The configured sources (git ones cloned or pulled now), or `dirs`.

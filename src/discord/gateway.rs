@@ -122,8 +122,9 @@ impl Gateway {
         }
     }
 
-    /// Whether `channel` is a request's thread (storage decides; answers
-    /// are cached here, a "no" only briefly).
+    /// Whether `channel` is a thread Paver owns, a request's or a
+    /// handoff's (storage decides; answers are cached here, a "no" only
+    /// briefly).
     async fn is_request_thread(&self, channel: &str) -> bool {
         if channel.is_empty() || !channel.bytes().all(|b| b.is_ascii_digit()) {
             return false;
@@ -141,7 +142,7 @@ impl Gateway {
         let known = match self
             .db
             .threads()
-            .belongs_to_request(Platform::Discord, channel, None)
+            .hears(Platform::Discord, channel, None)
             .await
         {
             Ok(known) => known,

@@ -10,6 +10,7 @@ pub mod eval;
 pub mod git;
 mod index;
 pub mod live;
+pub mod office_hours;
 pub mod reply;
 pub mod sections;
 pub mod source;
@@ -17,7 +18,7 @@ mod vocab;
 
 use std::path::PathBuf;
 
-pub use config::{DocsConfig, DocsSource};
+pub use config::{DocsConfig, DocsSource, OfficeHoursConfig};
 pub use live::LiveDocs;
 
 /// Why the docs could not be loaded.

@@ -16,6 +16,7 @@ use crate::catalog::SharedCatalog;
 use crate::chat::dispatcher::Dispatcher;
 use crate::chat::send::Sender;
 use crate::chat::{ChatUser, Conversation, Inbound};
+use crate::docs::office_hours::OfficeHours;
 use crate::domain::{Action, GoldenPath, Reason};
 use crate::drivers::Driver;
 use crate::nlu::{Understander, Understanding};
@@ -62,6 +63,8 @@ pub struct EngineSettings {
     pub scorecards: ScorecardsConfig,
     /// The docs questions are answered from (`None`: none configured).
     pub docs: Option<crate::docs::LiveDocs>,
+    /// Where docs questions go to humans (`[docs.office_hours]`).
+    pub office_hours: crate::docs::OfficeHoursConfig,
 }
 
 impl Default for EngineSettings {
@@ -77,6 +80,7 @@ impl Default for EngineSettings {
             approval_notices: ApprovalNoticeConfig::default(),
             scorecards: ScorecardsConfig::default(),
             docs: None,
+            office_hours: crate::docs::OfficeHoursConfig::default(),
         }
     }
 }
@@ -97,6 +101,7 @@ struct Inner {
     send: Sender,
     tasks: Tracker,
     docs: Option<crate::docs::LiveDocs>,
+    office_hours: OfficeHours,
 }
 
 impl Engine {
@@ -122,6 +127,12 @@ impl Engine {
             catalog.clone(),
             settings.scorecards.clone(),
             send.clone(),
+        );
+        let office_hours = OfficeHours::new(
+            db.clone(),
+            catalog.clone(),
+            send.clone(),
+            settings.office_hours.clone(),
         );
         let scores: Arc<dyn crate::policy::Scores> = Arc::new(scorecards.clone());
         let requests = Requests::new(
@@ -150,6 +161,7 @@ impl Engine {
                 answers,
                 scorecards,
                 docs: settings.docs.clone(),
+                office_hours,
                 send,
                 tasks,
             }),
@@ -181,6 +193,11 @@ impl Engine {
         &self.inner.scorecards
     }
 
+    /// The docs flow's humans in the loop (the agenda scheduler, the CLI).
+    pub fn office_hours(&self) -> &OfficeHours {
+        &self.inner.office_hours
+    }
+
     /// The request flow (recovery, sweeping, the executor).
     pub fn requests(&self) -> &Requests {
         &self.inner.requests
@@ -196,6 +213,17 @@ impl Engine {
                 tracing::debug!(platform, event_id, "duplicate event ignored");
                 return Ok(Handled::Duplicate);
             }
+        }
+        // A reply in the platform team's thread under a handed-off
+        // question is the docs flow's (the relay), whatever it says.
+        let conv = &msg.conversation;
+        if let Some(question) = inner
+            .db
+            .threads()
+            .handoff_of(conv.platform, &conv.channel, conv.thread.as_deref())
+            .await?
+        {
+            return Ok(inner.office_hours.reply_in_handoff(&msg, &question).await?);
         }
         let (catalog, parser) = inner.parser.current();
         if let Some(handled) = inner
@@ -216,7 +244,6 @@ impl Engine {
             action = %understood.action.kind(),
             "understood a message"
         );
-        let conv = &msg.conversation;
         let in_thread = conv.thread.is_some();
         if let Action::Scorecard { target } = &understood.action {
             if inner.answers.may_read(&msg.user) {
@@ -244,12 +271,11 @@ impl Engine {
             Some(Answer::Ask(question)) => {
                 // This question's snapshot: a refresh swapping in new docs
                 // meanwhile does not change what it reads.
-                let reply = match inner.docs.as_ref().and_then(|d| d.current()) {
-                    Some(docs) => crate::docs::reply::answer(&docs, &question, &catalog),
-                    None => crate::chat::messages::ask(&question, &catalog),
-                };
-                inner.send.reply(conv, &reply).await?;
-                Ok(Handled::Replied)
+                let docs = inner.docs.as_ref().and_then(|d| d.current());
+                Ok(inner
+                    .office_hours
+                    .ask(&msg.user, conv, &question, docs.as_deref())
+                    .await?)
             }
             None => {
                 let handled = inner
@@ -264,8 +290,8 @@ impl Engine {
         }
     }
 
-    /// A button press: a digest's goes to the scorecards flow, any other
-    /// to the request flow.
+    /// A button press: a digest's goes to the scorecards flow, a docs
+    /// answer's to the docs flow, any other to the request flow.
     pub async fn handle_button(
         &self,
         user: &ChatUser,
@@ -291,6 +317,9 @@ impl Engine {
                     .scorecards
                     .press(user, Some(conv), &p, reason)
                     .await?);
+            }
+            if p.op.is_docs() {
+                return Ok(self.inner.office_hours.press(user, conv, &p).await?);
             }
         }
         Ok(self

@@ -104,11 +104,16 @@ impl Requests {
             },
             ButtonOp::Retry => self.retry(user, &conv, req).await,
             ButtonOp::First => self.create_first(user, &conv, req).await,
-            // A digest's buttons carry a nag item's id, never a request's:
-            // the engine sends them to the scorecards flow.
-            ButtonOp::Snooze | ButtonOp::WontFix | ButtonOp::Recheck => {
-                send.whisper(user, &conv, &notices::unknown_button()).await
-            }
+            // A digest's buttons carry a nag item's id and a docs answer's a
+            // question's, never a request's: the engine sends them to the
+            // scorecards and docs flows.
+            ButtonOp::Snooze
+            | ButtonOp::WontFix
+            | ButtonOp::Recheck
+            | ButtonOp::Helpful
+            | ButtonOp::NotHelpful
+            | ButtonOp::AskHuman
+            | ButtonOp::OfficeHours => send.whisper(user, &conv, &notices::unknown_button()).await,
         }
     }
 

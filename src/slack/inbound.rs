@@ -456,7 +456,8 @@ impl SlackState {
             m.thread_ts
         } else {
             // In channels Paver hears mentions through app_mention; a
-            // plain message counts only as a reply in a request's thread.
+            // plain message counts only as a reply in a thread Paver owns (a
+            // request's, or the platform team's under a question handed off).
             let mentions_bot = bot
                 .as_ref()
                 .is_some_and(|b| text.contains(&format!("<@{b}>")));
@@ -468,7 +469,7 @@ impl SlackState {
                 .engine
                 .db()
                 .threads()
-                .belongs_to_request(Platform::Slack, &channel, Some(&t))
+                .hears(Platform::Slack, &channel, Some(&t))
                 .await?;
             if !ours {
                 return Ok(());

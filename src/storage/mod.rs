@@ -14,6 +14,7 @@ pub mod nags;
 pub mod outbox;
 pub mod pace;
 pub mod platform;
+pub mod questions;
 pub mod replay;
 pub mod requests;
 pub mod scorecards;
@@ -181,6 +182,11 @@ impl Db {
 
     pub fn nags(&self) -> nags::NagStore<'_> {
         nags::NagStore { db: self }
+    }
+
+    /// Office hours' questions, votes, handoffs and agendas.
+    pub fn questions(&self) -> questions::QuestionStore<'_> {
+        questions::QuestionStore { db: self }
     }
 
     pub fn pace(&self) -> PaceStore<'_> {

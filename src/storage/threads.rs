@@ -1,6 +1,7 @@
-//! Thread ownership: whether a chat place belongs to a request, so a plain
-//! message there is for Paver. The one place that decides it; adapters
-//! may cache the answer.
+//! Thread ownership: whether a chat place belongs to a request or to an
+//! office-hours handoff (the platform team's thread under a question Paver
+//! posted there), so a plain message there is for Paver. The one place
+//! that decides it; adapters may cache the answer.
 
 use super::{Db, StorageError};
 use crate::domain::Platform;
@@ -47,5 +48,32 @@ impl ThreadStore<'_> {
             }
         };
         Ok(found.is_some())
+    }
+
+    /// The question whose handoff thread `(platform, channel, thread)` is:
+    /// with a `thread` (Slack), the thread under the handoff post in that
+    /// channel; without one (Discord), a thread started under it.
+    pub async fn handoff_of(
+        &self,
+        platform: Platform,
+        channel: &str,
+        thread: Option<&str>,
+    ) -> Result<Option<String>, StorageError> {
+        self.db
+            .questions()
+            .handoff_at(platform, channel, thread)
+            .await
+    }
+
+    /// Whether a plain message at `(platform, channel, thread)` is for
+    /// Paver: a request's thread or a handoff's. What the edges ask.
+    pub async fn hears(
+        &self,
+        platform: Platform,
+        channel: &str,
+        thread: Option<&str>,
+    ) -> Result<bool, StorageError> {
+        Ok(self.belongs_to_request(platform, channel, thread).await?
+            || self.handoff_of(platform, channel, thread).await?.is_some())
     }
 }
