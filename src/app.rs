@@ -204,6 +204,7 @@ pub fn engine_settings(config: &Config) -> EngineSettings {
         approval_notices: config.approval_notices.clone(),
         scorecards: config.scorecards.clone(),
         docs: docs(config),
+        docs_llm: docs_llm(config),
         ..EngineSettings::default()
     }
 }
@@ -218,6 +219,25 @@ pub fn docs(config: &Config) -> Option<Arc<crate::docs::Docs>> {
         Ok(d) => Some(Arc::new(d)),
         Err(e) => {
             tracing::warn!(error = %e, "the docs could not be indexed; questions go to the platform team");
+            None
+        }
+    }
+}
+
+/// The model that writes docs answers: `[llm]`'s, unless `[docs] llm =
+/// false`; `None` (answers are quoted) without one or when it cannot be set up.
+pub fn docs_llm(config: &Config) -> Option<Arc<crate::docs::answer::AnswerLlm>> {
+    if config.docs.sources.is_empty() {
+        return None;
+    }
+    match crate::docs::answer::AnswerLlm::from_config(&config.llm, &config.docs) {
+        Ok(Some(llm)) => {
+            tracing::info!("answering docs questions with the LLM: {}", llm.describe());
+            Some(Arc::new(llm))
+        }
+        Ok(None) => None,
+        Err(e) => {
+            tracing::warn!(error = %e, "the LLM cannot write docs answers; they are quoted");
             None
         }
     }

@@ -7,11 +7,24 @@ use serde::Deserialize;
 /// The names a source's `url_template` may use.
 pub const URL_NAMES: &[&str] = &["path", "anchor"];
 
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct DocsConfig {
     /// Docs roots in the MkDocs/TechDocs layout (`mkdocs.yml`, `docs/`).
     pub sources: Vec<DocsSource>,
+    /// Whether answers are written by the `[llm]` model (when one is
+    /// configured) rather than quoted. On by default, so configuring the
+    /// LLM once turns on both understanding and answering.
+    pub llm: bool,
+}
+
+impl Default for DocsConfig {
+    fn default() -> Self {
+        DocsConfig {
+            sources: Vec::new(),
+            llm: true,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]

@@ -5,6 +5,7 @@
 //! Loaded once from the configured sources (`[[docs.sources]]`); re-reading
 //! when the docs change and git sources are not here yet.
 
+pub mod answer;
 pub mod config;
 pub mod eval;
 mod index;

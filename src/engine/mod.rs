@@ -62,6 +62,8 @@ pub struct EngineSettings {
     pub scorecards: ScorecardsConfig,
     /// The docs questions are answered from (`None`: none configured).
     pub docs: Option<Arc<crate::docs::Docs>>,
+    /// The model that writes answers from the docs (`None`: quoted).
+    pub docs_llm: Option<Arc<crate::docs::answer::AnswerLlm>>,
 }
 
 impl Default for EngineSettings {
@@ -77,6 +79,7 @@ impl Default for EngineSettings {
             approval_notices: ApprovalNoticeConfig::default(),
             scorecards: ScorecardsConfig::default(),
             docs: None,
+            docs_llm: None,
         }
     }
 }
@@ -97,6 +100,7 @@ struct Inner {
     send: Sender,
     tasks: Tracker,
     docs: Option<Arc<crate::docs::Docs>>,
+    docs_llm: Option<Arc<crate::docs::answer::AnswerLlm>>,
 }
 
 impl Engine {
@@ -150,6 +154,7 @@ impl Engine {
                 answers,
                 scorecards,
                 docs: settings.docs.clone(),
+                docs_llm: settings.docs_llm.clone(),
                 send,
                 tasks,
             }),
@@ -238,7 +243,10 @@ impl Engine {
             Some(Answer::Silence) => Ok(Handled::Ignored),
             Some(Answer::Ask(question)) => {
                 let reply = match &inner.docs {
-                    Some(docs) => crate::docs::reply::answer(docs, &question, &catalog),
+                    Some(docs) => {
+                        let llm = inner.docs_llm.as_deref();
+                        crate::docs::reply::answer_with(docs, llm, &question, &catalog).await
+                    }
                     None => crate::chat::messages::ask(&question, &catalog),
                 };
                 inner.send.reply(conv, &reply).await?;
