@@ -275,7 +275,11 @@ fn reply_text(reply: &DocsReply) -> String {
     if !reply.known {
         out.push_str(&format!("{}\n", reply.answer));
         if let Some(n) = &reply.nearest {
-            out.push_str(&format!("The closest section: {} — {}\n", n.breadcrumb(), n.url));
+            out.push_str(&format!(
+                "The closest section: {} — {}\n",
+                n.breadcrumb(),
+                n.url
+            ));
         }
     } else if reply.written() {
         out.push_str(&format!("{}\n\nSources:\n", reply.answer));

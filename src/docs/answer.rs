@@ -139,7 +139,9 @@ const SECTION_CHARS: usize = 2500;
 pub async fn answer(docs: &Docs, llm: Option<&AnswerLlm>, question: &str) -> DocsReply {
     let best = match docs.best(question) {
         Answer::Answerable(best) => best,
-        Answer::NotKnown { nearest } => return not_known(question, nearest.as_ref(), Via::Retrieval),
+        Answer::NotKnown { nearest } => {
+            return not_known(question, nearest.as_ref(), Via::Retrieval)
+        }
     };
     let Some(llm) = llm else {
         return quotes(docs, question, &best, Via::Retrieval);
@@ -345,7 +347,10 @@ pub enum Failure {
 pub enum Said {
     /// The answer, citations renumbered `[1]`… in order of first use;
     /// `cites[i]` is the 1-based number of the given section `[i + 1]` is.
-    Answer { text: String, cites: Vec<usize> },
+    Answer {
+        text: String,
+        cites: Vec<usize>,
+    },
     DontKnow,
 }
 
@@ -526,11 +531,7 @@ impl Cite {
     fn number(&self) -> Option<usize> {
         match self {
             Cite::Number(n) => usize::try_from(*n).ok(),
-            Cite::Text(t) => t
-                .trim()
-                .trim_matches(|c| c == '[' || c == ']')
-                .parse()
-                .ok(),
+            Cite::Text(t) => t.trim().trim_matches(|c| c == '[' || c == ']').parse().ok(),
         }
     }
 }
@@ -538,8 +539,7 @@ impl Cite {
 /// Checks the model's `output` for a question asked with `given`.
 pub fn check(output: &str, question: &str, given: &[Hit]) -> Result<Said, Failure> {
     let value = extract_json(output).map_err(|e| Failure::Malformed(e.to_string()))?;
-    let raw: Raw =
-        serde_json::from_value(value).map_err(|e| Failure::Malformed(e.to_string()))?;
+    let raw: Raw = serde_json::from_value(value).map_err(|e| Failure::Malformed(e.to_string()))?;
     // Control characters (a terminal's escapes) are never part of an answer.
     let text: String = raw
         .answer
@@ -580,9 +580,14 @@ pub fn check(output: &str, question: &str, given: &[Hit]) -> Result<Said, Failur
 
 fn says_dont_know(text: &str) -> bool {
     let t = text.to_lowercase().replace('’', "'");
-    ["i don't know", "i do not know", "the sections do not", "the sections don't"]
-        .iter()
-        .any(|p| t.starts_with(p))
+    [
+        "i don't know",
+        "i do not know",
+        "the sections do not",
+        "the sections don't",
+    ]
+    .iter()
+    .any(|p| t.starts_with(p))
 }
 
 /// A citation marker at byte `start..end` of the text, and its numbers:
@@ -628,21 +633,13 @@ fn citations(text: &str, given: usize) -> (String, Vec<usize>) {
     let mut last = 0;
     for (start, end, ns) in markers(text) {
         out.push_str(&text[last..start]);
-        let valid: Vec<usize> = ns
-            .into_iter()
-            .filter(|n| (1..=given).contains(n))
-            .collect();
+        let valid: Vec<usize> = ns.into_iter().filter(|n| (1..=given).contains(n)).collect();
         for &n in &valid {
             if !order.contains(&n) {
                 order.push(n);
             }
         }
-        out.push_str(
-            &valid
-                .iter()
-                .map(|n| format!("[{n}]"))
-                .collect::<String>(),
-        );
+        out.push_str(&valid.iter().map(|n| format!("[{n}]")).collect::<String>());
         last = end;
     }
     out.push_str(&text[last..]);
@@ -773,8 +770,14 @@ mod tests {
 
     fn given() -> Vec<Hit> {
         vec![
-            hit("Lifetime", "Preview environments live 72 hours, then they are deleted."),
-            hit("Rotate", "Run plat db rotate-credentials SERVICE --env ENV to rotate."),
+            hit(
+                "Lifetime",
+                "Preview environments live 72 hours, then they are deleted.",
+            ),
+            hit(
+                "Rotate",
+                "Run plat db rotate-credentials SERVICE --env ENV to rotate.",
+            ),
         ]
     }
 
@@ -827,7 +830,11 @@ mod tests {
             Err(Failure::Uncited)
         );
         assert_eq!(
-            check(r#"{"known": true, "answer": "Previews live 72 hours."}"#, "q", &given()),
+            check(
+                r#"{"known": true, "answer": "Previews live 72 hours."}"#,
+                "q",
+                &given()
+            ),
             Err(Failure::Uncited)
         );
     }
@@ -863,11 +870,19 @@ mod tests {
     #[test]
     fn dont_know_garbage_and_loose_json() {
         assert_eq!(
-            check(r#"{"known": false, "answer": "", "cites": []}"#, "q", &given()),
+            check(
+                r#"{"known": false, "answer": "", "cites": []}"#,
+                "q",
+                &given()
+            ),
             Ok(Said::DontKnow)
         );
         assert_eq!(
-            check(r#"{"known": true, "answer": "I don't know."}"#, "q", &given()),
+            check(
+                r#"{"known": true, "answer": "I don't know."}"#,
+                "q",
+                &given()
+            ),
             Ok(Said::DontKnow)
         );
         assert!(matches!(
@@ -907,6 +922,9 @@ mod tests {
     fn long_answers_are_cut_at_a_sentence() {
         let long = "Previews live 72 hours [1]. ".repeat(40);
         let c = cap(long.trim(), MAX_ANSWER);
-        assert!(c.chars().count() <= MAX_ANSWER && c.ends_with("[1]."), "{c}");
+        assert!(
+            c.chars().count() <= MAX_ANSWER && c.ends_with("[1]."),
+            "{c}"
+        );
     }
 }
