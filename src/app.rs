@@ -205,6 +205,7 @@ pub fn engine_settings(config: &Config) -> EngineSettings {
         scorecards: config.scorecards.clone(),
         docs: docs(config),
         office_hours: config.docs.office_hours.clone(),
+        docs_llm: docs_llm(config),
         ..EngineSettings::default()
     }
 }
@@ -217,6 +218,25 @@ pub fn docs(config: &Config) -> Option<crate::docs::LiveDocs> {
         return None;
     }
     Some(crate::docs::LiveDocs::load(&config.docs))
+}
+
+/// The model that writes docs answers: `[llm]`'s, unless `[docs] llm =
+/// false`; `None` (answers are quoted) without one or when it cannot be set up.
+pub fn docs_llm(config: &Config) -> Option<Arc<crate::docs::answer::AnswerLlm>> {
+    if config.docs.sources.is_empty() {
+        return None;
+    }
+    match crate::docs::answer::AnswerLlm::from_config(&config.llm, &config.docs) {
+        Ok(Some(llm)) => {
+            tracing::info!("answering docs questions with the LLM: {}", llm.describe());
+            Some(Arc::new(llm))
+        }
+        Ok(None) => None,
+        Err(e) => {
+            tracing::warn!(error = %e, "the LLM cannot write docs answers; they are quoted");
+            None
+        }
+    }
 }
 
 impl App {

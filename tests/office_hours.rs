@@ -16,7 +16,7 @@ use chrono::{TimeZone, Utc};
 use paver::chat::{ChatUser, Conversation, Handled, Inbound, Message, Platform};
 use paver::docs::config::AgendaCron;
 use paver::docs::office_hours::{self, AgendaOutcome};
-use paver::docs::{Docs, DocsSource, OfficeHoursConfig};
+use paver::docs::{Docs, DocsSource, LiveDocs, OfficeHoursConfig};
 use paver::domain::{ChannelRef, UserName};
 use paver::engine::EngineSettings;
 use support::paver::TestPaver;
@@ -27,9 +27,9 @@ const UNKNOWN: &str = "do we have GPU nodes for training ML models?";
 
 static EVENTS: AtomicUsize = AtomicUsize::new(0);
 
-fn docs() -> Arc<Docs> {
+fn docs() -> LiveDocs {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/docs");
-    Arc::new(Docs::load(&[DocsSource::at(root)]).unwrap())
+    LiveDocs::fixed(Docs::load(&[DocsSource::at(root)]).unwrap())
 }
 
 struct Harness {

@@ -1569,3 +1569,29 @@ fn office_hours_messages() {
         ),
     );
 }
+
+/// Office hours with an LLM: the model's short answer, its citations
+/// numbering the sources listed under it with their links; a mention or
+/// markup in it cannot ping or break the message.
+#[test]
+fn docs_written_answers() {
+    use paver::chat::docs::{written, Cited};
+    let sources = [
+        Cited {
+            heading_path: "PostgreSQL › Rotating credentials".into(),
+            url: "https://docs.example.internal/databases/postgres/#rotating-credentials".into(),
+        },
+        Cited {
+            heading_path: "Secrets and Vault › Where secrets live".into(),
+            url: "https://docs.example.internal/secrets/#where-secrets-live".into(),
+        },
+    ];
+    three_ways(
+        "docs_written_answer",
+        &written(
+            "how do I rotate the db creds for order-service?",
+            "Run `plat db rotate-credentials orders-db --env production` [1]. The new password is written to Vault under `secret/order-service/production` [2]; the old one stays valid for 24 hours [1]. <!channel> @here",
+            &sources,
+        ),
+    );
+}

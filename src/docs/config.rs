@@ -23,9 +23,7 @@ pub const DEFAULT_REFRESH_SECS: u64 = 60;
 /// default SQLite file (`var/paver.db`), read from the working directory.
 pub const DEFAULT_CACHE_DIR: &str = "var/docs";
 
-// Optional fields with accessors rather than a hand-written `Default`: the
-// section keeps `derive(Default)`, so options added here need no more.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct DocsConfig {
     /// Docs roots in the MkDocs/TechDocs layout (`mkdocs.yml`, `docs/`):
@@ -38,6 +36,22 @@ pub struct DocsConfig {
     pub cache_dir: Option<PathBuf>,
     /// Humans in the loop: handoffs, the on-call page, the agenda.
     pub office_hours: OfficeHoursConfig,
+    /// Whether answers are written by the `[llm]` model (when one is
+    /// configured) rather than quoted. On by default, so configuring the
+    /// LLM once turns on both understanding and answering.
+    pub llm: bool,
+}
+
+impl Default for DocsConfig {
+    fn default() -> Self {
+        DocsConfig {
+            sources: Vec::new(),
+            refresh_secs: None,
+            cache_dir: None,
+            office_hours: OfficeHoursConfig::default(),
+            llm: true,
+        }
+    }
 }
 
 /// `[docs.office_hours]`. Every key has a working default: handoffs go to

@@ -125,3 +125,124 @@ pub fn run(docs: &Docs, cases: &[Case]) -> Report {
     }
     r
 }
+
+// ----- answers ------------------------------------------------------------------
+
+/// A question for scoring answers: a [`Case`] with the words a right
+/// answer holds (`answer_contains`, each case-insensitively).
+#[derive(Debug, Clone, Deserialize)]
+pub struct AnswerCase {
+    #[serde(default)]
+    pub id: String,
+    pub question: String,
+    pub expect: Vec<Expected>,
+    #[serde(default)]
+    pub answer_contains: Vec<String>,
+}
+
+pub fn parse_answer_cases(text: &str) -> Result<Vec<AnswerCase>, CaseError> {
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| {
+            serde_json::from_str(l).map_err(|e| CaseError {
+                line: i + 1,
+                detail: e.to_string(),
+            })
+        })
+        .collect()
+}
+
+/// A question answered wrongly, and what was said.
+#[derive(Debug, Clone)]
+pub struct AnswerMiss {
+    pub id: String,
+    pub question: String,
+    /// Empty: "don't know" was expected.
+    pub expected: Vec<Expected>,
+    pub answer_contains: Vec<String>,
+    pub reply: super::answer::DocsReply,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct AnswersReport {
+    pub answerable: usize,
+    /// Answerable questions whose answer holds every expected phrase and
+    /// names an expected section among its sources.
+    pub right: usize,
+    /// Answerable questions answered "don't know".
+    pub answerable_dont_know: usize,
+    pub unanswerable: usize,
+    /// Unanswerable questions answered "don't know".
+    pub dont_know: usize,
+    /// Answers the model wrote (all questions).
+    pub written: usize,
+    /// Answers the model was asked for and that were quoted instead.
+    pub fell_back: usize,
+    pub misses: Vec<AnswerMiss>,
+}
+
+impl AnswersReport {
+    /// The share of answerable questions answered right.
+    pub fn right_share(&self) -> f64 {
+        ratio(self.right, self.answerable)
+    }
+    /// The share of unanswerable questions answered "don't know".
+    pub fn dont_know_share(&self) -> f64 {
+        ratio(self.dont_know, self.unanswerable)
+    }
+}
+
+/// Whether `reply` answers `case` right: for an answerable question,
+/// known, holding every expected phrase and citing an expected section;
+/// for an unanswerable one, "don't know".
+pub fn answered_right(case: &AnswerCase, reply: &super::answer::DocsReply) -> bool {
+    if case.expect.is_empty() {
+        return !reply.known;
+    }
+    let answer = reply.answer.to_lowercase();
+    reply.known
+        && case
+            .answer_contains
+            .iter()
+            .all(|p| answer.contains(&p.to_lowercase()))
+        && reply.sources.iter().any(|s| {
+            case.expect
+                .iter()
+                .any(|e| e.path == s.path && e.heading == s.heading)
+        })
+}
+
+/// Answers every case, one at a time (a local model is slow enough).
+pub async fn run_answers(
+    docs: &Docs,
+    llm: Option<&super::answer::AnswerLlm>,
+    cases: &[AnswerCase],
+) -> AnswersReport {
+    use super::answer::Via;
+    let mut r = AnswersReport::default();
+    for c in cases {
+        let reply = super::answer::answer(docs, llm, &c.question).await;
+        r.written += usize::from(matches!(reply.via, Via::Llm { .. }) && reply.known);
+        r.fell_back += usize::from(matches!(reply.via, Via::Fallback { .. }));
+        let right = answered_right(c, &reply);
+        if c.expect.is_empty() {
+            r.unanswerable += 1;
+            r.dont_know += usize::from(right);
+        } else {
+            r.answerable += 1;
+            r.right += usize::from(right);
+            r.answerable_dont_know += usize::from(!reply.known);
+        }
+        if !right {
+            r.misses.push(AnswerMiss {
+                id: c.id.clone(),
+                question: c.question.clone(),
+                expected: c.expect.clone(),
+                answer_contains: c.answer_contains.clone(),
+                reply,
+            });
+        }
+    }
+    r
+}

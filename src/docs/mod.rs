@@ -5,6 +5,7 @@
 //! Loaded from the configured sources (`[[docs.sources]]`: folders, git
 //! repositories); `live` keeps them current, re-reading only changed pages.
 
+pub mod answer;
 pub mod config;
 pub mod eval;
 pub mod git;

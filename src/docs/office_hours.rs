@@ -19,7 +19,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use serde::Serialize;
 
 use super::config::OfficeHoursConfig;
-use super::{Answer, Docs, Hit};
+use super::Docs;
 use crate::catalog::{Catalog, SharedCatalog};
 use crate::chat::office_hours::{self as say, AgendaItem};
 use crate::chat::send::Sender;
@@ -45,45 +45,22 @@ pub struct Said {
     pub sources: Vec<Cited>,
 }
 
-fn cited(h: &Hit) -> Cited {
-    let mut path = vec![h.title.clone()];
-    path.extend(h.heading_path.iter().filter(|p| **p != h.title).cloned());
-    if path.last() != Some(&h.heading) && !h.heading.is_empty() {
-        path.push(h.heading.clone());
-    }
-    path.dedup();
-    Cited {
-        path: h.path.clone(),
-        heading: path.join(" › "),
-        url: h.url.clone(),
-    }
-}
-
-/// What `docs` says to `question`: the same choice `docs::reply` quotes
-/// from (the best section, then up to two more that answer it), or the
-/// nearest section when it does not know.
-pub fn said(docs: &Docs, question: &str) -> Said {
-    match docs.best(question) {
-        Answer::Answerable(best) => {
-            let mut sources = vec![cited(&best)];
-            for h in docs.search(question, 3) {
-                let c = cited(&h);
-                if h.answerable && !h.text.trim().is_empty() && !sources.contains(&c) {
-                    sources.push(c);
-                }
-                if sources.len() == 3 {
-                    break;
-                }
-            }
-            Said {
-                known: true,
-                sources,
-            }
-        }
-        Answer::NotKnown { nearest } => Said {
-            known: false,
-            sources: nearest.as_ref().map(cited).into_iter().collect(),
-        },
+/// What a reply said, for its record: the sections it cites (or quotes),
+/// or the nearest one when it does not know.
+pub fn said_by(reply: &super::answer::DocsReply) -> Said {
+    let cite = |s: &super::answer::Source| Cited {
+        path: s.path.clone(),
+        heading: s.breadcrumb(),
+        url: s.url.clone(),
+    };
+    let sources = if reply.known {
+        reply.sources.iter().map(cite).collect()
+    } else {
+        reply.nearest.iter().map(cite).collect()
+    };
+    Said {
+        known: reply.known,
+        sources,
     }
 }
 
@@ -384,14 +361,15 @@ impl OfficeHours {
         conv: &Conversation,
         question: &str,
         docs: Option<&Docs>,
+        llm: Option<&super::answer::AnswerLlm>,
     ) -> Result<Handled, StorageError> {
         let (tagged, question) = read_tag(question);
         let catalog = self.inner.catalog.current();
         let (answer, said) = match docs {
-            Some(d) => (
-                super::reply::answer(d, &question, &catalog),
-                said(d, &question),
-            ),
+            Some(d) => {
+                let reply = super::answer::answer(d, llm, &question).await;
+                (super::reply::message(&reply, &catalog), said_by(&reply))
+            }
             None => (
                 crate::chat::messages::ask(&question, &catalog),
                 Said::default(),

@@ -1,55 +1,60 @@
-//! Answering a chat question from the docs, without an LLM: the best one
-//! to three sections that answer it, quoted with links, or "I don't know"
-//! (never a guess).
+//! Answering a chat question from the docs: the [`DocsReply`] (written by
+//! the LLM from the sections it cites, or the best one to three sections
+//! quoted with links, or "I don't know" — never a guess) as a message.
 
-use super::{Answer, Docs, Hit};
+use super::answer::{self, AnswerLlm, DocsReply, Source};
+use super::Docs;
 use crate::catalog::Catalog;
-use crate::chat::docs::{self as say, Quoted};
+use crate::chat::docs::{self as say, Cited, Quoted};
 use crate::chat::Message;
 
-fn quoted(h: &Hit) -> Quoted {
-    let mut path = vec![h.title.clone()];
-    path.extend(h.heading_path.iter().filter(|p| **p != h.title).cloned());
-    if path.last() != Some(&h.heading) {
-        path.push(h.heading.clone());
-    }
-    path.dedup();
-    Quoted {
-        heading_path: path.join(" › "),
-        url: h.url.clone(),
-        text: h.text.clone(),
+fn cited(s: &Source) -> Cited {
+    Cited {
+        heading_path: s.breadcrumb(),
+        url: s.url.clone(),
     }
 }
 
-/// The answer to `question` from `docs`.
-pub fn answer(docs: &Docs, question: &str, catalog: &Catalog) -> Message {
-    match docs.best(question) {
-        Answer::Answerable(best) => {
-            // The best section first, then up to two more that answer it
-            // too (a question often spans a section and its neighbour).
-            let mut sections = vec![quoted(&best)];
-            for h in docs.search(question, 3) {
-                // A heading with nothing under it quotes nothing.
-                let has_text = !h.text.trim().is_empty();
-                if h.answerable && has_text && (&h.path, &h.heading) != (&best.path, &best.heading)
-                {
-                    sections.push(quoted(&h));
-                }
-                if sections.len() == 3 {
-                    break;
-                }
-            }
-            say::answer(question, &sections)
-        }
-        Answer::NotKnown { nearest } => {
-            let channel = catalog
-                .group("team-platform")
-                .and_then(|g| g.slack_channel.clone());
-            say::dont_know(
-                question,
-                nearest.as_ref().map(quoted).as_ref(),
-                channel.as_deref(),
-            )
-        }
+/// The chat message saying `reply`.
+pub fn message(reply: &DocsReply, catalog: &Catalog) -> Message {
+    if !reply.known {
+        let channel = catalog
+            .group("team-platform")
+            .and_then(|g| g.slack_channel.clone());
+        let nearest = reply.nearest.as_ref().map(|n| Quoted {
+            heading_path: n.breadcrumb(),
+            url: n.url.clone(),
+            text: String::new(),
+        });
+        return say::dont_know(&reply.question, nearest.as_ref(), channel.as_deref());
     }
+    if reply.written() {
+        let sources: Vec<Cited> = reply.sources.iter().map(cited).collect();
+        return say::written(&reply.question, &reply.answer, &sources);
+    }
+    let sections: Vec<Quoted> = reply
+        .quoted
+        .iter()
+        .map(|q| Quoted {
+            heading_path: q.source.breadcrumb(),
+            url: q.source.url.clone(),
+            text: q.text.clone(),
+        })
+        .collect();
+    say::answer(&reply.question, &sections)
+}
+
+/// The answer to `question` from `docs`, quoted (no LLM).
+pub fn answer(docs: &Docs, question: &str, catalog: &Catalog) -> Message {
+    message(&answer::quoted(docs, question), catalog)
+}
+
+/// The answer to `question` from `docs`, written by `llm` when there is one.
+pub async fn answer_with(
+    docs: &Docs,
+    llm: Option<&AnswerLlm>,
+    question: &str,
+    catalog: &Catalog,
+) -> Message {
+    message(&answer::answer(docs, llm, question).await, catalog)
 }

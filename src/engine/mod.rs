@@ -65,6 +65,8 @@ pub struct EngineSettings {
     pub docs: Option<crate::docs::LiveDocs>,
     /// Where docs questions go to humans (`[docs.office_hours]`).
     pub office_hours: crate::docs::OfficeHoursConfig,
+    /// The model that writes answers from the docs (`None`: quoted).
+    pub docs_llm: Option<Arc<crate::docs::answer::AnswerLlm>>,
 }
 
 impl Default for EngineSettings {
@@ -81,6 +83,7 @@ impl Default for EngineSettings {
             scorecards: ScorecardsConfig::default(),
             docs: None,
             office_hours: crate::docs::OfficeHoursConfig::default(),
+            docs_llm: None,
         }
     }
 }
@@ -102,6 +105,7 @@ struct Inner {
     tasks: Tracker,
     docs: Option<crate::docs::LiveDocs>,
     office_hours: OfficeHours,
+    docs_llm: Option<Arc<crate::docs::answer::AnswerLlm>>,
 }
 
 impl Engine {
@@ -162,6 +166,7 @@ impl Engine {
                 scorecards,
                 docs: settings.docs.clone(),
                 office_hours,
+                docs_llm: settings.docs_llm.clone(),
                 send,
                 tasks,
             }),
@@ -272,9 +277,10 @@ impl Engine {
                 // This question's snapshot: a refresh swapping in new docs
                 // meanwhile does not change what it reads.
                 let docs = inner.docs.as_ref().and_then(|d| d.current());
+                let llm = inner.docs_llm.as_deref();
                 Ok(inner
                     .office_hours
-                    .ask(&msg.user, conv, &question, docs.as_deref())
+                    .ask(&msg.user, conv, &question, docs.as_deref(), llm)
                     .await?)
             }
             None => {
