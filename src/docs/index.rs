@@ -527,7 +527,7 @@ mod tests {
     fn compounds_are_indexed_joined_and_camel_case_split() {
         assert_eq!(
             compounds("run `plat db rotate-credentials`; set maxReplicas and DATABASE_URL"),
-            ["rotatecredentials", "max Replicas", "databaseurl"]
+            ["rotatecredentials", "max replicas", "databaseurl"]
         );
         assert_eq!(camel_humps("HTTP"), ["HTTP"]);
     }
