@@ -76,6 +76,16 @@ pub const SYNONYMS: &[&[&str]] = &[
     &["msg", "message"],
     &["perms", "permissions", "permission", "access"],
     &["info", "information"],
+    // Units and limits as abbreviated in chat ("max replicas", "15 min").
+    &["maximum", "max"],
+    &["minimum", "min"],
+    &["minutes", "minute", "mins", "min"],
+    &["hours", "hour", "hrs", "hr"],
+    &["seconds", "second", "secs", "sec"],
+    // Emptying a cache or a queue.
+    &["flush", "clear", "purge", "wipe"],
+    // Pages.
+    &["acknowledged", "acknowledge", "ack", "acked"],
 ];
 
 /// Words that carry no subject in a question: English stopwords and the
@@ -308,7 +318,132 @@ pub const FILLER: &[&str] = &[
     "our",
     "us",
     "whats",
+    // Chat: greetings, hedges and contractions typed without the apostrophe.
+    "hiya",
+    "yo",
+    "ppl",
+    "peeps",
+    "everyone",
+    "asap",
+    "urgent",
+    "urgently",
+    "halp",
+    "wtf",
+    "omg",
+    "oops",
+    "ugh",
+    "argh",
+    "lmk",
+    "tia",
+    "cheers",
+    "rn",
+    "tbh",
+    "imo",
+    "fyi",
+    "dunno",
+    "hows",
+    "wheres",
+    "whos",
+    "cant",
+    "dont",
+    "doesnt",
+    "didnt",
+    "isnt",
+    "arent",
+    "wasnt",
+    "wont",
+    "shouldnt",
+    "couldnt",
+    "wouldnt",
+    "aint",
+    "ive",
+    "youre",
+    "theyre",
+    "thats",
+    "theres",
+    "like",
+    "bit",
+    "lot",
+    "lots",
+    "much",
+    "many",
+    "even",
+    "ever",
+    "anymore",
+    "seems",
+    "seem",
+    "seemed",
+    "guess",
+    "think",
+    "thought",
+    "sure",
+    "wonder",
+    "curious",
+    "anyways",
+    "thank",
+    "gotta",
+    "tried",
+    "figure",
+    "figured",
+    "happen",
+    "happens",
+    "happened",
+    "happening",
+    "works",
+    "worked",
+    "correct",
+    "correctly",
+    "properly",
+    "best",
+    "good",
+    "great",
+    "fine",
+    "bad",
+    "new",
+    "old",
+    "somewhere",
+    "someplace",
+    "sb",
+    "sth",
+    "pretty",
+    "totally",
+    "literally",
+    "probably",
+    "apparently",
+    "suddenly",
+    "keeps",
+    "keep",
+    "kept",
 ];
+
+/// Everyday English by frequency: see the file's header.
+const ENGLISH: &str = include_str!("english_words.txt");
+
+/// The rank (1 = most frequent) of `word` among everyday English words, or
+/// of the word it is an inflection of ("disappeared" → "disappear"); `None`
+/// when it is not among them: a name, a product, jargon or a typo.
+pub fn english_rank(word: &str) -> Option<u32> {
+    static RANKS: std::sync::LazyLock<std::collections::HashMap<&'static str, u32>> =
+        std::sync::LazyLock::new(|| {
+            ENGLISH
+                .lines()
+                .filter(|l| !l.starts_with('#') && !l.is_empty())
+                .zip(1..)
+                .collect()
+        });
+    // A number, a time or a size ("60s", "3pm", "14") is a value, not a
+    // subject: as common as a word can be. A word that starts with a letter
+    // ("k6", "ec2", "log4j") is a name.
+    if word.starts_with(|c: char| c.is_ascii_digit()) {
+        return Some(1);
+    }
+    let inflected = ["s", "es", "ed", "d", "ing"].iter().filter_map(|suffix| {
+        word.strip_suffix(suffix)
+            .filter(|w| w.len() >= 3)
+            .and_then(|w| RANKS.get(w).copied())
+    });
+    RANKS.get(word).copied().into_iter().chain(inflected).min()
+}
 
 /// The other words of `word`'s synonym group.
 pub fn synonyms(word: &str) -> impl Iterator<Item = &'static str> + '_ {
@@ -321,4 +456,21 @@ pub fn synonyms(word: &str) -> impl Iterator<Item = &'static str> + '_ {
 
 pub fn is_filler(word: &str) -> bool {
     FILLER.contains(&word)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn everyday_words_rank_high_and_names_not_at_all() {
+        let yesterday = english_rank("yesterday").unwrap();
+        assert!(yesterday < 2_000, "{yesterday}");
+        // An inflection counts as its word.
+        assert!(english_rank("disappeared").is_some());
+        assert_eq!(english_rank("cassandra").map(|r| r > 5_000), Some(true));
+        assert_eq!(english_rank("datadog"), None);
+        assert_eq!(english_rank("k6"), None);
+        assert_eq!(english_rank("60s"), Some(1));
+    }
 }
