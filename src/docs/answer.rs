@@ -762,6 +762,7 @@ mod tests {
             score: 1.0,
             coverage: 1.0,
             answerable: true,
+            missing: Vec::new(),
             text: text.into(),
         }
     }
