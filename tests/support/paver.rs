@@ -377,12 +377,19 @@ impl TestPaver {
 
     /// Every rendering of the request's card, oldest first.
     pub fn cards(&self, id: &str) -> Vec<Message> {
+        // The card's context says "Request <id> · <when>"; a deploy notice
+        // in its thread names the request too ("… · request <id>"), and
+        // must not be taken for the card when it lands last.
+        let marker = format!("Request {id}");
         self.sink
             .all()
             .iter()
             .filter_map(|s| match s {
                 Sent::Post { message, .. } | Sent::Update { message, .. }
-                    if message.context.as_deref().is_some_and(|c| c.contains(id)) =>
+                    if message
+                        .context
+                        .as_deref()
+                        .is_some_and(|c| c.contains(&marker)) =>
                 {
                     Some(message.clone())
                 }
