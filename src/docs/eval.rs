@@ -28,7 +28,9 @@ pub struct CaseError {
     pub detail: String,
 }
 
-pub fn parse(text: &str) -> Result<Vec<Case>, CaseError> {
+/// Reads a question set: one JSON case per non-blank line, of any case
+/// type (retrieval's `Case`, the answers' `AnswerCase`).
+pub fn parse<C: serde::de::DeserializeOwned>(text: &str) -> Result<Vec<C>, CaseError> {
     text.lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
@@ -141,16 +143,7 @@ pub struct AnswerCase {
 }
 
 pub fn parse_answer_cases(text: &str) -> Result<Vec<AnswerCase>, CaseError> {
-    text.lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| {
-            serde_json::from_str(l).map_err(|e| CaseError {
-                line: i + 1,
-                detail: e.to_string(),
-            })
-        })
-        .collect()
+    parse(text)
 }
 
 /// A question answered wrongly, and what was said.
