@@ -105,7 +105,9 @@ pub fn run(
             query,
         } => {
             let docs = load(config, &docs)?;
-            let hits = docs.search(&query.join(" "), k);
+            let query = query.join(" ");
+            let near = runtime()?.block_on(docs.near(&query));
+            let hits = docs.search_near(&query, near.as_deref(), k);
             if json {
                 let out: Vec<_> = hits
                     .iter()
@@ -121,8 +123,14 @@ pub fn run(
                     } else {
                         "  (weak: don't know)"
                     };
+                    // The words a section lacks are why it is weak.
+                    let missing = if h.missing.is_empty() {
+                        String::new()
+                    } else {
+                        format!(", lacks {}", h.missing.join(" "))
+                    };
                     println!(
-                        "{:7.3}  {} › {}{flag}\n         {}  coverage {:.2}",
+                        "{:7.3}  {} › {}{flag}\n         {}  coverage {:.2}{missing}",
                         h.score,
                         h.path,
                         h.heading_path.join(" › "),
@@ -234,7 +242,7 @@ pub fn run(
                 .with_context(|| format!("reading {}", file.display()))?;
             let cases =
                 eval::parse(&text).with_context(|| format!("parsing {}", file.display()))?;
-            let r = eval::run(&docs, &cases);
+            let r = runtime()?.block_on(eval::run_near(&docs, &cases));
             println!(
                 "answerable {}: recall@1 {:.3} ({}), recall@3 {:.3} ({}), \"don't know\" to {}",
                 r.answerable,
@@ -445,6 +453,9 @@ fn load(
     } else {
         DocsConfig {
             sources: dirs.iter().map(|d| DocsSource::at(d.as_path())).collect(),
+            // Other docs, the same retrieval: the configured embeddings
+            // when there is a config to read (none is needed).
+            embeddings: config().ok().and_then(|c| c.docs.embeddings),
             ..DocsConfig::default()
         }
     };
@@ -461,6 +472,9 @@ fn load(
         .build()
         .context("starting the async runtime")?
         .block_on(live.refresh_now());
+    if live.current().is_some_and(|d| d.embedded()) {
+        eprintln!("retrieval: BM25 fused with embedding similarity");
+    }
     match live.current() {
         Some(docs) if refresh.failed.is_empty() => Ok(docs),
         _ => anyhow::bail!(

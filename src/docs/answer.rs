@@ -137,19 +137,21 @@ const SECTION_CHARS: usize = 2500;
 /// The answer to `question` from `docs`: written by `llm` when given,
 /// quoted otherwise.
 pub async fn answer(docs: &Docs, llm: Option<&AnswerLlm>, question: &str) -> DocsReply {
-    let best = match docs.best(question) {
+    let near = docs.near(question).await;
+    let near = near.as_deref();
+    let best = match docs.best_near(question, near) {
         Answer::Answerable(best) => best,
         Answer::NotKnown { nearest } => {
             return not_known(question, nearest.as_ref(), Via::Retrieval)
         }
     };
     let Some(llm) = llm else {
-        return quotes(docs, question, &best, Via::Retrieval);
+        return quotes(docs, question, near, &best, Via::Retrieval);
     };
     // The best section first, then the next ones by rank whether or not
     // they would answer alone: the model reads a question across sections.
     let mut given = vec![best.clone()];
-    for h in docs.search(question, SECTIONS + 1) {
+    for h in docs.search_near(question, near, SECTIONS + 1) {
         if given.len() == SECTIONS {
             break;
         }
@@ -186,6 +188,7 @@ pub async fn answer(docs: &Docs, llm: Option<&AnswerLlm>, question: &str) -> Doc
             quotes(
                 docs,
                 question,
+                near,
                 &best,
                 Via::Fallback {
                     reason: f.to_string(),
@@ -198,7 +201,7 @@ pub async fn answer(docs: &Docs, llm: Option<&AnswerLlm>, question: &str) -> Doc
 /// The answer without an LLM (and the synchronous path of the chat reply).
 pub fn quoted(docs: &Docs, question: &str) -> DocsReply {
     match docs.best(question) {
-        Answer::Answerable(best) => quotes(docs, question, &best, Via::Retrieval),
+        Answer::Answerable(best) => quotes(docs, question, None, &best, Via::Retrieval),
         Answer::NotKnown { nearest } => not_known(question, nearest.as_ref(), Via::Retrieval),
     }
 }
@@ -209,9 +212,9 @@ fn same(a: &Hit, b: &Hit) -> bool {
 
 /// The best section, then up to two more that answer the question too
 /// (a question often spans a section and its neighbour), quoted.
-fn quotes(docs: &Docs, question: &str, best: &Hit, via: Via) -> DocsReply {
+fn quotes(docs: &Docs, question: &str, near: Option<&[f32]>, best: &Hit, via: Via) -> DocsReply {
     let mut hits = vec![best.clone()];
-    for h in docs.search(question, 3) {
+    for h in docs.search_near(question, near, 3) {
         // A heading with nothing under it quotes nothing.
         if h.answerable && !h.text.trim().is_empty() && !same(&h, best) {
             hits.push(h);

@@ -40,6 +40,9 @@ pub struct DocsConfig {
     /// configured) rather than quoted. On by default, so configuring the
     /// LLM once turns on both understanding and answering.
     pub llm: bool,
+    /// An OpenAI-compatible embeddings endpoint: when set, retrieval fuses
+    /// embedding similarity with BM25. Off by default.
+    pub embeddings: Option<super::embed::EmbeddingsConfig>,
 }
 
 impl Default for DocsConfig {
@@ -50,6 +53,7 @@ impl Default for DocsConfig {
             cache_dir: None,
             office_hours: OfficeHoursConfig::default(),
             llm: true,
+            embeddings: None,
         }
     }
 }
@@ -501,6 +505,9 @@ impl DocsConfig {
             }
         }
         out.extend(self.office_hours.problems());
+        if let Some(e) = &self.embeddings {
+            out.extend(e.problems());
+        }
         out
     }
 }

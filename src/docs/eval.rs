@@ -90,11 +90,28 @@ fn ratio(a: usize, b: usize) -> f64 {
     }
 }
 
+/// Retrieval scored by BM25 alone.
 pub fn run(docs: &Docs, cases: &[Case]) -> Report {
-    let mut r = Report::default();
+    score(docs, cases, &[])
+}
+
+/// Retrieval scored as chat runs it: fused with embedding similarity when
+/// the docs are embedded (`[docs.embeddings]`).
+pub async fn run_near(docs: &Docs, cases: &[Case]) -> Report {
+    let mut near = Vec::with_capacity(cases.len());
     for c in cases {
-        let hits = docs.search(&c.question, 3);
-        let said_dont_know = matches!(docs.best(&c.question), Answer::NotKnown { .. });
+        near.push(docs.near(&c.question).await);
+    }
+    score(docs, cases, &near)
+}
+
+/// `near[i]`: case `i`'s question vector, if any.
+fn score(docs: &Docs, cases: &[Case], near: &[Option<super::embed::Vector>]) -> Report {
+    let mut r = Report::default();
+    for (i, c) in cases.iter().enumerate() {
+        let near = near.get(i).and_then(|v| v.as_deref());
+        let hits = docs.search_near(&c.question, near, 3);
+        let said_dont_know = matches!(docs.best_near(&c.question, near), Answer::NotKnown { .. });
         let got: Vec<String> = hits
             .iter()
             .map(|h| format!("{} › {}", h.path, h.heading))

@@ -94,6 +94,9 @@ pub struct Index {
     words: BTreeMap<String, String>,
     /// Each section's stems (any field), by section id.
     terms: Vec<HashSet<String>>,
+    /// Hyphenated words of headings, joined (`reactfrontend`, `cipassing`):
+    /// what the docs document, never a name of the asker's.
+    headed: HashSet<String>,
 }
 
 /// `on-call`, `DATABASE_URL`, `rotate-credentials` written as one word
@@ -103,6 +106,15 @@ pub struct Index {
 /// indexed besides.
 fn compounds(text: &str) -> Vec<String> {
     let mut out = Vec::new();
+    // "10% of traces": the tokenizer drops the sign, a question says
+    // "percentage".
+    if text
+        .as_bytes()
+        .windows(2)
+        .any(|w| w[0].is_ascii_digit() && w[1] == b'%')
+    {
+        out.push("percent".to_owned());
+    }
     for w in text.split(|c: char| !(c.is_alphanumeric() || c == '-' || c == '_')) {
         let parts: Vec<&str> = w.split(['-', '_']).filter(|p| !p.is_empty()).collect();
         if parts.len() > 1 {
@@ -141,6 +153,10 @@ pub struct QueryWord {
     pub word: String,
     /// (stem, weight): the word's own stem first.
     pub alternatives: Vec<(String, f32)>,
+    /// A name (`billing-api`, `team-growth`, read whole): the asker's own
+    /// service or team, which general docs name as an example if at all,
+    /// so a section is not found wanting for lacking it.
+    pub name: bool,
 }
 
 /// A section found: its id, score and how much of the question it holds.
@@ -209,7 +225,13 @@ impl Index {
         let mut df: HashMap<String, u32> = HashMap::new();
         let mut words = BTreeMap::new();
         let mut terms = Vec::with_capacity(docs.len());
+        let mut headed = HashSet::new();
         for (id, d) in docs.iter().enumerate() {
+            headed.extend(
+                compounds(&format!("{}\n{}\n{}", d.title, d.parents, d.heading))
+                    .into_iter()
+                    .filter(|c| !c.contains(' ')),
+            );
             let all = format!("{}\n{}\n{}\n{}", d.title, d.parents, d.heading, d.body);
             let joined = compounds(&all).join(" ");
             let body = format!("{}\n{joined}", d.body);
@@ -253,6 +275,7 @@ impl Index {
             df,
             words,
             terms,
+            headed,
         })
     }
 
@@ -325,15 +348,30 @@ impl Index {
         let mut out: Vec<QueryWord> = Vec::new();
         let mut seen = BTreeSet::new();
         let tokens = tokens(&self.plain, question);
+        let names = self.names(question);
+        // Each name's parts are read as the name, once each.
+        let mut parts: HashMap<&str, usize> = HashMap::new();
+        for n in &names {
+            for p in n {
+                *parts.entry(p.as_str()).or_default() += 1;
+            }
+        }
         let mut skip = false;
         for (i, word) in tokens.iter().enumerate() {
             if std::mem::take(&mut skip) {
                 continue;
             }
+            if let Some(n) = parts.get_mut(word.as_str()).filter(|n| **n > 0) {
+                *n -= 1;
+                continue;
+            }
             let joined = self.join(word, tokens.get(i + 1));
             // A lone letter is a chat abbreviation ("u", "r", "y") or the
             // tail of "w/o", never a subject.
-            let filler = word.chars().count() < 2 || vocab::is_filler(word);
+            let lemma = vocab::lemma(word);
+            let filler = word.chars().count() < 2
+                || vocab::is_filler(word)
+                || lemma.is_some_and(vocab::is_filler);
             let (word, joined) = match (filler, joined) {
                 // "on call": the pair is the word.
                 (true, Some(j)) => {
@@ -359,6 +397,9 @@ impl Index {
                     alts.push((stem, weight));
                 }
             };
+            if let Some(l) = lemma {
+                add(self.stem_of(l), 1.0, &mut alternatives);
+            }
             for syn in vocab::synonyms(&word) {
                 add(self.stem_of(syn), WEIGHT_SYNONYM, &mut alternatives);
             }
@@ -383,7 +424,69 @@ impl Index {
                     add(s, WEIGHT_TYPO, &mut alternatives);
                 }
             }
-            out.push(QueryWord { word, alternatives });
+            out.push(QueryWord {
+                word,
+                alternatives,
+                name: false,
+            });
+        }
+        for n in names {
+            let joined = n.concat();
+            if seen.insert(joined.clone()) {
+                out.push(QueryWord {
+                    word: n.join("-"),
+                    alternatives: vec![(self.stem_of(&joined), 1.0)],
+                    name: true,
+                });
+            }
+        }
+        // What the question asks for in words the answer does not use.
+        for adds in vocab::asks(&tokens) {
+            let own = self.stem_of(adds[0]);
+            if !seen.insert(own.clone()) {
+                continue;
+            }
+            let mut alternatives = vec![(own, 1.0)];
+            for w in &adds[1..] {
+                let s = self.stem_of(w);
+                if !alternatives.iter().any(|(a, _)| *a == s) {
+                    alternatives.push((s, WEIGHT_SYNONYM));
+                }
+            }
+            out.push(QueryWord {
+                word: adds[0].to_owned(),
+                alternatives,
+                name: false,
+            });
+        }
+        out
+    }
+
+    /// The parts of the question's names: hyphenated words named like a
+    /// service or a team (`billing-api`, `team-commerce`: the asker's own,
+    /// which the docs name as an example if at all), and hyphenated words
+    /// with a part the docs never use. A hyphenated word of the docs' own
+    /// subject (`rotate-credentials`, `ci-passing`) stays.
+    fn names(&self, question: &str) -> Vec<Vec<String>> {
+        let mut out = Vec::new();
+        for chunk in question.split(|c: char| !(c.is_alphanumeric() || c == '-')) {
+            let parts: Vec<String> = chunk
+                .split('-')
+                .filter(|p| !p.is_empty())
+                .map(str::to_lowercase)
+                .collect();
+            if parts.len() < 2 || self.headed.contains(&parts.concat()) {
+                continue;
+            }
+            let unknown = |p: &String| {
+                !self.df.contains_key(&self.stem_of(p))
+                    && vocab::synonyms(p).all(|s| !self.df.contains_key(&self.stem_of(s)))
+            };
+            let name = vocab::looks_like_a_name(&parts)
+                || (!self.words.contains_key(&parts.concat()) && parts.iter().any(unknown));
+            if name {
+                out.push(parts);
+            }
         }
         out
     }
@@ -403,6 +506,14 @@ impl Index {
             (f.body, BOOST_BODY),
         ];
         let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+        // A name of the asker's says nothing about which section answers.
+        let subject: Vec<&QueryWord> = words.iter().filter(|w| !w.name).collect();
+        if subject.is_empty() {
+            return Ok(Vec::new());
+        }
+        // A name of the asker's counts whole (`cartservice`, indexed from
+        // `cart-service`): the section whose example shows it, never one
+        // sharing a part of it (`data-pipeline` for `analytics-pipeline`).
         for w in words {
             for (field, boost) in fields {
                 // A word and its synonyms count once per field: the best of
@@ -423,7 +534,7 @@ impl Index {
                 clauses.push((Occur::Should, Box::new(BoostQuery::new(Box::new(q), boost))));
             }
         }
-        for pair in words.windows(2) {
+        for pair in subject.windows(2) {
             let (a, b) = (&pair[0].alternatives[0].0, &pair[1].alternatives[0].0);
             if !self.df.contains_key(a) || !self.df.contains_key(b) {
                 continue;
@@ -472,6 +583,9 @@ impl Index {
     /// English rarity alone: "yesterday" is chat, "cassandra" a subject the
     /// docs do not cover.
     fn weight(&self, w: &QueryWord) -> f32 {
+        if w.name {
+            return 0.0;
+        }
         let df = w
             .alternatives
             .iter()
@@ -503,7 +617,7 @@ impl Index {
         };
         let (mut have, mut all) = (0.0f32, 0.0f32);
         let mut missing = Vec::new();
-        for w in words {
+        for w in words.iter().filter(|w| !w.name) {
             let weight = self.weight(w);
             all += weight;
             if w.alternatives.iter().any(|(s, _)| terms.contains(s)) {

@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use super::config::{DocsConfig, Origin};
+use super::embed::Embedder;
 use super::source::{self, Layout};
 use super::{git, Docs, DocsError, DocsSource, SplitPage};
 
@@ -30,6 +31,8 @@ struct Inner {
     /// Held for a whole refresh: two never run at once.
     state: tokio::sync::Mutex<State>,
     watcher: Mutex<Option<tokio::task::AbortHandle>>,
+    /// `[docs.embeddings]`: what embeds each new snapshot's sections.
+    embedder: Option<Arc<Embedder>>,
 }
 
 impl std::fmt::Debug for LiveDocs {
@@ -122,6 +125,13 @@ impl LiveDocs {
     /// The sources of `config`, nothing read yet: no docs until the first
     /// [`LiveDocs::refresh_now`].
     pub fn new(config: &DocsConfig) -> LiveDocs {
+        let embedder = config.embeddings.as_ref().and_then(|e| match Embedder::new(e) {
+            Ok(e) => Some(Arc::new(e)),
+            Err(err) => {
+                tracing::warn!(error = %err, "the embeddings client could not be built; BM25 alone");
+                None
+            }
+        });
         LiveDocs {
             inner: Arc::new(Inner {
                 current: RwLock::new(None),
@@ -131,6 +141,7 @@ impl LiveDocs {
                     sources: vec![None; config.sources.len()],
                 }),
                 watcher: Mutex::new(None),
+                embedder,
             }),
         }
     }
@@ -280,7 +291,34 @@ impl LiveDocs {
         } else {
             tracing::debug!(ms = refresh.took.as_millis() as u64, "docs unchanged");
         }
+        // Also after an earlier failure to embed: the server may be back.
+        self.embed_current().await;
         refresh
+    }
+
+    /// Embeds the current snapshot's sections when `[docs.embeddings]` is
+    /// set and they are not yet; a failure leaves BM25 alone (logged) until
+    /// the next refresh tries again.
+    pub async fn embed_current(&self) {
+        let (Some(embedder), Some(docs)) = (&self.inner.embedder, self.current()) else {
+            return;
+        };
+        if docs.embedded() {
+            return;
+        }
+        let started = Instant::now();
+        match docs.embed(embedder.clone()).await {
+            Ok(()) => tracing::info!(
+                sections = docs.sections(),
+                ms = started.elapsed().as_millis() as u64,
+                "docs embedded"
+            ),
+            Err(e) => tracing::warn!(
+                embedder = %embedder.describe(),
+                error = %e,
+                "embedding the docs failed; BM25 alone until the next refresh"
+            ),
+        }
     }
 
     /// Refreshes every `every` (the first time at once when there are git
@@ -295,6 +333,8 @@ impl LiveDocs {
         let task = tokio::spawn(async move {
             if has_git {
                 me.refresh_now().await;
+            } else {
+                me.embed_current().await;
             }
             let Some(every) = every else { return };
             let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);

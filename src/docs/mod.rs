@@ -7,6 +7,7 @@
 
 pub mod answer;
 pub mod config;
+pub mod embed;
 pub mod eval;
 pub mod git;
 mod index;
@@ -18,6 +19,7 @@ pub mod source;
 mod vocab;
 
 use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
 
 pub use config::{DocsConfig, DocsSource, OfficeHoursConfig};
 pub use live::LiveDocs;
@@ -113,7 +115,25 @@ fn answerable(c: &index::Coverage) -> bool {
 pub struct Docs {
     entries: Vec<Entry>,
     index: index::Index,
+    /// The sections' vectors, once embedded (`[docs.embeddings]`): set
+    /// after the snapshot is built, so questions asked meanwhile are
+    /// answered by BM25 alone.
+    semantic: OnceLock<Semantic>,
 }
+
+/// Each section's vector (by section id) and the embedder that made them,
+/// which embeds questions alike.
+struct Semantic {
+    embedder: Arc<embed::Embedder>,
+    vectors: Vec<embed::Vector>,
+}
+
+/// Reciprocal rank fusion's constant (Cormack et al., 2009: 60): how
+/// little the first few ranks of one list outweigh the rest.
+const RRF_K: f32 = 60.0;
+
+/// How deep each ranking is read for fusion: as deep as BM25's re-ranking.
+const FUSION_DEPTH: usize = 30;
 
 impl std::fmt::Debug for Docs {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -186,7 +206,11 @@ impl Docs {
             })
             .collect();
         let index = index::Index::build(&docs)?;
-        Ok(Docs { entries, index })
+        Ok(Docs {
+            entries,
+            index,
+            semantic: OnceLock::new(),
+        })
     }
 
     /// How many sections are indexed.
@@ -194,11 +218,66 @@ impl Docs {
         self.index.len()
     }
 
+    /// The text a section is embedded as: where it sits, then what it says.
+    fn embedding_input(e: &Entry) -> String {
+        let mut path = vec![e.title.as_str()];
+        path.extend(
+            e.section
+                .heading_path
+                .iter()
+                .map(String::as_str)
+                .filter(|h| *h != e.title),
+        );
+        format!("{}\n\n{}", path.join(" › "), e.section.text)
+    }
+
+    /// Embeds every section with `embedder` (reusing the vectors of
+    /// sections it embedded before) so searches given a question's vector
+    /// fuse both rankings. Once per snapshot; a second call does nothing.
+    pub async fn embed(&self, embedder: Arc<embed::Embedder>) -> Result<(), embed::EmbedError> {
+        if self.semantic.get().is_some() {
+            return Ok(());
+        }
+        let inputs: Vec<String> = self.entries.iter().map(Docs::embedding_input).collect();
+        let vectors = embedder.embed_all(&inputs).await?;
+        let _ = self.semantic.set(Semantic { embedder, vectors });
+        Ok(())
+    }
+
+    /// Whether the sections are embedded.
+    pub fn embedded(&self) -> bool {
+        self.semantic.get().is_some()
+    }
+
+    /// The question's vector, when the sections are embedded and the
+    /// server answers; `None` (BM25 alone) otherwise, logged.
+    pub async fn near(&self, question: &str) -> Option<embed::Vector> {
+        let s = self.semantic.get()?;
+        match s.embedder.embed_one(question).await {
+            Ok(v) => Some(v),
+            Err(e) => {
+                tracing::warn!(embedder = %s.embedder.describe(), error = %e, "embedding a question failed; BM25 alone");
+                None
+            }
+        }
+    }
+
     /// The best `k` sections for `query`, best first, each flagged whether
     /// it is good enough to answer from.
     pub fn search(&self, query: &str, k: usize) -> Vec<Hit> {
+        self.search_near(query, None, k)
+    }
+
+    /// [`Docs::search`], fused with embedding similarity to `near` (the
+    /// question's vector, from [`Docs::near`]) when given.
+    pub fn search_near(&self, query: &str, near: Option<&[f32]>, k: usize) -> Vec<Hit> {
         let words = self.index.read_question(query);
-        let found = match self.index.search(&words, k) {
+        let depth = if near.is_some() {
+            k.max(FUSION_DEPTH)
+        } else {
+            k
+        };
+        let found = match self.index.search(&words, depth) {
             Ok(f) => f,
             Err(e) => {
                 // The index is in RAM and built by us: a failure here is a
@@ -206,6 +285,10 @@ impl Docs {
                 tracing::error!(error = %e, "docs search failed");
                 return Vec::new();
             }
+        };
+        let found = match (near, self.semantic.get()) {
+            (Some(near), Some(s)) => self.fuse(&words, found, near, s, k),
+            _ => found,
         };
         found
             .into_iter()
@@ -229,12 +312,56 @@ impl Docs {
             .collect()
     }
 
+    /// BM25's ranking and the sections nearest `near`, fused by reciprocal
+    /// rank: robust to the two scores' different scales, and a section
+    /// both rank high wins. The score becomes the fused one.
+    fn fuse(
+        &self,
+        words: &[index::QueryWord],
+        lexical: Vec<index::Found>,
+        near: &[f32],
+        s: &Semantic,
+        k: usize,
+    ) -> Vec<index::Found> {
+        let mut by_vector: Vec<(usize, f32)> = s
+            .vectors
+            .iter()
+            .enumerate()
+            .map(|(id, v)| (id, embed::cosine(v, near)))
+            .collect();
+        by_vector.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        by_vector.truncate(FUSION_DEPTH);
+        let mut fused: std::collections::BTreeMap<usize, f32> = Default::default();
+        for (rank, f) in lexical.iter().enumerate() {
+            *fused.entry(f.id).or_default() += 1.0 / (RRF_K + rank as f32 + 1.0);
+        }
+        for (rank, (id, _)) in by_vector.iter().enumerate() {
+            *fused.entry(*id).or_default() += 1.0 / (RRF_K + rank as f32 + 1.0);
+        }
+        let mut out: Vec<index::Found> = fused
+            .into_iter()
+            .map(|(id, score)| index::Found {
+                id,
+                score,
+                coverage: self.index.coverage(words, id),
+            })
+            .collect();
+        out.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.id.cmp(&b.id)));
+        out.truncate(k);
+        out
+    }
+
     /// The section to answer `question` from, or "don't know".
     pub fn best(&self, question: &str) -> Answer {
+        self.best_near(question, None)
+    }
+
+    /// [`Docs::best`] with the question's vector.
+    pub fn best_near(&self, question: &str, near: Option<&[f32]>) -> Answer {
         // Among the top few, the one covering the question best: BM25 may
         // rank a long section on one frequent word above the one that
         // holds every word of the question.
-        let hits = self.search(question, 3);
+        let hits = self.search_near(question, near, 3);
         let top = hits.first().cloned();
         match hits.into_iter().find(|h| h.answerable) {
             Some(h) => Answer::Answerable(h),

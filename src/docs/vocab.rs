@@ -55,7 +55,8 @@ pub const SYNONYMS: &[&[&str]] = &[
     &["deploy", "deployment", "release", "ship"],
     &["autoscaling", "autoscale", "hpa", "autoscaler"],
     &["replicas", "replica", "instances", "pods"],
-    &["oncall", "pager", "pagerduty", "paging"],
+    // Not "paging": its stem is "page", as in "this page explains".
+    &["oncall", "pager", "pagerduty"],
     &["incident", "outage", "sev"],
     &["postmortem", "retro", "retrospective", "rca"],
     &["secret", "secrets", "vault"],
@@ -86,7 +87,269 @@ pub const SYNONYMS: &[&[&str]] = &[
     &["flush", "clear", "purge", "wipe"],
     // Pages.
     &["acknowledged", "acknowledge", "ack", "acked"],
+    // Shares: the docs write `10%`, indexed as `percent` too.
+    &["percent", "percentage", "pct"],
+    // Buttons, as people say they used them.
+    &["click", "press", "tap"],
 ];
+
+/// Past forms of irregular English verbs and the verb: the stemmer knows
+/// "rotated" is "rotate" but not that "torn" is "tear" or "went" is "go".
+pub const IRREGULAR: &[(&str, &str)] = &[
+    ("began", "begin"),
+    ("begun", "begin"),
+    ("bent", "bend"),
+    ("bound", "bind"),
+    ("broke", "break"),
+    ("broken", "break"),
+    ("brought", "bring"),
+    ("built", "build"),
+    ("bought", "buy"),
+    ("caught", "catch"),
+    ("chose", "choose"),
+    ("chosen", "choose"),
+    ("came", "come"),
+    ("dealt", "deal"),
+    ("did", "do"),
+    ("drew", "draw"),
+    ("drawn", "draw"),
+    ("drove", "drive"),
+    ("driven", "drive"),
+    ("fell", "fall"),
+    ("fallen", "fall"),
+    ("fed", "feed"),
+    ("felt", "feel"),
+    ("fought", "fight"),
+    ("found", "find"),
+    ("forgot", "forget"),
+    ("forgotten", "forget"),
+    ("froze", "freeze"),
+    ("frozen", "freeze"),
+    ("gave", "give"),
+    ("given", "give"),
+    ("went", "go"),
+    ("gone", "go"),
+    ("grew", "grow"),
+    ("grown", "grow"),
+    ("hid", "hide"),
+    ("hidden", "hide"),
+    ("held", "hold"),
+    ("kept", "keep"),
+    ("knew", "know"),
+    ("known", "know"),
+    ("laid", "lay"),
+    ("led", "lead"),
+    ("left", "leave"),
+    ("lent", "lend"),
+    ("lost", "lose"),
+    ("made", "make"),
+    ("meant", "mean"),
+    ("met", "meet"),
+    ("paid", "pay"),
+    ("ran", "run"),
+    ("rang", "ring"),
+    ("rose", "rise"),
+    ("risen", "rise"),
+    ("said", "say"),
+    ("saw", "see"),
+    ("seen", "see"),
+    ("sought", "seek"),
+    ("sold", "sell"),
+    ("sent", "send"),
+    ("shook", "shake"),
+    ("shot", "shoot"),
+    ("shown", "show"),
+    ("slept", "sleep"),
+    ("spent", "spend"),
+    ("spun", "spin"),
+    ("stood", "stand"),
+    ("stole", "steal"),
+    ("stolen", "steal"),
+    ("stuck", "stick"),
+    ("struck", "strike"),
+    ("swore", "swear"),
+    ("sworn", "swear"),
+    ("took", "take"),
+    ("taken", "take"),
+    ("taught", "teach"),
+    ("tore", "tear"),
+    ("torn", "tear"),
+    ("told", "tell"),
+    ("thought", "think"),
+    ("threw", "throw"),
+    ("thrown", "throw"),
+    ("understood", "understand"),
+    ("woke", "wake"),
+    ("woken", "wake"),
+    ("wore", "wear"),
+    ("worn", "wear"),
+    ("won", "win"),
+    ("wrote", "write"),
+    ("written", "write"),
+];
+
+/// How services and teams are named (`billing-api`, `order-service`,
+/// `analytics-pipeline`, `team-commerce`): a hyphenated word starting or
+/// ending so names one of them — the asker's own, which general docs name
+/// only as an example, if at all.
+pub const NAME_PREFIXES: &[&str] = &["team", "squad", "group"];
+pub const NAME_SUFFIXES: &[&str] = &[
+    "service", "svc", "api", "app", "web", "ui", "frontend", "backend", "worker", "workers",
+    "pipeline", "job", "jobs", "cron", "bot", "gateway", "gw", "proxy", "consumer", "producer",
+    "server", "client", "sdk", "lib", "site", "portal", "db", "store", "engine", "daemon", "agent",
+];
+
+/// Whether `parts` (a hyphenated word, split) is named like a service or
+/// a team.
+pub fn looks_like_a_name(parts: &[String]) -> bool {
+    parts.len() >= 2
+        && (NAME_PREFIXES.contains(&parts[0].as_str())
+            || NAME_SUFFIXES.contains(&parts[parts.len() - 1].as_str()))
+}
+
+/// The verb an irregular past form is of.
+pub fn lemma(word: &str) -> Option<&'static str> {
+    IRREGULAR
+        .iter()
+        .find(|(past, _)| *past == word)
+        .map(|(_, verb)| *verb)
+}
+
+/// What a question asks for, said in words the answer does not use: "how
+/// long" asks for a duration (the docs say TTL, retention, hours), "when
+/// is the team around" for hours, "without picking a size" for a default.
+/// Each cue adds one word to the question, any of whose forms counts.
+pub struct Asks {
+    /// The cue: these words in order, others allowed between them (at
+    /// most `gap`).
+    pub cue: &'static [&'static str],
+    pub gap: usize,
+    /// The word added, and the words that count as it.
+    pub adds: &'static [&'static str],
+}
+
+pub const ASKS: &[Asks] = &[
+    Asks {
+        cue: &["how", "long"],
+        gap: 0,
+        adds: &["duration", "lifetime", "ttl", "retention", "hours", "days"],
+    },
+    Asks {
+        cue: &["when", "around"],
+        gap: 4,
+        adds: &["hours"],
+    },
+    Asks {
+        cue: &["when", "available"],
+        gap: 4,
+        adds: &["hours"],
+    },
+    Asks {
+        cue: &["when", "online"],
+        gap: 4,
+        adds: &["hours"],
+    },
+    Asks {
+        cue: &["without", "picking"],
+        gap: 1,
+        adds: &["default", "defaults"],
+    },
+    Asks {
+        cue: &["without", "choosing"],
+        gap: 1,
+        adds: &["default", "defaults"],
+    },
+    Asks {
+        cue: &["without", "specifying"],
+        gap: 1,
+        adds: &["default", "defaults"],
+    },
+    Asks {
+        cue: &["without", "setting"],
+        gap: 1,
+        adds: &["default", "defaults"],
+    },
+    Asks {
+        cue: &["out", "of", "the", "box"],
+        gap: 0,
+        adds: &["default", "defaults"],
+    },
+    // "if we leave the size out", "if I don't pick one"
+    Asks {
+        cue: &["leave", "out"],
+        gap: 3,
+        adds: &["default", "defaults"],
+    },
+    Asks {
+        cue: &["don", "pick"],
+        gap: 1,
+        adds: &["default", "defaults"],
+    },
+    Asks {
+        cue: &["don", "specify"],
+        gap: 1,
+        adds: &["default", "defaults"],
+    },
+    Asks {
+        cue: &["dont", "pick"],
+        gap: 0,
+        adds: &["default", "defaults"],
+    },
+    Asks {
+        cue: &["dont", "specify"],
+        gap: 0,
+        adds: &["default", "defaults"],
+    },
+    // One service cannot reach another: a network question, whatever the
+    // words ("can't reach", "cannot reach", "unable to reach").
+    Asks {
+        cue: &["t", "reach"],
+        gap: 0,
+        adds: &["network", "traffic"],
+    },
+    Asks {
+        cue: &["cant", "reach"],
+        gap: 0,
+        adds: &["network", "traffic"],
+    },
+    Asks {
+        cue: &["cannot", "reach"],
+        gap: 0,
+        adds: &["network", "traffic"],
+    },
+    Asks {
+        cue: &["unable", "reach"],
+        gap: 1,
+        adds: &["network", "traffic"],
+    },
+];
+
+/// The words `tokens` (lowercase, in order) ask for through [`ASKS`].
+pub fn asks<'a>(tokens: &'a [String]) -> impl Iterator<Item = &'static [&'static str]> + 'a {
+    ASKS.iter()
+        .filter(|a| has_cue(tokens, a.cue, a.gap))
+        .map(|a| a.adds)
+}
+
+fn has_cue(tokens: &[String], cue: &[&str], gap: usize) -> bool {
+    let Some((first, rest)) = cue.split_first() else {
+        return false;
+    };
+    tokens.iter().enumerate().any(|(i, t)| {
+        if t != first {
+            return false;
+        }
+        let mut at = i;
+        for w in rest {
+            let window = tokens.iter().enumerate().skip(at + 1).take(gap + 1);
+            match window.into_iter().find(|(_, t)| t == w) {
+                Some((j, _)) => at = j,
+                None => return false,
+            }
+        }
+        true
+    })
+}
 
 /// Words that carry no subject in a question: English stopwords and the
 /// filler of chat ("hey team, quick q — does anyone know …").
@@ -180,7 +443,6 @@ pub const FILLER: &[&str] = &[
     "ours",
     "out",
     "over",
-    "own",
     "re",
     "s",
     "same",
@@ -414,6 +676,10 @@ pub const FILLER: &[&str] = &[
     "keeps",
     "keep",
     "kept",
+    "though",
+    "although",
+    "nobody",
+    "noone",
 ];
 
 /// Everyday English by frequency: see the file's header.
