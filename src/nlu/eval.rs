@@ -375,7 +375,7 @@ impl fmt::Display for Report {
             self.clarify_expected
         )?;
         if !self.misses.is_empty() {
-            writeln!(f, "\nmisses (! a confident wrong change):")?;
+            writeln!(f, "\nmisses: (! a confident wrong change)")?;
             for m in &self.misses {
                 let mark = if m.wrong_change { "!" } else { " " };
                 writeln!(f, "{mark} {} {:?}", m.id, m.text)?;

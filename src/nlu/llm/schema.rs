@@ -116,13 +116,18 @@ fn flatten_any_of(v: &mut Value) {
     }
 }
 
-/// Descriptions, and the integer `format`s (`uint32`) only Rust cares about.
+/// Descriptions, the integer `format`s (`uint32`) only Rust cares about,
+/// and the `type` of an enum of strings (the names say it).
 fn strip_descriptions(v: &mut Value) {
     match v {
         Value::Object(obj) => {
             obj.remove("description");
             if obj.get("type").and_then(Value::as_str) == Some("integer") {
                 obj.remove("format");
+            }
+            if obj.contains_key("enum") && obj.get("type").and_then(Value::as_str) == Some("string")
+            {
+                obj.remove("type");
             }
             obj.values_mut().for_each(strip_descriptions);
         }
