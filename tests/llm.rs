@@ -271,7 +271,7 @@ async fn a_tool_call_becomes_a_validated_proposal_and_the_request_is_what_openai
         (u.usage.prompt_tokens, u.usage.completion_tokens),
         (100, 20)
     );
-    assert_eq!(u.prompt_version.as_deref(), Some("understand-1"));
+    assert_eq!(u.prompt_version.as_deref(), Some("understand-2"));
 
     let seen = fake.seen();
     assert_eq!(seen.len(), 1);
@@ -981,7 +981,7 @@ async fn the_engine_uses_the_llm_when_rules_are_unsure_and_records_how() {
         (Some(100), Some(20))
     );
     assert_eq!(nlu.model.as_deref(), Some("test-model"));
-    assert_eq!(nlu.prompt_version.as_deref(), Some("understand-1"));
+    assert_eq!(nlu.prompt_version.as_deref(), Some("understand-2"));
 
     // A follow-up the rules cannot read goes to the LLM with the proposal.
     fake.then(tool_call(json!({"proposal": {
@@ -1007,7 +1007,7 @@ async fn the_engine_uses_the_llm_when_rules_are_unsure_and_records_how() {
     let nlu = b.db().requests().nlu(&id).await.unwrap().unwrap();
     assert_eq!(
         (nlu.path.as_str(), nlu.prompt_version.as_deref()),
-        ("llm", Some("amend-1"))
+        ("llm", Some("amend-2"))
     );
     assert_eq!(
         b.latest_card(&id).title.as_deref(),
@@ -1022,6 +1022,98 @@ async fn the_engine_uses_the_llm_when_rules_are_unsure_and_records_how() {
     b.reply_in_thread("alice", &id, "hmm, something about this one bothers me")
         .await;
     assert_eq!(b.request(&id).await.action.kind().as_str(), "rollback");
+}
+
+/// Posts and updates of the conversation, as (kind, message ref, what it
+/// says: title, text and fields).
+fn said(b: &TestPaver) -> Vec<(&'static str, String, String)> {
+    let shown = |m: paver::chat::Message| format!("{:?} {} {:?}", m.title, m.text, m.fields);
+    b.sink
+        .all()
+        .into_iter()
+        .filter_map(|s| match s {
+            Sent::Post { r#ref, message, .. } => Some(("post", r#ref, shown(message))),
+            Sent::Update { r#ref, message, .. } => Some(("update", r#ref, shown(message))),
+            Sent::Ephemeral { .. } => None,
+        })
+        .collect()
+}
+
+/// A message the LLM reads (slowly) gets "reading that…" at once, and the
+/// card replaces that same message when the understanding is ready: one
+/// message, edited, not two.
+#[tokio::test]
+async fn a_placeholder_shows_at_once_and_the_card_replaces_it_in_place() {
+    let fake = Fake::start().await;
+    fake.then(Reply::Slow(
+        Duration::from_millis(1500),
+        Box::new(tool_call(json!({"proposal": {
+            "action": "deploy", "service": "order-service", "environment": "production"}}))),
+    ));
+    let b = bot(Some(understander(settings(&fake), Routing::RulesFirst))).await;
+    let (handled, early) = tokio::join!(b.say_now("alice", VAGUE_DEPLOY, None), async {
+        // While the model is still thinking.
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        said(&b)
+    });
+    b.idle().await;
+    assert_eq!(fake.calls(), 1);
+    assert_eq!(
+        early.len(),
+        1,
+        "only the placeholder before the answer: {early:?}"
+    );
+    let (kind, placeholder, text) = &early[0];
+    assert_eq!(*kind, "post");
+    assert!(text.contains("_reading that…_"), "{text}");
+    let Handled::Proposed(id) = handled else {
+        panic!("not proposed: {handled:?}")
+    };
+    // The card came as an edit of the placeholder, and nothing else was posted.
+    let all = said(&b);
+    assert_eq!(all.len(), 2, "{all:?}");
+    assert_eq!((all[1].0, &all[1].1), ("update", placeholder));
+    assert_eq!(&b.card_ref(&id), placeholder);
+    assert_eq!(
+        b.latest_card(&id).title.as_deref(),
+        Some("Redeploy order-service in production")
+    );
+    // The card is the request's as any other: its buttons work.
+    b.press("alice", &id, "Deploy").await;
+    assert_ne!(b.request(&id).await.state, RequestState::Proposed);
+
+    // An answer that is not a card (who owns it) replaces its placeholder
+    // too: one message, edited if the placeholder was out already, else
+    // the placeholder goes out as the answer (a fast model).
+    fake.then(tool_call(
+        json!({"proposal": {"action": "who_owns", "service": "order-service"}}),
+    ));
+    let before = said(&b).len();
+    b.say("bob", VAGUE_DEPLOY).await;
+    let after: Vec<_> = said(&b).split_off(before);
+    assert_eq!(after[0].0, "post", "{after:?}");
+    assert!(
+        after
+            .iter()
+            .skip(1)
+            .all(|(kind, r, _)| *kind == "update" && *r == after[0].1),
+        "one message: {after:?}"
+    );
+    assert!(
+        after.last().unwrap().2.contains("team-commerce"),
+        "{after:?}"
+    );
+
+    // What the rules are sure of never waits for the model: no placeholder.
+    let before = said(&b).len();
+    let id = b
+        .propose("alice", "deploy order-service 1.4.0 to staging")
+        .await;
+    let after: Vec<_> = said(&b).split_off(before);
+    assert_eq!(after.len(), 1, "{after:?}");
+    assert_eq!(after[0].0, "post");
+    assert_eq!(b.card_ref(&id), after[0].1);
+    assert_eq!(fake.calls(), 2);
 }
 
 #[tokio::test]

@@ -497,6 +497,10 @@ fn refusals() {
     );
 
     three_ways("unknown_user", &messages::unknown_user("U0MALLORY"));
+    // While the LLM reads a message, and what that becomes when no card does.
+    three_ways("reading", &messages::reading());
+    three_ways("reading_docs", &messages::reading_docs());
+    three_ways("nothing_asked", &messages::nothing_asked());
     three_ways(
         "unknown_user_reads",
         &messages::unknown_user_reads("U0MALLORY", &catalog),

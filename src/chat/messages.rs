@@ -428,6 +428,24 @@ pub fn first_proposed(action: &Action, first: &Action) -> Message {
     ))
 }
 
+/// Posted at once when a message goes to the LLM (seconds, on a small
+/// model), so nobody waits with no sign of life; the card, or the answer,
+/// then replaces it in place.
+pub fn reading() -> Message {
+    notice("_reading that…_")
+}
+
+/// What a placeholder becomes when the message turned out to be a docs
+/// question: its answer, with its own buttons, follows in a message of its own.
+pub fn reading_docs() -> Message {
+    notice("_looking that up in the docs…_")
+}
+
+/// What a placeholder becomes when the message asked nothing of Paver.
+pub fn nothing_asked() -> Message {
+    notice("_nothing for me to do there._")
+}
+
 pub fn unknown_user(user: &str) -> Message {
     notice(format!(
         "I don't know {user} in the catalog, so I can't take change requests from you. \

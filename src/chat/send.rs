@@ -21,6 +21,19 @@ pub enum Told {
     InThread(Message),
 }
 
+/// A "reading that…" message posted while the LLM reads a request, under
+/// the key the request's card will have (a request id chosen ahead), so
+/// the card, or whatever the answer is, replaces it in place: one message,
+/// not two. Until it is sent, a replacement simply takes its place in the
+/// outbox.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Placeholder {
+    /// The card key: the id the request gets if the message proposes one.
+    pub key: String,
+    pub platform: Platform,
+    pub channel: String,
+}
+
 /// Cheap to clone.
 #[derive(Clone)]
 pub struct Sender {
@@ -76,6 +89,45 @@ impl Sender {
             body: body(message),
         })
         .await
+    }
+
+    /// Posts [`messages::reading`] in the conversation (in its thread, if
+    /// it has one), where the request's card would go.
+    pub async fn placeholder(&self, conv: &Conversation) -> Result<Placeholder, StorageError> {
+        let key = crate::storage::requests::new_request_id();
+        self.enqueue(OutboxItem {
+            platform: conv.platform,
+            channel: conv.channel.clone(),
+            kind: OutboxKind::Post,
+            user_id: None,
+            card_key: Some(key.clone()),
+            thread_key: None,
+            thread_ref: conv.thread.clone(),
+            body: body(&messages::reading()),
+        })
+        .await?;
+        Ok(Placeholder {
+            key,
+            platform: conv.platform,
+            channel: conv.channel.clone(),
+        })
+    }
+
+    /// A reply in the conversation, in place of the placeholder when there
+    /// is one.
+    pub async fn reply_over(
+        &self,
+        conv: &Conversation,
+        placeholder: Option<&Placeholder>,
+        message: &Message,
+    ) -> Result<(), StorageError> {
+        match placeholder {
+            Some(p) => {
+                self.update_keyed(p.platform, &p.channel, &p.key, message)
+                    .await
+            }
+            None => self.reply(conv, message).await,
+        }
     }
 
     /// A message only `user` sees.

@@ -117,6 +117,10 @@ enum NluCommand {
         /// Exit non-zero when overall accuracy is below this (0–1).
         #[arg(long, value_name = "FRACTION")]
         min_accuracy: Option<f64>,
+        /// Print the report as one JSON object (accuracy, confident wrong
+        /// changes, clarify rate, misses, and the LLM's use).
+        #[arg(long)]
+        json: bool,
     },
     /// Measure rules-parser throughput and latency on one core.
     Bench {
@@ -204,6 +208,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                     catalog,
                     nlu: mode,
                     min_accuracy,
+                    json,
                 } => {
                     let catalog = load_catalog(&config, catalog.as_deref())?;
                     nlu::eval(
@@ -212,6 +217,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                         &file,
                         mode.unwrap_or(NluMode::Rules),
                         min_accuracy,
+                        json,
                     )
                 }
                 NluCommand::Bench {

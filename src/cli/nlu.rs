@@ -1,6 +1,5 @@
 //! `paver nlu eval` and `paver nlu bench`.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -10,7 +9,7 @@ use anyhow::Context;
 
 use paver::catalog::Catalog;
 use paver::config::{Config, NluMode};
-use paver::nlu::eval::{evaluate, load_examples, Report};
+use paver::nlu::eval::{evaluate, load_examples, LlmStats, Report};
 use paver::nlu::{RulesParser, Understander, Understanding};
 
 pub fn eval(
@@ -19,13 +18,23 @@ pub fn eval(
     file: &Path,
     mode: NluMode,
     min: Option<f64>,
+    json: bool,
 ) -> anyhow::Result<ExitCode> {
+    // With `--json`, stdout holds the report alone; what it measured goes
+    // to stderr.
+    let say = |line: String| {
+        if json {
+            eprintln!("{line}");
+        } else {
+            println!("{line}");
+        }
+    };
     let examples = load_examples(file)?;
     let parser = RulesParser::new(catalog);
     let report = match Understander::from_config(&config.llm, mode)? {
         None => {
             if mode == NluMode::Auto {
-                println!("nlu auto: no LLM is configured, so this is the rules parser alone\n");
+                say("nlu auto: no LLM is configured, so this is the rules parser alone\n".into());
             }
             evaluate(&parser, &examples)
         }
@@ -34,11 +43,11 @@ pub fn eval(
                 paver::nlu::llm::Routing::RulesFirst => "the rules parser first, then",
                 paver::nlu::llm::Routing::LlmFirst => "the LLM first:",
             };
-            println!(
+            say(format!(
                 "nlu {}: {first} {}\n",
                 format!("{mode:?}").to_lowercase(),
                 u.describe()
-            );
+            ));
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
                 .enable_all()
@@ -78,11 +87,15 @@ pub fn eval(
                     serde_json::to_value(&u.action).expect("actions serialize"),
                 );
             }
-            print_llm_stats(&understood);
+            report.llm = Some(LlmStats::measure(&understood));
             report
         }
     };
-    print!("{report}");
+    if json {
+        println!("{}", report.to_json());
+    } else {
+        print!("{report}");
+    }
     match min {
         Some(min) if report.accuracy() < min => {
             eprintln!(
@@ -131,68 +144,4 @@ pub fn bench(catalog: &Catalog, file: &Path, seconds: f64) -> anyhow::Result<Exi
     println!("latency p99       {:.1} µs", pct(0.99));
     println!("latency max       {:.1} µs", pct(1.0));
     Ok(ExitCode::SUCCESS)
-}
-
-/// How often the LLM was asked, what it cost and how it went.
-fn print_llm_stats(all: &[Understanding]) {
-    let n = all.len().max(1);
-    let asked: Vec<&Understanding> = all.iter().filter(|u| u.llm_calls > 0).collect();
-    let calls: u32 = all.iter().map(|u| u.llm_calls).sum();
-    let prompt: u64 = all.iter().map(|u| u.usage.prompt_tokens).sum();
-    let completion: u64 = all.iter().map(|u| u.usage.completion_tokens).sum();
-    let mut paths: BTreeMap<&str, usize> = BTreeMap::new();
-    for u in all {
-        *paths.entry(u.path.as_str()).or_default() += 1;
-    }
-    let mut latencies: Vec<f64> = asked
-        .iter()
-        .map(|u| u.latency.as_secs_f64() * 1000.0)
-        .collect();
-    latencies.sort_by(f64::total_cmp);
-    let pct = |p: f64| {
-        latencies
-            .get(((latencies.len() as f64 - 1.0) * p).round() as usize)
-            .copied()
-            .unwrap_or(0.0)
-    };
-    println!(
-        "llm asked         {}/{} messages ({:.1}%), {calls} calls",
-        asked.len(),
-        all.len(),
-        100.0 * asked.len() as f64 / n as f64
-    );
-    println!(
-        "answered by       {}",
-        paths
-            .iter()
-            .map(|(p, c)| format!("{p} {c}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
-    println!(
-        "tokens            {} prompt + {} completion = {} ({:.0} per message asked)",
-        prompt,
-        completion,
-        prompt + completion,
-        (prompt + completion) as f64 / asked.len().max(1) as f64
-    );
-    if !asked.is_empty() {
-        println!(
-            "latency (asked)   p50 {:.0} ms, p95 {:.0} ms, max {:.0} ms",
-            pct(0.5),
-            pct(0.95),
-            pct(1.0)
-        );
-    }
-    let mut errors: BTreeMap<String, usize> = BTreeMap::new();
-    for u in all {
-        if let Some(e) = &u.error {
-            let short: String = e.chars().take(80).collect();
-            *errors.entry(short).or_default() += 1;
-        }
-    }
-    for (e, c) in errors {
-        println!("llm failure       {c} × {e}");
-    }
-    println!();
 }

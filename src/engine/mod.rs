@@ -238,6 +238,13 @@ impl Engine {
         {
             return Ok(handled);
         }
+        // When the LLM will be asked (seconds on a small model), a
+        // placeholder goes out at once; whatever the answer is replaces it.
+        let placeholder = match &inner.understander {
+            Some(u) if u.will_ask(&parser, &msg.text) => Some(inner.send.placeholder(conv).await?),
+            _ => None,
+        };
+        let placeholder = placeholder.as_ref();
         let understood = match &inner.understander {
             Some(u) => u.understand(&parser, &catalog, &msg.text).await,
             None => Understanding::by_rules(&parser, &msg.text),
@@ -253,7 +260,7 @@ impl Engine {
         if let Action::Scorecard { target } = &understood.action {
             if inner.answers.may_read(&msg.user) {
                 let reply = inner.scorecards.answer(target).await;
-                inner.send.reply(conv, &reply).await?;
+                inner.send.reply_over(conv, placeholder, &reply).await?;
                 return Ok(Handled::Replied);
             }
         }
@@ -269,11 +276,27 @@ impl Engine {
             .await
         {
             Some(Answer::Reply(reply)) => {
-                inner.send.reply(conv, &reply).await?;
+                inner.send.reply_over(conv, placeholder, &reply).await?;
                 Ok(Handled::Replied)
             }
-            Some(Answer::Silence) => Ok(Handled::Ignored),
+            Some(Answer::Silence) => {
+                if let Some(p) = placeholder {
+                    inner
+                        .send
+                        .reply_over(conv, Some(p), &crate::chat::messages::nothing_asked())
+                        .await?;
+                }
+                Ok(Handled::Ignored)
+            }
             Some(Answer::Ask(question)) => {
+                // The answer is a card of the docs flow's own, with its
+                // buttons; the placeholder points to it.
+                if let Some(p) = placeholder {
+                    inner
+                        .send
+                        .reply_over(conv, Some(p), &crate::chat::messages::reading_docs())
+                        .await?;
+                }
                 // This question's snapshot: a refresh swapping in new docs
                 // meanwhile does not change what it reads.
                 let docs = inner.docs.as_ref().and_then(|d| d.current());
@@ -286,7 +309,7 @@ impl Engine {
             None => {
                 let handled = inner
                     .requests
-                    .propose(&msg, understood.action.clone(), &catalog)
+                    .propose(&msg, understood.action.clone(), &catalog, placeholder)
                     .await?;
                 if let Handled::Proposed(id) = &handled {
                     inner.requests.record_nlu(id, &understood).await?;

@@ -2,6 +2,7 @@
 
 use crate::catalog::Catalog;
 use crate::chat::notices::{self, RequesterOnly};
+use crate::chat::send::Placeholder;
 use crate::chat::{messages, ChatUser, Conversation, Handled, Inbound};
 use crate::domain::{Action, Actor, Environment, Transition};
 use crate::nlu::Understanding;
@@ -12,18 +13,25 @@ use super::{Requests, Step};
 
 impl Requests {
     /// Proposes `action` for the sender of `msg`: stored, decided by policy
-    /// (a denial is shown at once), and shown on a card to confirm.
+    /// (a denial is shown at once), and shown on a card to confirm. With a
+    /// `placeholder` (posted while the LLM read the message) the request
+    /// takes its key as id and the card replaces it in place.
     pub async fn propose(
         &self,
         msg: &Inbound,
         action: Action,
         catalog: &Catalog,
+        placeholder: Option<&Placeholder>,
     ) -> Result<Handled, StorageError> {
         let ctx = &self.ctx;
         let user = &msg.user;
         if user.catalog.is_none() && !ctx.settings.unknown_users_may_request {
             ctx.send
-                .reply(&msg.conversation, &messages::unknown_user(&user.id))
+                .reply_over(
+                    &msg.conversation,
+                    placeholder,
+                    &messages::unknown_user(&user.id),
+                )
                 .await?;
             return Ok(Handled::Replied);
         }
@@ -34,6 +42,7 @@ impl Requests {
             .requests()
             .insert(
                 NewRequest {
+                    id: placeholder.map(|p| p.key.clone()),
                     action_hash: policy::action_hash(&action),
                     action,
                     requester: user.audit_name(),
@@ -56,7 +65,7 @@ impl Requests {
                 &Actor::Policy,
                 &format!("{rule}: {reason}"),
                 Step {
-                    post: true,
+                    post: placeholder.is_none(),
                     say: Some(messages::denied(&reason)),
                     ..Step::default()
                 },
@@ -64,7 +73,10 @@ impl Requests {
             .await?;
             return Ok(Handled::Proposed(req.id));
         }
-        ctx.send.post_card(&req).await?;
+        match placeholder {
+            Some(_) => ctx.send.update_card(&req, None).await?,
+            None => ctx.send.post_card(&req).await?,
+        }
         Ok(Handled::Proposed(req.id))
     }
 
@@ -187,7 +199,7 @@ impl Requests {
         };
         send.in_thread(&cancelled, &messages::first_proposed(&req.action, &first))
             .await?;
-        self.propose(&msg, first, &catalog).await.map(|_| ())
+        self.propose(&msg, first, &catalog, None).await.map(|_| ())
     }
 
     /// Facts for policy that live outside the action.

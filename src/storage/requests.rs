@@ -52,6 +52,8 @@ pub struct Request {
 /// What a new request is made of.
 #[derive(Debug, Clone)]
 pub struct NewRequest {
+    /// The id to give it ([`new_request_id`]); a fresh one when `None`.
+    pub id: Option<String>,
     pub action: Action,
     pub action_hash: String,
     pub requester: String,
@@ -192,6 +194,13 @@ pub struct RequestStore<'a> {
     pub(super) db: &'a Db,
 }
 
+/// A fresh request id. Chosen before the request exists when its card
+/// replaces a placeholder posted under that key
+/// ([`crate::chat::send::Sender::placeholder`]).
+pub fn new_request_id() -> String {
+    format!("r-{}", random_token(8))
+}
+
 pub(super) fn random_token(len: usize) -> String {
     const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyz23456789";
     let mut rng = rand::thread_rng();
@@ -287,7 +296,7 @@ impl RequestStore<'_> {
         actor: &str,
         chat: &str,
     ) -> Result<Request, StorageError> {
-        let id = format!("r-{}", random_token(8));
+        let id = new.id.clone().unwrap_or_else(new_request_id);
         let nonce = random_token(12);
         let now = now_ms();
         let action_json = serde_json::to_string(&new.action).expect("actions serialize");

@@ -402,13 +402,15 @@ impl TestPaver {
         self.cards(id).pop().expect("a card for the request")
     }
 
-    /// The chat message of the request's card (where replies form its thread).
+    /// The chat message of the request's card (where replies form its
+    /// thread): the post that was the card, or the one an update turned
+    /// into the card (a "reading that…" placeholder).
     pub fn card_ref(&self, id: &str) -> String {
         self.sink
             .all()
             .iter()
             .find_map(|s| match s {
-                Sent::Post { message, r#ref, .. }
+                Sent::Post { message, r#ref, .. } | Sent::Update { message, r#ref, .. }
                     if message.context.as_deref().is_some_and(|c| c.contains(id)) =>
                 {
                     Some(r#ref.clone())

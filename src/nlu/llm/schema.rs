@@ -17,10 +17,7 @@ pub const TOOL_NAME: &str = "propose_action";
 #[derive(Debug, Clone, JsonSchema)]
 #[allow(dead_code)]
 pub struct Proposal {
-    /// The one platform action the message asks for, in the typed action
-    /// contract: `action` names it and the other keys are its fields. Use
-    /// `clarify` with the `missing` field names when something required was
-    /// not said, and `none` when the message is not a request.
+    /// One action: `action` names it, the other keys are its fields.
     pub proposal: Action,
 }
 
@@ -36,24 +33,64 @@ pub fn proposal_schema() -> Value {
     let schema = generator.into_root_schema_for::<Proposal>();
     let mut value = schema.to_value();
     if let Some(obj) = value.as_object_mut() {
+        // The wrapper's doc comment is for Paver's readers, not the model.
         obj.remove("title");
+        obj.remove("description");
     }
-    // Inlining repeats each type's doc comment wherever it is used; keep the
-    // descriptions of the proposal and of each action only (a third of the
-    // tokens, which matters to a small local model's context).
+    // Every token of the schema is read by the model for every message
+    // (a tool's parameters are part of the prompt), so it is made small:
+    // the actions' variants become one object, `action` an enum of their
+    // names and the other keys the union of their fields, without
+    // descriptions (the prompt lists which action takes which fields, and
+    // validation holds each to them, asking for one repair). About a
+    // seventh of the variants' size.
     if let Some(proposal) = value.pointer_mut("/properties/proposal") {
-        if let Some(variants) = proposal.get_mut("oneOf").and_then(Value::as_array_mut) {
-            for v in variants {
-                let keep = v.get("description").cloned();
-                strip_descriptions(v);
-                flatten_any_of(v);
-                if let (Some(d), Some(obj)) = (keep, v.as_object_mut()) {
-                    obj.insert("description".into(), d);
+        flatten_variants(proposal);
+    }
+    value
+}
+
+/// `{"oneOf": [variant, …]}` (each an object with a constant `action` and
+/// its fields) → one object: `action` an enum of the names, the fields'
+/// union optional, nothing described but the proposal itself.
+fn flatten_variants(proposal: &mut Value) {
+    let description = proposal.get("description").cloned();
+    let Some(Value::Array(variants)) = proposal.as_object_mut().and_then(|o| o.remove("oneOf"))
+    else {
+        return;
+    };
+    let mut actions: Vec<Value> = Vec::new();
+    let mut fields = serde_json::Map::new();
+    for mut v in variants {
+        strip_descriptions(&mut v);
+        flatten_any_of(&mut v);
+        let Some(Value::Object(props)) = v.get("properties") else {
+            continue;
+        };
+        for (k, schema) in props {
+            if k == "action" {
+                match (schema.get("const"), schema.get("enum")) {
+                    (Some(c), _) => actions.push(c.clone()),
+                    (None, Some(Value::Array(names))) => actions.extend(names.iter().cloned()),
+                    _ => {}
                 }
+            } else {
+                fields.entry(k.clone()).or_insert_with(|| schema.clone());
             }
         }
     }
-    value
+    let mut props = serde_json::Map::new();
+    props.insert("action".into(), serde_json::json!({ "enum": actions }));
+    props.extend(fields);
+    let mut flat = serde_json::json!({
+        "type": "object",
+        "properties": props,
+        "required": ["action"],
+    });
+    if let (Some(d), Some(obj)) = (description, flat.as_object_mut()) {
+        obj.insert("description".into(), d);
+    }
+    *proposal = flat;
 }
 
 /// `scorecard`'s target is "a service or a team" (an untagged enum, so an
@@ -79,10 +116,19 @@ fn flatten_any_of(v: &mut Value) {
     }
 }
 
+/// Descriptions, the integer `format`s (`uint32`) only Rust cares about,
+/// and the `type` of an enum of strings (the names say it).
 fn strip_descriptions(v: &mut Value) {
     match v {
         Value::Object(obj) => {
             obj.remove("description");
+            if obj.get("type").and_then(Value::as_str) == Some("integer") {
+                obj.remove("format");
+            }
+            if obj.contains_key("enum") && obj.get("type").and_then(Value::as_str) == Some("string")
+            {
+                obj.remove("type");
+            }
             obj.values_mut().for_each(strip_descriptions);
         }
         Value::Array(items) => items.iter_mut().for_each(strip_descriptions),
@@ -92,7 +138,7 @@ fn strip_descriptions(v: &mut Value) {
 
 /// A one-line description of the tool, for the model.
 pub const TOOL_DESCRIPTION: &str =
-    "Propose the one platform action the user's message asks for. The proposal is validated and shown to a human for confirmation; nothing runs without it.";
+    "Propose the one platform action the message asks for; a human confirms it.";
 
 #[cfg(test)]
 mod tests {
@@ -130,10 +176,39 @@ mod tests {
         assert!(!text.contains("anyOf"), "the scorecard target is flattened");
         assert!(!text.contains("intent"), "internal fields stay out");
         assert!(
-            text.len() < 6000,
+            text.len() < 1600,
             "compact enough for a small model: {}",
             text.len()
         );
+        let proposal = &s["properties"]["proposal"];
+        assert_eq!(
+            proposal["properties"]["action"]["enum"]
+                .as_array()
+                .unwrap()
+                .len(),
+            16
+        );
+        for field in [
+            "service",
+            "environment",
+            "resources",
+            "version",
+            "from",
+            "to",
+            "replicas",
+            "name",
+            "template",
+            "owner",
+            "team",
+            "question",
+            "missing",
+            "candidates",
+        ] {
+            assert!(
+                proposal["properties"].get(field).is_some(),
+                "{field} missing"
+            );
+        }
         assert!(s["properties"]["proposal"]["description"].is_string());
     }
 }

@@ -315,6 +315,15 @@ impl Understander {
         }
     }
 
+    /// Whether understanding `text` will ask the LLM, known before asking
+    /// (so chat can show a sign of life first): always when the LLM answers
+    /// first, when the rules are unsure in `auto`; never while the circuit
+    /// breaker is open.
+    pub fn will_ask(&self, rules: &RulesParser, text: &str) -> bool {
+        self.breaker.check().is_ok()
+            && (self.routing == Routing::LlmFirst || self.rules_unsure(&rules.parse(text), text))
+    }
+
     /// Understands one message.
     pub async fn understand(
         &self,
@@ -490,7 +499,7 @@ impl Understander {
             }
         }
         let services = if names.is_empty() {
-            "(the message names no service in the catalog)".to_owned()
+            "(none named)".to_owned()
         } else {
             names
                 .iter()
@@ -504,7 +513,7 @@ impl Understander {
                         .and_then(|c| c.description.clone())
                         .unwrap_or_default()
                         .chars()
-                        .take(100)
+                        .take(60)
                         .collect();
                     format!("- {n} — {owner} — {desc}")
                         .trim_end_matches([' ', '—'])
@@ -515,6 +524,7 @@ impl Understander {
         };
         let scaffoldish =
             scaffoldish || m.words.iter().any(|w| SCAFFOLD_WORDS.contains(&w.as_str()));
+        // Templates and teams on one line each: only what this message may need.
         let templates = if scaffoldish {
             let words: Vec<&str> = m.words.iter().map(String::as_str).collect();
             let list = match index.template(&words) {
@@ -528,23 +538,25 @@ impl Understander {
                         .find(|x| x.name.as_str() == t)
                         .and_then(|x| x.title.clone().or(x.description.clone()))
                         .unwrap_or_default();
-                    format!("- {t} — {desc}")
-                        .trim_end_matches([' ', '—'])
-                        .to_owned()
+                    if desc.is_empty() {
+                        t.clone()
+                    } else {
+                        format!("{t} ({desc})")
+                    }
                 })
                 .collect::<Vec<_>>()
-                .join("\n")
+                .join(", ")
         } else {
-            "(not needed for this message)".to_owned()
+            "(not needed)".to_owned()
         };
         let teams = if m.teams.is_empty() {
             "(none)".to_owned()
         } else {
             m.teams
                 .iter()
-                .map(|t| format!("- {t}"))
+                .map(ToString::to_string)
                 .collect::<Vec<_>>()
-                .join("\n")
+                .join(", ")
         };
         let schema = match self.client.mode() {
             LlmMode::Json => json_instruction(),
