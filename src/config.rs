@@ -95,6 +95,26 @@ pub struct Config {
     /// Office hours: the Markdown docs questions are answered from.
     #[serde(default)]
     pub docs: crate::docs::DocsConfig,
+    /// How the log is written.
+    #[serde(default)]
+    pub log: LogConfig,
+}
+
+/// `[log]`. Which lines are written is `PAVER_LOG` (an env filter,
+/// default `warn`; `info` for what Paver does).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    pub format: LogFormat,
+}
+
+/// `text` for people, `json` (one object a line) for a log pipeline.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
 }
 
 impl Config {

@@ -8,7 +8,7 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let args = cli::Args::parse();
-    cli::init_tracing();
+    cli::init_tracing(cli::log_format(&args));
     match cli::run(args) {
         Ok(code) => code,
         Err(e) => {

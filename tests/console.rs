@@ -366,3 +366,61 @@ async fn deny_at_the_console_asks_why() {
         "the empty reason did nothing: {events:?}"
     );
 }
+
+/// `log.format = "json"` (here `PAVER_LOG__FORMAT`): every log line is one
+/// JSON object, the job's lines carry the request id, the search index's
+/// chatter is left out of `PAVER_LOG=info`, and no token is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_carry_request_ids_and_no_secrets() {
+    let (_tdb, url) = database().await;
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("gitops");
+    let script = "create staging for order-service with Postgres\n/press Create\n";
+    let run = tokio::task::spawn_blocking({
+        let (url, repo) = (url.clone(), repo.clone());
+        move || {
+            chat_with(
+                Some(&url),
+                &repo,
+                Some("alice"),
+                script,
+                &[
+                    ("PAVER_CONSOLE__ALLOW_IMPERSONATION", "true"),
+                    ("PAVER_LOG", "info"),
+                    ("PAVER_LOG__FORMAT", "json"),
+                    ("PAVER_SLACK__BOT_TOKEN", "xoxb-json-log-secret"),
+                ],
+                None,
+            )
+        }
+    })
+    .await
+    .unwrap();
+    assert!(run.ok, "{}\n{}", run.stdout, run.stderr);
+    let logged: Vec<serde_json::Value> = run
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert!(!logged.is_empty(), "{}", run.stderr);
+    // Only the console's own banner and prompts are not JSON.
+    for l in run.stderr.lines().filter(|l| !l.starts_with('{')) {
+        assert!(
+            !l.contains("INFO") && !l.contains("WARN"),
+            "a text log line: {l}"
+        );
+    }
+    assert!(
+        logged
+            .iter()
+            .any(|v| v["level"] == "INFO"
+                && v["request"].as_str().is_some_and(|r| r.starts_with("r-"))),
+        "{}",
+        run.stderr
+    );
+    assert!(logged.iter().all(|v| v["target"]
+        .as_str()
+        .is_some_and(|t| !t.starts_with("tantivy"))));
+    assert!(!run.stderr.contains("xoxb-json-log-secret"));
+}

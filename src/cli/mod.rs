@@ -17,7 +17,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use paver::catalog::Catalog;
-use paver::config::{self, Config, NluMode};
+use paver::config::{self, Config, LogFormat, NluMode};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -134,13 +134,41 @@ enum NluCommand {
     },
 }
 
-pub fn init_tracing() {
+/// The log's format from the config `args` name (or the environment), read
+/// before anything logs; a config that does not load logs as text (and
+/// the command then says why it does not load).
+pub fn log_format(args: &Args) -> LogFormat {
+    let path = config::resolve_path(args.config.as_deref());
+    Config::load(path.as_deref())
+        .map(|c| c.log.format)
+        .unwrap_or_default()
+}
+
+pub fn init_tracing(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("PAVER_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt()
+    // The search index logs each commit at info: not what `PAVER_LOG=info`
+    // asks to see, unless it names tantivy.
+    let wanted = std::env::var("PAVER_LOG").unwrap_or_else(|_| "warn".into());
+    let wanted = if wanted.contains("tantivy") {
+        wanted
+    } else {
+        format!("{wanted},tantivy=warn")
+    };
+    let filter = EnvFilter::try_new(&wanted).unwrap_or_else(|_| EnvFilter::new("warn"));
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        // One object a line: the fields of the event and of the spans it
+        // is in (the request id of a job's work), flattened.
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {

@@ -211,6 +211,17 @@ impl Engine {
     /// A chat message: understood once, then handled by the flow that owns
     /// it. A redelivered event is acknowledged and dropped.
     pub async fn handle_message(&self, msg: Inbound) -> Result<Handled, EngineError> {
+        use tracing::Instrument;
+        // Every line logged while a message is handled names its event.
+        let span = tracing::info_span!(
+            "message",
+            platform = msg.conversation.platform.as_str(),
+            event = msg.event_id.as_deref().unwrap_or("")
+        );
+        self.message(msg).instrument(span).await
+    }
+
+    async fn message(&self, msg: Inbound) -> Result<Handled, EngineError> {
         let inner = &self.inner;
         if let Some(event_id) = &msg.event_id {
             let platform = msg.conversation.platform.as_str();
@@ -333,6 +344,22 @@ impl Engine {
     /// A press with what the user wrote for it: the reason `Won't fix`
     /// needs (from a modal, or the console's `/press Won't fix: reason`).
     pub async fn handle_button_with(
+        &self,
+        user: &ChatUser,
+        conv: &Conversation,
+        payload: &str,
+        reason: Option<&str>,
+    ) -> Result<(), EngineError> {
+        use tracing::Instrument;
+        // A payload holds ids only (never an action), so it may be logged.
+        let span =
+            tracing::info_span!("press", platform = conv.platform.as_str(), payload = ?payload);
+        self.press(user, conv, payload, reason)
+            .instrument(span)
+            .await
+    }
+
+    async fn press(
         &self,
         user: &ChatUser,
         conv: &Conversation,

@@ -308,8 +308,12 @@ fn action_mismatch(req: &Request, row: &JobRow) -> Option<String> {
 #[async_trait::async_trait]
 impl JobRunner for Requests {
     async fn run(&self, claimed: Claimed) {
+        use tracing::Instrument;
         let (job, request) = (claimed.job.id.clone(), claimed.job.request_id.clone());
-        if let Err(e) = self.run_job(claimed).await {
+        // Every line logged while the job runs (the driver's, the store's)
+        // carries the request and job ids.
+        let span = tracing::info_span!("job", request = %request, job = %job);
+        if let Err(e) = self.run_job(claimed).instrument(span).await {
             // The job keeps its lease until it runs out, then runs again.
             tracing::error!(%job, %request, error = %e, "job bookkeeping failed");
         }
