@@ -648,6 +648,12 @@ impl<'a> Message<'a> {
                     self.scaffold(end)
                 } else if cue == Cue::Need && from.is_some() && to.is_some() {
                     self.promote(end)
+                } else if cue == Cue::Need
+                    && self.version(end).is_some()
+                    && self.resources(0, end).is_empty()
+                {
+                    // "get X 1.8.2 out to staging", "I need X 2.0 on dev".
+                    self.deploy_like(ActionKind::Deploy, end)
                 } else {
                     self.create_or_add(after, end)
                 }
@@ -810,6 +816,16 @@ impl<'a> Message<'a> {
                 Role::Adjective
             };
         }
+        // "make" creates only an environment ("make a staging env"); "make
+        // it 8" or "make it production" sets something else.
+        if w == "make" {
+            let env_object = (pos + 1..(pos + 5).min(self.words.len()))
+                .take_while(|&k| !self.punct[k])
+                .any(|k| is_env_noun(self.words[k]));
+            if !env_object {
+                return Role::Adjective;
+            }
+        }
         if cue == Cue::Owner
             && w == "own"
             && matches!(
@@ -895,6 +911,11 @@ impl<'a> Message<'a> {
             });
             return if asked { Role::Verb } else { Role::Noun };
         }
+        // "give X a kick", "do a rollback of X", "I need a restart of X":
+        // an action noun after a light verb is the request.
+        if nominal && self.after_light_verb(pos) {
+            return if lead { Role::Lead } else { Role::Verb };
+        }
         if nominal {
             Role::Noun
         } else if lead {
@@ -902,6 +923,42 @@ impl<'a> Message<'a> {
         } else {
             Role::Verb
         }
+    }
+
+    /// Whether the action noun at `pos` is the object of a light verb:
+    /// "give X a kick", "do a quick rollback", "trigger a deploy", "we need
+    /// a restart" (a new one: "a", not "the").
+    fn after_light_verb(&self, pos: usize) -> bool {
+        let mut det = None;
+        for k in (pos.saturating_sub(6)..pos).rev() {
+            if self.punct[k] {
+                return false;
+            }
+            let x = self.words[k];
+            if det.is_none() && matches!(x, "a" | "an" | "another" | "the") {
+                det = Some(x);
+                continue;
+            }
+            if let Some(d) = det {
+                if matches!(
+                    x,
+                    "give"
+                        | "gimme"
+                        | "do"
+                        | "trigger"
+                        | "run"
+                        | "perform"
+                        | "kick"
+                        | "schedule"
+                        | "request"
+                        | "start"
+                ) || (d != "the" && matches!(x, "need" | "needs" | "want" | "wants"))
+                {
+                    return true;
+                }
+            }
+        }
+        false
     }
 
     /// Evidence from the shape of the message, without a verb: versions
@@ -1126,7 +1183,13 @@ impl<'a> Message<'a> {
         // "ok the deploy worked, thanks!", "the rollback saved us": talk
         // about what happened, not a request.
         let grateful = (0..n).any(|i| self.is_word(i) && is_gratitude(self.words[i]));
-        if grateful && !self.words.contains(&"?") && self.exact.is_empty() {
+        let told = (0..n).any(|i| {
+            matches!(
+                self.words[i],
+                "went" | "was" | "is" | "worked" | "works" | "saved" | "done" | "fixed"
+            )
+        });
+        if grateful && !self.words.contains(&"?") && (self.exact.is_empty() || told) {
             return unsure(Action::Nothing);
         }
         match self.service(n) {
@@ -1376,6 +1439,11 @@ impl<'a> Message<'a> {
     /// that merely appears ("the staging db of X in prod" is about prod).
     fn environment(&self, end: usize) -> Option<Environment> {
         let envs = self.environments(end);
+        if let Some(c) = self.correction_at(end) {
+            if let Some((_, e)) = envs.iter().find(|(p, _)| *p > c) {
+                return Some(*e);
+            }
+        }
         let targeted = envs.iter().find(|(p, _)| {
             matches!(
                 self.word(p.wrapping_sub(1)),
@@ -1383,7 +1451,17 @@ impl<'a> Message<'a> {
             ) || matches!(self.word(p.wrapping_sub(2)), "to" | "in" | "on" | "into")
                 && self.word(p.wrapping_sub(1)) == "the"
         });
-        targeted.or(envs.first()).map(|(_, e)| *e)
+        // Then one named as an environment ("a fresh staging env"), then
+        // any but a mere reference ("anywhere near prod", "more than dev").
+        let named = envs.iter().find(|(p, _)| is_env_noun(self.word(p + 1)));
+        let referenced =
+            |p: usize| matches!(self.word(p.wrapping_sub(1)), "near" | "than" | "like");
+        let plain = envs.iter().find(|(p, _)| !referenced(*p));
+        targeted
+            .or(named)
+            .or(plain)
+            .or(envs.first())
+            .map(|(_, e)| *e)
     }
 
     /// Where a promotion goes from and to: "from X", "out of X", "X → Y",
@@ -1745,6 +1823,15 @@ impl<'a> Message<'a> {
                 return Err(self.missing_service(intent, other, also));
             }
         };
+        // "restart X in stg and dev", "deploy X to staging and prod": one
+        // action cannot have two targets, so ask.
+        if let Some(others) = self.environment_conflict(end) {
+            return Err(unsure(Action::clarify(
+                intent,
+                vec![Field::Environment],
+                others.iter().map(|e| e.as_str().to_owned()).collect(),
+            )));
+        }
         match env {
             Some(e) => Ok((service, e, !fuzzy)),
             None => Err(unsure(Action::clarify(
@@ -1753,6 +1840,46 @@ impl<'a> Message<'a> {
                 vec![],
             ))),
         }
+    }
+
+    /// Where a correction starts ("…, no wait, to dev", "actually dev",
+    /// "I mean prod"): what follows replaces what came before.
+    fn correction_at(&self, end: usize) -> Option<usize> {
+        (0..end.min(self.words.len())).rev().find(|&i| {
+            let w = self.words[i];
+            w == "actually"
+                || (w == "wait" && matches!(self.word(i.wrapping_sub(1)), "no" | "oh" | "oops"))
+                || (w == "mean" && self.word(i.wrapping_sub(1)) == "i")
+                || (w == "sorry" && i > 0)
+        })
+    }
+
+    /// Environments aimed at ("to/in/on/into X") in a clause that names more
+    /// than one and does not correct itself: the distinct ones, in order.
+    fn environment_conflict(&self, end: usize) -> Option<Vec<Environment>> {
+        if self.correction_at(end).is_some() {
+            return None;
+        }
+        let envs = self.environments(end);
+        let negated = |p: usize| (1..=2).any(|k| p >= k && is_negation(self.words[p - k]));
+        let aimed: Vec<(usize, Environment)> = envs
+            .iter()
+            .copied()
+            .filter(|(p, _)| {
+                !negated(*p)
+                    && (matches!(self.word(p.wrapping_sub(1)), "to" | "in" | "on" | "into" | "onto" | ">")
+                        // "in stg and dev": the second of a pair joined by and/or/"&".
+                        || matches!(self.word(p.wrapping_sub(1)), "and" | "or")
+                            && envs.iter().any(|(q, _)| q + 2 == *p))
+            })
+            .collect();
+        let mut distinct: Vec<Environment> = Vec::new();
+        for (_, e) in aimed {
+            if !distinct.contains(&e) {
+                distinct.push(e);
+            }
+        }
+        (distinct.len() > 1).then_some(distinct)
     }
 
     fn env_action(
