@@ -299,9 +299,14 @@ impl<'a> Message<'a> {
         {
             return Mood::HowTo;
         }
-        // "don't roll back, promote it": a negative imperative.
-        if w == "do" && next == "not" {
+        // "don't roll back, promote it", "do the rollback": imperatives.
+        if w == "do" && (next == "not" || is_determiner(next)) {
             return Mood::Imperative;
+        }
+        // "if I deploy X to prod, will it need approval?": a hypothetical
+        // question, not a request.
+        if matches!(w, "if" | "whether") && self.words.contains(&"?") {
+            return Mood::Question;
         }
         if is_interrogative(w) {
             Mood::Question
@@ -665,6 +670,15 @@ impl<'a> Message<'a> {
                     self.add_resource(end)
                 }
             }
+            Cue::Destroy if self.object_is_pods(after, end) => {
+                // "kill the pods of X", "delete X's containers": a restart.
+                self.env_action(ActionKind::Restart, end, |service, environment| {
+                    Action::Restart {
+                        service,
+                        environment,
+                    }
+                })
+            }
             Cue::Destroy => {
                 if self.object_is_resource(after, end) {
                     // Removing one resource is not an action Paver has.
@@ -735,9 +749,17 @@ impl<'a> Message<'a> {
     fn weigh(&self) -> Vec<Hit> {
         let mut out: Vec<Hit> = Vec::with_capacity(self.cues.len());
         let clause = self.clauses();
+        // "fyi", "heads up", "psa": an announcement of what the writer does.
+        let announced = self.first_content().is_some_and(|i| {
+            matches!(self.words[i], "fyi" | "psa" | "announcement")
+                || (self.words[i] == "heads" && self.word(i + 1) == "up")
+        });
         for &(pos, cue, len) in &self.cues {
             let typo = self.typos.contains(&pos);
-            let role = self.role(pos, cue, len);
+            let role = match self.role(pos, cue, len) {
+                Role::Lead | Role::Verb if announced => Role::Noun,
+                r => r,
+            };
             let request = matches!(role, Role::Lead | Role::Verb) && !cue.is_weak();
             // A later clause's request is another request: the first wins.
             let later = request
@@ -790,6 +812,62 @@ impl<'a> Message<'a> {
                 && !matches!(prev, "only" | "just")
         {
             return Role::Negated;
+        }
+        // "no need to restart", "not going to deploy", "don't have to".
+        let mut k = pos;
+        while k > 0 && !self.punct[k - 1] && pos - k < 4 {
+            k -= 1;
+            let x = self.words[k];
+            if is_negation(x) {
+                return Role::Negated;
+            }
+            if !matches!(
+                x,
+                "need"
+                    | "to"
+                    | "going"
+                    | "gonna"
+                    | "have"
+                    | "any"
+                    | "more"
+                    | "longer"
+                    | "reason"
+                    | "bother"
+                    | "point"
+                    | "in"
+            ) {
+                break;
+            }
+        }
+        // "I'll deploy it myself", "we are rolling back X", "I just
+        // restarted it": the writer says what they do, not what Paver
+        // should.
+        let mut k = pos;
+        while k > 0 && !self.punct[k - 1] && pos - k < 4 {
+            k -= 1;
+            let x = self.words[k];
+            if matches!(
+                x,
+                "will" | "am" | "are" | "was" | "were" | "did" | "have" | "had" | "already"
+            ) && matches!(self.word(k.wrapping_sub(1)), "i" | "we")
+            {
+                return Role::Noun;
+            }
+            if !matches!(
+                x,
+                "just"
+                    | "already"
+                    | "now"
+                    | "also"
+                    | "gonna"
+                    | "going"
+                    | "to"
+                    | "about"
+                    | "currently"
+                    | "literally"
+            ) {
+                break;
+            }
         }
         // "deploy can wait till tomorrow", "restart it later".
         let mut j = pos + len;
@@ -1180,6 +1258,16 @@ impl<'a> Message<'a> {
     }
 
     fn no_cue(&self, n: usize) -> Parsed {
+        // "never mind", "scratch that": the writer took it back.
+        let retracted = (0..n).any(|i| {
+            matches!(self.words[i], "nevermind" | "nvm")
+                || (self.words[i] == "never" && self.word(i + 1) == "mind")
+                || (matches!(self.words[i], "scratch" | "ignore" | "cancel" | "forget")
+                    && matches!(self.word(i + 1), "that" | "this" | "it" | "me"))
+        });
+        if retracted {
+            return unsure(Action::Nothing);
+        }
         // "ok the deploy worked, thanks!", "the rollback saved us": talk
         // about what happened, not a request.
         let grateful = (0..n).any(|i| self.is_word(i) && is_gratitude(self.words[i]));
@@ -1219,7 +1307,30 @@ impl<'a> Message<'a> {
                 "mean" | "means" | "meaning" | "definition" | "defined"
             ) || (self.words[i] == "stand" && self.word(i + 1) == "for")
         });
-        if first == "why" || defines {
+        // "should I roll back X?", "is it ok if I promote X?", "what
+        // happens if I restart X?", "where are the logs for X?": advice and
+        // the platform's ways, for the docs and the platform team.
+        let advice = (0..n).any(|i| {
+            let w = self.words[i];
+            matches!(
+                w,
+                "if" | "whether" | "safe" | "allowed" | "happens" | "happen" | "recommended"
+            ) || (w == "should" && matches!(self.word(i + 1), "i" | "we"))
+                || (matches!(w, "ok" | "okay" | "fine") && self.word(i.wrapping_sub(1)) == "it")
+                || is_platform_word(w)
+                    && !matches!(
+                        w,
+                        "deploy"
+                            | "deployment"
+                            | "failing"
+                            | "failed"
+                            | "broken"
+                            | "stuck"
+                            | "error"
+                            | "errors"
+                    )
+        });
+        if first == "why" || defines || advice {
             return self.ask();
         }
         match self.service(n) {
@@ -1823,6 +1934,15 @@ impl<'a> Message<'a> {
                 return Err(self.missing_service(intent, other, also));
             }
         };
+        // "restart order-service, order-worker in staging": one action,
+        // one service.
+        if let Some(both) = self.service_conflict(end) {
+            return Err(unsure(Action::clarify(
+                intent,
+                vec![Field::Service],
+                both.iter().map(|s| s.as_str().to_owned()).collect(),
+            )));
+        }
         // "restart X in stg and dev", "deploy X to staging and prod": one
         // action cannot have two targets, so ask.
         if let Some(others) = self.environment_conflict(end) {
@@ -1840,6 +1960,29 @@ impl<'a> Message<'a> {
                 vec![],
             ))),
         }
+    }
+
+    /// Services named side by side ("X, Y", "X and Y", "X or Y") in one
+    /// clause: the distinct ones.
+    fn service_conflict(&self, end: usize) -> Option<Vec<ServiceName>> {
+        let named: Vec<&(usize, usize, ServiceName)> =
+            self.exact.iter().filter(|(p, _, _)| *p < end).collect();
+        let joined = named.windows(2).any(|w| {
+            let (a, alen, ref sa) = *w[0];
+            let (b, _, ref sb) = *w[1];
+            sa != sb
+                && b > a + alen
+                && (a + alen..b).all(|k| matches!(self.words[k], "," | "and" | "or" | "/"))
+        });
+        joined.then(|| {
+            let mut v: Vec<ServiceName> = Vec::new();
+            for (_, _, s) in named {
+                if !v.contains(s) {
+                    v.push(s.clone());
+                }
+            }
+            v
+        })
     }
 
     /// Where a correction starts ("…, no wait, to dev", "actually dev",
@@ -1928,6 +2071,24 @@ impl<'a> Message<'a> {
                 parsed(action, is_sure)
             }
             Err(p) => p,
+        }
+    }
+
+    /// "kill cart-service pods in dev": the verb's object is the running
+    /// copies, not the environment.
+    fn object_is_pods(&self, after: usize, end: usize) -> bool {
+        let end = end.min(self.words.len());
+        let pods = (after..end).find(|&i| {
+            matches!(
+                self.words[i],
+                "pods" | "pod" | "containers" | "container" | "instances"
+            )
+        });
+        let env_noun = (after..end).find(|&i| is_env_noun(self.words[i]));
+        match (pods, env_noun) {
+            (Some(p), Some(e)) => p < e,
+            (Some(_), None) => true,
+            _ => false,
         }
     }
 
@@ -2451,6 +2612,12 @@ fn is_platform_word(w: &str) -> bool {
             | "vault"
             | "terraform"
             | "helm"
+            | "runbook"
+            | "runbooks"
+            | "playbook"
+            | "approval"
+            | "approvals"
+            | "policy"
     )
 }
 
