@@ -283,6 +283,15 @@ impl<'a> Message<'a> {
                 || joined(i, &["is", "it", "possible"])
                 || joined(i, &["is", "there", "a", "way"])
                 || joined(i, &["best", "way", "to"]);
+            // "is it possible to get a staging env for X?" with a catalog
+            // service named is a polite request, not a how-to.
+            let polite = (joined(i, &["is", "it", "possible"])
+                || joined(i, &["would", "it", "be", "possible"])
+                || joined(i, &["is", "there", "a", "way"]))
+                && !self.exact.is_empty();
+            if polite {
+                return Mood::Imperative;
+            }
             if how_to {
                 return Mood::HowTo;
             }
@@ -595,6 +604,21 @@ impl<'a> Message<'a> {
         }
 
         // No request verb: a weak cue ("need", "start"), else the shape.
+        // "get X status", "I need the health of X": a status asked for.
+        let status_object = live.iter().any(|h| {
+            h.cue == Cue::Need
+                && live
+                    .iter()
+                    .any(|s| s.cue == Cue::Status && s.pos > h.pos && s.pos <= h.pos + 4)
+        });
+        if status_object {
+            let h = live
+                .iter()
+                .find(|h| h.cue == Cue::Status)
+                .expect("found above");
+            t.decided("\"get\"/\"need\" with a status word: a status asked for");
+            return self.status(self.scope_end(h.pos));
+        }
         if let Some(h) = live.iter().find(|h| h.cue == Cue::Need) {
             t.decided("\"need\"/\"want\": the object decides");
             let p = self.dispatch(h.pos, h.cue, h.len, n);
@@ -654,6 +678,12 @@ impl<'a> Message<'a> {
                 } else if cue == Cue::Need && from.is_some() && to.is_some() {
                     self.promote(end)
                 } else if cue == Cue::Need
+                    && (after..end.min(self.words.len()))
+                        .any(|i| is_replica_noun(self.words[i]) && self.words[i] != "x")
+                {
+                    // "give X 3 more pods", "X needs more instances".
+                    self.scale(end)
+                } else if cue == Cue::Need
                     && self.version(end).is_some()
                     && self.resources(0, end).is_empty()
                 {
@@ -693,6 +723,19 @@ impl<'a> Message<'a> {
                         },
                     )
                 }
+            }
+            // "upgrade postgres on X": a resource's change, which Paver
+            // does not make.
+            Cue::Deploy | Cue::Restart
+                if self.object_is_resource(after, end) && self.version(end).is_none() =>
+            {
+                self.ask()
+            }
+            // "redeploy the previous version of X": back to what ran before.
+            Cue::Deploy
+                if self.version(end).is_none() && self.names_previous_release(after, end) =>
+            {
+                self.deploy_like(ActionKind::Rollback, end)
             }
             Cue::Deploy => {
                 let (from, to) = self.source_target(end);
@@ -880,14 +923,30 @@ impl<'a> Message<'a> {
         // "new" is a request only for an environment or a service ("the new
         // release" is a topic).
         if w == "new" {
-            let names_thing = (pos + 1..(pos + 5).min(self.words.len())).any(|k| {
-                let x = self.words[k];
-                is_env_noun(x)
-                    || is_service_noun(x)
-                    || environment_at(&self.words, k).is_some()
-                    || canonical_stack_word(x) != x
-                    || self.index.is_template(x)
-            });
+            // What "new" modifies: past stack words and plain adjectives,
+            // the first word must be an environment or a service noun.
+            let mut k = pos + 1;
+            while k < self.words.len()
+                && !self.punct[k]
+                && !self.covered[k]
+                && (canonical_stack_word(self.words[k]) != self.words[k]
+                    || self.index.is_template(self.words[k])
+                    || matches!(
+                        self.words[k],
+                        "fresh" | "clean" | "small" | "little" | "empty" | "separate" | "dedicated"
+                            | "data" | "go" | "python" | "rust" | "node" | "java" | "elixir"
+                            | "ruby" | "scala" | "kotlin" | "backend" | "shiny"
+                    )
+                    // "a new elixir service": any one word before a service noun.
+                    || is_service_noun(self.word(k + 1)))
+            {
+                k += 1;
+            }
+            let names_thing = k < self.words.len()
+                && !self.covered[k]
+                && (is_env_noun(self.words[k])
+                    || is_service_noun(self.words[k])
+                    || environment_at(&self.words, k).is_some());
             return if names_thing {
                 Role::Verb
             } else {
@@ -1740,6 +1799,12 @@ impl<'a> Message<'a> {
         // A count next to its noun is the surest.
         for i in 0..end {
             if let Some(n) = number(i) {
+                if matches!(
+                    self.word(i + 1),
+                    "more" | "extra" | "additional" | "fewer" | "less"
+                ) {
+                    continue;
+                }
                 if is_replica_noun(self.word(i + 1))
                     || self.words[i].ends_with('x') && self.words[i].len() > 1
                 {
@@ -1747,11 +1812,18 @@ impl<'a> Message<'a> {
                 }
             }
         }
-        // "by 2" is relative to a count we do not know.
+        // "by 2", "3 more", "2 extra" are relative to a count we do not know.
+        let relative = |i: usize| {
+            self.word(i.wrapping_sub(1)) == "by"
+                || matches!(
+                    self.word(i + 1),
+                    "more" | "extra" | "additional" | "fewer" | "less"
+                )
+        };
         for i in 0..end {
             if let Some(n) = number(i) {
                 let prev = self.word(i.wrapping_sub(1));
-                if prev == "by" {
+                if relative(i) {
                     continue;
                 }
                 if matches!(prev, "to" | "=" | "at" | "of") || !is_replica_noun(prev) {
@@ -2074,6 +2146,23 @@ impl<'a> Message<'a> {
         }
     }
 
+    /// "the previous version", "the last good release", "the old build".
+    fn names_previous_release(&self, after: usize, end: usize) -> bool {
+        let end = end.min(self.words.len());
+        (after..end).any(|i| {
+            matches!(
+                self.words[i],
+                "previous" | "prior" | "old" | "older" | "earlier"
+            ) || (self.words[i] == "last"
+                && matches!(self.word(i + 1), "good" | "working" | "stable" | "known"))
+        }) && (after..end).any(|i| {
+            matches!(
+                self.words[i],
+                "version" | "release" | "build" | "image" | "tag"
+            )
+        })
+    }
+
     /// "kill cart-service pods in dev": the verb's object is the running
     /// copies, not the environment.
     fn object_is_pods(&self, after: usize, end: usize) -> bool {
@@ -2239,6 +2328,7 @@ impl<'a> Message<'a> {
                     // an article; otherwise it is the verb ("go ahead").
                     && (w != "go"
                         || is_service_noun(self.word(i + 1))
+                        || matches!(self.word(i + 1), "template" | "stack")
                         || matches!(self.word(i.wrapping_sub(1)), "a" | "an" | "in" | "new" | "using"))
             })
             .map(|i| self.words[i])
@@ -2790,6 +2880,14 @@ mod tests {
                     "payment-service staging: back to the previous release pls",
                     rollback("payment-service", "staging"),
                 ),
+                (
+                    "heads-up, the new cart-service build on prod is throwing errors. can you roll it back?",
+                    rollback("cart-service", "production"),
+                ),
+                (
+                    "redeploy the previous version of search-api on qa",
+                    rollback("search-api", "staging"),
+                ),
             ],
         );
     }
@@ -3014,6 +3112,88 @@ mod tests {
         // The first request of several is the message's, with less confidence.
         let two = p.parse("deploy payment-service to prod; also restart auth-service in staging");
         assert_eq!(two.action.kind(), ActionKind::Deploy);
+    }
+
+    #[test]
+    fn talk_about_changes_is_not_a_request_for_one() {
+        let p = parser();
+        for text in [
+            "if I promote user-service to prod, does it need an approval?",
+            "what happens when I restart auth-service in prod?",
+            "should we roll back billing-api?",
+            "is it safe to scale search-api down in prod?",
+            "I'll restart order-worker in staging myself",
+            "we are rolling back cart-service in prod right now",
+            "fyi deploying checkout-api to staging",
+            "no need to redeploy billing-api",
+            "scratch that, don't deploy",
+            "where are the deploy logs for user-service?",
+        ] {
+            assert!(
+                !kind(&read(&p, text)).is_mutating(),
+                "{text} => {}",
+                read(&p, text)
+            );
+        }
+    }
+
+    #[test]
+    fn objects_decide_what_a_verb_acts_on() {
+        let p = parser();
+        check(
+            &p,
+            &[
+                // Pods are running copies: killing them restarts.
+                (
+                    "delete the pods of billing-api in qa",
+                    json!({"action": "restart", "service": "billing-api", "environment": "staging"}),
+                ),
+                // A resource's own upgrade or restart is not the service's.
+                (
+                    "bounce the redis of cart-service in prod",
+                    json!({"action": "ask", "question": "bounce the redis of cart-service in prod"}),
+                ),
+                // "more" pods is relative: how many?
+                (
+                    "give search-api 2 more pods in prod",
+                    json!({"action": "clarify", "missing": ["replicas"]}),
+                ),
+                (
+                    "get me order-worker status on stg",
+                    json!({"action": "status", "service": "order-worker", "environment": "staging"}),
+                ),
+                (
+                    "make it 5 replicas for cart-service in prod",
+                    json!({"action": "scale", "service": "cart-service", "environment": "production", "replicas": 5}),
+                ),
+            ],
+        );
+    }
+
+    #[test]
+    fn conflicting_slots_ask_and_corrections_win() {
+        let p = parser();
+        check(
+            &p,
+            &[
+                (
+                    "restart billing-api in dev and staging",
+                    json!({"action": "clarify", "missing": ["environment"], "candidates": ["dev", "staging"]}),
+                ),
+                (
+                    "deploy user-service and auth-service to prod",
+                    json!({"action": "clarify", "missing": ["service"], "candidates": ["user-service", "auth-service"]}),
+                ),
+                (
+                    "restart billing-api in staging, actually dev",
+                    json!({"action": "restart", "service": "billing-api", "environment": "dev"}),
+                ),
+                (
+                    "deploy user-service to prod, no wait, to staging",
+                    json!({"action": "deploy", "service": "user-service", "environment": "staging"}),
+                ),
+            ],
+        );
     }
 
     #[test]
