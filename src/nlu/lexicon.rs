@@ -86,12 +86,14 @@ impl Cue {
 pub fn separable(verb: &str, particle: &str) -> Option<Cue> {
     Some(match (verb, particle) {
         (
-            "roll" | "rolling" | "take" | "taking" | "put" | "putting" | "bring" | "go" | "set",
+            "roll" | "rolling" | "rolled" | "take" | "taking" | "took" | "put" | "putting"
+            | "bring" | "brought" | "go" | "went" | "set",
             "back",
         ) => Cue::Rollback,
         ("hook" | "wire", "up") => Cue::Add,
         ("spin" | "fire" | "stand" | "set", "up") => Cue::Create,
         ("tear" | "take" | "shut" | "spin" | "wind", "down") => Cue::Destroy,
+        ("clean" | "cleaning", "up") => Cue::Destroy,
         _ => return None,
     })
 }

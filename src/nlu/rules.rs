@@ -144,6 +144,10 @@ struct Message<'a> {
     cues: Vec<(usize, Cue, usize)>,
     /// Positions of cues read from a misspelt word.
     typos: Vec<usize>,
+    /// Where the deciding cue stands: its object (the service, environment
+    /// and version after it) comes before what the message mentioned
+    /// earlier ("after the deploy of X finishes, restart Y").
+    focus: std::cell::Cell<usize>,
 }
 
 const CLAUSE_WORDS: [&str; 3] = ["also", "then", "afterwards"];
@@ -161,6 +165,7 @@ impl<'a> Message<'a> {
             exact: Vec::new(),
             cues: Vec::new(),
             typos: Vec::new(),
+            focus: std::cell::Cell::new(0),
         };
         m.find_exact_services();
         m.find_cues();
@@ -668,6 +673,7 @@ impl<'a> Message<'a> {
 
     /// The builder for the cue at `pos`, on the clause it opens.
     fn dispatch(&self, pos: usize, cue: Cue, len: usize, n: usize) -> Parsed {
+        self.focus.set(pos);
         let end = self.scope_end(pos);
         let after = pos + len;
         match cue {
@@ -1408,7 +1414,14 @@ impl<'a> Message<'a> {
     /// The service the clause is about: an exact name first, else a unique
     /// prefix or clear typo, else what it is ambiguous between.
     fn service(&self, end: usize) -> Option<ServiceMatch> {
-        if let Some((_, _, name)) = self.exact.iter().find(|(p, _, _)| *p < end) {
+        let focus = self.focus.get();
+        let after = self.exact.iter().find(|(p, _, _)| *p >= focus && *p < end);
+        let before = self
+            .exact
+            .iter()
+            .rev()
+            .find(|(p, _, _)| *p < focus.min(end));
+        if let Some((_, _, name)) = after.or(before) {
             return Some(ServiceMatch::Exact(name.clone()));
         }
         let mut fuzzy = None;
@@ -1614,13 +1627,18 @@ impl<'a> Message<'a> {
                 return Some(*e);
             }
         }
-        let targeted = envs.iter().find(|(p, _)| {
+        let is_targeted = |p: usize| {
             matches!(
                 self.word(p.wrapping_sub(1)),
                 "to" | "in" | "on" | "into" | "onto" | ">"
             ) || matches!(self.word(p.wrapping_sub(2)), "to" | "in" | "on" | "into")
                 && self.word(p.wrapping_sub(1)) == "the"
-        });
+        };
+        let focus = self.focus.get();
+        let targeted = envs
+            .iter()
+            .find(|(p, _)| *p >= focus && is_targeted(*p))
+            .or_else(|| envs.iter().find(|(p, _)| is_targeted(*p)));
         // Then one named as an environment ("a fresh staging env"), then
         // any but a mere reference ("anywhere near prod", "more than dev").
         let named = envs.iter().find(|(p, _)| is_env_noun(self.word(p + 1)));
@@ -1719,7 +1737,13 @@ impl<'a> Message<'a> {
 
     /// The first version-shaped word in the clause and where it stands.
     fn version_at(&self, end: usize) -> Option<(usize, Version)> {
-        self.versions(end).into_iter().next()
+        let all = self.versions(end);
+        let focus = self.focus.get();
+        let after = all.iter().position(|(p, _)| *p >= focus);
+        match after {
+            Some(i) => all.into_iter().nth(i),
+            None => all.into_iter().next(),
+        }
     }
 
     /// Every version-shaped word in the clause, in order.
@@ -2075,7 +2099,15 @@ impl<'a> Message<'a> {
         if self.correction_at(end).is_some() {
             return None;
         }
-        let envs = self.environments(end);
+        let all = self.environments(end);
+        // The verb's own environments when it has some ("once X is on qa,
+        // restart Y on dev" is about dev).
+        let focus = self.focus.get();
+        let envs: Vec<(usize, Environment)> = if all.iter().any(|(p, _)| *p >= focus) {
+            all.into_iter().filter(|(p, _)| *p >= focus).collect()
+        } else {
+            all
+        };
         let negated = |p: usize| (1..=2).any(|k| p >= k && is_negation(self.words[p - k]));
         let aimed: Vec<(usize, Environment)> = envs
             .iter()
@@ -2405,7 +2437,8 @@ fn with_confidence(p: Parsed, confidence: f32) -> Parsed {
 
 /// A regular past form of a verb ("deployed", "rolled").
 fn is_past_form(w: &str) -> bool {
-    w.len() > 4 && w.ends_with("ed") && !matches!(w, "need" | "shed" | "seed" | "speed")
+    (w.len() > 4 && w.ends_with("ed") && !matches!(w, "need" | "shed" | "seed" | "speed"))
+        || matches!(w, "took" | "brought" | "went" | "did" | "ran" | "made")
 }
 
 /// A commit hash (7 to 40 hex digits, with letters and digits both): what
@@ -3161,6 +3194,15 @@ mod tests {
                 (
                     "get me order-worker status on stg",
                     json!({"action": "status", "service": "order-worker", "environment": "staging"}),
+                ),
+                // The verb's own object, not the topic mentioned before it.
+                (
+                    "once the rollout of billing-api to qa is done, bounce email-sender on dev",
+                    json!({"action": "restart", "service": "email-sender", "environment": "dev"}),
+                ),
+                (
+                    "we rolled auth-service back to 3.1.0 last night; now redeploy 3.2.1 to prod",
+                    json!({"action": "deploy", "service": "auth-service", "environment": "production", "version": "3.2.1"}),
                 ),
                 (
                     "make it 5 replicas for cart-service in prod",
