@@ -148,6 +148,10 @@ struct Message<'a> {
     /// and version after it) comes before what the message mentioned
     /// earlier ("after the deploy of X finishes, restart Y").
     focus: std::cell::Cell<usize>,
+    /// Every environment named, found once (`environments` filters it).
+    envs: std::cell::OnceCell<Vec<(usize, Environment)>>,
+    /// `service` answers by (end, focus): the builders ask it often.
+    services: std::cell::RefCell<Vec<((usize, usize), Option<ServiceMatch>)>>,
 }
 
 const CLAUSE_WORDS: [&str; 3] = ["also", "then", "afterwards"];
@@ -166,6 +170,8 @@ impl<'a> Message<'a> {
             cues: Vec::new(),
             typos: Vec::new(),
             focus: std::cell::Cell::new(0),
+            envs: std::cell::OnceCell::new(),
+            services: std::cell::RefCell::new(Vec::new()),
         };
         m.find_exact_services();
         m.find_cues();
@@ -241,12 +247,12 @@ impl<'a> Message<'a> {
                 continue;
             }
             let w = self.words[i];
-            if !is_common(w)
-                && !w.contains('-')
-                && environment_at(&self.words, i).is_none()
-                && self.index.partial(w).is_empty()
-            {
-                if let Some(cue) = typo_cue(w) {
+            if let Some(cue) = typo_cue(w) {
+                if !is_common(w)
+                    && !w.contains('-')
+                    && environment_at(&self.words, i).is_none()
+                    && self.index.partial(w).is_empty()
+                {
                     self.cues.push((i, cue, 1));
                     self.typos.push(i);
                 }
@@ -1414,6 +1420,16 @@ impl<'a> Message<'a> {
     /// The service the clause is about: an exact name first, else a unique
     /// prefix or clear typo, else what it is ambiguous between.
     fn service(&self, end: usize) -> Option<ServiceMatch> {
+        let key = (end.min(self.words.len()), self.focus.get());
+        if let Some((_, m)) = self.services.borrow().iter().find(|(k, _)| *k == key) {
+            return m.clone();
+        }
+        let m = self.find_service(end);
+        self.services.borrow_mut().push((key, m.clone()));
+        m
+    }
+
+    fn find_service(&self, end: usize) -> Option<ServiceMatch> {
         let focus = self.focus.get();
         let after = self.exact.iter().find(|(p, _, _)| *p >= focus && *p < end);
         let before = self
@@ -1483,9 +1499,19 @@ impl<'a> Message<'a> {
     }
 
     fn environments(&self, end: usize) -> Vec<(usize, Environment)> {
+        self.envs
+            .get_or_init(|| self.find_environments())
+            .iter()
+            .copied()
+            .filter(|(p, _)| *p < end)
+            .collect()
+    }
+
+    fn find_environments(&self) -> Vec<(usize, Environment)> {
+        let end = self.words.len();
         let mut out = Vec::new();
         let mut i = 0;
-        while i < end.min(self.words.len()) {
+        while i < end {
             if !self.is_word(i) || self.covered[i] {
                 i += 1;
                 continue;
@@ -1498,8 +1524,8 @@ impl<'a> Message<'a> {
                 Some(_) => i += 1,
                 None => {
                     let w = self.words[i];
-                    if !is_common(w) && self.index.partial(w).is_empty() {
-                        if let Some(env) = typo_environment(w) {
+                    if let Some(env) = typo_environment(w) {
+                        if !is_common(w) && self.index.partial(w).is_empty() {
                             out.push((i, env));
                         }
                     }
