@@ -177,7 +177,13 @@ pub fn typo_cue(w: &str) -> Option<Cue> {
     }
     let first = w.as_bytes()[0];
     TYPO_TARGETS.iter().find_map(|(target, cue)| {
-        (target.as_bytes()[0] == first
+        // An inflection ("rollbacks", "restarts") is a word, not a typo:
+        // the lexicon lists the ones that ask for something.
+        let inflected = w
+            .strip_prefix(target)
+            .is_some_and(|rest| matches!(rest, "s" | "d" | "r"));
+        (!inflected
+            && target.as_bytes()[0] == first
             && target.len().abs_diff(w.len()) <= 1
             && strsim::osa_distance(w, target) == 1)
             .then_some(*cue)

@@ -151,8 +151,11 @@ struct Message<'a> {
     /// Every environment named, found once (`environments` filters it).
     envs: std::cell::OnceCell<Vec<(usize, Environment)>>,
     /// `service` answers by (end, focus): the builders ask it often.
-    services: std::cell::RefCell<Vec<((usize, usize), Option<ServiceMatch>)>>,
+    services: std::cell::RefCell<Vec<ServiceAnswer>>,
 }
+
+/// A `service` answer for a (clause end, focus).
+type ServiceAnswer = ((usize, usize), Option<ServiceMatch>);
 
 const CLAUSE_WORDS: [&str; 3] = ["also", "then", "afterwards"];
 
@@ -323,9 +326,23 @@ impl<'a> Message<'a> {
         if w == "do" && (next == "not" || is_determiner(next)) {
             return Mood::Imperative;
         }
-        // "if I deploy X to prod, will it need approval?": a hypothetical
-        // question, not a request.
-        if matches!(w, "if" | "whether") && self.words.contains(&"?") {
+        // "if I deploy X to prod, will it need approval?", "maybe we
+        // should restart X?": a hypothetical or advice question.
+        // ("…we should roll it back, can you do that?" asks Paver to.)
+        let asks = self.words.contains(&"?")
+            && !(0..self.words.len()).any(|i| {
+                matches!(self.words[i], "please" | "pls" | "plz")
+                    || (matches!(self.words[i], "can" | "could" | "would")
+                        && matches!(self.word(i + 1), "you" | "u" | "someone" | "somebody"))
+            });
+        if asks
+            && (matches!(w, "if" | "whether")
+                || (0..self.words.len()).any(|i| {
+                    self.words[i] == "should"
+                        && (matches!(self.word(i + 1), "i" | "we")
+                            || matches!(self.word(i.wrapping_sub(1)), "i" | "we"))
+                }))
+        {
             return Mood::Question;
         }
         if is_interrogative(w) {
@@ -537,9 +554,12 @@ impl<'a> Message<'a> {
 
         // A status verb leading the message decides it ("show me X",
         // "check on X"), whatever follows.
-        let leading_status = hits
-            .first()
-            .is_some_and(|h| h.cue == Cue::Status && Some(h.pos) == first && h.weight() > 0.0);
+        // ("can you check whether X needs a restart?" asks for a status).
+        let leading_status = hits.first().is_some_and(|h| {
+            h.cue == Cue::Status
+                && (Some(h.pos) == first || h.role == Role::Lead)
+                && h.weight() > 0.0
+        });
         if leading_status {
             t.decided("a status verb leads the message");
             let h = hits[0];
@@ -908,6 +928,15 @@ impl<'a> Message<'a> {
             {
                 return Role::Noun;
             }
+            // "we might need to scale X": a possibility, not a request.
+            if matches!(x, "might" | "may")
+                && matches!(
+                    self.word(k.wrapping_sub(1)),
+                    "i" | "we" | "they" | "it" | "you"
+                )
+            {
+                return Role::Noun;
+            }
             if !matches!(
                 x,
                 "just"
@@ -920,17 +949,46 @@ impl<'a> Message<'a> {
                     | "about"
                     | "currently"
                     | "literally"
+                    | "need"
             ) {
                 break;
             }
         }
         // "deploy can wait till tomorrow", "restart it later".
         let mut j = pos + len;
-        while j < self.words.len() && j < pos + len + 4 && !self.punct[j] {
+        while j < self.words.len() && j < pos + len + 8 && !self.punct[j] {
             if matches!(self.words[j], "wait" | "later") {
                 return Role::Deferred;
             }
             j += 1;
+        }
+        // "X deploys to staging", "restarts of X": a verb in -s is never
+        // an order (the nouns that count pods are cues of their own).
+        if w.len() > 4
+            && w.ends_with('s')
+            && !is_replica_noun(w)
+            && cue.reading().is_some_and(ActionKind::is_mutating)
+            && !matches!(cue, Cue::Need)
+        {
+            return Role::Noun;
+        }
+        // "see if X needs a rollback", "if X is down restart it", "when
+        // the deploy finishes": inside a subordinate clause.
+        let mut k = pos;
+        while k > 0 && !self.punct[k - 1] {
+            k -= 1;
+            let x = self.words[k];
+            if matches!(x, "but" | "so" | "because" | "and" | "then" | "also") {
+                break;
+            }
+            // "…if someone could promote X": a polite request.
+            let polite = matches!(
+                self.word(k + 1),
+                "someone" | "somebody" | "anyone" | "you" | "u"
+            ) && matches!(self.word(k + 2), "could" | "can" | "would");
+            if matches!(x, "if" | "whether" | "when" | "once" | "unless" | "until") && !polite {
+                return Role::Noun;
+            }
         }
         // "new" is a request only for an environment or a service ("the new
         // release" is a topic).
@@ -1183,7 +1241,10 @@ impl<'a> Message<'a> {
                 k += 1;
             }
             let bare = marker && (k >= n || (self.punct[k] && self.words[k] != ">"));
-            let aimed = matches!(self.word(j), ">" | "to" | "onto" | "into")
+            // "checkout-api prod -> 2.4.1": the version is where it goes.
+            let target = self.word(at.wrapping_sub(1)) == ">" && !self.environments(n).is_empty();
+            let aimed = target
+                || matches!(self.word(j), ">" | "to" | "onto" | "into")
                 || (matches!(self.word(j), "on" | "in") && marker)
                 || bare;
             if aimed {
@@ -3187,6 +3248,13 @@ mod tests {
             "no need to redeploy billing-api",
             "scratch that, don't deploy",
             "where are the deploy logs for user-service?",
+            "rollbacks of checkout-api in prod take forever",
+            "can you check whether order-service needs a restart in prod?",
+            "which crate does cart-service use in staging",
+            "checkout-api deploys to staging are slow today",
+            "can you see if billing-api needs a rollback in prod",
+            "maybe we should restart search-api in staging?",
+            "we might need to scale checkout-api to 6 in prod",
         ] {
             assert!(
                 !kind(&read(&p, text)).is_mutating(),
