@@ -126,5 +126,6 @@ fn chat_sets_meet_their_floors_with_no_wrong_changes() {
     }
 }
 
-const TUNE_FLOOR: f64 = 0.0;
-const HOLDOUT_FLOOR: f64 = 0.0;
+/// Reached: tune 260/260, holdout 120/123 (measured once, not tuned on).
+const TUNE_FLOOR: f64 = 0.97;
+const HOLDOUT_FLOOR: f64 = 0.95;
