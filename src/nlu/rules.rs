@@ -150,6 +150,8 @@ struct Message<'a> {
     focus: std::cell::Cell<usize>,
     /// Every environment named, found once (`environments` filters it).
     envs: std::cell::OnceCell<Vec<(usize, Environment)>>,
+    /// What each word could name in the catalog, found once.
+    word_matches: std::cell::OnceCell<Vec<(usize, ServiceMatch)>>,
     /// `service` answers by (end, focus): the builders ask it often.
     services: std::cell::RefCell<Vec<ServiceAnswer>>,
 }
@@ -174,6 +176,7 @@ impl<'a> Message<'a> {
             typos: Vec::new(),
             focus: std::cell::Cell::new(0),
             envs: std::cell::OnceCell::new(),
+            word_matches: std::cell::OnceCell::new(),
             services: std::cell::RefCell::new(Vec::new()),
         };
         m.find_exact_services();
@@ -1504,7 +1507,33 @@ impl<'a> Message<'a> {
         let mut fuzzy = None;
         let mut ambiguous = None;
         let mut unknown = None;
-        for i in 0..end.min(self.words.len()) {
+        let words = self.word_matches.get_or_init(|| self.find_word_matches());
+        for (_, m) in words.iter().filter(|(p, _)| *p < end) {
+            match m {
+                ServiceMatch::Fuzzy(name) => {
+                    fuzzy.get_or_insert(name.clone());
+                }
+                ServiceMatch::Ambiguous(c) => {
+                    ambiguous.get_or_insert(c.clone());
+                }
+                ServiceMatch::Unknown(c) => {
+                    unknown.get_or_insert(c.clone());
+                }
+                ServiceMatch::Exact(_) => {}
+            }
+        }
+        fuzzy
+            .map(ServiceMatch::Fuzzy)
+            .or(ambiguous.map(ServiceMatch::Ambiguous))
+            .or(unknown.map(ServiceMatch::Unknown))
+    }
+
+    /// What each word not already a catalog name could be: a prefix, part
+    /// or typo of one name, several names, or an unknown name's nearest.
+    /// Found once per message (the catalog lookups are the costly part).
+    fn find_word_matches(&self) -> Vec<(usize, ServiceMatch)> {
+        let mut out = Vec::new();
+        for i in 0..self.words.len() {
             if !self.is_word(i) || self.covered[i] {
                 continue;
             }
@@ -1517,14 +1546,13 @@ impl<'a> Message<'a> {
                 if is_common(w) || environment_at(&self.words, i).is_some() {
                     continue;
                 }
-                match self.index.typo(w) {
-                    Ok(name) => {
-                        fuzzy.get_or_insert(name);
-                    }
-                    Err(near) => {
-                        unknown.get_or_insert(near);
-                    }
-                }
+                out.push((
+                    i,
+                    match self.index.typo(w) {
+                        Ok(name) => ServiceMatch::Fuzzy(name),
+                        Err(near) => ServiceMatch::Unknown(near),
+                    },
+                ));
                 continue;
             }
             if is_common(w) || w.bytes().any(|b| b.is_ascii_digit()) {
@@ -1534,7 +1562,7 @@ impl<'a> Message<'a> {
             let next = self.word(i + 1);
             if is_service_noun(next) {
                 if let Ok(name) = self.index.typo(&format!("{w}-{next}")) {
-                    fuzzy.get_or_insert(name);
+                    out.push((i, ServiceMatch::Fuzzy(name)));
                     continue;
                 }
             }
@@ -1542,21 +1570,17 @@ impl<'a> Message<'a> {
             match partial.len() {
                 0 => {
                     if let Ok(name) = self.index.typo(w) {
-                        fuzzy.get_or_insert(name);
+                        out.push((i, ServiceMatch::Fuzzy(name)));
                     }
                 }
-                1 => {
-                    fuzzy.get_or_insert(partial.into_iter().next().expect("one"));
-                }
-                _ => {
-                    ambiguous.get_or_insert(partial);
-                }
+                1 => out.push((
+                    i,
+                    ServiceMatch::Fuzzy(partial.into_iter().next().expect("one")),
+                )),
+                _ => out.push((i, ServiceMatch::Ambiguous(partial))),
             }
         }
-        fuzzy
-            .map(ServiceMatch::Fuzzy)
-            .or(ambiguous.map(ServiceMatch::Ambiguous))
-            .or(unknown.map(ServiceMatch::Unknown))
+        out
     }
 
     fn environments(&self, end: usize) -> Vec<(usize, Environment)> {
@@ -2915,6 +2939,12 @@ mod tests {
         ] {
             assert!(!kind(&read(&p, text)).is_mutating(), "{text}");
         }
+        // A commit is a version too.
+        assert_eq!(
+            read(&p, "deploy cart-service at 3fa9c1e to qa"),
+            json!({"action": "deploy", "service": "cart-service",
+                   "environment": "staging", "version": "3fa9c1e"})
+        );
         // Read from shape alone, a change is only a candidate.
         assert!(!p.parse("user-service 3.1.0 -> prod").sure);
     }
