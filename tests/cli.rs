@@ -77,6 +77,49 @@ fn parse_speaks_the_contract() {
 }
 
 #[test]
+fn parse_explain_shows_the_deciding_cue() {
+    let out = paver(
+        &[
+            "parse",
+            "--catalog",
+            SAMPLE_CATALOG,
+            "--explain",
+            "the 2.2.0 rollout of user-service on staging is bad, roll it back",
+        ],
+        "",
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    // Each cue with its role and weight: the noun is a topic, the verb the
+    // request.
+    assert!(
+        text.contains(r#"cue         "rollout" -> deploy (topic (noun)), weight 0.5"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"cue         "roll" -> rollback (leads the request), weight 3.0"#),
+        "{text}"
+    );
+    assert!(text.contains("readings    rollback 3.0"), "{text}");
+    assert!(
+        text.contains(r#"decided by  the rollback cue "roll""#),
+        "{text}"
+    );
+    assert!(text.contains("confidence  "), "{text}");
+    assert!(
+        text.contains(
+            r#"action      {"action":"rollback","service":"user-service","environment":"staging"}"#
+        ),
+        "{text}"
+    );
+}
+
+#[test]
 fn a_bad_line_gets_an_error_and_the_run_goes_on() {
     let input =
         "not json\n{\"id\": 1}\n{\"id\": 2, \"text\": 5}\n[1]\n{\"id\": 3, \"text\": \"help\"}\n";

@@ -510,6 +510,18 @@ pub fn help() -> Message {
 }
 
 pub fn clarify(missing: &[Field], candidates: &[String], intent: Option<ActionKind>) -> Message {
+    // Two requests argued for equally ("deploy or roll back?"): the
+    // candidates are actions, and the question is which.
+    if missing.is_empty() && !candidates.is_empty() {
+        let kinds: Vec<&str> = candidates
+            .iter()
+            .map(|c| ActionKind::from_name(c).map_or(c.as_str(), |k| wording::intent(k)))
+            .collect();
+        return notice(format!(
+            "I'm not sure what you want me to do: {}? Say the whole request again with the one you mean.",
+            kinds.join(" or ")
+        ));
+    }
     let what = intent
         .map(|k| format!(" to {}", wording::intent(k)))
         .unwrap_or_default();

@@ -43,6 +43,11 @@ enum Command {
         /// Understanding to use.
         #[arg(long, value_enum)]
         nlu: Option<NluMode>,
+        /// Explain how the rules parser reads TEXT (the cues found and
+        /// what each weighed, the readings' scores, the confidence and what
+        /// decided) instead of reading JSON Lines from stdin.
+        #[arg(long, value_name = "TEXT")]
+        explain: Option<String>,
     },
     /// Understanding tools.
     Nlu {
@@ -223,10 +228,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Command::Parse { catalog, nlu } => {
+        Command::Parse {
+            catalog,
+            nlu,
+            explain,
+        } => {
             let config = load_config(config_path.as_deref())?;
             let catalog = load_catalog(&config, catalog.as_deref())?;
-            parse::run(&config, &catalog, nlu.unwrap_or(config.nlu.mode))
+            match explain {
+                Some(text) => parse::explain(&catalog, &text),
+                None => parse::run(&config, &catalog, nlu.unwrap_or(config.nlu.mode)),
+            }
         }
         Command::Nlu { command } => {
             let config = load_config(config_path.as_deref())?;

@@ -51,6 +51,13 @@ pub fn run(config: &Config, catalog: &Catalog, mode: NluMode) -> anyhow::Result<
     Ok(ExitCode::SUCCESS)
 }
 
+/// `paver parse --explain TEXT`: how the rules parser reads one message.
+pub fn explain(catalog: &Catalog, text: &str) -> anyhow::Result<ExitCode> {
+    let parser = RulesParser::new(catalog);
+    print!("{}", parser.explain(text));
+    Ok(ExitCode::SUCCESS)
+}
+
 /// `{"id": ..., "action": ..., <fields>}`.
 fn contract(id: Value, action: &paver::domain::Action) -> Value {
     let mut out = Map::new();

@@ -12,4 +12,4 @@ mod rules;
 mod tokens;
 
 pub use llm::{NluPath, Understander, Understanding};
-pub use rules::{Parsed, RulesParser};
+pub use rules::{CueNote, Explanation, Parsed, RulesParser};

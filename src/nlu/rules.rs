@@ -3,13 +3,25 @@
 //!
 //! The text is cleaned of chat markup and tokenized; catalog names are found
 //! first (so a service called `shipping-service` is never read as the verb
-//! "ship"); then the first decisive cue picks the intent, its clause bounds
-//! the entities, and the action's fields are extracted from that clause.
+//! "ship"). Then every cue is weighed by its role (a verb leading the
+//! request counts most; a topic — "the deploy", "yesterday's release" —
+//! little; a negated or deferred one — "no rollback needed", "deploy can
+//! wait" — nothing), the message's shape adds evidence of its own (a
+//! version aimed at an environment, a count of pods, resources with an
+//! environment, an arrow between environments), and the readings are
+//! scored. The best reading backed by a verb wins; two changes argued for
+//! about equally give `clarify`. Its clause bounds the entities, each
+//! entity is read by its role (a rollback's version is the one it returns
+//! to, never the broken one), and the confidence says how far to trust it:
+//! a parse read from shape alone, a typo'd verb or a narrow lead is unsure,
+//! which `auto` checks with the LLM. [`RulesParser::explain`] shows it all.
 
 use super::index::{CatalogIndex, ServiceMatch};
 use super::lexicon::{
-    cue_at, environment_at, generic_resource, is_chatter, is_common, is_env_noun, is_filler,
-    is_interrogative, is_replica_noun, is_service_noun, number_word, resource_phrase, Cue,
+    canonical_stack_word, cue_at, environment_at, generic_resource, is_ambiguous_env_word,
+    is_chatter, is_common, is_determiner, is_env_noun, is_filler, is_gratitude, is_interrogative,
+    is_modifier, is_negation, is_replica_noun, is_service_noun, is_trouble_word, number_word,
+    resource_phrase, separable, typo_cue, typo_environment, Cue,
 };
 use super::markup;
 use super::tokens::{tokenize, Token};
@@ -25,6 +37,16 @@ use crate::domain::{
 pub struct Parsed {
     pub action: Action,
     pub sure: bool,
+    /// How sure, from 0 to 1: the evidence for the reading, its lead over
+    /// the next change argued for, and how exactly its fields were found.
+    /// `sure` is `confidence >= Parsed::SURE_AT` with every field found.
+    pub confidence: f32,
+}
+
+impl Parsed {
+    /// The confidence from which a parse is sure (below it, `auto` asks
+    /// the LLM).
+    pub const SURE_AT: f32 = 0.6;
 }
 
 /// The rules parser for one catalog. Rebuild it when the catalog changes.
@@ -43,7 +65,21 @@ impl RulesParser {
     pub fn parse(&self, text: &str) -> Parsed {
         let clean = markup::strip(text);
         let tokens = tokenize(&clean);
-        Message::new(&self.index, &clean, &tokens).decide()
+        Message::new(&self.index, &clean, &tokens).decide(&mut Trace::off())
+    }
+
+    /// The parse with its reasons: the cues found and what each weighed,
+    /// the readings' scores, the confidence and what decided
+    /// (`paver parse --explain`).
+    pub fn explain(&self, text: &str) -> Explanation {
+        let clean = markup::strip(text);
+        let tokens = tokenize(&clean);
+        let mut t = Trace::on();
+        let parsed = Message::new(&self.index, &clean, &tokens).decide(&mut t);
+        let mut e = t.into_explanation();
+        e.cleaned = clean.split_whitespace().collect::<Vec<_>>().join(" ");
+        e.parsed = Some(parsed);
+        e
     }
 
     /// The catalog index the parser resolves names with (shared with the
@@ -106,7 +142,22 @@ struct Message<'a> {
     /// The exact service matches, by position.
     exact: Vec<(usize, usize, ServiceName)>,
     cues: Vec<(usize, Cue, usize)>,
+    /// Positions of cues read from a misspelt word.
+    typos: Vec<usize>,
+    /// Where the deciding cue stands: its object (the service, environment
+    /// and version after it) comes before what the message mentioned
+    /// earlier ("after the deploy of X finishes, restart Y").
+    focus: std::cell::Cell<usize>,
+    /// Every environment named, found once (`environments` filters it).
+    envs: std::cell::OnceCell<Vec<(usize, Environment)>>,
+    /// What each word could name in the catalog, found once.
+    word_matches: std::cell::OnceCell<Vec<(usize, ServiceMatch)>>,
+    /// `service` answers by (end, focus): the builders ask it often.
+    services: std::cell::RefCell<Vec<ServiceAnswer>>,
 }
+
+/// A `service` answer for a (clause end, focus).
+type ServiceAnswer = ((usize, usize), Option<ServiceMatch>);
 
 const CLAUSE_WORDS: [&str; 3] = ["also", "then", "afterwards"];
 
@@ -122,6 +173,11 @@ impl<'a> Message<'a> {
             punct,
             exact: Vec::new(),
             cues: Vec::new(),
+            typos: Vec::new(),
+            focus: std::cell::Cell::new(0),
+            envs: std::cell::OnceCell::new(),
+            word_matches: std::cell::OnceCell::new(),
+            services: std::cell::RefCell::new(Vec::new()),
         };
         m.find_exact_services();
         m.find_cues();
@@ -164,23 +220,59 @@ impl<'a> Message<'a> {
     }
 
     fn find_cues(&mut self) {
+        let n = self.words.len();
+        let mut taken = vec![false; n];
         let mut i = 0;
-        while i < self.words.len() {
-            if self.covered[i] || self.punct[i] {
+        while i < n {
+            if self.covered[i] || self.punct[i] || taken[i] {
                 i += 1;
                 continue;
             }
             if let Some((cue, len)) = cue_at(&self.words, i) {
                 self.cues.push((i, cue, len));
                 i += len;
-            } else {
-                i += 1;
+                continue;
             }
+            // "roll it back", "hook a mariadb up to …": the particle a few
+            // words on, within the sentence.
+            let mut j = i + 1;
+            let mut found = None;
+            while j < n && j <= i + 6 && !self.punct[j] {
+                if !taken[j] && !self.covered[j] {
+                    if let Some(cue) = separable(self.words[i], self.words[j]) {
+                        found = Some((cue, j));
+                        break;
+                    }
+                }
+                j += 1;
+            }
+            if let Some((cue, particle)) = found {
+                taken[particle] = true;
+                self.cues.push((i, cue, 1));
+                i += 1;
+                continue;
+            }
+            let w = self.words[i];
+            if let Some(cue) = typo_cue(w) {
+                if !is_common(w)
+                    && !w.contains('-')
+                    && environment_at(&self.words, i).is_none()
+                    && self.index.partial(w).is_empty()
+                {
+                    self.cues.push((i, cue, 1));
+                    self.typos.push(i);
+                }
+            }
+            i += 1;
         }
     }
 
     fn has_cue(&self, cue: Cue) -> bool {
         self.cues.iter().any(|(_, c, _)| *c == cue)
+    }
+
+    fn version(&self, end: usize) -> Option<Version> {
+        self.version_at(end).map(|(_, v)| v)
     }
 
     /// The first word that is not a greeting or filler.
@@ -208,6 +300,15 @@ impl<'a> Message<'a> {
                 || joined(i, &["is", "it", "possible"])
                 || joined(i, &["is", "there", "a", "way"])
                 || joined(i, &["best", "way", "to"]);
+            // "is it possible to get a staging env for X?" with a catalog
+            // service named is a polite request, not a how-to.
+            let polite = (joined(i, &["is", "it", "possible"])
+                || joined(i, &["would", "it", "be", "possible"])
+                || joined(i, &["is", "there", "a", "way"]))
+                && !self.exact.is_empty();
+            if polite {
+                return Mood::Imperative;
+            }
             if how_to {
                 return Mood::HowTo;
             }
@@ -223,6 +324,29 @@ impl<'a> Message<'a> {
             && !matches!(self.word(first + 2), "get" | "have" | "please")
         {
             return Mood::HowTo;
+        }
+        // "don't roll back, promote it", "do the rollback": imperatives.
+        if w == "do" && (next == "not" || is_determiner(next)) {
+            return Mood::Imperative;
+        }
+        // "if I deploy X to prod, will it need approval?", "maybe we
+        // should restart X?": a hypothetical or advice question.
+        // ("…we should roll it back, can you do that?" asks Paver to.)
+        let asks = self.words.contains(&"?")
+            && !(0..self.words.len()).any(|i| {
+                matches!(self.words[i], "please" | "pls" | "plz")
+                    || (matches!(self.words[i], "can" | "could" | "would")
+                        && matches!(self.word(i + 1), "you" | "u" | "someone" | "somebody"))
+            });
+        if asks
+            && (matches!(w, "if" | "whether")
+                || (0..self.words.len()).any(|i| {
+                    self.words[i] == "should"
+                        && (matches!(self.word(i + 1), "i" | "we")
+                            || matches!(self.word(i.wrapping_sub(1)), "i" | "we"))
+                }))
+        {
+            return Mood::Question;
         }
         if is_interrogative(w) {
             Mood::Question
@@ -247,10 +371,13 @@ impl<'a> Message<'a> {
         let boundaries: Vec<usize> = (pos + 1..n).filter(|&i| is_boundary(i)).collect();
         for (k, &b) in boundaries.iter().enumerate() {
             let end = boundaries.get(k + 1).copied().unwrap_or(n);
-            let strong_after = self
-                .cues
-                .iter()
-                .any(|(p, c, _)| *p > b && *p < end && !c.is_weak() && *c != Cue::Need);
+            // A negated, deferred or topical cue opens no request.
+            let strong_after = self.cues.iter().any(|&(p, c, len)| {
+                p > b
+                    && p < end
+                    && !c.is_weak()
+                    && matches!(self.role(p, c, len), Role::Lead | Role::Verb)
+            });
             if strong_after {
                 return b;
             }
@@ -353,9 +480,10 @@ impl<'a> Message<'a> {
         m
     }
 
-    fn decide(&self) -> Parsed {
+    fn decide(&self, t: &mut Trace) -> Parsed {
         let has_words = (0..self.words.len()).any(|i| self.is_word(i));
         if !has_words {
+            t.decided("no words");
             return sure(Action::Nothing);
         }
         let n = self.words.len();
@@ -363,64 +491,259 @@ impl<'a> Message<'a> {
             .filter(|&i| self.is_word(i))
             .all(|i| is_chatter(self.words[i]) || is_filler(self.words[i]));
         if only_chatter && self.exact.is_empty() {
+            t.decided("only thanks, greetings and fillers");
             return sure(Action::Nothing);
         }
+        let hits = self.weigh();
+        for h in &hits {
+            t.cue(self, h);
+        }
+        // Cues that carry a request: not negated, deferred or a mere topic.
+        let live: Vec<&Hit> = hits.iter().filter(|h| h.weight() >= 1.0).collect();
+        let strong: Vec<&Hit> = live.iter().copied().filter(|h| !h.cue.is_weak()).collect();
         let mood = self.mood();
-        let strong: Vec<&(usize, Cue, usize)> =
-            self.cues.iter().filter(|(_, c, _)| !c.is_weak()).collect();
 
+        if self.capability_question() {
+            t.decided("a question about what Paver can do (addressed to it, no service named)");
+            return sure(Action::Help);
+        }
         if self.is_help_request(&strong) {
+            t.decided("a request for help and nothing else");
             return sure(Action::Help);
         }
         if self.has_cue(Cue::Scorecard) {
+            t.decided("scorecard word");
             return self.scorecard(n);
         }
-        let who = self.first_content().is_some_and(|i| self.words[i] == "who");
+        let first = self.first_content();
+        let who = first.is_some_and(|i| self.words[i] == "who");
+        // "which team has X", "what squad runs X": the answer is a team.
+        let which_team = first.is_some_and(|i| {
+            matches!(self.words[i], "which" | "what")
+                && matches!(self.word(i + 1), "team" | "teams" | "squad" | "group")
+        });
         let acted_on = strong
             .iter()
-            .any(|(_, c, _)| !matches!(c, Cue::Owner | Cue::Scorecard));
-        if self.has_cue(Cue::Owner) || (who && !acted_on) {
+            .any(|h| !matches!(h.cue, Cue::Owner | Cue::Scorecard));
+        if live.iter().any(|h| h.cue == Cue::Owner) || ((who || which_team) && !acted_on) {
+            t.decided("an ownership question");
             return self.with_service(ActionKind::WhoOwns, n, |service| Action::WhoOwns {
                 service,
             });
         }
         match mood {
-            Mood::HowTo => return self.ask(),
-            Mood::Question => return self.question(n),
+            Mood::HowTo => {
+                t.decided("a how-to question: for the platform docs");
+                return self.ask();
+            }
+            Mood::Question => {
+                t.decided("question form: a read, never a change");
+                return self.question(n);
+            }
             Mood::Imperative => {}
         }
 
+        // Every cue and every shape adds to a reading.
+        let mut scores = Scores::default();
+        for h in &strong {
+            scores.add(self.reading_of(h.cue, n), h.weight());
+        }
+        let shapes = self.shapes(n);
+        for s in &shapes {
+            t.evidence(s.kind, s.weight, s.what);
+            scores.add(s.kind, s.weight);
+        }
+        t.scores(&scores);
+
         // A status verb leading the message decides it ("show me X",
         // "check on X"), whatever follows.
-        let leading = self.first_content();
-        let status_first = self
-            .cues
-            .first()
-            .is_some_and(|(p, c, _)| *c == Cue::Status && Some(*p) == leading);
-        let primary = if status_first {
-            self.cues.first()
-        } else {
-            strong.first().copied().or_else(|| {
-                self.cues
+        // ("can you check whether X needs a restart?" asks for a status).
+        let leading_status = hits.first().is_some_and(|h| {
+            h.cue == Cue::Status
+                && (Some(h.pos) == first || h.role == Role::Lead)
+                && h.weight() > 0.0
+        });
+        if leading_status {
+            t.decided("a status verb leads the message");
+            let h = hits[0];
+            return self.status(self.scope_end(h.pos));
+        }
+
+        // The best reading backed by a request verb.
+        let verb_readings: Vec<ActionKind> = {
+            let mut v: Vec<ActionKind> = strong.iter().map(|h| self.reading_of(h.cue, n)).collect();
+            v.dedup();
+            v
+        };
+        let best_verb = verb_readings.iter().copied().max_by(|a, b| {
+            scores
+                .get(*a)
+                .total_cmp(&scores.get(*b))
+                .then(std::cmp::Ordering::Greater)
+        });
+        if let Some(best) = best_verb {
+            let best_score = scores.get(best);
+            // Two requests argued for equally hard: ask which.
+            let rival = verb_readings
+                .iter()
+                .copied()
+                .filter(|k| *k != best && k.is_mutating())
+                .max_by(|a, b| scores.get(*a).total_cmp(&scores.get(*b)));
+            let rival_verb = rival.map(|k| {
+                strong
                     .iter()
-                    .find(|(_, c, _)| *c == Cue::Status)
-                    .or_else(|| self.cues.iter().find(|(_, c, _)| *c == Cue::Need))
-            })
-        };
-        let Some(&(pos, cue, len)) = primary else {
-            return self.no_cue(n);
-        };
+                    .filter(|h| self.reading_of(h.cue, n) == k)
+                    .map(|h| h.weight())
+                    .fold(0.0, f32::max)
+            });
+            if let (Some(r), Some(rw)) = (rival, rival_verb) {
+                if best.is_mutating() && rw >= 2.0 && best_score - scores.get(r) < MARGIN {
+                    t.decided(&format!(
+                        "{} and {} are argued for about equally: asking which",
+                        best.as_str(),
+                        r.as_str()
+                    ));
+                    let mut c = Action::clarify(best, vec![], vec![]);
+                    if let Action::Clarify {
+                        candidates, intent, ..
+                    } = &mut c
+                    {
+                        *candidates = vec![best.as_str().to_owned(), r.as_str().to_owned()];
+                        *intent = None;
+                    }
+                    return Parsed {
+                        action: c,
+                        sure: false,
+                        confidence: 0.3,
+                    };
+                }
+            }
+            let primary = strong
+                .iter()
+                .filter(|h| self.reading_of(h.cue, n) == best)
+                .max_by(|a, b| a.weight().total_cmp(&b.weight()).then(b.pos.cmp(&a.pos)))
+                .copied()
+                .expect("a verb backs the reading");
+            let conf = scores.confidence(best);
+            t.decided(&format!(
+                "the {} cue \"{}\" ({}, weight {:.1})",
+                primary.cue.as_str(),
+                self.span(primary.pos, primary.len),
+                primary.role.as_str(),
+                primary.weight()
+            ));
+            let typo = primary.typo;
+            let p = self.dispatch(primary.pos, primary.cue, primary.len, n);
+            return with_confidence(p, if typo { conf.min(0.5) } else { conf });
+        }
+
+        // No request verb: a weak cue ("need", "start"), else the shape.
+        // "get X status", "I need the health of X": a status asked for.
+        let status_object = live.iter().any(|h| {
+            h.cue == Cue::Need
+                && live
+                    .iter()
+                    .any(|s| s.cue == Cue::Status && s.pos > h.pos && s.pos <= h.pos + 4)
+        });
+        if status_object {
+            let h = live
+                .iter()
+                .find(|h| h.cue == Cue::Status)
+                .expect("found above");
+            t.decided("\"get\"/\"need\" with a status word: a status asked for");
+            return self.status(self.scope_end(h.pos));
+        }
+        if let Some(h) = live.iter().find(|h| h.cue == Cue::Need) {
+            t.decided("\"need\"/\"want\": the object decides");
+            let p = self.dispatch(h.pos, h.cue, h.len, n);
+            return with_confidence(p, 0.7);
+        }
+        if let Some(h) = live.iter().find(|h| h.cue == Cue::Start) {
+            if self.looks_like_scaffold(self.scope_end(h.pos)) {
+                t.decided("\"start\" with a new service's name or stack");
+                return with_confidence(self.scaffold(self.scope_end(h.pos)), 0.7);
+            }
+        }
+        if let Some(h) = live.iter().find(|h| h.cue == Cue::Status) {
+            t.decided("status word");
+            return self.status(self.scope_end(h.pos));
+        }
+        if let Some(best) = shapes.iter().max_by(|a, b| {
+            a.weight
+                .total_cmp(&b.weight)
+                .then(std::cmp::Ordering::Greater)
+        }) {
+            t.decided(&format!("no request verb; the shape: {}", best.what));
+            let p = self.by_shape(best.kind, n);
+            return with_confidence(p, 0.5);
+        }
+        t.decided("no cue");
+        self.no_cue(n)
+    }
+
+    /// The reading a cue argues for in this message ("bump" with a version
+    /// is a deploy; "ship X from uat to live" a promotion).
+    fn reading_of(&self, cue: Cue, n: usize) -> ActionKind {
+        match cue {
+            Cue::Bump if self.replicas(n).is_none() && self.version(n).is_some() => {
+                ActionKind::Deploy
+            }
+            Cue::Deploy | Cue::Need => {
+                let (from, to) = self.source_target(n);
+                if from.is_some() && to.is_some() {
+                    ActionKind::Promote
+                } else {
+                    cue.reading().expect("a reading")
+                }
+            }
+            _ => cue.reading().unwrap_or(ActionKind::Nothing),
+        }
+    }
+
+    /// The builder for the cue at `pos`, on the clause it opens.
+    fn dispatch(&self, pos: usize, cue: Cue, len: usize, n: usize) -> Parsed {
+        self.focus.set(pos);
         let end = self.scope_end(pos);
         let after = pos + len;
         match cue {
-            Cue::Create | Cue::Need | Cue::Scaffold => {
-                if cue == Cue::Scaffold || self.looks_like_scaffold(end) {
+            Cue::Create | Cue::Need | Cue::Scaffold | Cue::Start => {
+                let (from, to) = self.source_target(end);
+                if cue == Cue::Scaffold || cue == Cue::Start || self.looks_like_scaffold(end) {
                     self.scaffold(end)
+                } else if cue == Cue::Need && from.is_some() && to.is_some() {
+                    self.promote(end)
+                } else if cue == Cue::Need
+                    && (after..end.min(self.words.len()))
+                        .any(|i| is_replica_noun(self.words[i]) && self.words[i] != "x")
+                {
+                    // "give X 3 more pods", "X needs more instances".
+                    self.scale(end)
+                } else if cue == Cue::Need
+                    && self.version(end).is_some()
+                    && self.resources(0, end).is_empty()
+                {
+                    // "get X 1.8.2 out to staging", "I need X 2.0 on dev".
+                    self.deploy_like(ActionKind::Deploy, end)
                 } else {
                     self.create_or_add(after, end)
                 }
             }
-            Cue::Add => self.create_or_add(after, end),
+            Cue::Add => {
+                if self.resources(0, end).is_empty() || self.object_is_environment(after, end) {
+                    self.create_or_add(after, end)
+                } else {
+                    self.add_resource(end)
+                }
+            }
+            Cue::Destroy if self.object_is_pods(after, end) => {
+                // "kill the pods of X", "delete X's containers": a restart.
+                self.env_action(ActionKind::Restart, end, |service, environment| {
+                    Action::Restart {
+                        service,
+                        environment,
+                    }
+                })
+            }
             Cue::Destroy => {
                 if self.object_is_resource(after, end) {
                     // Removing one resource is not an action Paver has.
@@ -435,6 +758,19 @@ impl<'a> Message<'a> {
                         },
                     )
                 }
+            }
+            // "upgrade postgres on X": a resource's change, which Paver
+            // does not make.
+            Cue::Deploy | Cue::Restart
+                if self.object_is_resource(after, end) && self.version(end).is_none() =>
+            {
+                self.ask()
+            }
+            // "redeploy the previous version of X": back to what ran before.
+            Cue::Deploy
+                if self.version(end).is_none() && self.names_previous_release(after, end) =>
+            {
+                self.deploy_like(ActionKind::Rollback, end)
             }
             Cue::Deploy => {
                 let (from, to) = self.source_target(end);
@@ -464,11 +800,557 @@ impl<'a> Message<'a> {
             }),
             Cue::Status => self.status(end),
             Cue::Help => sure(Action::Help),
-            Cue::Owner | Cue::Scorecard => unreachable!("handled above"),
+            Cue::Owner | Cue::Scorecard => self.no_cue(n),
         }
     }
 
-    fn is_help_request(&self, strong: &[&(usize, Cue, usize)]) -> bool {
+    /// The action a shape alone says, on the whole message.
+    fn by_shape(&self, kind: ActionKind, n: usize) -> Parsed {
+        let p = match kind {
+            ActionKind::Promote => self.promote(n),
+            ActionKind::Deploy => self.deploy_like(ActionKind::Deploy, n),
+            ActionKind::Scale => self.scale(n),
+            _ => self.create_or_add(0, n),
+        };
+        // A request read from its shape alone is a candidate, never sure.
+        Parsed { sure: false, ..p }
+    }
+
+    /// The words of a span, for explanations.
+    fn span(&self, pos: usize, len: usize) -> String {
+        self.words[pos..(pos + len).min(self.words.len())].join(" ")
+    }
+
+    /// Each cue with its role: does it open the request, sit in it as a
+    /// verb, or only name a topic ("the deploy", "no rollback", "deploy can
+    /// wait")?
+    fn weigh(&self) -> Vec<Hit> {
+        let mut out: Vec<Hit> = Vec::with_capacity(self.cues.len());
+        let clause = self.clauses();
+        // "fyi", "heads up", "psa": an announcement of what the writer does.
+        let announced = self.first_content().is_some_and(|i| {
+            matches!(self.words[i], "fyi" | "psa" | "announcement")
+                || (self.words[i] == "heads" && self.word(i + 1) == "up")
+        });
+        for &(pos, cue, len) in &self.cues {
+            let typo = self.typos.contains(&pos);
+            let role = match self.role(pos, cue, len) {
+                Role::Lead | Role::Verb if announced => Role::Noun,
+                r => r,
+            };
+            let request = matches!(role, Role::Lead | Role::Verb) && !cue.is_weak();
+            // A later clause's request is another request: the first wins.
+            let later = request
+                && out.iter().any(|h| {
+                    matches!(h.role, Role::Lead | Role::Verb)
+                        && !h.cue.is_weak()
+                        && clause[h.pos] < clause[pos]
+                });
+            let noun_cue = is_replica_noun(self.words[pos]);
+            out.push(Hit {
+                pos,
+                cue,
+                len,
+                role,
+                typo,
+                later,
+                noun_cue,
+            });
+        }
+        out
+    }
+
+    /// Clause numbers: a new clause after `;`, `.`, `!`, `?` and "also",
+    /// "then", "afterwards", "but".
+    fn clauses(&self) -> Vec<u16> {
+        let mut out = Vec::with_capacity(self.words.len());
+        let mut c = 0u16;
+        for i in 0..self.words.len() {
+            let w = self.words[i];
+            if (self.punct[i] && matches!(w, ";" | "." | "!" | "?"))
+                || (!self.punct[i] && (CLAUSE_WORDS.contains(&w) || w == "but"))
+            {
+                c += 1;
+            }
+            out.push(c);
+        }
+        out
+    }
+
+    fn role(&self, pos: usize, cue: Cue, len: usize) -> Role {
+        let w = self.words[pos];
+        // "no rollback needed", "don't deploy", "without restarting".
+        let prev = self.word(pos.wrapping_sub(1));
+        let prev2 = self.word(pos.wrapping_sub(2));
+        if pos >= 1 && !self.punct[pos - 1] && is_negation(prev)
+            || pos >= 2
+                && !self.punct[pos - 1]
+                && !self.punct[pos - 2]
+                && is_negation(prev2)
+                && !matches!(prev, "only" | "just")
+        {
+            return Role::Negated;
+        }
+        // "no need to restart", "not going to deploy", "don't have to".
+        let mut k = pos;
+        while k > 0 && !self.punct[k - 1] && pos - k < 4 {
+            k -= 1;
+            let x = self.words[k];
+            if is_negation(x) {
+                return Role::Negated;
+            }
+            if !matches!(
+                x,
+                "need"
+                    | "to"
+                    | "going"
+                    | "gonna"
+                    | "have"
+                    | "any"
+                    | "more"
+                    | "longer"
+                    | "reason"
+                    | "bother"
+                    | "point"
+                    | "in"
+            ) {
+                break;
+            }
+        }
+        // "I'll deploy it myself", "we are rolling back X", "I just
+        // restarted it": the writer says what they do, not what Paver
+        // should.
+        let mut k = pos;
+        while k > 0 && !self.punct[k - 1] && pos - k < 4 {
+            k -= 1;
+            let x = self.words[k];
+            if matches!(
+                x,
+                "will" | "am" | "are" | "was" | "were" | "did" | "have" | "had" | "already"
+            ) && matches!(self.word(k.wrapping_sub(1)), "i" | "we")
+            {
+                return Role::Noun;
+            }
+            // "we might need to scale X": a possibility, not a request.
+            if matches!(x, "might" | "may")
+                && matches!(
+                    self.word(k.wrapping_sub(1)),
+                    "i" | "we" | "they" | "it" | "you"
+                )
+            {
+                return Role::Noun;
+            }
+            if !matches!(
+                x,
+                "just"
+                    | "already"
+                    | "now"
+                    | "also"
+                    | "gonna"
+                    | "going"
+                    | "to"
+                    | "about"
+                    | "currently"
+                    | "literally"
+                    | "need"
+            ) {
+                break;
+            }
+        }
+        // "deploy can wait till tomorrow", "restart it later".
+        let mut j = pos + len;
+        while j < self.words.len() && j < pos + len + 8 && !self.punct[j] {
+            if matches!(self.words[j], "wait" | "later") {
+                return Role::Deferred;
+            }
+            j += 1;
+        }
+        // "X deploys to staging", "restarts of X": a verb in -s is never
+        // an order (the nouns that count pods are cues of their own).
+        if w.len() > 4
+            && w.ends_with('s')
+            && !is_replica_noun(w)
+            && cue.reading().is_some_and(ActionKind::is_mutating)
+            && !matches!(cue, Cue::Need)
+        {
+            return Role::Noun;
+        }
+        // "see if X needs a rollback", "if X is down restart it", "when
+        // the deploy finishes": inside a subordinate clause.
+        let mut k = pos;
+        while k > 0 && !self.punct[k - 1] {
+            k -= 1;
+            let x = self.words[k];
+            if matches!(x, "but" | "so" | "because" | "and" | "then" | "also") {
+                break;
+            }
+            // "…if someone could promote X": a polite request.
+            let polite = matches!(
+                self.word(k + 1),
+                "someone" | "somebody" | "anyone" | "you" | "u"
+            ) && matches!(self.word(k + 2), "could" | "can" | "would");
+            if matches!(x, "if" | "whether" | "when" | "once" | "unless" | "until") && !polite {
+                return Role::Noun;
+            }
+        }
+        // "new" is a request only for an environment or a service ("the new
+        // release" is a topic).
+        if w == "new" {
+            // What "new" modifies: past stack words and plain adjectives,
+            // the first word must be an environment or a service noun.
+            let mut k = pos + 1;
+            while k < self.words.len()
+                && !self.punct[k]
+                && !self.covered[k]
+                && (canonical_stack_word(self.words[k]) != self.words[k]
+                    || self.index.is_template(self.words[k])
+                    || matches!(
+                        self.words[k],
+                        "fresh" | "clean" | "small" | "little" | "empty" | "separate" | "dedicated"
+                            | "data" | "go" | "python" | "rust" | "node" | "java" | "elixir"
+                            | "ruby" | "scala" | "kotlin" | "backend" | "shiny"
+                    )
+                    // "a new elixir service": any one word before a service noun.
+                    || is_service_noun(self.word(k + 1)))
+            {
+                k += 1;
+            }
+            let names_thing = k < self.words.len()
+                && !self.covered[k]
+                && (is_env_noun(self.words[k])
+                    || is_service_noun(self.words[k])
+                    || environment_at(&self.words, k).is_some());
+            return if names_thing {
+                Role::Verb
+            } else {
+                Role::Adjective
+            };
+        }
+        // "make" creates only an environment ("make a staging env"); "make
+        // it 8" or "make it production" sets something else.
+        if w == "make" {
+            let env_object = (pos + 1..(pos + 5).min(self.words.len()))
+                .take_while(|&k| !self.punct[k])
+                .any(|k| is_env_noun(self.words[k]));
+            if !env_object {
+                return Role::Adjective;
+            }
+        }
+        if cue == Cue::Owner
+            && w == "own"
+            && matches!(
+                prev,
+                "our" | "my" | "your" | "their" | "its" | "his" | "her"
+            )
+        {
+            return Role::Adjective;
+        }
+        // Walk back over fillers and politeness: the start of the message
+        // or of a sentence makes it the request's verb.
+        let mut k = pos;
+        let lead = loop {
+            if k == 0 {
+                break true;
+            }
+            k -= 1;
+            let x = self.words[k];
+            if self.punct[k] {
+                break !matches!(x, "@" | "/" | "'");
+            }
+            if x == "or" {
+                break true;
+            }
+            if is_filler(x)
+                || matches!(
+                    x,
+                    "can" | "could" | "would" | "will" | "you" | "u" | "we" | "i" | "just"
+                        | "kindly" | "now" | "let" | "lets" | "to" | "go" | "ahead" | "then"
+                        | "maybe" | "must" | "should" | "gotta" | "wanna" | "someone" | "need"
+                        | "want" | "pls" | "please" | "plz"
+                )
+                || (x == "'s" && self.word(k.wrapping_sub(1)) == "let")
+                // "rolling restart of X", "quick redeploy of X": the noun
+                // opening the message is the request.
+                || matches!(x, "rolling" | "full" | "hard" | "quick" | "emergency" | "urgent" | "another")
+            {
+                continue;
+            }
+            break false;
+        };
+        // The topic: after a determiner or a possessive, past adjectives,
+        // names and versions ("the last prod deploy", "yesterday's
+        // release", "thanks for restarting"), or before "of".
+        let mut k = pos;
+        let mut nominal = false;
+        while k > 0 {
+            k -= 1;
+            let x = self.words[k];
+            if self.punct[k] {
+                break;
+            }
+            if self.covered[k]
+                || is_modifier(x)
+                || x.bytes().any(|b| b.is_ascii_digit())
+                || environment_at(&self.words, k).is_some()
+            {
+                continue;
+            }
+            nominal = is_determiner(x) && !(x == "'s" && self.word(k.wrapping_sub(1)) == "let");
+            break;
+        }
+        if self.word(pos + len) == "of" && !lead {
+            nominal = true;
+        }
+        // A past form is a report ("I restarted it", "X got deployed"),
+        // unless it is what someone needs done ("need X deployed", "want
+        // it rolled back").
+        if is_past_form(w) {
+            let asked = (0..pos).rev().take_while(|&k| !self.punct[k]).any(|k| {
+                matches!(
+                    self.words[k],
+                    "need"
+                        | "needs"
+                        | "want"
+                        | "wants"
+                        | "get"
+                        | "have"
+                        | "like"
+                        | "please"
+                        | "pls"
+                )
+            });
+            return if asked { Role::Verb } else { Role::Noun };
+        }
+        // "give X a kick", "do a rollback of X", "I need a restart of X":
+        // an action noun after a light verb is the request.
+        if nominal && self.after_light_verb(pos) {
+            return if lead { Role::Lead } else { Role::Verb };
+        }
+        if nominal {
+            Role::Noun
+        } else if lead {
+            Role::Lead
+        } else {
+            Role::Verb
+        }
+    }
+
+    /// Whether the action noun at `pos` is the object of a light verb:
+    /// "give X a kick", "do a quick rollback", "trigger a deploy", "we need
+    /// a restart" (a new one: "a", not "the").
+    fn after_light_verb(&self, pos: usize) -> bool {
+        let mut det = None;
+        for k in (pos.saturating_sub(6)..pos).rev() {
+            if self.punct[k] {
+                return false;
+            }
+            let x = self.words[k];
+            if det.is_none() && matches!(x, "a" | "an" | "another" | "the") {
+                det = Some(x);
+                continue;
+            }
+            if let Some(d) = det {
+                if matches!(
+                    x,
+                    "give"
+                        | "gimme"
+                        | "do"
+                        | "trigger"
+                        | "run"
+                        | "perform"
+                        | "kick"
+                        | "schedule"
+                        | "request"
+                        | "start"
+                ) || (d != "the" && matches!(x, "need" | "needs" | "want" | "wants"))
+                {
+                    return true;
+                }
+            }
+        }
+        false
+    }
+
+    /// Evidence from the shape of the message, without a verb: versions
+    /// aimed at an environment, counts of pods, resources with an
+    /// environment, arrows between environments.
+    fn shapes(&self, n: usize) -> Vec<Shape> {
+        let mut out = Vec::new();
+        let has_service = self.service(n).is_some();
+        let trouble = (0..n).any(|i| self.is_word(i) && is_trouble_word(self.words[i]));
+        let asks = self.words.contains(&"?");
+        if !has_service || asks {
+            return out;
+        }
+        let (from, to) = self.source_target(n);
+        if let (Some(f), Some(t)) = (from, to) {
+            if f != t {
+                out.push(Shape {
+                    kind: ActionKind::Promote,
+                    weight: 2.5,
+                    what: "two environments joined by an arrow or from … to",
+                });
+            }
+        }
+        // A statement ("X in prod is stale", "1.2.0 went to prod") or a
+        // complaint is about what is, not a request for a change.
+        let declarative = (0..n).any(|i| {
+            self.is_word(i)
+                && matches!(
+                    self.words[i],
+                    "is" | "are"
+                        | "was"
+                        | "were"
+                        | "went"
+                        | "got"
+                        | "been"
+                        | "made"
+                        | "seems"
+                        | "looks"
+                        | "looked"
+                        | "has"
+                        | "had"
+                )
+        });
+        if trouble || declarative {
+            return out;
+        }
+        let is_marker = |w: &str| {
+            matches!(
+                w,
+                "pls" | "please" | "plz" | "asap" | "now" | "go" | "thx" | "thanks" | "ty"
+            )
+        };
+        // A request marker, or an everyday imperative verb opening the
+        // message ("put X 1.4.0 on staging", "have X 2.0 in dev").
+        let marker = (0..n).any(|i| self.is_word(i) && is_marker(self.words[i]))
+            || self.first_content().is_some_and(|i| {
+                matches!(
+                    self.words[i],
+                    "put" | "set" | "run" | "bring" | "have" | "make" | "let" | "lets" | "get"
+                )
+            });
+        if let Some((at, _)) = self.version_at(n) {
+            // "2.4.1 -> staging", "@1.9.0 to prod", "1.4.0 on staging pls".
+            let mut j = at + 1;
+            while j < n && self.punct[j] && matches!(self.words[j], "=" | "-") {
+                j += 1;
+            }
+            // Only markers between the version and the end of the sentence:
+            // a request for that version, its environment still to ask.
+            let mut k = j;
+            while k < n && self.is_word(k) && (is_marker(self.words[k]) || is_filler(self.words[k]))
+            {
+                k += 1;
+            }
+            let bare = marker && (k >= n || (self.punct[k] && self.words[k] != ">"));
+            // "checkout-api prod -> 2.4.1": the version is where it goes.
+            let target = self.word(at.wrapping_sub(1)) == ">" && !self.environments(n).is_empty();
+            let aimed = target
+                || matches!(self.word(j), ">" | "to" | "onto" | "into")
+                || (matches!(self.word(j), "on" | "in") && marker)
+                || bare;
+            if aimed {
+                out.push(Shape {
+                    kind: ActionKind::Deploy,
+                    weight: 2.0,
+                    what: "a version aimed at an environment",
+                });
+            }
+        }
+        let counted = (0..n).any(|i| {
+            self.is_word(i)
+                && (self.words[i].bytes().all(|b| b.is_ascii_digit())
+                    || number_word(self.words[i]).is_some())
+                && is_replica_noun(self.word(i + 1))
+                && self.word(i + 1) != "x"
+        });
+        if counted {
+            out.push(Shape {
+                kind: ActionKind::Scale,
+                weight: 2.0,
+                what: "a count of replicas or pods",
+            });
+        }
+        let env = !self.environments(n).is_empty();
+        let resources = !self.resources(0, n).is_empty();
+        let env_noun = (0..n).any(|i| self.is_word(i) && is_env_noun(self.words[i]));
+        let for_service = (1..n).any(|i| self.covered[i] && self.words[i - 1] == "for");
+        let with_resource = self
+            .resources(0, n)
+            .iter()
+            .any(|(p, _)| (1..=2).any(|k| *p >= k && matches!(self.words[p - k], "with" | "and")));
+        if env
+            && ((resources && (marker || for_service || with_resource))
+                || (env_noun && (marker || for_service)))
+        {
+            out.push(Shape {
+                kind: ActionKind::CreateEnvironment,
+                weight: 1.5,
+                what: "an environment with resources for a service",
+            });
+        }
+        out
+    }
+
+    /// "can you do rollbacks?", "what can I ask you?", "list your
+    /// commands": a question about Paver itself. No catalog service,
+    /// environment or version is named, the message speaks to Paver, and
+    /// no "it"/"this" stands for a thing to act on.
+    fn capability_question(&self) -> bool {
+        let n = self.words.len();
+        if !self.exact.is_empty()
+            || self.service(n).is_some()
+            || !self.environments(n).is_empty()
+            || self.version(n).is_some()
+        {
+            return false;
+        }
+        let has = |w: &str| self.words.contains(&w);
+        let addressed = (0..n).any(|i| {
+            matches!(self.words[i], "you" | "u" | "your" | "ya")
+                || (matches!(self.words[i], "paver" | "bot")
+                    && matches!(
+                        self.word(i.wrapping_sub(1)),
+                        "can" | "could" | "does" | "will" | "is"
+                    ))
+        });
+        if !addressed || has("it") || has("this") || has("that") || has("them") {
+            return false;
+        }
+        let ability = (0..n).any(|i| {
+            matches!(
+                self.words[i],
+                "can"
+                    | "could"
+                    | "able"
+                    | "support"
+                    | "supports"
+                    | "understand"
+                    | "handle"
+                    | "know"
+                    | "commands"
+                    | "capable"
+                    | "capabilities"
+                    | "features"
+                    | "help"
+                    | "talk"
+                    | "use"
+                    | "do"
+                    | "does"
+            )
+        });
+        // "can you tell me how to request access?" asks the platform; "do
+        // you know how to restart things?" asks Paver.
+        let platform_how = (0..n).any(|i| {
+            self.words[i] == "how"
+                && self.word(i.wrapping_sub(1)) != "know"
+                && !(i + 1..n).any(|k| matches!(self.words[k], "you" | "u" | "paver"))
+        });
+        ability && !platform_how
+    }
+
+    fn is_help_request(&self, strong: &[&Hit]) -> bool {
         if !strong.is_empty() || !self.exact.is_empty() {
             return false;
         }
@@ -493,6 +1375,7 @@ impl<'a> Message<'a> {
                     || matches!(
                         w,
                         "help"
+                            | "halp"
                             | "me"
                             | "us"
                             | "commands"
@@ -510,6 +1393,28 @@ impl<'a> Message<'a> {
     }
 
     fn no_cue(&self, n: usize) -> Parsed {
+        // "never mind", "scratch that": the writer took it back.
+        let retracted = (0..n).any(|i| {
+            matches!(self.words[i], "nevermind" | "nvm")
+                || (self.words[i] == "never" && self.word(i + 1) == "mind")
+                || (matches!(self.words[i], "scratch" | "ignore" | "cancel" | "forget")
+                    && matches!(self.word(i + 1), "that" | "this" | "it" | "me"))
+        });
+        if retracted {
+            return unsure(Action::Nothing);
+        }
+        // "ok the deploy worked, thanks!", "the rollback saved us": talk
+        // about what happened, not a request.
+        let grateful = (0..n).any(|i| self.is_word(i) && is_gratitude(self.words[i]));
+        let told = (0..n).any(|i| {
+            matches!(
+                self.words[i],
+                "went" | "was" | "is" | "worked" | "works" | "saved" | "done" | "fixed"
+            )
+        });
+        if grateful && !self.words.contains(&"?") && (self.exact.is_empty() || told) {
+            return unsure(Action::Nothing);
+        }
         match self.service(n) {
             Some(ServiceMatch::Exact(service)) => unsure(Action::Status {
                 service,
@@ -529,7 +1434,38 @@ impl<'a> Message<'a> {
 
     fn question(&self, n: usize) -> Parsed {
         let first = self.first_content().map(|i| self.words[i]).unwrap_or("");
-        if first == "why" {
+        // "why …", and "what does X mean?": a question about words or
+        // reasons, for the docs.
+        let defines = (0..n).any(|i| {
+            matches!(
+                self.words[i],
+                "mean" | "means" | "meaning" | "definition" | "defined"
+            ) || (self.words[i] == "stand" && self.word(i + 1) == "for")
+        });
+        // "should I roll back X?", "is it ok if I promote X?", "what
+        // happens if I restart X?", "where are the logs for X?": advice and
+        // the platform's ways, for the docs and the platform team.
+        let advice = (0..n).any(|i| {
+            let w = self.words[i];
+            matches!(
+                w,
+                "if" | "whether" | "safe" | "allowed" | "happens" | "happen" | "recommended"
+            ) || (w == "should" && matches!(self.word(i + 1), "i" | "we"))
+                || (matches!(w, "ok" | "okay" | "fine") && self.word(i.wrapping_sub(1)) == "it")
+                || is_platform_word(w)
+                    && !matches!(
+                        w,
+                        "deploy"
+                            | "deployment"
+                            | "failing"
+                            | "failed"
+                            | "broken"
+                            | "stuck"
+                            | "error"
+                            | "errors"
+                    )
+        });
+        if first == "why" || defines || advice {
             return self.ask();
         }
         match self.service(n) {
@@ -548,13 +1484,56 @@ impl<'a> Message<'a> {
     /// The service the clause is about: an exact name first, else a unique
     /// prefix or clear typo, else what it is ambiguous between.
     fn service(&self, end: usize) -> Option<ServiceMatch> {
-        if let Some((_, _, name)) = self.exact.iter().find(|(p, _, _)| *p < end) {
+        let key = (end.min(self.words.len()), self.focus.get());
+        if let Some((_, m)) = self.services.borrow().iter().find(|(k, _)| *k == key) {
+            return m.clone();
+        }
+        let m = self.find_service(end);
+        self.services.borrow_mut().push((key, m.clone()));
+        m
+    }
+
+    fn find_service(&self, end: usize) -> Option<ServiceMatch> {
+        let focus = self.focus.get();
+        let after = self.exact.iter().find(|(p, _, _)| *p >= focus && *p < end);
+        let before = self
+            .exact
+            .iter()
+            .rev()
+            .find(|(p, _, _)| *p < focus.min(end));
+        if let Some((_, _, name)) = after.or(before) {
             return Some(ServiceMatch::Exact(name.clone()));
         }
         let mut fuzzy = None;
         let mut ambiguous = None;
         let mut unknown = None;
-        for i in 0..end.min(self.words.len()) {
+        let words = self.word_matches.get_or_init(|| self.find_word_matches());
+        for (_, m) in words.iter().filter(|(p, _)| *p < end) {
+            match m {
+                ServiceMatch::Fuzzy(name) => {
+                    fuzzy.get_or_insert(name.clone());
+                }
+                ServiceMatch::Ambiguous(c) => {
+                    ambiguous.get_or_insert(c.clone());
+                }
+                ServiceMatch::Unknown(c) => {
+                    unknown.get_or_insert(c.clone());
+                }
+                ServiceMatch::Exact(_) => {}
+            }
+        }
+        fuzzy
+            .map(ServiceMatch::Fuzzy)
+            .or(ambiguous.map(ServiceMatch::Ambiguous))
+            .or(unknown.map(ServiceMatch::Unknown))
+    }
+
+    /// What each word not already a catalog name could be: a prefix, part
+    /// or typo of one name, several names, or an unknown name's nearest.
+    /// Found once per message (the catalog lookups are the costly part).
+    fn find_word_matches(&self) -> Vec<(usize, ServiceMatch)> {
+        let mut out = Vec::new();
+        for i in 0..self.words.len() {
             if !self.is_word(i) || self.covered[i] {
                 continue;
             }
@@ -567,14 +1546,13 @@ impl<'a> Message<'a> {
                 if is_common(w) || environment_at(&self.words, i).is_some() {
                     continue;
                 }
-                match self.index.typo(w) {
-                    Ok(name) => {
-                        fuzzy.get_or_insert(name);
-                    }
-                    Err(near) => {
-                        unknown.get_or_insert(near);
-                    }
-                }
+                out.push((
+                    i,
+                    match self.index.typo(w) {
+                        Ok(name) => ServiceMatch::Fuzzy(name),
+                        Err(near) => ServiceMatch::Unknown(near),
+                    },
+                ));
                 continue;
             }
             if is_common(w) || w.bytes().any(|b| b.is_ascii_digit()) {
@@ -584,7 +1562,7 @@ impl<'a> Message<'a> {
             let next = self.word(i + 1);
             if is_service_noun(next) {
                 if let Ok(name) = self.index.typo(&format!("{w}-{next}")) {
-                    fuzzy.get_or_insert(name);
+                    out.push((i, ServiceMatch::Fuzzy(name)));
                     continue;
                 }
             }
@@ -592,60 +1570,201 @@ impl<'a> Message<'a> {
             match partial.len() {
                 0 => {
                     if let Ok(name) = self.index.typo(w) {
-                        fuzzy.get_or_insert(name);
+                        out.push((i, ServiceMatch::Fuzzy(name)));
                     }
                 }
-                1 => {
-                    fuzzy.get_or_insert(partial.into_iter().next().expect("one"));
-                }
-                _ => {
-                    ambiguous.get_or_insert(partial);
-                }
+                1 => out.push((
+                    i,
+                    ServiceMatch::Fuzzy(partial.into_iter().next().expect("one")),
+                )),
+                _ => out.push((i, ServiceMatch::Ambiguous(partial))),
             }
         }
-        fuzzy
-            .map(ServiceMatch::Fuzzy)
-            .or(ambiguous.map(ServiceMatch::Ambiguous))
-            .or(unknown.map(ServiceMatch::Unknown))
+        out
     }
 
     fn environments(&self, end: usize) -> Vec<(usize, Environment)> {
+        self.envs
+            .get_or_init(|| self.find_environments())
+            .iter()
+            .copied()
+            .filter(|(p, _)| *p < end)
+            .collect()
+    }
+
+    fn find_environments(&self) -> Vec<(usize, Environment)> {
+        let end = self.words.len();
         let mut out = Vec::new();
         let mut i = 0;
-        while i < end.min(self.words.len()) {
+        while i < end {
             if !self.is_word(i) || self.covered[i] {
                 i += 1;
                 continue;
             }
-            // "go live" is not an environment; "test suite" neither.
-            let w = self.words[i];
-            let skip = (w == "live" && self.word(i.wrapping_sub(1)) == "go")
-                || (w == "test" && matches!(self.word(i + 1), "suite" | "run" | "case"));
             match environment_at(&self.words, i) {
-                Some((env, len)) if !skip => {
+                Some((env, len)) if self.in_environment_place(i) => {
                     out.push((i, env));
                     i += len;
                 }
-                _ => i += 1,
+                Some(_) => i += 1,
+                None => {
+                    let w = self.words[i];
+                    if let Some(env) = typo_environment(w) {
+                        if !is_common(w) && self.index.partial(w).is_empty() {
+                            out.push((i, env));
+                        }
+                    }
+                    i += 1;
+                }
             }
         }
         out
+    }
+
+    /// Whether an environment word at `i` names an environment here. The
+    /// everyday ones ("test", "stage", "live", "temp") do only in an
+    /// environment's place: before "env", after "to/in/on" when no object
+    /// follows ("to test my change" is a verb), not after "this"/"go".
+    fn in_environment_place(&self, i: usize) -> bool {
+        let w = self.words[i];
+        if !is_ambiguous_env_word(w) {
+            return true;
+        }
+        let prev = self.word(i.wrapping_sub(1));
+        let next = self.word(i + 1);
+        if is_env_noun(next) {
+            return true;
+        }
+        if matches!(
+            prev,
+            "this"
+                | "that"
+                | "which"
+                | "what"
+                | "next"
+                | "early"
+                | "late"
+                | "every"
+                | "each"
+                | "any"
+                | "one"
+                | "a"
+                | "go"
+                | "goes"
+                | "went"
+                | "going"
+                | "unit"
+                | "load"
+                | "smoke"
+                | "integration"
+                | "e2e"
+        ) {
+            return false;
+        }
+        // In a verb's place ("to test something", "we test it") it is the
+        // verb unless the phrase ends there.
+        let verb_place = matches!(
+            prev,
+            "to" | "i" | "we" | "you" | "would" | "will" | "can" | "must" | "should"
+        ) && self.is_word(i + 1)
+            && !is_env_noun(next)
+            && !matches!(
+                next,
+                "for"
+                    | "with"
+                    | "and"
+                    | "or"
+                    | "please"
+                    | "pls"
+                    | "plz"
+                    | "now"
+                    | "asap"
+                    | "too"
+                    | "then"
+                    | "env"
+                    | "instead"
+                    | "today"
+                    | "first"
+                    | "also"
+            );
+        if verb_place {
+            return false;
+        }
+        if matches!(
+            next,
+            "suite"
+                | "suites"
+                | "run"
+                | "runs"
+                | "case"
+                | "cases"
+                | "failed"
+                | "failing"
+                | "fails"
+                | "passes"
+                | "passed"
+                | "coverage"
+                | "results"
+                | "data"
+                | "it"
+                | "this"
+                | "that"
+                | "my"
+                | "our"
+                | "your"
+                | "the"
+                | "a"
+                | "an"
+                | "them"
+                | "if"
+                | "whether"
+                | "out"
+                | "things"
+                | "stuff"
+                | "with"
+                | "of"
+        ) {
+            return false;
+        }
+        true
     }
 
     /// The environment a clause names; one after "to/in/on" wins over one
     /// that merely appears ("the staging db of X in prod" is about prod).
     fn environment(&self, end: usize) -> Option<Environment> {
         let envs = self.environments(end);
-        let targeted = envs.iter().find(|(p, _)| {
+        if let Some(c) = self.correction_at(end) {
+            if let Some((_, e)) = envs.iter().find(|(p, _)| *p > c) {
+                return Some(*e);
+            }
+        }
+        let is_targeted = |p: usize| {
             matches!(
                 self.word(p.wrapping_sub(1)),
-                "to" | "in" | "on" | "into" | "onto"
+                "to" | "in" | "on" | "into" | "onto" | ">"
             ) || matches!(self.word(p.wrapping_sub(2)), "to" | "in" | "on" | "into")
                 && self.word(p.wrapping_sub(1)) == "the"
-        });
-        targeted.or(envs.first()).map(|(_, e)| *e)
+        };
+        let focus = self.focus.get();
+        let targeted = envs
+            .iter()
+            .find(|(p, _)| *p >= focus && is_targeted(*p))
+            .or_else(|| envs.iter().find(|(p, _)| is_targeted(*p)));
+        // Then one named as an environment ("a fresh staging env"), then
+        // any but a mere reference ("anywhere near prod", "more than dev").
+        let named = envs.iter().find(|(p, _)| is_env_noun(self.word(p + 1)));
+        let referenced =
+            |p: usize| matches!(self.word(p.wrapping_sub(1)), "near" | "than" | "like");
+        let plain = envs.iter().find(|(p, _)| !referenced(*p));
+        targeted
+            .or(named)
+            .or(plain)
+            .or(envs.first())
+            .map(|(_, e)| *e)
     }
 
+    /// Where a promotion goes from and to: "from X", "out of X", "X → Y",
+    /// "X to Y"; "to/into Y", "→ Y".
     fn source_target(&self, end: usize) -> (Option<Environment>, Option<Environment>) {
         let envs = self.environments(end);
         let before = |p: usize, words: &[&str]| {
@@ -653,15 +1772,37 @@ impl<'a> Message<'a> {
             let prev2 = self.word(p.wrapping_sub(2));
             words.contains(&prev) || (prev == "the" && words.contains(&prev2))
         };
+        let out_of = |p: usize| {
+            self.word(p.wrapping_sub(1)) == "of" && self.word(p.wrapping_sub(2)) == "out"
+        };
+        // Two environments with only an arrow or "to" between them.
+        let pair = envs.windows(2).find_map(|w| {
+            let ((a, ea), (b, eb)) = (w[0], w[1]);
+            let between: Vec<&str> = (a + 1..b).map(|k| self.words[k]).collect();
+            let joined = !between.is_empty()
+                && between.iter().all(|x| {
+                    matches!(
+                        *x,
+                        ">" | "=" | "-" | "to" | "into" | "onto" | "env" | "environment" | "the"
+                    )
+                })
+                && between
+                    .iter()
+                    .any(|x| matches!(*x, ">" | "to" | "into" | "onto"));
+            (joined && ea != eb).then_some((ea, eb))
+        });
         let from = envs
             .iter()
-            .find(|(p, _)| before(*p, &["from"]))
+            .find(|(p, _)| before(*p, &["from"]) || out_of(*p))
             .map(|(_, e)| *e);
         let to = envs
             .iter()
-            .find(|(p, _)| before(*p, &["to", "into", "onto"]))
+            .find(|(p, _)| before(*p, &["to", "into", "onto", ">"]))
             .map(|(_, e)| *e);
-        (from, to)
+        match (from, pair) {
+            (None, Some((a, b))) => (Some(a), Some(b)),
+            _ => (from, to),
+        }
     }
 
     fn resources(&self, start: usize, end: usize) -> Vec<(usize, ResourceKind)> {
@@ -705,7 +1846,20 @@ impl<'a> Message<'a> {
         out
     }
 
-    fn version(&self, end: usize) -> Option<Version> {
+    /// The first version-shaped word in the clause and where it stands.
+    fn version_at(&self, end: usize) -> Option<(usize, Version)> {
+        let all = self.versions(end);
+        let focus = self.focus.get();
+        let after = all.iter().position(|(p, _)| *p >= focus);
+        match after {
+            Some(i) => all.into_iter().nth(i),
+            None => all.into_iter().next(),
+        }
+    }
+
+    /// Every version-shaped word in the clause, in order.
+    fn versions(&self, end: usize) -> Vec<(usize, Version)> {
+        let mut out = Vec::new();
         for i in 0..end.min(self.words.len()) {
             if !self.is_word(i) || self.covered[i] {
                 continue;
@@ -728,13 +1882,36 @@ impl<'a> Message<'a> {
                 && w.bytes().any(|b| b.is_ascii_digit())
                 && w.bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b"._-+".contains(&b));
-            if dotted || v_number || tagged {
+            if dotted || v_number || tagged || looks_like_commit(w) {
                 if let Ok(v) = Version::parse(w) {
-                    return Some(v);
+                    out.push((i, v));
                 }
             }
         }
-        None
+        out
+    }
+
+    /// The version a rollback returns to: one the writer aims at ("to
+    /// 2.3.9", "back to 4.0.9", "we want 5.0.3 back"), never the broken
+    /// one ("2.4.0 is broken", "from 2.4.0", "back out 2.4.0"). Without an
+    /// aimed version a rollback goes to the previous release.
+    fn rollback_version(&self, end: usize) -> Option<Version> {
+        self.versions(end).into_iter().find_map(|(i, v)| {
+            let mut k = i;
+            // "to version 1.2", "to v1.2", "to the 1.2 release".
+            while k > 0
+                && matches!(
+                    self.words[k - 1],
+                    "version" | "release" | "tag" | "the" | "@" | "build"
+                )
+            {
+                k -= 1;
+            }
+            let prev = self.word(k.wrapping_sub(1));
+            let aimed =
+                matches!(prev, "to" | "onto" | ">") || matches!(self.word(i + 1), "back" | "again");
+            aimed.then_some(v)
+        })
     }
 
     fn replicas(&self, end: usize) -> Option<u32> {
@@ -757,6 +1934,12 @@ impl<'a> Message<'a> {
         // A count next to its noun is the surest.
         for i in 0..end {
             if let Some(n) = number(i) {
+                if matches!(
+                    self.word(i + 1),
+                    "more" | "extra" | "additional" | "fewer" | "less"
+                ) {
+                    continue;
+                }
                 if is_replica_noun(self.word(i + 1))
                     || self.words[i].ends_with('x') && self.words[i].len() > 1
                 {
@@ -764,11 +1947,18 @@ impl<'a> Message<'a> {
                 }
             }
         }
-        // "by 2" is relative to a count we do not know.
+        // "by 2", "3 more", "2 extra" are relative to a count we do not know.
+        let relative = |i: usize| {
+            self.word(i.wrapping_sub(1)) == "by"
+                || matches!(
+                    self.word(i + 1),
+                    "more" | "extra" | "additional" | "fewer" | "less"
+                )
+        };
         for i in 0..end {
             if let Some(n) = number(i) {
                 let prev = self.word(i.wrapping_sub(1));
-                if prev == "by" {
+                if relative(i) {
                     continue;
                 }
                 if matches!(prev, "to" | "=" | "at" | "of") || !is_replica_noun(prev) {
@@ -810,11 +2000,17 @@ impl<'a> Message<'a> {
     /// environment (create it)?
     fn object_is_resource(&self, after: usize, end: usize) -> bool {
         let first_resource = self.resources(after, end).first().map(|(p, _)| *p);
-        let first_env = (after..end.min(self.words.len())).find(|&i| {
-            self.is_word(i)
-                && !self.covered[i]
-                && (is_env_noun(self.words[i]) || environment_at(&self.words, i).is_some())
-        });
+        let first_env_noun = (after..end.min(self.words.len()))
+            .find(|&i| self.is_word(i) && !self.covered[i] && is_env_noun(self.words[i]));
+        let first_env_word = self
+            .environments(end)
+            .into_iter()
+            .map(|(p, _)| p)
+            .find(|p| *p >= after);
+        let first_env = match (first_env_noun, first_env_word) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         match (first_resource, first_env) {
             (Some(r), Some(e)) => r < e,
             (Some(_), None) => true,
@@ -830,11 +2026,9 @@ impl<'a> Message<'a> {
     }
 
     fn looks_like_scaffold(&self, end: usize) -> bool {
-        let any_env = (0..end.min(self.words.len())).any(|i| {
-            self.is_word(i)
-                && !self.covered[i]
-                && (is_env_noun(self.words[i]) || environment_at(&self.words, i).is_some())
-        });
+        let any_env = !self.environments(end).is_empty()
+            || (0..end.min(self.words.len()))
+                .any(|i| self.is_word(i) && !self.covered[i] && is_env_noun(self.words[i]));
         if any_env {
             return false;
         }
@@ -860,9 +2054,17 @@ impl<'a> Message<'a> {
         let end = end.min(self.words.len());
         for i in 0..end {
             let w = self.words[i];
+            // "called X", "name it X", "call it X", and "a go svc pls: X"
+            // (a service noun shortly before a colon).
             let marker = matches!(w, "called" | "named")
                 || (w == "name" && !self.punct[i])
-                || (w == ":" && i > 0 && is_service_noun(self.word(i - 1)));
+                || (w == "call" && self.word(i + 1) == "it")
+                || (w == ":"
+                    && (1..=3).any(|k| {
+                        i >= k
+                            && is_service_noun(self.word(i - k))
+                            && (i - k + 1..i).all(|m| is_filler(self.words[m]))
+                    }));
             if marker {
                 let mut j = i + 1;
                 while j < end && (self.punct[j] || matches!(self.words[j], "is" | "it" | "the")) {
@@ -939,6 +2141,24 @@ impl<'a> Message<'a> {
                 return Err(self.missing_service(intent, other, also));
             }
         };
+        // "restart order-service, order-worker in staging": one action,
+        // one service.
+        if let Some(both) = self.service_conflict(end) {
+            return Err(unsure(Action::clarify(
+                intent,
+                vec![Field::Service],
+                both.iter().map(|s| s.as_str().to_owned()).collect(),
+            )));
+        }
+        // "restart X in stg and dev", "deploy X to staging and prod": one
+        // action cannot have two targets, so ask.
+        if let Some(others) = self.environment_conflict(end) {
+            return Err(unsure(Action::clarify(
+                intent,
+                vec![Field::Environment],
+                others.iter().map(|e| e.as_str().to_owned()).collect(),
+            )));
+        }
         match env {
             Some(e) => Ok((service, e, !fuzzy)),
             None => Err(unsure(Action::clarify(
@@ -949,6 +2169,77 @@ impl<'a> Message<'a> {
         }
     }
 
+    /// Services named side by side ("X, Y", "X and Y", "X or Y") in one
+    /// clause: the distinct ones.
+    fn service_conflict(&self, end: usize) -> Option<Vec<ServiceName>> {
+        let named: Vec<&(usize, usize, ServiceName)> =
+            self.exact.iter().filter(|(p, _, _)| *p < end).collect();
+        let joined = named.windows(2).any(|w| {
+            let (a, alen, ref sa) = *w[0];
+            let (b, _, ref sb) = *w[1];
+            sa != sb
+                && b > a + alen
+                && (a + alen..b).all(|k| matches!(self.words[k], "," | "and" | "or" | "/"))
+        });
+        joined.then(|| {
+            let mut v: Vec<ServiceName> = Vec::new();
+            for (_, _, s) in named {
+                if !v.contains(s) {
+                    v.push(s.clone());
+                }
+            }
+            v
+        })
+    }
+
+    /// Where a correction starts ("…, no wait, to dev", "actually dev",
+    /// "I mean prod"): what follows replaces what came before.
+    fn correction_at(&self, end: usize) -> Option<usize> {
+        (0..end.min(self.words.len())).rev().find(|&i| {
+            let w = self.words[i];
+            w == "actually"
+                || (w == "wait" && matches!(self.word(i.wrapping_sub(1)), "no" | "oh" | "oops"))
+                || (w == "mean" && self.word(i.wrapping_sub(1)) == "i")
+                || (w == "sorry" && i > 0)
+        })
+    }
+
+    /// Environments aimed at ("to/in/on/into X") in a clause that names more
+    /// than one and does not correct itself: the distinct ones, in order.
+    fn environment_conflict(&self, end: usize) -> Option<Vec<Environment>> {
+        if self.correction_at(end).is_some() {
+            return None;
+        }
+        let all = self.environments(end);
+        // The verb's own environments when it has some ("once X is on qa,
+        // restart Y on dev" is about dev).
+        let focus = self.focus.get();
+        let envs: Vec<(usize, Environment)> = if all.iter().any(|(p, _)| *p >= focus) {
+            all.into_iter().filter(|(p, _)| *p >= focus).collect()
+        } else {
+            all
+        };
+        let negated = |p: usize| (1..=2).any(|k| p >= k && is_negation(self.words[p - k]));
+        let aimed: Vec<(usize, Environment)> = envs
+            .iter()
+            .copied()
+            .filter(|(p, _)| {
+                !negated(*p)
+                    && (matches!(self.word(p.wrapping_sub(1)), "to" | "in" | "on" | "into" | "onto" | ">")
+                        // "in stg and dev": the second of a pair joined by and/or/"&".
+                        || matches!(self.word(p.wrapping_sub(1)), "and" | "or")
+                            && envs.iter().any(|(q, _)| q + 2 == *p))
+            })
+            .collect();
+        let mut distinct: Vec<Environment> = Vec::new();
+        for (_, e) in aimed {
+            if !distinct.contains(&e) {
+                distinct.push(e);
+            }
+        }
+        (distinct.len() > 1).then_some(distinct)
+    }
+
     fn env_action(
         &self,
         intent: ActionKind,
@@ -956,16 +2247,20 @@ impl<'a> Message<'a> {
         build: impl FnOnce(ServiceName, Environment) -> Action,
     ) -> Parsed {
         match self.service_env(intent, end) {
-            Ok((s, e, is_sure)) => Parsed {
-                action: build(s, e),
-                sure: is_sure,
-            },
+            Ok((s, e, is_sure)) => parsed(build(s, e), is_sure),
             Err(p) => p,
         }
     }
 
     fn create_or_add(&self, after: usize, end: usize) -> Parsed {
-        let add = self.object_is_resource(after, end);
+        self.create_or_add_as(self.object_is_resource(after, end), end)
+    }
+
+    fn add_resource(&self, end: usize) -> Parsed {
+        self.create_or_add_as(true, end)
+    }
+
+    fn create_or_add_as(&self, add: bool, end: usize) -> Parsed {
         let intent = if add {
             ActionKind::AddResource
         } else {
@@ -988,17 +2283,61 @@ impl<'a> Message<'a> {
                         resources,
                     }
                 };
-                Parsed {
-                    action,
-                    sure: is_sure,
-                }
+                parsed(action, is_sure)
             }
             Err(p) => p,
         }
     }
 
+    /// "the previous version", "the last good release", "the old build".
+    fn names_previous_release(&self, after: usize, end: usize) -> bool {
+        let end = end.min(self.words.len());
+        (after..end).any(|i| {
+            matches!(
+                self.words[i],
+                "previous" | "prior" | "old" | "older" | "earlier"
+            ) || (self.words[i] == "last"
+                && matches!(self.word(i + 1), "good" | "working" | "stable" | "known"))
+        }) && (after..end).any(|i| {
+            matches!(
+                self.words[i],
+                "version" | "release" | "build" | "image" | "tag"
+            )
+        })
+    }
+
+    /// "kill cart-service pods in dev": the verb's object is the running
+    /// copies, not the environment.
+    fn object_is_pods(&self, after: usize, end: usize) -> bool {
+        let end = end.min(self.words.len());
+        let pods = (after..end).find(|&i| {
+            matches!(
+                self.words[i],
+                "pods" | "pod" | "containers" | "container" | "instances"
+            )
+        });
+        let env_noun = (after..end).find(|&i| is_env_noun(self.words[i]));
+        match (pods, env_noun) {
+            (Some(p), Some(e)) => p < e,
+            (Some(_), None) => true,
+            _ => false,
+        }
+    }
+
+    /// "add a staging env for X": the verb's first object is an
+    /// environment, not a resource.
+    fn object_is_environment(&self, after: usize, end: usize) -> bool {
+        !self.object_is_resource(after, end)
+            && (after..end.min(self.words.len()))
+                .any(|i| is_env_noun(self.word(i)) && (after..i).all(|k| !self.punct[k]))
+    }
+
     fn deploy_like(&self, intent: ActionKind, end: usize) -> Parsed {
-        let version = self.version(end);
+        let version = if intent == ActionKind::Rollback {
+            self.rollback_version(end)
+        } else {
+            self.version(end)
+        };
         self.env_action(intent, end, |service, environment| {
             if intent == ActionKind::Rollback {
                 Action::Rollback {
@@ -1028,16 +2367,22 @@ impl<'a> Message<'a> {
             (Some(f), Some(t)) => (Some(f), Some(t)),
             (None, Some(t)) => (t.previous(), Some(t)),
             (Some(f), None) => (Some(f), f.next()),
-            (None, None) => match self.environments(end).first() {
-                Some((_, e)) => (e.previous(), Some(*e)),
-                None => (None, None),
+            // One environment, unmarked ("promote X staging"): production
+            // can only be the target and dev only the source; anything else
+            // could be either, so ask.
+            (None, None) => match self.environments(end).as_slice() {
+                [(_, Environment::Production)] => {
+                    (Some(Environment::Staging), Some(Environment::Production))
+                }
+                [(_, Environment::Dev)] => (Some(Environment::Dev), Some(Environment::Staging)),
+                [] => (None, None),
+                _ => (None, None),
             },
         };
         match (from, to) {
-            (Some(from), Some(to)) if from != to => Parsed {
-                action: Action::Promote { service, from, to },
-                sure: !fuzzy,
-            },
+            (Some(from), Some(to)) if from != to => {
+                parsed(Action::Promote { service, from, to }, !fuzzy)
+            }
             (None, Some(_)) => unsure(Action::clarify(
                 ActionKind::Promote,
                 vec![Field::From],
@@ -1053,16 +2398,25 @@ impl<'a> Message<'a> {
 
     fn scale(&self, end: usize) -> Parsed {
         let replicas = self.replicas(end);
+        if replicas.is_none() && self.environment(end).is_none() {
+            if let Some(ServiceMatch::Exact(_) | ServiceMatch::Fuzzy(_)) = self.service(end) {
+                return unsure(Action::clarify(
+                    ActionKind::Scale,
+                    vec![Field::Environment, Field::Replicas],
+                    vec![],
+                ));
+            }
+        }
         match self.service_env(ActionKind::Scale, end) {
             Ok((service, environment, is_sure)) => match replicas {
-                Some(replicas) => Parsed {
-                    action: Action::Scale {
+                Some(replicas) => parsed(
+                    Action::Scale {
                         service,
                         environment,
                         replicas,
                     },
-                    sure: is_sure,
-                },
+                    is_sure,
+                ),
                 None => unsure(Action::clarify(
                     ActionKind::Scale,
                     vec![Field::Replicas],
@@ -1117,6 +2471,7 @@ impl<'a> Message<'a> {
                     // an article; otherwise it is the verb ("go ahead").
                     && (w != "go"
                         || is_service_noun(self.word(i + 1))
+                        || matches!(self.word(i + 1), "template" | "stack")
                         || matches!(self.word(i.wrapping_sub(1)), "a" | "an" | "in" | "new" | "using"))
             })
             .map(|i| self.words[i])
@@ -1152,14 +2507,287 @@ impl<'a> Message<'a> {
     }
 }
 
+/// Confidence of a parse the parser has no doubt about.
+const SURE: f32 = 0.9;
+/// Confidence of a parse it would rather have checked.
+const UNSURE: f32 = 0.4;
+/// How far the best request must lead the next one argued by a verb;
+/// closer than this, the parser asks which was meant.
+const MARGIN: f32 = 1.0;
+
+fn parsed(action: Action, is_sure: bool) -> Parsed {
+    Parsed {
+        action,
+        sure: is_sure,
+        confidence: if is_sure { SURE } else { UNSURE },
+    }
+}
+
 fn sure(action: Action) -> Parsed {
-    Parsed { action, sure: true }
+    parsed(action, true)
 }
 
 fn unsure(action: Action) -> Parsed {
+    parsed(action, false)
+}
+
+/// The builder's answer with the confidence the evidence gives it: sure
+/// only when both the fields and the evidence are.
+fn with_confidence(p: Parsed, confidence: f32) -> Parsed {
+    let confidence = if p.sure {
+        confidence
+    } else {
+        confidence.min(UNSURE)
+    };
     Parsed {
-        action,
-        sure: false,
+        sure: p.sure && confidence >= Parsed::SURE_AT,
+        confidence,
+        action: p.action,
+    }
+}
+
+/// A regular past form of a verb ("deployed", "rolled").
+fn is_past_form(w: &str) -> bool {
+    (w.len() > 4 && w.ends_with("ed") && !matches!(w, "need" | "shed" | "seed" | "speed"))
+        || matches!(w, "took" | "brought" | "went" | "did" | "ran" | "made")
+}
+
+/// A commit hash (7 to 40 hex digits, with letters and digits both): what
+/// `deploy X at 7f3e9a1` names.
+fn looks_like_commit(w: &str) -> bool {
+    (7..=40).contains(&w.len())
+        && w.bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        && w.bytes().any(|b| b.is_ascii_digit())
+        && w.bytes().any(|b| b.is_ascii_alphabetic())
+}
+
+/// Where a cue stands, which sets its weight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// Opens the message or a sentence (after politeness): the request.
+    Lead,
+    /// A verb further in.
+    Verb,
+    /// A topic: "the deploy", "yesterday's release", "the rollout of".
+    Noun,
+    /// "no rollback", "don't deploy".
+    Negated,
+    /// "deploy can wait", "restart it later".
+    Deferred,
+    /// "the new release": "new" not about an environment or a service.
+    Adjective,
+}
+
+impl Role {
+    fn as_str(self) -> &'static str {
+        match self {
+            Role::Lead => "leads the request",
+            Role::Verb => "verb",
+            Role::Noun => "topic (noun)",
+            Role::Negated => "negated",
+            Role::Deferred => "deferred",
+            Role::Adjective => "adjective",
+        }
+    }
+}
+
+/// One cue in a message and what it weighs.
+#[derive(Debug, Clone, Copy)]
+struct Hit {
+    pos: usize,
+    cue: Cue,
+    len: usize,
+    role: Role,
+    /// Read from a misspelt word.
+    typo: bool,
+    /// In a later sentence than an earlier request: the first request is
+    /// the message's.
+    later: bool,
+    /// A noun that is a cue by itself ("replicas").
+    noun_cue: bool,
+}
+
+impl Hit {
+    fn weight(&self) -> f32 {
+        let base = match self.role {
+            Role::Lead if self.noun_cue => 1.5,
+            Role::Verb if self.noun_cue => 1.5,
+            Role::Lead => 3.0,
+            Role::Verb => 2.0,
+            Role::Noun => 0.5,
+            Role::Negated | Role::Deferred | Role::Adjective => 0.0,
+        };
+        let typo = if self.typo { 0.8 } else { 1.0 };
+        let later = if self.later { 0.5 } else { 1.0 };
+        base * typo * later
+    }
+}
+
+/// Evidence from a message's shape rather than a word.
+#[derive(Debug, Clone, Copy)]
+struct Shape {
+    kind: ActionKind,
+    weight: f32,
+    what: &'static str,
+}
+
+/// Each reading's score.
+#[derive(Debug, Clone, Default)]
+struct Scores([f32; ActionKind::ALL.len()]);
+
+impl Scores {
+    fn slot(kind: ActionKind) -> usize {
+        ActionKind::ALL
+            .iter()
+            .position(|k| *k == kind)
+            .expect("every kind is in ALL")
+    }
+    fn add(&mut self, kind: ActionKind, w: f32) {
+        self.0[Self::slot(kind)] += w;
+    }
+    fn get(&self, kind: ActionKind) -> f32 {
+        self.0[Self::slot(kind)]
+    }
+    /// How sure the evidence makes `best`: its strength (a leading verb is
+    /// full strength) times its lead over the next change argued for.
+    fn confidence(&self, best: ActionKind) -> f32 {
+        let b = self.get(best);
+        let second = ActionKind::ALL
+            .iter()
+            .filter(|k| **k != best && k.is_mutating())
+            .map(|k| self.get(*k))
+            .fold(0.0, f32::max);
+        let strength = (b / 3.0).min(1.0);
+        let lead = ((b - second) / 2.0).clamp(0.0, 1.0);
+        strength * (0.4 + 0.6 * lead)
+    }
+    fn nonzero(&self) -> Vec<(ActionKind, f32)> {
+        let mut v: Vec<(ActionKind, f32)> = ActionKind::ALL
+            .iter()
+            .map(|k| (*k, self.get(*k)))
+            .filter(|(_, s)| *s > 0.0)
+            .collect();
+        v.sort_by(|a, b| b.1.total_cmp(&a.1));
+        v
+    }
+}
+
+/// What `paver parse --explain` prints: how the rules parser read a
+/// message.
+#[derive(Debug, Clone, Default)]
+pub struct Explanation {
+    /// The text after markup was stripped.
+    pub cleaned: String,
+    /// Each cue: its words, what it argues for, its role and its weight.
+    pub cues: Vec<CueNote>,
+    /// Evidence from the message's shape: the reading, its weight, what.
+    pub shapes: Vec<(ActionKind, f32, String)>,
+    /// The readings' scores, best first.
+    pub readings: Vec<(ActionKind, f32)>,
+    /// What decided.
+    pub decided: String,
+    pub parsed: Option<Parsed>,
+}
+
+#[derive(Debug, Clone)]
+pub struct CueNote {
+    pub words: String,
+    pub cue: &'static str,
+    pub role: &'static str,
+    pub weight: f32,
+    pub typo: bool,
+}
+
+impl std::fmt::Display for Explanation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "text        {}", self.cleaned)?;
+        if self.cues.is_empty() {
+            writeln!(f, "cues        (none)")?;
+        }
+        for c in &self.cues {
+            writeln!(
+                f,
+                "cue         \"{}\" -> {} ({}{}), weight {:.1}",
+                c.words,
+                c.cue,
+                c.role,
+                if c.typo { ", read from a typo" } else { "" },
+                c.weight
+            )?;
+        }
+        for (k, w, what) in &self.shapes {
+            writeln!(f, "shape       {what} -> {k}, weight {w:.1}")?;
+        }
+        if !self.readings.is_empty() {
+            let r: Vec<String> = self
+                .readings
+                .iter()
+                .map(|(k, s)| format!("{k} {s:.1}"))
+                .collect();
+            writeln!(f, "readings    {}", r.join(", "))?;
+        }
+        writeln!(f, "decided by  {}", self.decided)?;
+        if let Some(p) = &self.parsed {
+            writeln!(
+                f,
+                "confidence  {:.2} ({})",
+                p.confidence,
+                if p.sure {
+                    "sure"
+                } else {
+                    "unsure: a candidate, checked before acting"
+                }
+            )?;
+            let json = serde_json::to_string(&p.action).unwrap_or_default();
+            writeln!(f, "action      {json}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Collects an explanation when asked for one; costs nothing otherwise.
+struct Trace(Option<Box<Explanation>>);
+
+impl Trace {
+    fn off() -> Self {
+        Trace(None)
+    }
+    fn on() -> Self {
+        Trace(Some(Box::default()))
+    }
+    fn cue(&mut self, m: &Message<'_>, h: &Hit) {
+        if let Some(e) = &mut self.0 {
+            e.cues.push(CueNote {
+                words: m.span(h.pos, h.len),
+                cue: h.cue.as_str(),
+                role: if h.later {
+                    "in a later sentence"
+                } else {
+                    h.role.as_str()
+                },
+                weight: h.weight(),
+                typo: h.typo,
+            });
+        }
+    }
+    fn evidence(&mut self, kind: ActionKind, weight: f32, what: &str) {
+        if let Some(e) = &mut self.0 {
+            e.shapes.push((kind, weight, what.to_owned()));
+        }
+    }
+    fn scores(&mut self, s: &Scores) {
+        if let Some(e) = &mut self.0 {
+            e.readings = s.nonzero();
+        }
+    }
+    fn decided(&mut self, why: &str) {
+        if let Some(e) = &mut self.0 {
+            e.decided = why.to_owned();
+        }
+    }
+    fn into_explanation(self) -> Explanation {
+        self.0.map(|b| *b).unwrap_or_default()
     }
 }
 
@@ -1218,5 +2846,534 @@ fn is_platform_word(w: &str) -> bool {
             | "vault"
             | "terraform"
             | "helm"
+            | "runbook"
+            | "runbooks"
+            | "playbook"
+            | "approval"
+            | "approvals"
+            | "policy"
     )
+}
+
+#[cfg(test)]
+mod tests {
+    //! One test per class of miss seen on chat-style requests (issue 16),
+    //! each with phrasings written from the contract.
+
+    use std::path::Path;
+
+    use serde_json::{json, Value};
+
+    use super::*;
+
+    fn parser() -> RulesParser {
+        let catalog = Catalog::from_yaml_file(Path::new("../shared/fixtures/catalog.yaml"))
+            .expect("sample catalog");
+        RulesParser::new(&catalog)
+    }
+
+    fn read(p: &RulesParser, text: &str) -> Value {
+        serde_json::to_value(p.parse(text).action).expect("actions serialize")
+    }
+
+    fn check(p: &RulesParser, cases: &[(&str, Value)]) {
+        let mut wrong = Vec::new();
+        for (text, want) in cases {
+            let got = read(p, text);
+            if &got != want {
+                wrong.push(format!("{text}\n   got  {got}\n   want {want}"));
+            }
+        }
+        assert!(wrong.is_empty(), "\n{}", wrong.join("\n"));
+    }
+
+    fn kind(v: &Value) -> ActionKind {
+        ActionKind::from_name(v["action"].as_str().unwrap()).unwrap()
+    }
+
+    #[test]
+    fn verbless_requests_are_read_from_their_shape() {
+        let p = parser();
+        check(
+            &p,
+            &[
+                (
+                    "billing-api staging with redis and kafka please",
+                    json!({"action": "create_environment", "service": "billing-api",
+                           "environment": "staging", "resources": ["redis", "kafka"]}),
+                ),
+                (
+                    "fraud-detector preview env w/ mongo",
+                    json!({"action": "create_environment", "service": "fraud-detector",
+                           "environment": "preview", "resources": ["mongodb"]}),
+                ),
+                (
+                    "user-service 3.1.0 -> prod",
+                    json!({"action": "deploy", "service": "user-service",
+                           "environment": "production", "version": "3.1.0"}),
+                ),
+                (
+                    "search-api@2.0.1 to stg please",
+                    json!({"action": "deploy", "service": "search-api",
+                           "environment": "staging", "version": "2.0.1"}),
+                ),
+                (
+                    "4 pods for billing-api on prod pls",
+                    json!({"action": "scale", "service": "billing-api",
+                           "environment": "production", "replicas": 4}),
+                ),
+                (
+                    "email-sender 1.2.0 please",
+                    json!({"action": "clarify", "missing": ["environment"]}),
+                ),
+                (
+                    "checkout-api staging?",
+                    json!({"action": "status", "service": "checkout-api", "environment": "staging"}),
+                ),
+            ],
+        );
+        // A complaint naming a version is not a deploy of it.
+        for text in [
+            "checkout-api 2.4.0 is broken in prod",
+            "search-api 1.2.0 on staging is throwing errors",
+        ] {
+            assert!(!kind(&read(&p, text)).is_mutating(), "{text}");
+        }
+        // A commit is a version too.
+        assert_eq!(
+            read(&p, "deploy cart-service at 3fa9c1e to qa"),
+            json!({"action": "deploy", "service": "cart-service",
+                   "environment": "staging", "version": "3fa9c1e"})
+        );
+        // Read from shape alone, a change is only a candidate.
+        assert!(!p.parse("user-service 3.1.0 -> prod").sure);
+    }
+
+    #[test]
+    fn arrows_and_pairs_of_environments_promote() {
+        let p = parser();
+        let promote = |s: &str, from: &str, to: &str| json!({"action": "promote", "service": s, "from": from, "to": to});
+        check(
+            &p,
+            &[
+                (
+                    "billing-api qa -> live",
+                    promote("billing-api", "staging", "production"),
+                ),
+                (
+                    "user-service: dev ⇒ stg",
+                    promote("user-service", "dev", "staging"),
+                ),
+                (
+                    "promote auth-service stg → prod",
+                    promote("auth-service", "staging", "production"),
+                ),
+                (
+                    "could you move cart-service out of dev",
+                    promote("cart-service", "dev", "staging"),
+                ),
+                (
+                    "can we get search-api from qa into live please",
+                    promote("search-api", "staging", "production"),
+                ),
+                (
+                    "fraud-detector dev to staging pls",
+                    promote("fraud-detector", "dev", "staging"),
+                ),
+            ],
+        );
+        // One unmarked environment that could be either end: ask.
+        assert_eq!(
+            read(&p, "promote order-service staging")["action"],
+            "clarify"
+        );
+    }
+
+    #[test]
+    fn undo_idioms_roll_back() {
+        let p = parser();
+        let rollback =
+            |s: &str, e: &str| json!({"action": "rollback", "service": s, "environment": e});
+        check(
+            &p,
+            &[
+                (
+                    "roll billing-api back in staging",
+                    rollback("billing-api", "staging"),
+                ),
+                (
+                    "the release of cart-service on stg is bad, revert it",
+                    rollback("cart-service", "staging"),
+                ),
+                (
+                    "yank auth-service from live",
+                    rollback("auth-service", "production"),
+                ),
+                (
+                    "the deploy of order-worker to qa broke checkout, undo it",
+                    rollback("order-worker", "staging"),
+                ),
+                (
+                    "the new fraud-detector build on prod is erroring, could you roll it back",
+                    rollback("fraud-detector", "production"),
+                ),
+                (
+                    "unship search-indexer in dev",
+                    rollback("search-indexer", "dev"),
+                ),
+                (
+                    "please take user-service on prod back to 3.0.0",
+                    json!({"action": "rollback", "service": "user-service",
+                           "environment": "production", "version": "3.0.0"}),
+                ),
+                (
+                    "payment-service staging: back to the previous release pls",
+                    rollback("payment-service", "staging"),
+                ),
+                (
+                    "heads-up, the new cart-service build on prod is throwing errors. can you roll it back?",
+                    rollback("cart-service", "production"),
+                ),
+                (
+                    "redeploy the previous version of search-api on qa",
+                    rollback("search-api", "staging"),
+                ),
+            ],
+        );
+    }
+
+    #[test]
+    fn a_rollback_never_targets_the_broken_version() {
+        let p = parser();
+        let to = |s: &str, e: &str, v: &str| json!({"action": "rollback", "service": s, "environment": e, "version": v});
+        let prev = |s: &str, e: &str| json!({"action": "rollback", "service": s, "environment": e});
+        check(
+            &p,
+            &[
+                (
+                    "search-api 1.4.0 is failing in prod, roll back",
+                    prev("search-api", "production"),
+                ),
+                (
+                    "roll back auth-service in prod, 3.3.0 leaks memory",
+                    prev("auth-service", "production"),
+                ),
+                (
+                    "undo 1.2.0 of billing-api on dev",
+                    prev("billing-api", "dev"),
+                ),
+                (
+                    "back out 0.9.1 of catalog-api on staging",
+                    prev("catalog-api", "staging"),
+                ),
+                (
+                    "revert order-worker on staging from 2.1.0 to 2.0.5",
+                    to("order-worker", "staging", "2.0.5"),
+                ),
+                (
+                    "2.2.0 is bad on stg for user-service, go back to 2.1.9",
+                    to("user-service", "staging", "2.1.9"),
+                ),
+                (
+                    "revert cart-service in prod, we want 1.7.2 back",
+                    to("cart-service", "production", "1.7.2"),
+                ),
+            ],
+        );
+    }
+
+    #[test]
+    fn a_new_service_without_create_or_scaffold() {
+        let p = parser();
+        let svc =
+            |n: &str, t: &str| json!({"action": "scaffold_service", "name": n, "template": t});
+        check(
+            &p,
+            &[
+                (
+                    "start a python service named ml-scorer",
+                    svc("ml-scorer", "python-service"),
+                ),
+                (
+                    "kick off a new go svc: ledger-sync",
+                    svc("ledger-sync", "go-service"),
+                ),
+                (
+                    "new node app pls: promo-banner",
+                    svc("promo-banner", "node-service"),
+                ),
+                (
+                    "want a rust service, call it key-broker",
+                    svc("key-broker", "rust-service"),
+                ),
+            ],
+        );
+        // "kick" is still a restart with a service and an environment.
+        assert_eq!(read(&p, "kick cart-service in dev")["action"], "restart");
+    }
+
+    #[test]
+    fn capability_questions_are_help_and_platform_questions_ask() {
+        let p = parser();
+        for text in [
+            "can you restart services?",
+            "is paver able to promote things?",
+            "what commands do you understand?",
+            "do you know how to create environments?",
+            "what kind of stuff can you do for me",
+            "list your commands",
+        ] {
+            assert_eq!(read(&p, text), json!({"action": "help"}), "{text}");
+        }
+        for text in [
+            "how do I roll back a release?",
+            "what does the has-oncall check mean?",
+            "how can we get a bigger database in production?",
+        ] {
+            assert_eq!(read(&p, text)["action"], "ask", "{text}");
+        }
+        // Naming a service makes it a request, however politely asked.
+        assert_eq!(
+            read(&p, "can you deploy checkout-api to prod?")["action"],
+            "deploy"
+        );
+    }
+
+    #[test]
+    fn stray_words_do_not_capture_the_message() {
+        let p = parser();
+        check(
+            &p,
+            &[
+                (
+                    "need a dev env for cart-service with redis; the deploy can wait",
+                    json!({"action": "create_environment", "service": "cart-service",
+                           "environment": "dev", "resources": ["redis"]}),
+                ),
+                (
+                    "no restart needed, just deploy billing-api to staging",
+                    json!({"action": "deploy", "service": "billing-api", "environment": "staging"}),
+                ),
+                (
+                    "don't roll back, promote user-service to prod instead",
+                    json!({"action": "promote", "service": "user-service",
+                           "from": "staging", "to": "production"}),
+                ),
+                (
+                    "billing-api staging also needs kafka, please add it",
+                    json!({"action": "add_resource", "service": "billing-api",
+                           "environment": "staging", "resources": ["kafka"]}),
+                ),
+                ("thanks, the rollback worked", json!({"action": "none"})),
+                (
+                    "great job on the prod release everyone",
+                    json!({"action": "none"}),
+                ),
+                (
+                    "lol that restart saved my afternoon",
+                    json!({"action": "none"}),
+                ),
+            ],
+        );
+    }
+
+    #[test]
+    fn everyday_words_are_environments_only_in_an_environments_place() {
+        let p = parser();
+        check(
+            &p,
+            &[
+                (
+                    "I'd like to test something, restart search-api in dev",
+                    json!({"action": "restart", "service": "search-api", "environment": "dev"}),
+                ),
+                (
+                    "at this stage we just need a preview env for user-service",
+                    json!({"action": "create_environment", "service": "user-service",
+                           "environment": "preview", "resources": []}),
+                ),
+                (
+                    "create a test env for order-worker",
+                    json!({"action": "create_environment", "service": "order-worker",
+                           "environment": "staging", "resources": []}),
+                ),
+                (
+                    "ship cart-service to live",
+                    json!({"action": "deploy", "service": "cart-service", "environment": "production"}),
+                ),
+            ],
+        );
+    }
+
+    #[test]
+    fn misspelt_verbs_count_but_leave_the_parse_unsure() {
+        let p = parser();
+        check(
+            &p,
+            &[
+                (
+                    "restrat billing-api in prod",
+                    json!({"action": "restart", "service": "billing-api", "environment": "production"}),
+                ),
+                (
+                    "delpoy cart-service to dev",
+                    json!({"action": "deploy", "service": "cart-service", "environment": "dev"}),
+                ),
+                (
+                    "promtoe user-service to prod",
+                    json!({"action": "promote", "service": "user-service",
+                           "from": "staging", "to": "production"}),
+                ),
+                (
+                    "create stagign for auth-service",
+                    json!({"action": "create_environment", "service": "auth-service",
+                           "environment": "staging", "resources": []}),
+                ),
+            ],
+        );
+        let typo = p.parse("restrat billing-api in prod");
+        assert!(!typo.sure && typo.confidence < Parsed::SURE_AT, "{typo:?}");
+        // A real word one letter from a verb is not that verb.
+        assert!(!kind(&read(&p, "the cache of cart-service in prod is stale")).is_mutating());
+    }
+
+    #[test]
+    fn ownership_phrasings() {
+        let p = parser();
+        for text in [
+            "which squad has billing-api?",
+            "does anybody own legacy-reports",
+            "what team runs billing-api",
+        ] {
+            assert_eq!(
+                read(&p, text),
+                json!({"action": "who_owns", "service": if text.contains("legacy") { "legacy-reports" } else { "billing-api" }}),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn two_changes_argued_for_equally_give_clarify_naming_them() {
+        let p = parser();
+        let got = read(&p, "deploy or roll back checkout-api in prod?");
+        assert_eq!(got["action"], "clarify", "{got}");
+        assert_eq!(got["candidates"], json!(["deploy", "rollback"]), "{got}");
+        // The first request of several is the message's, with less confidence.
+        let two = p.parse("deploy payment-service to prod; also restart auth-service in staging");
+        assert_eq!(two.action.kind(), ActionKind::Deploy);
+    }
+
+    #[test]
+    fn talk_about_changes_is_not_a_request_for_one() {
+        let p = parser();
+        for text in [
+            "if I promote user-service to prod, does it need an approval?",
+            "what happens when I restart auth-service in prod?",
+            "should we roll back billing-api?",
+            "is it safe to scale search-api down in prod?",
+            "I'll restart order-worker in staging myself",
+            "we are rolling back cart-service in prod right now",
+            "fyi deploying checkout-api to staging",
+            "no need to redeploy billing-api",
+            "scratch that, don't deploy",
+            "where are the deploy logs for user-service?",
+            "rollbacks of checkout-api in prod take forever",
+            "can you check whether order-service needs a restart in prod?",
+            "which crate does cart-service use in staging",
+            "checkout-api deploys to staging are slow today",
+            "can you see if billing-api needs a rollback in prod",
+            "maybe we should restart search-api in staging?",
+            "we might need to scale checkout-api to 6 in prod",
+        ] {
+            assert!(
+                !kind(&read(&p, text)).is_mutating(),
+                "{text} => {}",
+                read(&p, text)
+            );
+        }
+    }
+
+    #[test]
+    fn objects_decide_what_a_verb_acts_on() {
+        let p = parser();
+        check(
+            &p,
+            &[
+                // Pods are running copies: killing them restarts.
+                (
+                    "delete the pods of billing-api in qa",
+                    json!({"action": "restart", "service": "billing-api", "environment": "staging"}),
+                ),
+                // A resource's own upgrade or restart is not the service's.
+                (
+                    "bounce the redis of cart-service in prod",
+                    json!({"action": "ask", "question": "bounce the redis of cart-service in prod"}),
+                ),
+                // "more" pods is relative: how many?
+                (
+                    "give search-api 2 more pods in prod",
+                    json!({"action": "clarify", "missing": ["replicas"]}),
+                ),
+                (
+                    "get me order-worker status on stg",
+                    json!({"action": "status", "service": "order-worker", "environment": "staging"}),
+                ),
+                // The verb's own object, not the topic mentioned before it.
+                (
+                    "once the rollout of billing-api to qa is done, bounce email-sender on dev",
+                    json!({"action": "restart", "service": "email-sender", "environment": "dev"}),
+                ),
+                (
+                    "we rolled auth-service back to 3.1.0 last night; now redeploy 3.2.1 to prod",
+                    json!({"action": "deploy", "service": "auth-service", "environment": "production", "version": "3.2.1"}),
+                ),
+                (
+                    "make it 5 replicas for cart-service in prod",
+                    json!({"action": "scale", "service": "cart-service", "environment": "production", "replicas": 5}),
+                ),
+            ],
+        );
+    }
+
+    #[test]
+    fn conflicting_slots_ask_and_corrections_win() {
+        let p = parser();
+        check(
+            &p,
+            &[
+                (
+                    "restart billing-api in dev and staging",
+                    json!({"action": "clarify", "missing": ["environment"], "candidates": ["dev", "staging"]}),
+                ),
+                (
+                    "deploy user-service and auth-service to prod",
+                    json!({"action": "clarify", "missing": ["service"], "candidates": ["user-service", "auth-service"]}),
+                ),
+                (
+                    "restart billing-api in staging, actually dev",
+                    json!({"action": "restart", "service": "billing-api", "environment": "dev"}),
+                ),
+                (
+                    "deploy user-service to prod, no wait, to staging",
+                    json!({"action": "deploy", "service": "user-service", "environment": "staging"}),
+                ),
+            ],
+        );
+    }
+
+    #[test]
+    fn confidence_follows_the_evidence() {
+        let p = parser();
+        let clear = p.parse("deploy checkout-api 2.4.1 to production");
+        assert!(clear.sure && clear.confidence >= 0.9, "{clear:?}");
+        let scale_missing = p.parse("scale order-worker");
+        assert_eq!(
+            serde_json::to_value(scale_missing.action).unwrap(),
+            json!({"action": "clarify", "missing": ["environment", "replicas"]})
+        );
+        let e = p.explain("the 2.2.0 rollout of user-service on staging is bad, roll it back");
+        assert!(e.decided.contains("rollback"), "{e}");
+        assert_eq!(e.cues.len(), 2, "{e}");
+    }
 }

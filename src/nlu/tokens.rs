@@ -65,6 +65,9 @@ pub fn tokenize(text: &str) -> Vec<Token> {
             continue;
         } else if c == '+' || c == '&' {
             out.push(Token::word("and"));
+        } else if matches!(c, '→' | '⇒' | '➡' | '⟶' | '➔' | '⟹' | '▶') {
+            // Arrows say "to": `stg → prod` reads like `stg -> prod`.
+            out.push(Token::punct('>'));
         } else if c.is_ascii_punctuation() {
             out.push(Token::punct(c));
         } else {
@@ -155,6 +158,9 @@ mod tests {
             ["can", "not", "will", "not", "we", "are"]
         );
         assert_eq!(words("👍"), ["~"]);
+        assert_eq!(words("stg → prod"), ["stg", ">", "prod"]);
+        assert_eq!(words("stg->prod"), ["stg", ">", "prod"]);
+        assert_eq!(words("dev => qa"), ["dev", "=", ">", "qa"]);
         assert_eq!(words("v1.4.0."), ["v1.4.0", "."]);
     }
 }

@@ -306,12 +306,15 @@ impl Understander {
         )
     }
 
-    /// Whether the rules' answer is unsure enough to ask the LLM.
+    /// Whether the rules' answer is unsure enough to ask the LLM: a
+    /// clarification, a long message read as nothing, or a parse whose
+    /// confidence (the evidence for it and its lead over the next reading)
+    /// is below [`Parsed::SURE_AT`](crate::nlu::Parsed::SURE_AT).
     fn rules_unsure(&self, parsed: &crate::nlu::Parsed, text: &str) -> bool {
         match &parsed.action {
             Action::Clarify { .. } => true,
             Action::Nothing => text.split_whitespace().count() >= self.settings.long_message_words,
-            _ => !parsed.sure,
+            _ => !parsed.sure || parsed.confidence < crate::nlu::Parsed::SURE_AT,
         }
     }
 
