@@ -191,3 +191,49 @@ impl Retention {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The commented `[retention]` of config/paver.toml, uncommented, is
+    /// the defaults, and passes the checks.
+    #[test]
+    fn the_example_config_is_the_defaults() {
+        let text = std::fs::read_to_string("config/paver.toml").unwrap();
+        let start = text.find("# [retention]").unwrap();
+        let section: String = text[start..]
+            .lines()
+            .take_while(|l| l.starts_with('#'))
+            .map(|l| l.trim_start_matches("# "))
+            .map(|l| l.split("  #").next().unwrap())
+            .collect::<Vec<_>>()
+            .join("\n");
+        #[derive(Deserialize)]
+        struct Root {
+            retention: RetentionConfig,
+        }
+        let root: Root = toml::from_str(&section).unwrap();
+        assert_eq!(root.retention, RetentionConfig::default());
+        assert!(root.retention.problems().is_empty());
+    }
+
+    #[test]
+    fn out_of_range_values_are_problems() {
+        let bad = RetentionConfig {
+            interval_secs: 5,
+            dedupe_days: MAX_DAYS + 1,
+            ..RetentionConfig::default()
+        };
+        let p = bad.problems();
+        assert_eq!(p.len(), 2, "{p:?}");
+        assert!(p[0].starts_with("retention.interval_secs"));
+        assert!(p[1].starts_with("retention.dedupe_days"));
+        let now = 1_000 * DAY_MS;
+        let c = RetentionConfig::default().cutoffs(now, 660_000);
+        assert_eq!(c.dedupe, Some(now - 7 * DAY_MS));
+        assert_eq!(c.outbox, Some(now - 14 * DAY_MS));
+        assert_eq!(c.jobs, Some(now - 30 * DAY_MS));
+        assert_eq!(c.callback_replay, Some(now - 660_000));
+    }
+}
