@@ -473,3 +473,48 @@ async fn two_schedulers_do_not_both_prune_in_one_interval() {
     assert_eq!(holder.tick(now + 2 * interval).await.unwrap(), None);
     assert!(holder.tick(now + 4 * interval).await.unwrap().is_some());
 }
+
+/// The audit log read for `paver audit export`, on this backend: events
+/// and approvals in the range, oldest first (at one time, the transition
+/// before the approval), each with its request.
+#[tokio::test]
+async fn the_audit_log_reads_in_time_order_within_the_range() {
+    use paver::storage::audit::AuditWhat;
+    let t = support::test_db().await;
+    let db = &t.db;
+    let now = now_ms();
+    request(db, "r-1", now - 3 * DAY).await;
+    request(db, "r-2", now - DAY).await;
+    request(db, "r-3", now - 10 * DAY).await;
+    let entries = db.audit().entries(now - 5 * DAY, now).await.unwrap();
+    let seen: Vec<_> = entries
+        .iter()
+        .map(|e| {
+            let kind = match &e.what {
+                AuditWhat::Event { to_state, .. } => to_state.as_str(),
+                AuditWhat::Approval { decision, .. } => decision.as_str(),
+            };
+            (e.request.id.as_str(), kind, e.at)
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("r-1", "failed", now - 3 * DAY),
+            ("r-1", "approve", now - 3 * DAY),
+            ("r-2", "failed", now - DAY),
+            ("r-2", "approve", now - DAY),
+        ]
+    );
+    assert_eq!(entries[0].request.service.as_deref(), Some("cart-service"));
+    assert_eq!(entries[0].request.state, "failed");
+    // `until` is not included.
+    assert_eq!(
+        db.audit()
+            .entries(now - 5 * DAY, now - DAY)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+}
