@@ -18,6 +18,7 @@ use crate::drivers::gitops::GitOpsDriver;
 use crate::drivers::http::OrchestratorDriver;
 use crate::drivers::router::Router;
 use crate::drivers::{Driver, DriverError, DriverKind};
+use crate::engine::retention::Retention;
 use crate::engine::{Engine, EngineError, EngineSettings};
 use crate::nlu::llm::LlmError;
 use crate::nlu::Understander;
@@ -64,6 +65,8 @@ pub struct App {
     pub catalog: SharedCatalog,
     pub engine: Engine,
     pub dispatcher: Dispatcher,
+    /// The retention scheduler (`None` where nothing started one).
+    pub retention: Option<Retention>,
 }
 
 /// `explicit` (`--catalog`) wins; then `catalog.file`; then a Backstage backend.
@@ -244,7 +247,7 @@ impl App {
     /// dispatcher, recovery of interrupted requests, the expiry sweeper,
     /// the scorecard nag scheduler (with `[scorecards.nags]`), the docs
     /// watcher, the office-hours agenda scheduler (with
-    /// `docs.office_hours.agenda_schedule`).
+    /// `docs.office_hours.agenda_schedule`), the retention scheduler.
     pub async fn start(
         config: &Config,
         catalog_path: Option<&Path>,
@@ -290,11 +293,20 @@ impl App {
         engine
             .office_hours()
             .spawn_agenda_scheduler(format!("replica-{}", crate::storage::nags::new_token()));
+        // And retention: the replica holding the `retention` lease prunes.
+        let retention = Retention::new(
+            db.clone(),
+            config.retention.clone(),
+            config.replay_keep_ms(),
+            format!("replica-{}", crate::storage::nags::new_token()),
+        );
+        retention.spawn();
         Ok(App {
             db,
             catalog,
             engine,
             dispatcher,
+            retention: Some(retention),
         })
     }
 }
@@ -307,6 +319,10 @@ impl App {
     /// the outbox for whoever delivers next.
     pub async fn shutdown(&self, grace: Duration) -> Result<(), AppError> {
         let deadline = tokio::time::Instant::now() + grace;
+        // No pruning while stopping; the lease goes to another replica.
+        if let Some(r) = &self.retention {
+            let _ = tokio::time::timeout(grace, r.stop()).await;
+        }
         // No pull starts while stopping; one running is killed.
         if let Some(docs) = self.engine.docs() {
             docs.stop();

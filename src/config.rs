@@ -95,6 +95,10 @@ pub struct Config {
     /// Office hours: the Markdown docs questions are answered from.
     #[serde(default)]
     pub docs: crate::docs::DocsConfig,
+    /// How long delivery and dedupe rows are kept before the retention
+    /// scheduler prunes them.
+    #[serde(default)]
+    pub retention: crate::engine::retention::RetentionConfig,
     /// How the log is written.
     #[serde(default)]
     pub log: LogConfig,
@@ -121,6 +125,18 @@ impl Config {
     /// The golden path: the configured sizes over the built-in defaults.
     pub fn golden_path(&self) -> crate::domain::GoldenPath {
         crate::domain::GoldenPath::merged(self.golden_path.clone())
+    }
+
+    /// How long a callback or hook signature is remembered against
+    /// replays: past the longest tolerance of the signers that share
+    /// `callback_replay` (the orchestrator's callbacks, the generic and
+    /// checks hooks).
+    pub fn replay_keep_ms(&self) -> i64 {
+        crate::storage::replay::keep_ms(
+            self.hooks
+                .tolerance_secs
+                .max(self.orchestrator.signature_tolerance_secs),
+        )
     }
 }
 
@@ -642,6 +658,7 @@ impl Config {
         out.extend(self.executor.problems());
         out.extend(self.scorecards.problems());
         out.extend(self.docs.problems());
+        out.extend(self.retention.problems());
         let uses = |d: DriverKind| self.drivers.uses(d);
         if uses(DriverKind::Backstage) {
             out.extend(self.backstage.problems());

@@ -1,5 +1,6 @@
 //! Subcommands of the `paver` binary.
 
+mod audit;
 mod chat;
 mod check_config;
 mod discord;
@@ -105,6 +106,11 @@ enum Command {
         #[command(subcommand)]
         command: discord::DiscordCommand,
     },
+    /// The audit log: request events and approvals (never pruned).
+    Audit {
+        #[command(subcommand)]
+        command: audit::AuditCommand,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -208,6 +214,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Command::Discord { command } => {
             let config = load_config(config_path.as_deref())?;
             discord::run(&config, command)
+        }
+        Command::Audit { command } => {
+            let config = load_config(config_path.as_deref())?;
+            audit::run(&config, command)
         }
         Command::Migrate => {
             let config = load_config(config_path.as_deref())?;

@@ -782,10 +782,10 @@ async fn callback(
     ) {
         return reply(StatusCode::BAD_REQUEST, "unknown status");
     }
-    // A signature is kept a little longer than it can be fresh: past that,
-    // its timestamp alone refuses it.
-    let keep_ms = (s.tolerance_secs as i64) * 2 * 1000 + 60_000;
-    match s.db.callback_replay().first_use(&signature, keep_ms).await {
+    // The signature is kept a little longer than it can be fresh (the
+    // retention scheduler prunes it after); past that, its timestamp alone
+    // refuses it.
+    match s.db.callback_replay().first_use(&signature).await {
         Ok(true) => {}
         Ok(false) => {
             tracing::warn!(%job, "orchestrator callback refused: replayed signature");

@@ -29,10 +29,9 @@ pub struct InboxSettings {
     /// How often recovery looks for events left behind.
     pub every: Duration,
     /// Handlings of one event before Paver gives up on it (and logs it).
+    /// (Handled events are kept `retention.dedupe_days`, so redeliveries
+    /// are still recognised: `engine::retention` prunes them.)
     pub max_attempts: i64,
-    /// How long a handled event is kept, so its redeliveries are still
-    /// recognised.
-    pub keep_done: Duration,
 }
 
 impl Default for InboxSettings {
@@ -41,7 +40,6 @@ impl Default for InboxSettings {
             lease: Duration::from_secs(10),
             every: Duration::from_secs(5),
             max_attempts: 5,
-            keep_done: Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -257,17 +255,14 @@ pub async fn recover_once<H: InboxHandler>(h: &H) -> Result<usize, StorageError>
     Ok(started)
 }
 
-/// Recovery at start, then every `every`; handled events past
-/// `keep_done` are forgotten on the way.
+/// Recovery at start, then every `every`. (Handled events are forgotten
+/// by the retention scheduler, under its lease, after
+/// `retention.dedupe_days`.)
 pub fn spawn_recovery<H: InboxHandler>(h: H) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         loop {
             if let Err(e) = recover_once(&h).await {
                 tracing::warn!(platform = h.platform().as_str(), error = %e, "inbox recovery failed");
-            }
-            let before = crate::storage::now_ms() - h.inbox_settings().keep_done.as_millis() as i64;
-            if let Err(e) = h.engine().db().inbox().purge_done(before).await {
-                tracing::warn!(error = %e, "forgetting handled inbound events failed");
             }
             tokio::time::sleep(h.inbox_settings().every).await;
         }

@@ -7,6 +7,7 @@
 
 pub mod inbox;
 mod parser;
+pub mod retention;
 
 use std::sync::Arc;
 use std::time::Duration;

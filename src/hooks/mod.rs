@@ -221,8 +221,7 @@ async fn signed(
         tracing::warn!(%path, %why, "hook refused: bad signature");
         reply(StatusCode::UNAUTHORIZED, why.to_string())
     })?;
-    let keep_ms = (s.tolerance_secs as i64) * 2 * 1000 + 60_000;
-    match s.db.callback_replay().first_use(&signature, keep_ms).await {
+    match s.db.callback_replay().first_use(&signature).await {
         Ok(true) => Ok(signature),
         Ok(false) => {
             tracing::warn!(%path, "hook refused: replayed signature");

@@ -136,7 +136,8 @@ impl InboxStore<'_> {
         Ok(())
     }
 
-    /// Gives up on a row that failed too often (kept, for the record).
+    /// Gives up on a row that failed too often (kept for the record until
+    /// retention prunes it with the handled ones: `storage::retention`).
     pub async fn mark_failed(&self, id: i64, error: &str) -> Result<(), StorageError> {
         sqlx::query(
             "UPDATE inbox SET status = 'failed', last_error = $1, lease_until = 0 WHERE id = $2",
@@ -149,7 +150,8 @@ impl InboxStore<'_> {
     }
 
     /// Forgets handled events received before `before_ms`: their
-    /// redeliveries (Slack retries within minutes) are long over.
+    /// redeliveries (Slack retries within minutes) are long over. (The
+    /// retention scheduler prunes in batches through `storage::retention`.)
     pub async fn purge_done(&self, before_ms: i64) -> Result<u64, StorageError> {
         let done = sqlx::query("DELETE FROM inbox WHERE status = 'done' AND received_at < $1")
             .bind(before_ms)

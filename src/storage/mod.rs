@@ -6,6 +6,7 @@
 //! one backend's dialect. Each backend has its own migrations folder
 //! because DDL differs (AUTOINCREMENT vs BIGSERIAL).
 
+pub mod audit;
 pub mod cards;
 pub mod deploys;
 pub mod inbox;
@@ -17,6 +18,7 @@ pub mod platform;
 pub mod questions;
 pub mod replay;
 pub mod requests;
+pub mod retention;
 pub mod scorecards;
 pub mod threads;
 
@@ -203,6 +205,16 @@ impl Db {
 
     pub fn callback_replay(&self) -> replay::ReplayStore<'_> {
         replay::ReplayStore { db: self }
+    }
+
+    /// Pruning by age (the retention scheduler's SQL).
+    pub fn retention(&self) -> retention::RetentionStore<'_> {
+        retention::RetentionStore { db: self }
+    }
+
+    /// The audit log (request events and approvals) as one stream.
+    pub fn audit(&self) -> audit::AuditStore<'_> {
+        audit::AuditStore { db: self }
     }
 
     /// Whether the database answers (the health check).

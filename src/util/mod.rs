@@ -8,4 +8,4 @@ pub mod template;
 pub mod text;
 
 pub use backoff::Backoff;
-pub use redact::{redact_url, url_has_password};
+pub use redact::{redact_text, redact_url, url_has_password};

@@ -53,6 +53,38 @@ fn redact_userinfo(s: &str) -> String {
     }
 }
 
+/// Free text (an error a driver returned, a reason) with its secrets
+/// hidden before it leaves Paver: each URL's password as [`redact_url`]
+/// hides it, the credential after `Bearer`/`Basic`, and Slack tokens
+/// (`xoxb-…`, `xapp-…`).
+pub fn redact_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut hide_next = false;
+    for (i, word) in text.split(' ').enumerate() {
+        if i > 0 {
+            out.push(' ');
+        }
+        let bare = word.trim_matches(|c: char| !c.is_ascii_alphanumeric());
+        if hide_next && !bare.is_empty() {
+            out.push_str("***");
+            hide_next = false;
+            continue;
+        }
+        hide_next = bare.eq_ignore_ascii_case("bearer") || bare.eq_ignore_ascii_case("basic");
+        let slack = ["xoxb-", "xoxp-", "xoxa-", "xoxr-", "xoxe-", "xapp-"]
+            .iter()
+            .any(|p| word.contains(p));
+        if slack {
+            out.push_str("***");
+        } else if word.contains("://") {
+            out.push_str(&redact_url(word));
+        } else {
+            out.push_str(word);
+        }
+    }
+    out
+}
+
 /// Whether a URL carries a password (in its user info or its query).
 pub fn url_has_password(url: &str) -> bool {
     redact_url(url) != url
@@ -87,5 +119,20 @@ mod tests {
             assert_eq!(redact_url(plain), plain);
             assert!(!url_has_password(plain));
         }
+    }
+
+    #[test]
+    fn text_keeps_its_words_and_loses_its_secrets() {
+        assert_eq!(
+            redact_text("cannot reach https://bot:hunter2@git.example.com/x.git: 401"),
+            "cannot reach https://bot:***@git.example.com/x.git: 401"
+        );
+        assert_eq!(
+            redact_text("sent Authorization: Bearer abc.def (refused)"),
+            "sent Authorization: Bearer *** (refused)"
+        );
+        assert_eq!(redact_text("token xoxb-1-2-3 revoked"), "token *** revoked");
+        let plain = "Created staging for order-service: https://stg.example.com/x";
+        assert_eq!(redact_text(plain), plain);
     }
 }

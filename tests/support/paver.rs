@@ -242,6 +242,7 @@ impl TestPaver {
             catalog: self.catalog.clone(),
             engine: self.engine.clone(),
             dispatcher: self.dispatcher.clone(),
+            retention: None,
         }
     }
 
