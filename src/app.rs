@@ -67,6 +67,8 @@ pub struct App {
     pub dispatcher: Dispatcher,
     /// The retention scheduler (`None` where nothing started one).
     pub retention: Option<Retention>,
+    /// The connections `/readyz` reports (registered as they start).
+    pub readiness: crate::util::readiness::Readiness,
 }
 
 /// `explicit` (`--catalog`) wins; then `catalog.file`; then a Backstage backend.
@@ -307,6 +309,7 @@ impl App {
             engine,
             dispatcher,
             retention: Some(retention),
+            readiness: crate::util::readiness::Readiness::default(),
         })
     }
 }

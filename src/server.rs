@@ -39,6 +39,7 @@ pub fn sinks(config: &Config) -> Result<HashMap<String, Arc<dyn ChatSink>>, Serv
 pub fn router(app: &App, config: &Config) -> Result<Router, ServerError> {
     let mut router = Router::new()
         .route("/healthz", get(health))
+        .route("/readyz", get(ready))
         .with_state(app.clone())
         .merge(crate::drivers::http::callback_router(
             app.db.clone(),
@@ -83,9 +84,44 @@ pub fn start_connections(
         (config.slack.app_token.clone(), crate::slack::api(config)?)
     {
         let state = crate::slack::state(app, config, api);
-        tasks.push(tokio::spawn(crate::slack::socket::run(state, app_token)));
+        let ready = app.readiness.component("slack_socket");
+        tasks.push(tokio::spawn(crate::slack::socket::run(
+            state, app_token, ready,
+        )));
     }
     Ok(tasks)
+}
+
+/// Ready to take traffic: the database answers, the catalog has components,
+/// and every chat connection this replica started (Slack Socket Mode,
+/// Discord's gateway) is up. 503 names what is not.
+async fn ready(State(app): State<App>) -> (StatusCode, axum::Json<serde_json::Value>) {
+    let mut checks = serde_json::Map::new();
+    let database = match app.db.ping().await {
+        Ok(_) => true,
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness: database unreachable");
+            false
+        }
+    };
+    checks.insert("database".into(), database.into());
+    checks.insert(
+        "catalog".into(),
+        app.catalog.current().components().next().is_some().into(),
+    );
+    for (name, up) in app.readiness.snapshot() {
+        checks.insert(name.into(), up.into());
+    }
+    let ready = checks.values().all(|v| v == &serde_json::Value::Bool(true));
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        axum::Json(serde_json::json!({"ready": ready, "checks": checks})),
+    )
 }
 
 /// Healthy when the database answers.

@@ -834,9 +834,11 @@ async fn socket_mode_uses_the_same_handlers_and_acknowledges_envelopes() {
         // Hold the connection open until the test ends.
         tokio::time::sleep(Duration::from_secs(30)).await;
     });
+    let readiness = paver::util::readiness::Readiness::default();
     let task = tokio::spawn(paver::slack::socket::run(
         r.state.clone(),
         SecretString::from("xapp-test".to_owned()),
+        readiness.component("slack_socket"),
     ));
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while acks.lock().unwrap().len() < 2 {
@@ -857,6 +859,8 @@ async fn socket_mode_uses_the_same_handlers_and_acknowledges_envelopes() {
     // Ours is an app_mention: a card.
     assert_eq!(r.fake.calls("chat.postMessage").len(), 1);
     assert_eq!(r.fake.calls("apps.connections.open").len(), 1);
+    // `/readyz` sees the connection up while it lasts.
+    assert_eq!(readiness.snapshot(), [("slack_socket", true)]);
     task.abort();
 }
 

@@ -95,6 +95,8 @@ const NOT_A_THREAD_TTL: Duration = Duration::from_secs(60);
 #[derive(Clone)]
 pub struct Gateway {
     db: Db,
+    /// Up from the gateway's Ready until the client stops.
+    ready: crate::util::readiness::Component,
     interactions: Interactions,
     bot_id: Arc<AtomicU64>,
     threads: Arc<Mutex<HashMap<String, (bool, Instant)>>>,
@@ -104,6 +106,7 @@ impl Gateway {
     pub fn new(app: &App, api: Arc<DiscordApi>, guilds: Arc<Guilds>) -> Self {
         Gateway {
             db: app.db.clone(),
+            ready: app.readiness.component("discord_gateway"),
             interactions: Interactions::new(app, api, guilds),
             bot_id: Arc::new(AtomicU64::new(0)),
             threads: Arc::default(),
@@ -321,7 +324,21 @@ fn incoming(interaction: Interaction) -> Option<Incoming> {
 impl EventHandler for Gateway {
     async fn ready(&self, _ctx: Context, ready: Ready) {
         self.set_bot_id(ready.user.id.get());
+        self.ready.up();
         tracing::info!(user = %ready.user.name, guilds = ready.guilds.len(), "Discord gateway connected");
+    }
+
+    /// A shard dropping (and resuming) between two Ready events.
+    async fn shard_stage_update(
+        &self,
+        _ctx: Context,
+        event: serenity::gateway::ShardStageUpdateEvent,
+    ) {
+        if event.new == serenity::gateway::ConnectionStage::Connected {
+            self.ready.up();
+        } else {
+            self.ready.down();
+        }
     }
 
     async fn message(&self, _ctx: Context, message: serenity::model::channel::Message) {
@@ -366,6 +383,7 @@ pub fn spawn(
                 Ok(mut client) => client.start().await,
                 Err(e) => Err(e),
             };
+            gateway.ready.down();
             let backoff = delays.next().unwrap_or(RECONNECT.max);
             match outcome {
                 Ok(()) => tracing::warn!("Discord gateway closed; reconnecting"),

@@ -52,10 +52,16 @@ pub enum AckPayload {
 
 /// Connects, serves until Slack asks to reconnect or the socket drops, and
 /// reconnects with backoff, forever.
-pub async fn run(state: SlackState, app_token: SecretString) {
+pub async fn run(
+    state: SlackState,
+    app_token: SecretString,
+    ready: crate::util::readiness::Component,
+) {
     let mut delays = RECONNECT.delays();
     loop {
-        match connect_once(&state, &app_token).await {
+        let outcome = connect_once(&state, &app_token, &ready).await;
+        ready.down();
+        match outcome {
             // A connection that served until Slack closed it starts over.
             Ok(()) => delays = RECONNECT.delays(),
             Err(e) => {
@@ -67,7 +73,11 @@ pub async fn run(state: SlackState, app_token: SecretString) {
     }
 }
 
-async fn connect_once(state: &SlackState, app_token: &SecretString) -> Result<(), SocketError> {
+async fn connect_once(
+    state: &SlackState,
+    app_token: &SecretString,
+    ready: &crate::util::readiness::Component,
+) -> Result<(), SocketError> {
     let url = state
         .api
         .open_socket_url(app_token)
@@ -77,6 +87,7 @@ async fn connect_once(state: &SlackState, app_token: &SecretString) -> Result<()
         .await
         .map_err(|e| SocketError::Socket("connecting", e))?;
     tracing::info!("Slack Socket Mode connected");
+    ready.up();
     while let Some(frame) = ws.next().await {
         let frame = frame.map_err(|e| SocketError::Socket("reading", e))?;
         let text = match frame {

@@ -243,6 +243,7 @@ impl TestPaver {
             engine: self.engine.clone(),
             dispatcher: self.dispatcher.clone(),
             retention: None,
+            readiness: Default::default(),
         }
     }
 
