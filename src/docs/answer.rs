@@ -552,6 +552,12 @@ pub fn check(output: &str, question: &str, given: &[Hit]) -> Result<Said, Failur
         .chars()
         .filter(|c| !c.is_control() || *c == '\n')
         .collect();
+    // Models HTML-escape what the sections write plainly (`ci-&lt;service&gt;`
+    // for `ci-<service>`); the answer is plain text, escaped where shown.
+    let text = text
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&");
     let text = text.trim();
     let known = match raw.known {
         Some(Flag::Bool(b)) => b,
@@ -872,6 +878,21 @@ mod tests {
                 &given()
             ),
             Err(Failure::Uncited)
+        );
+    }
+
+    #[test]
+    fn html_escapes_of_the_model_are_undone() {
+        let Ok(Said::Answer { text, .. }) = check(
+            r#"{"known": true, "answer": "Previews live 72 hours &lt;ttl&gt; &amp; more [1].", "cites": [1]}"#,
+            "q",
+            &given(),
+        ) else {
+            panic!("refused")
+        };
+        assert!(
+            text.starts_with("Previews live 72 hours <ttl> & more"),
+            "{text}"
         );
     }
 
