@@ -197,15 +197,26 @@ impl CatalogIndex {
             _ => 2,
         };
         let whole_word = !text.contains('-');
+        // Nothing further than this is a candidate: a name whose length
+        // differs by more is that far at least, and is not measured (the
+        // parser asks this of many words; the distance is its hot spot).
+        let reach = allowed.max(3);
+        let far = |other: &str| text.len().abs_diff(other.len()) > reach;
         let mut best: Vec<(usize, &ServiceName)> = Vec::new();
         for s in &self.services {
-            let mut d = strsim::osa_distance(text, s.name.as_str());
-            if whole_word {
+            let mut d = if far(s.name.as_str()) {
+                usize::MAX
+            } else {
+                strsim::osa_distance(text, s.name.as_str())
+            };
+            if whole_word && !far(&s.parts[0]) {
                 d = d.min(strsim::osa_distance(text, &s.parts[0]));
             }
-            best.push((d, &s.name));
+            if d <= reach {
+                best.push((d, &s.name));
+            }
         }
-        best.sort_by_key(|(d, n)| (*d, n.as_str().to_owned()));
+        best.sort_by(|(d, n), (e, m)| d.cmp(e).then_with(|| n.as_str().cmp(m.as_str())));
         match best.as_slice() {
             [(d, n), rest @ ..] if *d <= allowed && rest.first().is_none_or(|(d2, _)| d2 > d) => {
                 Ok((*n).clone())
