@@ -724,6 +724,10 @@ impl<'a> Message<'a> {
                 {
                     // "get X 1.8.2 out to staging", "I need X 2.0 on dev".
                     self.deploy_like(ActionKind::Deploy, end)
+                } else if cue == Cue::Need && self.word(pos) == "give" {
+                    // "give X in dev a redis": X, where it runs, receives;
+                    // the thing given decides.
+                    self.create_or_add_as(self.resource_comes_first(after, end, true), end)
                 } else {
                     self.create_or_add(after, end)
                 }
@@ -1999,14 +2003,23 @@ impl<'a> Message<'a> {
     /// The first thing after the verb: a resource (add it) or an
     /// environment (create it)?
     fn object_is_resource(&self, after: usize, end: usize) -> bool {
+        self.resource_comes_first(after, end, false)
+    }
+
+    /// Whether a resource is named before any environment after `after`;
+    /// with `past_place`, an environment said as a place ("in dev", "on
+    /// staging") does not count.
+    fn resource_comes_first(&self, after: usize, end: usize, past_place: bool) -> bool {
         let first_resource = self.resources(after, end).first().map(|(p, _)| *p);
         let first_env_noun = (after..end.min(self.words.len()))
             .find(|&i| self.is_word(i) && !self.covered[i] && is_env_noun(self.words[i]));
+        let place =
+            |p: usize| past_place && p > 0 && matches!(self.word(p - 1), "in" | "on" | "at");
         let first_env_word = self
             .environments(end)
             .into_iter()
             .map(|(p, _)| p)
-            .find(|p| *p >= after);
+            .find(|&p| p >= after && !place(p));
         let first_env = match (first_env_noun, first_env_word) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -3357,6 +3370,28 @@ mod tests {
                 (
                     "deploy user-service to prod, no wait, to staging",
                     json!({"action": "deploy", "service": "user-service", "environment": "staging"}),
+                ),
+            ],
+        );
+    }
+
+    #[test]
+    fn what_is_given_decides_not_where_the_receiver_runs() {
+        let p = parser();
+        check(
+            &p,
+            &[
+                (
+                    "give billing-api in dev a redis",
+                    json!({"action": "add_resource", "service": "billing-api", "environment": "dev", "resources": ["redis"]}),
+                ),
+                (
+                    "pls give order-service on staging a postgres db",
+                    json!({"action": "add_resource", "service": "order-service", "environment": "staging", "resources": ["postgres"]}),
+                ),
+                (
+                    "give me a staging env for cart-service with redis",
+                    json!({"action": "create_environment", "service": "cart-service", "environment": "staging", "resources": ["redis"]}),
                 ),
             ],
         );
