@@ -675,7 +675,26 @@ impl<'a> Message<'a> {
         }) {
             t.decided(&format!("no request verb; the shape: {}", best.what));
             let p = self.by_shape(best.kind, n);
-            return with_confidence(p, 0.5);
+            // Two environments joined by an arrow, a service named: a
+            // promotion and nothing else (an LLM asked about it turned
+            // "X dev => staging" into a deploy). Other shapes stay a
+            // candidate.
+            let conf = if best.kind == ActionKind::Promote {
+                0.7
+            } else {
+                0.5
+            };
+            return with_confidence(p, conf);
+        }
+        // "do NOT roll back X": the writer said what not to do, and nothing
+        // else — not a request, and no model is asked to reread it (one
+        // asked read it as a rollback).
+        let refused = hits
+            .iter()
+            .any(|h| h.role == Role::Negated && self.reading_of(h.cue, n).is_mutating());
+        if refused {
+            t.decided("a change the writer says not to make, and no other cue");
+            return sure(Action::Nothing);
         }
         t.decided("no cue");
         self.no_cue(n)
@@ -816,7 +835,12 @@ impl<'a> Message<'a> {
             ActionKind::Scale => self.scale(n),
             _ => self.create_or_add(0, n),
         };
-        // A request read from its shape alone is a candidate, never sure.
+        // A request read from its shape alone is a candidate, never sure —
+        // but two environments joined by an arrow or from … to, with every
+        // field found, name a promotion and nothing else.
+        if kind == ActionKind::Promote {
+            return p;
+        }
         Parsed { sure: false, ..p }
     }
 
@@ -3394,6 +3418,26 @@ mod tests {
                     json!({"action": "create_environment", "service": "cart-service", "environment": "staging", "resources": ["redis"]}),
                 ),
             ],
+        );
+    }
+
+    #[test]
+    fn a_change_the_writer_refuses_is_surely_nothing_and_an_arrow_surely_a_promotion() {
+        let p = parser();
+        for text in [
+            "do NOT roll back billing-api in prod, the fix is already out",
+            "don't deploy cart-service 2.0 yet",
+        ] {
+            let r = p.parse(text);
+            assert_eq!(r.action, Action::Nothing, "{text}");
+            // Sure: `auto` asks no model to reread it as the change.
+            assert!(r.sure, "{text}: {r:?}");
+        }
+        let r = p.parse("search-indexer dev => staging");
+        assert!(r.sure, "{r:?}");
+        assert_eq!(
+            serde_json::to_value(r.action).unwrap(),
+            json!({"action": "promote", "service": "search-indexer", "from": "dev", "to": "staging"})
         );
     }
 
