@@ -307,13 +307,17 @@ impl Understander {
     }
 
     /// Whether the rules' answer is unsure enough to ask the LLM: a
-    /// clarification, a long message read as nothing, or a parse whose
+    /// clarification, a long message read as nothing (unless the rules are
+    /// sure of it: "do NOT roll back X, the fix is out" is a refusal, and a
+    /// model asked about it read it as the rollback), or a parse whose
     /// confidence (the evidence for it and its lead over the next reading)
     /// is below [`Parsed::SURE_AT`](crate::nlu::Parsed::SURE_AT).
     fn rules_unsure(&self, parsed: &crate::nlu::Parsed, text: &str) -> bool {
         match &parsed.action {
             Action::Clarify { .. } => true,
-            Action::Nothing => text.split_whitespace().count() >= self.settings.long_message_words,
+            Action::Nothing => {
+                !parsed.sure && text.split_whitespace().count() >= self.settings.long_message_words
+            }
             _ => !parsed.sure || parsed.confidence < crate::nlu::Parsed::SURE_AT,
         }
     }
