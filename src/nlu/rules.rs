@@ -1441,7 +1441,10 @@ impl<'a> Message<'a> {
             )
         });
         if grateful && !self.words.contains(&"?") && (self.exact.is_empty() || told) {
-            return unsure(Action::Nothing);
+            // Sure: thanks for what happened, no request verb — a model
+            // asked to reread "the deploy of X 5.1.0 went fine, thanks"
+            // proposed that deploy.
+            return sure(Action::Nothing);
         }
         match self.service(n) {
             Some(ServiceMatch::Exact(service)) => unsure(Action::Status {
@@ -3427,6 +3430,7 @@ mod tests {
         for text in [
             "do NOT roll back billing-api in prod, the fix is already out",
             "don't deploy cart-service 2.0 yet",
+            "the deploy of checkout-api 5.1.0 to staging went fine, thanks",
         ] {
             let r = p.parse(text);
             assert_eq!(r.action, Action::Nothing, "{text}");
