@@ -752,17 +752,30 @@ async fn auto_asks_the_llm_only_when_the_rules_are_unsure() {
     assert_eq!(u.path, NluPath::Llm);
     assert_eq!(u.action.environment(), Some(Environment::Production));
     assert_eq!(fake.calls(), 1);
-    // A clarification from the LLM adds nothing: the rules' answer stands.
-    fake.then(tool_call(
-        json!({"proposal": {"action": "clarify", "missing": ["environment"]}}),
-    ));
+    // A question for what the message plainly lacks is sure: a name the
+    // catalog holds twice is for the asker to pick, no model is asked.
     let u = nlu.read("deploy payment to staging").await;
-    assert_eq!(u.path, NluPath::Rules);
-    assert_eq!(u.llm_calls, 1);
+    assert_eq!((u.path, u.llm_calls), (NluPath::Rules, 0));
     assert_eq!(
         serde_json::to_value(&u.action).unwrap(),
         json!({"action": "clarify", "missing": ["service"],
                "candidates": ["payment-gateway", "payment-service"]})
+    );
+    let u = nlu.read("restart order-service").await;
+    assert_eq!((u.path, u.llm_calls), (NluPath::Rules, 0));
+    assert_eq!(fake.calls(), 1);
+    // An unsure clarification (two environments for one restart) is asked
+    // about; a clarification from the LLM adds nothing: the rules' stands.
+    fake.then(tool_call(
+        json!({"proposal": {"action": "clarify", "missing": ["environment"]}}),
+    ));
+    let u = nlu.read("restart order-service in prod and staging").await;
+    assert_eq!(u.path, NluPath::Rules);
+    assert_eq!(u.llm_calls, 1);
+    assert_eq!(
+        serde_json::to_value(&u.action).unwrap(),
+        json!({"action": "clarify", "missing": ["environment"],
+               "candidates": ["production", "staging"]})
     );
     // `none` on a long message is worth a second opinion.
     let text = "the thing we talked about yesterday is still not behaving the way we wanted it to";

@@ -634,6 +634,11 @@ impl<'a> Message<'a> {
             ));
             let typo = primary.typo;
             let p = self.dispatch(primary.pos, primary.cue, primary.len, n);
+            let p = if typo {
+                p
+            } else {
+                self.sure_of_absence(p, conf, n)
+            };
             return with_confidence(p, if typo { conf.min(0.5) } else { conf });
         }
 
@@ -698,6 +703,46 @@ impl<'a> Message<'a> {
         }
         t.decided("no cue");
         self.no_cue(n)
+    }
+
+    /// A question for what the message plainly lacks is as sure as the verb
+    /// that asks it: "restart order-service" names no environment anywhere,
+    /// and no reader, a model neither, can find one in it; a name the
+    /// catalog holds twice ("payment") is for the asker to pick. Anything
+    /// else missing (a service word the catalog does not know) stays unsure.
+    fn sure_of_absence(&self, p: Parsed, conf: f32, n: usize) -> Parsed {
+        let Action::Clarify {
+            missing,
+            candidates,
+            intent: Some(_),
+        } = &p.action
+        else {
+            return p;
+        };
+        if conf < Parsed::SURE_AT || missing.is_empty() {
+            return p;
+        }
+        let any_env_word = !self.environments(n).is_empty()
+            || (0..n.min(self.words.len())).any(|i| self.is_word(i) && is_env_noun(self.words[i]));
+        let any_digit = self
+            .words
+            .iter()
+            .any(|w| w.bytes().any(|b| b.is_ascii_digit()));
+        let absent = missing.iter().all(|f| match f {
+            Field::Environment | Field::From | Field::To => !any_env_word,
+            Field::Version | Field::Replicas => !any_digit,
+            Field::Service => !candidates.is_empty(),
+            _ => false,
+        });
+        if absent {
+            Parsed {
+                sure: true,
+                confidence: conf,
+                ..p
+            }
+        } else {
+            p
+        }
     }
 
     /// The reading a cue argues for in this message ("bump" with a version

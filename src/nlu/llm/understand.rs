@@ -314,7 +314,9 @@ impl Understander {
     /// is below [`Parsed::SURE_AT`](crate::nlu::Parsed::SURE_AT).
     fn rules_unsure(&self, parsed: &crate::nlu::Parsed, text: &str) -> bool {
         match &parsed.action {
-            Action::Clarify { .. } => true,
+            // A question for what the message plainly lacks is sure: no
+            // model can find what is not there.
+            Action::Clarify { .. } => !parsed.sure,
             Action::Nothing => {
                 !parsed.sure && text.split_whitespace().count() >= self.settings.long_message_words
             }
