@@ -3491,6 +3491,27 @@ mod tests {
     }
 
     #[test]
+    fn a_question_for_what_is_plainly_absent_is_sure() {
+        let p = parser();
+        for text in [
+            "restart order-service",
+            "scale inventory-api to 5",
+            "roll back payment in prod",
+        ] {
+            let r = p.parse(text);
+            assert!(matches!(r.action, Action::Clarify { .. }), "{text}");
+            assert!(r.sure, "{text}: {r:?}");
+        }
+        // Two environments for one restart: which one is a matter of
+        // reading, not of absence.
+        let r = p.parse("restart order-service in prod and staging");
+        assert!(
+            matches!(r.action, Action::Clarify { .. }) && !r.sure,
+            "{r:?}"
+        );
+    }
+
+    #[test]
     fn confidence_follows_the_evidence() {
         let p = parser();
         let clear = p.parse("deploy checkout-api 2.4.1 to production");
