@@ -989,10 +989,12 @@ impl Session {
     /// updates of a request in flight (see [`in_flight_update`]).
     fn transcript(&self) -> String {
         let text = String::from_utf8(self.screen.0.lock().unwrap().clone()).unwrap();
-        let kept: String = entries(&text)
+        let mut kept: Vec<String> = entries(&text)
             .into_iter()
             .filter(|e| !in_flight_update(e))
             .collect();
+        settle_concurrent_updates(&mut kept);
+        let kept: String = kept.concat();
         redact_times(&redact_request_ids(&kept))
     }
 }
@@ -1017,6 +1019,25 @@ fn entries(text: &str) -> Vec<String> {
         }
     }
     out
+}
+
+/// What Paver prints between two things a user does goes to several
+/// conversations at once (the requester's thread, the approver's copy of
+/// the card, the card itself), sent concurrently: which lands first is
+/// timing. Each such run is put in one order; what it holds is the test.
+fn settle_concurrent_updates(entries: &mut [String]) {
+    let is_update = |e: &String| e.starts_with("paver>") || e.starts_with("paver (");
+    let mut i = 0;
+    while i < entries.len() {
+        let mut j = i;
+        while j < entries.len() && is_update(&entries[j]) {
+            j += 1;
+        }
+        if j > i + 1 {
+            entries[i..j].sort();
+        }
+        i = j.max(i + 1);
+    }
 }
 
 /// A card update showing a request between its approval and its end
