@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::{RulesParser, Understanding};
+use crate::domain::ActionKind;
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct Example {
@@ -67,19 +68,6 @@ pub fn matches(expect: &Value, got: &Value) -> bool {
             .all(|k| e.contains_key(k) || INFORMATIONAL.contains(&k.as_str()))
 }
 
-/// The actions that change something on the platform (once confirmed).
-pub const MUTATING: [&str; 9] = [
-    "create_environment",
-    "destroy_environment",
-    "add_resource",
-    "deploy",
-    "rollback",
-    "promote",
-    "scale",
-    "restart",
-    "scaffold_service",
-];
-
 /// The fields that say *what* a change acts on: the service (or the new
 /// service's name), the environment(s) and the version.
 const TARGET_FIELDS: [&str; 6] = ["service", "name", "environment", "from", "to", "version"];
@@ -92,7 +80,8 @@ pub fn confident_wrong_change(expect: &Value, got: &Value) -> bool {
     let Some(kind) = got
         .get("action")
         .and_then(Value::as_str)
-        .filter(|k| MUTATING.contains(k))
+        // The actions that change something on the platform (once confirmed).
+        .filter(|k| ActionKind::from_name(k).is_some_and(ActionKind::is_mutating))
     else {
         return false;
     };
