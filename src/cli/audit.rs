@@ -62,14 +62,7 @@ pub fn run(config: &Config, command: AuditCommand) -> anyhow::Result<ExitCode> {
         .build()
         .context("starting the async runtime")?;
     let entries = rt.block_on(async {
-        let db = paver::storage::Db::connect(&config.database.url)
-            .await
-            .with_context(|| {
-                format!(
-                    "opening the database {}",
-                    paver::util::redact_url(&config.database.url)
-                )
-            })?;
+        let db = super::open_db(config).await?;
         db.audit()
             .entries(since.timestamp_millis(), until.timestamp_millis())
             .await

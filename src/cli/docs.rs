@@ -360,16 +360,10 @@ fn load_with_llm(
     Ok((load(|| Ok(config), dirs)?, llm))
 }
 
-async fn open_db(config: &Config) -> anyhow::Result<paver::storage::Db> {
-    paver::storage::Db::connect(&config.database.url)
-        .await
-        .with_context(|| format!("opening {}", paver::util::redact_url(&config.database.url)))
-}
-
 /// `paver docs gaps`.
 fn gaps(config: &Config, days: u32, json: bool) -> anyhow::Result<ExitCode> {
     let gaps = runtime()?.block_on(async {
-        let db = open_db(config).await?;
+        let db = super::open_db(config).await?;
         anyhow::Ok(office_hours::gaps(&db, days, paver::storage::now_ms()).await?)
     })?;
     let when = |ms: i64| {
@@ -418,7 +412,7 @@ fn agenda(config: &Config, dry_run: bool, catalog: Option<PathBuf>) -> anyhow::R
     anyhow::ensure!(dry_run, "only --dry-run: the scheduler posts the agenda");
     let run = runtime()?.block_on(async {
         let catalog = paver::app::load_catalog(config, catalog.as_deref()).await?;
-        let db = open_db(config).await?;
+        let db = super::open_db(config).await?;
         // No sinks: a dry run sends nothing.
         let dispatcher = Dispatcher::new(db.clone(), Default::default(), paver::app::pace(config));
         let send = Sender::new(

@@ -287,6 +287,19 @@ fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
     Ok(Config::load(path)?)
 }
 
+/// The configured database, migrated; the error names it without its
+/// password.
+async fn open_db(config: &Config) -> anyhow::Result<paver::storage::Db> {
+    paver::storage::Db::connect(&config.database.url)
+        .await
+        .with_context(|| {
+            format!(
+                "opening the database {}",
+                paver::util::redact_url(&config.database.url)
+            )
+        })
+}
+
 fn load_catalog(config: &Config, explicit: Option<&Path>) -> anyhow::Result<Catalog> {
     let Some(source) = paver::app::catalog_source(config, explicit) else {
         tracing::warn!("no catalog configured (catalog.file, catalog.backstage_url or --catalog): every service will be unknown");

@@ -52,9 +52,7 @@ pub fn run(config: &Config, command: NagsCommand) -> anyhow::Result<ExitCode> {
         .context("starting the async runtime")?;
     rt.block_on(async {
         let catalog = paver::app::load_catalog(&config, catalog.as_deref()).await?;
-        let db = paver::storage::Db::connect(&config.database.url)
-            .await
-            .with_context(|| format!("opening {}", paver::util::redact_url(&config.database.url)))?;
+        let db = super::open_db(&config).await?;
         let sinks = if dry_run {
             Default::default()
         } else {

@@ -31,14 +31,7 @@ pub fn run(
         .context("starting the async runtime")?;
     rt.block_on(async {
         let catalog = paver::app::load_catalog(config, catalog).await?;
-        let db = paver::storage::Db::connect(&config.database.url)
-            .await
-            .with_context(|| {
-                format!(
-                    "opening the database {}",
-                    paver::util::redact_url(&config.database.url)
-                )
-            })?;
+        let db = super::open_db(config).await?;
         // Scoring says nothing in chat: a sender with no platform to send to.
         let dispatcher = paver::chat::dispatcher::Dispatcher::new(
             db.clone(),

@@ -131,14 +131,9 @@ impl Embedder {
             .connect_timeout(Duration::from_secs(5))
             .user_agent(concat!("paver/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        let mut base = config.base_url.clone();
-        if !base.path().ends_with('/') {
-            let p = format!("{}/", base.path());
-            base.set_path(&p);
-        }
         Ok(Embedder {
             http,
-            endpoint: base.join("embeddings").expect("a relative path joins"),
+            endpoint: crate::nlu::llm::client::under(&config.base_url, "embeddings"),
             api_key: config
                 .api_key_env
                 .as_ref()

@@ -102,13 +102,18 @@ impl std::fmt::Debug for LlmClient {
 
 /// `{base_url}/chat/completions`, keeping the version path of the base.
 pub fn endpoint(base_url: &Url) -> Url {
+    under(base_url, "chat/completions")
+}
+
+/// `{base_url}/{path}` for an OpenAI-compatible server: the base's own path
+/// (`/v1`) kept, whether or not it ends in `/`.
+pub fn under(base_url: &Url, path: &str) -> Url {
     let mut base = base_url.clone();
     if !base.path().ends_with('/') {
         let p = format!("{}/", base.path());
         base.set_path(&p);
     }
-    base.join("chat/completions")
-        .expect("a relative path joins")
+    base.join(path).expect("a relative path joins")
 }
 
 impl LlmClient {
