@@ -218,108 +218,55 @@ pub fn lemma(word: &str) -> Option<&'static str> {
 /// What a question asks for, said in words the answer does not use: "how
 /// long" asks for a duration (the docs say TTL, retention, hours), "when
 /// is the team around" for hours, "without picking a size" for a default.
-/// Each cue adds one word to the question, any of whose forms counts.
+/// Any of an entry's cues adds one word to the question, any of whose
+/// forms counts.
 pub struct Asks {
-    /// The cue: these words in order, others allowed between them (at
-    /// most `gap`).
-    pub cue: &'static [&'static str],
-    pub gap: usize,
+    /// The cues: these words in order, at most `gap` others between two
+    /// of them.
+    pub cues: &'static [(&'static [&'static str], usize)],
     /// The word added, and the words that count as it.
     pub adds: &'static [&'static str],
 }
 
 pub const ASKS: &[Asks] = &[
     Asks {
-        cue: &["how", "long"],
-        gap: 0,
+        cues: &[(&["how", "long"], 0)],
         adds: &["duration", "lifetime", "ttl", "retention", "hours", "days"],
     },
     Asks {
-        cue: &["when", "around"],
-        gap: 4,
+        cues: &[
+            (&["when", "around"], 4),
+            (&["when", "available"], 4),
+            (&["when", "online"], 4),
+        ],
         adds: &["hours"],
     },
+    // "without picking a size", "if we leave the size out", "if I don't
+    // pick one", "out of the box"
     Asks {
-        cue: &["when", "available"],
-        gap: 4,
-        adds: &["hours"],
-    },
-    Asks {
-        cue: &["when", "online"],
-        gap: 4,
-        adds: &["hours"],
-    },
-    Asks {
-        cue: &["without", "picking"],
-        gap: 1,
-        adds: &["default", "defaults"],
-    },
-    Asks {
-        cue: &["without", "choosing"],
-        gap: 1,
-        adds: &["default", "defaults"],
-    },
-    Asks {
-        cue: &["without", "specifying"],
-        gap: 1,
-        adds: &["default", "defaults"],
-    },
-    Asks {
-        cue: &["without", "setting"],
-        gap: 1,
-        adds: &["default", "defaults"],
-    },
-    Asks {
-        cue: &["out", "of", "the", "box"],
-        gap: 0,
-        adds: &["default", "defaults"],
-    },
-    // "if we leave the size out", "if I don't pick one"
-    Asks {
-        cue: &["leave", "out"],
-        gap: 3,
-        adds: &["default", "defaults"],
-    },
-    Asks {
-        cue: &["don", "pick"],
-        gap: 1,
-        adds: &["default", "defaults"],
-    },
-    Asks {
-        cue: &["don", "specify"],
-        gap: 1,
-        adds: &["default", "defaults"],
-    },
-    Asks {
-        cue: &["dont", "pick"],
-        gap: 0,
-        adds: &["default", "defaults"],
-    },
-    Asks {
-        cue: &["dont", "specify"],
-        gap: 0,
+        cues: &[
+            (&["without", "picking"], 1),
+            (&["without", "choosing"], 1),
+            (&["without", "specifying"], 1),
+            (&["without", "setting"], 1),
+            (&["out", "of", "the", "box"], 0),
+            (&["leave", "out"], 3),
+            (&["don", "pick"], 1),
+            (&["don", "specify"], 1),
+            (&["dont", "pick"], 0),
+            (&["dont", "specify"], 0),
+        ],
         adds: &["default", "defaults"],
     },
     // One service cannot reach another: a network question, whatever the
     // words ("can't reach", "cannot reach", "unable to reach").
     Asks {
-        cue: &["t", "reach"],
-        gap: 0,
-        adds: &["network", "traffic"],
-    },
-    Asks {
-        cue: &["cant", "reach"],
-        gap: 0,
-        adds: &["network", "traffic"],
-    },
-    Asks {
-        cue: &["cannot", "reach"],
-        gap: 0,
-        adds: &["network", "traffic"],
-    },
-    Asks {
-        cue: &["unable", "reach"],
-        gap: 1,
+        cues: &[
+            (&["t", "reach"], 0),
+            (&["cant", "reach"], 0),
+            (&["cannot", "reach"], 0),
+            (&["unable", "reach"], 1),
+        ],
         adds: &["network", "traffic"],
     },
 ];
@@ -327,7 +274,7 @@ pub const ASKS: &[Asks] = &[
 /// The words `tokens` (lowercase, in order) ask for through [`ASKS`].
 pub fn asks<'a>(tokens: &'a [String]) -> impl Iterator<Item = &'static [&'static str]> + 'a {
     ASKS.iter()
-        .filter(|a| has_cue(tokens, a.cue, a.gap))
+        .filter(|a| a.cues.iter().any(|(cue, gap)| has_cue(tokens, cue, *gap)))
         .map(|a| a.adds)
 }
 
