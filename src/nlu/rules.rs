@@ -731,7 +731,11 @@ impl<'a> Message<'a> {
         let absent = missing.iter().all(|f| match f {
             Field::Environment | Field::From | Field::To => !any_env_word,
             Field::Version | Field::Replicas => !any_digit,
-            Field::Service => !candidates.is_empty(),
+            // Names that fit several services; or no word that could be
+            // a service at all ("restart please", "deploy it to staging"):
+            // a model is shown only names near the message's words, so
+            // it has none to give.
+            Field::Service => !candidates.is_empty() || self.names_nothing(),
             _ => false,
         });
         if absent {
@@ -743,6 +747,16 @@ impl<'a> Message<'a> {
         } else {
             p
         }
+    }
+
+    /// Whether no word of the message could be a service's name, known or
+    /// unknown, exact or not.
+    fn names_nothing(&self) -> bool {
+        self.exact.is_empty()
+            && self
+                .word_matches
+                .get_or_init(|| self.find_word_matches())
+                .is_empty()
     }
 
     /// The reading a cue argues for in this message ("bump" with a version
@@ -3497,11 +3511,21 @@ mod tests {
             "restart order-service",
             "scale inventory-api to 5",
             "roll back payment in prod",
+            // No word that could name a service: no model can find one.
+            "restart please",
+            "deploy it to staging",
+            "tear down the preview env",
         ] {
             let r = p.parse(text);
             assert!(matches!(r.action, Action::Clarify { .. }), "{text}");
             assert!(r.sure, "{text}: {r:?}");
         }
+        // A name the catalog lacks may be a typo a model can place.
+        let r = p.parse("deploy warehouse-api to staging");
+        assert!(
+            matches!(r.action, Action::Clarify { .. }) && !r.sure,
+            "{r:?}"
+        );
         // Two environments for one restart: which one is a matter of
         // reading, not of absence.
         let r = p.parse("restart order-service in prod and staging");

@@ -59,7 +59,13 @@ impl Requests {
         // follow-up; nor is chit-chat. The same service asked for afresh
         // replaces the proposal.
         let kind = parsed.action.kind();
-        if parsed.sure && kind != ActionKind::Ask && reading != FollowUp::Cancel {
+        // A message that plainly lacks a field ("also add redis": no
+        // service) is sure as a request alone, but in a thread it leans on
+        // the proposal: that is what a follow-up is.
+        let leans_on_thread =
+            matches!(&parsed.action, Action::Clarify { candidates, .. } if candidates.is_empty());
+        if parsed.sure && !leans_on_thread && kind != ActionKind::Ask && reading != FollowUp::Cancel
+        {
             let other_service = parsed
                 .action
                 .service()

@@ -205,7 +205,7 @@ mod tests {
         );
         assert!(Prompt::parse("x", "no version here", &vars).is_err());
         let e = Prompts::embedded();
-        assert_eq!(e.understand.version, "understand-2");
+        assert_eq!(e.understand.version, "understand-3");
         assert!(e.understand.user.contains("{{services}}"));
         assert!(
             !e.understand.body.contains("{{services}}"),

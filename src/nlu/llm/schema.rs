@@ -52,9 +52,9 @@ pub fn proposal_schema() -> Value {
 
 /// `{"oneOf": [variant, …]}` (each an object with a constant `action` and
 /// its fields) → one object: `action` an enum of the names, the fields'
-/// union optional, nothing described but the proposal itself.
+/// union optional, nothing described (the prompt's table says which
+/// action takes which fields).
 fn flatten_variants(proposal: &mut Value) {
-    let description = proposal.get("description").cloned();
     let Some(Value::Array(variants)) = proposal.as_object_mut().and_then(|o| o.remove("oneOf"))
     else {
         return;
@@ -82,15 +82,21 @@ fn flatten_variants(proposal: &mut Value) {
     let mut props = serde_json::Map::new();
     props.insert("action".into(), serde_json::json!({ "enum": actions }));
     props.extend(fields);
-    let mut flat = serde_json::json!({
+    // `missing` names fields: the prompt's table lists them, and validation
+    // reads the names it knows; an enum of them here only costs tokens.
+    if let Some(items) = props
+        .get_mut("missing")
+        .and_then(|m| m.get_mut("items"))
+        .and_then(Value::as_object_mut)
+    {
+        items.remove("enum");
+        items.insert("type".into(), "string".into());
+    }
+    *proposal = serde_json::json!({
         "type": "object",
         "properties": props,
         "required": ["action"],
     });
-    if let (Some(d), Some(obj)) = (description, flat.as_object_mut()) {
-        obj.insert("description".into(), d);
-    }
-    *proposal = flat;
 }
 
 /// `scorecard`'s target is "a service or a team" (an untagged enum, so an
@@ -128,6 +134,14 @@ fn strip_descriptions(v: &mut Value) {
             if obj.contains_key("enum") && obj.get("type").and_then(Value::as_str) == Some("string")
             {
                 obj.remove("type");
+            }
+            // An optional field is left out, never null: `["string",
+            // "null"]` is `"string"` to the model.
+            if let Some(Value::Array(types)) = obj.get("type") {
+                let kept: Vec<Value> = types.iter().filter(|t| *t != "null").cloned().collect();
+                if let [one] = kept.as_slice() {
+                    obj.insert("type".into(), one.clone());
+                }
             }
             obj.values_mut().for_each(strip_descriptions);
         }
@@ -176,7 +190,7 @@ mod tests {
         assert!(!text.contains("anyOf"), "the scorecard target is flattened");
         assert!(!text.contains("intent"), "internal fields stay out");
         assert!(
-            text.len() < 1600,
+            text.len() < 1300,
             "compact enough for a small model: {}",
             text.len()
         );
@@ -209,6 +223,13 @@ mod tests {
                 "{field} missing"
             );
         }
-        assert!(s["properties"]["proposal"]["description"].is_string());
+        assert!(
+            !text.contains("null"),
+            "optional fields are left out, not null"
+        );
+        assert!(
+            !text.contains("description"),
+            "the prompt describes, not the schema"
+        );
     }
 }
