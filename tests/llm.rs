@@ -1020,7 +1020,7 @@ async fn the_engine_uses_the_llm_when_rules_are_unsure_and_records_how() {
     let nlu = b.db().requests().nlu(&id).await.unwrap().unwrap();
     assert_eq!(
         (nlu.path.as_str(), nlu.prompt_version.as_deref()),
-        ("llm", Some("amend-2"))
+        ("llm", Some("amend-3"))
     );
     assert_eq!(
         b.latest_card(&id).title.as_deref(),

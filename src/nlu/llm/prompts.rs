@@ -212,6 +212,18 @@ mod tests {
             "the system part never changes"
         );
         assert_eq!(e.repair.body, "");
+        // llama-cpp-python's function-calling chat template HTML-escapes
+        // message text: each quote became `&#34;`, four tokens, and the
+        // understand prompt a third longer than written.
+        for p in [&e.understand, &e.amend, &e.repair] {
+            for text in [&p.body, &p.user] {
+                assert!(
+                    !text.contains(['"', '<', '>', '&', '\'']),
+                    "{}: a character a chat template escapes",
+                    p.version
+                );
+            }
+        }
         // The repository's prompts are the embedded ones, and they load.
         assert_eq!(
             Prompts::from_dir(Path::new(DEFAULT_DIR))
