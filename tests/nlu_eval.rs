@@ -43,6 +43,8 @@ fn chat_sets_meet_their_floors_with_no_wrong_changes() {
     for (file, floor) in [
         ("tests/data/nlu_chat_tune.jsonl", TUNE_FLOOR),
         ("tests/data/nlu_chat_holdout.jsonl", HOLDOUT_FLOOR),
+        ("tests/data/nlu_chat_fresh.jsonl", HOLDOUT_FLOOR),
+        ("tests/data/nlu_chat_fresh2.jsonl", HOLDOUT_FLOOR),
     ] {
         let examples = load_examples(Path::new(file)).expect("chat set");
         // `paver nlu eval`'s own scoring: exact matches and confident wrong
@@ -67,6 +69,8 @@ fn chat_sets_meet_their_floors_with_no_wrong_changes() {
     }
 }
 
-/// Reached: tune 260/260, holdout 120/123 (measured once, not tuned on).
+/// Reached: tune 260/260; holdout 120/123 when first measured (121/123
+/// since); fresh 38/40 and fresh2 44/44 when first measured, both written
+/// blind after the parser's rework.
 const TUNE_FLOOR: f64 = 0.97;
 const HOLDOUT_FLOOR: f64 = 0.95;

@@ -1395,7 +1395,9 @@ impl<'a> Message<'a> {
         }
         let has = |w: &str| self.words.contains(&w);
         let addressed = (0..n).any(|i| {
-            matches!(self.words[i], "you" | "u" | "your" | "ya")
+            // "thank you for the help" thanks; it asks nothing.
+            (matches!(self.words[i], "you" | "u" | "your" | "ya")
+                && self.word(i.wrapping_sub(1)) != "thank")
                 || (matches!(self.words[i], "paver" | "bot")
                     && matches!(
                         self.word(i.wrapping_sub(1)),
@@ -3264,6 +3266,8 @@ mod tests {
                            "environment": "staging", "resources": ["kafka"]}),
                 ),
                 ("thanks, the rollback worked", json!({"action": "none"})),
+                ("thank you so much for all the help!", json!({"action": "none"})),
+                ("thank u for ur help with the deploy", json!({"action": "none"})),
                 (
                     "great job on the prod release everyone",
                     json!({"action": "none"}),
