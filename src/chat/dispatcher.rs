@@ -18,6 +18,9 @@ use crate::domain::Platform;
 use crate::storage::outbox::OutboxKind;
 use crate::storage::{now_ms, Db, OutboxRow, Slot, StorageError};
 
+/// Sends in flight at once (each to a different channel).
+const IN_PARALLEL: usize = 16;
+
 /// Attempts before a message is given up on (and logged).
 const MAX_ATTEMPTS: i64 = 8;
 
@@ -73,6 +76,9 @@ pub struct Dispatcher {
     sinks: Arc<HashMap<String, Arc<dyn ChatSink>>>,
     pace: Arc<Pace>,
     wake: Arc<Notify>,
+    /// Told after each round that handled rows, for whoever waits for
+    /// the outbox to empty.
+    sent: Arc<Notify>,
     /// The soonest time (Unix ms) a channel this process paced or held
     /// opens again, so the loop naps until then rather than a whole tick.
     soonest: Arc<AtomicI64>,
@@ -85,6 +91,7 @@ impl Dispatcher {
             sinks: Arc::new(sinks),
             pace: Arc::new(pace),
             wake: Arc::new(Notify::new()),
+            sent: Arc::new(Notify::new()),
             soonest: Arc::new(AtomicI64::new(i64::MAX)),
         }
     }
@@ -121,15 +128,34 @@ impl Dispatcher {
         })
     }
 
-    /// Sends what is due; returns how many rows it handled.
+    /// Sends what is due; returns how many rows it handled. The rows of
+    /// one claim are each the oldest pending row of its channel
+    /// (`claim_due`), so they are in different channels, with no order
+    /// promised between them: they go out side by side, and one slow
+    /// channel does not hold up the rest.
     pub async fn run_once(&self) -> Result<usize, StorageError> {
+        use futures_util::StreamExt;
         let platforms: Vec<String> = self.sinks.keys().cloned().collect();
         let rows = self.db.outbox().claim_due(&platforms, 50).await?;
         let n = rows.len();
-        for row in rows {
-            self.deliver(row).await?;
+        let mut delivered = futures_util::stream::iter(rows)
+            .map(|row| self.deliver(row))
+            .buffer_unordered(IN_PARALLEL);
+        let mut failed = None;
+        while let Some(r) = delivered.next().await {
+            if let Err(e) = r {
+                failed.get_or_insert(e);
+            }
         }
-        Ok(n)
+        if n > 0 {
+            self.sent.notify_waiters();
+        }
+        failed.map_or(Ok(n), Err)
+    }
+
+    /// Told (`notify_waiters`) after each round that handled rows.
+    pub fn sent(&self) -> Arc<Notify> {
+        self.sent.clone()
     }
 
     async fn deliver(&self, row: OutboxRow) -> Result<(), StorageError> {

@@ -89,6 +89,9 @@ impl Default for EngineSettings {
     }
 }
 
+/// How soon [`Engine::wait_idle`] looks again when nothing told it to.
+const IDLE_RECHECK: Duration = Duration::from_millis(100);
+
 /// Cheap to clone; all clones share one engine.
 #[derive(Clone)]
 pub struct Engine {
@@ -104,6 +107,8 @@ struct Inner {
     scorecards: Scorecards,
     send: Sender,
     tasks: Tracker,
+    /// The dispatcher's word after each round it sent (see `wait_idle`).
+    sent: Arc<tokio::sync::Notify>,
     docs: Option<crate::docs::LiveDocs>,
     office_hours: OfficeHours,
     docs_llm: Option<Arc<crate::docs::answer::AnswerLlm>>,
@@ -119,6 +124,7 @@ impl Engine {
         settings: EngineSettings,
     ) -> Self {
         let tasks = Tracker::new(settings.max_in_flight);
+        let sent = dispatcher.sent();
         let send = Sender::new(
             db.clone(),
             dispatcher,
@@ -170,6 +176,7 @@ impl Engine {
                 docs_llm: settings.docs_llm.clone(),
                 send,
                 tasks,
+                sent,
             }),
         }
     }
@@ -465,17 +472,34 @@ impl Engine {
             && self.inner.db.outbox().pending_count().await? == 0)
     }
 
-    /// Waits until idle, at most `limit`; true when it got there.
+    /// Waits until idle, at most `limit`; true when it got there. It looks
+    /// again when a piece of work ends or the dispatcher sends, not on a
+    /// timer (`paver chat` in a pipe waits for each line this way); what
+    /// ends unannounced (a job whose last message was already out, a retry
+    /// coming due) is seen within [`IDLE_RECHECK`].
     pub async fn wait_idle(&self, limit: Duration) -> Result<bool, EngineError> {
         let deadline = tokio::time::Instant::now() + limit;
+        let (ended, sent) = (self.inner.tasks.ended(), self.inner.sent.clone());
         loop {
+            // Listening before looking: an end between the look and the
+            // wait is not missed.
+            let (a, b) = (ended.notified(), sent.notified());
+            tokio::pin!(a, b);
+            a.as_mut().enable();
+            b.as_mut().enable();
             if self.is_idle().await? {
                 return Ok(true);
             }
-            if tokio::time::Instant::now() >= deadline {
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
                 return Ok(false);
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            let nap = (deadline - now).min(IDLE_RECHECK);
+            tokio::select! {
+                _ = a => {}
+                _ = b => {}
+                _ = tokio::time::sleep(nap) => {}
+            }
         }
     }
 }

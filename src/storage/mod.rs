@@ -63,6 +63,65 @@ pub enum Backend {
     Postgres,
 }
 
+/// How SQLite makes a commit durable, from the URL's `synchronous=`
+/// (`sqlite://var/paver.db?synchronous=full`).
+///
+/// `normal` (the default): under WAL a commit is written to the log but
+/// the log is synced only at checkpoints. A crash of Paver (even
+/// `kill -9`) loses nothing; a crash of the machine or a power cut may
+/// lose the last commits, an acknowledged event among them (Slack does
+/// not send it again). About four times the requests a second of `full`
+/// on this machine's disk (README: Benchmarks).
+///
+/// `full`: the log is synced on every commit; nothing acknowledged is
+/// ever lost, at one disk flush per commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Synchronous {
+    Normal,
+    Full,
+}
+
+impl Synchronous {
+    fn pragma(self) -> &'static str {
+        match self {
+            Synchronous::Normal => "PRAGMA synchronous=NORMAL",
+            Synchronous::Full => "PRAGMA synchronous=FULL",
+        }
+    }
+}
+
+/// Takes `synchronous=` out of a SQLite path's query (sqlx does not know
+/// it): the path without it, and its value.
+fn sqlite_synchronous(path: &str) -> Result<(String, Synchronous), StorageError> {
+    let Some((file, query)) = path.split_once('?') else {
+        return Ok((path.to_owned(), Synchronous::Normal));
+    };
+    let mut synchronous = Synchronous::Normal;
+    let mut rest = Vec::new();
+    for pair in query.split('&') {
+        match pair.split_once('=') {
+            Some(("synchronous", v)) => {
+                synchronous = match v.to_ascii_lowercase().as_str() {
+                    "normal" => Synchronous::Normal,
+                    "full" => Synchronous::Full,
+                    _ => {
+                        return Err(StorageError::Url(format!(
+                            "sqlite:{file}: synchronous={v} (normal or full)"
+                        )))
+                    }
+                }
+            }
+            _ => rest.push(pair),
+        }
+    }
+    let path = if rest.is_empty() {
+        file.to_owned()
+    } else {
+        format!("{file}?{}", rest.join("&"))
+    };
+    Ok((path, synchronous))
+}
+
 /// A connection pool and the backend it talks to.
 #[derive(Clone, Debug)]
 pub struct Db {
@@ -85,7 +144,7 @@ impl Db {
 
     pub async fn connect_without_migrating(url: &str) -> Result<Db, StorageError> {
         sqlx::any::install_default_drivers();
-        let (backend, url) = if let Some(rest) = url.strip_prefix("sqlite:") {
+        let (backend, url, synchronous) = if let Some(rest) = url.strip_prefix("sqlite:") {
             let path = rest.trim_start_matches("//");
             let file = path.split('?').next().unwrap_or("");
             if !file.is_empty() && file != ":memory:" {
@@ -99,6 +158,7 @@ impl Db {
                     })?;
                 }
             }
+            let (path, synchronous) = sqlite_synchronous(path)?;
             let url = if path.contains("mode=") {
                 format!("sqlite://{path}")
             } else if path.contains('?') {
@@ -106,9 +166,9 @@ impl Db {
             } else {
                 format!("sqlite://{path}?mode=rwc")
             };
-            (Backend::Sqlite, url)
+            (Backend::Sqlite, url, synchronous)
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            (Backend::Postgres, url.to_owned())
+            (Backend::Postgres, url.to_owned(), Synchronous::Normal)
         } else {
             return Err(StorageError::Url(crate::util::redact_url(url)));
         };
@@ -124,6 +184,9 @@ impl Db {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
                         sqlx::query("PRAGMA journal_mode=WAL")
+                            .execute(&mut *conn)
+                            .await?;
+                        sqlx::query(synchronous.pragma())
                             .execute(&mut *conn)
                             .await?;
                         sqlx::query("PRAGMA busy_timeout=10000")
@@ -274,4 +337,41 @@ pub(crate) fn get_i64(row: &AnyRow, col: &str) -> Result<i64, StorageError> {
 
 pub(crate) fn get_opt_i64(row: &AnyRow, col: &str) -> Result<Option<i64>, StorageError> {
     Ok(row.try_get::<Option<i64>, _>(col)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn synchronous_is_read_from_the_url_and_taken_out_of_it() {
+        let (path, s) = sqlite_synchronous("var/paver.db").unwrap();
+        assert_eq!((path.as_str(), s), ("var/paver.db", Synchronous::Normal));
+        let (path, s) = sqlite_synchronous("var/paver.db?synchronous=FULL&mode=rwc").unwrap();
+        assert_eq!(
+            (path.as_str(), s),
+            ("var/paver.db?mode=rwc", Synchronous::Full)
+        );
+        let (path, s) = sqlite_synchronous("x.db?mode=ro&synchronous=normal").unwrap();
+        assert_eq!((path.as_str(), s), ("x.db?mode=ro", Synchronous::Normal));
+        let e = sqlite_synchronous("x.db?synchronous=off").unwrap_err();
+        assert!(e.to_string().contains("normal or full"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_full_sync_database_opens_and_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::connect(&format!(
+            "sqlite://{}/f.db?synchronous=full",
+            dir.path().display()
+        ))
+        .await
+        .unwrap();
+        let mode: i64 = sqlx::query_scalar("PRAGMA synchronous")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+        // FULL is 2, NORMAL 1.
+        assert_eq!(mode, 2);
+    }
 }

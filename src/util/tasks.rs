@@ -6,6 +6,8 @@ use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use tokio::sync::Notify;
+
 /// Too much work in flight: the caller should not acknowledge the event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("too many events in flight; try again shortly")]
@@ -16,6 +18,9 @@ pub struct Overloaded;
 pub struct Tracker {
     running: Arc<AtomicUsize>,
     limit: usize,
+    /// Told each time a piece of work ends, so a caller waiting for
+    /// quiet wakes then rather than on a timer.
+    ended: Arc<Notify>,
 }
 
 impl Tracker {
@@ -24,6 +29,7 @@ impl Tracker {
         Tracker {
             running: Arc::new(AtomicUsize::new(0)),
             limit,
+            ended: Arc::new(Notify::new()),
         }
     }
 
@@ -62,13 +68,19 @@ impl Tracker {
         F: Future<Output = Result<(), E>> + Send + 'static,
         E: std::fmt::Display,
     {
-        let running = self.running.clone();
+        let (running, ended) = (self.running.clone(), self.ended.clone());
         tokio::spawn(async move {
             if let Err(e) = work.await {
                 tracing::error!(error = %e, "handling a {what} failed");
             }
             running.fetch_sub(1, Ordering::SeqCst);
+            ended.notify_waiters();
         });
+    }
+
+    /// Told (`notify_waiters`) whenever a piece of work ends.
+    pub fn ended(&self) -> Arc<Notify> {
+        self.ended.clone()
     }
 
     /// How many are running now.
