@@ -170,9 +170,10 @@ impl Requests {
 
     /// Feeds the request metrics from a transition that applied: the state
     /// entered, the time to a URL on success, and on leaving
-    /// `awaiting_approval` how long approvers took. Every transition comes
-    /// through here (or [`Requests::settle_with`], which calls it).
-    pub(crate) async fn observe(&self, t: Transition, out: &TransitionOutcome) {
+    /// `awaiting_approval` how long approvers took. Called after each of
+    /// the flow's transitions: [`Requests::settle_with`], a press's own
+    /// and the executor's start.
+    async fn observe(&self, t: Transition, out: &TransitionOutcome) {
         let TransitionOutcome::Applied(req) = out else {
             return;
         };

@@ -180,7 +180,7 @@ pub const ALL: &[Metric] = &[
         CHAT_API_ERRORS,
         Kind::Counter,
         &["platform", "kind"],
-        "Errors from the Slack and Discord APIs: rate limits, server errors, refusals, unreachable.",
+        "Errors from the Slack and Discord APIs: rate_limited, server_error, refused, unreachable, invalid.",
     ),
     Metric {
         buckets: WAIT_BUCKETS,
