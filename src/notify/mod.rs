@@ -121,15 +121,18 @@ impl Notifications {
     pub async fn handle(&self, delivery: Delivery) -> Result<Outcome, NotifyError> {
         let db = &self.inner.db;
         let source = delivery.source.as_str();
-        metrics::notification_received(source);
         let dedupe_space = format!("hook:{source}");
         if !db.first_delivery(&dedupe_space, &delivery.id).await? {
             tracing::info!(source, delivery = %delivery.id, "deploy hook redelivered; ignored");
+            metrics::notification_received(source);
             metrics::notification_dropped(source, "duplicate");
             return Ok(Outcome::Duplicate);
         }
         match self.handle_new(&delivery).await {
+            // Counted once taken: one that failed is retried by its sender
+            // and counted then.
             Ok(outcome) => {
+                metrics::notification_received(source);
                 match &outcome {
                     Outcome::Told { new: true, .. } => {}
                     Outcome::Told { new: false, .. } => metrics::notification_coalesced(source),

@@ -150,7 +150,7 @@ pub const ALL: &[Metric] = &[
         NOTIFICATIONS_RECEIVED,
         Kind::Counter,
         &["source"],
-        "Verified deploy events taken by the notification flow.",
+        "Verified deploy events the notification flow took (redeliveries included; one it failed on counts when its sender's retry is taken).",
     ),
     metric(
         NOTIFICATIONS_COALESCED,
