@@ -102,6 +102,23 @@ pub struct Config {
     /// How the log is written.
     #[serde(default)]
     pub log: LogConfig,
+    /// `GET /metrics` on `paver serve`.
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+}
+
+/// `[metrics]`: Prometheus metrics on `GET /metrics` (on by default; off,
+/// nothing is recorded and the route is not there).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    pub enabled: bool,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig { enabled: true }
+    }
 }
 
 /// `[log]`. Which lines are written is `PAVER_LOG` (an env filter,

@@ -1,4 +1,5 @@
-//! The HTTP server (`paver serve`): chat platform endpoints, health.
+//! The HTTP server (`paver serve`): chat platform endpoints, health,
+//! metrics.
 //!
 //! Each chat platform contributes its sending side (a [`ChatSink`] for the
 //! outbox) and its routes, and is on exactly when its config is present.
@@ -7,13 +8,17 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
+use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::app::App;
 use crate::chat::ChatSink;
 use crate::config::Config;
+use crate::storage::{now_ms, JobStatus};
+use crate::util::metrics;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -39,7 +44,14 @@ pub fn sinks(config: &Config) -> Result<HashMap<String, Arc<dyn ChatSink>>, Serv
 pub fn router(app: &App, config: &Config) -> Result<Router, ServerError> {
     let mut router = Router::new()
         .route("/healthz", get(health))
-        .route("/readyz", get(ready))
+        .route("/readyz", get(ready));
+    if let Some(handle) = metrics_handle(config) {
+        router = router.route(
+            "/metrics",
+            get(move |State(app): State<App>| scrape(app, handle.clone())),
+        );
+    }
+    let mut router = router
         .with_state(app.clone())
         .merge(crate::drivers::http::callback_router(
             app.db.clone(),
@@ -60,6 +72,69 @@ pub fn router(app: &App, config: &Config) -> Result<Router, ServerError> {
         router = router.merge(discord);
     }
     Ok(router)
+}
+
+/// The Prometheus recorder, installed the first time it is asked for (once
+/// per process); `None` with `[metrics] enabled = false`, or when another
+/// recorder was installed first (then `/metrics` is not served).
+pub fn metrics_handle(config: &Config) -> Option<PrometheusHandle> {
+    if !config.metrics.enabled {
+        return None;
+    }
+    match metrics::install() {
+        Ok(handle) => Some(handle),
+        Err(e) => {
+            tracing::warn!(error = %e, "no /metrics");
+            None
+        }
+    }
+}
+
+/// `GET /metrics`: what was recorded, with the queue gauges read from the
+/// database now. A database that does not answer leaves them as they were
+/// (`/readyz` says why) and the rest is still served.
+async fn scrape(app: App, handle: PrometheusHandle) -> impl IntoResponse {
+    let outbox = app.db.outbox().backlog().await;
+    let jobs = app.db.jobs().backlog().await;
+    let now = now_ms();
+    let age = |oldest: Option<i64>| oldest.map_or(0, |t| now - t);
+    let body = metrics::render(&handle, || {
+        match &outbox {
+            Ok(rows) => {
+                // Every platform Paver sends to is set, so one that emptied
+                // shows 0 rather than the depth of its last backlog.
+                let mut platforms = app.dispatcher.platforms();
+                for r in rows {
+                    if !platforms.contains(&r.of) {
+                        platforms.push(r.of);
+                    }
+                }
+                for p in platforms {
+                    let row = rows.iter().find(|r| r.of == p);
+                    metrics::outbox_backlog(
+                        p.as_str(),
+                        row.map_or(0, |r| r.depth),
+                        age(row.and_then(|r| r.oldest_at)),
+                    );
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "metrics: outbox backlog not read"),
+        }
+        match &jobs {
+            Ok(rows) => {
+                for state in [JobStatus::Queued, JobStatus::Running] {
+                    let row = rows.iter().find(|r| r.of == state);
+                    metrics::jobs_backlog(
+                        state.as_str(),
+                        row.map_or(0, |r| r.depth),
+                        age(row.and_then(|r| r.oldest_at)),
+                    );
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "metrics: job backlog not read"),
+        }
+    });
+    ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], body)
 }
 
 /// The deploy notification flow, on the app's outbox and catalog.

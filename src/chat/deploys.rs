@@ -11,6 +11,15 @@ use super::{Message, Tone};
 use crate::domain::{DeployNotice, DeployStatus, DeployStep};
 use crate::util::text::shorten;
 
+/// What every deploy notice's card key starts with (`deploy:{notice}:…`):
+/// the outbox knows a notice's posts and edits by it.
+pub const NOTICE_KEY_PREFIX: &str = "deploy:";
+
+/// Whether an outbox card key is a deploy notice's.
+pub fn is_notice_key(card_key: &str) -> bool {
+    card_key.starts_with(NOTICE_KEY_PREFIX)
+}
+
 /// The most steps a notice lists; older ones are summarised as "…".
 const MAX_STEPS: usize = 8;
 

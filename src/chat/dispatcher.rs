@@ -15,8 +15,9 @@ use tokio::sync::Notify;
 
 use super::{ChatSink, Message, SendError};
 use crate::domain::Platform;
-use crate::storage::outbox::OutboxKind;
+use crate::storage::outbox::{OutboxItem, OutboxKind};
 use crate::storage::{now_ms, Db, OutboxRow, Slot, StorageError};
+use crate::util::metrics;
 
 /// Sends in flight at once (each to a different channel).
 const IN_PARALLEL: usize = 16;
@@ -61,6 +62,22 @@ impl Pace {
 struct Granted {
     at: i64,
     interval: i64,
+}
+
+/// Counts what became of a row (`outcome` of [`metrics::chat_message`]);
+/// a deploy notice's post or edit counts as a notification too, once it is
+/// sent or given up.
+fn counted(item: &OutboxItem, outcome: &'static str) {
+    let platform = item.platform.as_str();
+    metrics::chat_message(platform, outcome);
+    if matches!(outcome, "sent" | "failed")
+        && item
+            .card_key
+            .as_deref()
+            .is_some_and(super::deploys::is_notice_key)
+    {
+        metrics::notification_delivered(platform, outcome);
+    }
 }
 
 /// The sink call a row makes; an update carries the card's message ref.
@@ -166,7 +183,10 @@ impl Dispatcher {
         };
         let message: Message = match serde_json::from_str(&item.body) {
             Ok(m) => m,
-            Err(e) => return outbox.mark_failed(row.id, &format!("bad body: {e}")).await,
+            Err(e) => {
+                counted(item, "failed");
+                return outbox.mark_failed(row.id, &format!("bad body: {e}")).await;
+            }
         };
         let thread = match (&item.thread_ref, &item.thread_key) {
             (Some(t), _) => Some(t.clone()),
@@ -190,6 +210,7 @@ impl Dispatcher {
             OutboxKind::Update => {
                 let key = item.card_key.as_deref().unwrap_or_default();
                 if outbox.superseded(row.id, key).await? {
+                    counted(item, "superseded");
                     return outbox.mark_superseded(row.id).await;
                 }
                 match outbox.card_ref(key).await? {
@@ -230,6 +251,8 @@ impl Dispatcher {
         };
         match result {
             Ok(sent_ref) => {
+                counted(item, "sent");
+                metrics::chat_send_delay(item.platform.as_str(), now_ms() - row.created_at);
                 if let (Some(r), Some(key)) = (sent_ref, &item.card_key) {
                     if item.kind == OutboxKind::Post {
                         outbox
@@ -244,6 +267,8 @@ impl Dispatcher {
                 // before the platform said it may; the row waits as long.
                 let wait_ms = i64::try_from(wait.as_millis()).unwrap_or(i64::MAX / 4);
                 let until = now_ms().saturating_add(wait_ms);
+                counted(item, "rate_limited");
+                metrics::chat_rate_limit_wait(item.platform.as_str(), wait_ms);
                 tracing::info!(outbox = row.id, channel = %item.channel, ?wait, "rate limited; holding the channel");
                 self.db
                     .pace()
@@ -256,10 +281,12 @@ impl Dispatcher {
                 // 0.5 s, 1 s, 2 s, … capped at a minute.
                 let delay = (500i64 << row.attempts.min(7)).min(60_000);
                 tracing::warn!(outbox = row.id, error = %e, "send failed; will retry");
+                counted(item, "retried");
                 outbox.retry_later(row.id, &e, delay).await
             }
             Err(e) => {
                 tracing::error!(outbox = row.id, error = %e, "giving up on a message");
+                counted(item, "failed");
                 outbox.mark_failed(row.id, &e.to_string()).await
             }
         }

@@ -22,6 +22,9 @@ pub fn run(config: &Config, catalog: Option<&Path>) -> anyhow::Result<ExitCode> 
                 "no chat platform is configured (slack.*, discord.*): serving health checks only"
             );
         }
+        // Recording starts before the app does, so what recovery does at
+        // start is counted too; the router serves the same recorder.
+        let _ = server::metrics_handle(config);
         let app = App::start(config, catalog, sinks).await?;
         let router = server::router(&app, config)?;
         let _connections = server::start_connections(&app, config)?;

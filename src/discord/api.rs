@@ -24,6 +24,8 @@ use serenity::model::id::{ApplicationId, ChannelId, GuildId, InteractionId, Mess
 use url::Url;
 
 use crate::chat::SendError;
+use crate::domain::Platform;
+use crate::util::metrics;
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ApiError {
@@ -266,7 +268,10 @@ impl DiscordApi {
         }
     }
 
-    /// One call: waits for nothing, reports a rate limit instead.
+    /// One call: waits for nothing, reports a rate limit instead. What
+    /// Discord (or the way to it) refused is counted as a Discord API
+    /// error; a bucket this process already knows is spent is not, as no
+    /// call was made.
     async fn call(
         &self,
         route: Route<'_>,
@@ -277,6 +282,28 @@ impl DiscordApi {
         if let Some(wait) = self.wait_for(&bucket) {
             return Err(ApiError::RateLimited(wait));
         }
+        let result = self.send(route, method, body).await;
+        if let Err(e) = &result {
+            let kind = match e {
+                ApiError::RateLimited(_) => "rate_limited",
+                ApiError::Discord { status, .. } if *status >= 500 => "server_error",
+                ApiError::Discord { .. } => "refused",
+                ApiError::Invalid(_) => "invalid",
+                ApiError::Network(_) => "unreachable",
+            };
+            metrics::chat_api_error(Platform::Discord.as_str(), kind);
+        }
+        result
+    }
+
+    /// The request itself, and what its answer says about the bucket.
+    async fn send(
+        &self,
+        route: Route<'_>,
+        method: LightMethod,
+        body: Option<&Value>,
+    ) -> Result<Vec<u8>, ApiError> {
+        let bucket = route.ratelimiting_bucket();
         let body = body.map(|b| serde_json::to_vec(b).expect("JSON values serialize"));
         let request = Request::new(route, method)
             .body(body)

@@ -185,6 +185,7 @@ pub async fn answer(docs: &Docs, llm: Option<&AnswerLlm>, question: &str) -> Doc
         ),
         Err(f) => {
             tracing::warn!(model = %llm.client.model, error = %f, "the LLM's docs answer could not be used; quoting the sections");
+            crate::util::metrics::llm_fallback(llm.client.purpose(), f.kind());
             quotes(
                 docs,
                 question,
@@ -347,6 +348,24 @@ pub enum Failure {
     Prompt(String),
 }
 
+impl Failure {
+    /// The failure as a metric label.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Failure::Open(_) => "breaker_open",
+            Failure::Busy => "busy",
+            Failure::Call(e) => e.kind(),
+            Failure::Refused(_) => "model_refused",
+            Failure::Empty => "empty",
+            Failure::Malformed(_) => "malformed",
+            Failure::Uncited => "uncited",
+            Failure::Unsupported(_) => "unsupported",
+            Failure::Verdict(_) => "verdict",
+            Failure::Prompt(_) => "prompt",
+        }
+    }
+}
+
 /// What the model said, checked.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Said {
@@ -368,6 +387,7 @@ impl AnswerLlm {
             LlmMode::Json,
             settings.max_tokens,
             settings.temperature,
+            "docs",
         )?;
         Ok(AnswerLlm {
             client,

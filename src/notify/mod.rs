@@ -33,6 +33,7 @@ use crate::domain::{DeployNotice, DeployStep, Environment, Platform};
 use crate::drivers::argocd::ArgoCdConfig;
 use crate::storage::deploys::{DeployEventRow, NoticeCard};
 use crate::storage::{now_ms, Db, Request, StorageError};
+use crate::util::metrics;
 
 pub use config::{ChannelRef, NotifyConfig, TeamRule};
 pub use delivery::{Delivery, Source, Subject};
@@ -119,13 +120,33 @@ impl Notifications {
     /// Handles one delivery.
     pub async fn handle(&self, delivery: Delivery) -> Result<Outcome, NotifyError> {
         let db = &self.inner.db;
-        let dedupe_space = format!("hook:{}", delivery.source.as_str());
+        let source = delivery.source.as_str();
+        let dedupe_space = format!("hook:{source}");
         if !db.first_delivery(&dedupe_space, &delivery.id).await? {
-            tracing::info!(source = delivery.source.as_str(), delivery = %delivery.id, "deploy hook redelivered; ignored");
+            tracing::info!(source, delivery = %delivery.id, "deploy hook redelivered; ignored");
+            metrics::notification_received(source);
+            metrics::notification_dropped(source, "duplicate");
             return Ok(Outcome::Duplicate);
         }
         match self.handle_new(&delivery).await {
-            Ok(outcome) => Ok(outcome),
+            // Counted once taken: one that failed is retried by its sender
+            // and counted then.
+            Ok(outcome) => {
+                metrics::notification_received(source);
+                match &outcome {
+                    Outcome::Told { new: true, .. } => {}
+                    Outcome::Told { new: false, .. } => metrics::notification_coalesced(source),
+                    Outcome::Duplicate => metrics::notification_dropped(source, "duplicate"),
+                    Outcome::Quiet => metrics::notification_dropped(source, "quiet"),
+                    Outcome::UnknownService(_) => {
+                        metrics::notification_dropped(source, "unknown_service")
+                    }
+                    Outcome::UnknownEnvironment(_) => {
+                        metrics::notification_dropped(source, "unknown_environment")
+                    }
+                }
+                Ok(outcome)
+            }
             Err(e) => {
                 // Not handled: forget it was seen, so the sender's retry is.
                 if let Err(forget) = db.forget_delivery(&dedupe_space, &delivery.id).await {

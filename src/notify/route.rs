@@ -105,7 +105,8 @@ pub fn missing(wanted: &[Destination], posted: &[NoticeCard], notice_id: &str) -
         })
         .map(|d| NoticeCard {
             card_key: format!(
-                "deploy:{notice_id}:{}:{}",
+                "{}{notice_id}:{}:{}",
+                crate::chat::deploys::NOTICE_KEY_PREFIX,
                 d.channel.platform.as_str(),
                 d.channel.channel
             ),

@@ -146,7 +146,8 @@ impl Requests {
         req: &Request,
         t: Transition,
     ) -> Result<TransitionOutcome, StorageError> {
-        self.ctx
+        let out = self
+            .ctx
             .db
             .requests()
             .transition_guarded(
@@ -158,7 +159,9 @@ impl Requests {
                 "",
                 Updates::default(),
             )
-            .await
+            .await?;
+        self.observe(t, &out).await;
+        Ok(out)
     }
 
     /// Tells `user` privately what became of a press that did not apply.

@@ -28,11 +28,12 @@ use std::time::Duration;
 use crate::catalog::SharedCatalog;
 use crate::chat::send::Sender;
 use crate::chat::Message;
-use crate::domain::{Actor, Transition};
+use crate::domain::{Actor, RequestState, Transition};
 use crate::drivers::Driver;
 use crate::nlu::Understander;
 use crate::policy::PolicyConfig;
 use crate::storage::{Db, Guard, Request, StorageError, TransitionOutcome, Updates};
+use crate::util::metrics;
 use crate::util::tasks::Tracker;
 
 pub use executor::{Executor, ExecutorConfig, ExecutorSettings};
@@ -153,6 +154,7 @@ impl Requests {
                 step.updates,
             )
             .await?;
+        self.observe(t, &out).await;
         if let TransitionOutcome::Applied(req) = &out {
             if step.post {
                 self.ctx.send.post_card(req).await?;
@@ -164,6 +166,48 @@ impl Requests {
             }
         }
         Ok(out)
+    }
+
+    /// Feeds the request metrics from a transition that applied: the state
+    /// entered, the time to a URL on success, and on leaving
+    /// `awaiting_approval` how long approvers took. Called after each of
+    /// the flow's transitions: [`Requests::settle_with`], a press's own
+    /// and the executor's start.
+    async fn observe(&self, t: Transition, out: &TransitionOutcome) {
+        let TransitionOutcome::Applied(req) = out else {
+            return;
+        };
+        let action = req.action.kind().as_str();
+        metrics::request_state(action, req.state.as_str());
+        if req.state == RequestState::Succeeded && req.result_url.is_some() {
+            metrics::request_url(action, req.updated_at - req.created_at);
+        }
+        if !matches!(
+            t,
+            Transition::Approve | Transition::Deny | Transition::Cancel | Transition::Expire
+        ) {
+            return;
+        }
+        // When approvers were asked is in the audit log (the request row
+        // keeps only its latest change); read only for these rare moves.
+        let events = match self.ctx.db.requests().events(&req.id).await {
+            Ok(events) => events,
+            Err(e) => {
+                tracing::debug!(request = %req.id, error = %e, "approval wait not measured");
+                return;
+            }
+        };
+        // This move is the latest out of `awaiting_approval` into the state
+        // written; the approvers were asked by the move into it before that.
+        let waiting = RequestState::AwaitingApproval.as_str();
+        let Some(left) = events.iter().rposition(|e| {
+            e.from_state.as_deref() == Some(waiting) && e.to_state == req.state.as_str()
+        }) else {
+            return;
+        };
+        if let Some(asked) = events[..left].iter().rev().find(|e| e.to_state == waiting) {
+            metrics::approval_wait(action, req.state.as_str(), events[left].at - asked.at);
+        }
     }
 
     /// The requester as the catalog knows them now (`None` when it does

@@ -57,6 +57,7 @@ impl Requests {
                 &user.chat_label(),
             )
             .await?;
+        crate::util::metrics::request_state(req.action.kind().as_str(), req.state.as_str());
         if let Decision::Deny { rule, reason } = decision {
             // Denied at once: the card is posted showing the denial.
             self.settle_with(

@@ -79,6 +79,7 @@ impl Requests {
                     Updates::default(),
                 )
                 .await?;
+            self.observe(Transition::Start, &out).await;
             req = out.request().clone();
         }
         match req.state {

@@ -21,7 +21,8 @@ use url::Url;
 use super::blocks;
 use crate::catalog::{SharedCatalog, UserMatch};
 use crate::chat::{ChatSink, Message, SendError};
-use crate::domain::UserName;
+use crate::domain::{Platform, UserName};
+use crate::util::metrics;
 
 type Connector = SlackClientHyperConnector<HttpsConnector<HttpConnector>>;
 
@@ -110,6 +111,7 @@ impl SlackApi {
                 .and_then(|p| p.email)
                 .and_then(|email| current.user_by_email(email.value()).map(|u| u.name.clone())),
             Err(e) => {
+                let e = classify(e);
                 tracing::warn!(slack_user, error = %e, "users.info failed; treating the user as unknown for now");
                 return None;
             }
@@ -166,32 +168,45 @@ impl SlackApi {
     }
 }
 
-/// Slack's answers, sorted into what the outbox should do.
+/// Slack's answers, sorted into what the outbox should do; each is counted
+/// as a Slack API error of its kind. Every Web API call's error passes here.
 fn classify(e: SlackClientError) -> SendError {
-    match e {
-        SlackClientError::RateLimitError(r) => {
-            SendError::RateLimited(r.retry_after.unwrap_or(Duration::from_secs(1)))
-        }
-        SlackClientError::ApiError(a) if a.code == "ratelimited" => {
-            SendError::RateLimited(Duration::from_secs(1))
-        }
+    let (kind, error) = match e {
+        SlackClientError::RateLimitError(r) => (
+            "rate_limited",
+            SendError::RateLimited(r.retry_after.unwrap_or(Duration::from_secs(1))),
+        ),
+        SlackClientError::ApiError(a) if a.code == "ratelimited" => (
+            "rate_limited",
+            SendError::RateLimited(Duration::from_secs(1)),
+        ),
         SlackClientError::ApiError(a)
             if matches!(
                 a.code.as_str(),
                 "internal_error" | "fatal_error" | "service_unavailable" | "request_timeout"
             ) =>
         {
-            SendError::Transient(format!("Slack error {}", a.code))
+            (
+                "server_error",
+                SendError::Transient(format!("Slack error {}", a.code)),
+            )
         }
-        SlackClientError::ApiError(a) => SendError::Permanent(format!("Slack error {}", a.code)),
-        SlackClientError::HttpError(h) if h.status_code.is_server_error() => {
-            SendError::Transient(format!("Slack answered {}", h.status_code))
-        }
-        SlackClientError::HttpError(h) => {
-            SendError::Permanent(format!("Slack answered {}", h.status_code))
-        }
-        other => SendError::Transient(other.to_string()),
-    }
+        SlackClientError::ApiError(a) => (
+            "refused",
+            SendError::Permanent(format!("Slack error {}", a.code)),
+        ),
+        SlackClientError::HttpError(h) if h.status_code.is_server_error() => (
+            "server_error",
+            SendError::Transient(format!("Slack answered {}", h.status_code)),
+        ),
+        SlackClientError::HttpError(h) => (
+            "refused",
+            SendError::Permanent(format!("Slack answered {}", h.status_code)),
+        ),
+        other => ("unreachable", SendError::Transient(other.to_string())),
+    };
+    metrics::chat_api_error(Platform::Slack.as_str(), kind);
+    error
 }
 
 /// Where a message Paver sent is: a plain `ts` is in `channel`; a

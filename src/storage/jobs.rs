@@ -13,7 +13,7 @@ use rand::Rng;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, FromRow};
 
-use super::{get_i64, get_opt_i64, get_str, now_ms, Backend, Db, StorageError};
+use super::{get_i64, get_opt_i64, get_str, now_ms, Backend, Backlog, Db, StorageError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JobStatus {
@@ -351,6 +351,29 @@ impl JobStore<'_> {
                 .fetch_one(&self.db.pool)
                 .await?;
         get_i64(&row, "n")
+    }
+
+    /// Jobs queued and running, and since when the oldest of each was
+    /// queued (`/metrics` reads it at each scrape). A state with no job
+    /// is not listed.
+    pub async fn backlog(&self) -> Result<Vec<Backlog<JobStatus>>, StorageError> {
+        let rows = sqlx::query(
+            "SELECT state, COUNT(*) AS n, MIN(created_at) AS oldest FROM jobs \
+             WHERE state IN ('queued', 'running') GROUP BY state",
+        )
+        .fetch_all(&self.db.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let state = get_str(r, "state")?;
+                Ok(Backlog {
+                    of: JobStatus::parse(&state)
+                        .ok_or_else(|| StorageError::Corrupt(format!("job state {state}")))?,
+                    depth: get_i64(r, "n")?,
+                    oldest_at: get_opt_i64(r, "oldest")?,
+                })
+            })
+            .collect()
     }
 
     /// When the next job becomes due (a queued run time or a lease's end).

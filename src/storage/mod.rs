@@ -57,6 +57,15 @@ pub enum StorageError {
     NotFound(String),
 }
 
+/// Work waiting in a queue (outbox rows of a platform, jobs in a state):
+/// how many, and since when the oldest of them waits (Unix ms).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Backlog<K> {
+    pub of: K,
+    pub depth: i64,
+    pub oldest_at: Option<i64>,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Sqlite,

@@ -3,7 +3,7 @@
 
 use sqlx::FromRow;
 
-use super::{get_i64, get_str, now_ms, Db, StorageError};
+use super::{get_i64, get_opt_i64, get_str, now_ms, Backlog, Db, StorageError};
 use crate::domain::Platform;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,6 +55,8 @@ pub struct OutboxRow {
     pub id: i64,
     pub item: OutboxItem,
     pub attempts: i64,
+    /// When it was queued (Unix ms).
+    pub created_at: i64,
 }
 
 /// An outbox row as claimed: the kind still its database spelling.
@@ -71,6 +73,7 @@ struct ClaimedRow {
     thread_ref: Option<String>,
     body: String,
     attempts: i64,
+    created_at: i64,
 }
 
 impl TryFrom<ClaimedRow> for OutboxRow {
@@ -82,6 +85,7 @@ impl TryFrom<ClaimedRow> for OutboxRow {
         Ok(OutboxRow {
             id: r.id,
             attempts: r.attempts,
+            created_at: r.created_at,
             item: OutboxItem {
                 platform: r.platform,
                 channel: r.channel,
@@ -211,7 +215,7 @@ impl OutboxStore<'_> {
                  AND earlier.status = 'pending' AND earlier.id < o.id)) \
                ORDER BY id LIMIT ${limit_at}) \
              AND status = 'pending' AND claimed_until <= ${recheck_at} \
-             RETURNING id, platform, channel, kind, user_id, card_key, thread_key, thread_ref, body, attempts",
+             RETURNING id, platform, channel, kind, user_id, card_key, thread_key, thread_ref, body, attempts, created_at",
             pace_at = n + 4,
             limit_at = n + 5,
             recheck_at = n + 6,
@@ -333,6 +337,29 @@ impl OutboxStore<'_> {
         .fetch_all(&self.db.pool)
         .await?;
         rows.iter().map(|r| get_str(r, "body")).collect()
+    }
+
+    /// Rows waiting to be sent, per platform, and the oldest one's age
+    /// (`/metrics` reads it at each scrape: one indexed aggregate).
+    pub async fn backlog(&self) -> Result<Vec<Backlog<Platform>>, StorageError> {
+        let rows = sqlx::query(
+            "SELECT platform, COUNT(*) AS n, MIN(created_at) AS oldest FROM outbox \
+             WHERE status = 'pending' GROUP BY platform",
+        )
+        .fetch_all(&self.db.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let platform = get_str(r, "platform")?;
+                Ok(Backlog {
+                    of: Platform::parse(&platform).ok_or_else(|| {
+                        StorageError::Corrupt(format!("outbox platform {platform}"))
+                    })?,
+                    depth: get_i64(r, "n")?,
+                    oldest_at: get_opt_i64(r, "oldest")?,
+                })
+            })
+            .collect()
     }
 
     pub async fn pending_count(&self) -> Result<i64, StorageError> {

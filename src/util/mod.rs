@@ -2,6 +2,7 @@
 //! them, they use none of Paver's modules.
 
 pub mod backoff;
+pub mod metrics;
 pub mod readiness;
 pub mod redact;
 pub mod tasks;

@@ -23,6 +23,7 @@ use url::Url;
 
 use super::schema::{proposal_schema, TOOL_DESCRIPTION, TOOL_NAME};
 use crate::nlu::config::LlmMode;
+use crate::util::metrics::LlmCall;
 
 /// Why a call gave no answer.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -39,6 +40,20 @@ pub enum CallError {
     Transport(String),
     #[error("the server's answer is not a chat completion: {0}")]
     BadBody(String),
+}
+
+impl CallError {
+    /// The failure as a metric label.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            CallError::Timeout => "timeout",
+            CallError::RateLimited { .. } => "rate_limited",
+            CallError::Server { .. } => "server_error",
+            CallError::Client { .. } => "refused",
+            CallError::Transport(_) => "unreachable",
+            CallError::BadBody(_) => "bad_answer",
+        }
+    }
 }
 
 /// What the model said.
@@ -87,6 +102,8 @@ pub struct LlmClient {
     mode: AtomicU8,
     max_tokens: u32,
     temperature: f32,
+    /// What the calls are for, as the metrics label them.
+    purpose: &'static str,
 }
 
 impl std::fmt::Debug for LlmClient {
@@ -124,6 +141,7 @@ impl LlmClient {
         mode: LlmMode,
         max_tokens: u32,
         temperature: f32,
+        purpose: &'static str,
     ) -> Result<Self, reqwest::Error> {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
@@ -137,11 +155,17 @@ impl LlmClient {
             mode: AtomicU8::new(mode_code(mode)),
             max_tokens,
             temperature,
+            purpose,
         })
     }
 
     pub fn endpoint(&self) -> &Url {
         &self.endpoint
+    }
+
+    /// What the calls are for (`understand`, `docs`), as metrics label them.
+    pub fn purpose(&self) -> &'static str {
+        self.purpose
     }
 
     pub fn mode(&self) -> LlmMode {
@@ -213,8 +237,23 @@ impl LlmClient {
         req
     }
 
-    /// One call; no retries here (the caller owns the time budget).
+    /// One call; no retries here (the caller owns the time budget). Every
+    /// call is counted and timed, one the caller's time limit cancels too.
     pub async fn complete(
+        &self,
+        messages: Vec<ChatCompletionRequestMessage>,
+        timeout: Duration,
+    ) -> Result<Completion, CallError> {
+        let call = LlmCall::start(self.purpose);
+        let result = self.call(messages, timeout).await;
+        match &result {
+            Ok(c) => call.answered(c.usage.prompt_tokens, c.usage.completion_tokens),
+            Err(e) => call.failed(e.kind()),
+        }
+        result
+    }
+
+    async fn call(
         &self,
         messages: Vec<ChatCompletionRequestMessage>,
         timeout: Duration,

@@ -24,6 +24,7 @@ use crate::domain::{Action, ActionKind};
 use crate::nlu::config::{LlmConfig, LlmMode, NluMode};
 use crate::nlu::rules::Mentions;
 use crate::nlu::RulesParser;
+use crate::util::metrics;
 
 /// Everything about the LLM that is not the prompts.
 #[derive(Debug, Clone)]
@@ -180,6 +181,21 @@ enum Failure {
     Prompt(String),
 }
 
+impl Failure {
+    /// The failure as a metric label.
+    fn kind(&self) -> &'static str {
+        match self {
+            Failure::Open(_) => "breaker_open",
+            Failure::Busy => "busy",
+            Failure::Call(e) => e.kind(),
+            Failure::Refused(_) => "model_refused",
+            Failure::Empty => "empty",
+            Failure::Invalid(_) => "invalid",
+            Failure::Prompt(_) => "prompt",
+        }
+    }
+}
+
 /// The LLM side of understanding; shared by the CLI and the engine.
 pub struct Understander {
     client: LlmClient,
@@ -246,6 +262,7 @@ impl Understander {
             settings.mode,
             settings.max_tokens,
             settings.temperature,
+            "understand",
         )?;
         Ok(Understander {
             client,
@@ -388,6 +405,7 @@ impl Understander {
             }
             Err(f) => {
                 tracing::warn!(model = %self.client.model, error = %f, "LLM understanding failed; answering with the rules parser");
+                metrics::llm_fallback(self.client.purpose(), f.kind());
                 u.path = NluPath::Fallback;
                 u.error = Some(f.to_string());
             }
@@ -438,6 +456,7 @@ impl Understander {
             }
             Err(f) => {
                 tracing::warn!(model = %self.client.model, error = %f, "LLM could not read a follow-up; leaving the proposal as it is");
+                metrics::llm_fallback(self.client.purpose(), f.kind());
                 u.path = NluPath::Fallback;
                 u.error = Some(f.to_string());
             }
