@@ -253,14 +253,14 @@ impl Dispatcher {
             Ok(sent_ref) => {
                 counted(item, "sent");
                 metrics::chat_send_delay(item.platform.as_str(), now_ms() - row.created_at);
-                if let (Some(r), Some(key)) = (sent_ref, &item.card_key) {
-                    if item.kind == OutboxKind::Post {
+                match (sent_ref, &item.card_key) {
+                    (Some(r), Some(key)) if item.kind == OutboxKind::Post => {
                         outbox
-                            .save_card(key, item.platform, &item.channel, &r)
-                            .await?;
+                            .mark_card_sent(row.id, key, item.platform, &item.channel, &r)
+                            .await
                     }
+                    _ => outbox.mark_sent(row.id).await,
                 }
-                outbox.mark_sent(row.id).await
             }
             Err(SendError::RateLimited(wait)) => {
                 // Held in the database, so no replica sends to the channel

@@ -325,16 +325,16 @@ impl Engine {
                     .ask(&msg.user, conv, &question, docs.as_deref(), llm)
                     .await?)
             }
-            None => {
-                let handled = inner
-                    .requests
-                    .propose(&msg, understood.action.clone(), &catalog, placeholder)
-                    .await?;
-                if let Handled::Proposed(id) = &handled {
-                    inner.requests.record_nlu(id, &understood).await?;
-                }
-                Ok(handled)
-            }
+            None => Ok(inner
+                .requests
+                .propose(
+                    &msg,
+                    understood.action.clone(),
+                    Some(&understood),
+                    &catalog,
+                    placeholder,
+                )
+                .await?),
         }
     }
 

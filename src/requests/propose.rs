@@ -20,6 +20,7 @@ impl Requests {
         &self,
         msg: &Inbound,
         action: Action,
+        understood: Option<&Understanding>,
         catalog: &Catalog,
         placeholder: Option<&Placeholder>,
     ) -> Result<Handled, StorageError> {
@@ -52,6 +53,7 @@ impl Requests {
                     thread: msg.conversation.thread.clone(),
                     notes,
                     first,
+                    nlu: understood.map(nlu_record),
                 },
                 &user.audit_name(),
                 &user.chat_label(),
@@ -101,17 +103,7 @@ impl Requests {
 
     /// Records how a request's action was understood.
     pub async fn record_nlu(&self, id: &str, u: &Understanding) -> Result<(), StorageError> {
-        let asked = u.llm_calls > 0;
-        let record = NluRecord {
-            path: u.path.as_str().to_owned(),
-            latency_ms: u.latency.as_millis() as i64,
-            llm_calls: u.llm_calls as i64,
-            prompt_tokens: asked.then_some(u.usage.prompt_tokens as i64),
-            completion_tokens: asked.then_some(u.usage.completion_tokens as i64),
-            model: u.model.clone(),
-            prompt_version: u.prompt_version.clone(),
-        };
-        self.ctx.db.requests().record_nlu(id, &record).await
+        self.ctx.db.requests().record_nlu(id, &nlu_record(u)).await
     }
 
     /// What the target must have before `action` can succeed, when the
@@ -200,7 +192,9 @@ impl Requests {
         };
         send.in_thread(&cancelled, &messages::first_proposed(&req.action, &first))
             .await?;
-        self.propose(&msg, first, &catalog, None).await.map(|_| ())
+        self.propose(&msg, first, None, &catalog, None)
+            .await
+            .map(|_| ())
     }
 
     /// Facts for policy that live outside the action.
@@ -237,5 +231,19 @@ impl Requests {
             }
         }
         ctx
+    }
+}
+
+/// What is recorded of an understanding.
+fn nlu_record(u: &Understanding) -> NluRecord {
+    let asked = u.llm_calls > 0;
+    NluRecord {
+        path: u.path.as_str().to_owned(),
+        latency_ms: u.latency.as_millis() as i64,
+        llm_calls: u.llm_calls as i64,
+        prompt_tokens: asked.then_some(u.usage.prompt_tokens as i64),
+        completion_tokens: asked.then_some(u.usage.completion_tokens as i64),
+        model: u.model.clone(),
+        prompt_version: u.prompt_version.clone(),
     }
 }

@@ -240,13 +240,24 @@ impl OutboxStore<'_> {
     }
 
     pub async fn mark_sent(&self, id: i64) -> Result<(), StorageError> {
-        sqlx::query(
-            "UPDATE outbox SET status = 'sent', sent_at = $1, claimed_until = 0 WHERE id = $2",
-        )
-        .bind(now_ms())
-        .bind(id)
-        .execute(&self.db.pool)
-        .await?;
+        let mut conn = self.db.pool.acquire().await?;
+        mark_sent(&mut conn, id).await
+    }
+
+    /// A card's first post went out: where it is (for updates and replies
+    /// under it) and that the row is sent, in one transaction.
+    pub async fn mark_card_sent(
+        &self,
+        id: i64,
+        key: &str,
+        platform: Platform,
+        channel: &str,
+        message_ref: &str,
+    ) -> Result<(), StorageError> {
+        let mut tx = self.db.pool.begin().await?;
+        save_card(&mut tx, key, platform, channel, message_ref).await?;
+        mark_sent(&mut tx, id).await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -376,17 +387,8 @@ impl OutboxStore<'_> {
         channel: &str,
         message_ref: &str,
     ) -> Result<(), StorageError> {
-        sqlx::query(
-            "INSERT INTO cards (card_key, platform, channel, message_ref) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (card_key) DO UPDATE SET message_ref = excluded.message_ref",
-        )
-        .bind(key)
-        .bind(platform.as_str())
-        .bind(channel)
-        .bind(message_ref)
-        .execute(&self.db.pool)
-        .await?;
-        Ok(())
+        let mut conn = self.db.pool.acquire().await?;
+        save_card(&mut conn, key, platform, channel, message_ref).await
     }
 
     pub async fn card_ref(&self, key: &str) -> Result<Option<String>, StorageError> {
@@ -444,4 +446,33 @@ mod tests {
         let third = outbox.claim_due(&platforms, 50).await.unwrap();
         assert_eq!(third.iter().map(|r| r.id).collect::<Vec<_>>(), [newer]);
     }
+}
+
+async fn mark_sent(conn: &mut sqlx::AnyConnection, id: i64) -> Result<(), StorageError> {
+    sqlx::query("UPDATE outbox SET status = 'sent', sent_at = $1, claimed_until = 0 WHERE id = $2")
+        .bind(now_ms())
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+async fn save_card(
+    conn: &mut sqlx::AnyConnection,
+    key: &str,
+    platform: Platform,
+    channel: &str,
+    message_ref: &str,
+) -> Result<(), StorageError> {
+    sqlx::query(
+        "INSERT INTO cards (card_key, platform, channel, message_ref) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (card_key) DO UPDATE SET message_ref = excluded.message_ref",
+    )
+    .bind(key)
+    .bind(platform.as_str())
+    .bind(channel)
+    .bind(message_ref)
+    .execute(conn)
+    .await?;
+    Ok(())
 }

@@ -64,6 +64,8 @@ pub struct NewRequest {
     pub notes: Vec<String>,
     /// What must happen first (see [`Request::first`]).
     pub first: Option<Action>,
+    /// How the action was understood, recorded in the same transaction.
+    pub nlu: Option<NluRecord>,
 }
 
 /// Columns a transition may set alongside the state.
@@ -329,6 +331,9 @@ impl RequestStore<'_> {
         )
         .execute(&mut *tx)
         .await?;
+        if let Some(nlu) = &new.nlu {
+            record_nlu(&mut *tx, &id, nlu).await?;
+        }
         insert_event(
             &mut tx,
             &id,
@@ -606,24 +611,35 @@ pub struct NluRecord {
     pub prompt_version: Option<String>,
 }
 
+/// Writes how a request's action was understood (on a transaction of the
+/// insert, or alone).
+async fn record_nlu(
+    conn: &mut sqlx::AnyConnection,
+    id: &str,
+    nlu: &NluRecord,
+) -> Result<(), StorageError> {
+    sqlx::query(
+        "UPDATE requests SET nlu_path = $1, nlu_latency_ms = $2, nlu_llm_calls = $3, nlu_prompt_tokens = $4, \
+         nlu_completion_tokens = $5, nlu_model = $6, nlu_prompt_version = $7 WHERE id = $8",
+    )
+    .bind(&nlu.path)
+    .bind(nlu.latency_ms)
+    .bind(nlu.llm_calls)
+    .bind(nlu.prompt_tokens)
+    .bind(nlu.completion_tokens)
+    .bind(nlu.model.clone())
+    .bind(nlu.prompt_version.clone())
+    .bind(id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 impl RequestStore<'_> {
     /// Records how the request's current action was understood.
     pub async fn record_nlu(&self, id: &str, nlu: &NluRecord) -> Result<(), StorageError> {
-        sqlx::query(
-            "UPDATE requests SET nlu_path = $1, nlu_latency_ms = $2, nlu_llm_calls = $3, nlu_prompt_tokens = $4, \
-             nlu_completion_tokens = $5, nlu_model = $6, nlu_prompt_version = $7 WHERE id = $8",
-        )
-        .bind(&nlu.path)
-        .bind(nlu.latency_ms)
-        .bind(nlu.llm_calls)
-        .bind(nlu.prompt_tokens)
-        .bind(nlu.completion_tokens)
-        .bind(nlu.model.clone())
-        .bind(nlu.prompt_version.clone())
-        .bind(id)
-        .execute(&self.db.pool)
-        .await?;
-        Ok(())
+        let mut conn = self.db.pool.acquire().await?;
+        record_nlu(&mut *conn, id, nlu).await
     }
 
     /// How the request was understood; `None` when nothing was recorded.
