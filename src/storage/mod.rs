@@ -11,6 +11,7 @@ pub mod cards;
 pub mod deploys;
 pub mod inbox;
 pub mod jobs;
+pub mod leases;
 pub mod nags;
 pub mod outbox;
 pub mod pace;
@@ -180,6 +181,11 @@ impl Db {
 
     pub fn scorecards(&self) -> scorecards::ScorecardStore<'_> {
         scorecards::ScorecardStore { db: self }
+    }
+
+    /// The schedulers' named leases.
+    pub fn leases(&self) -> leases::LeaseStore<'_> {
+        leases::LeaseStore { db: self }
     }
 
     pub fn nags(&self) -> nags::NagStore<'_> {
