@@ -22,6 +22,7 @@ use crate::engine::retention::Retention;
 use crate::engine::{Engine, EngineError, EngineSettings};
 use crate::nlu::llm::LlmError;
 use crate::nlu::Understander;
+use crate::storage::lock::{lock_database, ProcessLock};
 use crate::storage::{Db, StorageError};
 use crate::util::redact_url;
 use crate::util::scheduler::Schedulers;
@@ -86,6 +87,9 @@ pub struct App {
     /// The leased schedulers it runs (sweeper, scorecard refresh, nags,
     /// office-hours agenda, retention), stopped at shutdown.
     pub schedulers: Schedulers,
+    /// The SQLite database's process lock (`None` on PostgreSQL), held
+    /// for as long as any clone of the app lives.
+    pub process_lock: Option<Arc<ProcessLock>>,
     /// The connections `/readyz` reports (registered as they start).
     pub readiness: crate::util::readiness::Readiness,
 }
@@ -266,12 +270,22 @@ pub fn docs_llm(config: &Config) -> Option<Arc<crate::docs::answer::AnswerLlm>> 
 impl App {
     /// Builds everything and starts the background work: the outbox
     /// dispatcher, recovery of interrupted requests, the docs watcher, and
-    /// the leased schedulers (`Engine::spawn_schedulers`).
+    /// the leased schedulers (`Engine::spawn_schedulers`). On a SQLite
+    /// file it first takes the file's process lock: a second Paver on
+    /// the same file fails here.
     pub async fn start(
         config: &Config,
         catalog_path: Option<&Path>,
         sinks: HashMap<String, Arc<dyn ChatSink>>,
     ) -> Result<App, AppError> {
+        // First, before anything opens or writes: a second process on the
+        // same SQLite file stops here, naming it.
+        let process_lock = lock_database(&config.database.url)
+            .map_err(|error| AppError::Database {
+                url: redact_url(&config.database.url),
+                error,
+            })?
+            .map(Arc::new);
         let catalog = load_catalog(config, catalog_path).await?;
         let db = Db::connect(&config.database.url)
             .await
@@ -320,6 +334,7 @@ impl App {
             dispatcher,
             holder,
             schedulers,
+            process_lock,
             readiness: crate::util::readiness::Readiness::default(),
         })
     }

@@ -244,6 +244,7 @@ impl TestPaver {
             dispatcher: self.dispatcher.clone(),
             holder: "test".into(),
             schedulers: Default::default(),
+            process_lock: None,
             readiness: Default::default(),
         }
     }
