@@ -477,6 +477,7 @@ fn start_replica(
         .recv_timeout(Duration::from_secs(90))
         .unwrap_or_else(|_| {
             let _ = child.kill();
+            let _ = child.wait();
             panic!("replica {i} did not start:\n{}", log.lock().unwrap())
         });
     Replica { child, base, log }

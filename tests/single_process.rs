@@ -81,16 +81,20 @@ fn serve(dir: &Path, db: &str) -> Child {
         .spawn()
         .unwrap();
     let mut seen = String::new();
-    for line in BufReader::new(child.stderr.take().unwrap()).lines() {
-        let line = line.unwrap();
-        seen.push_str(&line);
-        seen.push('\n');
-        if line.contains("paver listening on") {
-            return child;
-        }
+    let listening = BufReader::new(child.stderr.take().unwrap())
+        .lines()
+        .map_while(Result::ok)
+        .any(|line| {
+            seen.push_str(&line);
+            seen.push('\n');
+            line.contains("paver listening on")
+        });
+    if !listening {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("paver serve did not start: {seen}");
     }
-    let _ = child.kill();
-    panic!("paver serve did not start: {seen}");
+    child
 }
 
 /// Runs `paver serve` expecting it to exit by itself within 60 s.
@@ -105,6 +109,7 @@ fn serve_to_exit(dir: &Path, db: &str) -> Output {
     while child.try_wait().unwrap().is_none() {
         if t0.elapsed() > Duration::from_secs(60) {
             let _ = child.kill();
+            let _ = child.wait();
             panic!("the second paver serve kept running");
         }
         std::thread::sleep(Duration::from_millis(50));
@@ -122,6 +127,7 @@ fn stop(mut child: Child) {
     while child.try_wait().unwrap().is_none() {
         if t0.elapsed() > Duration::from_secs(30) {
             let _ = child.kill();
+            let _ = child.wait();
             panic!("paver serve did not stop on SIGTERM");
         }
         std::thread::sleep(Duration::from_millis(50));
