@@ -183,17 +183,19 @@ impl Dispatcher {
         let result = match call {
             Err(e) => Err(e),
             Ok(call) => {
-                let Some(slot) = self.take_slot(&row).await? else {
-                    return Ok(());
-                };
-                let started = now_ms();
-                if !outbox.hold_for_send(row.id, row.claim, started).await? {
+                // Still ours? (The claim may have run out while earlier rows
+                // of the batch were sent, and another replica taken it.)
+                if !outbox.hold_for_send(row.id, row.claim, now_ms()).await? {
                     tracing::info!(
                         outbox = row.id,
                         "another dispatcher took this message over; it sends it"
                     );
                     return Ok(());
                 }
+                let Some(slot) = self.take_slot(&row).await? else {
+                    return Ok(());
+                };
+                let started = now_ms();
                 let send = async {
                     match call {
                         Call::Update(r) => {
