@@ -698,6 +698,17 @@ async fn three_replicas_one_kill_everything_exactly_once() {
     })
     .await;
     let cards = cards();
+    // Every event handled (none pending in the inbox): one request each,
+    // the redeliveries having made none.
+    wait_for(Duration::from_secs(60), "every event handled", || async {
+        count(&db, "SELECT COUNT(*) FROM inbox WHERE status = 'pending'").await == 0
+    })
+    .await;
+    assert_eq!(
+        count(&db, "SELECT COUNT(*) FROM requests").await,
+        asks.len() as i64,
+        "one request per event, redeliveries included"
+    );
 
     // The presses: each card's Create at one replica; every third press
     // also redelivered to another replica; every fourth card pressed twice
@@ -771,19 +782,36 @@ async fn three_replicas_one_kill_everything_exactly_once() {
     let killed_at = t0.elapsed();
 
     // The other two finish everything.
-    let settled = wait_for(Duration::from_secs(120), "every request settled", || async {
-        let open = count(
-            &db,
-            "SELECT COUNT(*) FROM requests WHERE state NOT IN ('succeeded', 'failed', 'cancelled', 'expired', 'denied')",
-        )
-        .await;
-        let jobs = count(&db, "SELECT COUNT(*) FROM jobs WHERE state IN ('queued', 'running')").await;
-        let outbox = count(&db, "SELECT COUNT(*) FROM outbox WHERE status = 'pending'").await;
-        let inbox = count(&db, "SELECT COUNT(*) FROM inbox WHERE status = 'pending'").await;
-        let requests = count(&db, "SELECT COUNT(*) FROM requests").await;
-        requests >= asks.len() as i64 && open == 0 && jobs == 0 && outbox == 0 && inbox == 0
-    })
-    .await;
+    let in_flight = || async {
+        let mut left = Vec::new();
+        for (what, sql) in [
+            ("open requests", "SELECT COUNT(*) FROM requests WHERE state NOT IN ('succeeded', 'failed', 'cancelled', 'expired', 'denied')"),
+            ("live jobs", "SELECT COUNT(*) FROM jobs WHERE state IN ('queued', 'running')"),
+            ("pending outbox rows", "SELECT COUNT(*) FROM outbox WHERE status = 'pending'"),
+            ("pending inbox rows", "SELECT COUNT(*) FROM inbox WHERE status = 'pending'"),
+        ] {
+            let n = count(&db, sql).await;
+            if n > 0 {
+                left.push(format!("{n} {what}"));
+            }
+        }
+        left
+    };
+    let settling = Instant::now();
+    loop {
+        let left = in_flight().await;
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            settling.elapsed() < Duration::from_secs(120),
+            "still in flight after 120 s: {}\n{}",
+            left.join(", "),
+            replicas.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let settled = settling.elapsed();
     let logs = replicas.logs();
 
     // Every event made exactly one request, and each its own.

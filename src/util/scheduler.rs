@@ -262,12 +262,6 @@ impl Schedulers {
         self.all.lock().unwrap_or_else(|p| p.into_inner()).push(s);
     }
 
-    /// The names of the schedulers running.
-    pub fn names(&self) -> Vec<String> {
-        let all = self.all.lock().unwrap_or_else(|p| p.into_inner());
-        all.iter().map(|s| s.name.clone()).collect()
-    }
-
     /// Stops them all at once and waits for each.
     pub async fn stop(&self) {
         let all: Vec<Scheduler> =
