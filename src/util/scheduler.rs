@@ -97,7 +97,6 @@ impl<L: Leases> Lease<L> {
     {
         let ttl = ms(self.ttl);
         let started = Instant::now();
-        let sent = started;
         if !self
             .leases
             .take(&self.name, &self.holder, now, now.saturating_add(ttl))
@@ -108,9 +107,9 @@ impl<L: Leases> Lease<L> {
         }
         // Measured from before the take was sent: the lease's expiry is
         // counted from then too, so this side always gives up first.
-        let mut cut_at = sent + self.ttl * 3 / 4;
+        let mut cut_at = started + self.ttl * 3 / 4;
         let beat = self.ttl / 4;
-        let mut renew = tokio::time::interval_at(sent + beat, beat);
+        let mut renew = tokio::time::interval_at(started + beat, beat);
         renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tokio::pin!(work);
         loop {
