@@ -22,8 +22,10 @@ use crate::engine::retention::Retention;
 use crate::engine::{Engine, EngineError, EngineSettings};
 use crate::nlu::llm::LlmError;
 use crate::nlu::Understander;
+use crate::storage::lock::{lock_database, ProcessLock};
 use crate::storage::{Db, StorageError};
 use crate::util::redact_url;
+use crate::util::scheduler::Schedulers;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -58,6 +60,21 @@ pub fn understander(config: &Config) -> Result<Option<Arc<Understander>>, AppErr
 /// the history a digest reads is fresh without anyone asking.
 const SCORECARD_REFRESH: Duration = Duration::from_secs(6 * 3600);
 
+/// How often the expiry sweeper runs.
+const SWEEP_EVERY: Duration = Duration::from_secs(30);
+
+/// This process's id in the schedulers' leases: the host and pid say
+/// which replica holds one, the random part keeps a restarted process
+/// with a reused pid from taking over its predecessor's lease early.
+fn holder_id() -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "paver".to_owned());
+    format!(
+        "{host}-{}-{}",
+        std::process::id(),
+        crate::storage::nags::new_token()
+    )
+}
+
 /// A running Paver's parts.
 #[derive(Clone)]
 pub struct App {
@@ -65,8 +82,14 @@ pub struct App {
     pub catalog: SharedCatalog,
     pub engine: Engine,
     pub dispatcher: Dispatcher,
-    /// The retention scheduler (`None` where nothing started one).
-    pub retention: Option<Retention>,
+    /// This replica's id in the schedulers' leases.
+    pub holder: String,
+    /// The leased schedulers it runs (sweeper, scorecard refresh, nags,
+    /// office-hours agenda, retention), stopped at shutdown.
+    pub schedulers: Schedulers,
+    /// The SQLite database's process lock (`None` on PostgreSQL), held
+    /// for as long as any clone of the app lives.
+    pub process_lock: Option<Arc<ProcessLock>>,
     /// The connections `/readyz` reports (registered as they start).
     pub readiness: crate::util::readiness::Readiness,
 }
@@ -246,15 +269,23 @@ pub fn docs_llm(config: &Config) -> Option<Arc<crate::docs::answer::AnswerLlm>> 
 
 impl App {
     /// Builds everything and starts the background work: the outbox
-    /// dispatcher, recovery of interrupted requests, the expiry sweeper,
-    /// the scorecard nag scheduler (with `[scorecards.nags]`), the docs
-    /// watcher, the office-hours agenda scheduler (with
-    /// `docs.office_hours.agenda_schedule`), the retention scheduler.
+    /// dispatcher, recovery of interrupted requests, the docs watcher, and
+    /// the leased schedulers (`Engine::spawn_schedulers`). On a SQLite
+    /// file it first takes the file's process lock: a second Paver on
+    /// the same file fails here.
     pub async fn start(
         config: &Config,
         catalog_path: Option<&Path>,
         sinks: HashMap<String, Arc<dyn ChatSink>>,
     ) -> Result<App, AppError> {
+        // First, before anything opens or writes: a second process on the
+        // same SQLite file stops here, naming it.
+        let process_lock = lock_database(&config.database.url)
+            .map_err(|error| AppError::Database {
+                url: redact_url(&config.database.url),
+                error,
+            })?
+            .map(Arc::new);
         let catalog = load_catalog(config, catalog_path).await?;
         let db = Db::connect(&config.database.url)
             .await
@@ -279,36 +310,31 @@ impl App {
         );
         engine.start_workers();
         engine.recover().await?;
-        engine.spawn_sweeper(Duration::from_secs(30));
-        engine.scorecards().spawn_refresh(SCORECARD_REFRESH);
         // Git sources are cloned or pulled at once, then every source is
         // checked every `docs.refresh_secs`.
         if let Some(docs) = engine.docs() {
             docs.spawn_watcher(config.docs.refresh_every());
         }
-        // Every replica runs a nag scheduler; the lease and the digest's
-        // record make one of them send each digest.
-        engine
-            .scorecards()
-            .spawn_nag_scheduler(format!("replica-{}", crate::storage::nags::new_token()));
-        // Likewise the office-hours agenda (with `agenda_schedule`).
-        engine
-            .office_hours()
-            .spawn_agenda_scheduler(format!("replica-{}", crate::storage::nags::new_token()));
-        // And retention: the replica holding the `retention` lease prunes.
+        // Every replica runs every scheduler; each scheduler's lease makes
+        // one replica at a time do its work (and the nag digests' and
+        // agendas' records make each period's go out once even so).
+        let holder = holder_id();
         let retention = Retention::new(
             db.clone(),
             config.retention.clone(),
             config.replay_keep_ms(),
-            format!("replica-{}", crate::storage::nags::new_token()),
+            holder.clone(),
         );
-        retention.spawn();
+        let schedulers =
+            engine.spawn_schedulers(&holder, SWEEP_EVERY, SCORECARD_REFRESH, &retention);
         Ok(App {
             db,
             catalog,
             engine,
             dispatcher,
-            retention: Some(retention),
+            holder,
+            schedulers,
+            process_lock,
             readiness: crate::util::readiness::Readiness::default(),
         })
     }
@@ -322,10 +348,8 @@ impl App {
     /// the outbox for whoever delivers next.
     pub async fn shutdown(&self, grace: Duration) -> Result<(), AppError> {
         let deadline = tokio::time::Instant::now() + grace;
-        // No pruning while stopping; the lease goes to another replica.
-        if let Some(r) = &self.retention {
-            let _ = tokio::time::timeout(grace, r.stop()).await;
-        }
+        // No scheduled work while stopping; the leases go to other replicas.
+        let _ = tokio::time::timeout(grace, self.schedulers.stop()).await;
         // No pull starts while stopping; one running is killed.
         if let Some(docs) = self.engine.docs() {
             docs.stop();

@@ -6,7 +6,6 @@
 mod support;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 use paver::catalog::Catalog;
@@ -565,7 +564,6 @@ async fn the_scheduler_waits_for_the_cron_and_quiet_hours_and_sends_each_period_
     config.max_per_week = 1;
     let h = start_with(config, None, None).await;
     let s = h.paver.engine.scorecards();
-    let tick = Duration::from_secs(60);
     let at = |h: u32, m: u32| Utc.with_ymd_and_hms(2026, 11, 30, h, m, 0).unwrap();
     let commerce_sent = |runs: &[DigestRun]| {
         runs.iter()
@@ -573,16 +571,16 @@ async fn the_scheduler_waits_for_the_cron_and_quiet_hours_and_sends_each_period_
             .map(|r| r.outcome.clone())
     };
     // 08:30 UTC is 09:30 in Berlin: due, but quiet.
-    let runs = s.nag_tick("a", at(8, 30), tick).await.unwrap().unwrap();
+    let runs = s.nag_tick("a", at(8, 30)).await.unwrap().unwrap();
     assert!(matches!(
         commerce_sent(&runs),
         Some(Outcome::NotDue(paver::scorecards::schedule::Due::Quiet))
     ));
     // 09:00 UTC, 10:00 in Berlin: sent.
-    let runs = s.nag_tick("a", at(9, 0), tick).await.unwrap().unwrap();
+    let runs = s.nag_tick("a", at(9, 0)).await.unwrap().unwrap();
     assert_eq!(commerce_sent(&runs), Some(Outcome::Sent));
     // A minute later: this period's is out.
-    let runs = s.nag_tick("a", at(9, 1), tick).await.unwrap().unwrap();
+    let runs = s.nag_tick("a", at(9, 1)).await.unwrap().unwrap();
     assert!(matches!(
         commerce_sent(&runs),
         Some(Outcome::NotDue(paver::scorecards::schedule::Due::NotYet))
@@ -596,11 +594,10 @@ async fn two_schedulers_racing_send_one_digest_per_team() {
     let a = start().await;
     let b = start_with(nags(), None, Some(&a.paver)).await;
     let now = day(0);
-    let tick = Duration::from_secs(60);
     // Both tick at once: one holds the lease.
     let (ra, rb) = tokio::join!(
-        a.paver.engine.scorecards().nag_tick("replica-a", now, tick),
-        b.paver.engine.scorecards().nag_tick("replica-b", now, tick),
+        a.paver.engine.scorecards().nag_tick("replica-a", now),
+        b.paver.engine.scorecards().nag_tick("replica-b", now),
     );
     let (ra, rb) = (ra.unwrap(), rb.unwrap());
     assert!(

@@ -10,7 +10,6 @@ mod support;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use chrono::{TimeZone, Utc};
 use paver::chat::{ChatUser, Conversation, Handled, Inbound, Message, Platform};
@@ -596,19 +595,18 @@ async fn the_agenda_is_posted_once_when_two_schedulers_race() {
     assert!(dave.agenda_period.is_none());
 
     // The schedulers' ticks: one holds the lease, and the period is done.
-    let tick = Duration::from_secs(60);
     let ta = a
         .paver
         .engine
         .office_hours()
-        .agenda_tick("a", now, tick)
+        .agenda_tick("a", now)
         .await
         .unwrap();
     let tb = b
         .paver
         .engine
         .office_hours()
-        .agenda_tick("b", now, tick)
+        .agenda_tick("b", now)
         .await
         .unwrap();
     assert_eq!(ta.unwrap().outcome, AgendaOutcome::AlreadyPosted);

@@ -193,6 +193,75 @@ async fn a_channels_messages_are_claimed_one_at_a_time_in_order() {
     assert_eq!(ids(&outbox.claim_due(&slack, 50).await.unwrap()), [third]);
 }
 
+/// Sets a row's claim to `until` (in the past: it ran out).
+async fn lapse_row(db: &Db, id: i64, until: i64) {
+    sqlx::query("UPDATE outbox SET claimed_until = $1 WHERE id = $2")
+        .bind(until)
+        .bind(id)
+        .execute(db.pool())
+        .await
+        .unwrap();
+}
+
+/// A claim is only a lease: a row whose claim ran out before its turn in
+/// the batch came may be claimed by another replica, and then only that
+/// one sends it. The check is made right before the send, and holds the
+/// row for the send.
+#[tokio::test]
+async fn a_row_whose_claim_ran_out_and_was_taken_over_is_sent_by_the_new_holder_only() {
+    let tdb = test_db().await;
+    let (a, b) = (tdb.db.clone(), replica(&tdb).await);
+    let slack = ["slack".to_owned()];
+    let id = a.outbox().enqueue(&post("C1", "once")).await.unwrap();
+    let mine = a.outbox().claim_due(&slack, 50).await.unwrap().remove(0);
+    assert_eq!(mine.id, id);
+    // Nobody else can take it while the claim lasts.
+    assert!(b.outbox().claim_due(&slack, 50).await.unwrap().is_empty());
+    // The claim runs out (a slow batch) and the other replica takes it.
+    lapse_row(&a, id, now_ms() - 1).await;
+    let theirs = b.outbox().claim_due(&slack, 50).await.unwrap().remove(0);
+    assert_eq!(theirs.id, id);
+    assert!(!a
+        .outbox()
+        .hold_for_send(id, mine.claim, now_ms())
+        .await
+        .unwrap());
+    assert!(b
+        .outbox()
+        .hold_for_send(id, theirs.claim, now_ms())
+        .await
+        .unwrap());
+    // Held for the send: not claimable until it is over.
+    assert!(a.outbox().claim_due(&slack, 50).await.unwrap().is_empty());
+
+    // A card's post whose claim ran out takes a newer body: the stale
+    // claim is void, so the old body is not sent.
+    let card = OutboxItem {
+        card_key: Some("card-1".into()),
+        ..post("C2", "v1")
+    };
+    let posted = a.outbox().enqueue(&card).await.unwrap();
+    let claimed = a.outbox().claim_due(&slack, 50).await.unwrap();
+    assert!(claimed.iter().any(|r| r.id == posted));
+    // Its claim, as it stands once it has run out.
+    let past = now_ms() - 1;
+    lapse_row(&a, posted, past).await;
+    let newer = OutboxItem {
+        kind: OutboxKind::Update,
+        card_key: Some("card-1".into()),
+        ..post("C2", "v2")
+    };
+    assert_eq!(b.outbox().enqueue(&newer).await.unwrap(), posted);
+    assert!(!a
+        .outbox()
+        .hold_for_send(posted, past, now_ms())
+        .await
+        .unwrap());
+    let fresh = b.outbox().claim_due(&slack, 50).await.unwrap();
+    let fresh = fresh.iter().find(|r| r.id == posted).unwrap();
+    assert!(fresh.item.body.contains("v2"));
+}
+
 // ----- two dispatchers -------------------------------------------------------
 
 /// One send as the fake platform saw it.

@@ -25,6 +25,11 @@ const IN_PARALLEL: usize = 16;
 /// Attempts before a message is given up on (and logged).
 const MAX_ATTEMPTS: i64 = 8;
 
+/// The longest a send may take before it counts as failed (and is tried
+/// again): well within the row's hold while it is sent
+/// (`storage::outbox::SEND_HOLD_MS`), so no other replica sends it meanwhile.
+const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// The longest nap between two looks at the outbox (rows queued by another
 /// replica, or retries, are found within this).
 const TICK_MS: i64 = 250;
@@ -225,26 +230,47 @@ impl Dispatcher {
         let result = match call {
             Err(e) => Err(e),
             Ok(call) => {
+                // Still ours? (The claim may have run out while earlier rows
+                // of the batch were sent, and another replica taken it.)
+                if !outbox.hold_for_send(row.id, row.claim, now_ms()).await? {
+                    tracing::info!(
+                        outbox = row.id,
+                        "another dispatcher took this message over; it sends it"
+                    );
+                    return Ok(());
+                }
                 let Some(slot) = self.take_slot(&row).await? else {
                     return Ok(());
                 };
                 let started = now_ms();
-                let sent = match call {
-                    Call::Update(r) => sink.update(&item.channel, &r, &message).await.map(|_| None),
-                    Call::Ephemeral => sink
-                        .ephemeral(
-                            &item.channel,
-                            item.user_id.as_deref().unwrap_or_default(),
-                            thread.as_deref(),
-                            &message,
-                        )
-                        .await
-                        .map(|_| None),
-                    Call::Post => sink
-                        .post(&item.channel, thread.as_deref(), &message)
-                        .await
-                        .map(Some),
+                let send = async {
+                    match call {
+                        Call::Update(r) => {
+                            sink.update(&item.channel, &r, &message).await.map(|_| None)
+                        }
+                        Call::Ephemeral => sink
+                            .ephemeral(
+                                &item.channel,
+                                item.user_id.as_deref().unwrap_or_default(),
+                                thread.as_deref(),
+                                &message,
+                            )
+                            .await
+                            .map(|_| None),
+                        Call::Post => sink
+                            .post(&item.channel, thread.as_deref(), &message)
+                            .await
+                            .map(Some),
+                    }
                 };
+                let sent = tokio::time::timeout(SEND_TIMEOUT, send)
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(SendError::Transient(format!(
+                            "no answer within {} s",
+                            SEND_TIMEOUT.as_secs()
+                        )))
+                    });
                 self.paced_from(&row, slot, started).await;
                 sent
             }

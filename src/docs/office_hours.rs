@@ -32,6 +32,7 @@ use crate::storage::questions::{
     answer_key, handoff_key, new_token, Cited, GapRow, Handoff, NewQuestion, Question, Votes,
 };
 use crate::storage::{now_ms, Db, StorageError};
+use crate::util::scheduler::{Lease, Scheduler, Timing};
 
 /// The scheduler lease's name (in the scorecards' lease table: one table
 /// of named leases serves every scheduler).
@@ -816,38 +817,36 @@ impl OfficeHours {
         Ok(AgendaRun { outcome, preview })
     }
 
+    /// The agenda scheduler's lease for this replica (`holder`), with
+    /// `agenda_schedule`: held for two ticks, renewed every tick.
+    pub fn agenda_lease(&self, holder: &str) -> Option<Lease<Db>> {
+        self.inner.config.agenda_schedule.as_ref()?;
+        let tick = Duration::from_secs(self.inner.config.tick_secs.max(1));
+        Some(Lease::new(self.inner.db.clone(), LEASE, holder, tick * 2))
+    }
+
     /// One scheduler tick at `now`: runs the agenda when this replica
-    /// (`holder`) holds the lease; `None` when another does.
+    /// (`holder`) holds the lease; `None` when another does (or without
+    /// `agenda_schedule`).
     pub async fn agenda_tick(
         &self,
         holder: &str,
         now: DateTime<Utc>,
-        tick: Duration,
     ) -> Result<Option<AgendaRun>, StorageError> {
-        let at = now_ms();
-        // Held for two ticks, renewed every tick: a replica that dies
-        // hands it on within two.
-        let until = at + 2 * tick.as_millis() as i64;
-        if !self.inner.db.nags().lease(LEASE, holder, at, until).await? {
+        let Some(lease) = self.agenda_lease(holder) else {
             return Ok(None);
-        }
-        Ok(Some(self.run_agenda(now, false).await?))
+        };
+        lease.run(now_ms(), self.run_agenda(now, false)).await
     }
 
     /// Starts the agenda scheduler when `agenda_schedule` is configured.
-    pub fn spawn_agenda_scheduler(&self, holder: String) -> Option<tokio::task::JoinHandle<()>> {
-        self.inner.config.agenda_schedule.as_ref()?;
+    pub fn spawn_agenda_scheduler(&self, holder: &str) -> Option<Scheduler> {
+        let lease = self.agenda_lease(holder)?;
         let tick = Duration::from_secs(self.inner.config.tick_secs.max(1));
         let this = self.clone();
-        Some(tokio::spawn(async move {
-            let mut every = tokio::time::interval(tick);
-            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                every.tick().await;
-                if let Err(e) = this.agenda_tick(&holder, Utc::now(), tick).await {
-                    tracing::warn!(error = %e, "the office-hours agenda run failed; trying again next tick");
-                }
-            }
+        Some(Scheduler::spawn(lease, Timing::every(tick), move || {
+            let this = this.clone();
+            async move { this.run_agenda(Utc::now(), false).await }
         }))
     }
 }

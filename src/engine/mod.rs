@@ -26,7 +26,9 @@ use crate::requests::approvals::ApprovalNoticeConfig;
 use crate::requests::{ExecutorSettings, RequestSettings, Requests};
 use crate::scorecards::{Scorecards, ScorecardsConfig};
 use crate::storage::{Db, StorageError};
+use crate::util::scheduler::Schedulers;
 use crate::util::tasks::Tracker;
+use retention::Retention;
 
 pub use crate::chat::Handled;
 pub use crate::util::tasks::Overloaded;
@@ -445,8 +447,30 @@ impl Engine {
         Ok(self.inner.requests.sweep().await?)
     }
 
-    pub fn spawn_sweeper(&self, every: Duration) -> tokio::task::JoinHandle<()> {
-        self.inner.requests.spawn_sweeper(every)
+    /// Starts every leased scheduler this replica runs (`holder`: its id
+    /// in the leases): the expiry sweeper (every `sweep_every`), the
+    /// scorecard refresh (every `refresh_every`), the nag scheduler (with
+    /// `[scorecards.nags]`), the office-hours agenda (with
+    /// `agenda_schedule`) and `retention`. Each runs on one replica at a
+    /// time; [`Schedulers::stop`] stops them and lets their leases go.
+    pub fn spawn_schedulers(
+        &self,
+        holder: &str,
+        sweep_every: Duration,
+        refresh_every: Duration,
+        retention: &Retention,
+    ) -> Schedulers {
+        let all = Schedulers::default();
+        all.add(self.inner.requests.spawn_sweeper(holder, sweep_every));
+        all.add(self.scorecards().spawn_refresh(holder, refresh_every));
+        if let Some(s) = self.scorecards().spawn_nag_scheduler(holder) {
+            all.add(s);
+        }
+        if let Some(s) = self.office_hours().spawn_agenda_scheduler(holder) {
+            all.add(s);
+        }
+        all.add(retention.spawn());
+        all
     }
 
     /// Runs work an adapter acknowledged before doing it, counted as running

@@ -1,6 +1,6 @@
 //! The retention scheduler: every `retention.interval_secs`, the replica
-//! holding the `retention` lease (a row of `nag_lease`, like the nag and
-//! agenda schedulers') prunes what `[retention]` says is old enough
+//! holding the `retention` lease (a `util::scheduler` lease, like every
+//! scheduler's) prunes what `[retention]` says is old enough
 //! (`storage::retention`), logs what went per table, and lets the lease go
 //! when it stops. A failed run is a warning; the next interval tries again.
 
@@ -8,13 +8,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::Deserialize;
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
 use crate::storage::retention::{Cutoffs, Pruned, BATCH};
 use crate::storage::{now_ms, Db, StorageError};
+use crate::util::scheduler::{Lease, Scheduler, Timing};
 
-/// The lease's name in `nag_lease`.
+/// The lease's name (`storage::leases`).
 pub const LEASE: &str = "retention";
 
 const DAY_MS: i64 = 24 * 3600 * 1000;
@@ -101,38 +100,31 @@ pub struct Retention {
     db: Db,
     config: RetentionConfig,
     replay_keep_ms: i64,
-    holder: String,
-    stop: Arc<watch::Sender<bool>>,
-    task: Arc<Mutex<Option<JoinHandle<()>>>>,
+    lease: Lease<Db>,
+    scheduler: Arc<Mutex<Option<Scheduler>>>,
 }
 
 impl Retention {
-    /// `holder`: this replica's name in the lease.
+    /// `holder`: this replica's name in the lease, held for two intervals
+    /// (so a replica that dies hands it on within two).
     pub fn new(db: Db, config: RetentionConfig, replay_keep_ms: i64, holder: String) -> Self {
+        let lease = Lease::new(db.clone(), LEASE, &holder, config.interval() * 2);
         Retention {
             db,
             config,
             replay_keep_ms,
-            holder,
-            stop: Arc::new(watch::channel(false).0),
-            task: Arc::new(Mutex::new(None)),
+            lease,
+            scheduler: Arc::new(Mutex::new(None)),
         }
     }
 
     /// One run at `now` (Unix ms): prunes when this replica holds the
-    /// lease (taken or renewed for two intervals, so a replica that dies
-    /// hands it on within two); `None` when another replica holds it.
+    /// lease; `None` when another replica holds it.
     pub async fn tick(&self, now: i64) -> Result<Option<Pruned>, StorageError> {
-        let until = now + 2 * self.config.interval().as_millis() as i64;
-        if !self
-            .db
-            .nags()
-            .lease(LEASE, &self.holder, now, until)
-            .await?
-        {
-            tracing::debug!(holder = %self.holder, "retention: another replica holds the lease");
-            return Ok(None);
-        }
+        self.lease.run(now, self.prune(now)).await
+    }
+
+    async fn prune(&self, now: i64) -> Result<Pruned, StorageError> {
         let cut = self.config.cutoffs(now, self.replay_keep_ms);
         let p = self.db.retention().prune(&cut, BATCH).await?;
         tracing::info!(
@@ -144,49 +136,41 @@ impl Retention {
             "retention: pruned {} rows",
             p.total()
         );
-        Ok(Some(p))
+        Ok(p)
     }
 
     /// Starts the loop: the first run a minute after start (or one
     /// interval, if shorter), so starting stays quick, then every interval.
-    pub fn spawn(&self) {
-        let this = self.clone();
-        let mut stop = self.stop.subscribe();
-        let every = self.config.interval();
-        let handle = tokio::spawn(async move {
-            let first = tokio::time::Instant::now() + every.min(Duration::from_secs(60));
-            let mut ticks = tokio::time::interval_at(first, every);
-            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tokio::select! {
-                    _ = ticks.tick() => {}
-                    _ = stop.wait_for(|s| *s) => break,
-                }
-                // Stopping cuts a run short between (or within) batches:
-                // each batch is a statement of its own, so nothing is half
-                // done, and the next holder carries on.
-                tokio::select! {
-                    r = this.tick(now_ms()) => if let Err(e) = r {
-                        tracing::warn!(error = %e, "retention: pruning failed; trying again next interval");
-                    },
-                    _ = stop.wait_for(|s| *s) => break,
-                }
-            }
-        });
-        if let Some(old) = self.task.lock().expect("not poisoned").replace(handle) {
-            old.abort();
+    /// Stopping cuts a run short between (or within) batches: each batch
+    /// is a statement of its own, so nothing is half done.
+    pub fn spawn(&self) -> Scheduler {
+        let mut slot = self.scheduler.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(running) = slot.as_ref() {
+            return running.clone();
         }
+        let every = self.config.interval();
+        let timing = Timing::every(every).first_after(every.min(Duration::from_secs(60)));
+        let this = self.clone();
+        let s = Scheduler::spawn(self.lease.clone(), timing, move || {
+            let this = this.clone();
+            async move { this.prune(now_ms()).await }
+        });
+        *slot = Some(s.clone());
+        s
     }
 
     /// Stops the loop (a run under way stops at once) and lets the lease
     /// go, so another replica need not wait.
     pub async fn stop(&self) {
-        self.stop.send_replace(true);
-        let task = self.task.lock().expect("not poisoned").take();
-        if let Some(task) = task {
-            let _ = task.await;
+        let s = self
+            .scheduler
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(s) = s {
+            s.stop().await;
         }
-        if let Err(e) = self.db.nags().release(LEASE, &self.holder).await {
+        if let Err(e) = self.lease.release().await {
             tracing::warn!(error = %e, "retention: letting the lease go failed");
         }
     }

@@ -3266,8 +3266,14 @@ mod tests {
                            "environment": "staging", "resources": ["kafka"]}),
                 ),
                 ("thanks, the rollback worked", json!({"action": "none"})),
-                ("thank you so much for all the help!", json!({"action": "none"})),
-                ("thank u for ur help with the deploy", json!({"action": "none"})),
+                (
+                    "thank you so much for all the help!",
+                    json!({"action": "none"}),
+                ),
+                (
+                    "thank u for ur help with the deploy",
+                    json!({"action": "none"}),
+                ),
                 (
                     "great job on the prod release everyone",
                     json!({"action": "none"}),

@@ -7,9 +7,13 @@ use std::time::Duration;
 use crate::chat::notices;
 use crate::domain::{Actor, RequestState, Transition};
 use crate::storage::{now_ms, StorageError, Updates};
+use crate::util::scheduler::{Lease, Scheduler, Timing};
 
 use super::decide::Settle;
 use super::{Requests, Step};
+
+/// The sweeper's lease name.
+const SWEEPER_LEASE: &str = "sweeper";
 
 impl Requests {
     /// At start: nothing left `executing` or `approved` is dropped. Queued
@@ -143,17 +147,16 @@ impl Requests {
         Ok(())
     }
 
-    /// Sweeps every `every`, for ever.
-    pub fn spawn_sweeper(&self, every: Duration) -> tokio::task::JoinHandle<()> {
+    /// Sweeps every `every` on the replica holding the `sweeper` lease
+    /// (`holder`: this replica's id). Every sweep's change is a guarded
+    /// transition, so two sweeps could not do anything twice; the lease
+    /// saves the other replicas reading every open request for nothing.
+    pub fn spawn_sweeper(&self, holder: &str, every: Duration) -> Scheduler {
+        let lease = Lease::new(self.ctx.db.clone(), SWEEPER_LEASE, holder, every * 2);
         let me = self.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            loop {
-                tick.tick().await;
-                if let Err(e) = me.sweep().await {
-                    tracing::warn!(error = %e, "sweep failed");
-                }
-            }
+        Scheduler::spawn(lease, Timing::every(every), move || {
+            let me = me.clone();
+            async move { me.sweep().await }
         })
     }
 }

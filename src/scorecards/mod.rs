@@ -26,6 +26,10 @@ use crate::domain::scorecard::{CheckOutcome, ServiceScore};
 use crate::domain::{ScorecardTarget, ServiceName, TeamName};
 use crate::storage::scorecards::PushedResult;
 use crate::storage::{now_ms, Db, StorageError};
+use crate::util::scheduler::{Lease, Scheduler, Timing};
+
+/// The scorecard refresh's lease name.
+const REFRESH_LEASE: &str = "scorecard-refresh";
 
 pub use config::ScorecardsConfig;
 
@@ -158,17 +162,15 @@ impl Scorecards {
     }
 
     /// Scores every service every `every` (the first time after one
-    /// period: a restart does not re-score everything at once).
-    pub fn spawn_refresh(&self, every: Duration) -> tokio::task::JoinHandle<()> {
+    /// period: a restart does not re-score everything at once), on the
+    /// replica holding the `scorecard-refresh` lease (`holder`: this
+    /// replica's id): one replica's scores serve all.
+    pub fn spawn_refresh(&self, holder: &str, every: Duration) -> Scheduler {
+        let lease = Lease::new(self.inner.db.clone(), REFRESH_LEASE, holder, every * 2);
         let me = self.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-            loop {
-                tick.tick().await;
-                if let Err(e) = me.all().await {
-                    tracing::warn!(error = %e, "scoring every service failed; next time");
-                }
-            }
+        Scheduler::spawn(lease, Timing::every(every), move || {
+            let me = me.clone();
+            async move { me.all().await.map(drop) }
         })
     }
 

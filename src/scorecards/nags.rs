@@ -26,7 +26,8 @@ use crate::storage::nags::{
     new_token, DigestBody, DigestEntry, DigestRow, Mark, MarkKind, NagItem, NewDigest, UNOWNED,
 };
 use crate::storage::outbox::{OutboxItem, OutboxKind};
-use crate::storage::{now_ms, StorageError};
+use crate::storage::{now_ms, Db, StorageError};
+use crate::util::scheduler::{Lease, Scheduler, Timing};
 
 const LEASE: &str = "nags";
 const DAY_MS: i64 = 24 * 3600 * 1000;
@@ -417,39 +418,40 @@ impl Scorecards {
         }
     }
 
+    /// The scheduler's lease for this replica (`holder`): held for two
+    /// ticks and renewed every tick, so one replica evaluates digests at a
+    /// time and a replica that dies hands on within two.
+    pub fn nag_lease(&self, holder: &str) -> Option<Lease<Db>> {
+        let tick = Duration::from_secs(self.nags()?.tick_secs.max(1));
+        Some(Lease::new(self.inner.db.clone(), LEASE, holder, tick * 2))
+    }
+
     /// Starts the scheduler when `[scorecards.nags]` is configured: every
     /// `tick_secs`, the replica holding the lease sends the due digests.
-    pub fn spawn_nag_scheduler(&self, holder: String) -> Option<tokio::task::JoinHandle<()>> {
+    pub fn spawn_nag_scheduler(&self, holder: &str) -> Option<Scheduler> {
         let tick = Duration::from_secs(self.nags()?.tick_secs.max(1));
+        let lease = self.nag_lease(holder)?;
         let this = self.clone();
-        Some(tokio::spawn(async move {
-            let mut every = tokio::time::interval(tick);
-            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                every.tick().await;
-                if let Err(e) = this.nag_tick(&holder, Utc::now(), tick).await {
-                    tracing::warn!(error = %e, "the nag scheduler's run failed; trying again next tick");
-                }
-            }
+        Some(Scheduler::spawn(lease, Timing::every(tick), move || {
+            let this = this.clone();
+            async move { this.run_nags(Utc::now(), None, Mode::Scheduled).await }
         }))
     }
 
     /// One scheduler tick at `now`: sends the due digests when this
-    /// replica (`holder`) holds the lease; `None` when another does.
+    /// replica (`holder`) holds the lease; `None` when another does (or
+    /// without `[scorecards.nags]`).
     pub async fn nag_tick(
         &self,
         holder: &str,
         now: DateTime<Utc>,
-        tick: Duration,
     ) -> Result<Option<Vec<DigestRun>>, ScorecardError> {
-        let at = now_ms();
-        // Held for two ticks, renewed every tick: a replica that dies
-        // hands it on within two.
-        let until = at + 2 * tick.as_millis() as i64;
-        if !self.inner.db.nags().lease(LEASE, holder, at, until).await? {
+        let Some(lease) = self.nag_lease(holder) else {
             return Ok(None);
-        }
-        Ok(Some(self.run_nags(now, None, Mode::Scheduled).await?))
+        };
+        lease
+            .run(now_ms(), self.run_nags(now, None, Mode::Scheduled))
+            .await
     }
 
     /// A digest button pressed (`reason`: what the user gave with it, which

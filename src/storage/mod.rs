@@ -11,6 +11,8 @@ pub mod cards;
 pub mod deploys;
 pub mod inbox;
 pub mod jobs;
+pub mod leases;
+pub mod lock;
 pub mod nags;
 pub mod outbox;
 pub mod pace;
@@ -45,6 +47,14 @@ pub enum StorageError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("cannot create the database directory {path}: {source}")]
     Directory {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the SQLite database {database} is in use by another Paver process ({holder}); SQLite serves one process: stop the other one, or use PostgreSQL to run several replicas")]
+    InUse { database: String, holder: String },
+    #[error("cannot open the lock file {path}: {source}")]
+    LockFile {
         path: String,
         #[source]
         source: std::io::Error,
@@ -252,6 +262,11 @@ impl Db {
 
     pub fn scorecards(&self) -> scorecards::ScorecardStore<'_> {
         scorecards::ScorecardStore { db: self }
+    }
+
+    /// The schedulers' named leases.
+    pub fn leases(&self) -> leases::LeaseStore<'_> {
+        leases::LeaseStore { db: self }
     }
 
     pub fn nags(&self) -> nags::NagStore<'_> {

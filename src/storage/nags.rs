@@ -1,6 +1,7 @@
 //! Scorecard nags: each team's digests (one per period, recorded with the
 //! messages it queues), the failing checks they listed with their buttons'
-//! nonces, snoozes and won't-fix marks, and the scheduler's lease.
+//! nonces, snoozes and won't-fix marks. (The schedulers' leases, in the
+//! table still named `nag_lease`, are `storage::leases`.)
 
 use serde::{Deserialize, Serialize};
 
@@ -153,40 +154,6 @@ fn item_row(r: &sqlx::any::AnyRow) -> Result<NagItem, StorageError> {
 }
 
 impl NagStore<'_> {
-    /// Takes (or renews) the scheduler's lease `name` for `holder` until
-    /// `until`; true when `holder` has it. A lease whose time ran out is
-    /// anyone's, so a replica that died hands it on by itself.
-    pub async fn lease(
-        &self,
-        name: &str,
-        holder: &str,
-        now: i64,
-        until: i64,
-    ) -> Result<bool, StorageError> {
-        let done = sqlx::query(
-            "INSERT INTO nag_lease (name, holder, until) VALUES ($1, $2, $3) \
-             ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, until = excluded.until \
-             WHERE nag_lease.holder = excluded.holder OR nag_lease.until < $4",
-        )
-        .bind(name)
-        .bind(holder)
-        .bind(until)
-        .bind(now)
-        .execute(self.db.pool())
-        .await?;
-        Ok(done.rows_affected() == 1)
-    }
-
-    /// Lets the lease go (at shutdown), so another replica need not wait.
-    pub async fn release(&self, name: &str, holder: &str) -> Result<(), StorageError> {
-        sqlx::query("DELETE FROM nag_lease WHERE name = $1 AND holder = $2")
-            .bind(name)
-            .bind(holder)
-            .execute(self.db.pool())
-            .await?;
-        Ok(())
-    }
-
     /// The team's latest digests, newest first.
     pub async fn recent(&self, team: &str, limit: i64) -> Result<Vec<DigestRow>, StorageError> {
         let rows = sqlx::query(&format!(

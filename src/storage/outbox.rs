@@ -57,6 +57,9 @@ pub struct OutboxRow {
     pub attempts: i64,
     /// When it was queued (Unix ms).
     pub created_at: i64,
+    /// The claim it was taken with (its `claimed_until`): what
+    /// [`OutboxStore::hold_for_send`] checks is still this dispatcher's.
+    pub claim: i64,
 }
 
 /// An outbox row as claimed: the kind still its database spelling.
@@ -74,6 +77,7 @@ struct ClaimedRow {
     body: String,
     attempts: i64,
     created_at: i64,
+    claimed_until: i64,
 }
 
 impl TryFrom<ClaimedRow> for OutboxRow {
@@ -86,6 +90,7 @@ impl TryFrom<ClaimedRow> for OutboxRow {
             id: r.id,
             attempts: r.attempts,
             created_at: r.created_at,
+            claim: r.claimed_until,
             item: OutboxItem {
                 platform: r.platform,
                 channel: r.channel,
@@ -134,8 +139,16 @@ pub struct OutboxStore<'a> {
     pub(super) db: &'a Db,
 }
 
-/// How long a claimed row is held before another dispatcher may take it.
-const CLAIM_MS: i64 = 60_000;
+/// How long a claimed row is held before another dispatcher may take it,
+/// if it is not sent by then. Short, so a replica that dies holding claims
+/// stalls their channels only this long; the claim is extended right
+/// before the send ([`SEND_HOLD_MS`]).
+const CLAIM_MS: i64 = 10_000;
+
+/// How long a row is held from the moment its send starts: longer than a
+/// send may take (the dispatcher gives up on a send after less), so no
+/// other dispatcher takes it while it is on its way.
+pub const SEND_HOLD_MS: i64 = 15_000;
 
 impl OutboxStore<'_> {
     /// Queues a message. A card update replaces the body of the card's
@@ -145,11 +158,14 @@ impl OutboxStore<'_> {
     /// added. A card whose first post is still waiting takes the new body
     /// into that post (it goes out as it is now, with no update behind it:
     /// a paced channel would otherwise see the post and then every edit).
+    /// A replaced row's lapsed claim is cleared, so a dispatcher that
+    /// claimed the old body and has not sent it yet finds its claim gone
+    /// ([`OutboxStore::hold_for_send`]) instead of sending a stale body.
     pub async fn enqueue(&self, item: &OutboxItem) -> Result<i64, StorageError> {
         let now = now_ms();
         if let (OutboxKind::Update, Some(key)) = (item.kind, &item.card_key) {
             let replaced = sqlx::query(
-                "UPDATE outbox SET body = $1, channel = $2 \
+                "UPDATE outbox SET body = $1, channel = $2, claimed_until = 0 \
                  WHERE kind IN ('update', 'post') AND card_key = $3 AND platform = $4 AND status = 'pending' AND claimed_until <= $5 \
                  RETURNING id",
             )
@@ -215,7 +231,7 @@ impl OutboxStore<'_> {
                  AND earlier.status = 'pending' AND earlier.id < o.id)) \
                ORDER BY id LIMIT ${limit_at}) \
              AND status = 'pending' AND claimed_until <= ${recheck_at} \
-             RETURNING id, platform, channel, kind, user_id, card_key, thread_key, thread_ref, body, attempts, created_at",
+             RETURNING id, platform, channel, kind, user_id, card_key, thread_key, thread_ref, body, attempts, created_at, claimed_until",
             pace_at = n + 4,
             limit_at = n + 5,
             recheck_at = n + 6,
@@ -237,6 +253,24 @@ impl OutboxStore<'_> {
         // RETURNING promises no order; sends go oldest first.
         out.sort_by_key(|r| r.id);
         Ok(out)
+    }
+
+    /// Right before a row is sent: holds it for [`SEND_HOLD_MS`] from
+    /// `now`, if it is still held under `claim` (the claim it was taken
+    /// with). False when the claim ran out and another dispatcher took the
+    /// row: that one sends it, this one must not. A batch's rows are sent
+    /// one after the other, so a late row's claim may have run out by its
+    /// turn; this check is what keeps it from going out twice.
+    pub async fn hold_for_send(&self, id: i64, claim: i64, now: i64) -> Result<bool, StorageError> {
+        let held = sqlx::query(
+            "UPDATE outbox SET claimed_until = $1 WHERE id = $2 AND status = 'pending' AND claimed_until = $3",
+        )
+        .bind(now + SEND_HOLD_MS)
+        .bind(id)
+        .bind(claim)
+        .execute(&self.db.pool)
+        .await?;
+        Ok(held.rows_affected() == 1)
     }
 
     pub async fn mark_sent(&self, id: i64) -> Result<(), StorageError> {

@@ -242,7 +242,9 @@ impl TestPaver {
             catalog: self.catalog.clone(),
             engine: self.engine.clone(),
             dispatcher: self.dispatcher.clone(),
-            retention: None,
+            holder: "test".into(),
+            schedulers: Default::default(),
+            process_lock: None,
             readiness: Default::default(),
         }
     }
