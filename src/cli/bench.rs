@@ -384,8 +384,9 @@ async fn bench(b: EventsBench) -> anyhow::Result<ExitCode> {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
-    let sent = sent.lock().expect("not poisoned");
-    let cards = seen.cards.lock().expect("not poisoned");
+    // Copied out: the replicas are stopped (awaited) after the report.
+    let sent = std::mem::take(&mut *sent.lock().expect("not poisoned"));
+    let cards = seen.cards.lock().expect("not poisoned").clone();
     let mut acks: Vec<Duration> = sent.events.iter().map(|e| e.2).collect();
     acks.sort();
     let refused = sent.events.iter().filter(|e| e.3 != 200).count();
@@ -458,8 +459,6 @@ async fn bench(b: EventsBench) -> anyhow::Result<ExitCode> {
         seen.updates.lock().expect("not poisoned"),
         seen.other.lock().expect("not poisoned")
     );
-    drop(cards);
-    drop(sent);
     for mut r in replicas {
         // SIGTERM, as an orchestrator stops it; killed if it lingers.
         if let Some(pid) = r.child.id() {

@@ -434,6 +434,35 @@ impl OutboxStore<'_> {
     }
 }
 
+async fn mark_sent(conn: &mut sqlx::AnyConnection, id: i64) -> Result<(), StorageError> {
+    sqlx::query("UPDATE outbox SET status = 'sent', sent_at = $1, claimed_until = 0 WHERE id = $2")
+        .bind(now_ms())
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+async fn save_card(
+    conn: &mut sqlx::AnyConnection,
+    key: &str,
+    platform: Platform,
+    channel: &str,
+    message_ref: &str,
+) -> Result<(), StorageError> {
+    sqlx::query(
+        "INSERT INTO cards (card_key, platform, channel, message_ref) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (card_key) DO UPDATE SET message_ref = excluded.message_ref",
+    )
+    .bind(key)
+    .bind(platform.as_str())
+    .bind(channel)
+    .bind(message_ref)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -480,33 +509,4 @@ mod tests {
         let third = outbox.claim_due(&platforms, 50).await.unwrap();
         assert_eq!(third.iter().map(|r| r.id).collect::<Vec<_>>(), [newer]);
     }
-}
-
-async fn mark_sent(conn: &mut sqlx::AnyConnection, id: i64) -> Result<(), StorageError> {
-    sqlx::query("UPDATE outbox SET status = 'sent', sent_at = $1, claimed_until = 0 WHERE id = $2")
-        .bind(now_ms())
-        .bind(id)
-        .execute(conn)
-        .await?;
-    Ok(())
-}
-
-async fn save_card(
-    conn: &mut sqlx::AnyConnection,
-    key: &str,
-    platform: Platform,
-    channel: &str,
-    message_ref: &str,
-) -> Result<(), StorageError> {
-    sqlx::query(
-        "INSERT INTO cards (card_key, platform, channel, message_ref) VALUES ($1, $2, $3, $4) \
-         ON CONFLICT (card_key) DO UPDATE SET message_ref = excluded.message_ref",
-    )
-    .bind(key)
-    .bind(platform.as_str())
-    .bind(channel)
-    .bind(message_ref)
-    .execute(conn)
-    .await?;
-    Ok(())
 }

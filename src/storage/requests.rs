@@ -332,7 +332,7 @@ impl RequestStore<'_> {
         .execute(&mut *tx)
         .await?;
         if let Some(nlu) = &new.nlu {
-            record_nlu(&mut *tx, &id, nlu).await?;
+            record_nlu(&mut tx, &id, nlu).await?;
         }
         insert_event(
             &mut tx,
@@ -639,7 +639,7 @@ impl RequestStore<'_> {
     /// Records how the request's current action was understood.
     pub async fn record_nlu(&self, id: &str, nlu: &NluRecord) -> Result<(), StorageError> {
         let mut conn = self.db.pool.acquire().await?;
-        record_nlu(&mut *conn, id, nlu).await
+        record_nlu(&mut conn, id, nlu).await
     }
 
     /// How the request was understood; `None` when nothing was recorded.
