@@ -148,9 +148,7 @@ pub struct Db {
     backend: Backend,
 }
 
-pub fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
+pub use crate::util::now_ms;
 
 impl Db {
     /// Connects (creating a SQLite file and its directory when needed) and

@@ -12,4 +12,10 @@ pub mod template;
 pub mod text;
 
 pub use backoff::Backoff;
+
+/// Wall-clock Unix milliseconds: what the database stores as times, and
+/// what leases are compared by across processes (and hosts).
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
 pub use redact::{redact_text, redact_url, url_has_password};

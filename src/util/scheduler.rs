@@ -19,7 +19,7 @@
 use std::fmt::Display;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use tokio::sync::watch;
@@ -44,13 +44,6 @@ pub trait Leases: Clone + Send + Sync + 'static {
 
     /// Lets the lease go if `holder` holds it.
     async fn release(&self, name: &str, holder: &str) -> Result<(), Self::Error>;
-}
-
-/// Wall-clock Unix ms: leases are compared across processes (and hosts).
-pub fn unix_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 fn ms(d: Duration) -> i64 {
@@ -215,7 +208,7 @@ impl Scheduler {
                 // Stopping cuts a run short: every scheduled job commits its
                 // work in steps of its own, so the next holder carries on.
                 tokio::select! {
-                    r = lease.run(unix_ms(), job()) => if let Err(e) = r {
+                    r = lease.run(super::now_ms(), job()) => if let Err(e) = r {
                         tracing::warn!(scheduler = %lease.name(), error = %e, "the scheduled run failed; trying again next tick");
                     },
                     _ = stopped.wait_for(|s| *s) => break,
