@@ -39,38 +39,36 @@ const BOT: &str = "U0PAVERBENCH";
 const DEFAULT_USER: &str = "U0ADA";
 const CHANNELS: usize = 50;
 
-#[derive(Debug, Clone)]
-pub struct EventsBench {
-    /// Events a second (open loop); `None` with `burst`.
-    pub rate: Option<f64>,
-    pub seconds: f64,
-    /// Send this many as fast as `concurrency` allows, instead of a rate.
-    pub burst: Option<usize>,
-    pub concurrency: usize,
-    pub replicas: usize,
-    /// A database for the replicas (PostgreSQL for several); default a
-    /// scratch SQLite file.
-    pub database: Option<String>,
-    pub text: String,
-    pub user: String,
-    /// How long to wait for the last cards after the last event.
-    pub drain_secs: f64,
-}
+/// How long to wait for the last cards after the last event.
+const DRAIN: Duration = Duration::from_secs(60);
 
-impl EventsBench {
-    pub fn defaults() -> Self {
-        EventsBench {
-            rate: Some(500.0),
-            seconds: 60.0,
-            burst: None,
-            concurrency: 64,
-            replicas: 1,
-            database: None,
-            text: "create staging for order-service with Postgres".into(),
-            user: DEFAULT_USER.into(),
-            drain_secs: 60.0,
-        }
-    }
+/// `paver bench events`: what to send, and at what.
+#[derive(Debug, Clone, clap::Args)]
+pub struct EventsBench {
+    /// Events a second, sent on time whatever is in flight.
+    #[arg(long, default_value_t = 500.0, conflicts_with = "burst")]
+    pub rate: f64,
+    /// How long to send at `--rate`.
+    #[arg(long, default_value_t = 60.0)]
+    pub seconds: f64,
+    /// Send this many as fast as they are acknowledged instead.
+    #[arg(long, value_name = "N")]
+    pub burst: Option<usize>,
+    /// Events in flight at once in a burst.
+    #[arg(long, default_value_t = 64)]
+    pub concurrency: usize,
+    /// `paver serve` processes, sent to in turn (several need --database postgres://…).
+    #[arg(long, default_value_t = 1)]
+    pub replicas: usize,
+    /// The replicas' database (default: a scratch SQLite file).
+    #[arg(long, value_name = "URL")]
+    pub database: Option<String>,
+    /// What each event asks.
+    #[arg(long, default_value = "create staging for order-service with Postgres")]
+    pub text: String,
+    /// The Slack user id each event is from (a catalog user).
+    #[arg(long, default_value = DEFAULT_USER)]
+    pub user: String,
 }
 
 /// What the fake Slack saw: when each card (a post in an event's thread)
@@ -326,13 +324,11 @@ async fn bench(b: EventsBench) -> anyhow::Result<ExitCode> {
     let t_start = Instant::now();
     let slots = Arc::new(tokio::sync::Semaphore::new(b.concurrency.max(1)));
     let mut tasks = Vec::new();
-    let total = match (b.burst, b.rate) {
-        (Some(n), _) => n,
-        (None, Some(rate)) => (rate * b.seconds).round() as usize,
-        (None, None) => bail!("give --rate or --burst"),
-    };
-    let mut tick = b.rate.filter(|_| b.burst.is_none()).map(|rate| {
-        let mut t = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
+    let total = b
+        .burst
+        .unwrap_or_else(|| (b.rate * b.seconds).round() as usize);
+    let mut tick = b.burst.is_none().then(|| {
+        let mut t = tokio::time::interval(Duration::from_secs_f64(1.0 / b.rate));
         t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
         t
     });
@@ -364,7 +360,7 @@ async fn bench(b: EventsBench) -> anyhow::Result<ExitCode> {
     }
     let sending = t_start.elapsed();
     // The last cards.
-    let deadline = Instant::now() + Duration::from_secs_f64(b.drain_secs);
+    let deadline = Instant::now() + DRAIN;
     let acked: Vec<String> = sent
         .lock()
         .expect("not poisoned")
@@ -407,10 +403,9 @@ async fn bench(b: EventsBench) -> anyhow::Result<ExitCode> {
         .map(|l| l.duration_since(t_start))
         .unwrap_or(sending);
 
-    let how = match (b.burst, b.rate) {
-        (Some(n), _) => format!("a burst of {n}, {} in flight", b.concurrency),
-        (None, Some(r)) => format!("{r}/s for {}s", b.seconds),
-        _ => unreachable!(),
+    let how = match b.burst {
+        Some(n) => format!("a burst of {n}, {} in flight", b.concurrency),
+        None => format!("{}/s for {}s", b.rate, b.seconds),
     };
     println!(
         "paver bench events: {how}, {} replica(s) on {}",

@@ -124,32 +124,7 @@ enum BenchCommand {
     /// Signed Slack events at `paver serve` replicas and a recording fake
     /// Slack: acknowledgement latency, event → card latency and rate,
     /// dropped events, launch time, idle memory.
-    Events {
-        /// Events a second, sent on time whatever is in flight.
-        #[arg(long, default_value_t = 500.0, conflicts_with = "burst")]
-        rate: f64,
-        /// How long to send at `--rate`.
-        #[arg(long, default_value_t = 60.0)]
-        seconds: f64,
-        /// Send this many as fast as they are acknowledged instead.
-        #[arg(long, value_name = "N")]
-        burst: Option<usize>,
-        /// Events in flight at once in a burst.
-        #[arg(long, default_value_t = 64)]
-        concurrency: usize,
-        /// `paver serve` processes, sent to in turn (several need --database postgres://…).
-        #[arg(long, default_value_t = 1)]
-        replicas: usize,
-        /// The replicas' database (default: a scratch SQLite file).
-        #[arg(long, value_name = "URL")]
-        database: Option<String>,
-        /// What each event asks.
-        #[arg(long, default_value = "create staging for order-service with Postgres")]
-        text: String,
-        /// The Slack user id each event is from (a catalog user).
-        #[arg(long, default_value = "U0ADA")]
-        user: String,
-    },
+    Events(bench::EventsBench),
 }
 
 #[derive(Subcommand, Debug)]
@@ -259,28 +234,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             audit::run(&config, command)
         }
         Command::Bench {
-            command:
-                BenchCommand::Events {
-                    rate,
-                    seconds,
-                    burst,
-                    concurrency,
-                    replicas,
-                    database,
-                    text,
-                    user,
-                },
-        } => bench::run(bench::EventsBench {
-            rate: Some(rate),
-            seconds,
-            burst,
-            concurrency,
-            replicas,
-            database,
-            text,
-            user,
-            ..bench::EventsBench::defaults()
-        }),
+            command: BenchCommand::Events(b),
+        } => bench::run(b),
         Command::Migrate => {
             let config = load_config(config_path.as_deref())?;
             let rt = tokio::runtime::Builder::new_current_thread()
