@@ -752,11 +752,12 @@ impl<'a> Message<'a> {
     /// Whether no word of the message could be a service's name, known or
     /// unknown, exact or not.
     fn names_nothing(&self) -> bool {
-        self.exact.is_empty()
-            && self
-                .word_matches
-                .get_or_init(|| self.find_word_matches())
-                .is_empty()
+        self.exact.is_empty() && self.word_matches().is_empty()
+    }
+
+    /// [`Self::find_word_matches`], found once per message.
+    fn word_matches(&self) -> &[(usize, ServiceMatch)] {
+        self.word_matches.get_or_init(|| self.find_word_matches())
     }
 
     /// The reading a cue argues for in this message ("bump" with a version
@@ -1599,7 +1600,7 @@ impl<'a> Message<'a> {
         let mut fuzzy = None;
         let mut ambiguous = None;
         let mut unknown = None;
-        let words = self.word_matches.get_or_init(|| self.find_word_matches());
+        let words = self.word_matches();
         for (_, m) in words.iter().filter(|(p, _)| *p < end) {
             match m {
                 ServiceMatch::Fuzzy(name) => {
