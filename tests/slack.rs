@@ -1305,6 +1305,124 @@ async fn an_event_left_pending_by_a_crash_is_handled_by_recovery() {
         .is_some());
 }
 
+/// Marks an inbox event pending again with its lease over: what a replica
+/// that died after (part of) its handling, before recording it as handled,
+/// leaves behind.
+async fn cut_off_by_a_crash(db: &paver::storage::Db, event_id: &str) {
+    sqlx::query("UPDATE inbox SET status = 'pending', lease_until = 0 WHERE event_id = $1")
+        .bind(event_id)
+        .execute(db.pool())
+        .await
+        .unwrap();
+}
+
+async fn recovered(r: &Rig, event_id: &str, attempts: i64) {
+    paver::engine::inbox::recover_once(&r.state).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let s = r
+            .tdb
+            .db
+            .inbox()
+            .state(paver::chat::Platform::Slack, event_id)
+            .await
+            .unwrap()
+            .unwrap();
+        if (s.status.as_str(), s.attempts) == ("done", attempts) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never handled: {s:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    r.idle().await;
+}
+
+async fn count(db: &paver::storage::Db, sql: &str) -> i64 {
+    use sqlx::Row;
+    sqlx::query(sql)
+        .fetch_one(db.pool())
+        .await
+        .unwrap()
+        .try_get::<i64, _>(0)
+        .unwrap()
+}
+
+#[tokio::test]
+async fn an_event_handled_again_after_a_crash_stores_and_posts_nothing_twice() {
+    let r = rig().await;
+    let db = &r.tdb.db;
+    let stored = |text: &str, ts: &str| {
+        let mut event = mention(text, "U0ALICE", "x")["event"].clone();
+        event["ts"] = json!(ts);
+        serde_json::to_string(&paver::slack::inbound::SlackWork::Event {
+            event: serde_json::from_value(event).unwrap(),
+        })
+        .unwrap()
+    };
+    let inbox = db.inbox();
+    let platform = paver::chat::Platform::Slack;
+
+    // A request: handled to the end, but the replica died before marking
+    // the event handled. Taken again, it finds its request and its card.
+    let payload = stored(
+        "create staging for order-service with Postgres",
+        "1678252300.000001",
+    );
+    inbox
+        .insert(platform, "EvAgain", &payload, 0)
+        .await
+        .unwrap()
+        .unwrap();
+    recovered(&r, "EvAgain", 2).await;
+    assert_eq!(r.fake.calls("chat.postMessage").len(), 1);
+    cut_off_by_a_crash(db, "EvAgain").await;
+    recovered(&r, "EvAgain", 3).await;
+    assert_eq!(count(db, "SELECT COUNT(*) FROM requests").await, 1);
+    assert_eq!(count(db, "SELECT COUNT(*) FROM outbox").await, 1);
+    assert_eq!(r.fake.calls("chat.postMessage").len(), 1, "the card once");
+
+    // Died after storing the request, before its card was queued: taken
+    // again, the request is not stored twice and its card goes out.
+    let payload = stored("restart cart-service in dev", "1678252300.000002");
+    inbox
+        .insert(platform, "EvHalf", &payload, 0)
+        .await
+        .unwrap()
+        .unwrap();
+    recovered(&r, "EvHalf", 2).await;
+    sqlx::query("DELETE FROM outbox WHERE origin LIKE 'slack:EvHalf#%'")
+        .execute(db.pool())
+        .await
+        .unwrap();
+    r.fake.calls.lock().unwrap().clear();
+    cut_off_by_a_crash(db, "EvHalf").await;
+    recovered(&r, "EvHalf", 3).await;
+    assert_eq!(count(db, "SELECT COUNT(*) FROM requests").await, 2);
+    let posts = r.fake.calls("chat.postMessage");
+    assert_eq!(posts.len(), 1, "{posts:?}");
+    assert!(
+        posts[0].to_string().contains("Restart cart-service"),
+        "{posts:?}"
+    );
+
+    // A plain answer (no request) is not said twice either.
+    let payload = stored("help", "1678252300.000003");
+    inbox
+        .insert(platform, "EvHelp", &payload, 0)
+        .await
+        .unwrap()
+        .unwrap();
+    recovered(&r, "EvHelp", 2).await;
+    let said = r.fake.calls("chat.postMessage").len();
+    cut_off_by_a_crash(db, "EvHelp").await;
+    recovered(&r, "EvHelp", 3).await;
+    assert_eq!(r.fake.calls("chat.postMessage").len(), said);
+    assert_eq!(count(db, "SELECT COUNT(*) FROM requests").await, 2);
+}
+
 // ----- bounded everywhere (issue 10, item 9) -----------------------------------
 
 fn post_item(platform: &str, channel: &str, text: &str) -> paver::storage::outbox::OutboxItem {

@@ -378,7 +378,9 @@ impl OfficeHours {
         };
         let at = now_ms();
         let new = NewQuestion {
-            id: format!("q-{}", new_token()),
+            // Derived from the chat event when one is handled: asked again
+            // after a crash, the question finds its first record.
+            id: crate::util::origin::next_id("q-").unwrap_or_else(|| format!("q-{}", new_token())),
             nonce: new_token(),
             platform: conv.platform,
             channel: conv.channel.clone(),

@@ -240,9 +240,17 @@ impl Engine {
                 return Ok(Handled::Duplicate);
             }
         }
+        let conv = &msg.conversation;
+        let (catalog, parser) = inner.parser.current();
+        let asks_llm = matches!(&inner.understander, Some(u) if u.will_ask(&parser, &msg.text));
+        // Taken again after a crash cut its handling off: the request it
+        // stored is found (its card sits in this very thread, so the
+        // message would otherwise read as a follow-up to it).
+        if let Some(handled) = inner.requests.stored_before(asks_llm).await? {
+            return Ok(handled);
+        }
         // A reply in the platform team's thread under a handed-off
         // question is the docs flow's (the relay), whatever it says.
-        let conv = &msg.conversation;
         if let Some(question) = inner
             .db
             .threads()
@@ -251,7 +259,6 @@ impl Engine {
         {
             return Ok(inner.office_hours.reply_in_handoff(&msg, &question).await?);
         }
-        let (catalog, parser) = inner.parser.current();
         if let Some(handled) = inner
             .requests
             .follow_up_in_thread(&msg, &catalog, &parser)
@@ -261,9 +268,9 @@ impl Engine {
         }
         // When the LLM will be asked (seconds on a small model), a
         // placeholder goes out at once; whatever the answer is replaces it.
-        let placeholder = match &inner.understander {
-            Some(u) if u.will_ask(&parser, &msg.text) => Some(inner.send.placeholder(conv).await?),
-            _ => None,
+        let placeholder = match asks_llm {
+            true => Some(inner.send.placeholder(conv).await?),
+            false => None,
         };
         let placeholder = placeholder.as_ref();
         let understood = match &inner.understander {

@@ -7,7 +7,7 @@ use crate::chat::{messages, ChatUser, Conversation, Handled, Inbound};
 use crate::domain::{Action, Actor, Environment, Transition};
 use crate::nlu::Understanding;
 use crate::policy::{self, Decision, PolicyContext};
-use crate::storage::{NewRequest, NluRecord, Request, StorageError};
+use crate::storage::{NewRequest, NluRecord, Request, StorageError, Stored};
 
 use super::{Requests, Step};
 
@@ -38,7 +38,7 @@ impl Requests {
         }
         let decision = self.evaluate(user, &action, catalog).await;
         let (notes, first) = self.card_notes(&action, &decision).await;
-        let req = ctx
+        let stored = ctx
             .db
             .requests()
             .insert(
@@ -59,6 +59,11 @@ impl Requests {
                 &user.chat_label(),
             )
             .await?;
+        let req = match stored {
+            Stored::New(req) => req,
+            // This event was handled before, up to storing its request.
+            Stored::Found(req) => return self.show_again(req, placeholder.is_some()).await,
+        };
         crate::util::metrics::request_state(req.action.kind().as_str(), req.state.as_str());
         if let Decision::Deny { rule, reason } = decision {
             // Denied at once: the card is posted showing the denial.
@@ -79,6 +84,36 @@ impl Requests {
         match placeholder {
             Some(_) => ctx.send.update_card(&req, None).await?,
             None => ctx.send.post_card(&req).await?,
+        }
+        Ok(Handled::Proposed(req.id))
+    }
+
+    /// The request this chat event stored when it was handled before
+    /// (`util::origin`: a crash cut that handling off and the inbox gave
+    /// the event again), shown again; `None` when there is none.
+    /// `placeholder`: whether the handling posts a placeholder first.
+    pub async fn stored_before(&self, placeholder: bool) -> Result<Option<Handled>, StorageError> {
+        let Some(id) = crate::util::origin::first_id("r-") else {
+            return Ok(None);
+        };
+        match self.ctx.db.requests().find(&id).await? {
+            Some(req) => {
+                tracing::info!(request = %req.id, "this event was handled before, up to its request; showing its card");
+                self.show_again(req, placeholder).await.map(Some)
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// A stored request's card, shown as the request is now and nothing
+    /// decided again: a post its first handling queued is not queued twice
+    /// (the outbox keeps one per key), and an edit brings the placeholder it
+    /// replaces up to date.
+    async fn show_again(&self, req: Request, placeholder: bool) -> Result<Handled, StorageError> {
+        if placeholder {
+            self.ctx.send.update_card(&req, None).await?;
+        } else {
+            self.ctx.send.post_card(&req).await?;
         }
         Ok(Handled::Proposed(req.id))
     }

@@ -35,7 +35,7 @@ pub use jobs::{Claimed, JobRow, JobStatus, JobStore};
 pub use outbox::{OutboxRow, OutboxStore};
 pub use pace::{PaceStore, Slot};
 pub use requests::{
-    ApprovalDecision, Guard, NewDecision, NewRequest, NluRecord, Request, RequestStore,
+    ApprovalDecision, Guard, NewDecision, NewRequest, NluRecord, Request, RequestStore, Stored,
     TransitionOutcome, Updates,
 };
 

@@ -108,6 +108,12 @@ impl TryFrom<ClaimedRow> for OutboxRow {
 /// Adds `item` as a row due at `now`; returns its id. Storage that records
 /// something together with the messages it queues (card copies, digests)
 /// calls it inside its own transaction, so both commit or neither does.
+///
+/// A post queued while an inbound event is handled is keyed by it
+/// (`util::origin`): when a crash made the event be handled again, the post
+/// its first handling queued is found (its id returned; the no-op update
+/// is what makes `RETURNING` answer for it) instead of queued twice. Edits
+/// are not keyed: an edit sent again changes nothing.
 pub(super) async fn insert<'e, E>(
     executor: E,
     item: &OutboxItem,
@@ -116,9 +122,14 @@ pub(super) async fn insert<'e, E>(
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
+    let origin = match item.kind {
+        OutboxKind::Update => None,
+        _ => crate::util::origin::next_post_key(),
+    };
     let row = sqlx::query(
-        "INSERT INTO outbox (platform, channel, kind, user_id, card_key, thread_key, thread_ref, body, next_attempt_at, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
+        "INSERT INTO outbox (platform, channel, kind, user_id, card_key, thread_key, thread_ref, body, next_attempt_at, created_at, origin) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+         ON CONFLICT (origin) WHERE origin IS NOT NULL DO UPDATE SET origin = excluded.origin RETURNING id",
     )
     .bind(item.platform.as_str())
     .bind(&item.channel)
@@ -130,6 +141,7 @@ where
     .bind(&item.body)
     .bind(now)
     .bind(now)
+    .bind(origin)
     .fetch_one(executor)
     .await?;
     get_i64(&row, "id")

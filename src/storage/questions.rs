@@ -187,7 +187,9 @@ pub struct QuestionStore<'a> {
 
 impl QuestionStore<'_> {
     /// Records a question and queues its answer (and anything else said
-    /// with it) in one transaction.
+    /// with it) in one transaction. A question recorded before under the
+    /// same id (the same chat event, handled again after a crash) is left
+    /// as it is, and nothing is queued again.
     pub async fn record(
         &self,
         q: &NewQuestion,
@@ -195,10 +197,11 @@ impl QuestionStore<'_> {
     ) -> Result<(), StorageError> {
         let mut tx = self.db.pool().begin().await?;
         let sources = serde_json::to_string(&q.sources).expect("citations serialize");
-        sqlx::query(
+        let stored = sqlx::query(
             "INSERT INTO questions (id, nonce, platform, channel, thread, asker_id, asker_name, question, known, \
              sources_json, answer_json, office_hours_at, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
+             ON CONFLICT (id) DO NOTHING",
         )
         .bind(&q.id)
         .bind(&q.nonce)
@@ -215,6 +218,12 @@ impl QuestionStore<'_> {
         .bind(q.at)
         .execute(&mut *tx)
         .await?;
+        if stored.rows_affected() == 0 {
+            // Recorded, with its messages, by an earlier handling of the
+            // same chat event (its id is derived from it).
+            tx.rollback().await?;
+            return Ok(());
+        }
         for m in messages {
             super::outbox::insert(&mut *tx, m, q.at).await?;
         }

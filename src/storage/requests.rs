@@ -199,8 +199,21 @@ pub struct RequestStore<'a> {
 /// A fresh request id. Chosen before the request exists when its card
 /// replaces a placeholder posted under that key
 /// ([`crate::chat::send::Sender::placeholder`]).
+/// A new request's id: random, or, while an inbound event is handled,
+/// derived from it (`util::origin`), so handling the event again after a
+/// crash finds the request it stored instead of storing a second one.
 pub fn new_request_id() -> String {
-    format!("r-{}", random_token(8))
+    crate::util::origin::next_id("r-").unwrap_or_else(|| format!("r-{}", random_token(8)))
+}
+
+/// What [`RequestStore::insert`] did.
+#[derive(Debug)]
+pub enum Stored {
+    /// The request is new.
+    New(Request),
+    /// A request with its id was stored before (by an earlier handling of
+    /// the same event, cut off by a crash): that one, untouched.
+    Found(Request),
 }
 
 pub(super) fn random_token(len: usize) -> String {
@@ -297,16 +310,17 @@ impl RequestStore<'_> {
         new: NewRequest,
         actor: &str,
         chat: &str,
-    ) -> Result<Request, StorageError> {
+    ) -> Result<Stored, StorageError> {
         let id = new.id.clone().unwrap_or_else(new_request_id);
         let nonce = random_token(12);
         let now = now_ms();
         let action_json = serde_json::to_string(&new.action).expect("actions serialize");
         let notes_json = serde_json::to_string(&new.notes).expect("strings serialize");
         let mut tx = self.db.pool.begin().await?;
-        sqlx::query(
+        let inserted = sqlx::query(
             "INSERT INTO requests (id, nonce, state, action_kind, action_json, action_hash, service, environment, requester, requester_chat_id, platform, channel, thread, notes_json, created_at, updated_at, first_action_json) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) \
+             ON CONFLICT (id) DO NOTHING",
         )
         .bind(&id)
         .bind(&nonce)
@@ -331,6 +345,10 @@ impl RequestStore<'_> {
         )
         .execute(&mut *tx)
         .await?;
+        if inserted.rows_affected() == 0 {
+            tx.rollback().await?;
+            return Ok(Stored::Found(self.get(&id).await?));
+        }
         if let Some(nlu) = &new.nlu {
             record_nlu(&mut tx, &id, nlu).await?;
         }
@@ -347,7 +365,7 @@ impl RequestStore<'_> {
         )
         .await?;
         tx.commit().await?;
-        self.get(&id).await
+        Ok(Stored::New(self.get(&id).await?))
     }
 
     pub async fn get(&self, id: &str) -> Result<Request, StorageError> {

@@ -4,6 +4,7 @@
 
 pub mod backoff;
 pub mod metrics;
+pub mod origin;
 pub mod readiness;
 pub mod redact;
 pub mod scheduler;
