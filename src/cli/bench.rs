@@ -74,12 +74,14 @@ pub struct EventsBench {
 /// What the fake Slack saw: when each card (a post in an event's thread)
 /// arrived, by the event's `ts`.
 #[derive(Default)]
-struct Seen {
+pub(super) struct Seen {
     cards: Mutex<HashMap<String, Instant>>,
-    posts: Mutex<usize>,
-    updates: Mutex<usize>,
+    pub(super) posts: Mutex<usize>,
+    pub(super) updates: Mutex<usize>,
     other: Mutex<usize>,
     next_ts: Mutex<u64>,
+    /// When the last call of any kind arrived.
+    pub(super) last_call: Mutex<Option<Instant>>,
 }
 
 async fn fake_slack(
@@ -87,6 +89,7 @@ async fn fake_slack(
     AxPath(method): AxPath<String>,
     body: Bytes,
 ) -> Response {
+    *seen.last_call.lock().expect("not poisoned") = Some(Instant::now());
     let body: Value = serde_json::from_slice(&body).unwrap_or_else(|_| {
         Value::Object(
             url::form_urlencoded::parse(&body)
@@ -133,14 +136,25 @@ async fn fake_slack(
     axum::Json(reply).into_response()
 }
 
+/// Starts the recording fake Slack on loopback; its Web API base URL.
+pub(super) async fn start_fake_slack(seen: Arc<Seen>) -> anyhow::Result<String> {
+    let app = axum::Router::new()
+        .route("/api/{method}", axum::routing::any(fake_slack))
+        .with_state(seen);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let slack_api = format!("http://{}/api/", listener.local_addr()?);
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok(slack_api)
+}
+
 /// A running `paver serve` child and where it listens.
-struct Replica {
+pub(super) struct Replica {
     child: Child,
-    url: String,
+    pub(super) url: String,
 }
 
 impl Replica {
-    fn rss_kib(&self) -> Option<u64> {
+    pub(super) fn rss_kib(&self) -> Option<u64> {
         let pid = self.child.id()?;
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
         status
@@ -150,11 +164,13 @@ impl Replica {
     }
 }
 
-async fn launch(
+/// Starts replica `n` with the bench's settings and `env` on top.
+pub(super) async fn launch(
     scratch: &Path,
     slack_api: &str,
     database: &str,
     n: usize,
+    env: &[(&str, &str)],
 ) -> anyhow::Result<Replica> {
     let exe = std::env::current_exe().context("finding the paver binary")?;
     let mut cmd = Command::new(exe);
@@ -174,6 +190,7 @@ async fn launch(
         .env("PAVER_SLACK__SIGNING_SECRET", SECRET)
         .env("PAVER_SLACK__MIN_INTERVAL_MS", "0")
         .env("PAVER_NLU__MODE", "rules")
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -242,7 +259,7 @@ async fn send_one(http: &reqwest::Client, url: &str, body: String) -> (Duration,
     (t0.elapsed(), status)
 }
 
-fn quantile(sorted: &[Duration], q: f64) -> Duration {
+pub(super) fn quantile(sorted: &[Duration], q: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
     }
@@ -250,7 +267,7 @@ fn quantile(sorted: &[Duration], q: f64) -> Duration {
     sorted[i.min(sorted.len() - 1)]
 }
 
-fn ms(d: Duration) -> String {
+pub(super) fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1000.0)
 }
 
@@ -284,16 +301,11 @@ async fn bench(b: EventsBench) -> anyhow::Result<ExitCode> {
         .unwrap_or_else(|| format!("sqlite://{}", scratch.join("paver.db").display()));
 
     let seen = Arc::new(Seen::default());
-    let app = axum::Router::new()
-        .route("/api/{method}", axum::routing::any(fake_slack))
-        .with_state(seen.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let slack_api = format!("http://{}/api/", listener.local_addr()?);
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let slack_api = start_fake_slack(seen.clone()).await?;
 
     // Launch: the first replica alone, timed to its first answer.
     let t_launch = Instant::now();
-    let mut replicas = vec![launch(&scratch, &slack_api, &database, 0).await?];
+    let mut replicas = vec![launch(&scratch, &slack_api, &database, 0, &[]).await?];
     let listening = t_launch.elapsed();
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(b.concurrency.max(16))
@@ -313,7 +325,7 @@ async fn bench(b: EventsBench) -> anyhow::Result<ExitCode> {
         tokio::time::sleep(Duration::from_millis(5)).await;
     };
     for n in 1..b.replicas {
-        replicas.push(launch(&scratch, &slack_api, &database, n).await?);
+        replicas.push(launch(&scratch, &slack_api, &database, n, &[]).await?);
     }
     // Idle memory: after the start's work has settled.
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -454,8 +466,21 @@ async fn bench(b: EventsBench) -> anyhow::Result<ExitCode> {
         seen.updates.lock().expect("not poisoned"),
         seen.other.lock().expect("not poisoned")
     );
+    stop(replicas).await;
+    if b.database.is_none() {
+        let _ = std::fs::remove_dir_all(&scratch);
+    }
+    Ok(if dropped == 0 && refused == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// Stops the replicas: SIGTERM, as an orchestrator stops one; killed if it
+/// lingers.
+pub(super) async fn stop(replicas: Vec<Replica>) {
     for mut r in replicas {
-        // SIGTERM, as an orchestrator stops it; killed if it lingers.
         if let Some(pid) = r.child.id() {
             #[cfg(unix)]
             // SAFETY: a plain signal to our own child process.
@@ -470,12 +495,4 @@ async fn bench(b: EventsBench) -> anyhow::Result<ExitCode> {
             let _ = r.child.kill().await;
         }
     }
-    if b.database.is_none() {
-        let _ = std::fs::remove_dir_all(&scratch);
-    }
-    Ok(if dropped == 0 && refused == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
 }

@@ -2,6 +2,7 @@
 
 mod audit;
 mod bench;
+mod bench_hooks;
 mod chat;
 mod check_config;
 mod discord;
@@ -125,6 +126,10 @@ enum BenchCommand {
     /// Slack: acknowledgement latency, event → card latency and rate,
     /// dropped events, launch time, idle memory.
     Events(bench::EventsBench),
+    /// A burst of signed deploy hooks (every catalog service at once) at
+    /// `paver serve` replicas: acknowledgement latency, time to the last
+    /// notice, messages per 1,000 events.
+    Hooks(bench_hooks::HooksBench),
 }
 
 #[derive(Subcommand, Debug)]
@@ -236,6 +241,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Command::Bench {
             command: BenchCommand::Events(b),
         } => bench::run(b),
+        Command::Bench {
+            command: BenchCommand::Hooks(b),
+        } => bench_hooks::run(&load_config(config_path.as_deref())?, b),
         Command::Migrate => {
             let config = load_config(config_path.as_deref())?;
             let rt = tokio::runtime::Builder::new_current_thread()
