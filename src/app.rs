@@ -229,6 +229,7 @@ pub fn engine_settings(config: &Config) -> EngineSettings {
         attempts: config.executor.attempts.max(1),
         executor: config.executor.settings(),
         golden_path: config.golden_path(),
+        prices: config.cost.clone(),
         approval_notices: config.approval_notices.clone(),
         scorecards: config.scorecards.clone(),
         docs: docs(config),
