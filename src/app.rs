@@ -170,7 +170,8 @@ pub async fn driver(config: &Config, catalog: &SharedCatalog) -> Result<Arc<dyn 
                     .or_else(|| config.catalog.backstage_token.clone());
                 Arc::new(
                     BackstageDriver::new(config.backstage.clone(), base, token)
-                        .map_err(AppError::Driver)?,
+                        .map_err(AppError::Driver)?
+                        .with_golden_path(config.golden_path()),
                 )
             }
             DriverKind::Argocd => {
