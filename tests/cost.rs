@@ -116,15 +116,7 @@ async fn a_request_over_the_team_limit_needs_approval_bound_to_its_action() {
         .start()
         .await;
 
-    // $270 of $400: runs on the requester's confirmation, as staging does.
-    let first = h
-        .propose("alice", "create staging for order-service with Postgres")
-        .await;
-    confirm(&h, "alice", &first).await;
-    assert_eq!(h.request(&first).await.state, RequestState::Succeeded);
-    assert_eq!(h.driver.calls(), 1);
-
-    // Another $160 (dev $40 + PostgreSQL $120) takes team-commerce to $430.
+    // Proposed while team-commerce spends nothing: $160 is under $400.
     let id = h
         .propose("alice", "create dev for checkout-api with Postgres")
         .await;
@@ -132,17 +124,27 @@ async fn a_request_over_the_team_limit_needs_approval_bound_to_its_action() {
         field(&h, &id, "Estimated cost").as_deref(),
         Some("~$160/month (dev environment $40 + PostgreSQL $120)")
     );
-    let why = "team-commerce would spend ~$430/month, over the limit of $400/month (max_monthly_cost_per_team): ~$270 now + ~$160 for this request";
-    let context = h.latest_card(&id).context.unwrap();
-    assert!(context.contains(why), "{context}");
+    assert!(!h.latest_card(&id).context.unwrap().contains("limit"));
+
+    // Meanwhile $270 of $400: runs on the requester's confirmation.
+    let first = h
+        .propose("alice", "create staging for order-service with Postgres")
+        .await;
+    confirm(&h, "alice", &first).await;
+    assert_eq!(h.request(&first).await.state, RequestState::Succeeded);
+    assert_eq!(h.driver.calls(), 1);
+
+    // Confirmed now, the $160 takes team-commerce to $430: policy decides
+    // on today's total, and the approval card says why.
     confirm(&h, "alice", &id).await;
     let req = h.request(&id).await;
     assert_eq!(req.state, RequestState::AwaitingApproval);
     assert_eq!(h.driver.calls(), 1, "nothing runs before the approval");
-    // The approval card shows the estimate and the reason.
+    let why = "team-commerce would spend ~$430/month, over the limit of $400/month (max_monthly_cost_per_team): ~$270 now + ~$160 for this request";
     let card = h.latest_card(&id);
     assert!(card.fields.iter().any(|(k, _)| k == "Estimated cost"));
-    assert!(card.context.unwrap().contains(why));
+    let context = card.context.unwrap();
+    assert!(context.contains(why), "{context}");
     let events = h.db().requests().events(&id).await.unwrap();
     assert!(events
         .iter()
@@ -158,6 +160,16 @@ async fn a_request_over_the_team_limit_needs_approval_bound_to_its_action() {
     assert_eq!(approvals.len(), 1);
     assert_eq!(approvals[0].action_hash, req.action_hash);
     assert_eq!(by_team(&h).await[&team("team-commerce")], cents(430));
+
+    // Already over: the next proposal's card says so before anyone presses.
+    let more = h.propose("alice", "add redis to cart-service in dev").await;
+    let context = h.latest_card(&more).context.unwrap();
+    assert!(
+        context.contains("team-commerce would spend ~$465/month, over the limit of $400/month (max_monthly_cost_per_team): ~$430 now + ~$35 for this request"),
+        "{context}"
+    );
+    confirm(&h, "alice", &more).await;
+    assert_eq!(h.request(&more).await.state, RequestState::AwaitingApproval);
 
     // Another team's request is not held back by team-commerce's cost.
     let other = h

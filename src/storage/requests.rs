@@ -89,6 +89,8 @@ pub struct Updates {
     /// An approver's decision, recorded in the same transaction as the
     /// transition and bound to the guarded action hash.
     pub decision: Option<NewDecision>,
+    /// The card's notes, replaced (policy decided again, with today's facts).
+    pub notes: Option<Vec<String>>,
 }
 
 /// An approver's decision on a request.
@@ -462,7 +464,8 @@ impl RequestStore<'_> {
                  approvers_json = COALESCE($3, approvers_json), approver = COALESCE($4, approver), \
                  approval_expires_at = COALESCE($5, approval_expires_at), expires_at = COALESCE($6, expires_at), \
                  result_url = COALESCE($7, result_url), error = $8, retryable = $13, \
-                 denied_by = COALESCE($14, denied_by), denial_reason = COALESCE($15, denial_reason)",
+                 denied_by = COALESCE($14, denied_by), denial_reason = COALESCE($15, denial_reason), \
+                 notes_json = COALESCE($16, notes_json)",
             );
             if t == Transition::Confirm {
                 sql.push_str(", confirmed_hash = action_hash");
@@ -491,6 +494,12 @@ impl RequestStore<'_> {
                 .bind(updates.retryable.map(i64::from))
                 .bind(denial.map(|d| d.approver.clone()))
                 .bind(denial.and_then(|d| d.reason.clone()))
+                .bind(
+                    updates
+                        .notes
+                        .as_ref()
+                        .map(|n| serde_json::to_string(n).expect("strings serialize")),
+                )
                 .execute(&mut *tx)
                 .await?;
             if done.rows_affected() == 0 {
