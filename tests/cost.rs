@@ -179,3 +179,22 @@ async fn a_request_over_the_team_limit_needs_approval_bound_to_its_action() {
     assert_eq!(h.request(&other).await.state, RequestState::Succeeded);
     assert_eq!(by_team(&h).await[&team("team-payments")], cents(270));
 }
+
+#[tokio::test]
+async fn a_preview_costs_until_it_expires() {
+    let h = TestPaver::start().await;
+    let id = h
+        .propose("alice", "create preview for order-service with redis")
+        .await;
+    assert_eq!(
+        field(&h, &id, "Estimated cost").as_deref(),
+        Some("~$60/month (preview environment $25 + Redis $35)")
+    );
+    confirm(&h, "alice", &id).await;
+    let req = h.request(&id).await;
+    assert_eq!(req.state, RequestState::Succeeded);
+    assert!(req.expires_at.is_some(), "a preview has an expiry");
+    assert_eq!(by_team(&h).await[&team("team-commerce")], cents(60));
+    h.clock().environment_expired(&id).await;
+    assert!(by_team(&h).await.is_empty());
+}
