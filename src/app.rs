@@ -170,7 +170,8 @@ pub async fn driver(config: &Config, catalog: &SharedCatalog) -> Result<Arc<dyn 
                     .or_else(|| config.catalog.backstage_token.clone());
                 Arc::new(
                     BackstageDriver::new(config.backstage.clone(), base, token)
-                        .map_err(AppError::Driver)?,
+                        .map_err(AppError::Driver)?
+                        .with_golden_path(config.golden_path()),
                 )
             }
             DriverKind::Argocd => {
@@ -229,6 +230,7 @@ pub fn engine_settings(config: &Config) -> EngineSettings {
         attempts: config.executor.attempts.max(1),
         executor: config.executor.settings(),
         golden_path: config.golden_path(),
+        prices: config.cost.clone(),
         approval_notices: config.approval_notices.clone(),
         scorecards: config.scorecards.clone(),
         docs: docs(config),

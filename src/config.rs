@@ -89,6 +89,10 @@ pub struct Config {
     #[serde(default)]
     pub golden_path:
         std::collections::BTreeMap<crate::domain::ResourceKind, crate::domain::ResourceSize>,
+    /// Monthly prices of new environments and resources: the estimate on
+    /// the card, the cost per team, and `policy.max_monthly_cost_per_team`.
+    #[serde(default)]
+    pub cost: crate::domain::PriceTable,
     /// Where approvers are told a request waits for them, and the reminder.
     #[serde(default)]
     pub approval_notices: crate::requests::approvals::ApprovalNoticeConfig,

@@ -460,7 +460,10 @@ async fn environments_run_the_configured_template() {
     assert_eq!(
         server.all()[0].body.as_ref().unwrap(),
         &json!({"templateRef": "template:default/create-environment",
-                "values": {"environment": "preview", "resources": ["postgres", "redis"], "service": "order-service"}})
+                "values": {"environment": "preview", "resources": ["postgres", "redis"], "service": "order-service",
+                           // The sizes the card showed, as the GitOps driver writes them.
+                           "sizes": {"postgres": {"version": "16", "cpu": "2", "memory": "4Gi", "backups": "daily"},
+                                     "redis": {"version": "7", "memory": "1Gi"}}}})
     );
     check_contract(&server);
     // Without a template it is a configuration error, not a retry.

@@ -33,12 +33,13 @@ use paver::domain::RequestState;
 use paver::domain::{
     Action, ActionKind, Environment, Field, ResourceKind, ServiceName, TeamName, UserName,
 };
+use paver::domain::{Cents, Price};
 use paver::domain::{DeployNotice, DeployStatus, DeployStep, Version};
 use paver::drivers::{DriverError, EnvStatus, Outcome};
 use paver::engine::Engine;
 use paver::engine::Handled;
 use paver::nlu::chatter::SmallTalk;
-use paver::policy::{self, Decision, PolicyContext};
+use paver::policy::{self, Decision, PolicyContext, TeamCost};
 use paver::slack::blocks as slack;
 use paver::storage::Request;
 use support::paver::TestPaver;
@@ -101,6 +102,7 @@ fn request(action: Action, state: RequestState) -> Request {
         _ => None,
     };
     let awaiting = state == RequestState::AwaitingApproval;
+    let cost = paver::domain::estimate(&action, &config.cost);
     Request {
         id: "r-7kq2m9".into(),
         nonce: "n4x8vz3p".into(),
@@ -124,6 +126,7 @@ fn request(action: Action, state: RequestState) -> Request {
         first: None,
         denied_by: None,
         denial_reason: None,
+        cost,
         created_at: t0(),
         updated_at: t0(),
     }
@@ -262,6 +265,34 @@ fn cards_in_every_state() {
     let mut expired_failed = failed.clone();
     expired_failed.state = RequestState::Expired;
     three_ways("card_expired_after_failure", &card(&expired_failed, None));
+}
+
+/// A staging environment that takes team-commerce past the monthly cost
+/// limit: its card waits for approval, with the estimate and the reason.
+#[test]
+fn a_card_over_the_cost_limit() {
+    let config = config();
+    let action = create_staging();
+    let mut policy = config.policy.clone();
+    policy.max_monthly_cost_per_team = Some(Price(Cents::new(200_000).unwrap()));
+    let ctx = PolicyContext {
+        cost: Some(TeamCost {
+            team: TeamName::parse("team-commerce").unwrap(),
+            current: Cents::new(188_000),
+            estimate: paver::domain::estimate(&action, &config.cost).unwrap(),
+        }),
+        ..PolicyContext::default()
+    };
+    let ada = UserName::parse("ada").unwrap();
+    let decision = policy::evaluate(&policy, &catalog(), Some(&ada), &action, &ctx);
+    let Decision::NeedsApproval { approvers, .. } = &decision else {
+        panic!("{decision:?}")
+    };
+    let mut req = request(action, RequestState::AwaitingApproval);
+    req.notes = decision.notes();
+    req.approvers = Some(approvers.clone());
+    req.confirmed_hash = Some(req.action_hash.clone());
+    three_ways("card_awaiting_approval_over_cost_limit", &card(&req, None));
 }
 
 #[test]

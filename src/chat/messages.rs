@@ -124,6 +124,10 @@ pub fn card(
         Action::Scale { replicas, .. } => fields.push(("Replicas".into(), replicas.to_string())),
         _ => {}
     }
+    // What it creates costs this a month, as estimated when proposed.
+    if let Some(cost) = &req.cost {
+        fields.push(("Estimated cost".into(), cost.describe(golden)));
+    }
     if let Some(s) = action.service() {
         let owner = catalog
             .component(s.as_str())

@@ -135,6 +135,18 @@ pub fn run(path: Option<&Path>, catalog: Option<&Path>) -> ExitCode {
         }
     );
     println!("drivers          {}", drivers_line(&config));
+    println!(
+        "cost             {} · {} environments and {} resource types priced · limit per team {}",
+        config.cost.currency,
+        config.cost.environments.len(),
+        config.cost.resources.len(),
+        config
+            .policy
+            .max_monthly_cost_per_team
+            .map(|p| format!("{}/month", config.cost.format(p.0)))
+            .unwrap_or_else(|| "none".into())
+    );
+    notes.extend(config.cost.gaps().into_iter().map(|g| format!("note: {g}")));
     for n in &notes {
         println!("{n}");
     }

@@ -35,7 +35,7 @@ use url::Url;
 use super::templates;
 use super::web::{self, shorten};
 use super::{Driver, DriverError, EnvStatus, Job, Outcome, Progress};
-use crate::domain::{Action, Environment, ServiceName};
+use crate::domain::{Action, Environment, GoldenPath, ServiceName};
 
 const SYSTEM: &str = "Backstage";
 
@@ -89,6 +89,7 @@ impl Default for BackstageConfig {
                 ("service".to_owned(), "{{ service }}".to_owned()),
                 ("environment".to_owned(), "{{ environment }}".to_owned()),
                 ("resources".to_owned(), "{{ resources }}".to_owned()),
+                ("sizes".to_owned(), "{{ sizes }}".to_owned()),
             ]),
             timeout_secs: 30,
             task_timeout_secs: 3600,
@@ -173,7 +174,9 @@ impl BackstageConfig {
 /// (`group:default/<team>` or `user:default/<requester>`), `service`,
 /// `environment`, `resources` (a list when it is the whole value, else
 /// comma-separated), `requester`, `request_id`, `idempotency_key`, `expires_at`
-/// (Unix seconds, or empty).
+/// (Unix seconds, or empty). `sizes` (the resources' golden-path sizes, an
+/// object when it is the whole value, else its JSON) is added by the driver,
+/// which holds the golden path.
 pub fn vars(job: &Job) -> Vec<(&'static str, String)> {
     let mut v: Vec<(&'static str, String)> = vec![
         ("requester", job.requester.clone()),
@@ -240,6 +243,8 @@ pub struct BackstageDriver {
     base: Url,
     token: Option<SecretString>,
     http: reqwest::Client,
+    /// The sizes of the resources a new environment gets (`{{ sizes }}`).
+    golden: GoldenPath,
 }
 
 /// What the task ended as.
@@ -270,7 +275,31 @@ impl BackstageDriver {
             config,
             base,
             token,
+            golden: GoldenPath::default(),
         })
+    }
+
+    /// Sends `golden`'s sizes of a new environment's resources as
+    /// `{{ sizes }}`: what the card showed.
+    pub fn with_golden_path(mut self, golden: GoldenPath) -> Self {
+        self.golden = golden;
+        self
+    }
+
+    /// `{{ sizes }}`: each resource's golden-path parameters by type, as the
+    /// card shows them and the GitOps driver writes them.
+    fn sizes(&self, action: &Action) -> Value {
+        let Action::CreateEnvironment { resources, .. } = action else {
+            return json!({});
+        };
+        let sizes: Map<String, Value> = resources
+            .iter()
+            .filter_map(|r| {
+                let params = self.golden.size(*r)?.params();
+                Some((r.as_str().to_owned(), json!(params)))
+            })
+            .collect();
+        Value::Object(sizes)
     }
 
     /// `{base}/api/scaffolder/v2/tasks[/{task}[/{rest}]]`: the task id comes
@@ -316,7 +345,9 @@ impl BackstageDriver {
                 )))
             }
         };
-        let vars = vars(job);
+        let sizes = self.sizes(&job.action);
+        let mut vars = vars(job);
+        vars.push(("sizes", sizes.to_string()));
         let pairs: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let mut out = Map::new();
         for (key, template) in values {
@@ -327,6 +358,8 @@ impl BackstageDriver {
                     }
                     _ => json!([]),
                 }
+            } else if is_only(template, "sizes") {
+                sizes.clone()
             } else {
                 let name = format!("backstage values.{key}");
                 let filled = templates::fill(&name, template, &pairs)

@@ -32,6 +32,7 @@ pub const ENVIRONMENT_VALUES: &[&str] = &[
     "service",
     "environment",
     "resources",
+    "sizes",
     "owner",
     "owner_ref",
 ];

@@ -60,6 +60,8 @@ pub struct EngineSettings {
     pub max_in_flight: usize,
     /// Resource sizes: shown on cards as the drivers receive them.
     pub golden_path: GoldenPath,
+    /// Monthly prices (`[cost]`): the estimate on cards, the cost limit.
+    pub prices: crate::domain::PriceTable,
     /// Where approvers are told, and when they are reminded.
     pub approval_notices: ApprovalNoticeConfig,
     /// The scorecards' checks and links.
@@ -82,6 +84,7 @@ impl Default for EngineSettings {
             understander: None,
             max_in_flight: 1024,
             golden_path: GoldenPath::default(),
+            prices: crate::domain::PriceTable::default(),
             approval_notices: ApprovalNoticeConfig::default(),
             scorecards: ScorecardsConfig::default(),
             docs: None,
@@ -161,6 +164,7 @@ impl Engine {
                 understander: settings.understander.clone(),
                 approval_notices: settings.approval_notices.clone(),
                 scores: Some(scores),
+                prices: settings.prices.clone(),
             },
             executor,
             tasks.clone(),

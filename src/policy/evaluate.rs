@@ -3,12 +3,13 @@
 
 use super::rules::{owning_team, PolicyConfig, Requesters, RuleDecision};
 use super::{
-    Decision, PolicyContext, RULE_MAX_PREVIEWS, RULE_MAX_REPLICAS, RULE_MIN_LEVEL, RULE_REQUESTERS,
+    Decision, PolicyContext, RULE_MAX_COST, RULE_MAX_PREVIEWS, RULE_MAX_REPLICAS, RULE_MIN_LEVEL,
+    RULE_REQUESTERS,
 };
 use crate::catalog::Catalog;
 use crate::domain::scorecard::{Level, Weight};
 use crate::domain::wording::{activity, capitalize, join_or};
-use crate::domain::{Action, Approvers, Environment, TeamName, UserName};
+use crate::domain::{Action, Approvers, Cents, Environment, TeamName, UserName};
 
 /// What the action is about, for reasons: "order-service" or "the new service x".
 fn subject(action: &Action) -> String {
@@ -78,12 +79,10 @@ pub fn evaluate(
         ));
     }
 
-    let Some(rule) = policy.matching_rule(action) else {
-        return Decision::Allow { notes };
-    };
-    match rule.decision {
-        RuleDecision::Allow => Decision::Allow { notes },
-        RuleDecision::Deny => {
+    let over_cost = cost_over_limit(policy, ctx);
+    let rule = policy.matching_rule(action);
+    match (rule, over_cost) {
+        (Some(rule), _) if rule.decision == RuleDecision::Deny => {
             let why = match rule.reason.as_deref().map(str::trim) {
                 Some(r) if !r.is_empty() => r.trim_end_matches('.').to_owned(),
                 _ => format!("{} is not allowed", capitalize(&activity(action))),
@@ -93,28 +92,16 @@ pub fn evaluate(
                 reason: format!("{why} (policy rule {:?}).", rule.name),
             }
         }
-        RuleDecision::Approval => {
-            let mut approval_notes = vec![
-                format!(
-                    "Needs approval by {} (policy rule {:?})",
-                    approvers.describe(),
-                    rule.name
-                ),
-                format!(
-                    "Without an approval within {} the request expires",
-                    hours(policy.approval_expiry_hours)
-                ),
-            ];
-            if approvers.eligible(catalog, requester.as_str()).is_empty() {
-                approval_notes.push(if approvers.is_empty() {
-                    "Nobody can approve this yet: no approver team for it exists in the catalog. Ask the platform team to check policy.approvers.".into()
-                } else {
-                    format!(
-                        "Nobody can approve this yet: {} has no member other than you, and you cannot approve your own request. Ask the platform team to add an approver.",
-                        approvers.teams_or()
-                    )
-                });
+        (Some(rule), over_cost) if rule.decision == RuleDecision::Approval => {
+            let mut approval_notes = vec![format!(
+                "Needs approval by {} (policy rule {:?})",
+                approvers.describe(),
+                rule.name
+            )];
+            if let Some(why) = over_cost {
+                approval_notes.push(format!("Over the cost limit: {why}"));
             }
+            approval_notes.extend(waiting_notes(policy, catalog, requester, &approvers));
             approval_notes.append(&mut notes);
             Decision::NeedsApproval {
                 rule: rule.name.clone(),
@@ -122,7 +109,77 @@ pub fn evaluate(
                 notes: approval_notes,
             }
         }
+        // Allowed by the rules (or by none): the cost limit may still ask.
+        (_, Some(why)) => {
+            let mut approval_notes =
+                vec![format!("Needs approval by {}: {why}", approvers.describe())];
+            approval_notes.extend(waiting_notes(policy, catalog, requester, &approvers));
+            approval_notes.append(&mut notes);
+            Decision::NeedsApproval {
+                rule: RULE_MAX_COST.into(),
+                approvers,
+                notes: approval_notes,
+            }
+        }
+        (_, None) => Decision::Allow { notes },
     }
+}
+
+/// The notes of any request that waits for approval: when it expires, and
+/// whether anybody can give it.
+fn waiting_notes(
+    policy: &PolicyConfig,
+    catalog: &Catalog,
+    requester: &UserName,
+    approvers: &Approvers,
+) -> Vec<String> {
+    let mut notes = vec![format!(
+        "Without an approval within {} the request expires",
+        hours(policy.approval_expiry_hours)
+    )];
+    if approvers.eligible(catalog, requester.as_str()).is_empty() {
+        notes.push(if approvers.is_empty() {
+            "Nobody can approve this yet: no approver team for it exists in the catalog. Ask the platform team to check policy.approvers.".into()
+        } else {
+            format!(
+                "Nobody can approve this yet: {} has no member other than you, and you cannot approve your own request. Ask the platform team to add an approver.",
+                approvers.teams_or()
+            )
+        });
+    }
+    notes
+}
+
+/// Why a request takes its team past `max_monthly_cost_per_team`, in words
+/// naming the limit and the amounts; `None` when it does not (or there is
+/// no limit, or the request creates nothing).
+pub fn cost_over_limit(policy: &PolicyConfig, ctx: &PolicyContext) -> Option<String> {
+    let limit = policy.max_monthly_cost_per_team?.0;
+    let cost = ctx.cost.as_ref()?;
+    let money = |c: Cents| cost.estimate.currency.format(c);
+    let team = &cost.team;
+    let this = cost.estimate.known();
+    let more = if cost.estimate.is_complete() {
+        ""
+    } else {
+        " (and more: the estimate is incomplete)"
+    };
+    let Some(current) = cost.current else {
+        return Some(format!(
+            "{team}'s current monthly cost cannot be read, so this request cannot be checked against the limit of {}/month ({RULE_MAX_COST})",
+            money(limit)
+        ));
+    };
+    let total = current.saturating_add(this);
+    (total > limit).then(|| {
+        format!(
+            "{team} would spend ~{}/month, over the limit of {}/month ({RULE_MAX_COST}): ~{} now + ~{}{more} for this request",
+            money(total),
+            money(limit),
+            money(current),
+            money(this),
+        )
+    })
 }
 
 /// Why the `requesters` setting refuses someone; the text is the reason

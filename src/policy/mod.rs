@@ -13,6 +13,10 @@
 //!    lift them.
 //! 5. `rules`, in order: the first rule whose actions and environments match
 //!    decides `allow`, `approval` or `deny`. No match: allow.
+//! 6. `max_monthly_cost_per_team`: a request that creates something and
+//!    takes its owning team's estimated monthly cost past the limit needs
+//!    approval even where step 5 allowed it (a denial stays a denial); the
+//!    note on the card names the limit and the amounts.
 //!
 //! "Allow" still means the requester confirms before anything runs; the
 //! request engine does that. "Approval" comes on top of it.
@@ -41,6 +45,7 @@ use crate::catalog::Catalog;
 use crate::domain::{Action, UserName};
 
 pub use crate::domain::{ApprovalRefused, Approvers};
+pub use evaluate::cost_over_limit;
 pub use evaluate::evaluate;
 pub use rules::{
     owning_team, ActionPattern, ApproverSource, EnvPattern, LevelName, PolicyConfig, PolicyRule,
@@ -55,6 +60,9 @@ pub const RULE_MAX_REPLICAS: &str = "max_replicas";
 pub const RULE_MAX_PREVIEWS: &str = "max_preview_envs_per_team";
 /// The gate on production: `production_min_level`.
 pub const RULE_MIN_LEVEL: &str = "production_min_level";
+/// `Decision::NeedsApproval::rule` when a request takes its team past
+/// `max_monthly_cost_per_team`.
+pub const RULE_MAX_COST: &str = "max_monthly_cost_per_team";
 
 /// A service's scorecard, for the production gate. The scorecard flow
 /// implements it; policy only reads what it says.
@@ -76,6 +84,21 @@ pub struct PolicyContext {
     /// `production_min_level`: the service's scorecard (`None`: unreadable,
     /// and the gate stays shut).
     pub score: Option<crate::domain::scorecard::ServiceScore>,
+    /// For a request that creates something while
+    /// `max_monthly_cost_per_team` is set: its cost and its team's.
+    pub cost: Option<TeamCost>,
+}
+
+/// What the monthly cost limit per team is checked on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TeamCost {
+    /// The team that owns the request's service.
+    pub team: crate::domain::TeamName,
+    /// What the team's environments and resources cost a month now;
+    /// `None` when it could not be read (and the limit asks for approval).
+    pub current: Option<crate::domain::Cents>,
+    /// This request's estimate.
+    pub estimate: crate::domain::MonthlyCost,
 }
 
 /// What policy says about one request.

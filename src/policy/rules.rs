@@ -258,6 +258,11 @@ pub struct PolicyConfig {
     /// scorecard level at least (the docs: "a service that is not at least
     /// Bronze cannot be promoted to production"). Unset: no gate.
     pub production_min_level: Option<LevelName>,
+    /// A request that would take its owning team's estimated monthly cost
+    /// (what its environments and resources cost now, plus this request's
+    /// estimate) past this needs approval, whatever the rules say (a rule
+    /// that denies still denies). In `[cost]`'s currency. Unset: no limit.
+    pub max_monthly_cost_per_team: Option<crate::domain::Price>,
 }
 
 /// A scorecard level as configured (`bronze`, `silver`, `gold`).
@@ -300,6 +305,7 @@ impl Default for PolicyConfig {
             preview_ttl_hours: 72,
             unknown_users: UnknownUsers::None,
             production_min_level: None,
+            max_monthly_cost_per_team: None,
             rules: vec![
                 PolicyRule::new(
                     "production changes",
@@ -404,6 +410,12 @@ impl PolicyConfig {
         }
         if self.max_replicas == 0 {
             out.push("policy.max_replicas: must be at least 1 (0 refuses every scale)".into());
+        }
+        if self.max_monthly_cost_per_team.is_some() && self.approvers.is_empty() {
+            out.push(
+                "policy.max_monthly_cost_per_team: a request over it needs approval, but policy.approvers is empty, so nobody could approve"
+                    .into(),
+            );
         }
         let mut seen = BTreeSet::new();
         for (i, rule) in self.rules.iter().enumerate() {

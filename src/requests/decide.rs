@@ -71,7 +71,9 @@ impl Requests {
                 .await?;
             }
             Decision::NeedsApproval {
-                rule, approvers, ..
+                rule,
+                approvers,
+                notes,
             } => {
                 if via == Settle::Retry {
                     if let Some(prior) = self
@@ -98,9 +100,12 @@ impl Requests {
                     }
                 }
                 let expires = now_ms() + self.ctx.policy.approval_expiry().as_millis() as i64;
+                // The card says why as decided now: the amounts of the cost
+                // limit, say, may have moved since the proposal.
                 let updates = Updates {
                     approvers: Some(approvers),
                     approval_expires_at: Some(expires),
+                    notes: Some(notes),
                     ..Updates::default()
                 };
                 let out = self

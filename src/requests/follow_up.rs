@@ -163,6 +163,7 @@ impl Requests {
         let decision = self.evaluate(user, &action, catalog).await;
         // The amended action is checked against the target like a new one.
         let (notes, first) = self.card_notes(&action, &decision).await;
+        let cost = self.estimate(&action);
         let store = self.ctx.db.requests();
         let amended = store
             .amend(
@@ -171,6 +172,7 @@ impl Requests {
                 &policy::action_hash(&action),
                 &notes,
                 first.as_ref(),
+                cost.as_ref(),
                 &user.audit_name(),
                 &user.chat_label(),
                 &format!("amended in the thread ({})", understood.path.as_str()),

@@ -53,6 +53,8 @@ pub struct RequestSettings {
     pub approval_notices: approvals::ApprovalNoticeConfig,
     /// Scorecards, for policy's production gate (`production_min_level`).
     pub scores: Option<Arc<dyn crate::policy::Scores>>,
+    /// Monthly prices: the estimate on the card and the cost limit per team.
+    pub prices: crate::domain::PriceTable,
 }
 
 /// The request flow's context, shared by its handlers. Cheap to clone.

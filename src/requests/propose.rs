@@ -4,9 +4,9 @@ use crate::catalog::Catalog;
 use crate::chat::notices::{self, RequesterOnly};
 use crate::chat::send::Placeholder;
 use crate::chat::{messages, ChatUser, Conversation, Handled, Inbound};
-use crate::domain::{Action, Actor, Environment, Transition};
+use crate::domain::{estimate, Action, Actor, Environment, MonthlyCost, Transition};
 use crate::nlu::Understanding;
-use crate::policy::{self, Decision, PolicyContext};
+use crate::policy::{self, Decision, PolicyContext, TeamCost};
 use crate::storage::{NewRequest, NluRecord, Request, StorageError, Stored};
 
 use super::{Requests, Step};
@@ -38,6 +38,7 @@ impl Requests {
         }
         let decision = self.evaluate(user, &action, catalog).await;
         let (notes, first) = self.card_notes(&action, &decision).await;
+        let cost = self.estimate(&action);
         let stored = ctx
             .db
             .requests()
@@ -54,6 +55,7 @@ impl Requests {
                     notes,
                     first,
                     nlu: understood.map(nlu_record),
+                    cost,
                 },
                 &user.audit_name(),
                 &user.chat_label(),
@@ -134,6 +136,11 @@ impl Requests {
             action,
             &ctx,
         )
+    }
+
+    /// The estimated monthly cost of what `action` creates, from `[cost]`.
+    pub(super) fn estimate(&self, action: &Action) -> Option<MonthlyCost> {
+        estimate(action, &self.ctx.settings.prices)
     }
 
     /// Records how a request's action was understood.
@@ -240,6 +247,9 @@ impl Requests {
                 ctx.score = scores.score(service).await;
             }
         }
+        if self.ctx.policy.max_monthly_cost_per_team.is_some() {
+            ctx.cost = self.team_cost(action, catalog).await;
+        }
         if let Action::CreateEnvironment {
             service,
             environment: Environment::Preview,
@@ -266,6 +276,29 @@ impl Requests {
             }
         }
         ctx
+    }
+}
+
+impl Requests {
+    /// For the cost limit: what `action` would cost a month and what its
+    /// owning team's environments and resources cost now. `None` when the
+    /// action creates nothing or its service has no owner.
+    async fn team_cost(&self, action: &Action, catalog: &Catalog) -> Option<TeamCost> {
+        let estimate = self.estimate(action)?;
+        let team = policy::owning_team(catalog, action)?;
+        let owner = |service: &str| catalog.component(service).and_then(|c| c.owner.clone());
+        let current = match self.ctx.db.requests().cost_by_team(&owner).await {
+            Ok(by_team) => Some(by_team.get(&team).copied().unwrap_or_default()),
+            Err(e) => {
+                tracing::warn!(error = %e, %team, "cannot read the team's monthly cost");
+                None
+            }
+        };
+        Some(TeamCost {
+            team,
+            current,
+            estimate,
+        })
     }
 }
 

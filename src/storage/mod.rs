@@ -8,6 +8,7 @@
 
 pub mod audit;
 pub mod cards;
+pub mod costs;
 pub mod deploys;
 pub mod inbox;
 pub mod jobs;

@@ -7,6 +7,7 @@ use sqlx::FromRow;
 use super::{get_opt_i64, get_opt_str, now_ms, Db, StorageError};
 use crate::domain::Action;
 use crate::domain::Approvers;
+use crate::domain::MonthlyCost;
 use crate::domain::Platform;
 use crate::domain::{RequestState, Transition};
 
@@ -45,6 +46,9 @@ pub struct Request {
     /// shown through `util::text::clean`). `None` for denials from before
     /// Deny asked why.
     pub denial_reason: Option<String>,
+    /// The estimated monthly cost of what the action creates, as the card
+    /// showed it when proposed (or amended); `None` when it creates nothing.
+    pub cost: Option<MonthlyCost>,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -66,6 +70,8 @@ pub struct NewRequest {
     pub first: Option<Action>,
     /// How the action was understood, recorded in the same transaction.
     pub nlu: Option<NluRecord>,
+    /// The estimated monthly cost of what the action creates.
+    pub cost: Option<MonthlyCost>,
 }
 
 /// Columns a transition may set alongside the state.
@@ -83,6 +89,8 @@ pub struct Updates {
     /// An approver's decision, recorded in the same transaction as the
     /// transition and bound to the guarded action hash.
     pub decision: Option<NewDecision>,
+    /// The card's notes, replaced (policy decided again, with today's facts).
+    pub notes: Option<Vec<String>>,
 }
 
 /// An approver's decision on a request.
@@ -224,7 +232,7 @@ pub(super) fn random_token(len: usize) -> String {
         .collect()
 }
 
-const COLUMNS: &str = "id, nonce, state, action_json, action_hash, requester, requester_chat_id, platform, channel, thread, notes_json, approvers_json, approver, approval_expires_at, expires_at, result_url, error, confirmed_hash, retryable, first_action_json, denied_by, denial_reason, created_at, updated_at";
+const COLUMNS: &str = "id, nonce, state, action_json, action_hash, requester, requester_chat_id, platform, channel, thread, notes_json, approvers_json, approver, approval_expires_at, expires_at, result_url, error, confirmed_hash, retryable, first_action_json, denied_by, denial_reason, cost_json, created_at, updated_at";
 
 /// A `requests` row as stored: JSON columns still text, the state and
 /// platform still their database spelling.
@@ -253,6 +261,7 @@ struct RequestRow {
     first_action_json: Option<String>,
     denied_by: Option<String>,
     denial_reason: Option<String>,
+    cost_json: Option<String>,
     created_at: i64,
     updated_at: i64,
 }
@@ -275,7 +284,12 @@ fn decode(row: &AnyRow) -> Result<Request, StorageError> {
         Some(j) => Some(serde_json::from_str(&j).map_err(|e| corrupt("first action", &e))?),
         None => None,
     };
+    let cost = match r.cost_json {
+        Some(j) => Some(serde_json::from_str(&j).map_err(|e| corrupt("cost", &e))?),
+        None => None,
+    };
     Ok(Request {
+        cost,
         nonce: r.nonce,
         state,
         action,
@@ -318,8 +332,8 @@ impl RequestStore<'_> {
         let notes_json = serde_json::to_string(&new.notes).expect("strings serialize");
         let mut tx = self.db.pool.begin().await?;
         let inserted = sqlx::query(
-            "INSERT INTO requests (id, nonce, state, action_kind, action_json, action_hash, service, environment, requester, requester_chat_id, platform, channel, thread, notes_json, created_at, updated_at, first_action_json) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) \
+            "INSERT INTO requests (id, nonce, state, action_kind, action_json, action_hash, service, environment, requester, requester_chat_id, platform, channel, thread, notes_json, created_at, updated_at, first_action_json, monthly_cost_cents, cost_json) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19) \
              ON CONFLICT (id) DO NOTHING",
         )
         .bind(&id)
@@ -343,6 +357,8 @@ impl RequestStore<'_> {
                 .as_ref()
                 .map(|a| serde_json::to_string(a).expect("actions serialize")),
         )
+        .bind(new.cost.as_ref().map(|c| c.known().get()))
+        .bind(new.cost.as_ref().map(cost_json))
         .execute(&mut *tx)
         .await?;
         if inserted.rows_affected() == 0 {
@@ -466,7 +482,8 @@ impl RequestStore<'_> {
                  approvers_json = COALESCE($3, approvers_json), approver = COALESCE($4, approver), \
                  approval_expires_at = COALESCE($5, approval_expires_at), expires_at = COALESCE($6, expires_at), \
                  result_url = COALESCE($7, result_url), error = $8, retryable = $13, \
-                 denied_by = COALESCE($14, denied_by), denial_reason = COALESCE($15, denial_reason)",
+                 denied_by = COALESCE($14, denied_by), denial_reason = COALESCE($15, denial_reason), \
+                 notes_json = COALESCE($16, notes_json)",
             );
             if t == Transition::Confirm {
                 sql.push_str(", confirmed_hash = action_hash");
@@ -495,6 +512,12 @@ impl RequestStore<'_> {
                 .bind(updates.retryable.map(i64::from))
                 .bind(denial.map(|d| d.approver.clone()))
                 .bind(denial.and_then(|d| d.reason.clone()))
+                .bind(
+                    updates
+                        .notes
+                        .as_ref()
+                        .map(|n| serde_json::to_string(n).expect("strings serialize")),
+                )
                 .execute(&mut *tx)
                 .await?;
             if done.rows_affected() == 0 {
@@ -737,6 +760,7 @@ impl RequestStore<'_> {
         action_hash: &str,
         notes: &[String],
         first: Option<&Action>,
+        cost: Option<&MonthlyCost>,
         actor: &str,
         chat: &str,
         detail: &str,
@@ -748,7 +772,8 @@ impl RequestStore<'_> {
         let mut tx = self.db.pool.begin().await?;
         let done = sqlx::query(
             "UPDATE requests SET action_kind = $1, action_json = $2, action_hash = $3, service = $4, environment = $5, \
-             notes_json = $6, nonce = $7, updated_at = $8, version = version + 1, first_action_json = $11 \
+             notes_json = $6, nonce = $7, updated_at = $8, version = version + 1, first_action_json = $11, \
+             monthly_cost_cents = $12, cost_json = $13 \
              WHERE id = $9 AND state = $10",
         )
         .bind(action.kind().as_str())
@@ -762,6 +787,8 @@ impl RequestStore<'_> {
         .bind(id)
         .bind(RequestState::Proposed.as_str())
         .bind(first_json)
+        .bind(cost.map(|c| c.known().get()))
+        .bind(cost.map(cost_json))
         .execute(&mut *tx)
         .await?;
         if done.rows_affected() == 0 {
@@ -783,4 +810,9 @@ impl RequestStore<'_> {
         tx.commit().await?;
         self.get(id).await.map(Some)
     }
+}
+
+/// How an estimate is stored.
+fn cost_json(cost: &MonthlyCost) -> String {
+    serde_json::to_string(cost).expect("estimates serialize")
 }

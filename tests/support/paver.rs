@@ -560,6 +560,12 @@ impl Clock<'_> {
         .await;
     }
 
+    /// The environment the request created (a preview) expired long ago.
+    pub async fn environment_expired(&self, id: &str) {
+        self.run("UPDATE requests SET expires_at = 1 WHERE id = $1", id)
+            .await;
+    }
+
     /// The request's approval window closed long ago.
     pub async fn approval_window_closed(&self, id: &str) {
         self.run(

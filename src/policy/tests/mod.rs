@@ -3,6 +3,7 @@
 
 mod approving;
 mod configuration;
+mod cost;
 mod evaluation;
 
 use std::collections::BTreeSet;
