@@ -181,7 +181,7 @@ async fn run<H: InboxHandler>(h: &H, row: InboxRow) {
     // Keyed by the event: a handling taken again after a crash finds what
     // the first one stored and queued (`util::origin`).
     let origin = format!("{}:{}", row.platform.as_str(), row.event_id);
-    let handling = crate::util::origin::within(origin, h.handle(work));
+    let handling = crate::util::origin::within(origin, row.attempts > 1, h.handle(work));
     tokio::pin!(handling);
     let mut renew = tokio::time::interval((settings.lease / 3).max(Duration::from_millis(10)));
     renew.tick().await;

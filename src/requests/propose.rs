@@ -95,7 +95,7 @@ impl Requests {
     /// the event again), shown again; `None` when there is none.
     /// `placeholder`: whether the handling posts a placeholder first.
     pub async fn stored_before(&self, placeholder: bool) -> Result<Option<Handled>, StorageError> {
-        let Some(id) = crate::util::origin::first_id("r-") else {
+        let Some(id) = crate::util::origin::first_id_drawn_before("r-") else {
             return Ok(None);
         };
         match self.ctx.db.requests().find(&id).await? {

@@ -26,16 +26,20 @@ tokio::task_local! {
 struct Origin {
     /// `platform:event id`.
     event: String,
+    /// Whether an earlier handling of the event may have written anything.
+    again: bool,
     ids: AtomicU32,
     posts: AtomicU32,
 }
 
-/// Runs `f` as the handling of `event` (`platform:event id`).
-pub async fn within<F: Future>(event: String, f: F) -> F::Output {
+/// Runs `f` as the handling of `event` (`platform:event id`); `again`:
+/// the event was taken before (a crash or a failure cut that handling off).
+pub async fn within<F: Future>(event: String, again: bool, f: F) -> F::Output {
     ORIGIN
         .scope(
             Origin {
                 event,
+                again,
                 ids: AtomicU32::new(0),
                 posts: AtomicU32::new(0),
             },
@@ -53,10 +57,14 @@ pub fn next_id(prefix: &str) -> Option<String> {
         .ok()
 }
 
-/// The first id the event's handling draws (or drew), without drawing it:
-/// what a handling cut off by a crash stored first (its request) is found by.
-pub fn first_id(prefix: &str) -> Option<String> {
-    ORIGIN.try_with(|o| derive(&o.event, 1, prefix)).ok()
+/// When the event is handled again: the first id its earlier handling drew
+/// (what it stored first, its request, is found by it). `None` on a first
+/// handling, which has nothing to look for.
+pub fn first_id_drawn_before(prefix: &str) -> Option<String> {
+    ORIGIN
+        .try_with(|o| o.again.then(|| derive(&o.event, 1, prefix)))
+        .ok()
+        .flatten()
 }
 
 fn derive(event: &str, n: u32, prefix: &str) -> String {
@@ -95,17 +103,27 @@ mod tests {
                 next_post_key(),
             )
         };
-        let first = within("slack:Ev1".into(), draw()).await;
-        let again = within("slack:Ev1".into(), draw()).await;
-        let other = within("slack:Ev2".into(), draw()).await;
+        let first = within("slack:Ev1".into(), false, draw()).await;
+        let again = within("slack:Ev1".into(), true, draw()).await;
+        let other = within("slack:Ev2".into(), false, draw()).await;
         assert_eq!(first, again);
         assert_ne!(first.0, other.0);
         assert_ne!(first.0, first.2, "the second id is another one");
         assert_eq!(first.1.as_deref(), Some("slack:Ev1#1"));
         assert_eq!(first.3.as_deref(), Some("slack:Ev1#2"));
         assert_eq!(
-            within("slack:Ev1".into(), async { first_id("r-") }).await,
+            within("slack:Ev1".into(), true, async {
+                first_id_drawn_before("r-")
+            })
+            .await,
             first.0
+        );
+        assert_eq!(
+            within("slack:Ev1".into(), false, async {
+                first_id_drawn_before("r-")
+            })
+            .await,
+            None
         );
         let id = first.0.unwrap();
         assert!(id.starts_with("r-") && id.len() == 18, "{id}");
@@ -115,9 +133,9 @@ mod tests {
     async fn outside_a_handling_nothing_is_drawn() {
         assert_eq!(next_id("r-"), None);
         assert_eq!(next_post_key(), None);
-        assert_eq!(first_id("r-"), None);
+        assert_eq!(first_id_drawn_before("r-"), None);
         // A task spawned from a handling is not part of it.
-        let spawned = within("slack:Ev1".into(), async {
+        let spawned = within("slack:Ev1".into(), false, async {
             tokio::spawn(async { next_post_key() }).await.unwrap()
         })
         .await;
