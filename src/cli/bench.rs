@@ -328,7 +328,8 @@ async fn bench(b: EventsBench) -> anyhow::Result<ExitCode> {
         replicas.push(launch(&scratch, &slack_api, &database, n, &[]).await?);
     }
     // Idle memory: after the start's work has settled.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // (`paver serve` gives back its start-up code 5 s after listening.)
+    tokio::time::sleep(Duration::from_secs(7)).await;
     let idle_rss: Vec<Option<u64>> = replicas.iter().map(Replica::rss_kib).collect();
 
     let urls: Vec<String> = replicas.iter().map(|r| r.url.clone()).collect();

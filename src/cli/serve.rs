@@ -39,6 +39,15 @@ pub fn run(config: &Config, catalog: Option<&Path>) -> anyhow::Result<ExitCode> 
             .with_context(|| format!("listening on {}", config.server.listen))?;
         tracing::info!(listen = %config.server.listen, "paver serving");
         eprintln!("paver listening on http://{}", listener.local_addr()?);
+        // Once start-up has settled (the chat connections are up, the docs
+        // read), the code only it ran goes back to the kernel.
+        tokio::spawn(async {
+            tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+            match paver::util::memory::give_back_startup_code() {
+                Ok(bytes) => tracing::debug!(bytes, "start-up code given back"),
+                Err(e) => tracing::debug!(error = %e, "start-up code not given back"),
+            }
+        });
         axum::serve(listener, router)
             .with_graceful_shutdown(stop)
             .await
