@@ -15,6 +15,7 @@ mod reason;
 mod request_state;
 mod resource;
 pub mod scorecard;
+pub mod topic;
 mod version;
 pub mod wording;
 
