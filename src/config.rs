@@ -105,6 +105,9 @@ pub struct Config {
     /// `GET /metrics` on `paver serve`.
     #[serde(default)]
     pub metrics: MetricsConfig,
+    /// The platform report's weekly digest and `/metrics` window.
+    #[serde(default)]
+    pub report: crate::report::config::ReportConfig,
 }
 
 /// `[metrics]`: Prometheus metrics on `GET /metrics` (on by default; off,
@@ -676,6 +679,7 @@ impl Config {
         out.extend(self.scorecards.problems());
         out.extend(self.docs.problems());
         out.extend(self.retention.problems());
+        out.extend(self.report.problems());
         let uses = |d: DriverKind| self.drivers.uses(d);
         if uses(DriverKind::Backstage) {
             out.extend(self.backstage.problems());

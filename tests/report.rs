@@ -15,9 +15,23 @@ use std::process::Command;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use paver::catalog::Catalog;
+use std::sync::{Arc, OnceLock};
+
+use chrono::{TimeZone, Utc};
+use secrecy::SecretString;
+use serde_json::{json, Value};
+
+use paver::catalog::{Catalog, SharedCatalog};
+use paver::config::Config;
+use paver::domain::ChannelRef;
+use paver::engine::EngineSettings;
+use paver::report::config::ReportConfig;
+use paver::report::digest::DigestOutcome;
 use paver::report::{self, Percentiles, Rate, Scope};
 use paver::storage::Db;
+use paver::util::cron::Cron;
+use support::fake;
+use support::paver::TestPaver;
 
 const MIN: i64 = 60_000;
 const HOUR: i64 = 60 * MIN;
@@ -703,6 +717,7 @@ async fn every_figure_matches_the_seeded_history() {
         .collect();
     assert_eq!(weeks, truth.weeks);
     assert_eq!(r.cost, None);
+    insta::assert_snapshot!("seeded_report_md", report::render::markdown(&r));
 
     // One team: its services' requests and deploys only.
     let x = report::build(&t.db, &catalog(), &scope(Some("team-x")))
@@ -817,4 +832,305 @@ async fn paver_report_prints_json_csv_and_markdown() {
     assert_eq!(md, report::render::markdown(&want));
     assert!(md.starts_with("# Platform report"));
     assert!(md.contains("| svc-c |"));
+}
+
+// ----- the weekly digest --------------------------------------------------------
+
+/// Monday 2026-10-19 09:05 UTC: the digest of "0 9 * * Mon" is due.
+fn digest_time() -> chrono::DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 10, 19, 9, 5, 0).unwrap()
+}
+
+fn digest_config(channel: &str) -> ReportConfig {
+    ReportConfig {
+        digest_schedule: Some(Cron::parse("0 9 * * Mon").unwrap()),
+        channels: vec![ChannelRef::parse(channel).unwrap()],
+        weeks: 6,
+        ..ReportConfig::default()
+    }
+}
+
+/// A Slack Web API with the external upload flow; `upload_ok: false`
+/// refuses `files.getUploadURLExternal`.
+async fn fake_slack(upload_ok: bool) -> fake::FakeServer {
+    let base: Arc<OnceLock<String>> = Arc::default();
+    let me = base.clone();
+    let server = fake::serve(move |r| {
+        let base = me.clone();
+        async move {
+            let method = r.path.rsplit('/').next().unwrap_or_default().to_owned();
+            match method.as_str() {
+                "chat.postMessage" => fake::json(
+                    200,
+                    json!({"ok": true, "channel": "C0PLATFORM", "ts": "1700000000.000100",
+                           "message": {"type": "message", "text": "x", "ts": "1700000000.000100", "user": "U0BOT", "bot_id": "B1"}}),
+                ),
+                "files.getUploadURLExternal" if upload_ok => fake::json(
+                    200,
+                    json!({"ok": true, "upload_url": format!("{}/upload/F0CHART", base.get().unwrap()), "file_id": "F0CHART"}),
+                ),
+                "files.getUploadURLExternal" => {
+                    fake::json(200, json!({"ok": false, "error": "not_allowed_token_type"}))
+                }
+                "F0CHART" => axum::response::IntoResponse::into_response("OK - uploaded"),
+                "files.completeUploadExternal" => fake::json(
+                    200,
+                    json!({"ok": true, "files": [{"id": "F0CHART", "title": "chart"}]}),
+                ),
+                _ => fake::json(200, json!({"ok": false, "error": "unknown_method"})),
+            }
+        }
+    })
+    .await;
+    base.set(server.url.clone()).unwrap();
+    server
+}
+
+fn slack_config(fake: &fake::FakeServer) -> Config {
+    let mut config = Config::default();
+    config.slack.bot_token = Some(SecretString::from("xoxb-test"));
+    config.slack.api_url = url::Url::parse(&format!("{}/api/", fake.url)).unwrap();
+    config
+}
+
+async fn replica(
+    config: &Config,
+    report: ReportConfig,
+    of: Option<&TestPaver>,
+    db: Option<support::TestDb>,
+) -> TestPaver {
+    let mut b = TestPaver::builder()
+        .shared_catalog(SharedCatalog::new(catalog()))
+        .settings(EngineSettings {
+            report,
+            ..EngineSettings::default()
+        })
+        .sinks(paver::server::sinks(config).unwrap());
+    if let Some(other) = of {
+        b = b.replica_of(other);
+    }
+    if let Some(tdb) = db {
+        b = b.test_db(tdb);
+    }
+    b.start().await
+}
+
+fn png_size(bytes: &[u8]) -> (u32, u32) {
+    assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "a PNG");
+    let reader = png::Decoder::new(std::io::Cursor::new(bytes))
+        .read_info()
+        .unwrap();
+    (reader.info().width, reader.info().height)
+}
+
+#[tokio::test]
+async fn the_digest_posts_once_with_its_chart_uploaded_to_slack_across_replicas() {
+    let slack = fake_slack(true).await;
+    let config = slack_config(&slack);
+    let tdb = support::test_db().await;
+    seed(&tdb.db).await;
+    let a = replica(&config, digest_config("slack:C0PLATFORM"), None, Some(tdb)).await;
+    let b = replica(&config, digest_config("slack:C0PLATFORM"), Some(&a), None).await;
+
+    // Two replicas run the same period at once: one posts.
+    let now = digest_time();
+    let (ra, rb) = tokio::join!(a.engine.report().run(now), b.engine.report().run(now));
+    let outcomes = [ra.unwrap(), rb.unwrap()];
+    assert!(
+        outcomes.contains(&DigestOutcome::Posted { chart: true }),
+        "{outcomes:?}"
+    );
+    assert!(
+        outcomes.contains(&DigestOutcome::AlreadyPosted),
+        "{outcomes:?}"
+    );
+    // Their schedulers' ticks: one holds the lease, and the period is done.
+    let ta = a.engine.report().tick("replica-a", now).await.unwrap();
+    let tb = b.engine.report().tick("replica-b", now).await.unwrap();
+    assert_eq!(ta, Some(DigestOutcome::AlreadyPosted));
+    assert_eq!(tb, None, "replica-b does not hold the lease");
+    a.idle().await;
+    b.idle().await;
+
+    let posts: Vec<_> = slack
+        .all()
+        .into_iter()
+        .filter(|r| r.path.ends_with("chat.postMessage"))
+        .collect();
+    assert_eq!(posts.len(), 1);
+    let post = posts[0].body.clone().unwrap();
+    assert_eq!(post["channel"], "C0PLATFORM");
+    let text = post.to_string();
+    assert!(text.contains("Platform report"), "{text}");
+    assert!(text.contains("Change failure"), "{text}");
+    assert!(text.contains("db password rotate"), "{text}");
+
+    // The chart: getUploadURLExternal (name, length), the bytes, complete.
+    let all = slack.all();
+    let ask: Vec<_> = all
+        .iter()
+        .filter(|r| r.path.ends_with("files.getUploadURLExternal"))
+        .collect();
+    assert_eq!(ask.len(), 1);
+    let q = |k: &str| {
+        ask[0]
+            .query
+            .iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.clone())
+    };
+    assert_eq!(
+        q("filename").as_deref(),
+        Some("platform-report-2026-10-19.png")
+    );
+    let bytes: Vec<_> = all.iter().filter(|r| r.path == "/upload/F0CHART").collect();
+    assert_eq!(bytes.len(), 1);
+    assert_eq!(q("length"), Some(bytes[0].raw_body.len().to_string()));
+    assert_eq!(
+        png_size(&bytes[0].raw_body),
+        (report::chart::WIDTH, report::chart::HEIGHT)
+    );
+    let complete: Vec<_> = all
+        .iter()
+        .filter(|r| r.path.ends_with("files.completeUploadExternal"))
+        .collect();
+    assert_eq!(complete.len(), 1);
+    let body: Value = complete[0]
+        .body
+        .clone()
+        .unwrap_or_else(|| serde_json::from_slice(&complete[0].raw_body).unwrap());
+    assert_eq!(body["channel_id"], "C0PLATFORM");
+    assert_eq!(body["files"][0]["id"], "F0CHART");
+}
+
+#[tokio::test]
+async fn a_failed_upload_leaves_the_text_digest_posted() {
+    let slack = fake_slack(false).await;
+    let config = slack_config(&slack);
+    let a = replica(&config, digest_config("slack:C0PLATFORM"), None, None).await;
+    seed(a.db()).await;
+    assert_eq!(
+        a.engine.report().run(digest_time()).await.unwrap(),
+        DigestOutcome::Posted { chart: true }
+    );
+    a.idle().await;
+    assert_eq!(slack.count("POST", "chat.postMessage"), 1);
+    assert_eq!(slack.count("GET", "files.getUploadURLExternal"), 1);
+    assert_eq!(slack.count("POST", "files.completeUploadExternal"), 0);
+}
+
+#[tokio::test]
+async fn the_chart_goes_to_discord_as_a_message_attachment() {
+    let discord = fake::serve(|r| async move {
+        if r.path.ends_with("/messages") {
+            fake::json(200, json!({"id": "2000", "channel_id": "1000"}))
+        } else {
+            fake::json(404, json!({"code": 0, "message": "no"}))
+        }
+    })
+    .await;
+    let mut config = Config::default();
+    config.discord.token = Some(SecretString::from("test-bot-token"));
+    config.discord.api_url = url::Url::parse(&format!("{}/api/v10", discord.url)).unwrap();
+    let a = replica(&config, digest_config("discord:1000"), None, None).await;
+    seed(a.db()).await;
+    assert_eq!(
+        a.engine.report().run(digest_time()).await.unwrap(),
+        DigestOutcome::Posted { chart: true }
+    );
+    a.idle().await;
+    let posts: Vec<_> = discord
+        .all()
+        .into_iter()
+        .filter(|r| r.method == "POST" && r.path == "/api/v10/channels/1000/messages")
+        .collect();
+    assert_eq!(posts.len(), 2, "the digest, then the chart");
+    assert!(posts[0].body.is_some(), "the digest is JSON");
+    let form = &posts[1];
+    assert!(form
+        .header("content-type")
+        .is_some_and(|c| c.starts_with("multipart/form-data")));
+    let raw = &form.raw_body;
+    let find = |needle: &[u8]| raw.windows(needle.len()).position(|w| w == needle);
+    assert!(find(b"name=\"payload_json\"").is_some());
+    assert!(find(b"name=\"files[0]\"; filename=\"platform-report-2026-10-19.png\"").is_some());
+    let start = find(b"\x89PNG").expect("the PNG is in the form");
+    let end = find(b"IEND").expect("the PNG ends") + 8;
+    assert_eq!(
+        png_size(&raw[start..end]),
+        (report::chart::WIDTH, report::chart::HEIGHT)
+    );
+}
+
+#[tokio::test]
+async fn without_a_schedule_nothing_is_posted_or_scheduled() {
+    let a = replica(&Config::default(), ReportConfig::default(), None, None).await;
+    assert_eq!(
+        a.engine.report().run(digest_time()).await.unwrap(),
+        DigestOutcome::NotScheduled
+    );
+    assert!(a.engine.report().lease("x").is_none());
+}
+
+// ----- /metrics -------------------------------------------------------------------
+
+/// The value of `name{labels}` in a Prometheus text exposition.
+fn sample(text: &str, name: &str, labels: &str) -> Option<f64> {
+    let key = if labels.is_empty() {
+        name.to_owned()
+    } else {
+        format!("{name}{{{labels}}}")
+    };
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{key} ")))
+        .map(|v| v.trim().parse().unwrap())
+}
+
+#[tokio::test]
+async fn metrics_expose_the_reports_figures() {
+    let t = support::test_db().await;
+    seed(&t.db).await;
+    let r = report::build(&t.db, &catalog(), &scope(None))
+        .await
+        .unwrap();
+    let handle = paver::util::metrics::install().unwrap();
+    report::digest::set_gauges(&r);
+    let text = paver::util::metrics::render(&handle, || {});
+    assert_eq!(
+        sample(&text, "paver_report_requests", ""),
+        Some(r.self_service.requests as f64)
+    );
+    assert_eq!(
+        sample(&text, "paver_report_deployments", ""),
+        Some(r.dora.overall.deployments as f64)
+    );
+    assert_eq!(
+        sample(&text, "paver_report_questions", ""),
+        Some(r.questions.asked as f64)
+    );
+    let p90 = r.dora.overall.lead_time.p90_ms.unwrap() as f64 / 1000.0;
+    assert_eq!(
+        sample(
+            &text,
+            "paver_report_duration_seconds",
+            "figure=\"lead_time\",percentile=\"p90\""
+        ),
+        Some(p90)
+    );
+    assert_eq!(
+        sample(&text, "paver_report_ratio", "figure=\"change_failure\""),
+        r.dora.overall.change_failure.ratio()
+    );
+
+    // A scrape rebuilds them over the last `weeks` weeks, at most once per
+    // metrics_refresh_secs: here the window holds nothing, so n/a is NaN.
+    let a = replica(&Config::default(), ReportConfig::default(), None, Some(t)).await;
+    a.engine.report().refresh_gauges().await.unwrap();
+    let text = paver::util::metrics::render(&handle, || {});
+    assert_eq!(sample(&text, "paver_report_requests", ""), Some(0.0));
+    assert!(
+        sample(&text, "paver_report_ratio", "figure=\"change_failure\"")
+            .unwrap()
+            .is_nan()
+    );
 }

@@ -9,6 +9,7 @@ pub mod learned;
 pub mod messages;
 pub mod notices;
 pub mod office_hours;
+pub mod report;
 pub mod scorecards;
 pub mod send;
 

@@ -4,10 +4,13 @@
 //!
 //! [`build`] reads rows through `storage::report` and hands them to
 //! [`compute`], which is pure; `render` turns a [`Report`] into Markdown or
-//! CSV (JSON is its serde form), `chart` into a PNG, `digest` posts it
-//! weekly. Nothing here runs until asked: no state, no work at start.
+//! CSV (JSON is its serde form), `chart` its weeks into a PNG, `digest`
+//! posts it weekly and keeps its `/metrics` gauges. Nothing here runs until
+//! asked: no state, no work at start.
 
 pub mod chart;
+pub mod config;
+pub mod digest;
 pub mod dora;
 pub mod figures;
 pub mod render;
