@@ -1,6 +1,6 @@
 //! A cron schedule read on a time zone's clock, for config sections: the
-//! office-hours agenda and the report's weekly digest fire by it, once per
-//! period (the latest fire time names the period).
+//! scorecard nags, the office-hours agenda and the report's weekly digest
+//! fire by it, once per period (the latest fire time names the period).
 
 use std::str::FromStr;
 
@@ -24,6 +24,11 @@ impl Cron {
             cron,
             text: text.trim().to_owned(),
         })
+    }
+
+    /// The expression as written.
+    pub fn as_str(&self) -> &str {
+        &self.text
     }
 
     /// The latest time it fired at or before `now`, on `zone`'s clock.
