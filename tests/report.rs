@@ -827,6 +827,18 @@ async fn paver_report_prints_json_csv_and_markdown() {
         want.self_service.requests
     )));
     assert!(csv.contains("week,,,,2026-09-07,deployments,"));
+    let overall = &want.dora.overall.change_failure;
+    assert!(csv.contains(&format!(
+        "dora,,,,,change_failure,{:.4},{},{}",
+        overall.ratio().unwrap(),
+        overall.num,
+        overall.den
+    )));
+    assert!(csv.contains("dora_service,team-y,svc-c,,,deployments,"));
+    assert!(
+        csv.contains("dora_team,,,,,deployments,"),
+        "the unowned services"
+    );
 
     let md = run("md");
     assert_eq!(md, report::render::markdown(&want));

@@ -215,39 +215,45 @@ pub fn csv(r: &Report) -> String {
             ..count("unanswered_topic", "asked", t.asked)
         });
     }
-    let dora = |d: &Dora| -> Vec<Row<'static>> {
+    // Sections `dora` (everyone), `dora_team` and `dora_service`, so a
+    // team or service without an owner is not read as the overall figure.
+    let dora = |section: &'static str, d: &Dora| -> Vec<Row<'static>> {
         let mut v = vec![
-            count("dora", "deployments", d.deployments),
+            count(section, "deployments", d.deployments),
             Row {
                 value: format!("{:.2}", d.per_week),
-                ..base("dora", "deployments_per_week")
+                ..base(section, "deployments_per_week")
             },
         ];
         v.extend(pct(
-            "dora",
+            section,
             "lead_time_p50_ms",
             "lead_time_p90_ms",
             d.lead_time,
         ));
-        v.push(rate("dora", "lead_time_coverage", d.lead_time_coverage));
-        v.push(rate("dora", "change_failure", d.change_failure));
+        v.push(rate(section, "lead_time_coverage", d.lead_time_coverage));
+        v.push(rate(section, "change_failure", d.change_failure));
         v.extend(pct(
-            "dora",
+            section,
             "time_to_restore_p50_ms",
             "time_to_restore_p90_ms",
             d.time_to_restore,
         ));
-        v.push(count("dora", "unrestored", d.unrestored));
+        v.push(count(section, "unrestored", d.unrestored));
         v
     };
-    rows.extend(dora(&r.dora.overall));
+    rows.extend(dora("dora", &r.dora.overall));
     for t in &r.dora.teams {
         let name = t.team.as_deref().unwrap_or("");
-        rows.extend(dora(&t.dora).into_iter().map(|x| Row { team: name, ..x }));
+        rows.extend(
+            dora("dora_team", &t.dora)
+                .into_iter()
+                .map(|x| Row { team: name, ..x }),
+        );
     }
     for s in &r.dora.services {
         let team = s.team.as_deref().unwrap_or("");
-        rows.extend(dora(&s.dora).into_iter().map(|x| Row {
+        rows.extend(dora("dora_service", &s.dora).into_iter().map(|x| Row {
             team,
             service: &s.service,
             ..x
