@@ -23,10 +23,17 @@ pub struct Event {
     pub commit_at: Option<i64>,
 }
 
-impl Event {
-    /// What names the deployed change: its version, else its commit.
-    fn identity(&self) -> Option<&str> {
-        self.version.as_deref().or(self.commit.as_deref())
+/// Whether two events name the same change: by version when both name
+/// one, else by commit when both carry one; `None` when that cannot be
+/// told (one source names a version, another only the commit).
+fn same_change(
+    (v1, c1): (Option<&str>, Option<&str>),
+    (v2, c2): (Option<&str>, Option<&str>),
+) -> Option<bool> {
+    match ((v1, v2), (c1, c2)) {
+        ((Some(a), Some(b)), _) => Some(a == b),
+        (_, (Some(a), Some(b))) => Some(a == b),
+        _ => None,
     }
 }
 
@@ -80,14 +87,16 @@ impl Deployment {
 /// and marks the ones its rollbacks undid.
 ///
 /// A new deployment starts at the first event; at an event naming another
-/// version (or commit) than the current deployment; and at a `queued`,
+/// version than the current deployment (or, where either names none,
+/// another commit); and at a `queued`,
 /// `in_progress` or `deployed` event once the current deployment has
 /// reached a final status. Any other event (`healthy`, `degraded`,
 /// `failed`, `cancelled`) is news of the current deployment.
 pub fn deployments(events: &[Event], rollbacks: &[Rollback]) -> Vec<Deployment> {
     struct Open {
         d: Deployment,
-        identity: Option<String>,
+        version: Option<String>,
+        commit: Option<String>,
         finished: bool,
     }
     let mut out: Vec<Deployment> = Vec::new();
@@ -98,8 +107,10 @@ pub fn deployments(events: &[Event], rollbacks: &[Rollback]) -> Vec<Deployment> 
         let starts = match &cur {
             None => true,
             Some(c) => {
-                let other =
-                    matches!((e.identity(), c.identity.as_deref()), (Some(a), Some(b)) if a != b);
+                let other = same_change(
+                    (e.version.as_deref(), e.commit.as_deref()),
+                    (c.version.as_deref(), c.commit.as_deref()),
+                ) == Some(false);
                 other
                     || (c.finished
                         && matches!(
@@ -124,7 +135,8 @@ pub fn deployments(events: &[Event], rollbacks: &[Rollback]) -> Vec<Deployment> 
                     commit_at: None,
                     rolled_back: false,
                 },
-                identity: None,
+                version: None,
+                commit: None,
                 finished: false,
             });
         }
@@ -132,8 +144,11 @@ pub fn deployments(events: &[Event], rollbacks: &[Rollback]) -> Vec<Deployment> 
         if let Some(span) = spans.last_mut() {
             span.1 = i;
         }
-        if c.identity.is_none() {
-            c.identity = e.identity().map(str::to_owned);
+        if c.version.is_none() {
+            c.version = e.version.clone();
+        }
+        if c.commit.is_none() {
+            c.commit = e.commit.clone();
         }
         if let Some(t) = e.commit_at {
             c.d.commit_at = Some(c.d.commit_at.map_or(t, |x| x.min(t)));
@@ -293,6 +308,20 @@ mod tests {
         assert_eq!(dora.time_to_restore.p90_ms, Some(90));
         assert_eq!(dora.per_week, 5.0);
         assert_eq!(dora.lead_time_coverage, Rate::new(0, 3));
+    }
+
+    #[test]
+    fn sources_naming_a_change_differently_still_make_one_deployment() {
+        // A deploy run names the commit; Argo CD the image tag and commit.
+        let mut run = ev(10, InProgress, None);
+        run.commit = Some("abc".into());
+        let mut argo = ev(20, Healthy, Some("2.5.0"));
+        argo.commit = Some("abc".into());
+        let mut next = ev(30, Deployed, None);
+        next.commit = Some("def".into());
+        let ds = deployments(&[run, argo, next], &[]);
+        assert_eq!(ds.len(), 2);
+        assert_eq!(ds[0].deployed_at, Some(20));
     }
 
     #[test]
