@@ -420,3 +420,78 @@ fn questions(rows: &[QuestionRow]) -> Questions {
         top_unanswered: top,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(id: &str, service: &str, created_at: i64, url: bool) -> RequestRow {
+        RequestRow {
+            id: id.into(),
+            action_kind: "deploy".into(),
+            service: Some(service.into()),
+            state: "succeeded".into(),
+            created_at,
+            result_url: url.then(|| "https://x.example".into()),
+            llm_calls: 0,
+            prompt_tokens: 0,
+            completion_tokens: 0,
+        }
+    }
+
+    fn event(id: &str, at: i64, transition: &str, from: &str, to: &str) -> EventRow {
+        EventRow {
+            request_id: id.into(),
+            at,
+            transition: transition.into(),
+            from_state: Some(from.into()),
+            to_state: to.into(),
+        }
+    }
+
+    #[test]
+    fn every_approval_round_is_a_wait_and_only_a_url_counts_to_url() {
+        let rows = Rows {
+            requests: vec![
+                request("r1", "svc-a", 0, true),
+                request("r2", "svc-b", 0, false),
+            ],
+            events: vec![
+                event("r1", 10, "need_approval", "confirmed", "awaiting_approval"),
+                event("r1", 70, "deny", "awaiting_approval", "denied"),
+                event("r1", 100, "retry", "failed", "confirmed"),
+                event("r1", 110, "need_approval", "confirmed", "awaiting_approval"),
+                event("r1", 140, "approve", "awaiting_approval", "approved"),
+                event("r1", 200, "succeed", "executing", "succeeded"),
+                // Succeeded without a URL: no request-to-URL time.
+                event("r2", 50, "succeed", "executing", "succeeded"),
+                // Still waiting: not a wait yet.
+                event("r2", 60, "need_approval", "confirmed", "awaiting_approval"),
+            ],
+            ..Rows::default()
+        };
+        let scope = Scope {
+            since: 0,
+            until: WEEK_MS,
+            team: None,
+        };
+        let owner = |s: &str| (s == "svc-a").then(|| "team-a".to_owned());
+        let r = compute(&rows, owner, &scope);
+        assert_eq!(r.self_service.approval_wait, Percentiles::of(vec![60, 30]));
+        assert_eq!(r.self_service.time_to_url, Percentiles::of(vec![200]));
+        // One team: its requests only.
+        let a = compute(
+            &rows,
+            owner,
+            &Scope {
+                team: Some("team-a".into()),
+                ..scope
+            },
+        );
+        assert_eq!(a.self_service.requests, 1);
+        assert_eq!(a.self_service.by_week[0].team.as_deref(), Some("team-a"));
+        // 1970-01-01 was a Thursday: the window touches two weeks.
+        assert_eq!(a.weeks.len(), 2);
+        assert_eq!(a.weeks[0].week, "1969-12-29");
+    }
+}
