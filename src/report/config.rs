@@ -16,7 +16,7 @@ pub struct ReportConfig {
     /// The schedule's time zone (IANA, e.g. Europe/Berlin).
     pub zone: Zone,
     /// The platform channel the digest goes to (`slack:C0…`,
-    /// `discord:…`): the first is used.
+    /// `discord:…`): the first is used; none: `notify.platform_channels`.
     pub channels: Vec<ChannelRef>,
     /// How many weeks the digest and the `/metrics` series cover.
     pub weeks: u32,
@@ -46,12 +46,6 @@ impl Default for ReportConfig {
 impl ReportConfig {
     pub fn problems(&self) -> Vec<String> {
         let mut out = Vec::new();
-        if self.digest_schedule.is_some() && self.channels.is_empty() {
-            out.push(
-                "report.digest_schedule: set, but report.channels names no channel to post in"
-                    .into(),
-            );
-        }
         if self.weeks == 0 || self.weeks > 52 {
             out.push("report.weeks: 1 to 52".into());
         }
