@@ -973,7 +973,22 @@ async fn the_digest_posts_once_with_its_chart_uploaded_to_slack_across_replicas(
     let post = posts[0].body.clone().unwrap();
     assert_eq!(post["channel"], "C0PLATFORM");
     let text = post.to_string();
-    assert!(text.contains("Platform report"), "{text}");
+    assert!(
+        text.contains("Platform report — 2026-09-07 to 2026-10-18"),
+        "{text}"
+    );
+    // The six whole weeks before the digest's: the seeded history's.
+    let want = report::build(a.db(), &catalog(), &scope(None))
+        .await
+        .unwrap();
+    assert!(
+        text.contains(&format!("*Requests*\\n{}", want.self_service.requests)),
+        "{text}"
+    );
+    assert!(
+        text.contains(&want.dora.overall.change_failure.display()),
+        "{text}"
+    );
     assert!(text.contains("Change failure"), "{text}");
     assert!(text.contains("db password rotate"), "{text}");
 

@@ -1,6 +1,7 @@
 //! The weekly digest: at each fire of `report.digest_schedule`, the one
-//! replica holding the `report-digest` lease builds the report of the last
-//! `report.weeks` weeks and queues it for the platform channel, recorded
+//! replica holding the `report-digest` lease builds the report of the
+//! `report.weeks` whole weeks (Monday to Sunday, UTC) before the week it
+//! runs in and queues it for the platform channel, recorded
 //! per period (`report_digests`) in the transaction that queues it, so it
 //! goes out once however many replicas tick. The chart follows as a file
 //! of its own, so a failed upload never holds back the text.
@@ -14,7 +15,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 
 use super::config::ReportConfig;
-use super::figures::{date, WEEK_MS};
+use super::figures::{date, week_of, WEEK_MS};
 use super::{build, chart, Report, ReportError, Scope};
 use crate::catalog::{Catalog, SharedCatalog};
 use crate::chat::report::{digest as say, DigestFigures};
@@ -72,7 +73,7 @@ impl Digests {
         &self.inner.config
     }
 
-    /// The window a digest or the gauges cover: the `weeks` weeks up to `end`.
+    /// The `weeks` weeks up to `end`.
     fn scope(&self, end: i64) -> Scope {
         Scope {
             since: end - i64::from(self.inner.config.weeks.max(1)) * WEEK_MS,
@@ -101,7 +102,8 @@ impl Digests {
             return Ok(DigestOutcome::NoChannel);
         };
         let catalog = self.inner.catalog.current();
-        let report = build(&self.inner.db, &catalog, &self.scope(period)).await?;
+        // Whole weeks: the `weeks` weeks before the one the period falls in.
+        let report = build(&self.inner.db, &catalog, &self.scope(week_of(period))).await?;
         let png = if c.chart {
             match chart::png(&report.weeks) {
                 Ok(png) => Some(png),
