@@ -235,6 +235,7 @@ pub fn engine_settings(config: &Config) -> EngineSettings {
         scorecards: config.scorecards.clone(),
         docs: docs(config),
         office_hours: config.docs.office_hours.clone(),
+        report: config.report_settings(),
         docs_llm: docs_llm(config),
         ..EngineSettings::default()
     }

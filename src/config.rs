@@ -109,6 +109,9 @@ pub struct Config {
     /// `GET /metrics` on `paver serve`.
     #[serde(default)]
     pub metrics: MetricsConfig,
+    /// The platform report's weekly digest and `/metrics` window.
+    #[serde(default)]
+    pub report: crate::report::config::ReportConfig,
 }
 
 /// `[metrics]`: Prometheus metrics on `GET /metrics` (on by default; off,
@@ -623,6 +626,16 @@ impl Config {
     }
 
     /// Checks beyond types: things that parse but cannot work.
+    /// `[report]` as the digest runs it: without channels of its own, it
+    /// posts to `notify.platform_channels`.
+    pub fn report_settings(&self) -> crate::report::config::ReportConfig {
+        let mut r = self.report.clone();
+        if r.channels.is_empty() {
+            r.channels = self.notify.platform_channels.clone();
+        }
+        r
+    }
+
     pub fn problems(&self) -> Vec<String> {
         let mut out = Vec::new();
         let db = &self.database.url;
@@ -680,6 +693,10 @@ impl Config {
         out.extend(self.scorecards.problems());
         out.extend(self.docs.problems());
         out.extend(self.retention.problems());
+        out.extend(self.report.problems());
+        if self.report.digest_schedule.is_some() && self.report_settings().channels.is_empty() {
+            out.push("report.digest_schedule: set, but neither report.channels nor notify.platform_channels names a channel to post in".into());
+        }
         let uses = |d: DriverKind| self.drivers.uses(d);
         if uses(DriverKind::Backstage) {
             out.extend(self.backstage.problems());
@@ -941,6 +958,26 @@ fn invalid(e: figment::Error, text: Option<&(String, String)>) -> ConfigError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_report_digest_posts_to_the_platform_channels_unless_it_names_its_own() {
+        let mut c = Config::default();
+        assert!(c.report_settings().channels.is_empty());
+        c.report.digest_schedule = Some(crate::util::cron::Cron::parse("0 9 * * Mon").unwrap());
+        assert!(c
+            .problems()
+            .iter()
+            .any(|p| p.starts_with("report.digest_schedule")));
+        c.notify.platform_channels =
+            vec![crate::domain::ChannelRef::parse("slack:C0PLATFORM").unwrap()];
+        assert_eq!(c.report_settings().channels, c.notify.platform_channels);
+        assert!(!c
+            .problems()
+            .iter()
+            .any(|p| p.starts_with("report.digest_schedule")));
+        c.report.channels = vec![crate::domain::ChannelRef::parse("discord:1000").unwrap()];
+        assert_eq!(c.report_settings().channels, c.report.channels);
+    }
 
     fn write(body: &str) -> tempfile::NamedTempFile {
         use std::io::Write;

@@ -17,6 +17,7 @@ pub mod hooks;
 pub mod nlu;
 pub mod notify;
 pub mod policy;
+pub mod report;
 pub mod requests;
 pub mod scorecards;
 pub mod server;

@@ -96,6 +96,11 @@ pub fn metrics_handle(config: &Config) -> Option<PrometheusHandle> {
 async fn scrape(app: App, handle: PrometheusHandle) -> impl IntoResponse {
     let outbox = app.db.outbox().backlog().await;
     let jobs = app.db.jobs().backlog().await;
+    // The report's gauges: rebuilt only when older than
+    // report.metrics_refresh_secs, so most scrapes read nothing for them.
+    if let Err(e) = app.engine.report().refresh_gauges().await {
+        tracing::warn!(error = %e, "metrics: the report's gauges not refreshed");
+    }
     let now = now_ms();
     let age = |oldest: Option<i64>| oldest.map_or(0, |t| now - t);
     let body = metrics::render(&handle, || {

@@ -14,7 +14,14 @@ const LAYERS: &[&[&str]] = &[
     &["catalog", "storage"],
     &["policy", "nlu", "drivers"],
     &["chat"],
-    &["requests", "answers", "notify", "scorecards", "docs"],
+    &[
+        "requests",
+        "answers",
+        "notify",
+        "scorecards",
+        "docs",
+        "report",
+    ],
     &["engine"],
     // The config gathers every module's own section type.
     &["config"],

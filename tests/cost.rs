@@ -39,6 +39,24 @@ async fn by_team(h: &TestPaver) -> BTreeMap<TeamName, Cents> {
     h.db().requests().cost_by_team(&owner).await.unwrap()
 }
 
+/// The platform report of the last day with its cost section.
+async fn report_with_cost(h: &TestPaver, team: Option<&str>) -> paver::report::Report {
+    let catalog = h.catalog.current();
+    let now = paver::storage::now_ms();
+    let scope = paver::report::Scope {
+        since: now - 86_400_000,
+        until: now + 1,
+        team: team.map(str::to_owned),
+    };
+    let built = paver::report::build(h.db(), &catalog, &scope)
+        .await
+        .unwrap();
+    let prices = paver::domain::PriceTable::default();
+    paver::report::with_cost(built, h.db(), &catalog, &prices)
+        .await
+        .unwrap()
+}
+
 fn cents(units: i64) -> Cents {
     Cents::new(units * 100).unwrap()
 }
@@ -86,6 +104,32 @@ async fn the_card_shows_the_estimate_and_the_team_pays_for_what_was_created() {
     confirm(&h, "alice", &again).await;
     assert_eq!(h.request(&again).await.state, RequestState::Succeeded);
     assert_eq!(by_team(&h).await[&team("team-commerce")], cents(305));
+
+    // The platform report sums it by team, in the price table's currency.
+    let report = report_with_cost(&h, None).await;
+    let cost = report.cost.as_ref().unwrap();
+    assert_eq!(cost.currency, "USD");
+    assert_eq!(cost.monthly_total_cents, 30_500);
+    assert_eq!(
+        cost.teams
+            .iter()
+            .map(|t| (t.team.as_str(), t.monthly_cents, t.monthly.as_str()))
+            .collect::<Vec<_>>(),
+        [("team-commerce", 30_500, "$305")]
+    );
+    let md = paver::report::render::markdown(&report);
+    assert!(
+        md.contains("## Cost") && md.contains("| team-commerce | $305 |"),
+        "{md}"
+    );
+    let csv = paver::report::render::csv(&report);
+    assert!(
+        csv.contains("cost,team-commerce,,,,monthly_cost_cents_USD,30500,,"),
+        "{csv}"
+    );
+    // Another team's report shows nothing of it.
+    let other = report_with_cost(&h, Some("team-payments")).await;
+    assert!(other.cost.unwrap().teams.is_empty());
 
     // A change that creates nothing says nothing of cost.
     let deploy = h

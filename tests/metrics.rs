@@ -192,6 +192,7 @@ fn bounded(s: &Scrape, forbidden: &[&str]) {
                 ),
                 "platform" => assert!(platforms.contains(&value.as_str()), "{series:?}"),
                 "version" => assert_eq!(value, env!("CARGO_PKG_VERSION")),
+                "percentile" => assert!(["p50", "p90"].contains(&value.as_str()), "{series:?}"),
                 _ => assert!(
                     value.len() <= 24 && value.chars().all(|c| c.is_ascii_lowercase() || c == '_'),
                     "{series:?}: {key}={value:?} is not an outcome word"

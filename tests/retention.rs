@@ -176,15 +176,30 @@ async fn never_pruned(db: &Db, old: i64) {
         &[I(old)],
     )
     .await;
+    // The platform report reads votes and records its digests.
+    exec(
+        db,
+        "INSERT INTO question_votes (question_id, voter, helpful, at) VALUES ('q-1', 'U1', 1, $1)",
+        &[I(old)],
+    )
+    .await;
+    exec(
+        db,
+        "INSERT INTO report_digests (period, platform, channel, at) VALUES ($1, 'slack', 'C1', $2)",
+        &[I(old), I(old)],
+    )
+    .await;
 }
 
-const KEPT_TABLES: [&str; 6] = [
+const KEPT_TABLES: [&str; 8] = [
     "requests",
     "request_events",
     "approvals",
     "deploy_events",
     "questions",
+    "question_votes",
     "score_history",
+    "report_digests",
 ];
 
 #[tokio::test]

@@ -1651,3 +1651,37 @@ fn docs_written_answers() {
         ),
     );
 }
+
+/// The platform report's weekly digest: headline figures, the top
+/// unanswered topics, and the chart's legend.
+#[test]
+fn report_digest() {
+    use paver::chat::report::{digest, DigestFigures};
+    let d = DigestFigures {
+        window: "2026-10-26 to 2026-11-22".into(),
+        figures: vec![
+            ("Requests".into(), "212".into()),
+            (
+                "Request to URL".into(),
+                "p50 6m 10s · p90 1h 2m (n=58)".into(),
+            ),
+            ("Change failure".into(), "12.5% (6/48)".into()),
+            ("Time to restore".into(), "n/a (n=0)".into()),
+        ],
+        topics: vec![
+            ("db password rotate".into(), 9),
+            ("dashboard grafana".into(), 4),
+        ],
+        chart: true,
+        weeks: 4,
+    };
+    three_ways("report_digest", &digest(&d));
+    three_ways(
+        "report_digest_quiet_weeks",
+        &digest(&DigestFigures {
+            topics: Vec::new(),
+            chart: false,
+            ..d
+        }),
+    );
+}

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
-use super::{ChatSink, Message, SendError};
+use super::{ChatSink, Message, SendError, Upload};
 use crate::domain::Platform;
 use crate::storage::outbox::{OutboxItem, OutboxKind};
 use crate::storage::{now_ms, Db, OutboxRow, Slot, StorageError};
@@ -90,6 +90,7 @@ enum Call {
     Post,
     Update(String),
     Ephemeral,
+    Upload(Upload),
 }
 
 #[derive(Clone)]
@@ -186,8 +187,14 @@ impl Dispatcher {
         let Some(sink) = self.sinks.get(item.platform.as_str()) else {
             return outbox.defer(row.id, 1_000).await;
         };
-        let message: Message = match serde_json::from_str(&item.body) {
-            Ok(m) => m,
+        // An upload's body is the file; every other row's, a message.
+        let parsed = if item.kind == OutboxKind::Upload {
+            serde_json::from_str::<Upload>(&item.body).map(|u| (Message::default(), Some(u)))
+        } else {
+            serde_json::from_str::<Message>(&item.body).map(|m| (m, None))
+        };
+        let (message, upload) = match parsed {
+            Ok(p) => p,
             Err(e) => {
                 counted(item, "failed");
                 return outbox.mark_failed(row.id, &format!("bad body: {e}")).await;
@@ -211,6 +218,10 @@ impl Dispatcher {
         // slot is reserved, so the slot is taken right before the send.
         let call = match item.kind {
             OutboxKind::Post => Ok(Call::Post),
+            OutboxKind::Upload => match upload {
+                Some(u) => Ok(Call::Upload(u)),
+                None => Err(SendError::Permanent("an upload without its file".into())),
+            },
             OutboxKind::Ephemeral => Ok(Call::Ephemeral),
             OutboxKind::Update => {
                 let key = item.card_key.as_deref().unwrap_or_default();
@@ -261,6 +272,10 @@ impl Dispatcher {
                             .post(&item.channel, thread.as_deref(), &message)
                             .await
                             .map(Some),
+                        Call::Upload(file) => sink
+                            .upload(&item.channel, thread.as_deref(), &file)
+                            .await
+                            .map(|_| None),
                     }
                 };
                 let sent = tokio::time::timeout(SEND_TIMEOUT, send)

@@ -9,6 +9,7 @@ pub mod learned;
 pub mod messages;
 pub mod notices;
 pub mod office_hours;
+pub mod report;
 pub mod scorecards;
 pub mod send;
 
@@ -329,6 +330,57 @@ pub trait ChatSink: Send + Sync {
         thread: Option<&str>,
         message: &Message,
     ) -> Result<(), SendError>;
+    /// Posts a file to the channel (in a thread when given). A platform
+    /// that takes no files refuses it for good.
+    async fn upload(
+        &self,
+        channel: &str,
+        thread: Option<&str>,
+        file: &Upload,
+    ) -> Result<(), SendError> {
+        let _ = (channel, thread);
+        Err(SendError::Permanent(format!(
+            "{}: this chat takes no files",
+            file.file_name
+        )))
+    }
+}
+
+/// A file to post (the report digest's chart), as its outbox row keeps it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Upload {
+    /// `platform-report-2026-11-23.png`.
+    pub file_name: String,
+    /// What the chat shows as the file's title.
+    pub title: String,
+    /// The MIME type.
+    pub content_type: String,
+    /// The bytes, base64 (standard alphabet).
+    pub data: String,
+}
+
+impl Upload {
+    pub fn png(file_name: String, title: String, bytes: &[u8]) -> Self {
+        use base64::Engine as _;
+        Upload {
+            file_name,
+            title,
+            content_type: "image/png".into(),
+            data: base64::engine::general_purpose::STANDARD.encode(bytes),
+        }
+    }
+
+    pub fn bytes(&self) -> Result<Vec<u8>, SendError> {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD
+            .decode(&self.data)
+            .map_err(|e| SendError::Permanent(format!("{}: {e}", self.file_name)))
+    }
+
+    /// The outbox row's body.
+    pub fn to_body(&self) -> String {
+        serde_json::to_string(self).expect("an upload serializes")
+    }
 }
 
 #[cfg(test)]

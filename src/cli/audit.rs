@@ -78,7 +78,7 @@ pub fn run(config: &Config, command: AuditCommand) -> anyhow::Result<ExitCode> {
 }
 
 /// `7d` back from `now`, or a date, or an RFC 3339 time.
-fn when(s: &str, now: DateTime<Utc>) -> anyhow::Result<DateTime<Utc>> {
+pub(super) fn when(s: &str, now: DateTime<Utc>) -> anyhow::Result<DateTime<Utc>> {
     let s = s.trim();
     if let Some(unit) = s.chars().last().filter(char::is_ascii_alphabetic) {
         if let Ok(n) = s[..s.len() - 1].parse::<i64>() {

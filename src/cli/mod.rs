@@ -10,6 +10,7 @@ mod docs;
 mod nags;
 mod nlu;
 mod parse;
+mod report;
 mod scorecard;
 mod serve;
 
@@ -89,6 +90,24 @@ enum Command {
         team: Option<String>,
         #[arg(long, value_enum, default_value = "text")]
         format: scorecard::Format,
+        /// Backstage catalog YAML; overrides the configured catalog.
+        #[arg(long, value_name = "PATH")]
+        catalog: Option<PathBuf>,
+    },
+    /// The platform report: self-service, questions and DORA metrics.
+    Report {
+        /// From when: a duration back from now (`30d`, `2w`), a date or an
+        /// RFC 3339 time.
+        #[arg(long, value_name = "DURATION|DATE", default_value = "30d")]
+        since: String,
+        /// Up to when (not included); default: now.
+        #[arg(long, value_name = "DURATION|DATE")]
+        until: Option<String>,
+        /// One team's services only (a catalog group).
+        #[arg(long, value_name = "TEAM")]
+        team: Option<String>,
+        #[arg(long, value_enum, default_value = "md")]
+        format: report::Format,
         /// Backstage catalog YAML; overrides the configured catalog.
         #[arg(long, value_name = "PATH")]
         catalog: Option<PathBuf>,
@@ -224,6 +243,23 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         } => {
             let config = load_config(config_path.as_deref())?;
             scorecard::run(&config, catalog.as_deref(), service, team, format)
+        }
+        Command::Report {
+            since,
+            until,
+            team,
+            format,
+            catalog,
+        } => {
+            let config = load_config(config_path.as_deref())?;
+            report::run(
+                &config,
+                catalog.as_deref(),
+                &since,
+                until.as_deref(),
+                team,
+                format,
+            )
         }
         Command::Nags { command } => {
             let config = load_config(config_path.as_deref())?;

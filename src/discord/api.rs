@@ -19,7 +19,10 @@ use std::time::{Duration, Instant};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::Value;
-use serenity::http::{HttpBuilder, LightMethod, RatelimitingBucket, Request, Route};
+use serenity::builder::CreateAttachment;
+use serenity::http::{
+    HttpBuilder, LightMethod, Multipart, MultipartUpload, RatelimitingBucket, Request, Route,
+};
 use serenity::model::id::{ApplicationId, ChannelId, GuildId, InteractionId, MessageId};
 use url::Url;
 
@@ -278,11 +281,23 @@ impl DiscordApi {
         method: LightMethod,
         body: Option<&Value>,
     ) -> Result<Vec<u8>, ApiError> {
+        self.call_with(route, method, body, Vec::new()).await
+    }
+
+    /// [`Self::call`] with files attached: the body goes as the form's
+    /// `payload_json`, each file as `files[n]`.
+    async fn call_with(
+        &self,
+        route: Route<'_>,
+        method: LightMethod,
+        body: Option<&Value>,
+        files: Vec<CreateAttachment>,
+    ) -> Result<Vec<u8>, ApiError> {
         let bucket = route.ratelimiting_bucket();
         if let Some(wait) = self.wait_for(&bucket) {
             return Err(ApiError::RateLimited(wait));
         }
-        let result = self.send(route, method, body).await;
+        let result = self.send(route, method, body, files).await;
         if let Err(e) = &result {
             let kind = match e {
                 ApiError::RateLimited(_) => "rate_limited",
@@ -302,11 +317,20 @@ impl DiscordApi {
         route: Route<'_>,
         method: LightMethod,
         body: Option<&Value>,
+        files: Vec<CreateAttachment>,
     ) -> Result<Vec<u8>, ApiError> {
         let bucket = route.ratelimiting_bucket();
-        let body = body.map(|b| serde_json::to_vec(b).expect("JSON values serialize"));
-        let request = Request::new(route, method)
-            .body(body)
+        let request = if files.is_empty() {
+            let body = body.map(|b| serde_json::to_vec(b).expect("JSON values serialize"));
+            Request::new(route, method).body(body)
+        } else {
+            Request::new(route, method).multipart(Some(Multipart {
+                upload: MultipartUpload::Attachments(files),
+                fields: Vec::new(),
+                payload_json: body.map(Value::to_string),
+            }))
+        };
+        let request = request
             .build(&self.client, &self.token, Some(&self.base))
             .map_err(|e| ApiError::Invalid(format!("building a Discord request: {e}")))?;
         let response = request
@@ -372,6 +396,28 @@ impl DiscordApi {
             Some(body),
         )
         .await
+    }
+
+    /// `POST /channels/{channel}/messages` with one file attached
+    /// (multipart: `payload_json` and `files[0]`).
+    pub async fn create_message_with_file(
+        &self,
+        channel: &str,
+        body: &Value,
+        file_name: &str,
+        bytes: Vec<u8>,
+    ) -> Result<Created, ApiError> {
+        let channel_id: ChannelId = snowflake(channel, "channel")?;
+        let bytes = self
+            .call_with(
+                Route::ChannelMessages { channel_id },
+                LightMethod::Post,
+                Some(body),
+                vec![CreateAttachment::bytes(bytes, file_name)],
+            )
+            .await?;
+        serde_json::from_slice(&bytes)
+            .map_err(|e| ApiError::Invalid(format!("unexpected answer from Discord: {e}")))
     }
 
     /// `PATCH /channels/{channel}/messages/{message}`

@@ -18,7 +18,7 @@ use serde_json::{json, Value};
 use super::api::{ApiError, DiscordApi};
 use super::render;
 use super::InteractionHandle;
-use crate::chat::{ChatSink, Message, SendError};
+use crate::chat::{ChatSink, Message, SendError, Upload};
 
 /// Discord error codes the sink reacts to.
 mod codes {
@@ -152,6 +152,29 @@ impl DiscordSink {
 
 #[async_trait]
 impl ChatSink for DiscordSink {
+    /// A message with the file attached: in the channel, or in the thread
+    /// a reference names (a file never starts a thread of its own).
+    async fn upload(
+        &self,
+        channel: &str,
+        thread: Option<&str>,
+        file: &Upload,
+    ) -> Result<(), SendError> {
+        let target = match thread.map(split_ref) {
+            Some((Some(elsewhere), _)) => elsewhere,
+            _ => channel,
+        };
+        let body = json!({
+            "content": file.title,
+            "attachments": [{"id": 0, "filename": file.file_name, "description": file.title}],
+            "allowed_mentions": {"parse": []},
+        });
+        self.api
+            .create_message_with_file(target, &body, &file.file_name, file.bytes()?)
+            .await?;
+        Ok(())
+    }
+
     async fn post(
         &self,
         channel: &str,

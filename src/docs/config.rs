@@ -3,10 +3,8 @@
 //! questions go to humans.
 
 use std::path::{Component, Path, PathBuf};
-use std::str::FromStr;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use secrecy::SecretString;
 use serde::Deserialize;
@@ -186,68 +184,9 @@ impl OfficeHoursConfig {
     }
 }
 
-/// A five-field cron expression (`0 16 * * Thu`), parsed at load. Its own
-/// small type rather than the scorecards': a flow may not import another.
-#[derive(Clone, Deserialize)]
-#[serde(try_from = "String")]
-pub struct AgendaCron {
-    cron: croner::Cron,
-    text: String,
-}
-
-impl AgendaCron {
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let cron = croner::Cron::from_str(text.trim())
-            .map_err(|e| format!("`{text}` is not a cron expression: {e}"))?;
-        Ok(AgendaCron {
-            cron,
-            text: text.trim().to_owned(),
-        })
-    }
-
-    /// The latest time it fired at or before `now`, on `zone`'s clock.
-    pub fn latest_fire(&self, zone: Tz, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        self.cron
-            .find_previous_occurrence(&now.with_timezone(&zone), true)
-            .ok()
-            .map(|t| t.with_timezone(&Utc))
-    }
-}
-
-impl TryFrom<String> for AgendaCron {
-    type Error = String;
-    fn try_from(value: String) -> Result<Self, String> {
-        AgendaCron::parse(&value)
-    }
-}
-
-impl std::fmt::Debug for AgendaCron {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "AgendaCron({:?})", self.text)
-    }
-}
-
-impl PartialEq for AgendaCron {
-    fn eq(&self, other: &Self) -> bool {
-        self.text == other.text
-    }
-}
-
-/// An IANA time zone, parsed at load.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(try_from = "String")]
-pub struct AgendaZone(pub Tz);
-
-impl TryFrom<String> for AgendaZone {
-    type Error = String;
-    fn try_from(value: String) -> Result<Self, String> {
-        value
-            .trim()
-            .parse::<Tz>()
-            .map(AgendaZone)
-            .map_err(|_| format!("`{value}` is not a time zone (e.g. Europe/Berlin)"))
-    }
-}
+/// The agenda's cron and zone: `util::cron`'s, shared with the report's
+/// digest.
+pub use crate::util::cron::{Cron as AgendaCron, Zone as AgendaZone};
 
 impl DocsConfig {
     /// How often the sources are checked; `None`: never.

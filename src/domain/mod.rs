@@ -16,6 +16,7 @@ mod reason;
 mod request_state;
 mod resource;
 pub mod scorecard;
+pub mod topic;
 mod version;
 pub mod wording;
 

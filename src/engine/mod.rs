@@ -22,6 +22,7 @@ use crate::domain::{Action, GoldenPath, Reason};
 use crate::drivers::Driver;
 use crate::nlu::{Understander, Understanding};
 use crate::policy::PolicyConfig;
+use crate::report::digest::Digests;
 use crate::requests::approvals::ApprovalNoticeConfig;
 use crate::requests::{ExecutorSettings, RequestSettings, Requests};
 use crate::scorecards::{Scorecards, ScorecardsConfig};
@@ -70,6 +71,8 @@ pub struct EngineSettings {
     pub docs: Option<crate::docs::LiveDocs>,
     /// Where docs questions go to humans (`[docs.office_hours]`).
     pub office_hours: crate::docs::OfficeHoursConfig,
+    /// The platform report's digest and gauges (`[report]`).
+    pub report: crate::report::config::ReportConfig,
     /// The model that writes answers from the docs (`None`: quoted).
     pub docs_llm: Option<Arc<crate::docs::answer::AnswerLlm>>,
 }
@@ -89,6 +92,7 @@ impl Default for EngineSettings {
             scorecards: ScorecardsConfig::default(),
             docs: None,
             office_hours: crate::docs::OfficeHoursConfig::default(),
+            report: crate::report::config::ReportConfig::default(),
             docs_llm: None,
         }
     }
@@ -116,6 +120,7 @@ struct Inner {
     sent: Arc<tokio::sync::Notify>,
     docs: Option<crate::docs::LiveDocs>,
     office_hours: OfficeHours,
+    report: Digests,
     docs_llm: Option<Arc<crate::docs::answer::AnswerLlm>>,
 }
 
@@ -150,6 +155,12 @@ impl Engine {
             send.clone(),
             settings.office_hours.clone(),
         );
+        let report = Digests::new(
+            db.clone(),
+            catalog.clone(),
+            send.clone(),
+            settings.report.clone(),
+        );
         let scores: Arc<dyn crate::policy::Scores> = Arc::new(scorecards.clone());
         let requests = Requests::new(
             db.clone(),
@@ -179,6 +190,7 @@ impl Engine {
                 scorecards,
                 docs: settings.docs.clone(),
                 office_hours,
+                report,
                 docs_llm: settings.docs_llm.clone(),
                 send,
                 tasks,
@@ -215,6 +227,11 @@ impl Engine {
     /// The docs flow's humans in the loop (the agenda scheduler, the CLI).
     pub fn office_hours(&self) -> &OfficeHours {
         &self.inner.office_hours
+    }
+
+    /// The platform report's digest and `/metrics` gauges.
+    pub fn report(&self) -> &Digests {
+        &self.inner.report
     }
 
     /// The request flow (recovery, sweeping, the executor).
@@ -462,7 +479,8 @@ impl Engine {
     /// in the leases): the expiry sweeper (every `sweep_every`), the
     /// scorecard refresh (every `refresh_every`), the nag scheduler (with
     /// `[scorecards.nags]`), the office-hours agenda (with
-    /// `agenda_schedule`) and `retention`. Each runs on one replica at a
+    /// `agenda_schedule`), the report digest (with `report.digest_schedule`)
+    /// and `retention`. Each runs on one replica at a
     /// time; [`Schedulers::stop`] stops them and lets their leases go.
     pub fn spawn_schedulers(
         &self,
@@ -478,6 +496,9 @@ impl Engine {
             all.add(s);
         }
         if let Some(s) = self.office_hours().spawn_agenda_scheduler(holder) {
+            all.add(s);
+        }
+        if let Some(s) = self.report().spawn_scheduler(holder) {
             all.add(s);
         }
         all.add(retention.spawn());

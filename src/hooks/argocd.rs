@@ -127,6 +127,7 @@ pub fn parse(body: &[u8]) -> Result<Option<Delivery>, Unreadable> {
                 !r.is_empty() && r.len() <= 64 && r.bytes().all(|b| b.is_ascii_alphanumeric())
             })
             .map(str::to_owned),
+        commit_at: None,
         request_id: None,
     }))
 }

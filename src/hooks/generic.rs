@@ -26,6 +26,9 @@ pub struct Body {
     pub message: Option<String>,
     #[serde(default)]
     pub commit: Option<String>,
+    /// RFC 3339: when `commit` was made (the report's lead time).
+    #[serde(default)]
+    pub commit_at: Option<String>,
     /// RFC 3339; shown nowhere yet, checked so a typo is reported.
     #[serde(default)]
     pub started_at: Option<String>,
@@ -60,6 +63,7 @@ pub fn parse(body: &[u8]) -> Result<Delivery, Unreadable> {
     for (field, value) in [
         ("started_at", &b.started_at),
         ("finished_at", &b.finished_at),
+        ("commit_at", &b.commit_at),
     ] {
         if let Some(v) = value {
             chrono::DateTime::parse_from_rfc3339(v).map_err(|_| Unreadable::Time(field))?;
@@ -98,6 +102,11 @@ pub fn parse(body: &[u8]) -> Result<Delivery, Unreadable> {
         commit: b.commit.filter(|c| {
             !c.is_empty() && c.len() <= 64 && c.bytes().all(|b| b.is_ascii_alphanumeric())
         }),
+        commit_at: b
+            .commit_at
+            .as_deref()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.timestamp_millis()),
         request_id: b.request_id,
     })
 }
@@ -110,10 +119,12 @@ mod tests {
     fn the_documented_shape_reads_and_mistakes_name_their_field() {
         let d = parse(
             br#"{"service":"order-service","environment":"staging","status":"healthy","version":"v2.5.0",
-                 "url":"https://order-service.staging.example","commit":"4a1b2c3","started_at":"2026-11-27T10:00:00Z"}"#,
+                 "url":"https://order-service.staging.example","commit":"4a1b2c3","started_at":"2026-11-27T10:00:00Z",
+                 "commit_at":"2026-11-27T09:00:00Z"}"#,
         )
         .unwrap();
         assert_eq!(d.status, DeployStatus::Healthy);
+        assert_eq!(d.commit_at, Some(1_795_770_000_000));
         assert_eq!(d.version.unwrap().as_str(), "2.5.0");
         assert_eq!(d.id.len(), 64);
         for (body, field) in [
@@ -129,6 +140,10 @@ mod tests {
             (
                 r#"{"service":"a","environment":"staging","status":"healthy","version":"2 5"}"#,
                 "version",
+            ),
+            (
+                r#"{"service":"a","environment":"staging","status":"healthy","commit_at":"noon"}"#,
+                "commit_at",
             ),
             (
                 r#"{"service":"a","environment":"staging","status":"healthy","finished_at":"yesterday"}"#,

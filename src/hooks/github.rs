@@ -158,6 +158,16 @@ pub struct WorkflowRun {
     pub conclusion: Option<Conclusion>,
     pub html_url: String,
     pub run_number: u64,
+    /// The commit the run is of; its `timestamp` is when it was made.
+    #[serde(default)]
+    pub head_commit: Option<HeadCommit>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct HeadCommit {
+    /// RFC 3339.
+    #[serde(default)]
+    pub timestamp: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -262,6 +272,7 @@ pub fn delivery(event: Event, delivery_id: &str) -> Option<Delivery> {
         link: None,
         message: None,
         commit: None,
+        commit_at: None,
         request_id: None,
     };
     match event {
@@ -318,6 +329,12 @@ pub fn delivery(event: Event, delivery_id: &str) -> Option<Delivery> {
             Some(Delivery {
                 link: web_url(&run.html_url),
                 commit: Some(run.head_sha.clone()),
+                commit_at: run
+                    .head_commit
+                    .as_ref()
+                    .and_then(|c| c.timestamp.as_deref())
+                    .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                    .map(|t| t.timestamp_millis()),
                 ..base(repo, name, status)
             })
         }
@@ -428,6 +445,17 @@ mod tests {
     }
 
     #[test]
+    fn a_deploy_runs_delivery_carries_its_head_commits_time() {
+        let mut body: serde_json::Value =
+            serde_json::from_slice(&example("workflow_run/completed.payload.json")).unwrap();
+        body["workflow_run"]["name"] = "Deploy to production".into();
+        let e = parse("workflow_run", &serde_json::to_vec(&body).unwrap()).unwrap();
+        let d = delivery(e, "d-1").expect("a deploy run");
+        assert_eq!(d.status, DeployStatus::Deployed);
+        assert_eq!(d.commit_at, Some(1_601_915_527_000));
+    }
+
+    #[test]
     fn deployments_and_runs_read_as_they_are_sent() {
         let e = parse(
             "deployment_status",
@@ -460,6 +488,13 @@ mod tests {
         assert_eq!(run.status, RunStatus::Completed);
         assert_eq!(run.conclusion, Some(Conclusion::Success));
         assert_eq!(run.run_number, 163);
+        // The head commit's time is the start of the report's lead time.
+        assert_eq!(
+            run.head_commit
+                .as_ref()
+                .and_then(|c| c.timestamp.as_deref()),
+            Some("2020-10-05T16:32:07Z")
+        );
     }
 
     #[test]

@@ -69,6 +69,9 @@ pub struct Delivery {
     pub link: Option<String>,
     pub message: Option<String>,
     pub commit: Option<String>,
+    /// When that commit was made (Unix ms), where the sender says: the
+    /// report's lead time for changes runs from it.
+    pub commit_at: Option<i64>,
     /// The Paver request the sender says this deploy carries out.
     pub request_id: Option<String>,
 }

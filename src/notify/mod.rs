@@ -194,6 +194,8 @@ impl Notifications {
                 status: d.status,
                 notice_id,
                 at: now_ms(),
+                commit: d.commit.clone(),
+                commit_at: d.commit_at,
             })
             .await?;
         Ok(outcome)

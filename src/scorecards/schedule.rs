@@ -3,79 +3,13 @@
 //! config loads, and "now" is always passed in, so the schedule can be
 //! tested with any clock.
 
-use std::fmt;
-use std::str::FromStr;
-
 use chrono::{DateTime, NaiveTime, Timelike, Utc};
 use chrono_tz::Tz;
 use serde::Deserialize;
 
-/// A five-field cron expression (`0 9 * * Mon`), parsed at load.
-#[derive(Clone, Deserialize)]
-#[serde(try_from = "String")]
-pub struct CronSpec {
-    cron: croner::Cron,
-    text: String,
-}
-
-impl CronSpec {
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let cron = croner::Cron::from_str(text.trim())
-            .map_err(|e| format!("`{text}` is not a cron expression: {e}"))?;
-        Ok(CronSpec {
-            cron,
-            text: text.trim().to_owned(),
-        })
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.text
-    }
-
-    /// The latest time the expression fired at or before `now`, read on
-    /// `zone`'s wall clock.
-    pub fn latest_fire(&self, zone: Tz, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        self.cron
-            .find_previous_occurrence(&now.with_timezone(&zone), true)
-            .ok()
-            .map(|t| t.with_timezone(&Utc))
-    }
-}
-
-impl TryFrom<String> for CronSpec {
-    type Error = String;
-    fn try_from(value: String) -> Result<Self, String> {
-        CronSpec::parse(&value)
-    }
-}
-
-impl fmt::Debug for CronSpec {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "CronSpec({:?})", self.text)
-    }
-}
-
-impl PartialEq for CronSpec {
-    fn eq(&self, other: &Self) -> bool {
-        self.text == other.text
-    }
-}
-
-/// An IANA time zone (`Europe/Berlin`), parsed at load.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(try_from = "String")]
-pub struct Zone(pub Tz);
-
-impl TryFrom<String> for Zone {
-    type Error = String;
-    fn try_from(value: String) -> Result<Self, String> {
-        value
-            .trim()
-            .parse::<Tz>()
-            .map(Zone)
-            .map_err(|_| format!("`{value}` is not a time zone (e.g. Europe/Berlin)"))
-    }
-}
+/// The cron expression and the zone it is read in: `util::cron`'s, shared
+/// with the office-hours agenda and the report digest.
+pub use crate::util::cron::{Cron as CronSpec, Zone};
 
 /// Hours in which no digest is posted, on the team's wall clock:
 /// `22:00-07:00` (may span midnight).

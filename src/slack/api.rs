@@ -20,7 +20,7 @@ use url::Url;
 
 use super::blocks;
 use crate::catalog::{SharedCatalog, UserMatch};
-use crate::chat::{ChatSink, Message, SendError};
+use crate::chat::{ChatSink, Message, SendError, Upload};
 use crate::domain::{Platform, UserName};
 use crate::util::metrics;
 
@@ -220,6 +220,56 @@ fn locate<'a>(channel: &'a str, message_ref: &'a str) -> (&'a str, &'a str) {
 
 #[async_trait]
 impl ChatSink for SlackApi {
+    /// Slack's external upload: `files.getUploadURLExternal` (name and
+    /// length), the bytes POSTed to the URL it gives, then
+    /// `files.completeUploadExternal` shares the file in the channel
+    /// (`channel_id`, and `thread_ts` under a message).
+    async fn upload(
+        &self,
+        channel: &str,
+        thread: Option<&str>,
+        file: &Upload,
+    ) -> Result<(), SendError> {
+        let bytes = file.bytes()?;
+        let (channel, thread) = match thread {
+            Some(t) => {
+                let (c, ts) = locate(channel, t);
+                (c, Some(ts))
+            }
+            None => (channel, None),
+        };
+        let session = self.client.open_session(&self.token);
+        let target = session
+            .get_upload_url_external(
+                &SlackApiFilesGetUploadUrlExternalRequest::new(file.file_name.clone(), bytes.len())
+                    .with_alt_txt(file.title.clone()),
+            )
+            .await
+            .map_err(classify)?;
+        session
+            .files_upload_via_url(&SlackApiFilesUploadViaUrlRequest::new(
+                target.upload_url,
+                bytes,
+                file.content_type.clone(),
+            ))
+            .await
+            .map_err(classify)?;
+        let mut req =
+            SlackApiFilesCompleteUploadExternalRequest::new(vec![SlackApiFilesComplete::new(
+                target.file_id,
+            )
+            .with_title(file.title.clone())])
+            .with_channel_id(SlackChannelId(channel.to_owned()));
+        if let Some(t) = thread {
+            req = req.with_thread_ts(SlackTs(t.to_owned()));
+        }
+        session
+            .files_complete_upload_external(&req)
+            .await
+            .map(|_| ())
+            .map_err(classify)
+    }
+
     async fn post(
         &self,
         channel: &str,

@@ -44,6 +44,10 @@ pub struct DeployEventRow {
     pub status: DeployStatus,
     pub notice_id: Option<String>,
     pub at: i64,
+    /// The commit deployed, and when it was made (Unix ms), where the
+    /// sender said.
+    pub commit: Option<String>,
+    pub commit_at: Option<i64>,
 }
 
 /// The steps column: a small JSON list (storage's own shape, not the
@@ -154,8 +158,8 @@ impl DeployStore<'_> {
     /// Keeps an accepted delivery as history.
     pub async fn record_event(&self, e: &DeployEventRow) -> Result<(), StorageError> {
         sqlx::query(
-            "INSERT INTO deploy_events (source, delivery, service, environment, version, status, notice_id, at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            "INSERT INTO deploy_events (source, delivery, service, environment, version, status, notice_id, at, commit_sha, commit_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(&e.source)
         .bind(&e.delivery)
@@ -165,6 +169,8 @@ impl DeployStore<'_> {
         .bind(e.status.as_str())
         .bind(&e.notice_id)
         .bind(e.at)
+        .bind(&e.commit)
+        .bind(e.commit_at)
         .execute(self.db.pool())
         .await?;
         Ok(())
@@ -182,9 +188,11 @@ impl DeployStore<'_> {
             status: String,
             notice_id: Option<String>,
             at: i64,
+            commit_sha: Option<String>,
+            commit_at: Option<i64>,
         }
         let rows: Vec<Row> = sqlx::query_as(
-            "SELECT source, delivery, service, environment, version, status, notice_id, at \
+            "SELECT source, delivery, service, environment, version, status, notice_id, at, commit_sha, commit_at \
              FROM deploy_events WHERE service = $1 ORDER BY at, id",
         )
         .bind(service.as_str())
@@ -207,6 +215,8 @@ impl DeployStore<'_> {
                     delivery: r.delivery,
                     notice_id: r.notice_id,
                     at: r.at,
+                    commit: r.commit_sha,
+                    commit_at: r.commit_at,
                 })
             })
             .collect()

@@ -20,6 +20,7 @@ pub mod pace;
 pub mod platform;
 pub mod questions;
 pub mod replay;
+pub mod report;
 pub mod requests;
 pub mod retention;
 pub mod scorecards;
@@ -291,6 +292,11 @@ impl Db {
 
     pub fn callback_replay(&self) -> replay::ReplayStore<'_> {
         replay::ReplayStore { db: self }
+    }
+
+    /// What the platform report reads, and its digests.
+    pub fn report(&self) -> report::ReportStore<'_> {
+        report::ReportStore { db: self }
     }
 
     /// Pruning by age (the retention scheduler's SQL).

@@ -11,6 +11,8 @@ pub enum OutboxKind {
     Post,
     Update,
     Ephemeral,
+    /// A file (`chat::Upload` as the body) posted to the channel.
+    Upload,
 }
 
 impl OutboxKind {
@@ -19,6 +21,7 @@ impl OutboxKind {
             OutboxKind::Post => "post",
             OutboxKind::Update => "update",
             OutboxKind::Ephemeral => "ephemeral",
+            OutboxKind::Upload => "upload",
         }
     }
     fn parse(s: &str) -> Option<Self> {
@@ -26,6 +29,7 @@ impl OutboxKind {
             "post" => Some(OutboxKind::Post),
             "update" => Some(OutboxKind::Update),
             "ephemeral" => Some(OutboxKind::Ephemeral),
+            "upload" => Some(OutboxKind::Upload),
             _ => None,
         }
     }
@@ -46,7 +50,8 @@ pub struct OutboxItem {
     pub thread_key: Option<String>,
     /// Post in this platform thread.
     pub thread_ref: Option<String>,
-    /// The [`crate::chat::Message`] as JSON.
+    /// The [`crate::chat::Message`] as JSON (an upload's: the
+    /// `chat::Upload`).
     pub body: String,
 }
 

@@ -42,6 +42,11 @@ pub const OUTBOX_OLDEST_SECONDS: &str = "paver_outbox_oldest_age_seconds";
 pub const JOBS_DEPTH: &str = "paver_jobs_depth";
 pub const JOBS_OLDEST_SECONDS: &str = "paver_jobs_oldest_age_seconds";
 pub const BUILD_INFO: &str = "paver_build_info";
+pub const REPORT_REQUESTS: &str = "paver_report_requests";
+pub const REPORT_DEPLOYMENTS: &str = "paver_report_deployments";
+pub const REPORT_QUESTIONS: &str = "paver_report_questions";
+pub const REPORT_DURATION_SECONDS: &str = "paver_report_duration_seconds";
+pub const REPORT_RATIO: &str = "paver_report_ratio";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -229,6 +234,36 @@ pub const ALL: &[Metric] = &[
         Kind::Gauge,
         &["version"],
         "Always 1; the version of Paver serving.",
+    ),
+    metric(
+        REPORT_REQUESTS,
+        Kind::Gauge,
+        &[],
+        "The platform report: requests created in its window (report.weeks, up to now).",
+    ),
+    metric(
+        REPORT_DEPLOYMENTS,
+        Kind::Gauge,
+        &[],
+        "The platform report: production deployments in its window, succeeded or failed.",
+    ),
+    metric(
+        REPORT_QUESTIONS,
+        Kind::Gauge,
+        &[],
+        "The platform report: docs questions asked in its window.",
+    ),
+    metric(
+        REPORT_DURATION_SECONDS,
+        Kind::Gauge,
+        &["figure", "percentile"],
+        "The platform report's durations in its window, in seconds: request_to_url, approval_wait, lead_time, time_to_restore at percentile p50 and p90 (NaN: nothing measured).",
+    ),
+    metric(
+        REPORT_RATIO,
+        Kind::Gauge,
+        &["figure"],
+        "The platform report's rates in its window: clarified, llm_assisted, questions_answered, questions_escalated, questions_helpful, change_failure (NaN: no denominator).",
     ),
 ];
 
@@ -446,6 +481,31 @@ pub fn outbox_backlog(platform: &'static str, depth: i64, age_ms: i64) {
 pub fn jobs_backlog(state: &'static str, depth: i64, age_ms: i64) {
     gauge!(JOBS_DEPTH, "state" => state).set(depth as f64);
     gauge!(JOBS_OLDEST_SECONDS, "state" => state).set(seconds(age_ms));
+}
+
+// ----- the platform report (set when a scrape finds them stale) --------------------
+
+pub fn report_requests(n: u64) {
+    gauge!(REPORT_REQUESTS).set(n as f64);
+}
+
+pub fn report_deployments(n: u64) {
+    gauge!(REPORT_DEPLOYMENTS).set(n as f64);
+}
+
+pub fn report_questions(n: u64) {
+    gauge!(REPORT_QUESTIONS).set(n as f64);
+}
+
+/// A duration figure's percentile (`p50`, `p90`), in seconds; `None` (nothing measured) is NaN.
+pub fn report_duration(figure: &'static str, percentile: &'static str, secs: Option<f64>) {
+    gauge!(REPORT_DURATION_SECONDS, "figure" => figure, "percentile" => percentile)
+        .set(secs.unwrap_or(f64::NAN));
+}
+
+/// A rate figure; `None` (no denominator) is NaN.
+pub fn report_ratio(figure: &'static str, ratio: Option<f64>) {
+    gauge!(REPORT_RATIO, "figure" => figure).set(ratio.unwrap_or(f64::NAN));
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 //! lease table as a trait the storage implements).
 
 pub mod backoff;
+pub mod cron;
 pub mod memory;
 pub mod metrics;
 pub mod origin;
