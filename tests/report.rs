@@ -783,9 +783,16 @@ fn paver(args: &[&str], url: &str) -> String {
 async fn paver_report_prints_json_csv_and_markdown() {
     let t = support::test_db().await;
     seed(&t.db).await;
-    let want = report::build(&t.db, &catalog(), &scope(None))
+    let built = report::build(&t.db, &catalog(), &scope(None))
         .await
         .unwrap();
+    // The command adds what Paver's creations cost (the seeded requests
+    // carry no estimate: nothing, in the default currency).
+    let prices = paver::domain::PriceTable::default();
+    let want = report::with_cost(built, &t.db, &catalog(), &prices)
+        .await
+        .unwrap();
+    assert_eq!(want.cost.as_ref().unwrap().monthly_total_cents, 0);
     let dir = tempfile::tempdir().unwrap();
     let cat = dir.path().join("catalog.yaml");
     std::fs::write(&cat, CATALOG).unwrap();
@@ -813,7 +820,7 @@ async fn paver_report_prints_json_csv_and_markdown() {
             .unwrap()
             > 0
     );
-    assert!(json.get("cost").is_some_and(|c| c.is_null()));
+    assert_eq!(json["cost"]["currency"], "USD");
 
     let csv = run("csv");
     let mut lines = csv.lines();
@@ -827,6 +834,7 @@ async fn paver_report_prints_json_csv_and_markdown() {
         want.self_service.requests
     )));
     assert!(csv.contains("week,,,,2026-09-07,deployments,"));
+    assert!(csv.contains("cost,,,,,monthly_cost_cents_USD,0,,"), "{csv}");
     let overall = &want.dora.overall.change_failure;
     assert!(csv.contains(&format!(
         "dora,,,,,change_failure,{:.4},{},{}",

@@ -72,9 +72,13 @@ pub fn nearest_rank(sorted: &[i64], pct: u32) -> Option<i64> {
     sorted.get((rank - 1) as usize).copied()
 }
 
-/// A duration for people: "45s", "4m 10s", "3h 5m", "2d 4h".
+/// A duration for people: "0.4s", "45s", "4m 10s", "3h 5m", "2d 4h".
 pub fn duration(ms: i64) -> String {
-    let s = ms.max(0) / 1000;
+    // Under a second (a request confirmed in the console) is not "0s".
+    if ms < 1000 {
+        return format!("{:.1}s", ms.max(0) as f64 / 1000.0);
+    }
+    let s = ms / 1000;
     let (d, h, m, sec) = (s / 86_400, s / 3600 % 24, s / 60 % 60, s % 60);
     if d > 0 {
         format!("{d}d {h}h")
@@ -140,6 +144,8 @@ mod tests {
         assert_eq!(date(week_of(thu)), "2026-11-23");
         assert_eq!(week_of(week_of(thu)), week_of(thu));
         assert_eq!(duration(250_000), "4m 10s");
+        assert_eq!(duration(420), "0.4s");
+        assert_eq!(duration(0), "0.0s");
         assert_eq!(duration(3 * 3_600_000 + 300_000), "3h 5m");
     }
 }
