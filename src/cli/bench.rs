@@ -275,14 +275,7 @@ pub fn run(b: EventsBench) -> anyhow::Result<ExitCode> {
     if b.replicas == 0 {
         bail!("--replicas: at least 1");
     }
-    if b.replicas > 1
-        && !b
-            .database
-            .as_deref()
-            .is_some_and(|d| d.starts_with("postgres"))
-    {
-        bail!("several replicas share one PostgreSQL database: give --database postgres://…");
-    }
+    shared_database(b.replicas, b.database.as_deref())?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -292,13 +285,7 @@ pub fn run(b: EventsBench) -> anyhow::Result<ExitCode> {
 
 async fn bench(b: EventsBench) -> anyhow::Result<ExitCode> {
     let run = chrono::Utc::now().timestamp().to_string();
-    let scratch: PathBuf =
-        std::env::temp_dir().join(format!("paver-bench-{}-{run}", std::process::id()));
-    std::fs::create_dir_all(&scratch).context("creating the scratch directory")?;
-    let database = b
-        .database
-        .clone()
-        .unwrap_or_else(|| format!("sqlite://{}", scratch.join("paver.db").display()));
+    let (scratch, database) = scratch("events", &run, b.database.as_deref())?;
 
     let seen = Arc::new(Seen::default());
     let slack_api = start_fake_slack(seen.clone()).await?;
@@ -476,6 +463,30 @@ async fn bench(b: EventsBench) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// Several replicas share one database, and only PostgreSQL can be shared.
+pub(super) fn shared_database(replicas: usize, database: Option<&str>) -> anyhow::Result<()> {
+    if replicas > 1 && !database.is_some_and(|d| d.starts_with("postgres")) {
+        bail!("several replicas share one PostgreSQL database: give --database postgres://…");
+    }
+    Ok(())
+}
+
+/// A scratch directory for one run (the replicas' GitOps repositories),
+/// and their database: `database`, or a SQLite file in the directory.
+pub(super) fn scratch(
+    bench: &str,
+    run: &str,
+    database: Option<&str>,
+) -> anyhow::Result<(PathBuf, String)> {
+    let dir =
+        std::env::temp_dir().join(format!("paver-bench-{bench}-{}-{run}", std::process::id()));
+    std::fs::create_dir_all(&dir).context("creating the scratch directory")?;
+    let database = database
+        .map(str::to_owned)
+        .unwrap_or_else(|| format!("sqlite://{}", dir.join("paver.db").display()));
+    Ok((dir, database))
 }
 
 /// Stops the replicas: SIGTERM, as an orchestrator stops one; killed if it

@@ -12,7 +12,6 @@
 //! deploys channel; `--pace-ms` sets the channel pace (Slack's is about
 //! one message a second per channel; 0 measures the work alone).
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -20,7 +19,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use serde_json::json;
 
-use super::bench::{launch, ms, quantile, start_fake_slack, stop, Seen};
+use super::bench::{launch, ms, quantile, scratch, shared_database, start_fake_slack, stop, Seen};
 use paver::catalog::Catalog;
 use paver::config::Config;
 
@@ -96,14 +95,7 @@ pub fn run(config: &Config, b: HooksBench) -> anyhow::Result<ExitCode> {
     if b.replicas == 0 || b.events == 0 {
         bail!("--replicas and --events: at least 1");
     }
-    if b.replicas > 1
-        && !b
-            .database
-            .as_deref()
-            .is_some_and(|d| d.starts_with("postgres"))
-    {
-        bail!("several replicas share one PostgreSQL database: give --database postgres://…");
-    }
+    shared_database(b.replicas, b.database.as_deref())?;
     let services = services(config)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -114,13 +106,7 @@ pub fn run(config: &Config, b: HooksBench) -> anyhow::Result<ExitCode> {
 
 async fn bench(b: HooksBench, services: Vec<String>) -> anyhow::Result<ExitCode> {
     let run = chrono::Utc::now().timestamp().to_string();
-    let scratch: PathBuf =
-        std::env::temp_dir().join(format!("paver-bench-hooks-{}-{run}", std::process::id()));
-    std::fs::create_dir_all(&scratch).context("creating the scratch directory")?;
-    let database = b
-        .database
-        .clone()
-        .unwrap_or_else(|| format!("sqlite://{}", scratch.join("paver.db").display()));
+    let (scratch, database) = scratch("hooks", &run, b.database.as_deref())?;
     let seen = Arc::new(Seen::default());
     let slack_api = start_fake_slack(seen.clone()).await?;
     let pace = b.pace_ms.to_string();
