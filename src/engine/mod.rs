@@ -263,7 +263,9 @@ impl Engine {
         }
         let conv = &msg.conversation;
         let (catalog, parser) = inner.parser.current();
-        let asks_llm = matches!(&inner.understander, Some(u) if u.will_ask(&parser, &msg.text));
+        // Asked only where it matters: a rules parse, not worth doing for a
+        // message a follow-up or a handoff takes.
+        let asks_llm = || matches!(&inner.understander, Some(u) if u.will_ask(&parser, &msg.text));
         // Taken again after a crash cut its handling off: the request it
         // stored is found (its card sits in this very thread, so the
         // message would otherwise read as a follow-up to it).
@@ -289,9 +291,10 @@ impl Engine {
         }
         // When the LLM will be asked (seconds on a small model), a
         // placeholder goes out at once; whatever the answer is replaces it.
-        let placeholder = match asks_llm {
-            true => Some(inner.send.placeholder(conv).await?),
-            false => None,
+        let placeholder = if asks_llm() {
+            Some(inner.send.placeholder(conv).await?)
+        } else {
+            None
         };
         let placeholder = placeholder.as_ref();
         let understood = match &inner.understander {

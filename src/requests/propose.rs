@@ -93,15 +93,19 @@ impl Requests {
     /// The request this chat event stored when it was handled before
     /// (`util::origin`: a crash cut that handling off and the inbox gave
     /// the event again), shown again; `None` when there is none.
-    /// `placeholder`: whether the handling posts a placeholder first.
-    pub async fn stored_before(&self, placeholder: bool) -> Result<Option<Handled>, StorageError> {
+    /// `placeholder`: whether the handling posts a placeholder first (asked
+    /// only when there is such a request).
+    pub async fn stored_before(
+        &self,
+        placeholder: impl FnOnce() -> bool,
+    ) -> Result<Option<Handled>, StorageError> {
         let Some(id) = crate::util::origin::first_id_drawn_before("r-") else {
             return Ok(None);
         };
         match self.ctx.db.requests().find(&id).await? {
             Some(req) => {
                 tracing::info!(request = %req.id, "this event was handled before, up to its request; showing its card");
-                self.show_again(req, placeholder).await.map(Some)
+                self.show_again(req, placeholder()).await.map(Some)
             }
             None => Ok(None),
         }
