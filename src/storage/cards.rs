@@ -183,10 +183,7 @@ impl CardStore<'_> {
         }
         // The outbox's own insert, inside this transaction: the notice and
         // its messages commit together or not at all.
-        for item in items {
-            super::outbox::insert(&mut *tx, item, now).await?;
-        }
-        tx.commit().await?;
+        super::outbox::queue_and_commit(tx, items, now).await?;
         Ok(true)
     }
 

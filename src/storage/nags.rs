@@ -237,10 +237,7 @@ impl NagStore<'_> {
         // The outbox's own insert, inside this transaction: the digest and
         // its messages commit together or not at all; the dispatcher then
         // retries a failed send, and nothing sends it twice.
-        for m in messages {
-            super::outbox::insert(&mut *tx, m, super::now_ms()).await?;
-        }
-        tx.commit().await?;
+        super::outbox::queue_and_commit(tx, messages, super::now_ms()).await?;
         Ok(Some(id))
     }
 

@@ -112,18 +112,14 @@ impl TryFrom<ClaimedRow> for OutboxRow {
 
 /// Adds `item` as a row due at `now`; returns its id. Storage that records
 /// something together with the messages it queues (card copies, digests)
-/// calls it inside its own transaction, so both commit or neither does.
+/// goes through [`queue_and_commit`], so both commit or neither does.
 ///
 /// A post queued while an inbound event is handled is keyed by it
 /// (`util::origin`): when a crash made the event be handled again, the post
 /// its first handling queued is found (its id returned; the no-op update
 /// is what makes `RETURNING` answer for it) instead of queued twice. Edits
 /// are not keyed: an edit sent again changes nothing.
-pub(super) async fn insert<'e, E>(
-    executor: E,
-    item: &OutboxItem,
-    now: i64,
-) -> Result<i64, StorageError>
+async fn insert<'e, E>(executor: E, item: &OutboxItem, now: i64) -> Result<i64, StorageError>
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
@@ -150,6 +146,21 @@ where
     .fetch_one(executor)
     .await?;
     get_i64(&row, "id")
+}
+
+/// Queues `messages` (due at `at`) in `tx` and commits it: storage that
+/// records something with the messages it goes with (a question and its
+/// answer, a digest, an agenda) has both commit together or neither.
+pub(super) async fn queue_and_commit(
+    mut tx: sqlx::Transaction<'_, sqlx::Any>,
+    messages: &[OutboxItem],
+    at: i64,
+) -> Result<(), StorageError> {
+    for m in messages {
+        insert(&mut *tx, m, at).await?;
+    }
+    tx.commit().await?;
+    Ok(())
 }
 
 pub struct OutboxStore<'a> {

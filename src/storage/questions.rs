@@ -224,11 +224,7 @@ impl QuestionStore<'_> {
             tx.rollback().await?;
             return Ok(());
         }
-        for m in messages {
-            super::outbox::insert(&mut *tx, m, q.at).await?;
-        }
-        tx.commit().await?;
-        Ok(())
+        super::outbox::queue_and_commit(tx, messages, q.at).await
     }
 
     pub async fn get(&self, id: &str) -> Result<Option<Question>, StorageError> {
@@ -304,10 +300,7 @@ impl QuestionStore<'_> {
             tx.rollback().await?;
             return Ok(false);
         }
-        for m in messages {
-            super::outbox::insert(&mut *tx, m, at).await?;
-        }
-        tx.commit().await?;
+        super::outbox::queue_and_commit(tx, messages, at).await?;
         Ok(true)
     }
 
@@ -339,10 +332,7 @@ impl QuestionStore<'_> {
             tx.rollback().await?;
             return Ok(false);
         }
-        for m in messages {
-            super::outbox::insert(&mut *tx, m, at).await?;
-        }
-        tx.commit().await?;
+        super::outbox::queue_and_commit(tx, messages, at).await?;
         Ok(true)
     }
 
@@ -407,10 +397,7 @@ impl QuestionStore<'_> {
             .execute(&mut *tx)
             .await?;
         }
-        for m in messages {
-            super::outbox::insert(&mut *tx, m, at).await?;
-        }
-        tx.commit().await?;
+        super::outbox::queue_and_commit(tx, messages, at).await?;
         Ok(true)
     }
 

@@ -250,10 +250,7 @@ impl ReportStore<'_> {
             tx.rollback().await?;
             return Ok(false);
         }
-        for m in messages {
-            super::outbox::insert(&mut *tx, m, at).await?;
-        }
-        tx.commit().await?;
+        super::outbox::queue_and_commit(tx, messages, at).await?;
         Ok(true)
     }
 
