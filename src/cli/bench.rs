@@ -267,6 +267,16 @@ pub(super) fn quantile(sorted: &[Duration], q: f64) -> Duration {
     sorted[i.min(sorted.len() - 1)]
 }
 
+/// "p50 …, p90 …, p99 …" of latencies sorted ascending.
+pub(super) fn spread(sorted: &[Duration]) -> String {
+    format!(
+        "p50 {}, p90 {}, p99 {}",
+        ms(quantile(sorted, 0.5)),
+        ms(quantile(sorted, 0.9)),
+        ms(quantile(sorted, 0.99))
+    )
+}
+
 pub(super) fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1000.0)
 }
@@ -431,17 +441,13 @@ async fn bench(b: EventsBench) -> anyhow::Result<ExitCode> {
         sent.events.len() - refused
     );
     println!(
-        "  acknowledgement: p50 {}, p90 {}, p99 {}, max {}",
-        ms(quantile(&acks, 0.5)),
-        ms(quantile(&acks, 0.9)),
-        ms(quantile(&acks, 0.99)),
+        "  acknowledgement: {}, max {}",
+        spread(&acks),
         ms(acks.last().copied().unwrap_or_default())
     );
     println!(
-        "  event → card: p50 {}, p90 {}, p99 {}; {carded} cards in {:.2}s = {:.0} requests/s end to end",
-        ms(quantile(&e2e, 0.5)),
-        ms(quantile(&e2e, 0.9)),
-        ms(quantile(&e2e, 0.99)),
+        "  event → card: {}; {carded} cards in {:.2}s = {:.0} requests/s end to end",
+        spread(&e2e),
         window.as_secs_f64(),
         carded as f64 / window.as_secs_f64()
     );

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use serde_json::json;
 
-use super::bench::{launch, ms, quantile, scratch, shared_database, start_fake_slack, stop, Seen};
+use super::bench::{launch, ms, scratch, shared_database, spread, start_fake_slack, stop, Seen};
 use paver::catalog::Catalog;
 use paver::config::Config;
 
@@ -215,10 +215,8 @@ async fn burst(
         acks.len() as f64 / accepting.as_secs_f64()
     );
     println!(
-        "  acknowledgement: p50 {}, p90 {}, p99 {}, max {}",
-        ms(quantile(&lat, 0.5)),
-        ms(quantile(&lat, 0.9)),
-        ms(quantile(&lat, 0.99)),
+        "  acknowledgement: {}, max {}",
+        spread(&lat),
         ms(lat.last().copied().unwrap_or_default())
     );
     println!(
