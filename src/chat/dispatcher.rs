@@ -19,8 +19,11 @@ use crate::storage::outbox::{OutboxItem, OutboxKind};
 use crate::storage::{now_ms, Db, OutboxRow, Slot, StorageError};
 use crate::util::metrics;
 
-/// Sends in flight at once (each to a different channel).
-const IN_PARALLEL: usize = 16;
+/// Rows claimed at once, and all sent side by side: a claim takes one row
+/// per channel (`claim_due`), so each goes to a different channel, and a
+/// round lasts as long as its slowest send (the round's holds and marks are
+/// group-committed together, `storage::batch`).
+const PER_ROUND: usize = 64;
 
 /// Attempts before a message is given up on (and logged).
 const MAX_ATTEMPTS: i64 = 8;
@@ -159,11 +162,15 @@ impl Dispatcher {
     pub async fn run_once(&self) -> Result<usize, StorageError> {
         use futures_util::StreamExt;
         let platforms: Vec<String> = self.sinks.keys().cloned().collect();
-        let rows = self.db.outbox().claim_due(&platforms, 50).await?;
+        let rows = self
+            .db
+            .outbox()
+            .claim_due(&platforms, PER_ROUND as i64)
+            .await?;
         let n = rows.len();
         let mut delivered = futures_util::stream::iter(rows)
             .map(|row| self.deliver(row))
-            .buffer_unordered(IN_PARALLEL);
+            .buffer_unordered(PER_ROUND);
         let mut failed = None;
         while let Some(r) = delivered.next().await {
             if let Err(e) = r {
@@ -242,8 +249,12 @@ impl Dispatcher {
             Err(e) => Err(e),
             Ok(call) => {
                 // Still ours? (The claim may have run out while earlier rows
-                // of the batch were sent, and another replica taken it.)
-                if !outbox.hold_for_send(row.id, row.claim, now_ms()).await? {
+                // of the batch were sent, and another replica taken it.) A
+                // claim with a send's hold still left is ours for the send.
+                let now = now_ms();
+                if !crate::storage::outbox::covers_send(row.claim, now)
+                    && !outbox.hold_for_send(row.id, row.claim, now).await?
+                {
                     tracing::info!(
                         outbox = row.id,
                         "another dispatcher took this message over; it sends it"

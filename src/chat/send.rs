@@ -167,7 +167,24 @@ impl Sender {
 
     /// The request's card, posted for the first time.
     pub async fn post_card(&self, req: &Request) -> Result<(), StorageError> {
-        self.enqueue(OutboxItem {
+        self.enqueue(self.card_post(req)).await
+    }
+
+    /// How a new request's card is queued, for storage to queue it in the
+    /// transaction that stores the request (`RequestStore::insert`); call
+    /// [`Sender::queued`] once that committed.
+    pub fn card_poster(&self) -> crate::storage::requests::CardOf {
+        let me = self.clone();
+        std::sync::Arc::new(move |req| me.card_post(req))
+    }
+
+    /// Something was queued without this sender: delivery starts now.
+    pub fn queued(&self) {
+        self.dispatcher.notify();
+    }
+
+    fn card_post(&self, req: &Request) -> OutboxItem {
+        OutboxItem {
             platform: req.platform,
             channel: req.channel.clone(),
             kind: OutboxKind::Post,
@@ -176,8 +193,7 @@ impl Sender {
             thread_key: None,
             thread_ref: req.thread.clone(),
             body: body(&self.card(req, None)),
-        })
-        .await
+        }
     }
 
     /// The request's card, edited in place to show `req` as it is now (and

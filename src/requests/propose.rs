@@ -39,6 +39,11 @@ impl Requests {
         let decision = self.evaluate(user, &action, catalog).await;
         let (notes, first) = self.card_notes(&action, &decision).await;
         let cost = self.estimate(&action);
+        // A proposal's card is queued with the request, in its transaction;
+        // a denial's goes out with the denial, a placeholder is edited.
+        let card = (placeholder.is_none() && !matches!(decision, Decision::Deny { .. }))
+            .then(|| ctx.send.card_poster());
+        let queues_card = card.is_some();
         let stored = ctx
             .db
             .requests()
@@ -59,11 +64,17 @@ impl Requests {
                 },
                 &user.audit_name(),
                 &user.chat_label(),
+                card,
             )
             .await?;
+        if queues_card {
+            ctx.send.queued();
+        }
         let req = match stored {
             Stored::New(req) => req,
-            // This event was handled before, up to storing its request.
+            // This event was handled before, up to storing its request (and
+            // its card, queued again under the same key: not twice).
+            Stored::Found(req) if queues_card => return Ok(Handled::Proposed(req.id)),
             Stored::Found(req) => return self.show_again(req, placeholder.is_some()).await,
         };
         crate::util::metrics::request_state(req.action.kind().as_str(), req.state.as_str());
@@ -83,9 +94,8 @@ impl Requests {
             .await?;
             return Ok(Handled::Proposed(req.id));
         }
-        match placeholder {
-            Some(_) => ctx.send.update_card(&req, None).await?,
-            None => ctx.send.post_card(&req).await?,
+        if placeholder.is_some() {
+            ctx.send.update_card(&req, None).await?;
         }
         Ok(Handled::Proposed(req.id))
     }

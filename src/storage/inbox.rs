@@ -48,18 +48,29 @@ impl InboxStore<'_> {
         lease_ms: i64,
     ) -> Result<Option<InboxRow>, StorageError> {
         let now = now_ms();
-        let found = sqlx::query(&format!(
-            "INSERT INTO inbox (platform, event_id, payload, attempts, lease_until, received_at) \
-             VALUES ($1, $2, $3, 1, $4, $5) ON CONFLICT (platform, event_id) DO NOTHING RETURNING {COLUMNS}"
-        ))
-        .bind(platform.as_str())
-        .bind(event_id)
-        .bind(payload)
-        .bind(now + lease_ms)
-        .bind(now)
-        .fetch_optional(&self.db.pool)
-        .await?;
-        Ok(found.as_ref().map(InboxRow::from_row).transpose()?)
+        let (platform, event_id, payload) =
+            (platform.as_str(), event_id.to_owned(), payload.to_owned());
+        // Group-committed: the acknowledgement of a burst of events waits
+        // for one commit, not for one each.
+        self.db
+            .batched(move |conn| {
+                let (event_id, payload) = (event_id.clone(), payload.clone());
+                Box::pin(async move {
+                    let found = sqlx::query(&format!(
+                        "INSERT INTO inbox (platform, event_id, payload, attempts, lease_until, received_at) \
+                         VALUES ($1, $2, $3, 1, $4, $5) ON CONFLICT (platform, event_id) DO NOTHING RETURNING {COLUMNS}"
+                    ))
+                    .bind(platform)
+                    .bind(event_id)
+                    .bind(payload)
+                    .bind(now + lease_ms)
+                    .bind(now)
+                    .fetch_optional(conn)
+                    .await?;
+                    Ok(found.as_ref().map(InboxRow::from_row).transpose()?)
+                })
+            })
+            .await
     }
 
     /// Takes up to `limit` pending rows of `platform` whose lease ran out,
@@ -125,15 +136,24 @@ impl InboxStore<'_> {
         Ok(())
     }
 
+    /// Group-committed, like the insert: a burst's events are marked done
+    /// a batch at a time.
     pub async fn mark_done(&self, id: i64) -> Result<(), StorageError> {
-        sqlx::query(
-            "UPDATE inbox SET status = 'done', done_at = $1, lease_until = 0 WHERE id = $2",
-        )
-        .bind(now_ms())
-        .bind(id)
-        .execute(&self.db.pool)
-        .await?;
-        Ok(())
+        let now = now_ms();
+        self.db
+            .batched(move |conn| {
+                Box::pin(async move {
+                    sqlx::query(
+                        "UPDATE inbox SET status = 'done', done_at = $1, lease_until = 0 WHERE id = $2",
+                    )
+                    .bind(now)
+                    .bind(id)
+                    .execute(conn)
+                    .await?;
+                    Ok(())
+                })
+            })
+            .await
     }
 
     /// Gives up on a row that failed too often (kept for the record until

@@ -7,6 +7,7 @@
 //! because DDL differs (AUTOINCREMENT vs BIGSERIAL).
 
 pub mod audit;
+mod batch;
 pub mod cards;
 pub mod costs;
 pub mod deploys;
@@ -148,6 +149,9 @@ fn sqlite_synchronous(path: &str) -> Result<(String, Synchronous), StorageError>
 pub struct Db {
     pool: AnyPool,
     backend: Backend,
+    /// The group commit of the hot path's writes (`batch`), started on
+    /// the first of them: commands that never write start no task.
+    batcher: std::sync::Arc<std::sync::OnceLock<batch::Batcher>>,
 }
 
 pub use crate::util::now_ms;
@@ -199,6 +203,10 @@ impl Db {
         let pool = AnyPoolOptions::new()
             .max_connections(max)
             .acquire_timeout(Duration::from_secs(10))
+            // A SQLite connection is a file in this process, nothing that
+            // drops: no ping (a round trip to its thread) before each
+            // statement. A PostgreSQL one may have been cut: pinged.
+            .test_before_acquire(backend == Backend::Postgres)
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
@@ -220,7 +228,11 @@ impl Db {
             })
             .connect(&url)
             .await?;
-        Ok(Db { pool, backend })
+        Ok(Db {
+            pool,
+            backend,
+            batcher: Default::default(),
+        })
     }
 
     pub async fn migrate(&self) -> Result<(), StorageError> {
@@ -233,6 +245,34 @@ impl Db {
             }
         }
         Ok(())
+    }
+
+    /// Runs `write` in the next group commit (`batch`): many handlings'
+    /// small writes share one transaction. Its result once committed.
+    pub(crate) async fn batched<T, F>(&self, write: F) -> Result<T, StorageError>
+    where
+        T: Send + 'static,
+        F: for<'c> Fn(
+                &'c mut sqlx::AnyConnection,
+            ) -> futures_util::future::BoxFuture<'c, Result<T, StorageError>>
+            + Send
+            + Sync
+            + 'static,
+    {
+        match self.backend {
+            Backend::Sqlite => {
+                self.batcher
+                    .get_or_init(|| batch::Batcher::start(self.pool.clone()))
+                    .run(write)
+                    .await
+            }
+            // Alone, in a transaction of its own. PostgreSQL commits
+            // side by side anyway (row locks, not one writer), and batches
+            // on several replicas would take the same rows' locks in
+            // different orders (an event delivered to two replicas) and
+            // deadlock, which PostgreSQL breaks only after a second.
+            Backend::Postgres => batch::alone(&self.pool, write).await,
+        }
     }
 
     pub fn pool(&self) -> &AnyPool {

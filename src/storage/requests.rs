@@ -1,9 +1,12 @@
 //! Requests, their audit log and their approvals.
 
+use std::sync::Arc;
+
 use rand::Rng;
 use sqlx::any::AnyRow;
 use sqlx::FromRow;
 
+use super::outbox::OutboxItem;
 use super::{get_opt_i64, get_opt_str, now_ms, Db, StorageError};
 use crate::domain::Action;
 use crate::domain::Approvers;
@@ -214,6 +217,10 @@ pub fn new_request_id() -> String {
     crate::util::origin::next_id("r-").unwrap_or_else(|| format!("r-{}", random_token(8)))
 }
 
+/// A new request's card, made from the request as stored: queued in the
+/// transaction that stores it (`RequestStore::insert`).
+pub type CardOf = Arc<dyn Fn(&Request) -> OutboxItem + Send + Sync>;
+
 /// What [`RequestStore::insert`] did.
 #[derive(Debug)]
 pub enum Stored {
@@ -324,64 +331,106 @@ impl RequestStore<'_> {
         new: NewRequest,
         actor: &str,
         chat: &str,
+        card: Option<CardOf>,
     ) -> Result<Stored, StorageError> {
+        // Drawn here, not in the write: it may run more than once (`batch`),
+        // and the origin of this handling is not where the write runs.
         let id = new.id.clone().unwrap_or_else(new_request_id);
         let nonce = random_token(12);
+        let origin = card
+            .as_ref()
+            .and_then(|_| crate::util::origin::next_post_key());
         let now = now_ms();
         let action_json = serde_json::to_string(&new.action).expect("actions serialize");
         let notes_json = serde_json::to_string(&new.notes).expect("strings serialize");
-        let mut tx = self.db.pool.begin().await?;
-        let inserted = sqlx::query(
-            "INSERT INTO requests (id, nonce, state, action_kind, action_json, action_hash, service, environment, requester, requester_chat_id, platform, channel, thread, notes_json, created_at, updated_at, first_action_json, monthly_cost_cents, cost_json) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19) \
-             ON CONFLICT (id) DO NOTHING",
-        )
-        .bind(&id)
-        .bind(&nonce)
-        .bind(RequestState::Proposed.as_str())
-        .bind(new.action.kind().as_str())
-        .bind(&action_json)
-        .bind(&new.action_hash)
-        .bind(new.action.service().map(|s| s.as_str().to_owned()))
-        .bind(new.action.environment().map(|e| e.as_str().to_owned()))
-        .bind(&new.requester)
-        .bind(&new.requester_chat_id)
-        .bind(new.platform.as_str())
-        .bind(&new.channel)
-        .bind(new.thread.clone())
-        .bind(&notes_json)
-        .bind(now)
-        .bind(now)
-        .bind(
-            new.first
-                .as_ref()
-                .map(|a| serde_json::to_string(a).expect("actions serialize")),
-        )
-        .bind(new.cost.as_ref().map(|c| c.known().get()))
-        .bind(new.cost.as_ref().map(cost_json))
-        .execute(&mut *tx)
-        .await?;
-        if inserted.rows_affected() == 0 {
-            tx.rollback().await?;
-            return Ok(Stored::Found(self.get(&id).await?));
-        }
-        if let Some(nlu) = &new.nlu {
-            record_nlu(&mut tx, &id, nlu).await?;
-        }
-        insert_event(
-            &mut tx,
-            &id,
-            now,
-            actor,
-            chat,
-            "propose",
-            None,
-            RequestState::Proposed,
-            &action_json,
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(Stored::New(self.get(&id).await?))
+        let first_json = new
+            .first
+            .as_ref()
+            .map(|a| serde_json::to_string(a).expect("actions serialize"));
+        let (actor, chat) = (actor.to_owned(), chat.to_owned());
+        let new = Arc::new(new);
+        self.db
+            .batched(move |conn| {
+                let (new, card, origin) = (new.clone(), card.clone(), origin.clone());
+                let (id, nonce, action_json, notes_json, first_json, actor, chat) = (
+                    id.clone(),
+                    nonce.clone(),
+                    action_json.clone(),
+                    notes_json.clone(),
+                    first_json.clone(),
+                    actor.clone(),
+                    chat.clone(),
+                );
+                Box::pin(async move {
+                    let nlu = new.nlu.clone().unwrap_or_default();
+                    let inserted = sqlx::query(&format!(
+                        "INSERT INTO requests (id, nonce, state, action_kind, action_json, action_hash, service, environment, requester, requester_chat_id, platform, channel, thread, notes_json, created_at, updated_at, first_action_json, monthly_cost_cents, cost_json, \
+                         nlu_path, nlu_latency_ms, nlu_llm_calls, nlu_prompt_tokens, nlu_completion_tokens, nlu_model, nlu_prompt_version) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26) \
+                         ON CONFLICT (id) DO NOTHING RETURNING {COLUMNS}"
+                    ))
+                    .bind(&id)
+                    .bind(&nonce)
+                    .bind(RequestState::Proposed.as_str())
+                    .bind(new.action.kind().as_str())
+                    .bind(&action_json)
+                    .bind(&new.action_hash)
+                    .bind(new.action.service().map(|s| s.as_str().to_owned()))
+                    .bind(new.action.environment().map(|e| e.as_str().to_owned()))
+                    .bind(&new.requester)
+                    .bind(&new.requester_chat_id)
+                    .bind(new.platform.as_str())
+                    .bind(&new.channel)
+                    .bind(new.thread.clone())
+                    .bind(&notes_json)
+                    .bind(now)
+                    .bind(now)
+                    .bind(first_json)
+                    .bind(new.cost.as_ref().map(|c| c.known().get()))
+                    .bind(new.cost.as_ref().map(cost_json))
+                    .bind(new.nlu.as_ref().map(|n| n.path.clone()))
+                    .bind(new.nlu.as_ref().map(|_| nlu.latency_ms))
+                    .bind(new.nlu.as_ref().map(|_| nlu.llm_calls))
+                    .bind(new.nlu.as_ref().map(|_| nlu.prompt_tokens))
+                    .bind(new.nlu.as_ref().map(|_| nlu.completion_tokens))
+                    .bind(nlu.model.clone())
+                    .bind(nlu.prompt_version.clone())
+                    .fetch_optional(&mut *conn)
+                    .await?;
+                    let stored = match inserted {
+                        Some(row) => {
+                            insert_event_on(
+                                &mut *conn,
+                                &id,
+                                now,
+                                &actor,
+                                &chat,
+                                "propose",
+                                None,
+                                RequestState::Proposed,
+                                &action_json,
+                            )
+                            .await?;
+                            Stored::New(decode(&row)?)
+                        }
+                        None => {
+                            let row = sqlx::query(&format!("SELECT {COLUMNS} FROM requests WHERE id = $1"))
+                                .bind(&id)
+                                .fetch_one(&mut *conn)
+                                .await?;
+                            Stored::Found(decode(&row)?)
+                        }
+                    };
+                    if let Some(card) = &card {
+                        let req = match &stored {
+                            Stored::New(r) | Stored::Found(r) => r,
+                        };
+                        super::outbox::insert_with_origin(&mut *conn, &card(req), now, origin).await?;
+                    }
+                    Ok(stored)
+                })
+            })
+            .await
     }
 
     pub async fn get(&self, id: &str) -> Result<Request, StorageError> {
@@ -623,6 +672,21 @@ async fn insert_event(
     to: RequestState,
     detail: &str,
 ) -> Result<(), StorageError> {
+    insert_event_on(tx, id, at, actor, chat, transition, from, to, detail).await
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn insert_event_on(
+    conn: &mut sqlx::AnyConnection,
+    id: &str,
+    at: i64,
+    actor: &str,
+    chat: &str,
+    transition: &str,
+    from: Option<RequestState>,
+    to: RequestState,
+    detail: &str,
+) -> Result<(), StorageError> {
     sqlx::query(
         "INSERT INTO request_events (request_id, at, actor, chat, transition, from_state, to_state, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
@@ -634,7 +698,7 @@ async fn insert_event(
     .bind(from.map(|s| s.as_str().to_owned()))
     .bind(to.as_str())
     .bind(detail)
-    .execute(&mut **tx)
+    .execute(conn)
     .await?;
     Ok(())
 }
