@@ -399,7 +399,7 @@ impl RequestStore<'_> {
                     .await?;
                     let stored = match inserted {
                         Some(row) => {
-                            insert_event_on(
+                            insert_event(
                                 &mut *conn,
                                 &id,
                                 now,
@@ -662,21 +662,6 @@ impl RequestStore<'_> {
 
 #[allow(clippy::too_many_arguments)]
 async fn insert_event(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    id: &str,
-    at: i64,
-    actor: &str,
-    chat: &str,
-    transition: &str,
-    from: Option<RequestState>,
-    to: RequestState,
-    detail: &str,
-) -> Result<(), StorageError> {
-    insert_event_on(tx, id, at, actor, chat, transition, from, to, detail).await
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn insert_event_on(
     conn: &mut sqlx::AnyConnection,
     id: &str,
     at: i64,
