@@ -362,7 +362,6 @@ impl RequestStore<'_> {
                     chat.clone(),
                 );
                 Box::pin(async move {
-                    let nlu = new.nlu.clone().unwrap_or_default();
                     let inserted = sqlx::query(&format!(
                         "INSERT INTO requests (id, nonce, state, action_kind, action_json, action_hash, service, environment, requester, requester_chat_id, platform, channel, thread, notes_json, created_at, updated_at, first_action_json, monthly_cost_cents, cost_json, \
                          nlu_path, nlu_latency_ms, nlu_llm_calls, nlu_prompt_tokens, nlu_completion_tokens, nlu_model, nlu_prompt_version) \
@@ -389,12 +388,12 @@ impl RequestStore<'_> {
                     .bind(new.cost.as_ref().map(|c| c.known().get()))
                     .bind(new.cost.as_ref().map(cost_json))
                     .bind(new.nlu.as_ref().map(|n| n.path.clone()))
-                    .bind(new.nlu.as_ref().map(|_| nlu.latency_ms))
-                    .bind(new.nlu.as_ref().map(|_| nlu.llm_calls))
-                    .bind(new.nlu.as_ref().map(|_| nlu.prompt_tokens))
-                    .bind(new.nlu.as_ref().map(|_| nlu.completion_tokens))
-                    .bind(nlu.model.clone())
-                    .bind(nlu.prompt_version.clone())
+                    .bind(new.nlu.as_ref().map(|n| n.latency_ms))
+                    .bind(new.nlu.as_ref().map(|n| n.llm_calls))
+                    .bind(new.nlu.as_ref().map(|n| n.prompt_tokens))
+                    .bind(new.nlu.as_ref().map(|n| n.completion_tokens))
+                    .bind(new.nlu.as_ref().and_then(|n| n.model.clone()))
+                    .bind(new.nlu.as_ref().and_then(|n| n.prompt_version.clone()))
                     .fetch_optional(&mut *conn)
                     .await?;
                     let stored = match inserted {
