@@ -245,12 +245,21 @@ struct Sent {
 
 async fn send_one(http: &reqwest::Client, url: &str, body: String) -> (Duration, u16) {
     let (ts, sig) = signed(&body);
+    timed(
+        http.post(format!("{url}/slack/events"))
+            .header("x-slack-request-timestamp", ts)
+            .header("x-slack-signature", sig),
+        body,
+    )
+    .await
+}
+
+/// Sends a signed JSON request: how long its answer took, and its HTTP
+/// status (0 when none came).
+pub(super) async fn timed(request: reqwest::RequestBuilder, body: String) -> (Duration, u16) {
     let t0 = Instant::now();
-    let status = http
-        .post(format!("{url}/slack/events"))
+    let status = request
         .header("content-type", "application/json")
-        .header("x-slack-request-timestamp", ts)
-        .header("x-slack-signature", sig)
         .body(body)
         .send()
         .await

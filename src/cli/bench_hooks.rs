@@ -63,18 +63,13 @@ async fn send(http: &reqwest::Client, url: &str, body: String) -> (Duration, u16
     let ts = chrono::Utc::now().timestamp();
     let sig =
         paver::drivers::http::sign_callback(SECRET, ts, "POST", "/hooks/generic", body.as_bytes());
-    let t0 = Instant::now();
-    let status = http
-        .post(format!("{url}/hooks/generic"))
-        .header("content-type", "application/json")
-        .header("X-Paver-Timestamp", ts.to_string())
-        .header("X-Paver-Signature", sig)
-        .body(body)
-        .send()
-        .await
-        .map(|r| r.status().as_u16())
-        .unwrap_or(0);
-    (t0.elapsed(), status)
+    super::bench::timed(
+        http.post(format!("{url}/hooks/generic"))
+            .header("X-Paver-Timestamp", ts.to_string())
+            .header("X-Paver-Signature", sig),
+        body,
+    )
+    .await
 }
 
 /// The services the burst deploys: the configured catalog's.
