@@ -17,8 +17,15 @@
 //! carrying on past one.) A write must therefore do nothing but SQL, and
 //! draw anything random or from the handling's context (ids, nonces, the
 //! origin of a message) before it is queued.
+//!
+//! The hottest writes are [`Grouped`]: each kind's writes in a batch run
+//! as a few multi-row statements (one `INSERT … VALUES (…), (…)` for the
+//! batch's events), not one statement each. A statement's cost here is
+//! mostly its hand-off to sqlx's SQLite thread and back, not SQLite's own
+//! work, so this is what lets one committing task keep up with a burst.
 
-use std::any::Any;
+use std::any::{Any, TypeId};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
@@ -40,8 +47,59 @@ pub(crate) type Write = Arc<
         + Sync,
 >;
 
+/// A kind of write whose instances in one batch run together, as a few
+/// multi-row statements. Within a transaction the batch's groups run in
+/// the order of [`Grouped::ORDER`], then the closures: every batch takes
+/// its locks in the same order.
+pub(crate) trait Grouped: Send + Sync + Sized + 'static {
+    type Out: Send + 'static;
+    /// Where this kind's group runs among a batch's groups (unique).
+    const ORDER: u8;
+    /// Runs `ops` (in queue order) together: one output per op, in order.
+    fn run_all(
+        conn: &mut AnyConnection,
+        ops: Vec<Arc<Self>>,
+    ) -> BoxFuture<'_, Result<Vec<Self::Out>, StorageError>>;
+}
+
+type Op = Arc<dyn Any + Send + Sync>;
+type RunAll =
+    for<'c> fn(&'c mut AnyConnection, Vec<Op>) -> BoxFuture<'c, Result<Vec<Output>, StorageError>>;
+
+/// `G::run_all` over type-erased ops (all of them `G`s: grouped by type).
+fn run_erased<G: Grouped>(
+    conn: &mut AnyConnection,
+    ops: Vec<Op>,
+) -> BoxFuture<'_, Result<Vec<Output>, StorageError>> {
+    let ops: Vec<Arc<G>> = ops
+        .into_iter()
+        .map(|o| o.downcast::<G>().expect("a group holds one type"))
+        .collect();
+    Box::pin(async move {
+        let n = ops.len();
+        let outs = G::run_all(conn, ops).await?;
+        if outs.len() != n {
+            return Err(StorageError::Corrupt(format!(
+                "a grouped write answered {} of {n}",
+                outs.len()
+            )));
+        }
+        Ok(outs.into_iter().map(|o| Box::new(o) as Output).collect())
+    })
+}
+
+enum Work {
+    One(Write),
+    Grouped {
+        order: u8,
+        kind: TypeId,
+        op: Op,
+        run: RunAll,
+    },
+}
+
 struct Job {
-    write: Write,
+    work: Work,
     reply: oneshot::Sender<Result<Output, StorageError>>,
 }
 
@@ -79,9 +137,25 @@ impl Batcher {
             let fut = write(conn);
             Box::pin(async move { fut.await.map(|t| Box::new(t) as Output) })
         });
+        self.queue_work(Work::One(write)).await
+    }
+
+    /// Runs `op` with the next batch's others of its kind; its output once
+    /// the batch committed.
+    pub(crate) async fn run_grouped<G: Grouped>(&self, op: G) -> Result<G::Out, StorageError> {
+        self.queue_work(Work::Grouped {
+            order: G::ORDER,
+            kind: TypeId::of::<G>(),
+            op: Arc::new(op),
+            run: run_erased::<G>,
+        })
+        .await
+    }
+
+    async fn queue_work<T: Send + 'static>(&self, work: Work) -> Result<T, StorageError> {
         let (reply, answer) = oneshot::channel();
         self.queue
-            .send(Job { write, reply })
+            .send(Job { work, reply })
             .map_err(|_| StorageError::Corrupt("the commit task has stopped".into()))?;
         let out = answer
             .await
@@ -101,6 +175,18 @@ where
     let out = write(&mut tx).await?;
     tx.commit().await?;
     Ok(out)
+}
+
+/// Runs `op` alone, in a transaction of its own, at once.
+pub(crate) async fn alone_grouped<G: Grouped>(
+    pool: &AnyPool,
+    op: G,
+) -> Result<G::Out, StorageError> {
+    let mut tx = pool.begin().await?;
+    let mut out = G::run_all(&mut tx, vec![Arc::new(op)]).await?;
+    tx.commit().await?;
+    out.pop()
+        .ok_or_else(|| StorageError::Corrupt("a grouped write answered nothing".into()))
 }
 
 async fn commit_loop(pool: AnyPool, mut rx: mpsc::UnboundedReceiver<Job>) {
@@ -142,18 +228,202 @@ async fn commit(pool: &AnyPool, jobs: Vec<Job>) {
 async fn together(pool: &AnyPool, jobs: &[Job]) -> Result<Vec<Output>, StorageError> {
     let mut conn = pool.acquire().await?;
     let mut tx = conn.begin().await?;
-    let mut outputs = Vec::with_capacity(jobs.len());
-    for job in jobs {
-        outputs.push((job.write)(&mut tx).await?);
+    let mut outputs: Vec<Option<Output>> = jobs.iter().map(|_| None).collect();
+    let mut groups: BTreeMap<(u8, TypeId), (RunAll, Vec<usize>)> = BTreeMap::new();
+    for (i, job) in jobs.iter().enumerate() {
+        if let Work::Grouped {
+            order, kind, run, ..
+        } = &job.work
+        {
+            groups
+                .entry((*order, *kind))
+                .or_insert((*run, Vec::new()))
+                .1
+                .push(i);
+        }
+    }
+    for (run, members) in groups.into_values() {
+        let ops = members
+            .iter()
+            .map(|&i| match &jobs[i].work {
+                Work::Grouped { op, .. } => op.clone(),
+                Work::One(_) => unreachable!("only grouped jobs are members"),
+            })
+            .collect();
+        for (i, out) in members.into_iter().zip(run(&mut tx, ops).await?) {
+            outputs[i] = Some(out);
+        }
+    }
+    for (i, job) in jobs.iter().enumerate() {
+        if let Work::One(write) = &job.work {
+            outputs[i] = Some(write(&mut tx).await?);
+        }
     }
     tx.commit().await?;
-    Ok(outputs)
+    Ok(outputs
+        .into_iter()
+        .map(|o| o.expect("every job ran"))
+        .collect())
+}
+
+/// Splits `n` rows into chunks of powers of two, largest first: a
+/// multi-row statement's text depends on its row count, and so at most a
+/// handful of texts per kind are ever prepared (and cached).
+pub(crate) fn chunks(n: usize) -> impl Iterator<Item = std::ops::Range<usize>> {
+    let mut start = 0;
+    std::iter::from_fn(move || {
+        let left = n - start;
+        if left == 0 {
+            return None;
+        }
+        let size = 1 << (usize::BITS - 1 - left.leading_zeros());
+        let range = start..start + size;
+        start += size;
+        Some(range)
+    })
+}
+
+/// `($1, $2), ($3, $4)`: the VALUES of `rows` rows of `columns` parameters.
+pub(crate) fn values(rows: usize, columns: usize) -> String {
+    let mut out = String::with_capacity(rows * columns * 5);
+    for r in 0..rows {
+        if r > 0 {
+            out.push_str(", ");
+        }
+        out.push('(');
+        for c in 0..columns {
+            if c > 0 {
+                out.push_str(", ");
+            }
+            out.push('$');
+            out.push_str(&(r * columns + c + 1).to_string());
+        }
+        out.push(')');
+    }
+    out
+}
+
+/// `$first, …`: a list of `n` parameters from `$first` on (for `IN (…)`).
+pub(crate) fn params(first: usize, n: usize) -> String {
+    (first..first + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
+    use futures_util::future::BoxFuture;
+    use sqlx::AnyConnection;
+
     use super::super::Db;
-    use super::StorageError;
+    use super::{chunks, params, values, Grouped, StorageError};
+
+    #[test]
+    fn rows_are_split_into_powers_of_two_largest_first() {
+        let sizes = |n| chunks(n).map(|r| r.len()).collect::<Vec<_>>();
+        assert_eq!(sizes(0), Vec::<usize>::new());
+        assert_eq!(sizes(1), [1]);
+        assert_eq!(sizes(57), [32, 16, 8, 1]);
+        assert_eq!(sizes(256), [256]);
+        let ranges: Vec<_> = chunks(7).collect();
+        assert_eq!(ranges, [0..4, 4..6, 6..7]);
+    }
+
+    #[test]
+    fn placeholders_number_rows_and_lists_in_order() {
+        assert_eq!(values(2, 3), "($1, $2, $3), ($4, $5, $6)");
+        assert_eq!(values(1, 1), "($1)");
+        assert_eq!(params(2, 3), "$2, $3, $4");
+    }
+
+    /// A grouped write for the tests: one multi-row insert for the batch's
+    /// puts, each answered with what was stored under its key.
+    struct Put {
+        k: String,
+        v: i64,
+    }
+
+    impl Grouped for Put {
+        type Out = i64;
+        const ORDER: u8 = 0;
+
+        fn run_all(
+            conn: &mut AnyConnection,
+            ops: Vec<Arc<Self>>,
+        ) -> BoxFuture<'_, Result<Vec<i64>, StorageError>> {
+            Box::pin(async move {
+                let mut stored = std::collections::HashMap::new();
+                for range in chunks(ops.len()) {
+                    let sql = format!(
+                        "INSERT INTO t (k, v) VALUES {} RETURNING k, v",
+                        values(range.len(), 2)
+                    );
+                    let mut q = sqlx::query_as::<_, (String, i64)>(&sql);
+                    for op in &ops[range] {
+                        q = q.bind(op.k.as_str()).bind(op.v);
+                    }
+                    stored.extend(q.fetch_all(&mut *conn).await?);
+                }
+                Ok(ops.iter().map(|op| stored[&op.k]).collect())
+            })
+        }
+    }
+
+    fn put_grouped(
+        db: &Db,
+        k: &str,
+        v: i64,
+    ) -> impl std::future::Future<Output = Result<i64, StorageError>> {
+        let (db, k) = (db.clone(), k.to_owned());
+        async move { db.grouped(Put { k, v }).await }
+    }
+
+    #[tokio::test]
+    async fn grouped_writes_commit_together_and_each_hears_its_own_row() {
+        let (_dir, db) = db().await;
+        let writes: Vec<_> = (0..300)
+            .map(|i| put_grouped(&db, &format!("k{i}"), i * 7))
+            .collect();
+        let results = futures_util::future::join_all(writes).await;
+        let expected: Vec<_> = (0..300).map(|i| Ok::<i64, ()>(i * 7)).collect();
+        let got: Vec<_> = results.into_iter().map(|r| r.map_err(|_| ())).collect();
+        assert_eq!(got, expected);
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM t")
+            .fetch_one(db.pool())
+            .await
+            .unwrap();
+        assert_eq!(n, 300);
+    }
+
+    #[tokio::test]
+    async fn a_failing_grouped_write_fails_alone_beside_closures() {
+        let (_dir, db) = db().await;
+        put(&db, "taken", 0).await.unwrap();
+        // Queued together with plain writes: the duplicate fails its
+        // group's statement, and so the batch, which is then committed
+        // write by write.
+        let grouped: Vec<_> = (1..40)
+            .map(|i| put_grouped(&db, &format!("g{i}"), i))
+            .chain([put_grouped(&db, "taken", 99)])
+            .collect();
+        let plain: Vec<_> = (1..20).map(|i| put(&db, &format!("p{i}"), i)).collect();
+        let (grouped, plain) = tokio::join!(
+            futures_util::future::join_all(grouped),
+            futures_util::future::join_all(plain)
+        );
+        assert!(plain.iter().all(|r| matches!(r, Ok(1))), "{plain:?}");
+        assert!(grouped[..39].iter().all(|r| r.is_ok()), "{grouped:?}");
+        assert!(grouped[39].is_err());
+        let (n, taken): (i64, i64) =
+            sqlx::query_as("SELECT COUNT(*), SUM(CASE WHEN k = 'taken' THEN v ELSE 0 END) FROM t")
+                .fetch_one(db.pool())
+                .await
+                .unwrap();
+        assert_eq!((n, taken), (1 + 39 + 19, 0));
+    }
 
     async fn db() -> (tempfile::TempDir, Db) {
         let dir = tempfile::tempdir().unwrap();

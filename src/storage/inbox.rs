@@ -4,8 +4,13 @@
 //! at once; a pending row whose lease ran out was left by a crash and is
 //! taken again by recovery.
 
-use sqlx::FromRow;
+use std::collections::HashMap;
+use std::sync::Arc;
 
+use futures_util::future::BoxFuture;
+use sqlx::{AnyConnection, FromRow};
+
+use super::batch::{self, Grouped};
 use super::{get_i64, now_ms, Db, StorageError};
 use crate::domain::Platform;
 
@@ -30,6 +35,91 @@ pub struct InboxState {
     pub attempts: i64,
 }
 
+/// An event to store (`InboxStore::insert`), grouped with a batch's others.
+struct NewEvent {
+    platform: Platform,
+    event_id: String,
+    payload: String,
+    lease_until: i64,
+    now: i64,
+}
+
+impl Grouped for NewEvent {
+    /// `None`: stored before (a redelivery), or earlier in this batch.
+    type Out = Option<InboxRow>;
+    const ORDER: u8 = 10;
+
+    fn run_all(
+        conn: &mut AnyConnection,
+        ops: Vec<Arc<Self>>,
+    ) -> BoxFuture<'_, Result<Vec<Self::Out>, StorageError>> {
+        Box::pin(async move {
+            let mut stored = HashMap::new();
+            for range in batch::chunks(ops.len()) {
+                let sql = format!(
+                    "INSERT INTO inbox (platform, event_id, payload, attempts, lease_until, received_at) \
+                     VALUES {} ON CONFLICT (platform, event_id) DO NOTHING RETURNING {COLUMNS}",
+                    batch::values(range.len(), 6)
+                );
+                let mut q = sqlx::query(&sql);
+                for op in &ops[range] {
+                    q = q
+                        .bind(op.platform.as_str())
+                        .bind(op.event_id.as_str())
+                        .bind(op.payload.as_str())
+                        .bind(1_i64)
+                        .bind(op.lease_until)
+                        .bind(op.now);
+                }
+                for row in q.fetch_all(&mut *conn).await? {
+                    let row = InboxRow::from_row(&row)?;
+                    stored.insert((row.platform, row.event_id.clone()), row);
+                }
+            }
+            // A row goes to the first of its event's inserts: a second copy
+            // in the same batch (Slack's retry racing the original) is a
+            // redelivery like any other.
+            Ok(ops
+                .iter()
+                .map(|op| stored.remove(&(op.platform, op.event_id.clone())))
+                .collect())
+        })
+    }
+}
+
+/// A handled event to mark done (`InboxStore::mark_done`).
+struct Done {
+    id: i64,
+    at: i64,
+}
+
+impl Grouped for Done {
+    type Out = ();
+    const ORDER: u8 = 40;
+
+    fn run_all(
+        conn: &mut AnyConnection,
+        ops: Vec<Arc<Self>>,
+    ) -> BoxFuture<'_, Result<Vec<()>, StorageError>> {
+        Box::pin(async move {
+            // One time for the group: they are done as of this commit.
+            let at = ops.iter().map(|o| o.at).max().unwrap_or_default();
+            for range in batch::chunks(ops.len()) {
+                let sql = format!(
+                    "UPDATE inbox SET status = 'done', done_at = $1, lease_until = 0 WHERE id IN ({})",
+                    batch::params(2, range.len())
+                );
+                let mut q = sqlx::query(&sql).bind(at);
+                for op in &ops[range] {
+                    q = q.bind(op.id);
+                }
+                q.execute(&mut *conn).await?;
+            }
+            Ok(vec![(); ops.len()])
+        })
+    }
+}
+
 pub struct InboxStore<'a> {
     pub(super) db: &'a Db,
 }
@@ -48,27 +138,15 @@ impl InboxStore<'_> {
         lease_ms: i64,
     ) -> Result<Option<InboxRow>, StorageError> {
         let now = now_ms();
-        let (platform, event_id, payload) =
-            (platform.as_str(), event_id.to_owned(), payload.to_owned());
         // Group-committed: the acknowledgement of a burst of events waits
-        // for one commit, not for one each.
+        // for one commit, and their inserts are a few statements.
         self.db
-            .batched(move |conn| {
-                let (event_id, payload) = (event_id.clone(), payload.clone());
-                Box::pin(async move {
-                    let found = sqlx::query(&format!(
-                        "INSERT INTO inbox (platform, event_id, payload, attempts, lease_until, received_at) \
-                         VALUES ($1, $2, $3, 1, $4, $5) ON CONFLICT (platform, event_id) DO NOTHING RETURNING {COLUMNS}"
-                    ))
-                    .bind(platform)
-                    .bind(event_id)
-                    .bind(payload)
-                    .bind(now + lease_ms)
-                    .bind(now)
-                    .fetch_optional(conn)
-                    .await?;
-                    Ok(found.as_ref().map(InboxRow::from_row).transpose()?)
-                })
+            .grouped(NewEvent {
+                platform,
+                event_id: event_id.to_owned(),
+                payload: payload.to_owned(),
+                lease_until: now + lease_ms,
+                now,
             })
             .await
     }
@@ -139,21 +217,7 @@ impl InboxStore<'_> {
     /// Group-committed, like the insert: a burst's events are marked done
     /// a batch at a time.
     pub async fn mark_done(&self, id: i64) -> Result<(), StorageError> {
-        let now = now_ms();
-        self.db
-            .batched(move |conn| {
-                Box::pin(async move {
-                    sqlx::query(
-                        "UPDATE inbox SET status = 'done', done_at = $1, lease_until = 0 WHERE id = $2",
-                    )
-                    .bind(now)
-                    .bind(id)
-                    .execute(conn)
-                    .await?;
-                    Ok(())
-                })
-            })
-            .await
+        self.db.grouped(Done { id, at: now_ms() }).await
     }
 
     /// Gives up on a row that failed too often (kept for the record until
@@ -199,5 +263,63 @@ impl InboxStore<'_> {
             .fetch_one(&self.db.pool)
             .await?;
         get_i64(&row, "n")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::Db;
+    use crate::domain::Platform;
+
+    /// Slack retries an event it thinks was lost while the first delivery
+    /// is still being stored: both copies may land in one batch's insert.
+    #[tokio::test]
+    async fn an_event_delivered_twice_at_once_is_handled_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::connect(&format!("sqlite://{}/i.db", dir.path().display()))
+            .await
+            .unwrap();
+        let deliveries: Vec<_> = (0..40)
+            .map(|i| {
+                let db = db.clone();
+                async move {
+                    let event = format!("Ev{}", i % 20);
+                    db.inbox()
+                        .insert(Platform::Slack, &event, &format!("{{\"n\":{i}}}"), 30_000)
+                        .await
+                        .unwrap()
+                }
+            })
+            .collect();
+        let taken: Vec<_> = futures_util::future::join_all(deliveries)
+            .await
+            .into_iter()
+            .flatten()
+            .collect();
+        let mut events: Vec<_> = taken.iter().map(|r| r.event_id.clone()).collect();
+        events.sort();
+        events.dedup();
+        assert_eq!((taken.len(), events.len()), (20, 20), "{taken:?}");
+        for row in &taken {
+            let n: i64 = row.event_id[2..].parse().unwrap();
+            assert!(
+                row.payload == format!("{{\"n\":{n}}}")
+                    || row.payload == format!("{{\"n\":{}}}", n + 20)
+            );
+            assert_eq!(row.attempts, 1);
+        }
+        let inbox = db.inbox();
+        let done: Vec<_> = taken.iter().map(|r| inbox.mark_done(r.id)).collect();
+        for r in futures_util::future::join_all(done).await {
+            r.unwrap();
+        }
+        assert_eq!(db.inbox().pending_count().await.unwrap(), 0);
+        let state = db
+            .inbox()
+            .state(Platform::Slack, "Ev7")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(state.status, "done");
     }
 }

@@ -1,7 +1,12 @@
 //! The outbox: every message Paver sends is first a row here, so nothing
 //! is lost to a crash or a chat outage, and sends are retried from here.
 
+use std::sync::Arc;
+
+use futures_util::future::BoxFuture;
 use sqlx::FromRow;
+
+use super::batch::{self, Grouped};
 
 use super::{get_i64, get_opt_i64, get_str, now_ms, Backlog, Db, StorageError};
 use crate::domain::Platform;
@@ -160,6 +165,46 @@ where
     .fetch_one(executor)
     .await?;
     get_i64(&row, "id")
+}
+
+/// Queues `items`, each keyed by its origin (as `insert_with_origin`), in
+/// a few multi-row statements (`batch`).
+pub(super) async fn insert_many(
+    conn: &mut sqlx::AnyConnection,
+    items: &[(OutboxItem, Option<String>)],
+    now: i64,
+) -> Result<(), StorageError> {
+    // One row an origin per statement: PostgreSQL refuses to touch a row
+    // twice in one, and the second of a key is queued already anyway.
+    let mut seen = std::collections::HashSet::new();
+    let items: Vec<&(OutboxItem, Option<String>)> = items
+        .iter()
+        .filter(|(_, origin)| origin.as_ref().is_none_or(|o| seen.insert(o.clone())))
+        .collect();
+    for range in batch::chunks(items.len()) {
+        let sql = format!(
+            "INSERT INTO outbox (platform, channel, kind, user_id, card_key, thread_key, thread_ref, body, next_attempt_at, created_at, origin) \
+             VALUES {} ON CONFLICT (origin) WHERE origin IS NOT NULL DO UPDATE SET origin = excluded.origin",
+            batch::values(range.len(), 11)
+        );
+        let mut q = sqlx::query(&sql);
+        for (item, origin) in &items[range] {
+            q = q
+                .bind(item.platform.as_str())
+                .bind(item.channel.as_str())
+                .bind(item.kind.as_str())
+                .bind(item.user_id.as_deref())
+                .bind(item.card_key.as_deref())
+                .bind(item.thread_key.as_deref())
+                .bind(item.thread_ref.as_deref())
+                .bind(item.body.as_str())
+                .bind(now)
+                .bind(now)
+                .bind(origin.as_deref());
+        }
+        q.execute(&mut *conn).await?;
+    }
+    Ok(())
 }
 
 /// Queues `messages` (due at `at`) in `tx` and commits it: storage that
@@ -340,10 +385,8 @@ impl OutboxStore<'_> {
     }
 
     pub async fn mark_sent(&self, id: i64) -> Result<(), StorageError> {
-        let now = now_ms();
-        self.db
-            .batched(move |conn| Box::pin(mark_sent(conn, id, now)))
-            .await
+        let at = now_ms();
+        self.db.grouped(Sent { id, at, card: None }).await
     }
 
     /// A card's first post went out: where it is (for updates and replies
@@ -356,19 +399,14 @@ impl OutboxStore<'_> {
         channel: &str,
         message_ref: &str,
     ) -> Result<(), StorageError> {
-        let (key, channel, message_ref) =
-            (key.to_owned(), channel.to_owned(), message_ref.to_owned());
-        let now = now_ms();
-        self.db
-            .batched(move |conn| {
-                let (key, channel, message_ref) =
-                    (key.clone(), channel.clone(), message_ref.clone());
-                Box::pin(async move {
-                    save_card(&mut *conn, &key, platform, &channel, &message_ref).await?;
-                    mark_sent(conn, id, now).await
-                })
-            })
-            .await
+        let at = now_ms();
+        let card = Some(PostedCard {
+            key: key.to_owned(),
+            platform,
+            channel: channel.to_owned(),
+            message_ref: message_ref.to_owned(),
+        });
+        self.db.grouped(Sent { id, at, card }).await
     }
 
     /// Gives the row back for another try after `delay_ms`.
@@ -510,13 +548,71 @@ impl OutboxStore<'_> {
     }
 }
 
-async fn mark_sent(conn: &mut sqlx::AnyConnection, id: i64, now: i64) -> Result<(), StorageError> {
-    sqlx::query("UPDATE outbox SET status = 'sent', sent_at = $1, claimed_until = 0 WHERE id = $2")
-        .bind(now)
-        .bind(id)
-        .execute(conn)
-        .await?;
-    Ok(())
+/// Where a card's first post went.
+struct PostedCard {
+    key: String,
+    platform: Platform,
+    channel: String,
+    message_ref: String,
+}
+
+/// A row that went out (`mark_sent`, `mark_card_sent`), grouped with a
+/// batch's others: one upsert of the cards posted, one update of the rows.
+struct Sent {
+    id: i64,
+    at: i64,
+    card: Option<PostedCard>,
+}
+
+impl Grouped for Sent {
+    type Out = ();
+    const ORDER: u8 = 30;
+
+    fn run_all(
+        conn: &mut sqlx::AnyConnection,
+        ops: Vec<Arc<Self>>,
+    ) -> BoxFuture<'_, Result<Vec<()>, StorageError>> {
+        Box::pin(async move {
+            // One row a key per statement (PostgreSQL refuses to update a
+            // row twice in one); the last post of a key is where it is.
+            let mut cards: Vec<&PostedCard> = Vec::new();
+            for card in ops.iter().filter_map(|o| o.card.as_ref()) {
+                match cards.iter_mut().find(|c| c.key == card.key) {
+                    Some(seen) => *seen = card,
+                    None => cards.push(card),
+                }
+            }
+            for range in batch::chunks(cards.len()) {
+                let sql = format!(
+                    "INSERT INTO cards (card_key, platform, channel, message_ref) VALUES {} \
+                     ON CONFLICT (card_key) DO UPDATE SET message_ref = excluded.message_ref",
+                    batch::values(range.len(), 4)
+                );
+                let mut q = sqlx::query(&sql);
+                for card in &cards[range] {
+                    q = q
+                        .bind(card.key.as_str())
+                        .bind(card.platform.as_str())
+                        .bind(card.channel.as_str())
+                        .bind(card.message_ref.as_str());
+                }
+                q.execute(&mut *conn).await?;
+            }
+            let at = ops.iter().map(|o| o.at).max().unwrap_or_default();
+            for range in batch::chunks(ops.len()) {
+                let sql = format!(
+                    "UPDATE outbox SET status = 'sent', sent_at = $1, claimed_until = 0 WHERE id IN ({})",
+                    batch::params(2, range.len())
+                );
+                let mut q = sqlx::query(&sql).bind(at);
+                for op in &ops[range] {
+                    q = q.bind(op.id);
+                }
+                q.execute(&mut *conn).await?;
+            }
+            Ok(vec![(); ops.len()])
+        })
+    }
 }
 
 async fn save_card(

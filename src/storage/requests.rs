@@ -2,9 +2,14 @@
 
 use std::sync::Arc;
 
+use std::collections::HashMap;
+
+use futures_util::future::BoxFuture;
 use rand::Rng;
 use sqlx::any::AnyRow;
 use sqlx::FromRow;
+
+use super::batch::{self, Grouped};
 
 use super::outbox::OutboxItem;
 use super::{get_opt_i64, get_opt_str, now_ms, Db, StorageError};
@@ -324,6 +329,168 @@ fn decode(row: &AnyRow) -> Result<Request, StorageError> {
     })
 }
 
+/// A new request to store (`RequestStore::insert`), with everything drawn
+/// that must not be drawn again should the write run twice.
+struct Proposal {
+    id: String,
+    nonce: String,
+    origin: Option<String>,
+    now: i64,
+    action_json: String,
+    notes_json: String,
+    first_json: Option<String>,
+    actor: String,
+    chat: String,
+    new: NewRequest,
+    card: Option<CardOf>,
+}
+
+/// The columns a proposal inserts, in the order `Proposal::bind` binds them.
+const PROPOSAL_COLUMNS: &str = "id, nonce, state, action_kind, action_json, action_hash, service, environment, requester, requester_chat_id, platform, channel, thread, notes_json, created_at, updated_at, first_action_json, monthly_cost_cents, cost_json, \
+     nlu_path, nlu_latency_ms, nlu_llm_calls, nlu_prompt_tokens, nlu_completion_tokens, nlu_model, nlu_prompt_version";
+const PROPOSAL_PARAMS: usize = 26;
+
+impl Proposal {
+    fn bind<'q>(
+        &'q self,
+        q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+        let (new, nlu) = (&self.new, self.new.nlu.as_ref());
+        q.bind(self.id.as_str())
+            .bind(self.nonce.as_str())
+            .bind(RequestState::Proposed.as_str())
+            .bind(new.action.kind().as_str())
+            .bind(self.action_json.as_str())
+            .bind(new.action_hash.as_str())
+            .bind(new.action.service().map(|s| s.as_str().to_owned()))
+            .bind(new.action.environment().map(|e| e.as_str().to_owned()))
+            .bind(new.requester.as_str())
+            .bind(new.requester_chat_id.as_str())
+            .bind(new.platform.as_str())
+            .bind(new.channel.as_str())
+            .bind(new.thread.as_deref())
+            .bind(self.notes_json.as_str())
+            .bind(self.now)
+            .bind(self.now)
+            .bind(self.first_json.as_deref())
+            .bind(new.cost.as_ref().map(|c| c.known().get()))
+            .bind(new.cost.as_ref().map(cost_json))
+            .bind(nlu.map(|n| n.path.as_str()))
+            .bind(nlu.map(|n| n.latency_ms))
+            .bind(nlu.map(|n| n.llm_calls))
+            .bind(nlu.and_then(|n| n.prompt_tokens))
+            .bind(nlu.and_then(|n| n.completion_tokens))
+            .bind(nlu.and_then(|n| n.model.as_deref()))
+            .bind(nlu.and_then(|n| n.prompt_version.as_deref()))
+    }
+}
+
+impl Grouped for Proposal {
+    type Out = Stored;
+    const ORDER: u8 = 20;
+
+    /// A batch's requests in a few statements each: the requests, the
+    /// ones already stored (read back), their audit rows, their cards.
+    fn run_all(
+        conn: &mut sqlx::AnyConnection,
+        ops: Vec<Arc<Self>>,
+    ) -> BoxFuture<'_, Result<Vec<Stored>, StorageError>> {
+        Box::pin(async move {
+            let mut inserted = HashMap::new();
+            for range in batch::chunks(ops.len()) {
+                let sql = format!(
+                    "INSERT INTO requests ({PROPOSAL_COLUMNS}) VALUES {} ON CONFLICT (id) DO NOTHING RETURNING {COLUMNS}",
+                    batch::values(range.len(), PROPOSAL_PARAMS)
+                );
+                let mut q = sqlx::query(&sql);
+                for op in &ops[range] {
+                    q = op.bind(q);
+                }
+                for row in q.fetch_all(&mut *conn).await? {
+                    let request = decode(&row)?;
+                    inserted.insert(request.id.clone(), request);
+                }
+            }
+            // The first proposal of an id is the new one; any other was
+            // stored before (by an earlier handling of the same event).
+            let mut outcomes: Vec<Option<Stored>> = ops
+                .iter()
+                .map(|op| inserted.remove(&op.id).map(Stored::New))
+                .collect();
+            let found_ids: Vec<&str> = ops
+                .iter()
+                .zip(&outcomes)
+                .filter(|(_, o)| o.is_none())
+                .map(|(op, _)| op.id.as_str())
+                .collect();
+            let mut found = HashMap::new();
+            for range in batch::chunks(found_ids.len()) {
+                let sql = format!(
+                    "SELECT {COLUMNS} FROM requests WHERE id IN ({})",
+                    batch::params(1, range.len())
+                );
+                let mut q = sqlx::query(&sql);
+                for id in &found_ids[range] {
+                    q = q.bind(*id);
+                }
+                for row in q.fetch_all(&mut *conn).await? {
+                    let request = decode(&row)?;
+                    found.insert(request.id.clone(), request);
+                }
+            }
+            for (op, outcome) in ops.iter().zip(&mut outcomes) {
+                if outcome.is_none() {
+                    let request = found.get(&op.id).cloned().ok_or_else(|| {
+                        StorageError::Corrupt(format!("request {} neither stored nor found", op.id))
+                    })?;
+                    *outcome = Some(Stored::Found(request));
+                }
+            }
+            let outcomes: Vec<Stored> = outcomes.into_iter().flatten().collect();
+            let audits: Vec<(&Proposal, &Request)> = ops
+                .iter()
+                .zip(&outcomes)
+                .filter_map(|(op, o)| match o {
+                    Stored::New(r) => Some((&**op, r)),
+                    Stored::Found(_) => None,
+                })
+                .collect();
+            for range in batch::chunks(audits.len()) {
+                let sql = format!(
+                    "INSERT INTO request_events (request_id, at, actor, chat, transition, from_state, to_state, detail) VALUES {}",
+                    batch::values(range.len(), 8)
+                );
+                let mut q = sqlx::query(&sql);
+                for (op, request) in &audits[range] {
+                    q = q
+                        .bind(request.id.as_str())
+                        .bind(op.now)
+                        .bind(op.actor.as_str())
+                        .bind(op.chat.as_str())
+                        .bind("propose")
+                        .bind(None::<String>)
+                        .bind(RequestState::Proposed.as_str())
+                        .bind(op.action_json.as_str());
+                }
+                q.execute(&mut *conn).await?;
+            }
+            // A re-taken event's card is queued again under the same
+            // origin key, and so is not posted twice.
+            let cards: Vec<(OutboxItem, Option<String>)> = ops
+                .iter()
+                .zip(&outcomes)
+                .filter_map(|(op, o)| {
+                    let (Stored::New(r) | Stored::Found(r)) = o;
+                    op.card.as_ref().map(|card| (card(r), op.origin.clone()))
+                })
+                .collect();
+            let now = ops.iter().map(|o| o.now).max().unwrap_or_default();
+            super::outbox::insert_many(&mut *conn, &cards, now).await?;
+            Ok(outcomes)
+        })
+    }
+}
+
 impl RequestStore<'_> {
     /// Stores a new proposed request with its first audit row.
     pub async fn insert(
@@ -347,87 +514,19 @@ impl RequestStore<'_> {
             .first
             .as_ref()
             .map(|a| serde_json::to_string(a).expect("actions serialize"));
-        let (actor, chat) = (actor.to_owned(), chat.to_owned());
-        let new = Arc::new(new);
         self.db
-            .batched(move |conn| {
-                let (new, card, origin) = (new.clone(), card.clone(), origin.clone());
-                let (id, nonce, action_json, notes_json, first_json, actor, chat) = (
-                    id.clone(),
-                    nonce.clone(),
-                    action_json.clone(),
-                    notes_json.clone(),
-                    first_json.clone(),
-                    actor.clone(),
-                    chat.clone(),
-                );
-                Box::pin(async move {
-                    let inserted = sqlx::query(&format!(
-                        "INSERT INTO requests (id, nonce, state, action_kind, action_json, action_hash, service, environment, requester, requester_chat_id, platform, channel, thread, notes_json, created_at, updated_at, first_action_json, monthly_cost_cents, cost_json, \
-                         nlu_path, nlu_latency_ms, nlu_llm_calls, nlu_prompt_tokens, nlu_completion_tokens, nlu_model, nlu_prompt_version) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26) \
-                         ON CONFLICT (id) DO NOTHING RETURNING {COLUMNS}"
-                    ))
-                    .bind(&id)
-                    .bind(&nonce)
-                    .bind(RequestState::Proposed.as_str())
-                    .bind(new.action.kind().as_str())
-                    .bind(&action_json)
-                    .bind(&new.action_hash)
-                    .bind(new.action.service().map(|s| s.as_str().to_owned()))
-                    .bind(new.action.environment().map(|e| e.as_str().to_owned()))
-                    .bind(&new.requester)
-                    .bind(&new.requester_chat_id)
-                    .bind(new.platform.as_str())
-                    .bind(&new.channel)
-                    .bind(new.thread.clone())
-                    .bind(&notes_json)
-                    .bind(now)
-                    .bind(now)
-                    .bind(first_json)
-                    .bind(new.cost.as_ref().map(|c| c.known().get()))
-                    .bind(new.cost.as_ref().map(cost_json))
-                    .bind(new.nlu.as_ref().map(|n| n.path.clone()))
-                    .bind(new.nlu.as_ref().map(|n| n.latency_ms))
-                    .bind(new.nlu.as_ref().map(|n| n.llm_calls))
-                    .bind(new.nlu.as_ref().map(|n| n.prompt_tokens))
-                    .bind(new.nlu.as_ref().map(|n| n.completion_tokens))
-                    .bind(new.nlu.as_ref().and_then(|n| n.model.clone()))
-                    .bind(new.nlu.as_ref().and_then(|n| n.prompt_version.clone()))
-                    .fetch_optional(&mut *conn)
-                    .await?;
-                    let stored = match inserted {
-                        Some(row) => {
-                            insert_event(
-                                &mut *conn,
-                                &id,
-                                now,
-                                &actor,
-                                &chat,
-                                "propose",
-                                None,
-                                RequestState::Proposed,
-                                &action_json,
-                            )
-                            .await?;
-                            Stored::New(decode(&row)?)
-                        }
-                        None => {
-                            let row = sqlx::query(&format!("SELECT {COLUMNS} FROM requests WHERE id = $1"))
-                                .bind(&id)
-                                .fetch_one(&mut *conn)
-                                .await?;
-                            Stored::Found(decode(&row)?)
-                        }
-                    };
-                    if let Some(card) = &card {
-                        let req = match &stored {
-                            Stored::New(r) | Stored::Found(r) => r,
-                        };
-                        super::outbox::insert_with_origin(&mut *conn, &card(req), now, origin).await?;
-                    }
-                    Ok(stored)
-                })
+            .grouped(Proposal {
+                id,
+                nonce,
+                origin,
+                now,
+                action_json,
+                notes_json,
+                first_json,
+                actor: actor.to_owned(),
+                chat: chat.to_owned(),
+                new,
+                card,
             })
             .await
     }
@@ -863,4 +962,106 @@ impl RequestStore<'_> {
 /// How an estimate is stored.
 fn cost_json(cost: &MonthlyCost) -> String {
     serde_json::to_string(cost).expect("estimates serialize")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::super::outbox::{OutboxItem, OutboxKind};
+    use super::super::Db;
+    use super::{CardOf, NewRequest, Stored};
+    use crate::domain::{Action, Environment, Platform, ResourceKind, ServiceName};
+
+    fn proposal(id: &str) -> NewRequest {
+        let action = Action::CreateEnvironment {
+            service: ServiceName::parse("order-service").unwrap(),
+            environment: Environment::Staging,
+            resources: vec![ResourceKind::Postgres],
+        };
+        NewRequest {
+            id: Some(id.to_owned()),
+            action_hash: crate::policy::action_hash(&action),
+            action,
+            requester: "jane".into(),
+            requester_chat_id: "U1".into(),
+            platform: Platform::Slack,
+            channel: "C1".into(),
+            thread: None,
+            notes: vec!["a note".into()],
+            first: None,
+            nlu: None,
+            cost: None,
+        }
+    }
+
+    fn card() -> CardOf {
+        Arc::new(|r| OutboxItem {
+            platform: Platform::Slack,
+            channel: "C1".into(),
+            kind: OutboxKind::Post,
+            user_id: None,
+            card_key: Some(r.id.clone()),
+            thread_key: None,
+            thread_ref: None,
+            body: format!("card of {}", r.id),
+        })
+    }
+
+    /// Two handlings of one event at once (a lease that ran out under a
+    /// slow first one) store one request, one audit row and one card, and
+    /// the others of the batch are stored as if alone.
+    #[tokio::test]
+    async fn a_batch_stores_each_request_once_with_its_audit_row_and_card() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::connect(&format!("sqlite://{}/r.db", dir.path().display()))
+            .await
+            .unwrap();
+        let handlings: Vec<_> = (0..30)
+            .map(|i| {
+                let db = db.clone();
+                let event = format!("slack:Ev{}", i % 10);
+                crate::util::origin::within(event, false, async move {
+                    let id = format!("r-{}", i % 10);
+                    db.requests()
+                        .insert(proposal(&id), "jane", "@jane", Some(card()))
+                        .await
+                        .unwrap()
+                })
+            })
+            .collect();
+        let stored = futures_util::future::join_all(handlings).await;
+        let new: Vec<_> = stored
+            .iter()
+            .filter_map(|s| match s {
+                Stored::New(r) => Some(r.id.clone()),
+                Stored::Found(_) => None,
+            })
+            .collect();
+        assert_eq!(new.len(), 10, "{new:?}");
+        for s in &stored {
+            let (Stored::New(r) | Stored::Found(r)) = s;
+            assert_eq!(r.notes, ["a note"]);
+            assert_eq!(r.requester, "jane");
+        }
+        let count = |sql: &'static str| {
+            let db = db.clone();
+            async move {
+                sqlx::query_scalar::<_, i64>(sql)
+                    .fetch_one(db.pool())
+                    .await
+                    .unwrap()
+            }
+        };
+        assert_eq!(count("SELECT COUNT(*) FROM requests").await, 10);
+        assert_eq!(
+            count("SELECT COUNT(*) FROM request_events WHERE transition = 'propose'").await,
+            10
+        );
+        assert_eq!(count("SELECT COUNT(*) FROM outbox").await, 10);
+        assert_eq!(
+            count("SELECT COUNT(DISTINCT card_key) FROM outbox").await,
+            10
+        );
+    }
 }
