@@ -1,5 +1,6 @@
 //! Group commit: small writes from many concurrent handlings share one
-//! transaction (on SQLite; on PostgreSQL each runs alone, `Db::batched`).
+//! transaction. Closures (`Db::batched`) are batched on SQLite only;
+//! [`Grouped`] writes (`Db::grouped`) on both backends.
 //!
 //! A commit costs far more than the statements in it: SQLite writes every
 //! page a transaction touched to its log (the same index pages, over and
@@ -23,6 +24,9 @@
 //! batch's events), not one statement each. A statement's cost here is
 //! mostly its hand-off to sqlx's SQLite thread and back, not SQLite's own
 //! work, so this is what lets one committing task keep up with a burst.
+//! They take their locks in one order (see [`Grouped`]), which is what
+//! lets PostgreSQL replicas batch them too: closures, whose locks no order
+//! binds, run alone there.
 
 use std::any::{Any, TypeId};
 use std::collections::BTreeMap;
@@ -48,14 +52,23 @@ pub(crate) type Write = Arc<
 >;
 
 /// A kind of write whose instances in one batch run together, as a few
-/// multi-row statements. Within a transaction the batch's groups run in
-/// the order of [`Grouped::ORDER`], then the closures: every batch takes
-/// its locks in the same order.
+/// multi-row statements.
+///
+/// Within a transaction the batch's groups run in the order of
+/// [`Grouped::ORDER`], each group's writes in the order of their
+/// [`Grouped::key`], and the closures last. Every batch thus takes its
+/// row locks in one global order, so batches on several PostgreSQL
+/// replicas wait for each other but never deadlock (an event Slack
+/// delivered to two replicas is inserted by both).
 pub(crate) trait Grouped: Send + Sync + Sized + 'static {
     type Out: Send + 'static;
+    /// What this write locks, ordered as all writes of its kind lock.
+    type Key: Ord;
     /// Where this kind's group runs among a batch's groups (unique).
     const ORDER: u8;
-    /// Runs `ops` (in queue order) together: one output per op, in order.
+    fn key(&self) -> Self::Key;
+    /// Runs `ops` (sorted by key; equal keys in queue order) together:
+    /// one output per op, in order.
     fn run_all(
         conn: &mut AnyConnection,
         ops: Vec<Arc<Self>>,
@@ -71,10 +84,14 @@ fn run_erased<G: Grouped>(
     conn: &mut AnyConnection,
     ops: Vec<Op>,
 ) -> BoxFuture<'_, Result<Vec<Output>, StorageError>> {
-    let ops: Vec<Arc<G>> = ops
+    let mut ops: Vec<(usize, Arc<G>)> = ops
         .into_iter()
         .map(|o| o.downcast::<G>().expect("a group holds one type"))
+        .enumerate()
         .collect();
+    // Stable: of equal keys the first queued runs first.
+    ops.sort_by_cached_key(|(_, op)| op.key());
+    let (at, ops): (Vec<usize>, Vec<Arc<G>>) = ops.into_iter().unzip();
     Box::pin(async move {
         let n = ops.len();
         let outs = G::run_all(conn, ops).await?;
@@ -84,7 +101,12 @@ fn run_erased<G: Grouped>(
                 outs.len()
             )));
         }
-        Ok(outs.into_iter().map(|o| Box::new(o) as Output).collect())
+        // Back in queue order.
+        let mut placed: Vec<Option<Output>> = (0..n).map(|_| None).collect();
+        for (i, out) in at.into_iter().zip(outs) {
+            placed[i] = Some(Box::new(out) as Output);
+        }
+        Ok(placed.into_iter().flatten().collect())
     })
 }
 
@@ -177,56 +199,79 @@ where
     Ok(out)
 }
 
-/// Runs `op` alone, in a transaction of its own, at once.
-pub(crate) async fn alone_grouped<G: Grouped>(
-    pool: &AnyPool,
-    op: G,
-) -> Result<G::Out, StorageError> {
-    let mut tx = pool.begin().await?;
-    let mut out = G::run_all(&mut tx, vec![Arc::new(op)]).await?;
-    tx.commit().await?;
-    out.pop()
-        .ok_or_else(|| StorageError::Corrupt("a grouped write answered nothing".into()))
-}
-
 async fn commit_loop(pool: AnyPool, mut rx: mpsc::UnboundedReceiver<Job>) {
     let mut jobs = Vec::new();
     while rx.recv_many(&mut jobs, MAX_BATCH).await > 0 {
-        let (n, t0) = (jobs.len(), std::time::Instant::now());
-        commit(&pool, std::mem::take(&mut jobs)).await;
-        tracing::trace!(
-            writes = n,
-            elapsed_us = t0.elapsed().as_micros() as u64,
-            "group commit"
-        );
-    }
-}
-
-/// Commits `jobs` together; should one fail, each alone.
-async fn commit(pool: &AnyPool, jobs: Vec<Job>) {
-    if jobs.len() > 1 {
-        match together(pool, &jobs).await {
-            Ok(outputs) => {
-                for (job, out) in jobs.into_iter().zip(outputs) {
-                    let _ = job.reply.send(Ok(out));
-                }
-                return;
-            }
+        // A connection is held while writes keep coming and given back when
+        // the queue runs dry. Taken from the pool for every batch, it was
+        // queued behind every reader waiting for one: on PostgreSQL, where
+        // a handling's reads each take a connection, acknowledgements
+        // waited hundreds of milliseconds behind them.
+        let mut conn = match pool.acquire().await {
+            Ok(conn) => conn,
             Err(e) => {
-                tracing::debug!(writes = jobs.len(), error = %e, "a batched write failed; committing each alone");
+                let why = e.to_string();
+                for job in jobs.drain(..) {
+                    let _ = job.reply.send(Err(StorageError::Sqlx(sqlx::Error::Io(
+                        std::io::Error::other(format!("no connection to commit on: {why}")),
+                    ))));
+                }
+                continue;
+            }
+        };
+        loop {
+            let (n, t0) = (jobs.len(), std::time::Instant::now());
+            let committed = commit(&mut conn, std::mem::take(&mut jobs)).await;
+            tracing::trace!(
+                writes = n,
+                elapsed_us = t0.elapsed().as_micros() as u64,
+                "group commit"
+            );
+            if !committed {
+                // It may be the connection that failed: a fresh one next.
+                break;
+            }
+            while jobs.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(job) => jobs.push(job),
+                    Err(_) => break,
+                }
+            }
+            if jobs.is_empty() {
+                break;
             }
         }
     }
-    for job in jobs {
-        let out = together(pool, std::slice::from_ref(&job)).await;
-        let _ = job
-            .reply
-            .send(out.map(|mut o| o.pop().expect("one output")));
-    }
 }
 
-async fn together(pool: &AnyPool, jobs: &[Job]) -> Result<Vec<Output>, StorageError> {
-    let mut conn = pool.acquire().await?;
+/// Commits `jobs` together; should that fail, each alone. Whether they
+/// committed together.
+async fn commit(conn: &mut AnyConnection, jobs: Vec<Job>) -> bool {
+    let error = match together(conn, &jobs).await {
+        Ok(outputs) => {
+            for (job, out) in jobs.into_iter().zip(outputs) {
+                let _ = job.reply.send(Ok(out));
+            }
+            return true;
+        }
+        Err(e) if jobs.len() == 1 => e,
+        Err(e) => {
+            tracing::debug!(writes = jobs.len(), error = %e, "a batched write failed; committing each alone");
+            for job in jobs {
+                let out = together(conn, std::slice::from_ref(&job)).await;
+                let _ = job
+                    .reply
+                    .send(out.map(|mut o| o.pop().expect("one output")));
+            }
+            return false;
+        }
+    };
+    let job = jobs.into_iter().next().expect("one job");
+    let _ = job.reply.send(Err(error));
+    false
+}
+
+async fn together(conn: &mut AnyConnection, jobs: &[Job]) -> Result<Vec<Output>, StorageError> {
     let mut tx = conn.begin().await?;
     let mut outputs: Vec<Option<Output>> = jobs.iter().map(|_| None).collect();
     let mut groups: BTreeMap<(u8, TypeId), (RunAll, Vec<usize>)> = BTreeMap::new();
@@ -348,7 +393,13 @@ mod tests {
 
     impl Grouped for Put {
         type Out = i64;
+        /// Against queue order, so that answers must be put back in it.
+        type Key = std::cmp::Reverse<i64>;
         const ORDER: u8 = 0;
+
+        fn key(&self) -> Self::Key {
+            std::cmp::Reverse(self.v)
+        }
 
         fn run_all(
             conn: &mut AnyConnection,

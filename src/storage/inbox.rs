@@ -11,7 +11,7 @@ use futures_util::future::BoxFuture;
 use sqlx::{AnyConnection, FromRow};
 
 use super::batch::{self, Grouped};
-use super::{get_i64, now_ms, Db, StorageError};
+use super::{get_i64, now_ms, Backend, Db, StorageError};
 use crate::domain::Platform;
 
 /// A stored inbound event.
@@ -47,7 +47,12 @@ struct NewEvent {
 impl Grouped for NewEvent {
     /// `None`: stored before (a redelivery), or earlier in this batch.
     type Out = Option<InboxRow>;
+    type Key = (&'static str, String);
     const ORDER: u8 = 10;
+
+    fn key(&self) -> Self::Key {
+        (self.platform.as_str(), self.event_id.clone())
+    }
 
     fn run_all(
         conn: &mut AnyConnection,
@@ -95,7 +100,12 @@ struct Done {
 
 impl Grouped for Done {
     type Out = ();
+    type Key = i64;
     const ORDER: u8 = 40;
+
+    fn key(&self) -> i64 {
+        self.id
+    }
 
     fn run_all(
         conn: &mut AnyConnection,
@@ -162,9 +172,15 @@ impl InboxStore<'_> {
         lease_ms: i64,
     ) -> Result<Vec<InboxRow>, StorageError> {
         let now = now_ms();
+        // Rows another replica is taking are passed over (PostgreSQL), as
+        // in the outbox's claim.
+        let lock = match self.db.backend {
+            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+            Backend::Sqlite => "",
+        };
         let rows = sqlx::query(&format!(
             "UPDATE inbox SET lease_until = $1, attempts = attempts + 1 \
-             WHERE id IN (SELECT id FROM inbox WHERE platform = $2 AND status = 'pending' AND lease_until <= $3 ORDER BY id LIMIT $4) \
+             WHERE id IN (SELECT id FROM inbox WHERE platform = $2 AND status = 'pending' AND lease_until <= $3 ORDER BY id LIMIT $4{lock}) \
              AND status = 'pending' AND lease_until <= $5 RETURNING {COLUMNS}"
         ))
         .bind(now + lease_ms)

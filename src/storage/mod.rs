@@ -277,17 +277,14 @@ impl Db {
 
     /// Runs `op` in the next group commit with the others of its kind
     /// (`batch::Grouped`: a few multi-row statements for all of them); its
-    /// output once committed. On PostgreSQL alone, as `batched`.
+    /// output once committed. On both backends: grouped writes take their
+    /// locks in one order (`batch::Grouped`), so PostgreSQL replicas'
+    /// batches do not deadlock.
     pub(crate) async fn grouped<G: batch::Grouped>(&self, op: G) -> Result<G::Out, StorageError> {
-        match self.backend {
-            Backend::Sqlite => {
-                self.batcher
-                    .get_or_init(|| batch::Batcher::start(self.pool.clone()))
-                    .run_grouped(op)
-                    .await
-            }
-            Backend::Postgres => batch::alone_grouped(&self.pool, op).await,
-        }
+        self.batcher
+            .get_or_init(|| batch::Batcher::start(self.pool.clone()))
+            .run_grouped(op)
+            .await
     }
 
     pub fn pool(&self) -> &AnyPool {

@@ -8,7 +8,7 @@ use sqlx::FromRow;
 
 use super::batch::{self, Grouped};
 
-use super::{get_i64, get_opt_i64, get_str, now_ms, Backlog, Db, StorageError};
+use super::{get_i64, get_opt_i64, get_str, now_ms, Backend, Backlog, Db, StorageError};
 use crate::domain::Platform;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -177,10 +177,12 @@ pub(super) async fn insert_many(
     // One row an origin per statement: PostgreSQL refuses to touch a row
     // twice in one, and the second of a key is queued already anyway.
     let mut seen = std::collections::HashSet::new();
-    let items: Vec<&(OutboxItem, Option<String>)> = items
+    let mut items: Vec<&(OutboxItem, Option<String>)> = items
         .iter()
         .filter(|(_, origin)| origin.as_ref().is_none_or(|o| seen.insert(o.clone())))
         .collect();
+    // In one order on every replica (see `batch::Grouped`).
+    items.sort_by(|a, b| a.1.cmp(&b.1));
     for range in batch::chunks(items.len()) {
         let sql = format!(
             "INSERT INTO outbox (platform, channel, kind, user_id, card_key, thread_key, thread_ref, body, next_attempt_at, created_at, origin) \
@@ -312,6 +314,15 @@ impl OutboxStore<'_> {
             .collect::<Vec<_>>()
             .join(", ");
         let n = platforms.len();
+        // On PostgreSQL the chosen rows are locked as they are chosen, and
+        // a row another transaction holds (another replica's claim, a
+        // batch marking it sent) is passed over, not waited for: claims on
+        // several replicas locked their rows in plan order, each waited for
+        // the other, and PostgreSQL broke the deadlock after a second.
+        let lock = match self.db.backend {
+            Backend::Postgres => " FOR UPDATE OF o SKIP LOCKED",
+            Backend::Sqlite => "",
+        };
         // Each channel's oldest pending row is found from the partial index
         // of pending rows (`outbox_pending_heads`), once per channel: not by
         // asking, for every pending row, whether an older one waits (which
@@ -327,7 +338,7 @@ impl OutboxStore<'_> {
                AND NOT (o.kind = 'update' AND EXISTS (SELECT 1 FROM outbox AS earlier \
                  WHERE earlier.kind = 'update' AND earlier.card_key = o.card_key \
                  AND earlier.status = 'pending' AND earlier.id < o.id)) \
-               ORDER BY o.id LIMIT ${limit_at}) \
+               ORDER BY o.id LIMIT ${limit_at}{lock}) \
              AND status = 'pending' AND claimed_until <= ${recheck_at} \
              RETURNING id, platform, channel, kind, user_id, card_key, thread_key, thread_ref, body, attempts, created_at, claimed_until",
             due_at = n + 2,
@@ -566,7 +577,13 @@ struct Sent {
 
 impl Grouped for Sent {
     type Out = ();
+    type Key = i64;
     const ORDER: u8 = 30;
+
+    /// Rows by id; the cards of them are upserted in key order.
+    fn key(&self) -> i64 {
+        self.id
+    }
 
     fn run_all(
         conn: &mut sqlx::AnyConnection,
@@ -582,6 +599,7 @@ impl Grouped for Sent {
                     None => cards.push(card),
                 }
             }
+            cards.sort_by(|a, b| a.key.cmp(&b.key));
             for range in batch::chunks(cards.len()) {
                 let sql = format!(
                     "INSERT INTO cards (card_key, platform, channel, message_ref) VALUES {} \

@@ -387,7 +387,12 @@ impl Proposal {
 
 impl Grouped for Proposal {
     type Out = Stored;
+    type Key = String;
     const ORDER: u8 = 20;
+
+    fn key(&self) -> String {
+        self.id.clone()
+    }
 
     /// A batch's requests in a few statements each: the requests, the
     /// ones already stored (read back), their audit rows, their cards.
