@@ -1022,12 +1022,13 @@ mod tests {
         let db = Db::connect(&format!("sqlite://{}/r.db", dir.path().display()))
             .await
             .unwrap();
-        let handlings: Vec<_> = (0..30)
+        // More than a batch holds (256), so chunks of every size run.
+        let handlings: Vec<_> = (0..600)
             .map(|i| {
                 let db = db.clone();
-                let event = format!("slack:Ev{}", i % 10);
+                let event = format!("slack:Ev{}", i % 300);
                 crate::util::origin::within(event, false, async move {
-                    let id = format!("r-{}", i % 10);
+                    let id = format!("r-{}", i % 300);
                     db.requests()
                         .insert(proposal(&id), "jane", "@jane", Some(card()))
                         .await
@@ -1043,7 +1044,7 @@ mod tests {
                 Stored::Found(_) => None,
             })
             .collect();
-        assert_eq!(new.len(), 10, "{new:?}");
+        assert_eq!(new.len(), 300, "{new:?}");
         for s in &stored {
             let (Stored::New(r) | Stored::Found(r)) = s;
             assert_eq!(r.notes, ["a note"]);
@@ -1058,15 +1059,15 @@ mod tests {
                     .unwrap()
             }
         };
-        assert_eq!(count("SELECT COUNT(*) FROM requests").await, 10);
+        assert_eq!(count("SELECT COUNT(*) FROM requests").await, 300);
         assert_eq!(
             count("SELECT COUNT(*) FROM request_events WHERE transition = 'propose'").await,
-            10
+            300
         );
-        assert_eq!(count("SELECT COUNT(*) FROM outbox").await, 10);
+        assert_eq!(count("SELECT COUNT(*) FROM outbox").await, 300);
         assert_eq!(
             count("SELECT COUNT(DISTINCT card_key) FROM outbox").await,
-            10
+            300
         );
     }
 }
