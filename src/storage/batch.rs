@@ -21,9 +21,9 @@
 //!
 //! The hottest writes are [`Grouped`]: each kind's writes in a batch run
 //! as a few multi-row statements (one `INSERT … VALUES (…), (…)` for the
-//! batch's events), not one statement each. A statement's cost here is
-//! mostly its hand-off to sqlx's SQLite thread and back, not SQLite's own
-//! work, so this is what lets one committing task keep up with a burst.
+//! batch's events), not one statement each: every statement is a
+//! hand-off to sqlx's SQLite thread and back, and with one per row those
+//! hand-offs cost a committing task as much as SQLite's own work.
 //! They take their locks in one order (see [`Grouped`]), which is what
 //! lets PostgreSQL replicas batch them too: closures, whose locks no order
 //! binds, run alone there.
@@ -56,10 +56,12 @@ pub(crate) type Write = Arc<
 ///
 /// Within a transaction the batch's groups run in the order of
 /// [`Grouped::ORDER`], each group's writes in the order of their
-/// [`Grouped::key`], and the closures last. Every batch thus takes its
-/// row locks in one global order, so batches on several PostgreSQL
-/// replicas wait for each other but never deadlock (an event Slack
-/// delivered to two replicas is inserted by both).
+/// [`Grouped::key`], and the closures last. Every batch thus writes its
+/// rows in one global order, so batches on several PostgreSQL replicas
+/// that insert the same rows (an event Slack delivered to two replicas)
+/// wait for each other instead of deadlocking. (An `UPDATE … WHERE id IN`
+/// locks in the order PostgreSQL scans; the rows a replica updates are
+/// its own claims, which no other replica's batch touches.)
 pub(crate) trait Grouped: Send + Sync + Sized + 'static {
     type Out: Send + 'static;
     /// What this write locks, ordered as all writes of its kind lock.
@@ -346,6 +348,25 @@ pub(crate) fn values(rows: usize, columns: usize) -> String {
         out.push(')');
     }
     out
+}
+
+/// Runs `update` (an `UPDATE … SET …` whose `$1` is `at`) on the rows
+/// `ids`, a chunk of `WHERE id IN (…)` at a time.
+pub(crate) async fn update_ids(
+    conn: &mut AnyConnection,
+    update: &str,
+    at: i64,
+    ids: &[i64],
+) -> Result<(), StorageError> {
+    for range in chunks(ids.len()) {
+        let sql = format!("{update} WHERE id IN ({})", params(2, range.len()));
+        let mut q = sqlx::query(&sql).bind(at);
+        for id in &ids[range] {
+            q = q.bind(*id);
+        }
+        q.execute(&mut *conn).await?;
+    }
+    Ok(())
 }
 
 /// `$first, …`: a list of `n` parameters from `$first` on (for `IN (…)`).

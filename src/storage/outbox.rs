@@ -617,17 +617,14 @@ impl Grouped for Sent {
                 q.execute(&mut *conn).await?;
             }
             let at = ops.iter().map(|o| o.at).max().unwrap_or_default();
-            for range in batch::chunks(ops.len()) {
-                let sql = format!(
-                    "UPDATE outbox SET status = 'sent', sent_at = $1, claimed_until = 0 WHERE id IN ({})",
-                    batch::params(2, range.len())
-                );
-                let mut q = sqlx::query(&sql).bind(at);
-                for op in &ops[range] {
-                    q = q.bind(op.id);
-                }
-                q.execute(&mut *conn).await?;
-            }
+            let ids: Vec<i64> = ops.iter().map(|o| o.id).collect();
+            batch::update_ids(
+                conn,
+                "UPDATE outbox SET status = 'sent', sent_at = $1, claimed_until = 0",
+                at,
+                &ids,
+            )
+            .await?;
             Ok(vec![(); ops.len()])
         })
     }
