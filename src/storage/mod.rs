@@ -260,16 +260,11 @@ impl Db {
             + 'static,
     {
         match self.backend {
-            Backend::Sqlite => {
-                self.batcher
-                    .get_or_init(|| batch::Batcher::start(self.pool.clone()))
-                    .run(write)
-                    .await
-            }
+            Backend::Sqlite => self.batcher().run(write).await,
             // Alone, in a transaction of its own. PostgreSQL commits
-            // side by side anyway (row locks, not one writer), and batches
-            // on several replicas would take the same rows' locks in
-            // different orders (an event delivered to two replicas) and
+            // side by side anyway (row locks, not one writer), and no order
+            // binds a closure's locks: batched on several replicas, they
+            // could take the same rows' locks in different orders and
             // deadlock, which PostgreSQL breaks only after a second.
             Backend::Postgres => batch::alone(&self.pool, write).await,
         }
@@ -281,10 +276,12 @@ impl Db {
     /// locks in one order (`batch::Grouped`), so PostgreSQL replicas'
     /// batches do not deadlock.
     pub(crate) async fn grouped<G: batch::Grouped>(&self, op: G) -> Result<G::Out, StorageError> {
+        self.batcher().run_grouped(op).await
+    }
+
+    fn batcher(&self) -> &batch::Batcher {
         self.batcher
             .get_or_init(|| batch::Batcher::start(self.pool.clone()))
-            .run_grouped(op)
-            .await
     }
 
     pub fn pool(&self) -> &AnyPool {

@@ -1,13 +1,13 @@
 //! The outbox: every message Paver sends is first a row here, so nothing
 //! is lost to a crash or a chat outage, and sends are retried from here.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
 use sqlx::FromRow;
 
 use super::batch::{self, Grouped};
-
 use super::{get_i64, get_opt_i64, get_str, now_ms, Backend, Backlog, Db, StorageError};
 use crate::domain::Platform;
 
@@ -132,42 +132,43 @@ where
         OutboxKind::Update => None,
         _ => crate::util::origin::next_post_key(),
     };
-    insert_with_origin(executor, item, now, origin).await
-}
-
-/// Queues `item` keyed by `origin` (drawn by the caller, in its handling:
-/// `util::origin::next_post_key`), once per key.
-pub(super) async fn insert_with_origin<'e, E>(
-    executor: E,
-    item: &OutboxItem,
-    now: i64,
-    origin: Option<String>,
-) -> Result<i64, StorageError>
-where
-    E: sqlx::Executor<'e, Database = sqlx::Any>,
-{
-    let row = sqlx::query(
-        "INSERT INTO outbox (platform, channel, kind, user_id, card_key, thread_key, thread_ref, body, next_attempt_at, created_at, origin) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
-         ON CONFLICT (origin) WHERE origin IS NOT NULL DO UPDATE SET origin = excluded.origin RETURNING id",
-    )
-    .bind(item.platform.as_str())
-    .bind(&item.channel)
-    .bind(item.kind.as_str())
-    .bind(item.user_id.clone())
-    .bind(item.card_key.clone())
-    .bind(item.thread_key.clone())
-    .bind(item.thread_ref.clone())
-    .bind(&item.body)
-    .bind(now)
-    .bind(now)
-    .bind(origin)
-    .fetch_one(executor)
-    .await?;
+    let sql = format!(
+        "{INSERT_ROWS} {} {ON_ORIGIN} RETURNING id",
+        batch::values(1, 11)
+    );
+    let row = bind_row(sqlx::query(&sql), item, now, origin.as_deref())
+        .fetch_one(executor)
+        .await?;
     get_i64(&row, "id")
 }
 
-/// Queues `items`, each keyed by its origin (as `insert_with_origin`), in
+/// The outbox's columns as a row is queued (11, in `bind_row`'s order).
+const INSERT_ROWS: &str = "INSERT INTO outbox (platform, channel, kind, user_id, card_key, thread_key, thread_ref, body, next_attempt_at, created_at, origin) VALUES";
+/// A row of an origin already queued is found, not queued again; the no-op
+/// update is what makes `RETURNING` answer for it.
+const ON_ORIGIN: &str =
+    "ON CONFLICT (origin) WHERE origin IS NOT NULL DO UPDATE SET origin = excluded.origin";
+
+fn bind_row<'q>(
+    q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    item: &'q OutboxItem,
+    now: i64,
+    origin: Option<&'q str>,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    q.bind(item.platform.as_str())
+        .bind(item.channel.as_str())
+        .bind(item.kind.as_str())
+        .bind(item.user_id.as_deref())
+        .bind(item.card_key.as_deref())
+        .bind(item.thread_key.as_deref())
+        .bind(item.thread_ref.as_deref())
+        .bind(item.body.as_str())
+        .bind(now)
+        .bind(now)
+        .bind(origin)
+}
+
+/// Queues `items`, each keyed by its origin (as `insert`), in
 /// a few multi-row statements (`batch`).
 pub(super) async fn insert_many(
     conn: &mut sqlx::AnyConnection,
@@ -185,24 +186,12 @@ pub(super) async fn insert_many(
     items.sort_by(|a, b| a.1.cmp(&b.1));
     for range in batch::chunks(items.len()) {
         let sql = format!(
-            "INSERT INTO outbox (platform, channel, kind, user_id, card_key, thread_key, thread_ref, body, next_attempt_at, created_at, origin) \
-             VALUES {} ON CONFLICT (origin) WHERE origin IS NOT NULL DO UPDATE SET origin = excluded.origin",
+            "{INSERT_ROWS} {} {ON_ORIGIN}",
             batch::values(range.len(), 11)
         );
         let mut q = sqlx::query(&sql);
         for (item, origin) in &items[range] {
-            q = q
-                .bind(item.platform.as_str())
-                .bind(item.channel.as_str())
-                .bind(item.kind.as_str())
-                .bind(item.user_id.as_deref())
-                .bind(item.card_key.as_deref())
-                .bind(item.thread_key.as_deref())
-                .bind(item.thread_ref.as_deref())
-                .bind(item.body.as_str())
-                .bind(now)
-                .bind(now)
-                .bind(origin.as_deref());
+            q = bind_row(q, item, now, origin.as_deref());
         }
         q.execute(&mut *conn).await?;
     }
@@ -411,12 +400,7 @@ impl OutboxStore<'_> {
         message_ref: &str,
     ) -> Result<(), StorageError> {
         let at = now_ms();
-        let card = Some(PostedCard {
-            key: key.to_owned(),
-            platform,
-            channel: channel.to_owned(),
-            message_ref: message_ref.to_owned(),
-        });
+        let card = Some(PostedCard::new(key, platform, channel, message_ref));
         self.db.grouped(Sent { id, at, card }).await
     }
 
@@ -546,8 +530,9 @@ impl OutboxStore<'_> {
         channel: &str,
         message_ref: &str,
     ) -> Result<(), StorageError> {
+        let card = PostedCard::new(key, platform, channel, message_ref);
         let mut conn = self.db.pool.acquire().await?;
-        save_card(&mut conn, key, platform, channel, message_ref).await
+        save_cards(&mut conn, &[&card]).await
     }
 
     pub async fn card_ref(&self, key: &str) -> Result<Option<String>, StorageError> {
@@ -565,6 +550,17 @@ struct PostedCard {
     platform: Platform,
     channel: String,
     message_ref: String,
+}
+
+impl PostedCard {
+    fn new(key: &str, platform: Platform, channel: &str, message_ref: &str) -> Self {
+        PostedCard {
+            key: key.to_owned(),
+            platform,
+            channel: channel.to_owned(),
+            message_ref: message_ref.to_owned(),
+        }
+    }
 }
 
 /// A row that went out (`mark_sent`, `mark_card_sent`), grouped with a
@@ -591,31 +587,14 @@ impl Grouped for Sent {
     ) -> BoxFuture<'_, Result<Vec<()>, StorageError>> {
         Box::pin(async move {
             // One row a key per statement (PostgreSQL refuses to update a
-            // row twice in one); the last post of a key is where it is.
-            let mut cards: Vec<&PostedCard> = Vec::new();
-            for card in ops.iter().filter_map(|o| o.card.as_ref()) {
-                match cards.iter_mut().find(|c| c.key == card.key) {
-                    Some(seen) => *seen = card,
-                    None => cards.push(card),
-                }
-            }
-            cards.sort_by(|a, b| a.key.cmp(&b.key));
-            for range in batch::chunks(cards.len()) {
-                let sql = format!(
-                    "INSERT INTO cards (card_key, platform, channel, message_ref) VALUES {} \
-                     ON CONFLICT (card_key) DO UPDATE SET message_ref = excluded.message_ref",
-                    batch::values(range.len(), 4)
-                );
-                let mut q = sqlx::query(&sql);
-                for card in &cards[range] {
-                    q = q
-                        .bind(card.key.as_str())
-                        .bind(card.platform.as_str())
-                        .bind(card.channel.as_str())
-                        .bind(card.message_ref.as_str());
-                }
-                q.execute(&mut *conn).await?;
-            }
+            // row twice in one), in key order; the last post of a key is
+            // where it is.
+            let cards: BTreeMap<&str, &PostedCard> = ops
+                .iter()
+                .filter_map(|o| o.card.as_ref())
+                .map(|c| (c.key.as_str(), c))
+                .collect();
+            save_cards(&mut *conn, &cards.into_values().collect::<Vec<_>>()).await?;
             let at = ops.iter().map(|o| o.at).max().unwrap_or_default();
             let ids: Vec<i64> = ops.iter().map(|o| o.id).collect();
             batch::update_ids(
@@ -630,23 +609,27 @@ impl Grouped for Sent {
     }
 }
 
-async fn save_card(
+/// Records where `cards` were posted (distinct keys), a chunk at a time.
+async fn save_cards(
     conn: &mut sqlx::AnyConnection,
-    key: &str,
-    platform: Platform,
-    channel: &str,
-    message_ref: &str,
+    cards: &[&PostedCard],
 ) -> Result<(), StorageError> {
-    sqlx::query(
-        "INSERT INTO cards (card_key, platform, channel, message_ref) VALUES ($1, $2, $3, $4) \
-         ON CONFLICT (card_key) DO UPDATE SET message_ref = excluded.message_ref",
-    )
-    .bind(key)
-    .bind(platform.as_str())
-    .bind(channel)
-    .bind(message_ref)
-    .execute(conn)
-    .await?;
+    for range in batch::chunks(cards.len()) {
+        let sql = format!(
+            "INSERT INTO cards (card_key, platform, channel, message_ref) VALUES {} \
+             ON CONFLICT (card_key) DO UPDATE SET message_ref = excluded.message_ref",
+            batch::values(range.len(), 4)
+        );
+        let mut q = sqlx::query(&sql);
+        for card in &cards[range] {
+            q = q
+                .bind(card.key.as_str())
+                .bind(card.platform.as_str())
+                .bind(card.channel.as_str())
+                .bind(card.message_ref.as_str());
+        }
+        q.execute(&mut *conn).await?;
+    }
     Ok(())
 }
 

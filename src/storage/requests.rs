@@ -1,8 +1,7 @@
 //! Requests, their audit log and their approvals.
 
-use std::sync::Arc;
-
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
 use rand::Rng;
@@ -10,7 +9,6 @@ use sqlx::any::AnyRow;
 use sqlx::FromRow;
 
 use super::batch::{self, Grouped};
-
 use super::outbox::OutboxItem;
 use super::{get_opt_i64, get_opt_str, now_ms, Db, StorageError};
 use crate::domain::Action;
@@ -461,10 +459,7 @@ impl Grouped for Proposal {
                 })
                 .collect();
             for range in batch::chunks(audits.len()) {
-                let sql = format!(
-                    "INSERT INTO request_events (request_id, at, actor, chat, transition, from_state, to_state, detail) VALUES {}",
-                    batch::values(range.len(), 8)
-                );
+                let sql = format!("{INSERT_EVENTS} {}", batch::values(range.len(), 8));
                 let mut q = sqlx::query(&sql);
                 for (op, request) in &audits[range] {
                     q = q
@@ -763,6 +758,9 @@ impl RequestStore<'_> {
     }
 }
 
+/// The audit log's columns as a row is added (8).
+const INSERT_EVENTS: &str = "INSERT INTO request_events (request_id, at, actor, chat, transition, from_state, to_state, detail) VALUES";
+
 #[allow(clippy::too_many_arguments)]
 async fn insert_event(
     conn: &mut sqlx::AnyConnection,
@@ -775,19 +773,17 @@ async fn insert_event(
     to: RequestState,
     detail: &str,
 ) -> Result<(), StorageError> {
-    sqlx::query(
-        "INSERT INTO request_events (request_id, at, actor, chat, transition, from_state, to_state, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-    )
-    .bind(id)
-    .bind(at)
-    .bind(actor)
-    .bind(chat)
-    .bind(transition)
-    .bind(from.map(|s| s.as_str().to_owned()))
-    .bind(to.as_str())
-    .bind(detail)
-    .execute(conn)
-    .await?;
+    sqlx::query(&format!("{INSERT_EVENTS} {}", batch::values(1, 8)))
+        .bind(id)
+        .bind(at)
+        .bind(actor)
+        .bind(chat)
+        .bind(transition)
+        .bind(from.map(|s| s.as_str().to_owned()))
+        .bind(to.as_str())
+        .bind(detail)
+        .execute(conn)
+        .await?;
     Ok(())
 }
 
