@@ -449,6 +449,35 @@ async fn unanswered_approvals_expire() {
     assert_eq!(h.driver.calls(), 0);
 }
 
+/// A proposal nobody confirmed expires a day after it was made (the
+/// sweeper reads only those due); a younger one, and one made long ago but
+/// confirmed, are left alone.
+#[tokio::test]
+async fn proposals_nobody_confirms_expire_after_a_day() {
+    let h = harness().await;
+    let stale = h.propose("alice", "restart cart-service in dev").await;
+    let fresh = h.propose("alice", "restart checkout-api in dev").await;
+    let pressed = h.propose("alice", "restart payment-service in dev").await;
+    h.press("alice", &pressed, "Restart").await;
+    h.idle().await;
+    let pressed_state = h.request(&pressed).await.state;
+    assert_ne!(pressed_state, RequestState::Proposed);
+    h.clock()
+        .made_ago(&stale, Duration::from_secs(25 * 3600))
+        .await;
+    h.clock()
+        .made_ago(&fresh, Duration::from_secs(23 * 3600))
+        .await;
+    h.clock()
+        .made_ago(&pressed, Duration::from_secs(25 * 3600))
+        .await;
+    h.sweep().await;
+    h.idle().await;
+    assert_eq!(h.request(&stale).await.state, RequestState::Expired);
+    assert_eq!(h.request(&fresh).await.state, RequestState::Proposed);
+    assert_eq!(h.request(&pressed).await.state, pressed_state);
+}
+
 /// The outbox delivers through a flaky chat platform without losing or
 /// duplicating anything, and keeps updates behind their card.
 #[tokio::test]

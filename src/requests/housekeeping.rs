@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::chat::notices;
 use crate::domain::{Actor, RequestState, Transition};
+use crate::storage::requests::Stamp;
 use crate::storage::{now_ms, StorageError, Updates};
 use crate::util::scheduler::{Lease, Scheduler, Timing};
 
@@ -96,32 +97,34 @@ impl Requests {
         // A failed request can be retried for a while, not for ever: its
         // Retry button would otherwise outlive everything it was decided on.
         let failed_ttl = ctx.policy.failed_expiry().as_millis() as i64;
-        for req in store.in_state(RequestState::Failed).await? {
-            if req.updated_at + failed_ttl < now {
-                let step = Step {
-                    // Kept: the card still says what went wrong.
-                    updates: Updates {
-                        error: req.error.clone(),
-                        ..Updates::default()
-                    },
-                    ..Step::default()
-                };
-                self.settle_with(
-                    &req.id,
-                    Transition::Expire,
-                    &by,
-                    "failed and not retried in time",
-                    step,
-                )
-                .await?;
-            }
+        for req in store
+            .in_state_before(RequestState::Failed, Stamp::Updated, now - failed_ttl)
+            .await?
+        {
+            let step = Step {
+                // Kept: the card still says what went wrong.
+                updates: Updates {
+                    error: req.error.clone(),
+                    ..Updates::default()
+                },
+                ..Step::default()
+            };
+            self.settle_with(
+                &req.id,
+                Transition::Expire,
+                &by,
+                "failed and not retried in time",
+                step,
+            )
+            .await?;
         }
         let ttl = ctx.settings.proposal_ttl.as_millis() as i64;
-        for req in store.in_state(RequestState::Proposed).await? {
-            if req.created_at + ttl < now {
-                self.settle(&req.id, Transition::Expire, &by, "never confirmed")
-                    .await?;
-            }
+        for req in store
+            .in_state_before(RequestState::Proposed, Stamp::Created, now - ttl)
+            .await?
+        {
+            self.settle(&req.id, Transition::Expire, &by, "never confirmed")
+                .await?;
         }
         Ok(())
     }
@@ -130,19 +133,18 @@ impl Requests {
     /// `older_than_ms` without a decision. Guarded transitions make a race
     /// with a live confirmation (or another replica) harmless.
     async fn decide_left_confirmed(&self, older_than_ms: i64) -> Result<(), StorageError> {
-        let now = now_ms();
+        // updated_at + older_than <= now, i.e. updated_at < now - older_than + 1.
+        let before = now_ms() - older_than_ms + 1;
         for req in self
             .ctx
             .db
             .requests()
-            .in_state(RequestState::Confirmed)
+            .in_state_before(RequestState::Confirmed, Stamp::Updated, before)
             .await?
         {
-            if req.updated_at + older_than_ms <= now {
-                tracing::info!(request = %req.id, "deciding a request left confirmed");
-                let requester = self.requester_identity(&req);
-                self.decide(req, requester, Settle::Recovery).await?;
-            }
+            tracing::info!(request = %req.id, "deciding a request left confirmed");
+            let requester = self.requester_identity(&req);
+            self.decide(req, requester, Settle::Recovery).await?;
         }
         Ok(())
     }

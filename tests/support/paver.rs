@@ -534,6 +534,18 @@ impl Clock<'_> {
         .await;
     }
 
+    /// The request was made `ago` (and nothing happened to it since).
+    pub async fn made_ago(&self, id: &str, ago: Duration) {
+        let ms = ago.as_millis() as i64;
+        self.run(
+            &format!(
+                "UPDATE requests SET created_at = created_at - {ms}, updated_at = updated_at - {ms} WHERE id = $1"
+            ),
+            id,
+        )
+        .await;
+    }
+
     /// Nothing happened to the request for `ago`.
     pub async fn untouched_for(&self, id: &str, ago: Duration) {
         let ms = ago.as_millis() as i64;
