@@ -15,7 +15,8 @@
 //! working directory's `config/paver.toml` or `PAVER_CONFIG`) with the
 //! rules parser, a scratch SQLite database (or `--database`), a scratch
 //! GitOps repository and no channel pace (every event is in its own
-//! thread, spread over 50 channels; the pace is a Slack limit, not work).
+//! thread, spread over `--channels` channels, 50 unless told; the pace is
+//! a Slack limit, not work).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -37,7 +38,6 @@ const BOT: &str = "U0PAVERBENCH";
 /// A catalog user of the shipped example catalog (`config/catalog.yaml`):
 /// requests need a known requester.
 const DEFAULT_USER: &str = "U0ADA";
-const CHANNELS: usize = 50;
 
 /// How long to wait for the last cards after the last event.
 const DRAIN: Duration = Duration::from_secs(60);
@@ -69,6 +69,12 @@ pub struct EventsBench {
     /// The Slack user id each event is from (a catalog user).
     #[arg(long, default_value = DEFAULT_USER)]
     pub user: String,
+    /// Channels the events are spread over, in turn. Each channel's
+    /// messages go out one after the other (in the order queued), and
+    /// Slack takes about one message a second per channel: N events a
+    /// second come from at least N channels in real life.
+    #[arg(long, default_value_t = 50)]
+    pub channels: usize,
 }
 
 /// What the fake Slack saw: when each card (a post in an event's thread)
@@ -153,13 +159,39 @@ pub(super) struct Replica {
     pub(super) url: String,
 }
 
+/// CPU time (user and system) process `pid` has used so far, from
+/// `/proc/<pid>/stat`: where a run's two cores went.
+fn cpu_time(pid: &str) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces), from field 3.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // SAFETY: sysconf reads a constant of the system.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    (hz > 0).then(|| Duration::from_secs_f64(ticks as f64 / hz as f64))
+}
+
 impl Replica {
+    fn cpu_time(&self) -> Option<Duration> {
+        cpu_time(&self.child.id()?.to_string())
+    }
+
     pub(super) fn rss_kib(&self) -> Option<u64> {
+        self.status_kib("VmRSS:")
+    }
+
+    /// The most it was resident at once, so far.
+    fn peak_rss_kib(&self) -> Option<u64> {
+        self.status_kib("VmHWM:")
+    }
+
+    fn status_kib(&self, field: &str) -> Option<u64> {
         let pid = self.child.id()?;
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
         status
             .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .find_map(|l| l.strip_prefix(field))
             .and_then(|v| v.split_whitespace().next()?.parse().ok())
     }
 }
@@ -224,9 +256,10 @@ fn signed(body: &str) -> (String, String) {
     (ts, sig)
 }
 
-fn mention(run: &str, i: usize, text: &str, user: &str) -> (String, String) {
+fn mention(run: &str, i: usize, b: &EventsBench) -> (String, String) {
+    let (text, user) = (&b.text, &b.user);
     let ts = format!("{run}.{i:06}");
-    let channel = format!("C0BENCH{:02}", i % CHANNELS);
+    let channel = format!("C0BENCH{:04}", i % b.channels.max(1));
     let body = json!({
         "token": "unused", "team_id": TEAM, "api_app_id": "A0BENCH",
         "type": "event_callback", "event_id": format!("Ev{run}{i}"), "event_time": 0,
@@ -316,7 +349,7 @@ async fn bench(b: EventsBench) -> anyhow::Result<ExitCode> {
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(b.concurrency.max(16))
         .build()?;
-    let (body, first_ts) = mention(&run, 999_999, &b.text, &b.user);
+    let (body, first_ts) = mention(&run, 999_999, &b);
     let (_, status) = send_one(&http, &replicas[0].url, body).await;
     if status != 200 {
         bail!("the first event was answered {status}, not 200");
@@ -340,6 +373,8 @@ async fn bench(b: EventsBench) -> anyhow::Result<ExitCode> {
 
     let urls: Vec<String> = replicas.iter().map(|r| r.url.clone()).collect();
     let sent = Arc::new(Mutex::new(Sent::default()));
+    let cpu_before: Vec<Option<Duration>> = replicas.iter().map(Replica::cpu_time).collect();
+    let bench_cpu_before = cpu_time("self");
     let t_start = Instant::now();
     let slots = Arc::new(tokio::sync::Semaphore::new(b.concurrency.max(1)));
     let mut tasks = Vec::new();
@@ -362,7 +397,7 @@ async fn bench(b: EventsBench) -> anyhow::Result<ExitCode> {
             None => Some(slots.clone().acquire_owned().await?),
             Some(_) => None,
         };
-        let (body, ts) = mention(&run, i, &b.text, &b.user);
+        let (body, ts) = mention(&run, i, &b);
         let (http, url, sent) = (http.clone(), urls[i % urls.len()].clone(), sent.clone());
         tasks.push(tokio::spawn(async move {
             let at = Instant::now();
@@ -399,6 +434,17 @@ async fn bench(b: EventsBench) -> anyhow::Result<ExitCode> {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
+    let cpu_used = |before: Option<Duration>, after: Option<Duration>| -> Option<Duration> {
+        Some(after?.saturating_sub(before?))
+    };
+    let replicas_cpu: Option<Duration> = replicas
+        .iter()
+        .zip(&cpu_before)
+        .map(|(r, before)| cpu_used(*before, r.cpu_time()))
+        .sum();
+    let bench_cpu = cpu_used(bench_cpu_before, cpu_time("self"));
+    let peak_rss: Vec<Option<u64>> = replicas.iter().map(Replica::peak_rss_kib).collect();
+    let run_time = t_start.elapsed();
     // Copied out: the replicas are stopped (awaited) after the report.
     let sent = std::mem::take(&mut *sent.lock().expect("not poisoned"));
     let cards = seen.cards.lock().expect("not poisoned").clone();
@@ -437,9 +483,13 @@ async fn bench(b: EventsBench) -> anyhow::Result<ExitCode> {
         ms(listening),
         ms(first)
     );
-    for (n, rss) in idle_rss.iter().enumerate() {
-        if let Some(kib) = rss {
-            println!("  idle RSS of replica {n}: {:.1} MiB", *kib as f64 / 1024.0);
+    for (n, (idle, peak)) in idle_rss.iter().zip(&peak_rss).enumerate() {
+        if let (Some(idle), Some(peak)) = (idle, peak) {
+            println!(
+                "  RSS of replica {n}: {:.1} MiB idle before the run, {:.1} MiB at most",
+                *idle as f64 / 1024.0,
+                *peak as f64 / 1024.0
+            );
         }
     }
     println!(
@@ -469,6 +519,14 @@ async fn bench(b: EventsBench) -> anyhow::Result<ExitCode> {
         seen.updates.lock().expect("not poisoned"),
         seen.other.lock().expect("not poisoned")
     );
+    if let (Some(r), Some(own)) = (replicas_cpu, bench_cpu) {
+        println!(
+            "  CPU over {:.2}s: replicas {:.2}s, this bench (client and fake Slack) {:.2}s",
+            run_time.as_secs_f64(),
+            r.as_secs_f64(),
+            own.as_secs_f64()
+        );
+    }
     stop(replicas).await;
     if b.database.is_none() {
         let _ = std::fs::remove_dir_all(&scratch);
