@@ -1143,6 +1143,20 @@ mod tests {
             .unwrap();
     }
 
+    async fn cancel(db: &Db, id: &str) {
+        db.requests()
+            .transition(
+                id,
+                Transition::Cancel,
+                "jane",
+                "@jane",
+                "",
+                Updates::default(),
+            )
+            .await
+            .unwrap();
+    }
+
     /// A reply in a thread is about the newest request still proposed
     /// there, or about the request whose card the thread is under; a
     /// settled one, or one in another thread, does not count.
@@ -1162,17 +1176,7 @@ mod tests {
         }
         made_ago(&db, "r-old", 60_000).await;
         made_ago(&db, "r-new", 30_000).await;
-        store
-            .transition(
-                "r-gone",
-                Transition::Cancel,
-                "jane",
-                "@jane",
-                "",
-                Updates::default(),
-            )
-            .await
-            .unwrap();
+        cancel(&db, "r-gone").await;
         let found = |thread: &'static str| {
             let db = db.clone();
             async move {
@@ -1214,17 +1218,7 @@ mod tests {
         made_ago(&db, "r-1", 90_000).await;
         made_ago(&db, "r-2", 120_000).await;
         made_ago(&db, "r-4", 100_000).await;
-        store
-            .transition(
-                "r-4",
-                Transition::Cancel,
-                "jane",
-                "@jane",
-                "",
-                Updates::default(),
-            )
-            .await
-            .unwrap();
+        cancel(&db, "r-4").await;
         let cut = super::now_ms() - 60_000;
         let ids = |rs: Vec<super::Request>| rs.into_iter().map(|r| r.id).collect::<Vec<_>>();
         assert_eq!(
