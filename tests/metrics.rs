@@ -20,7 +20,6 @@ use std::time::Duration;
 use paver::chat::dispatcher::Pace;
 use paver::config::Config;
 use paver::domain::{ActionKind, Platform, RequestState};
-use paver::drivers::http::sign_callback;
 use paver::nlu::llm::{LlmSettings, Prompts, Routing};
 use paver::nlu::{NluPath, RulesParser, Understander};
 use paver::notify::{ChannelRef, NotifyConfig};
@@ -539,22 +538,8 @@ async fn fake_slack() -> fake::FakeServer {
 }
 
 async fn hook(http: &reqwest::Client, base: &str, event: &Value) -> u16 {
-    let body = event.to_string();
-    let ts = chrono::Utc::now().timestamp();
-    let sig = sign_callback(
-        GENERIC_SECRET,
-        ts,
-        "POST",
-        "/hooks/generic",
-        body.as_bytes(),
-    );
-    http.post(format!("{base}/hooks/generic"))
-        .header("X-Paver-Timestamp", ts.to_string())
-        .header("X-Paver-Signature", sig)
-        .body(body)
-        .send()
+    support::post_generic_hook(http, base, GENERIC_SECRET, event.to_string())
         .await
-        .unwrap()
         .status()
         .as_u16()
 }

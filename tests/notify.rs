@@ -98,16 +98,10 @@ impl Harness {
     }
 
     async fn generic(&self, body: &Value) -> (u16, String) {
-        let body = body.to_string();
-        let ts = chrono::Utc::now().timestamp();
-        let sig = sign_callback(
-            GENERIC_SECRET,
-            ts,
-            "POST",
-            "/hooks/generic",
-            body.as_bytes(),
-        );
-        self.generic_signed(&body, ts, &sig).await
+        let r =
+            support::post_generic_hook(&self.http, &self.base, GENERIC_SECRET, body.to_string())
+                .await;
+        (r.status().as_u16(), r.text().await.unwrap())
     }
 
     async fn generic_signed(&self, body: &str, ts: i64, sig: &str) -> (u16, String) {
@@ -768,23 +762,9 @@ async fn a_burst_of_a_thousand_hooks_for_twenty_services_is_told_completely_and_
             let http = reqwest::Client::new();
             for k in 0..PER_SERVICE {
                 let (_, _, _, body) = event(&svc, k);
-                let body = body.to_string();
-                let ts = chrono::Utc::now().timestamp();
-                let sig = sign_callback(
-                    GENERIC_SECRET,
-                    ts,
-                    "POST",
-                    "/hooks/generic",
-                    body.as_bytes(),
-                );
-                let r = http
-                    .post(format!("{}/hooks/generic", bases[(i + k) % 2]))
-                    .header("X-Paver-Timestamp", ts.to_string())
-                    .header("X-Paver-Signature", sig)
-                    .body(body)
-                    .send()
-                    .await
-                    .unwrap();
+                let base = &bases[(i + k) % 2];
+                let r =
+                    support::post_generic_hook(&http, base, GENERIC_SECRET, body.to_string()).await;
                 assert_eq!(
                     r.status().as_u16(),
                     202,
@@ -924,22 +904,9 @@ async fn replicas_racing_on_one_deploy_post_one_notice() {
             "status": status, "version": "3.0.0"
         })
         .to_string();
-        let ts = chrono::Utc::now().timestamp();
-        let sig = sign_callback(
-            GENERIC_SECRET,
-            ts,
-            "POST",
-            "/hooks/generic",
-            body.as_bytes(),
-        );
-        http.post(format!("{}/hooks/generic", bases[i % 2]))
-            .header("X-Paver-Timestamp", ts.to_string())
-            .header("X-Paver-Signature", sig)
-            .body(body)
-            .send()
+        support::post_generic_hook(&http, &bases[i % 2], GENERIC_SECRET, body)
     });
     for r in futures_util::future::join_all(sends).await {
-        let r = r.unwrap();
         let code = r.status().as_u16();
         assert_eq!(code, 202, "{}", r.text().await.unwrap());
     }

@@ -16,6 +16,8 @@
 //! PostgreSQL (and no PAVER_TEST_DATABASE_URL) the test says so and does
 //! nothing: several replicas need PostgreSQL, SQLite is one process.
 
+mod support;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -34,6 +36,7 @@ use serde_json::{json, Value};
 use sqlx::Row;
 
 use paver::storage::Db;
+use support::count;
 
 const SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
 const TEAM: &str = "T0G9PQBBK";
@@ -617,15 +620,6 @@ where
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     t0.elapsed()
-}
-
-async fn count(db: &Db, sql: &str) -> i64 {
-    sqlx::query(sql)
-        .fetch_one(db.pool())
-        .await
-        .unwrap()
-        .try_get::<i64, _>(0)
-        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

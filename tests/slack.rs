@@ -23,7 +23,7 @@ use paver::engine::{Engine, EngineSettings};
 use paver::policy::{PolicyConfig, UnknownUsers};
 use paver::slack::{self, SlackApi, SlackState};
 use support::paver::TestPaver;
-use support::{test_db, FakeDriver, TestDb};
+use support::{count, test_db, FakeDriver, TestDb};
 
 const SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
 const CORPUS: &str = "../shared/corpus/slack";
@@ -1338,16 +1338,6 @@ async fn recovered(r: &Rig, event_id: &str, attempts: i64) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     r.idle().await;
-}
-
-async fn count(db: &paver::storage::Db, sql: &str) -> i64 {
-    use sqlx::Row;
-    sqlx::query(sql)
-        .fetch_one(db.pool())
-        .await
-        .unwrap()
-        .try_get::<i64, _>(0)
-        .unwrap()
 }
 
 #[tokio::test]

@@ -23,6 +23,42 @@ use ::paver::storage::Db;
 
 pub const SAMPLE_CATALOG: &str = "../shared/fixtures/catalog.yaml";
 
+/// The number a counting query answers (`SELECT COUNT(*) …`).
+pub async fn count(db: &Db, sql: &str) -> i64 {
+    use sqlx::Row;
+    sqlx::query(sql)
+        .fetch_one(db.pool())
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .try_get::<i64, _>(0)
+        .unwrap()
+}
+
+/// POSTs `body` to the generic deploy hook of the Paver at `base`, signed
+/// now with `secret` as a deploy system would.
+pub async fn post_generic_hook(
+    http: &reqwest::Client,
+    base: &str,
+    secret: &str,
+    body: String,
+) -> reqwest::Response {
+    let ts = chrono::Utc::now().timestamp();
+    let sig = ::paver::drivers::http::sign_callback(
+        secret,
+        ts,
+        "POST",
+        "/hooks/generic",
+        body.as_bytes(),
+    );
+    http.post(format!("{base}/hooks/generic"))
+        .header("X-Paver-Timestamp", ts.to_string())
+        .header("X-Paver-Signature", sig)
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+}
+
 /// A database of its own for one test; dropped (PostgreSQL) or deleted
 /// (SQLite) when the guard goes.
 pub struct TestDb {
