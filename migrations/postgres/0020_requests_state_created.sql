@@ -8,7 +8,8 @@
 -- for `id = $1 AND state = $2` (a transition's guard). The index on state
 -- alone was taken so on a table planned while empty (no statistics yet,
 -- or autovacuum off): every transition read every request in its state.
--- A sweeper query names its state as a value, and its plan uses this.
+-- A sweeper query writes its state into its text, so every plan of it,
+-- generic ones too, can use this.
 DROP INDEX requests_state;
 CREATE INDEX requests_open ON requests (state, created_at)
     WHERE state NOT IN ('succeeded', 'expired', 'cancelled', 'denied');

@@ -594,10 +594,15 @@ impl RequestStore<'_> {
         before: i64,
     ) -> Result<Vec<Request>, StorageError> {
         let column = stamp.column();
+        // The state is written into the statement, not bound: a generic
+        // plan then knows it, and PostgreSQL's partial index of states a
+        // request can leave (`requests_open`) serves it; with `$1` it
+        // could not, and a cached generic plan read the whole table. (The
+        // text is one of the enum's own names, never input.)
+        let state = state.as_str();
         let rows = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM requests WHERE state = $1 AND {column} < $2 ORDER BY {column}, id"
+            "SELECT {COLUMNS} FROM requests WHERE state = '{state}' AND {column} < $1 ORDER BY {column}, id"
         ))
-        .bind(state.as_str())
         .bind(before)
         .fetch_all(&self.db.pool)
         .await?;
@@ -605,10 +610,11 @@ impl RequestStore<'_> {
     }
 
     pub async fn in_state(&self, state: RequestState) -> Result<Vec<Request>, StorageError> {
+        // Written in, as in `in_state_before`, so `requests_open` serves it.
+        let state = state.as_str();
         let rows = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM requests WHERE state = $1 ORDER BY created_at, id"
+            "SELECT {COLUMNS} FROM requests WHERE state = '{state}' ORDER BY created_at, id"
         ))
-        .bind(state.as_str())
         .fetch_all(&self.db.pool)
         .await?;
         rows.iter().map(decode).collect()
