@@ -609,15 +609,9 @@ impl RequestStore<'_> {
         rows.iter().map(decode).collect()
     }
 
+    /// Every request in `state`, oldest first.
     pub async fn in_state(&self, state: RequestState) -> Result<Vec<Request>, StorageError> {
-        // Written in, as in `in_state_before`, so `requests_open` serves it.
-        let state = state.as_str();
-        let rows = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM requests WHERE state = '{state}' ORDER BY created_at, id"
-        ))
-        .fetch_all(&self.db.pool)
-        .await?;
-        rows.iter().map(decode).collect()
+        self.in_state_before(state, Stamp::Created, i64::MAX).await
     }
 
     /// Applies one transition atomically with its audit row. Only one of
@@ -801,6 +795,14 @@ impl RequestStore<'_> {
     }
 }
 
+/// Of `requests`, the newest still proposed.
+fn newest_proposed(requests: Vec<Request>) -> Option<Request> {
+    requests
+        .into_iter()
+        .filter(|r| r.state == RequestState::Proposed)
+        .max_by_key(|r| r.created_at)
+}
+
 /// The audit log's columns as a row is added (8).
 const INSERT_EVENTS: &str = "INSERT INTO request_events (request_id, at, actor, chat, transition, from_state, to_state, detail) VALUES";
 
@@ -923,17 +925,12 @@ impl RequestStore<'_> {
         // By id alone, the state checked here: with `state = $2` too, the
         // generic plan made on an empty table took the state index over
         // the primary key.
-        let mut by_card: Option<Request> = None;
+        let mut under_card = Vec::new();
         for key in &keys {
-            let found = self.find(&get_str(key, "card_key")?).await?;
-            if let Some(r) = found.filter(|r| r.state == RequestState::Proposed) {
-                if by_card.as_ref().is_none_or(|b| r.created_at > b.created_at) {
-                    by_card = Some(r);
-                }
-            }
+            under_card.extend(self.find(&get_str(key, "card_key")?).await?);
         }
-        if by_card.is_some() {
-            return Ok(by_card);
+        if let Some(r) = newest_proposed(under_card) {
+            return Ok(Some(r));
         }
         // Every request of the thread (a handful: people type them), the
         // newest proposed one picked here. With the state and the order in
@@ -948,16 +945,11 @@ impl RequestStore<'_> {
         .bind(thread)
         .fetch_all(&self.db.pool)
         .await?;
-        let mut newest: Option<Request> = None;
-        for r in &in_thread {
-            let r = decode(r)?;
-            if r.state == RequestState::Proposed
-                && newest.as_ref().is_none_or(|n| r.created_at > n.created_at)
-            {
-                newest = Some(r);
-            }
-        }
-        Ok(newest)
+        let in_thread = in_thread
+            .iter()
+            .map(decode)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(newest_proposed(in_thread))
     }
 
     /// Replaces the action of a request that is still `proposed` (a
@@ -1080,10 +1072,7 @@ mod tests {
     /// the others of the batch are stored as if alone.
     #[tokio::test]
     async fn a_batch_stores_each_request_once_with_its_audit_row_and_card() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = Db::connect(&format!("sqlite://{}/r.db", dir.path().display()))
-            .await
-            .unwrap();
+        let (_dir, db) = scratch_db().await;
         // More than a batch holds (256), so chunks of every size run.
         let handlings: Vec<_> = (0..600)
             .map(|i| {
@@ -1132,6 +1121,7 @@ mod tests {
             300
         );
     }
+
     async fn scratch_db() -> (tempfile::TempDir, Db) {
         let dir = tempfile::tempdir().unwrap();
         let db = Db::connect(&format!("sqlite://{}/r.db", dir.path().display()))
